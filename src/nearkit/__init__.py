@@ -1,0 +1,9 @@
+"""nearkit: nearest-neighbour search over dense vectors."""
+
+from . import _core
+from .errors import FormatError
+from .indexes import Index
+
+__version__ = "0.1.0"
+
+__all__ = ["FormatError", "Index", "_core", "__version__"]

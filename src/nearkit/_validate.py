@@ -1,0 +1,132 @@
+"""The one place where user input becomes clean arrays, or a clear exception.
+
+Every public entry point funnels its arguments through these helpers so that
+error messages are uniform and the C++ core only ever sees C-contiguous
+float32 / int64 / uint8 arrays of the right shapes.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import numpy as np
+
+
+def as_vectors(x, dim: int | None = None, name: str = "vectors") -> tuple[np.ndarray, bool]:
+    """Return (float32 C-contiguous (n, dim) array, was_1d).
+
+    Accepts any real numeric array-like (float64, ints, non-contiguous). Raises
+    TypeError for non-numeric input and ValueError for wrong shape, wrong
+    dimension or non-finite values.
+    """
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating)
+        or np.issubdtype(arr.dtype, np.integer)
+        or arr.dtype == np.bool_
+    ):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    was_1d = arr.ndim == 1
+    if was_1d:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name} have dimension {arr.shape[1]}, index expects {dim}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} have dimension 0")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if out.size and not np.isfinite(out).all():
+        bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+        raise ValueError(f"{name} contain NaN or infinity (first at row {bad})")
+    return out, was_1d
+
+
+def as_ids(ids, n: int | None = None, name: str = "ids", unique: bool = True) -> np.ndarray:
+    """Return int64 C-contiguous 1-D ids; checks count, integrality and uniqueness."""
+    arr = np.asarray(ids)
+    if arr.ndim == 0:
+        arr = arr[None]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"got {arr.shape[0]} {name} for {n} vectors")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must be non-negative, got {int(arr.min())}")
+    if unique and arr.size > 1:
+        s = np.sort(arr)
+        dup = s[1:][s[1:] == s[:-1]]
+        if dup.size:
+            raise ValueError(f"duplicate id {int(dup[0])} in {name}")
+    return arr
+
+
+def check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be an integer, got {type(k).__name__}")
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    return int(k)
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_threads(threads) -> int:
+    """None means one thread; 0 or -1 mean all cores."""
+    if threads is None:
+        return 1
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise TypeError(f"threads must be an integer, got {type(threads).__name__}")
+    if threads in (0, -1):
+        return os.cpu_count() or 1
+    if threads < 0:
+        raise ValueError(f"threads must be positive, 0 or -1 (all cores), got {threads}")
+    return int(threads)
+
+
+def check_radius(radius) -> float:
+    try:
+        r = float(radius)
+    except (TypeError, ValueError):
+        raise TypeError(f"radius must be a number, got {type(radius).__name__}") from None
+    if not np.isfinite(r):
+        raise ValueError(f"radius must be finite, got {radius}")
+    return r
+
+
+def filter_to_slot_mask(filter, slot_labels: np.ndarray) -> np.ndarray | None:
+    """Turn a user filter into a uint8 mask over an index's internal slots.
+
+    ``filter`` is None, a boolean mask indexed by id (ids beyond its length are
+    excluded), or an array of allowed ids. ``slot_labels`` holds each slot's
+    user id, -1 for empty slots (which are never allowed).
+    """
+    if filter is None:
+        return None
+    f = np.asarray(filter)
+    live = slot_labels >= 0
+    if f.dtype == np.bool_:
+        if f.ndim != 1:
+            raise ValueError(f"a boolean filter must be 1-D over ids, got shape {f.shape}")
+        inside = live & (slot_labels < f.shape[0])
+        mask = np.zeros(slot_labels.shape[0], dtype=np.uint8)
+        mask[inside] = f[slot_labels[inside]]
+        return mask
+    allowed = as_ids(f, name="filter ids", unique=False)
+    return (np.isin(slot_labels, allowed) & live).astype(np.uint8)
