@@ -1,0 +1,1 @@
+"""Benchmark entries: each module defines ALGOS, a list of ann.Algo."""

@@ -1,0 +1,190 @@
+"""ann-benchmarks-style harness for nearkit's approximate indexes and their peers.
+
+    python benchmarks/ann.py                       # every algorithm found
+    python benchmarks/ann.py --algos nearkit-hnsw,hnswlib --n-base 100000
+    python benchmarks/ann.py --plot docs/ann_glove50.png
+
+Data: GloVe 6B 50-d, angular, 1,000 held-out queries, k=10, one thread, a Python
+loop of single queries. Each algorithm runs in its own subprocess so that its
+peak memory is its own. Algorithms live in benchmarks/algos/*.py: each module
+defines ``ALGOS``, a list of ``Algo``; a missing peer package skips its entries.
+
+Output: one JSON line per (algorithm, search parameter) with recall@10,
+queries/s, build seconds, peak RSS and index bytes; then ratio lines comparing
+nearkit with each peer at equal recall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import emit, ground_truth, glove, log, machine_load, peak_rss_mb, single_thread_env  # noqa: E402
+
+
+@dataclass
+class Algo:
+    name: str                                   # e.g. "nearkit-hnsw", "hnswlib"
+    build: Callable[[Any, str], Any]            # (base float32 (n, d), metric) -> index
+    query: Callable[[Any, Any, int, dict], Any]  # (index, one query (d,), k, params) -> ids
+    sweep: list[dict]                           # search parameters, cheapest first
+    requires: list[str] = field(default_factory=list)  # importable peers it needs
+    index_bytes: Callable[[Any], int] | None = None
+    metric: str = "cosine"
+
+
+def all_algos() -> dict[str, Algo]:
+    import algos
+
+    found: dict[str, Algo] = {}
+    for mod in pkgutil.iter_modules(algos.__path__):
+        for algo in importlib.import_module(f"algos.{mod.name}").ALGOS:
+            found[algo.name] = algo
+    return found
+
+
+def available(algo: Algo) -> bool:
+    for req in algo.requires:
+        try:
+            importlib.import_module(req)
+        except ImportError:
+            return False
+    return True
+
+
+def run_one(name: str, n_base: int | None, n_queries: int, k: int) -> None:
+    """Build one algorithm and sweep its parameter (runs in a child process)."""
+    single_thread_env()
+    import numpy as np
+
+    from nearkit.evaluate import recall_at_k
+
+    algo = all_algos()[name]
+    data = glove(n_base=n_base, n_queries=n_queries)
+    truth = ground_truth(data.base, data.queries, k, algo.metric)
+    rss_before = peak_rss_mb()
+    t0 = time.perf_counter()
+    index = algo.build(data.base, algo.metric)
+    build_s = time.perf_counter() - t0
+    rss_after = peak_rss_mb()
+    nbytes = algo.index_bytes(index) if algo.index_bytes else None
+    for params in algo.sweep:
+        for q in data.queries[:50]:  # warm caches and lazy paths
+            algo.query(index, q, k, params)
+        found = np.empty((len(data.queries), k), dtype=np.int64)
+        t0 = time.perf_counter()
+        for i, q in enumerate(data.queries):
+            ids = np.asarray(algo.query(index, q, k, params))
+            found[i, : len(ids)] = ids[:k]
+            found[i, len(ids):] = -1
+        elapsed = time.perf_counter() - t0
+        emit(
+            bench="ann", algo=name, n=int(data.base.shape[0]), dim=int(data.base.shape[1]),
+            params=params, recall=round(recall_at_k(found, truth, k), 4),
+            qps=round(len(data.queries) / elapsed, 1), build_s=round(build_s, 2),
+            peak_rss_mb=round(rss_after, 1), build_rss_mb=round(rss_after - rss_before, 1),
+            index_bytes=nbytes, load=round(machine_load(), 2),
+        )
+
+
+def qps_at_recall(rows: list[dict], target: float) -> float | None:
+    """Queries/s at ``target`` recall, interpolated on the sweep's Pareto frontier."""
+    pts = sorted((r["recall"], r["qps"]) for r in rows)
+    for (r0, q0), (r1, q1) in zip(pts, pts[1:]):
+        if r0 <= target <= r1:
+            if r1 == r0:
+                return max(q0, q1)
+            t = (target - r0) / (r1 - r0)
+            return q0 * (q1 / q0) ** t  # geometric: qps falls roughly exponentially
+    best = [q for r, q in pts if r >= target]
+    return max(best) if best else None
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name in sorted({r["algo"] for r in rows}):
+        pts = sorted((r["recall"], r["qps"]) for r in rows if r["algo"] == name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("recall@10")
+    ax.set_ylabel("queries/s (1 thread, log scale)")
+    ax.set_title("GloVe 6B 50-d, angular, k=10")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--algos", help="comma-separated names (default: all available)")
+    ap.add_argument("--n-base", type=int, default=None, help="base size (default 399,000)")
+    ap.add_argument("--n-queries", type=int, default=1000)
+    ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--recall", type=float, nargs="*", default=[0.9, 0.95],
+                    help="recall levels at which to report ratios")
+    ap.add_argument("--plot", type=Path, help="write the recall/qps plot to this PNG")
+    ap.add_argument("--run-one", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.run_one:
+        run_one(args.run_one, args.n_base, args.n_queries, args.k)
+        return
+
+    algos = all_algos()
+    names = args.algos.split(",") if args.algos else sorted(algos)
+    rows: list[dict] = []
+    for name in names:
+        if name not in algos:
+            ap.error(f"unknown algorithm {name!r}; known: {', '.join(sorted(algos))}")
+        if not available(algos[name]):
+            log(f"skip {name}: needs {algos[name].requires}")
+            continue
+        cmd = [sys.executable, __file__, "--run-one", name, "--n-queries", str(args.n_queries), "-k", str(args.k)]
+        if args.n_base:
+            cmd += ["--n-base", str(args.n_base)]
+        log(f"running {name} ...")
+        out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        if out.returncode != 0:
+            log(f"{name} failed:\n{out.stderr[-3000:]}")
+            continue
+        for line in out.stdout.splitlines():
+            if line.startswith("{"):
+                print(line, flush=True)
+                rows.append(json.loads(line))
+
+    # Ratios: every nearkit-* algorithm against every peer, at each recall level.
+    by_algo: dict[str, list[dict]] = {}
+    for r in rows:
+        by_algo.setdefault(r["algo"], []).append(r)
+    for ours in [a for a in by_algo if a.startswith("nearkit")]:
+        for peer in [a for a in by_algo if not a.startswith("nearkit")]:
+            for target in args.recall:
+                a, b = qps_at_recall(by_algo[ours], target), qps_at_recall(by_algo[peer], target)
+                if a and b:
+                    emit(bench="ann-ratio", ours=ours, peer=peer, recall=target,
+                         qps_ours=round(a, 1), qps_peer=round(b, 1), ratio=round(a / b, 3))
+    if args.plot and rows:
+        plot(rows, args.plot)
+        log(f"plot written to {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
