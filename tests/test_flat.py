@@ -359,3 +359,74 @@ def test_repr_and_properties():
     assert index.metric == "cosine" and index.dim == 3
     assert "Flat(dim=3, metric='cosine', n=2)" == repr(index)
     np.testing.assert_allclose(np.linalg.norm(index.vectors, axis=1), 1.0, rtol=1e-6)
+
+
+def _maps_file(arr) -> bool:
+    import mmap
+
+    while arr is not None:
+        if isinstance(arr, mmap.mmap):
+            return True
+        arr = getattr(arr, "base", getattr(arr, "obj", None))
+    return False
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("use_mmap", [False, True])
+def test_save_load_round_trip(tmp_path, metric, use_mmap):
+    rng = np.random.default_rng(29)
+    base = rng.standard_normal((300, 12)).astype(np.float32)
+    index = nearkit.Flat(12, metric)
+    index.add(base, ids=rng.choice(10**9, 300, replace=False))
+    index.remove(index.ids[:40])
+    path = tmp_path / "flat.nk"
+    index.save(path)
+    loaded = nearkit.load(path, mmap=use_mmap)
+    assert isinstance(loaded, nearkit.Flat)
+    assert (loaded.dim, loaded.metric, len(loaded)) == (12, metric, 260)
+    q = rng.standard_normal((30, 12))
+    for threads in (1, 2):
+        got, want = loaded.search(q, 7, threads=threads), index.search(q, 7)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    for a, b in zip(loaded.search_radius(q, 0.8 if metric != "l2" else 15.0),
+                    index.search_radius(q, 0.8 if metric != "l2" else 15.0)):
+        np.testing.assert_array_equal(a, b)
+    got = loaded.search(q, 5, filter=index.ids[::3])
+    want = index.search(q, 5, filter=index.ids[::3])
+    np.testing.assert_array_equal(got[0], want[0])
+    if use_mmap:
+        assert _maps_file(loaded.vectors), "a memory-mapped Flat copied its vectors"
+        with pytest.raises(ValueError, match="memory-mapped"):
+            loaded.add(np.ones((1, 12)))
+        with pytest.raises(ValueError, match="memory-mapped"):
+            loaded.remove(index.ids[:1])
+    else:
+        new_id = int(index.ids.max()) + 1
+        loaded.add(np.ones((1, 12)), ids=[new_id])
+        assert len(loaded) == 261
+        with pytest.raises(ValueError, match="already"):
+            loaded.add(np.ones((1, 12)), ids=[new_id])
+        assert loaded.remove(index.ids[:10]) == 10
+
+
+def test_save_load_empty(tmp_path):
+    path = tmp_path / "empty.nk"
+    nearkit.Flat(3, "ip").save(path)
+    for use_mmap in (False, True):
+        loaded = nearkit.load(path, mmap=use_mmap)
+        assert len(loaded) == 0
+        ids, _ = loaded.search(np.ones(3), 2)
+        assert (ids == -1).all()
+
+
+def test_damaged_flat_file_is_refused(tmp_path):
+    index = nearkit.Flat(4)
+    index.add(np.random.default_rng(0).standard_normal((50, 4)))
+    path = tmp_path / "flat.nk"
+    index.save(path)
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(nearkit.FormatError, match="checksum"):
+        nearkit.load(path)
