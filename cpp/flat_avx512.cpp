@@ -1,11 +1,13 @@
 // AVX-512 fused scan kernels.
 //
-// scan_tile: a register-blocked matrix product with the queries along the
+// scan_tiles: a register-blocked matrix product with the queries along the
 // vector lanes (4 vectors = 64 queries) and 6 base rows broadcast one
 // dimension at a time: 24 accumulators, each multiply-add fed by one
 // broadcast and one L1-resident query vector. The base is read in its own
 // row-major layout (no packing), so memory-mapped bases work as they are.
 // The epilogue compares 16 scores with 16 per-query thresholds at once.
+// (Measured on Zen 4: ~75% of the FMA peak at d = 50, ~80% at d = 200; wider
+// row blocks, embedded broadcasts and pre-broadcast rows were all slower.)
 //
 // scan_one: 16 base rows at a time with one accumulator per row, then a
 // transposing reduction turns the 16 accumulators into one vector of 16 dot
@@ -21,55 +23,78 @@ constexpr size_t kVecs = 4;          // query vectors per tile
 constexpr size_t kLanes = 16 * kVecs;  // queries per tile
 constexpr int kRows = 6;             // base rows per register block
 
+// Scores of MR rows x 64 queries into sc (row-major, 64 per row). Kept free
+// of calls so that all 24 accumulators live in registers.
 template <int MR>
-inline void tile_rows(const float* qp, const float* rows, size_t r0, size_t d,
-                      const float* bterm, float scale, float* thr, PushFn push, void* ctx) {
+inline void tile_scores(const float* qp, const float* base, size_t d, const float* bterm,
+                        float scale, float* sc) {
   __m512 acc[MR][kVecs];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (size_t v = 0; v < kVecs; ++v) acc[r][v] = _mm512_setzero_ps();
-  const float* base = rows + r0 * d;
   for (size_t j = 0; j < d; ++j) {
     const float* qj = qp + j * kLanes;
-    __m512 q0 = _mm512_loadu_ps(qj), q1 = _mm512_loadu_ps(qj + 16);
-    __m512 q2 = _mm512_loadu_ps(qj + 32), q3 = _mm512_loadu_ps(qj + 48);
+    __m512 q[kVecs];
+#pragma GCC unroll 8
+    for (size_t v = 0; v < kVecs; ++v) q[v] = _mm512_loadu_ps(qj + 16 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       __m512 b = _mm512_set1_ps(base[r * d + j]);
-      acc[r][0] = _mm512_fmadd_ps(q0, b, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(q1, b, acc[r][1]);
-      acc[r][2] = _mm512_fmadd_ps(q2, b, acc[r][2]);
-      acc[r][3] = _mm512_fmadd_ps(q3, b, acc[r][3]);
+#pragma GCC unroll 8
+      for (size_t v = 0; v < kVecs; ++v) acc[r][v] = _mm512_fmadd_ps(q[v], b, acc[r][v]);
     }
   }
   const __m512 vscale = _mm512_set1_ps(scale);
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
-    const __m512 bt = _mm512_set1_ps(bterm ? bterm[r0 + r] : 0.0f);
+    const __m512 bt = _mm512_set1_ps(bterm ? bterm[r] : 0.0f);
 #pragma GCC unroll 4
+    for (size_t v = 0; v < kVecs; ++v)
+      _mm512_store_ps(sc + r * kLanes + 16 * v, _mm512_fmadd_ps(acc[r][v], vscale, bt));
+  }
+}
+
+// Compares the scores with the per-query thresholds; pushes the few that pass.
+template <int MR>
+inline void tile_select(const float* sc, size_t r0, const float* thr, size_t lane0,
+                        PushFn push, void* ctx) {
+  for (int r = 0; r < MR; ++r) {
     for (size_t v = 0; v < kVecs; ++v) {
-      __m512 s = _mm512_fmadd_ps(acc[r][v], vscale, bt);
-      __mmask16 m = _mm512_cmp_ps_mask(s, _mm512_loadu_ps(thr + 16 * v), _CMP_LT_OQ);
-      if (__builtin_expect(m != 0, 0)) {
-        alignas(64) float sv[16];
-        _mm512_store_ps(sv, s);
-        while (m) {
-          unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
-          m = static_cast<__mmask16>(m & (m - 1));
-          push(ctx, 16 * v + lane, sv[lane], r0 + r);
-        }
+      const float* s = sc + r * kLanes + 16 * v;
+      __mmask16 m =
+          _mm512_cmp_ps_mask(_mm512_load_ps(s), _mm512_loadu_ps(thr + 16 * v), _CMP_LT_OQ);
+      while (__builtin_expect(m != 0, 0)) {
+        unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
+        m = static_cast<__mmask16>(m & (m - 1));
+        push(ctx, lane0 + 16 * v + lane, s[lane], r0 + r);
       }
     }
   }
 }
 
-void scan_tile_avx512(const float* qp, const float* rows, size_t nrows, size_t d,
-                      const float* bterm, float scale, float* thr, PushFn push, void* ctx) {
-  size_t r = 0;
-  for (; r + kRows <= nrows; r += kRows)
-    tile_rows<kRows>(qp, rows, r, d, bterm, scale, thr, push, ctx);
-  for (; r < nrows; ++r) tile_rows<1>(qp, rows, r, d, bterm, scale, thr, push, ctx);
+template <int MR>
+inline void tile_rows(const float* qp, const float* rows, size_t r0, size_t d,
+                      const float* bterm, float scale, const float* thr, size_t lane0,
+                      PushFn push, void* ctx) {
+  alignas(64) float sc[MR * kLanes];
+  tile_scores<MR>(qp, rows + r0 * d, d, bterm ? bterm + r0 : nullptr, scale, sc);
+  tile_select<MR>(sc, r0, thr, lane0, push, ctx);
+}
+
+void scan_tiles_avx512(const float* qp, size_t ntiles, const float* rows, size_t nrows,
+                      size_t d, const float* bterm, float scale, float* thr, PushFn push,
+                      void* ctx) {
+  // Tiles outside, rows inside: the tile's packed queries stay in L1 while
+  // the block of base rows (sized for L2 by the driver) streams past.
+  for (size_t t = 0; t < ntiles; ++t) {
+    const float* qt = qp + t * kLanes * d;
+    float* tt = thr + t * kLanes;
+    size_t r = 0;
+    for (; r + kRows <= nrows; r += kRows)
+      tile_rows<kRows>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx);
+    for (; r < nrows; ++r) tile_rows<1>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx);
+  }
 }
 
 // Lane r of the result = sum of the lanes of a[r].
@@ -162,7 +187,7 @@ double fma_probe_avx512(size_t iters) {
 
 }  // namespace
 
-const FlatKernels kAvx512Flat = {"avx512", kLanes, scan_tile_avx512, scan_one_avx512,
+const FlatKernels kAvx512Flat = {"avx512", kLanes, scan_tiles_avx512, scan_one_avx512,
                                  fma_probe_avx512};
 
 }  // namespace nk
