@@ -128,15 +128,30 @@ inline float dot_row(const float* q, const float* row, size_t d) {
   return _mm512_reduce_add_ps(acc);
 }
 
-void scan_one_avx512(const float* q, const float* rows, size_t nrows, size_t d,
-                     const float* bterm, float scale, float* thr, PushFn push, void* ctx) {
-  const size_t full = d & ~size_t(15);
-  const __mmask16 tail = static_cast<__mmask16>((1u << (d - full)) - 1u);
-  const __m512 vscale = _mm512_set1_ps(scale);
-  size_t r0 = 0;
-  for (; r0 + 16 <= nrows; r0 += 16) {
-    const float* base = rows + r0 * d;
-    __m512 acc[16];
+// Scores of 16 consecutive rows, then the threshold test. NC > 0: d fits in
+// NC vectors (the last one masked), the query stays in registers and each
+// row is one short dependency chain; NC == 0: any d, one chunk at a time.
+template <int NC>
+inline __m512 dots16(const float* q, const float* base, size_t d, __mmask16 tail) {
+  __m512 acc[16];
+  if constexpr (NC > 0) {
+    __m512 qv[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c)
+      qv[c] = c + 1 < NC ? _mm512_loadu_ps(q + 16 * c) : _mm512_maskz_loadu_ps(tail, q + 16 * c);
+    const float* row = base;
+#pragma GCC unroll 16
+    for (int r = 0; r < 16; ++r, row += d) {
+      __m512 a = _mm512_mul_ps(qv[0], NC == 1 ? _mm512_maskz_loadu_ps(tail, row)
+                                              : _mm512_loadu_ps(row));
+#pragma GCC unroll 4
+      for (int c = 1; c < NC; ++c)
+        a = _mm512_fmadd_ps(qv[c], c + 1 < NC ? _mm512_loadu_ps(row + 16 * c)
+                                              : _mm512_maskz_loadu_ps(tail, row + 16 * c), a);
+      acc[r] = a;
+    }
+  } else {
+    const size_t full = (d - 1) & ~size_t(15);  // the last chunk (1..16 wide) is masked
     for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
     for (size_t j = 0; j < full; j += 16) {
       __m512 qv = _mm512_loadu_ps(q + j);
@@ -144,13 +159,23 @@ void scan_one_avx512(const float* q, const float* rows, size_t nrows, size_t d,
       for (int r = 0; r < 16; ++r)
         acc[r] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(base + r * d + j), acc[r]);
     }
-    if (tail) {
-      __m512 qv = _mm512_maskz_loadu_ps(tail, q + full);
+    __m512 qv = _mm512_maskz_loadu_ps(tail, q + full);
 #pragma GCC unroll 16
-      for (int r = 0; r < 16; ++r)
-        acc[r] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, base + r * d + full), acc[r]);
-    }
-    __m512 dots = reduce16(acc);
+    for (int r = 0; r < 16; ++r)
+      acc[r] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(tail, base + r * d + full), acc[r]);
+  }
+  return reduce16(acc);
+}
+
+template <int NC>
+void scan_one_impl(const float* q, const float* rows, size_t nrows, size_t d,
+                   const float* bterm, float scale, float* thr, PushFn push, void* ctx) {
+  const size_t rem = d % 16;
+  const __mmask16 tail = rem ? static_cast<__mmask16>((1u << rem) - 1u) : __mmask16(0xFFFF);
+  const __m512 vscale = _mm512_set1_ps(scale);
+  size_t r0 = 0;
+  for (; r0 + 16 <= nrows; r0 += 16) {
+    __m512 dots = dots16<NC>(q, rows + r0 * d, d, tail);
     __m512 bt = bterm ? _mm512_loadu_ps(bterm + r0) : _mm512_setzero_ps();
     __m512 s = _mm512_fmadd_ps(dots, vscale, bt);
     __mmask16 m = _mm512_cmp_ps_mask(s, _mm512_set1_ps(*thr), _CMP_LT_OQ);
@@ -167,6 +192,17 @@ void scan_one_avx512(const float* q, const float* rows, size_t nrows, size_t d,
   for (; r0 < nrows; ++r0) {
     float s = (bterm ? bterm[r0] : 0.0f) + scale * dot_row(q, rows + r0 * d, d);
     if (s < *thr) push(ctx, 0, s, r0);
+  }
+}
+
+void scan_one_avx512(const float* q, const float* rows, size_t nrows, size_t d,
+                     const float* bterm, float scale, float* thr, PushFn push, void* ctx) {
+  switch ((d + 15) / 16) {
+    case 1: return scan_one_impl<1>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    case 2: return scan_one_impl<2>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    case 3: return scan_one_impl<3>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    case 4: return scan_one_impl<4>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    default: return scan_one_impl<0>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
   }
 }
 
