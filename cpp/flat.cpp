@@ -4,6 +4,7 @@
 #include "flat.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <cmath>
@@ -162,41 +163,60 @@ struct ScanCtx {
   const Block* blk;
 };
 
-void knn_push(void* vctx, size_t lane, float score, size_t row) {
-  auto* c = static_cast<ScanCtx*>(vctx);
-  KnnState& st = *static_cast<KnnState*>(c->state);
-  const size_t q = c->q0 + lane;
-  const int64_t slot = c->blk->slot(row);
-  if (st.self0 >= 0 && slot == st.self0 + static_cast<int64_t>(q)) return;
+// Offers (score, id) to the top-k of query q and updates its threshold. The
+// heap keeps the k smallest (score, id) pairs, so equal scores are settled by
+// id and the result does not depend on the order of arrival (threads).
+void heap_insert(KnnState& st, size_t q, float score, int64_t id) {
   const size_t k = st.k;
   float* hs = st.hs.data() + q * k;
   int64_t* hi = st.hi.data() + q * k;
   uint32_t& n = st.cnt[q];
+  auto above = [&](size_t i) { return hs[i] > score || (hs[i] == score && hi[i] > id); };
   size_t i;
   if (n < k) {  // sift up
     i = n++;
     while (i > 0) {
       size_t parent = (i - 1) / 2;
-      if (hs[parent] >= score) break;
+      if (above(parent)) break;
       hs[i] = hs[parent];
       hi[i] = hi[parent];
       i = parent;
     }
   } else {  // replace the largest, sift down
+    if (!above(0)) return;
     i = 0;
     for (;;) {
       size_t child = 2 * i + 1;
       if (child >= k) break;
-      if (child + 1 < k && hs[child + 1] > hs[child]) ++child;
-      if (hs[child] <= score) break;
+      if (child + 1 < k &&
+          (hs[child + 1] > hs[child] || (hs[child + 1] == hs[child] && hi[child + 1] > hi[child])))
+        ++child;
+      if (!above(child)) break;
       hs[i] = hs[child];
       hi[i] = hi[child];
       i = child;
     }
   }
   hs[i] = score;
-  hi[i] = slot;
+  hi[i] = id;
   st.thr[q] = n < k ? kInf : hs[0];
+}
+
+void knn_push(void* vctx, size_t lane, float score, size_t row) {
+  auto* c = static_cast<ScanCtx*>(vctx);
+  KnnState& st = *static_cast<KnnState*>(c->state);
+  const size_t q = c->q0 + lane;
+  const int64_t slot = c->blk->slot(row);
+  if (st.self0 >= 0 && slot == st.self0 + static_cast<int64_t>(q)) return;
+  heap_insert(st, q, score, slot);
+}
+
+// Reverse push of the symmetric all-pairs scan: row (a base row) gains the
+// query vector (lane) as a candidate. Heaps are indexed by row number there.
+void knn_push_reverse(void* vctx, size_t lane, float score, size_t row) {
+  auto* c = static_cast<ScanCtx*>(vctx);
+  heap_insert(*static_cast<KnnState*>(c->state), static_cast<size_t>(c->blk->slot(row)), score,
+              static_cast<int64_t>(c->q0 + lane));
 }
 
 float exact_distance(const Kernels& K, Metric metric, const float* q, const float* row, size_t d) {
@@ -224,6 +244,34 @@ void finish_query(const KnnJob& job, const Kernels& K, const KnnState& st, size_
   for (; i < k; ++i) {
     dist[i] = kInf;
     ids[i] = -1;
+  }
+}
+
+// Like finish_query, for row i of a symmetric scan whose candidates are
+// spread over one state per thread.
+void finish_merged(const KnnJob& job, const Kernels& K, const std::vector<KnnState>& states,
+                   size_t i, std::vector<std::pair<float, int64_t>>& tmp) {
+  const size_t k = job.k, d = job.d;
+  const float* q = job.queries + i * d;
+  tmp.clear();
+  for (const KnnState& st : states)
+    for (size_t c = 0; c < st.cnt[i]; ++c) tmp.emplace_back(st.hs[i * k + c], st.hi[i * k + c]);
+  // The k smallest (score, id) over all threads: the same set for any thread count.
+  std::sort(tmp.begin(), tmp.end());
+  if (tmp.size() > k) tmp.resize(k);
+  for (auto& [dist, slot] : tmp)
+    dist = exact_distance(K, job.metric, q, job.base + slot * d, d);
+  std::sort(tmp.begin(), tmp.end());
+  int64_t* ids = job.out_ids + i * k;
+  float* dist = job.out_dist + i * k;
+  size_t m = std::min(k, tmp.size());
+  for (size_t c = 0; c < m; ++c) {
+    dist[c] = tmp[c].first;
+    ids[c] = job.labels ? job.labels[tmp[c].second] : tmp[c].second;
+  }
+  for (size_t c = m; c < k; ++c) {
+    dist[c] = kInf;
+    ids[c] = -1;
   }
 }
 
@@ -262,7 +310,8 @@ void scan_queries(const KnnJob& job, const FlatKernels& F, size_t qa, size_t qb,
       if (!source.get(b0, std::min(job.n, b0 + brows), blk)) continue;
       if (tiled) {
         ctx.q0 = 0;
-        F.scan_tiles(qp.data(), tiles, blk.rows, blk.nrows, d, blk.bterm, scale, thr, push, &ctx);
+        F.scan_tiles(qp.data(), tiles, blk.rows, blk.nrows, d, blk.bterm, scale, thr, push, &ctx,
+                     nullptr);
       } else {
         for (size_t q = 0; q < nc; ++q) {
           ctx.q0 = q;
@@ -287,11 +336,83 @@ void range_push(void* vctx, size_t lane, float, size_t row) {
   static_cast<RangeState*>(c->state)->cand[c->q0 + lane].push_back(c->blk->slot(row));
 }
 
+// The all-pairs graph (queries are the base, self excluded) computes each
+// pair once: chunk c of queries meets only rows from its own start onwards,
+// and every score against a row beyond the chunk also goes to that row's own
+// top-k (the reverse selection), which halves the multiply-adds. Work items
+// (chunk, block of rows) are dealt to threads in turn; each thread keeps
+// private top-k state for all n rows (memory O(threads * n * k)), merged at
+// the end, so no locks are needed.
+void knn_self_symmetric(const KnnJob& job) {
+  const FlatKernels& F = flat_kernels();
+  const Kernels& K = kernels();
+  const size_t n = job.n, d = job.d, T = F.tile;
+  const float* bterm = bterm_for(job);
+  const float scale = scale_for(job);
+  const size_t C = kChunkQueries, brows = block_rows(d);
+  struct Item {
+    size_t c0, b0;
+  };
+  std::vector<Item> items;
+  for (size_t c0 = 0; c0 < n; c0 += C)
+    for (size_t b0 = c0; b0 < n; b0 += brows) items.push_back({c0, b0});
+  const size_t workers = std::min<size_t>(std::max(job.threads, 1), items.size());
+  // Lane offsets of the reverse scores: ||q||^2 (L2) or 0; +inf on padding lanes.
+  std::vector<float> qbterm(n + C, kInf);
+  for (size_t i = 0; i < n; ++i) qbterm[i] = bterm ? bterm[i] : 0.0f;
+  std::vector<KnnState> states(workers);
+  parallel_ranges(workers, static_cast<int>(workers), 1, [&](size_t wa, size_t wb) {
+    for (size_t w = wa; w < wb; ++w) {
+      KnnState& st = states[w];
+      st.k = job.k;
+      st.self0 = 0;
+      st.reset(n, n + C);
+      AlignedFloats qp;
+      size_t packed = SIZE_MAX;
+      Block blk;
+      ScanCtx ctx{&st, 0, &blk};
+      for (size_t it = w; it < items.size(); it += workers) {
+        const size_t c0 = items[it].c0, c1 = std::min(n, c0 + C), tiles = (c1 - c0 + T - 1) / T;
+        if (packed != c0) {
+          qp.assign(tiles * T * d, true);
+          for (size_t q = 0; q < c1 - c0; ++q) {
+            float* dst = qp.data() + (q / T) * T * d + (q % T);
+            const float* src = job.queries + (c0 + q) * d;
+            for (size_t j = 0; j < d; ++j) dst[j * T] = src[j];
+          }
+          packed = c0;
+        }
+        const size_t b0 = items[it].b0, b1 = std::min(n, b0 + brows);
+        ctx.q0 = c0;
+        // Rows inside the chunk meet all its queries anyway: forward only.
+        // Rows beyond it: forward and reverse.
+        for (int part = 0; part < 2; ++part) {
+          const size_t r0 = part == 0 ? b0 : std::max(b0, c1);
+          const size_t r1 = part == 0 ? std::min(b1, c1) : b1;
+          if (r0 >= r1) continue;
+          blk = Block{job.base + r0 * d, bterm ? bterm + r0 : nullptr, nullptr, r0, r1 - r0};
+          Reverse rev{qbterm.data() + c0, st.thr.data() + r0, knn_push_reverse};
+          F.scan_tiles(qp.data(), tiles, blk.rows, blk.nrows, d, blk.bterm, scale,
+                       st.thr.data() + c0, knn_push, &ctx, part == 0 ? nullptr : &rev);
+        }
+      }
+    }
+  });
+  parallel_ranges(n, job.threads, 1, [&](size_t a, size_t b) {
+    std::vector<std::pair<float, int64_t>> tmp;
+    for (size_t i = a; i < b; ++i) finish_merged(job, K, states, i, tmp);
+  });
+}
+
 }  // namespace
 
 void knn_search(const KnnJob& job) {
   const FlatKernels& F = flat_kernels();
   const Kernels& K = kernels();
+  if (job.exclude_self && !job.mask && job.n >= F.tile) {
+    knn_self_symmetric(job);
+    return;
+  }
   parallel_ranges(job.nq, job.threads, F.tile, [&](size_t qa, size_t qb) {
     KnnState st;
     st.k = job.k;

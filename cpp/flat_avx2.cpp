@@ -48,7 +48,7 @@ inline void tile_select(const float* sc, size_t r0, const float* thr, size_t lan
     for (size_t v = 0; v < kVecs; ++v) {
       const float* s = sc + r * kLanes + 8 * v;
       int m = _mm256_movemask_ps(
-          _mm256_cmp_ps(_mm256_load_ps(s), _mm256_loadu_ps(thr + 8 * v), _CMP_LT_OQ));
+          _mm256_cmp_ps(_mm256_load_ps(s), _mm256_loadu_ps(thr + 8 * v), _CMP_LE_OQ));
       while (__builtin_expect(m != 0, 0)) {
         unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
         m &= m - 1;
@@ -59,17 +59,41 @@ inline void tile_select(const float* sc, size_t r0, const float* thr, size_t lan
 }
 
 template <int MR>
+inline void tile_select_rev(const float* sc, size_t r0, const float* bterm, size_t lane0,
+                            const Reverse& rv, void* ctx) {
+  for (int r = 0; r < MR; ++r) {
+    const __m256 btr = _mm256_set1_ps(bterm ? bterm[r0 + r] : 0.0f);
+    float* rthr = rv.rthr + r0 + r;
+    for (size_t v = 0; v < kVecs; ++v) {
+      __m256 x = _mm256_add_ps(_mm256_load_ps(sc + r * kLanes + 8 * v),
+                               _mm256_sub_ps(_mm256_loadu_ps(rv.qbterm + lane0 + 8 * v), btr));
+      int m = _mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_set1_ps(*rthr), _CMP_LE_OQ));
+      if (__builtin_expect(m != 0, 0)) {
+        alignas(32) float xv[8];
+        _mm256_store_ps(xv, x);
+        while (m) {
+          unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
+          m &= m - 1;
+          if (xv[lane] <= *rthr) rv.push(ctx, lane0 + 8 * v + lane, xv[lane], r0 + r);
+        }
+      }
+    }
+  }
+}
+
+template <int MR>
 inline void tile_rows(const float* qp, const float* rows, size_t r0, size_t d,
                       const float* bterm, float scale, const float* thr, size_t lane0,
-                      PushFn push, void* ctx) {
+                      PushFn push, void* ctx, const Reverse* rev) {
   alignas(32) float sc[MR * kLanes];
   tile_scores<MR>(qp, rows + r0 * d, d, bterm ? bterm + r0 : nullptr, scale, sc);
   tile_select<MR>(sc, r0, thr, lane0, push, ctx);
+  if (rev) tile_select_rev<MR>(sc, r0, bterm, lane0, *rev, ctx);
 }
 
 void scan_tiles_avx2(const float* qp, size_t ntiles, const float* rows, size_t nrows,
                       size_t d, const float* bterm, float scale, float* thr, PushFn push,
-                      void* ctx) {
+                      void* ctx, const Reverse* rev) {
   // Tiles outside, rows inside: the tile's packed queries stay in L1 while
   // the block of base rows (sized for L2 by the driver) streams past.
   for (size_t t = 0; t < ntiles; ++t) {
@@ -77,8 +101,8 @@ void scan_tiles_avx2(const float* qp, size_t ntiles, const float* rows, size_t n
     float* tt = thr + t * kLanes;
     size_t r = 0;
     for (; r + kRows <= nrows; r += kRows)
-      tile_rows<kRows>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx);
-    for (; r < nrows; ++r) tile_rows<1>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx);
+      tile_rows<kRows>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx, rev);
+    for (; r < nrows; ++r) tile_rows<1>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx, rev);
   }
 }
 
@@ -138,14 +162,14 @@ void scan_one_avx2(const float* q, const float* rows, size_t nrows, size_t d,
     __m256 dots = reduce8(acc);
     __m256 bt = bterm ? _mm256_loadu_ps(bterm + r0) : _mm256_setzero_ps();
     __m256 s = _mm256_fmadd_ps(dots, vscale, bt);
-    int m = _mm256_movemask_ps(_mm256_cmp_ps(s, _mm256_set1_ps(*thr), _CMP_LT_OQ));
+    int m = _mm256_movemask_ps(_mm256_cmp_ps(s, _mm256_set1_ps(*thr), _CMP_LE_OQ));
     if (__builtin_expect(m != 0, 0)) {
       alignas(32) float sv[8];
       _mm256_store_ps(sv, s);
       while (m) {
         unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
         m &= m - 1;
-        if (sv[lane] < *thr) push(ctx, 0, sv[lane], r0 + lane);
+        if (sv[lane] <= *thr) push(ctx, 0, sv[lane], r0 + lane);
       }
     }
   }
@@ -158,7 +182,7 @@ void scan_one_avx2(const float* q, const float* rows, size_t nrows, size_t d,
       acc = _mm256_fmadd_ps(_mm256_maskload_ps(q + full, tmask),
                             _mm256_maskload_ps(row + full, tmask), acc);
     float s = (bterm ? bterm[r0] : 0.0f) + scale * hsum8(acc);
-    if (s < *thr) push(ctx, 0, s, r0);
+    if (s <= *thr) push(ctx, 0, s, r0);
   }
 }
 

@@ -63,7 +63,7 @@ inline void tile_select(const float* sc, size_t r0, const float* thr, size_t lan
     for (size_t v = 0; v < kVecs; ++v) {
       const float* s = sc + r * kLanes + 16 * v;
       __mmask16 m =
-          _mm512_cmp_ps_mask(_mm512_load_ps(s), _mm512_loadu_ps(thr + 16 * v), _CMP_LT_OQ);
+          _mm512_cmp_ps_mask(_mm512_load_ps(s), _mm512_loadu_ps(thr + 16 * v), _CMP_LE_OQ);
       while (__builtin_expect(m != 0, 0)) {
         unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
         m = static_cast<__mmask16>(m & (m - 1));
@@ -73,18 +73,43 @@ inline void tile_select(const float* sc, size_t r0, const float* thr, size_t lan
   }
 }
 
+// The reverse selection (see Reverse in flat.h): one threshold per row.
+template <int MR>
+inline void tile_select_rev(const float* sc, size_t r0, const float* bterm, size_t lane0,
+                            const Reverse& rv, void* ctx) {
+  for (int r = 0; r < MR; ++r) {
+    const __m512 btr = _mm512_set1_ps(bterm ? bterm[r0 + r] : 0.0f);
+    float* rthr = rv.rthr + r0 + r;
+    for (size_t v = 0; v < kVecs; ++v) {
+      __m512 x = _mm512_add_ps(_mm512_load_ps(sc + r * kLanes + 16 * v),
+                               _mm512_sub_ps(_mm512_loadu_ps(rv.qbterm + lane0 + 16 * v), btr));
+      __mmask16 m = _mm512_cmp_ps_mask(x, _mm512_set1_ps(*rthr), _CMP_LE_OQ);
+      if (__builtin_expect(m != 0, 0)) {
+        alignas(64) float xv[16];
+        _mm512_store_ps(xv, x);
+        while (m) {
+          unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
+          m = static_cast<__mmask16>(m & (m - 1));
+          if (xv[lane] <= *rthr) rv.push(ctx, lane0 + 16 * v + lane, xv[lane], r0 + r);
+        }
+      }
+    }
+  }
+}
+
 template <int MR>
 inline void tile_rows(const float* qp, const float* rows, size_t r0, size_t d,
                       const float* bterm, float scale, const float* thr, size_t lane0,
-                      PushFn push, void* ctx) {
+                      PushFn push, void* ctx, const Reverse* rev) {
   alignas(64) float sc[MR * kLanes];
   tile_scores<MR>(qp, rows + r0 * d, d, bterm ? bterm + r0 : nullptr, scale, sc);
   tile_select<MR>(sc, r0, thr, lane0, push, ctx);
+  if (rev) tile_select_rev<MR>(sc, r0, bterm, lane0, *rev, ctx);
 }
 
 void scan_tiles_avx512(const float* qp, size_t ntiles, const float* rows, size_t nrows,
                       size_t d, const float* bterm, float scale, float* thr, PushFn push,
-                      void* ctx) {
+                      void* ctx, const Reverse* rev) {
   // Tiles outside, rows inside: the tile's packed queries stay in L1 while
   // the block of base rows (sized for L2 by the driver) streams past.
   for (size_t t = 0; t < ntiles; ++t) {
@@ -92,8 +117,8 @@ void scan_tiles_avx512(const float* qp, size_t ntiles, const float* rows, size_t
     float* tt = thr + t * kLanes;
     size_t r = 0;
     for (; r + kRows <= nrows; r += kRows)
-      tile_rows<kRows>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx);
-    for (; r < nrows; ++r) tile_rows<1>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx);
+      tile_rows<kRows>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx, rev);
+    for (; r < nrows; ++r) tile_rows<1>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx, rev);
   }
 }
 
@@ -178,20 +203,20 @@ void scan_one_impl(const float* q, const float* rows, size_t nrows, size_t d,
     __m512 dots = dots16<NC>(q, rows + r0 * d, d, tail);
     __m512 bt = bterm ? _mm512_loadu_ps(bterm + r0) : _mm512_setzero_ps();
     __m512 s = _mm512_fmadd_ps(dots, vscale, bt);
-    __mmask16 m = _mm512_cmp_ps_mask(s, _mm512_set1_ps(*thr), _CMP_LT_OQ);
+    __mmask16 m = _mm512_cmp_ps_mask(s, _mm512_set1_ps(*thr), _CMP_LE_OQ);
     if (__builtin_expect(m != 0, 0)) {
       alignas(64) float sv[16];
       _mm512_store_ps(sv, s);
       while (m) {
         unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
         m = static_cast<__mmask16>(m & (m - 1));
-        if (sv[lane] < *thr) push(ctx, 0, sv[lane], r0 + lane);  // thr may have dropped
+        if (sv[lane] <= *thr) push(ctx, 0, sv[lane], r0 + lane);  // thr may have dropped
       }
     }
   }
   for (; r0 < nrows; ++r0) {
     float s = (bterm ? bterm[r0] : 0.0f) + scale * dot_row(q, rows + r0 * d, d);
-    if (s < *thr) push(ctx, 0, s, r0);
+    if (s <= *thr) push(ctx, 0, s, r0);
   }
 }
 
