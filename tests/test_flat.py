@@ -311,6 +311,8 @@ def test_bad_input():
         (ValueError, "unknown metric 'manhattan'", lambda: nearkit.Flat(4, "manhattan")),
         (TypeError, "metric", lambda: nearkit.Flat(4, None)),
         (ValueError, "dim", lambda: nearkit.Flat(0)),
+        (TypeError, "no parameters", lambda: index.search(np.ones(4), 1, nprobe=3)),
+        (TypeError, "unexpected keyword", lambda: index.add(np.ones(4), nlist=3)),
         (TypeError, "dim", lambda: nearkit.Flat(2.5)),
     ]
     for exc, message, call in cases:

@@ -77,10 +77,14 @@ class Flat(Index):
                 "load it with mmap=False to modify it"
             )
 
-    def add(self, vectors, ids=None, **params) -> None:
+    def add(self, vectors, ids=None) -> None:
+        """Add vectors (n, dim) with int64 ids (consecutive after the largest when omitted).
+
+        An id already in the index, or repeated in ``ids``, raises ValueError.
+        """
         self._check_writable("add vectors")
         with self._write_lock:
-            super().add(vectors, ids, **params)
+            super().add(vectors, ids)
 
     def remove(self, ids) -> int:
         self._check_writable("remove vectors")
@@ -130,7 +134,9 @@ class Flat(Index):
         return count
 
     # -- search ---------------------------------------------------------------------
-    def _search(self, q, k, mask, threads):
+    def _search(self, q, k, mask, threads, **params):
+        if params:
+            raise TypeError(f"Flat.search takes no parameters {sorted(params)}; it is exact")
         x, labels, sqn = self._live()
         if mask is not None and mask.shape[0] != x.shape[0]:
             raise RuntimeError("the index changed during the search; retry")
