@@ -23,11 +23,13 @@ constexpr size_t kVecs = 4;          // query vectors per tile
 constexpr size_t kLanes = 16 * kVecs;  // queries per tile
 constexpr int kRows = 6;             // base rows per register block
 
-// Scores of MR rows x 64 queries into sc (row-major, 64 per row). Kept free
-// of calls so that all 24 accumulators live in registers.
+// Scores of MR rows x 64 queries; true if any is at or below its query's
+// threshold. Only then (or when `keep` asks for all of them) are the scores
+// stored to sc (row-major, 64 per row) for the selection. Kept free of calls
+// so that all 24 accumulators live in registers.
 template <int MR>
-inline void tile_scores(const float* qp, const float* base, size_t d, const float* bterm,
-                        float scale, float* sc) {
+inline bool tile_scores(const float* qp, const float* base, size_t d, const float* bterm,
+                        float scale, const float* thr, bool keep, float* sc) {
   __m512 acc[MR][kVecs];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
@@ -46,13 +48,26 @@ inline void tile_scores(const float* qp, const float* base, size_t d, const floa
     }
   }
   const __m512 vscale = _mm512_set1_ps(scale);
+  __m512 th[kVecs];
+#pragma GCC unroll 4
+  for (size_t v = 0; v < kVecs; ++v) th[v] = _mm512_loadu_ps(thr + 16 * v);
+  __mmask16 any = 0;
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     const __m512 bt = _mm512_set1_ps(bterm ? bterm[r] : 0.0f);
 #pragma GCC unroll 4
-    for (size_t v = 0; v < kVecs; ++v)
-      _mm512_store_ps(sc + r * kLanes + 16 * v, _mm512_fmadd_ps(acc[r][v], vscale, bt));
+    for (size_t v = 0; v < kVecs; ++v) {
+      acc[r][v] = _mm512_fmadd_ps(acc[r][v], vscale, bt);
+      any = static_cast<__mmask16>(any | _mm512_cmp_ps_mask(acc[r][v], th[v], _CMP_LE_OQ));
+    }
   }
+  if (any || keep) {
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (size_t v = 0; v < kVecs; ++v) _mm512_store_ps(sc + r * kLanes + 16 * v, acc[r][v]);
+  }
+  return any != 0;
 }
 
 // Compares the scores with the per-query thresholds; pushes the few that pass.
@@ -102,8 +117,9 @@ inline void tile_rows(const float* qp, const float* rows, size_t r0, size_t d,
                       const float* bterm, float scale, const float* thr, size_t lane0,
                       PushFn push, void* ctx, const Reverse* rev) {
   alignas(64) float sc[MR * kLanes];
-  tile_scores<MR>(qp, rows + r0 * d, d, bterm ? bterm + r0 : nullptr, scale, sc);
-  tile_select<MR>(sc, r0, thr, lane0, push, ctx);
+  if (tile_scores<MR>(qp, rows + r0 * d, d, bterm ? bterm + r0 : nullptr, scale, thr,
+                      rev != nullptr, sc))
+    tile_select<MR>(sc, r0, thr, lane0, push, ctx);
   if (rev) tile_select_rev<MR>(sc, r0, bterm, lane0, *rev, ctx);
 }
 
