@@ -136,16 +136,30 @@ inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
-void scan_one_avx2(const float* q, const float* rows, size_t nrows, size_t d,
-                   const float* bterm, float scale, float* thr, PushFn push, void* ctx) {
-  const size_t full = d & ~size_t(7);
-  const size_t rem = d - full;
-  const __m256i tmask = tail_mask8(rem);
-  const __m256 vscale = _mm256_set1_ps(scale);
-  size_t r0 = 0;
-  for (; r0 + 8 <= nrows; r0 += 8) {
-    const float* base = rows + r0 * d;
-    __m256 acc[8];
+// Dot products of 8 consecutive rows (lane r = row r). NC > 0: d fits in NC
+// vectors (the last masked), the query stays in registers and each row is a
+// short chain; NC == 0: any d, one chunk at a time.
+template <int NC>
+inline __m256 dots8(const float* q, const float* base, size_t d, __m256i tmask) {
+  __m256 acc[8];
+  if constexpr (NC > 0) {
+    __m256 qv[NC];
+#pragma GCC unroll 8
+    for (int c = 0; c < NC; ++c)
+      qv[c] = c + 1 < NC ? _mm256_loadu_ps(q + 8 * c) : _mm256_maskload_ps(q + 8 * c, tmask);
+    const float* row = base;
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r, row += d) {
+      __m256 a = _mm256_mul_ps(qv[0], NC == 1 ? _mm256_maskload_ps(row, tmask)
+                                              : _mm256_loadu_ps(row));
+#pragma GCC unroll 8
+      for (int c = 1; c < NC; ++c)
+        a = _mm256_fmadd_ps(qv[c], c + 1 < NC ? _mm256_loadu_ps(row + 8 * c)
+                                              : _mm256_maskload_ps(row + 8 * c, tmask), a);
+      acc[r] = a;
+    }
+  } else {
+    const size_t full = (d - 1) & ~size_t(7);  // the last chunk (1..8 wide) is masked
     for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
     for (size_t j = 0; j < full; j += 8) {
       __m256 qv = _mm256_loadu_ps(q + j);
@@ -153,13 +167,22 @@ void scan_one_avx2(const float* q, const float* rows, size_t nrows, size_t d,
       for (int r = 0; r < 8; ++r)
         acc[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(base + r * d + j), acc[r]);
     }
-    if (rem) {
-      __m256 qv = _mm256_maskload_ps(q + full, tmask);
+    __m256 qv = _mm256_maskload_ps(q + full, tmask);
 #pragma GCC unroll 8
-      for (int r = 0; r < 8; ++r)
-        acc[r] = _mm256_fmadd_ps(qv, _mm256_maskload_ps(base + r * d + full, tmask), acc[r]);
-    }
-    __m256 dots = reduce8(acc);
+    for (int r = 0; r < 8; ++r)
+      acc[r] = _mm256_fmadd_ps(qv, _mm256_maskload_ps(base + r * d + full, tmask), acc[r]);
+  }
+  return reduce8(acc);
+}
+
+template <int NC>
+void scan_one_impl(const float* q, const float* rows, size_t nrows, size_t d,
+                   const float* bterm, float scale, float* thr, PushFn push, void* ctx) {
+  const __m256i tmask = tail_mask8(d % 8 ? d % 8 : 8);
+  const __m256 vscale = _mm256_set1_ps(scale);
+  size_t r0 = 0;
+  for (; r0 + 8 <= nrows; r0 += 8) {
+    __m256 dots = dots8<NC>(q, rows + r0 * d, d, tmask);
     __m256 bt = bterm ? _mm256_loadu_ps(bterm + r0) : _mm256_setzero_ps();
     __m256 s = _mm256_fmadd_ps(dots, vscale, bt);
     int m = _mm256_movemask_ps(_mm256_cmp_ps(s, _mm256_set1_ps(*thr), _CMP_LE_OQ));
@@ -169,20 +192,34 @@ void scan_one_avx2(const float* q, const float* rows, size_t nrows, size_t d,
       while (m) {
         unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
         m &= m - 1;
-        if (sv[lane] <= *thr) push(ctx, 0, sv[lane], r0 + lane);
+        if (sv[lane] <= *thr) push(ctx, 0, sv[lane], r0 + lane);  // thr may have dropped
       }
     }
   }
+  const size_t full = (d - 1) & ~size_t(7);
   for (; r0 < nrows; ++r0) {
     const float* row = rows + r0 * d;
     __m256 acc = _mm256_setzero_ps();
     for (size_t j = 0; j < full; j += 8)
       acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(row + j), acc);
-    if (rem)
-      acc = _mm256_fmadd_ps(_mm256_maskload_ps(q + full, tmask),
-                            _mm256_maskload_ps(row + full, tmask), acc);
+    acc = _mm256_fmadd_ps(_mm256_maskload_ps(q + full, tmask),
+                          _mm256_maskload_ps(row + full, tmask), acc);
     float s = (bterm ? bterm[r0] : 0.0f) + scale * hsum8(acc);
     if (s <= *thr) push(ctx, 0, s, r0);
+  }
+}
+
+void scan_one_avx2(const float* q, const float* rows, size_t nrows, size_t d,
+                   const float* bterm, float scale, float* thr, PushFn push, void* ctx) {
+  switch ((d + 7) / 8) {
+    case 1: return scan_one_impl<1>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    case 2: return scan_one_impl<2>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    case 3: return scan_one_impl<3>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    case 4: return scan_one_impl<4>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    case 5: return scan_one_impl<5>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    case 6: return scan_one_impl<6>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    case 7: return scan_one_impl<7>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
+    default: return scan_one_impl<0>(q, rows, nrows, d, bterm, scale, thr, push, ctx);
   }
 }
 
