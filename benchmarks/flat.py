@@ -8,6 +8,8 @@ Per metric ("cosine" = faiss IndexFlatIP on unit vectors, "l2" = IndexFlatL2):
 
 - batch:  one search call with all queries (faiss tuned as the issue asks:
           distance_compute_blas_threshold = 20 so it uses BLAS at d = 50);
+          also numpy's blocked matrix products alone, without any top-k, as
+          the ceiling of a "BLAS blocks + separate selection" design;
 - single: a Python loop of single-query searches (--single of the queries);
 - knn:    the all-pairs 10-NN graph of the first --knn-n base vectors:
           nearkit.knn_graph against faiss searching X in itself with k + 1
@@ -81,6 +83,16 @@ def numpy_batch(base, queries, k, metric, block=32):
     return ids
 
 
+def numpy_matmul_only(base, queries, block=64):
+    """The matrix products alone, blocked, no selection: what BLAS gives the
+    'BLAS blocks + separate top-k' design before it even selects anything."""
+    out = np.empty((block, base.shape[0]), np.float32)
+    bt = base.T
+    for s in range(0, len(queries), block):
+        q = queries[s:s + block]
+        np.matmul(q, bt, out=out[:len(q)])
+
+
 def numpy_single(base, q, k, metric, sqn=None):
     dots = base @ q
     score = sqn - 2 * dots if metric == "l2" else -dots
@@ -124,8 +136,10 @@ def run_metric(args, metric, base, queries, peak):
     t_nk = Timing(lambda: nk.search(queries, K), args.repeat)
     t_f = Timing(lambda: fidx.search(pqueries, K), args.repeat)
     t_np = Timing(lambda: numpy_batch(pbase, pqueries, K, metric), 1)
+    t_mm = Timing(lambda: numpy_matmul_only(pbase, pqueries), 1)
     load = machine_load()
-    for impl, t in (("nearkit", t_nk), (type(fidx).__name__, t_f), ("numpy", t_np)):
+    for impl, t in (("nearkit", t_nk), (type(fidx).__name__, t_f), ("numpy", t_np),
+                    ("numpy-matmul-only-no-topk", t_mm)):
         emit(**common, mode="batch", impl=impl, nq=nq, qps=round(nq / t.wall, 1),
              qps_cpu=round(nq / t.cpu, 1), gflops_cpu=round(flops / t.cpu / 1e9, 2), load=load)
     emit(**common, mode="batch", ratio_to_faiss=round(t_f.wall / t_nk.wall, 3),

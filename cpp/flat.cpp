@@ -338,6 +338,12 @@ void range_push(void* vctx, size_t lane, float, size_t row) {
   static_cast<RangeState*>(c->state)->cand[c->q0 + lane].push_back(c->blk->slot(row));
 }
 
+// Threads split the queries in whole tiles when there are enough of them,
+// else one by one (each thread then scans its few queries separately).
+size_t query_grain(const KnnJob& job, const FlatKernels& F) {
+  return job.nq >= 2 * F.tile ? F.tile : 1;
+}
+
 // The all-pairs graph (queries are the base, self excluded) computes each
 // pair once: chunk c of queries meets only rows from its own start onwards,
 // and every score against a row beyond the chunk also goes to that row's own
@@ -415,7 +421,7 @@ void knn_search(const KnnJob& job) {
     knn_self_symmetric(job);
     return;
   }
-  parallel_ranges(job.nq, job.threads, F.tile, [&](size_t qa, size_t qb) {
+  parallel_ranges(job.nq, job.threads, query_grain(job, F), [&](size_t qa, size_t qb) {
     KnnState st;
     st.k = job.k;
     std::vector<std::pair<float, int64_t>> tmp;
@@ -441,7 +447,7 @@ void range_search(const KnnJob& job, float radius, RangeResult& out) {
   float max_sqnorm = 0.0f;
   for (size_t i = 0; i < job.n; ++i) max_sqnorm = std::max(max_sqnorm, job.sqnorms[i]);
   std::vector<std::vector<std::pair<float, int64_t>>> found(job.nq);
-  parallel_ranges(job.nq, job.threads, F.tile, [&](size_t qa, size_t qb) {
+  parallel_ranges(job.nq, job.threads, query_grain(job, F), [&](size_t qa, size_t qb) {
     RangeState st;
     auto setup = [&](size_t c0, size_t nc, size_t padded) {
       st.cand.assign(nc, {});
