@@ -9,6 +9,7 @@
 #include <new>
 #include <cmath>
 #include <exception>
+#include <system_error>
 #include <limits>
 #include <thread>
 #include <utility>
@@ -76,20 +77,23 @@ void parallel_ranges(size_t n, int threads, size_t grain, F f) {
     return;
   }
   std::vector<std::exception_ptr> errors(parts);
+  auto run = [&](size_t p) {
+    try {
+      f(p * per, std::min(n, (p + 1) * per));
+    } catch (...) {
+      errors[p] = std::current_exception();
+    }
+  };
   std::vector<std::thread> pool;
-  for (size_t p = 1; p < parts; ++p)
-    pool.emplace_back([&, p] {
-      try {
-        f(p * per, std::min(n, (p + 1) * per));
-      } catch (...) {
-        errors[p] = std::current_exception();
-      }
-    });
+  pool.reserve(parts);
+  size_t spawned = 1;
   try {
-    f(0, per);
-  } catch (...) {
-    errors[0] = std::current_exception();
+    for (; spawned < parts; ++spawned) pool.emplace_back(run, spawned);
+  } catch (const std::system_error&) {
+    // The system refused another thread: this thread does the rest itself.
   }
+  run(0);
+  for (size_t p = spawned; p < parts; ++p) run(p);
   for (auto& t : pool) t.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
@@ -364,10 +368,16 @@ void knn_self_symmetric(const KnnJob& job) {
   std::vector<Item> items;
   for (size_t c0 = 0; c0 < n; c0 += C)
     for (size_t b0 = c0; b0 < n; b0 += brows) items.push_back({c0, b0});
-  const size_t workers = std::min<size_t>(std::max(job.threads, 1), items.size());
+  // Each worker holds top-k state for all n rows: no more workers than cores.
+  const size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const size_t workers = std::min({static_cast<size_t>(std::max(job.threads, 1)), cores,
+                                   items.size()});
   // Lane offsets of the reverse scores: ||q||^2 (L2) or 0; +inf on padding lanes.
   std::vector<float> qbterm(n + C, kInf);
-  for (size_t i = 0; i < n; ++i) qbterm[i] = bterm ? bterm[i] : 0.0f;
+  if (bterm)
+    std::copy_n(bterm, n, qbterm.begin());
+  else
+    std::fill_n(qbterm.begin(), n, 0.0f);
   std::vector<KnnState> states(workers);
   parallel_ranges(workers, static_cast<int>(workers), 1, [&](size_t wa, size_t wb) {
     for (size_t w = wa; w < wb; ++w) {
