@@ -234,7 +234,7 @@ void finish_query(const KnnJob& job, const Kernels& K, const KnnState& st, size_
   const float* q = job.queries + global * d;
   tmp.clear();
   for (size_t i = 0; i < st.cnt[local]; ++i) {
-    int64_t slot = st.hi[local * k + i];
+    int64_t slot = st.hi[local * st.k + i];
     tmp.emplace_back(exact_distance(K, job.metric, q, job.base + slot * d, d), slot);
   }
   std::sort(tmp.begin(), tmp.end());
@@ -259,7 +259,8 @@ void finish_merged(const KnnJob& job, const Kernels& K, const std::vector<KnnSta
   const float* q = job.queries + i * d;
   tmp.clear();
   for (const KnnState& st : states)
-    for (size_t c = 0; c < st.cnt[i]; ++c) tmp.emplace_back(st.hs[i * k + c], st.hi[i * k + c]);
+    for (size_t c = 0; c < st.cnt[i]; ++c)
+      tmp.emplace_back(st.hs[i * st.k + c], st.hi[i * st.k + c]);
   // The k smallest (score, id) over all threads: the same set for any thread count.
   std::sort(tmp.begin(), tmp.end());
   if (tmp.size() > k) tmp.resize(k);
@@ -283,6 +284,19 @@ void finish_merged(const KnnJob& job, const Kernels& K, const std::vector<KnnSta
 const float* bterm_for(const KnnJob& job) { return job.metric == Metric::L2 ? job.sqnorms : nullptr; }
 float scale_for(const KnnJob& job) { return job.metric == Metric::L2 ? -2.0f : -1.0f; }
 
+// Packs queries [c0, c1) into tiles of T lanes, dimension-major within a
+// tile (see FlatKernels::scan_tiles); padding lanes are zero.
+void pack_queries(const float* queries, size_t c0, size_t c1, size_t d, size_t T,
+                  AlignedFloats& qp) {
+  const size_t tiles = (c1 - c0 + T - 1) / T;
+  qp.assign(tiles * T * d, true);
+  for (size_t q = 0; q < c1 - c0; ++q) {
+    float* dst = qp.data() + (q / T) * T * d + (q % T);
+    const float* src = queries + (c0 + q) * d;
+    for (size_t j = 0; j < d; ++j) dst[j * T] = src[j];
+  }
+}
+
 // Queries [qa, qb) against the whole base, one pass over the base per chunk
 // of queries. setup(c0, nc, padded) prepares the state of a chunk and returns
 // its thresholds; finish(c0, nc) collects the chunk's results.
@@ -302,14 +316,7 @@ void scan_queries(const KnnJob& job, const FlatKernels& F, size_t qa, size_t qb,
     const size_t c1 = std::min(qb, c0 + kChunkQueries), nc = c1 - c0;
     const size_t tiles = (nc + T - 1) / T;
     float* thr = setup(c0, nc, tiles * T);
-    if (tiled) {
-      qp.assign(tiles * T * d, true);
-      for (size_t q = 0; q < nc; ++q) {
-        float* dst = qp.data() + (q / T) * T * d + (q % T);
-        const float* src = job.queries + (c0 + q) * d;
-        for (size_t j = 0; j < d; ++j) dst[j * T] = src[j];
-      }
-    }
+    if (tiled) pack_queries(job.queries, c0, c1, d, T, qp);
     Block blk;
     ScanCtx ctx{state, 0, &blk};
     for (size_t b0 = 0; b0 < job.n; b0 += brows) {
@@ -362,16 +369,14 @@ void knn_self_symmetric(const KnnJob& job) {
   const float* bterm = bterm_for(job);
   const float scale = scale_for(job);
   const size_t C = kChunkQueries, brows = block_rows(d);
-  struct Item {
-    size_t c0, b0;
-  };
-  std::vector<Item> items;
-  for (size_t c0 = 0; c0 < n; c0 += C)
-    for (size_t b0 = c0; b0 < n; b0 += brows) items.push_back({c0, b0});
+  // Work items (chunk, block) are numbered in order and dealt round-robin;
+  // they are enumerated on the fly rather than stored (there are ~n^2 / 10^6).
+  size_t n_items = 0;
+  for (size_t c0 = 0; c0 < n; c0 += C) n_items += (n - c0 + brows - 1) / brows;
   // Each worker holds top-k state for all n rows: no more workers than cores.
   const size_t cores = std::max(1u, std::thread::hardware_concurrency());
   const size_t workers = std::min({static_cast<size_t>(std::max(job.threads, 1)), cores,
-                                   items.size()});
+                                   n_items});
   // Lane offsets of the reverse scores: ||q||^2 (L2) or 0; +inf on padding lanes.
   std::vector<float> qbterm(n + C, kInf);
   if (bterm)
@@ -382,36 +387,35 @@ void knn_self_symmetric(const KnnJob& job) {
   parallel_ranges(workers, static_cast<int>(workers), 1, [&](size_t wa, size_t wb) {
     for (size_t w = wa; w < wb; ++w) {
       KnnState& st = states[w];
-      st.k = job.k;
+      st.k = std::min(job.k, n);  // a heap never holds more than n
       st.self0 = 0;
       st.reset(n, n + C);
       AlignedFloats qp;
       size_t packed = SIZE_MAX;
       Block blk;
       ScanCtx ctx{&st, 0, &blk};
-      for (size_t it = w; it < items.size(); it += workers) {
-        const size_t c0 = items[it].c0, c1 = std::min(n, c0 + C), tiles = (c1 - c0 + T - 1) / T;
-        if (packed != c0) {
-          qp.assign(tiles * T * d, true);
-          for (size_t q = 0; q < c1 - c0; ++q) {
-            float* dst = qp.data() + (q / T) * T * d + (q % T);
-            const float* src = job.queries + (c0 + q) * d;
-            for (size_t j = 0; j < d; ++j) dst[j * T] = src[j];
-          }
-          packed = c0;
-        }
-        const size_t b0 = items[it].b0, b1 = std::min(n, b0 + brows);
+      size_t it = 0;
+      for (size_t c0 = 0; c0 < n; c0 += C) {
+        const size_t c1 = std::min(n, c0 + C), tiles = (c1 - c0 + T - 1) / T;
         ctx.q0 = c0;
-        // Rows inside the chunk meet all its queries anyway: forward only.
-        // Rows beyond it: forward and reverse.
-        for (int part = 0; part < 2; ++part) {
-          const size_t r0 = part == 0 ? b0 : std::max(b0, c1);
-          const size_t r1 = part == 0 ? std::min(b1, c1) : b1;
-          if (r0 >= r1) continue;
-          blk = Block{job.base + r0 * d, bterm ? bterm + r0 : nullptr, nullptr, r0, r1 - r0};
-          Reverse rev{qbterm.data() + c0, st.thr.data() + r0, knn_push_reverse};
-          F.scan_tiles(qp.data(), tiles, blk.rows, blk.nrows, d, blk.bterm, scale,
-                       st.thr.data() + c0, knn_push, &ctx, part == 0 ? nullptr : &rev);
+        for (size_t b0 = c0; b0 < n; b0 += brows, ++it) {
+          if (it % workers != w) continue;
+          if (packed != c0) {
+            pack_queries(job.queries, c0, c1, d, T, qp);
+            packed = c0;
+          }
+          const size_t b1 = std::min(n, b0 + brows);
+          // Rows inside the chunk meet all its queries anyway: forward only.
+          // Rows beyond it: forward and reverse.
+          for (int part = 0; part < 2; ++part) {
+            const size_t r0 = part == 0 ? b0 : std::max(b0, c1);
+            const size_t r1 = part == 0 ? std::min(b1, c1) : b1;
+            if (r0 >= r1) continue;
+            blk = Block{job.base + r0 * d, bterm ? bterm + r0 : nullptr, nullptr, r0, r1 - r0};
+            Reverse rev{qbterm.data() + c0, st.thr.data() + r0, knn_push_reverse};
+            F.scan_tiles(qp.data(), tiles, blk.rows, blk.nrows, d, blk.bterm, scale,
+                         st.thr.data() + c0, knn_push, &ctx, part == 0 ? nullptr : &rev);
+          }
         }
       }
     }
@@ -433,7 +437,7 @@ void knn_search(const KnnJob& job) {
   }
   parallel_ranges(job.nq, job.threads, query_grain(job, F), [&](size_t qa, size_t qb) {
     KnnState st;
-    st.k = job.k;
+    st.k = std::max<size_t>(std::min(job.k, job.n), 1);  // a heap never holds more than n
     std::vector<std::pair<float, int64_t>> tmp;
     auto setup = [&](size_t c0, size_t nc, size_t padded) {
       st.self0 = job.exclude_self ? static_cast<int64_t>(c0) : -1;
