@@ -469,7 +469,8 @@ void range_search(const KnnJob& job, float radius, RangeResult& out) {
       for (size_t q = 0; q < nc; ++q) {
         const float* qv = job.queries + (c0 + q) * d;
         float qn = K.dot(qv, qv, d);
-        float slack = 1e-4f * (qn + max_sqnorm) + 1e-6f;
+        // Both sums round at most ~d ulps apart: 4 * d * eps, plus a margin.
+        float slack = (1e-4f + 4.8e-7f * static_cast<float>(d)) * (qn + max_sqnorm) + 1e-6f;
         st.thr[q] = (job.metric == Metric::L2 ? radius - qn : radius - 1.0f) + slack;
       }
       return st.thr.data();
