@@ -432,3 +432,19 @@ def test_damaged_flat_file_is_refused(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(nearkit.FormatError, match="checksum"):
         nearkit.load(path)
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
+@pytest.mark.parametrize("d", [127, 300, 1000])
+def test_high_dimensions(isa_name, d):
+    base, queries = make_data(37, 200, 30, d, False)
+    index = nearkit.Flat(d, "l2")
+    index.add(base)
+    radius = float(np.quantile(reference_distances(queries, base, "l2"), 0.1))
+    with isa(isa_name):
+        ids, dist = index.search(queries, 5)
+        one = index.search(queries[0], 5)
+        lims, rids, rdist = index.search_radius(queries, radius)
+    assert_knn_matches(ids, dist, queries, base, "l2", 5)
+    assert_knn_matches(one[0], one[1], queries[:1], base, "l2", 5)
+    assert_radius_matches(lims, rids, rdist, queries, base, "l2", radius)
