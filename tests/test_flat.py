@@ -267,6 +267,37 @@ def test_many_python_threads_search_one_index():
         np.testing.assert_array_equal(one[0], want_one[0])
 
 
+def test_searches_stay_consistent_while_another_thread_writes():
+    rng = np.random.default_rng(41)
+    index = nearkit.Flat(8)
+    index.add(rng.standard_normal((500, 8)))
+    q = rng.standard_normal((20, 8))
+    stop = threading.Event()
+    errors = []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                allowed = np.arange(0, 100_000, 2)
+                ids, _ = index.search(q, 5, filter=allowed)
+                assert (ids % 2 == 0).all()
+                index.search(q[0], 3)
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(60):
+        index.add(rng.standard_normal((40, 8)))
+        index.remove(rng.choice(len(index), 10, replace=False))
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
 def test_input_conversion():
     rng = np.random.default_rng(19)
     wide = rng.standard_normal((300, 16))  # float64
