@@ -66,6 +66,7 @@ class Flat(Index):
 
     @property
     def ids(self) -> np.ndarray:
+        """The stored ids, in storage order (row i of ``vectors``), read-only view."""
         v = self._live()[1].view()
         v.flags.writeable = False
         return v
