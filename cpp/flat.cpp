@@ -302,7 +302,9 @@ void pack_queries(const float* queries, size_t c0, size_t c1, size_t d, size_t T
 // its thresholds; finish(c0, nc) collects the chunk's results.
 template <class Setup, class Finish>
 void scan_queries(const KnnJob& job, const FlatKernels& F, size_t qa, size_t qb, void* state,
-                  PushFn push, Setup setup, Finish finish) {
+                  PushFn push, Setup setup, Finish finish, size_t ba = 0,
+                  size_t bb = SIZE_MAX) {
+  bb = std::min(bb, job.n);
   const size_t d = job.d, T = F.tile;
   const float* bterm = bterm_for(job);
   const float scale = scale_for(job);
@@ -319,8 +321,8 @@ void scan_queries(const KnnJob& job, const FlatKernels& F, size_t qa, size_t qb,
     if (tiled) pack_queries(job.queries, c0, c1, d, T, qp);
     Block blk;
     ScanCtx ctx{state, 0, &blk};
-    for (size_t b0 = 0; b0 < job.n; b0 += brows) {
-      if (!source.get(b0, std::min(job.n, b0 + brows), blk)) continue;
+    for (size_t b0 = ba; b0 < bb; b0 += brows) {
+      if (!source.get(b0, std::min(bb, b0 + brows), blk)) continue;
       if (tiled) {
         ctx.q0 = 0;
         F.scan_tiles(qp.data(), tiles, blk.rows, blk.nrows, d, blk.bterm, scale, thr, push, &ctx,
@@ -426,6 +428,37 @@ void knn_self_symmetric(const KnnJob& job) {
   });
 }
 
+// Few queries, several threads: split the base instead of the queries. Each
+// thread scans its share of the rows for every query with its own top-k; the
+// states are merged like those of the symmetric scan, which keeps the exact k
+// smallest (score, id), so the result equals the one-thread result.
+bool knn_base_split(const KnnJob& job, const FlatKernels& F, const Kernels& K) {
+  const size_t brows = block_rows(job.d);
+  // Each worker gets at least ~4 MB of rows, or starting it costs more than it saves.
+  const size_t min_rows = std::max(brows, (size_t(1) << 20) / job.d);
+  const size_t workers = std::min<size_t>(std::max(job.threads, 1), job.n / min_rows);
+  if (workers < 2 || job.exclude_self || job.nq * 8 >= 3 * F.tile * workers ||
+      job.nq > kChunkQueries)
+    return false;
+  const size_t share = (job.n / workers + brows - 1) / brows * brows;
+  std::vector<KnnState> states(workers);
+  parallel_ranges(workers, static_cast<int>(workers), 1, [&](size_t wa, size_t wb) {
+    for (size_t w = wa; w < wb; ++w) {
+      KnnState& st = states[w];
+      st.k = std::max<size_t>(std::min(job.k, job.n), 1);
+      auto setup = [&](size_t, size_t nc, size_t padded) {
+        st.reset(nc, padded);
+        return st.thr.data();
+      };
+      scan_queries(job, F, 0, job.nq, &st, knn_push, setup, [](size_t, size_t) {}, w * share,
+                   w + 1 == workers ? job.n : (w + 1) * share);
+    }
+  });
+  std::vector<std::pair<float, int64_t>> tmp;
+  for (size_t i = 0; i < job.nq; ++i) finish_merged(job, K, states, i, tmp);
+  return true;
+}
+
 }  // namespace
 
 void knn_search(const KnnJob& job) {
@@ -435,6 +468,7 @@ void knn_search(const KnnJob& job) {
     knn_self_symmetric(job);
     return;
   }
+  if (knn_base_split(job, F, K)) return;
   parallel_ranges(job.nq, job.threads, query_grain(job, F), [&](size_t qa, size_t qb) {
     KnnState st;
     st.k = std::max<size_t>(std::min(job.k, job.n), 1);  // a heap never holds more than n

@@ -479,3 +479,24 @@ def test_high_dimensions(isa_name, d):
     assert_knn_matches(ids, dist, queries, base, "l2", 5)
     assert_knn_matches(one[0], one[1], queries[:1], base, "l2", 5)
     assert_radius_matches(lims, rids, rdist, queries, base, "l2", radius)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_few_queries_split_the_base_over_threads(metric):
+    # Few queries and a base of several MB: threads take shares of the base
+    # and their top-k are merged; the result must equal the one-thread result.
+    base, queries = make_data(43, 1_100_000, 3, 2, False)
+    index = nearkit.Flat(2, metric)
+    index.add(base)
+    allow = np.arange(0, 1_100_000, 7)
+    one = index.search(queries, 6, threads=1)
+    one_f = index.search(queries, 6, threads=1, filter=allow)
+    for threads in (2, 3):
+        many = index.search(queries, 6, threads=threads)
+        np.testing.assert_array_equal(one[0], many[0])
+        np.testing.assert_array_equal(one[1], many[1])
+        many_f = index.search(queries, 6, threads=threads, filter=allow)
+        np.testing.assert_array_equal(one_f[0], many_f[0])
+    ref = reference_distances(queries, expected_base(base, metric), metric)
+    np.testing.assert_allclose(one[1], np.sort(ref, axis=1)[:, :6], atol=1e-4)
+    assert (one_f[0] % 7 == 0).all()
