@@ -201,7 +201,9 @@ def test_truncation_anywhere_is_reported_as_truncated(sample, mmap):
 
 def test_every_flipped_header_byte_is_caught(sample):
     data = bytearray(sample.read_bytes())
-    for pos in range(8, header_end(sample)):
+    end = header_end(sample)
+    # every byte of the fixed fields and the checksum, every 3rd of the JSON
+    for pos in [*range(8, 16), *range(16, end - 4, 3), *range(end - 4, end)]:
         damaged = bytearray(data)
         damaged[pos] ^= 0x40
         sample.write_bytes(damaged)
@@ -361,3 +363,15 @@ def test_load_missing_section_is_a_format_error(tmp_path):
     io.write_index(p, "_test_tiny", 3, "l2", {}, {"vectors": np.zeros((2, 3), np.float32)})
     with pytest.raises(FormatError, match="lacks 'labels'"):
         nearkit.load(p)
+
+
+def test_saving_over_the_file_an_index_is_mapped_from(tmp_path, rng):
+    p = str(tmp_path / "tiny.nk")  # str paths work as well as pathlib ones
+    index = TinyIndex(4)
+    index.add(rng.standard_normal((20, 4)))
+    index.save(p)
+    mapped = nearkit.load(p, mmap=True)
+    mapped.save(p)  # reads its own mapped pages while writing the replacement
+    again = nearkit.load(p)
+    np.testing.assert_array_equal(again._x, index._x)
+    np.testing.assert_array_equal(again._labels, index._labels)
