@@ -68,7 +68,9 @@ def _default_kind() -> str:
 def _progress(total: int, desc: str, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="vec", unit_scale=True, disable=quiet, leave=False)
+    # disable=None: no bar when stderr is not a terminal (logs, CI)
+    return tqdm(total=total, desc=desc, unit="vec", unit_scale=True, disable=True if quiet else None,
+                leave=False)
 
 
 def _add_in_batches(index, x, ids, batch: int, desc: str, quiet: bool = False) -> None:
