@@ -192,8 +192,9 @@ def cmd_build(args) -> int:
 
 
 def _json_floats(row) -> list:
-    # JSON has no infinity: padded slots (distance +inf) become null.
-    return [float(v) if np.isfinite(v) else None for v in row]
+    # JSON has no infinity: padded slots (distance +inf) become null. str() of a
+    # float32 is its shortest round-trip form (0.44733936, not 0.44733935594558716).
+    return [float(str(v)) if np.isfinite(v) else None for v in row.astype(np.float32)]
 
 
 def cmd_search(args) -> int:
