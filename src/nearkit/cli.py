@@ -122,7 +122,8 @@ def _demo_data(args):
         if word in row_of:
             row = row_of[word]
             probes.append((word, np.asarray(vectors[row]), row))
-    return split.base, split.base_ids.astype(np.int64), split.queries, "cosine", words.__getitem__, probes
+    base_ids = split.base_ids.astype(np.int64)  # ids are rows of the vocabulary
+    return split.base, base_ids, split.queries, "cosine", words.__getitem__, probes
 
 
 def cmd_demo(args) -> int:
@@ -319,7 +320,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except DatasetUnavailable as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        hint = "; or run `nearkit demo --synthetic` without it" if args.command == "demo" else ""
+        print(f"{prog}: {exc}{hint}", file=sys.stderr)
         return EXIT_USAGE
     except (CliError, FormatError, ValueError, TypeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
