@@ -3,7 +3,8 @@
 from . import _core
 from .errors import FormatError
 from .indexes import Index
+from .indexes.trees import Trees
 
 __version__ = "0.1.0"
 
-__all__ = ["FormatError", "Index", "_core", "__version__"]
+__all__ = ["FormatError", "Index", "Trees", "_core", "__version__"]
