@@ -57,7 +57,10 @@ struct Forest::Rng {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   }
-  size_t index(size_t n) { return n ? static_cast<size_t>(next() % n) : 0; }
+  // Lemire's multiply-shift: an unbiased-enough index without a division.
+  size_t index(size_t n) {
+    return static_cast<size_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
+  }
   bool flip() { return next() >> 63; }
 };
 
@@ -141,28 +144,36 @@ bool Forest::make_split(const Vectors& v, int32_t* items, size_t n, Rng& rng, fl
   const size_t pd = pdim_;
   std::vector<float> p(pd), q(pd), x(pd);
   const float* base = static_cast<const float*>(v.data);
-  auto lift = [&](int32_t slot, float* out) {
+  // Row of a slot as the split sees it: ip rows are lifted by one coordinate
+  // (copied into buf); other rows are used in place.
+  auto lifted = [&](int32_t slot, float* buf) -> const float* {
     const float* row = base + static_cast<size_t>(slot) * dim_;
-    std::copy(row, row + dim_, out);
-    if (metric_ == IP) {
-      float nn = kernels().dot(row, row, dim_);
-      out[dim_] = std::sqrt(std::max(0.f, max_norm_ * max_norm_ - nn));
-    }
+    if (metric_ != IP) return row;
+    std::copy(row, row + dim_, buf);
+    float nn = kernels().dot(row, row, dim_);
+    buf[dim_] = std::sqrt(std::max(0.f, max_norm_ * max_norm_ - nn));
+    return buf;
   };
   size_t i = rng.index(n), j = rng.index(n - 1);
   j += (j >= i);
-  lift(items[i], p.data());
-  lift(items[j], q.data());
+  const float* pi = lifted(items[i], x.data());
+  std::copy(pi, pi + pd, p.data());
+  const float* qj = lifted(items[j], x.data());
+  std::copy(qj, qj + pd, q.data());
   const DistFn l2 = kernels().l2sq;
   float ic = 1, jc = 1;
-  for (int step = 0; step < 200; ++step) {
-    lift(items[rng.index(n)], x.data());
-    float di = ic * l2(p.data(), x.data(), pd), dj = jc * l2(q.data(), x.data(), pd);
+  // Annoy walks 200 random items; small nodes need fewer to settle.
+  const size_t steps = std::min<size_t>(200, 4 * n);
+  for (size_t step = 0; step < steps; ++step) {
+    const float* r = lifted(items[rng.index(n)], x.data());
+    float di = ic * l2(p.data(), r, pd), dj = jc * l2(q.data(), r, pd);
     if (di < dj) {
-      for (size_t z = 0; z < pd; ++z) p[z] = (p[z] * ic + x[z]) / (ic + 1);
+      float a = ic / (ic + 1), b = 1 / (ic + 1);
+      for (size_t z = 0; z < pd; ++z) p[z] = p[z] * a + r[z] * b;
       ic += 1;
     } else if (dj < di) {
-      for (size_t z = 0; z < pd; ++z) q[z] = (q[z] * jc + x[z]) / (jc + 1);
+      float a = jc / (jc + 1), b = 1 / (jc + 1);
+      for (size_t z = 0; z < pd; ++z) q[z] = q[z] * a + r[z] * b;
       jc += 1;
     }
   }
@@ -434,6 +445,8 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
   cand.reserve(std::min<size_t>(limit, 1 << 16));
   size_t gathered = 0;
   const uint64_t* qbits = static_cast<const uint64_t*>(q);
+  const size_t row_bytes = metric_ == Hamming ? dim_ * 8 : dim_ * 4;
+  const char* vbase = static_cast<const char*>(v.data);
   while (gathered < limit && !heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), cmp);
     Entry e = heap.back();
@@ -448,6 +461,9 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
         if (s < v.n && mark[s] != epoch) {
           mark[s] = epoch;
           cand.push_back(static_cast<int32_t>(s));
+          // Start fetching the row now: the tree walk hides the memory latency.
+          const char* r = vbase + static_cast<size_t>(s) * row_bytes;
+          for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(r + b);
         }
       }
       continue;
@@ -478,8 +494,7 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
   // Exact re-ranking of the distinct candidates.
   std::vector<std::pair<float, int32_t>> scored;
   scored.reserve(cand.size());
-  const size_t row_bytes = metric_ == Hamming ? dim_ * 8 : dim_ * 4;
-  const char* base = static_cast<const char*>(v.data);
+  const char* base = vbase;
   const size_t nc = cand.size();
   const size_t ahead = 6;
   for (size_t i = 0; i < nc && i < ahead; ++i) {

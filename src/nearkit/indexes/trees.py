@@ -82,7 +82,7 @@ class Trees(Index):
         self._metric = tree_metric(metric)
         self._n_trees = _validate.check_positive_int(n_trees, "n_trees", minimum=0)
         if leaf_size is None:
-            leaf_size = 32
+            leaf_size = 100  # measured best on GloVe-50 (fewer plane fetches per candidate)
         self._leaf_size = _validate.check_positive_int(leaf_size, "leaf_size")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
@@ -97,6 +97,7 @@ class Trees(Index):
         self._labels = np.empty(0, np.int64)  # user id per slot, -1 once removed
         self._slot_of: dict[int, int] | None = {}
         self._live = 0
+        self._identity: bool | None = None  # labels == arange(n)? (cached; reset on change)
         self._built = False
         self._readonly = False
         self._disk: _DiskRows | None = None
@@ -183,6 +184,7 @@ class Trees(Index):
                 raise ValueError(f"id {i} is already in the index (remove it first)")
         slots = self._append_rows(x)
         self._labels[slots] = ids
+        self._identity = None
         slot_of.update(zip(ids.tolist(), slots.tolist()))
         self._live += len(slots)
         if self._built:
@@ -210,6 +212,10 @@ class Trees(Index):
         if search_k == 0 or search_k < -1:
             raise ValueError(f"search_k must be positive or -1 (unlimited), got {search_k}")
         slots, dist = self._forest.search(self._rows[: self._n], q, k, search_k, mask, threads)
+        if self._identity is None:
+            self._identity = bool(np.array_equal(self._labels[: self._n], np.arange(self._n)))
+        if self._identity:  # ids are the slots (the common case): no mapping needed
+            return slots, dist
         ids = np.where(slots >= 0, self._labels[np.maximum(slots, 0)], -1)
         return ids, dist
 
@@ -223,6 +229,7 @@ class Trees(Index):
         if self._built:
             self._forest.erase(slots, self._n)
         self._labels[slots] = -1
+        self._identity = None
         self._live -= len(slots)
         return len(slots)
 
@@ -271,6 +278,7 @@ class Trees(Index):
         self._rows, self._labels, self._n = rows, labels, rows.shape[0]
         self._live = int(np.count_nonzero(labels >= 0))
         self._slot_of = None
+        self._identity = None
         self._readonly = frozen
         if params.get("built"):
             arrays = []
