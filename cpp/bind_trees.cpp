@@ -130,6 +130,19 @@ NEARKIT_BIND(bind_trees) {
           nb::arg("leaf_cnt"), nb::arg("leaf_items"), nb::arg("roots"), nb::arg("max_norm"),
           nb::arg("frozen"),
           "Adopt saved arrays; frozen=True searches them in place (keep them alive).")
+      .def_prop_rw("origin_planes", &Forest::origin_planes, &Forest::set_origin_planes)
+      .def(
+          "set_offsets",
+          [](Forest& f, nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> o) {
+            f.set_offsets(o.data(), o.shape(0));
+          },
+          nb::arg("offsets"))
+      .def(
+          "set_tie_keys",
+          [](Forest& f, I32 split_keys, I32 leaf_keys) {
+            f.set_tie_keys(split_keys.data(), split_keys.shape(0), leaf_keys.data(), leaf_keys.shape(0));
+          },
+          nb::arg("split_keys"), nb::arg("leaf_keys"))
       .def("packed", [](const Forest& f) {
         nk::trees::NodeStore ns;
         {

@@ -189,7 +189,7 @@ bool Forest::make_split(const Vectors& v, int32_t* items, size_t n, Rng& rng, fl
     plane[z] *= inv;
     off -= double(plane[z]) * (p[z] + q[z]) * 0.5;
   }
-  *offset = static_cast<float>(off);
+  *offset = origin_planes_ ? 0.f : static_cast<float>(off);
   return true;
 }
 
@@ -319,6 +319,8 @@ void Forest::build(const Vectors& v, const int32_t* slots, size_t n_slots, int n
   }
   store_ = std::move(all);
   split_counter_ = 0;
+  split_key_.clear();
+  leaf_key_.clear();
   refresh_view();
 }
 
@@ -375,6 +377,8 @@ void Forest::insert(const Vectors& v, const int32_t* slots, size_t n) {
       ns.leaf_cnt[leaf] = 0;
       Rng rng(seed_ * 0x2545F4914F6CDD1Dull + splitmix(t + 1) + splitmix(~split_counter_++));
       int32_t sub = make_tree(ns, v, buf.data(), buf.size(), rng);
+      split_key_.clear();
+      leaf_key_.clear();
       if (parent < 0)
         ns.roots[t] = sub;
       else
@@ -433,12 +437,25 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
   uint32_t* mark = seen.mark.data();
   const uint32_t epoch = seen.epoch;
 
-  using Entry = std::pair<float, int32_t>;  // (cost, node): smallest cost first
+  // Queue entries: (cost, tie key, node); smallest cost first, then larger key.
+  struct Entry {
+    float cost;
+    int32_t key, ref;
+  };
+  const bool keyed = !split_key_.empty();
+  const int32_t* skey = split_key_.data();
+  const int32_t* lkey = leaf_key_.data();
+  auto key_of = [&](int32_t ref) -> int32_t {
+    if (!keyed) return 0;
+    return ref >= 0 ? skey[ref] : lkey[-static_cast<int64_t>(ref) - 1];
+  };
   std::vector<Entry> heap;
   heap.reserve(256);
-  auto cmp = [](const Entry& a, const Entry& b) { return a.first > b.first; };
+  auto cmp = [](const Entry& a, const Entry& b) {
+    return a.cost > b.cost || (a.cost == b.cost && a.key < b.key);
+  };
   const float start = metric_ == Hamming ? 0.f : -std::numeric_limits<float>::infinity();
-  for (size_t t = 0; t < w.n_trees; ++t) heap.emplace_back(start, w.roots[t]);
+  for (size_t t = 0; t < w.n_trees; ++t) heap.push_back({start, key_of(w.roots[t]), w.roots[t]});
   std::make_heap(heap.begin(), heap.end(), cmp);
 
   std::vector<int32_t> cand;
@@ -451,8 +468,8 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
     std::pop_heap(heap.begin(), heap.end(), cmp);
     Entry e = heap.back();
     heap.pop_back();
-    if (e.second < 0) {
-      size_t leaf = static_cast<size_t>(-e.second - 1);
+    if (e.ref < 0) {
+      size_t leaf = static_cast<size_t>(-static_cast<int64_t>(e.ref) - 1);
       const int32_t* it = w.leaf_items + w.leaf_off[leaf];
       int32_t cnt = w.leaf_cnt[leaf];
       gathered += static_cast<size_t>(cnt);
@@ -468,26 +485,26 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
       }
       continue;
     }
-    size_t s = static_cast<size_t>(e.second);
+    size_t s = static_cast<size_t>(e.ref);
     const int32_t* ch = w.children + 2 * s;
     float cl, cr;
     if (metric_ == Hamming) {
       int64_t bit = static_cast<int64_t>(w.offsets[s]);
       if (bit < 0) {
-        cl = cr = e.first;
+        cl = cr = e.cost;
       } else {
         bool b = bit_of(qbits, bit);
-        cl = e.first + (b ? 1.f : 0.f);
-        cr = e.first + (b ? 0.f : 1.f);
+        cl = e.cost + (b ? 1.f : 0.f);
+        cr = e.cost + (b ? 0.f : 1.f);
       }
     } else {
       float m = margin_query(q, s);
-      cl = std::max(e.first, m);
-      cr = std::max(e.first, -m);
+      cl = std::max(e.cost, m);
+      cr = std::max(e.cost, -m);
     }
-    heap.emplace_back(cr, ch[1]);
+    heap.push_back({cr, key_of(ch[1]), ch[1]});
     std::push_heap(heap.begin(), heap.end(), cmp);
-    heap.emplace_back(cl, ch[0]);
+    heap.push_back({cl, key_of(ch[0]), ch[0]});
     std::push_heap(heap.begin(), heap.end(), cmp);
   }
 
@@ -567,6 +584,8 @@ static void validate(const View& v) {
 
 void Forest::attach(const View& v, float max_norm, bool frozen) {
   validate(v);
+  split_key_.clear();
+  leaf_key_.clear();
   max_norm_ = max_norm;
   split_counter_ = 0;
   if (frozen) {
@@ -587,6 +606,24 @@ void Forest::attach(const View& v, float max_norm, bool frozen) {
   ns.roots.assign(v.roots, v.roots + v.n_trees);
   store_ = std::move(ns);
   refresh_view();
+}
+
+void Forest::set_offsets(const float* offsets, size_t n) {
+  if (frozen_) throw std::runtime_error("this index is read-only (memory-mapped)");
+  if (n != store_.offsets.size()) throw std::invalid_argument("one offset per split is needed");
+  std::copy(offsets, offsets + n, store_.offsets.begin());
+}
+
+void Forest::set_tie_keys(const int32_t* split_keys, size_t ns, const int32_t* leaf_keys, size_t nl) {
+  if (ns == 0 && nl == 0) {
+    split_key_.clear();
+    leaf_key_.clear();
+    return;
+  }
+  if (ns != view_.n_splits || nl != view_.n_leaves)
+    throw std::invalid_argument("one tie key per split and per leaf is needed");
+  split_key_.assign(split_keys, split_keys + ns);
+  leaf_key_.assign(leaf_keys, leaf_keys + nl);
 }
 
 NodeStore Forest::packed() const {

@@ -82,6 +82,15 @@ class Forest {
   // The forest with leaves packed (no spare capacity), for saving.
   NodeStore packed() const;
 
+  // Planes through the origin (no offset), as Annoy's angular and dot trees.
+  void set_origin_planes(bool on) { origin_planes_ = on; }
+  bool origin_planes() const { return origin_planes_; }
+  // Replace the split offsets used at query time (Annoy's dot adds a constant).
+  void set_offsets(const float* offsets, size_t n);
+  // Order of equal priorities in the search queue: the node with the larger key
+  // is visited first (Annoy's file order). Empty keys: no particular order.
+  void set_tie_keys(const int32_t* split_keys, size_t ns, const int32_t* leaf_keys, size_t nl);
+
  private:
   struct Rng;
   float distance(const void* q, const void* row) const;
@@ -101,6 +110,8 @@ class Forest {
   uint64_t seed_;
   float max_norm_ = 0.f;  // ip: norms are lifted to this radius by an extra coordinate
   bool frozen_ = false;
+  bool origin_planes_ = false;
+  std::vector<int32_t> split_key_, leaf_key_;
   uint64_t split_counter_ = 0;  // seeds the splits made by insert()
   NodeStore store_;
   View view_;
