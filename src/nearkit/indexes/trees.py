@@ -248,8 +248,7 @@ class Trees(Index):
     # -- files --------------------------------------------------------------------------
     def _params(self):
         return {"n_trees": self._n_trees, "leaf_size": self._leaf_size, "seed": self._seed,
-                "built": self._built, "max_norm": float(self._forest.max_norm),
-                "tree_metric": self._metric}
+                "built": self._built, "max_norm": float(self._forest.max_norm)}
 
     def _sections(self):
         out = {"vectors": self._rows[: self._n], "labels": self._labels[: self._n]}
@@ -257,15 +256,8 @@ class Trees(Index):
             out.update(self._forest.packed())
         return out
 
-    def save(self, path) -> None:
-        from ..io import write_index
-
-        metric = self._metric if self._metric in (L2, IP, COSINE) else L2
-        write_index(path, self.kind, self._dim, metric, self._params(), self._sections())
-
     @classmethod
     def _from_sections(cls, dim, metric, params, sections):
-        metric = params.get("tree_metric", metric)
         self = cls(dim, metric, n_trees=int(params["n_trees"]), leaf_size=int(params["leaf_size"]),
                    seed=int(params["seed"]))
         rows, labels = sections["vectors"], sections["labels"]
