@@ -250,6 +250,11 @@ class Trees(Index):
         return {"n_trees": self._n_trees, "leaf_size": self._leaf_size, "seed": self._seed,
                 "built": self._built, "max_norm": float(self._forest.max_norm)}
 
+    def save(self, path) -> None:
+        if not self._built and not self._readonly:
+            self.build()  # files always carry their trees, so a mapped copy can search
+        super().save(path)
+
     def _sections(self):
         out = {"vectors": self._rows[: self._n], "labels": self._labels[: self._n]}
         if self._built:
