@@ -165,7 +165,8 @@ class AnnoyIndex:
                 grown = np.zeros((cap, self._f), np.float32)
                 grown[: self._n_items] = self._vecs[: self._n_items]
                 self._vecs = grown
-            flags = np.zeros(cap, bool)
+        if i >= self._is_item.shape[0]:
+            flags = np.zeros(self._vecs.shape[0], bool)
             flags[: self._n_items] = self._is_item[: self._n_items]
             self._is_item = flags
         self._vecs[i] = v
