@@ -164,9 +164,21 @@ bool Forest::make_split(const Vectors& v, int32_t* items, size_t n, Rng& rng, fl
   float ic = 1, jc = 1;
   // Annoy walks 200 random items; small nodes need fewer to settle.
   const size_t steps = std::min<size_t>(200, 4 * n);
+  // Cosine rows are unit vectors: assign by cosine to the centroids, as Annoy
+  // does (measured: better trees than plain L2 two-means on GloVe).
+  const bool angular = metric_ == Cosine;
+  const DistFn dotf = kernels().dot;
   for (size_t step = 0; step < steps; ++step) {
     const float* r = lifted(items[rng.index(n)], x.data());
-    float di = ic * l2(p.data(), r, pd), dj = jc * l2(q.data(), r, pd);
+    float di, dj;
+    if (angular) {  // rows are unit vectors: compare cosines to the centroids
+      float pn = std::sqrt(dotf(p.data(), p.data(), pd)), qn = std::sqrt(dotf(q.data(), q.data(), pd));
+      di = ic * (2 - 2 * dotf(p.data(), r, pd) / (pn > 0 ? pn : 1));
+      dj = jc * (2 - 2 * dotf(q.data(), r, pd) / (qn > 0 ? qn : 1));
+    } else {
+      di = ic * l2(p.data(), r, pd);
+      dj = jc * l2(q.data(), r, pd);
+    }
     if (di < dj) {
       float a = ic / (ic + 1), b = 1 / (ic + 1);
       for (size_t z = 0; z < pd; ++z) p[z] = p[z] * a + r[z] * b;
@@ -413,16 +425,22 @@ size_t Forest::erase(const int32_t* slots, size_t n, size_t n_rows) {
 // --- search ------------------------------------------------------------------------------
 
 namespace {
-// Per-thread "seen" marks: an epoch counter avoids clearing between queries.
+// Per-thread "seen" bits (one bit per row keeps the set in L1/L2); the bits a
+// query set are cleared again from its candidate list.
 struct Seen {
-  std::vector<uint32_t> mark;
-  uint32_t epoch = 0;
+  std::vector<uint64_t> bits;
   void start(size_t n) {
-    if (mark.size() < n) mark.resize(n, 0);
-    if (++epoch == 0) {
-      std::fill(mark.begin(), mark.end(), 0);
-      epoch = 1;
-    }
+    if (bits.size() * 64 < n) bits.resize((n + 63) / 64, 0);
+  }
+  bool test_set(uint32_t s) {
+    uint64_t m = 1ull << (s & 63);
+    uint64_t& w = bits[s >> 6];
+    bool was = (w & m) != 0;
+    w |= m;
+    return was;
+  }
+  void clear(const int32_t* slots, size_t n) {
+    for (size_t i = 0; i < n; ++i) bits[static_cast<uint32_t>(slots[i]) >> 6] = 0;
   }
 };
 thread_local Seen t_seen;
@@ -434,8 +452,6 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
   const size_t limit = search_k > 0 ? static_cast<size_t>(search_k) : std::numeric_limits<size_t>::max();
   Seen& seen = t_seen;
   seen.start(v.n);
-  uint32_t* mark = seen.mark.data();
-  const uint32_t epoch = seen.epoch;
 
   // Queue entries: (cost, tie key, node); smallest cost first, then larger key.
   struct Entry {
@@ -475,8 +491,7 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
       gathered += static_cast<size_t>(cnt);
       for (int32_t i = 0; i < cnt; ++i) {
         uint32_t s = static_cast<uint32_t>(it[i]);
-        if (s < v.n && mark[s] != epoch) {
-          mark[s] = epoch;
+        if (s < v.n && !seen.test_set(s)) {
           cand.push_back(static_cast<int32_t>(s));
           // Start fetching the row now: the tree walk hides the memory latency.
           const char* r = vbase + static_cast<size_t>(s) * row_bytes;
@@ -507,6 +522,8 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
     heap.push_back({cl, key_of(ch[0]), ch[0]});
     std::push_heap(heap.begin(), heap.end(), cmp);
   }
+
+  seen.clear(cand.data(), cand.size());
 
   // Exact re-ranking of the distinct candidates.
   std::vector<std::pair<float, int32_t>> scored;

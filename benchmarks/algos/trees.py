@@ -37,7 +37,10 @@ def _query_nearkit(index, q, k, params):
 def _build_annoy(base, metric):
     from annoy import AnnoyIndex
 
-    a = AnnoyIndex(base.shape[1], "angular")
+    class Annoy(AnnoyIndex):  # a subclass so the benchmark can note the file's path
+        pass
+
+    a = Annoy(base.shape[1], "angular")
     for i, v in enumerate(base):
         a.add_item(i, v)
     a.build(N_TREES, n_jobs=1)

@@ -92,6 +92,8 @@ class Trees(Index):
         self._dtype = np.uint64 if hamming else np.float32
         self._forest = _core.TreeForest(TREE_METRIC_CODES[self._metric], self._row_dim,
                                         self._leaf_size, self._seed)
+        # cosine rows are unit vectors: planes through the origin split them best (measured)
+        self._forest.origin_planes = self._metric == COSINE
         self._rows = np.empty((0, self._row_dim), self._dtype)  # capacity; first _n used
         self._n = 0
         self._labels = np.empty(0, np.int64)  # user id per slot, -1 once removed
