@@ -484,6 +484,7 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
     std::pop_heap(heap.begin(), heap.end(), cmp);
     Entry e = heap.back();
     heap.pop_back();
+
     if (e.ref < 0) {
       size_t leaf = static_cast<size_t>(-static_cast<int64_t>(e.ref) - 1);
       const int32_t* it = w.leaf_items + w.leaf_off[leaf];
@@ -521,6 +522,22 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
     std::push_heap(heap.begin(), heap.end(), cmp);
     heap.push_back({cl, key_of(ch[0]), ch[0]});
     std::push_heap(heap.begin(), heap.end(), cmp);
+    {
+      // Most children are popped soon: start loading what they will need.
+      for (int c = 0; c < 2; ++c) {
+        int32_t r = ch[c];
+        if (r >= 0) {
+          const char* pl = reinterpret_cast<const char*>(w.planes + static_cast<size_t>(r) * pdim_);
+          for (size_t b = 0; b < pdim_ * 4; b += 64) __builtin_prefetch(pl + b);
+          __builtin_prefetch(w.offsets + r);
+          __builtin_prefetch(w.children + 2 * static_cast<size_t>(r));
+        } else {
+          size_t l = static_cast<size_t>(-static_cast<int64_t>(r) - 1);
+          __builtin_prefetch(w.leaf_off + l);
+          __builtin_prefetch(w.leaf_cnt + l);
+        }
+      }
+    }
   }
 
   seen.clear(cand.data(), cand.size());
