@@ -203,6 +203,31 @@ class Trees(Index):
             self._finish_on_disk()
         return self
 
+    def search(self, queries, k, filter=None, threads=None, search_k=None):
+        """(ids, distances) of the k nearest; see Index.search. ``search_k``: leaf
+        entries to gather before re-ranking (default k * n_trees * 8; -1 = all)."""
+        # Fast lane for the common single-query call (one clean float32 vector):
+        # the same checks as the general path, without its generality.
+        if (filter is None and threads is None and search_k is not None and self._built
+                and type(queries) is np.ndarray and queries.dtype == np.float32
+                and queries.ndim == 1 and queries.shape[0] == self._dim
+                and self._metric != HAMMING and type(k) is int and k > 0
+                and type(search_k) is int and (search_k > 0 or search_k == -1)):
+            sq = float(np.dot(queries, queries))
+            if sq == sq and sq != float("inf"):  # finite (NaN or inf would show here)
+                q = queries
+                if self._metric == COSINE and sq > 0:
+                    q = queries * np.float32(1.0 / sq ** 0.5)
+                slots, dist = self._forest.search(self._rows[: self._n], q.reshape(1, -1), k,
+                                                  search_k, None, 1)
+                if self._identity is None:
+                    self._identity = bool(np.array_equal(self._labels[: self._n], np.arange(self._n)))
+                if not self._identity:
+                    slots = np.where(slots >= 0, self._labels[np.maximum(slots, 0)], -1)
+                return slots[0], dist[0]
+        params = {} if search_k is None else {"search_k": search_k}
+        return super().search(queries, k, filter=filter, threads=threads, **params)
+
     def _search(self, q, k, mask, threads, search_k=None):
         if not self._built:
             self.build()
