@@ -12,7 +12,7 @@ import tempfile
 from ann import Algo
 
 N_TREES = 50
-SEARCH_K = [1000, 2000, 4000, 8000, 16000, 32000, 64000]
+SEARCH_K = [1000, 2000, 3000, 4000, 6000, 8000, 12000, 16000, 24000, 32000, 64000]
 _TMP = tempfile.mkdtemp(prefix="nearkit-bench-trees-")
 
 
