@@ -512,21 +512,22 @@ def _parse_annoy(mm: np.ndarray, L: _Layout):
         # leaves: single items and buckets
         leaf_pos = np.flatnonzero(~split)
         refs[leaf_pos] = -(n_leaves + np.arange(leaf_pos.size)) - 1
-        for p in leaf_pos.tolist():
-            node = int(frontier[p])
-            if item[p]:
-                ids = np.array([node], np.int32)
-            else:
-                cnt = int(k[p])
-                if L.child + cnt > words.shape[1]:
-                    raise ValueError("a bucket lists more items than a node can hold")
-                ids = words[node, L.child: L.child + cnt]
-                if ids.size and (ids.min() < 0 or ids.max() >= max(n_items, 1)):
-                    raise ValueError("a bucket lists an item that does not exist")
-                ids = ids[is_item[ids]] if n_items else ids[:0]  # holes never appear
-                ids = np.unique(ids).astype(np.int32) if ids.size > 1 else ids.astype(np.int32)
-            leaf_cnt.append(ids.size)
-            leaf_items.append(ids)
+        # every leaf's entries at once: a single item lists itself, a bucket its ids
+        lnodes = frontier[leaf_pos]
+        litem = item[leaf_pos]
+        lcnt = np.where(litem, 1, k[leaf_pos]).astype(np.int64)
+        if (~litem & (L.child + lcnt > words.shape[1])).any():
+            raise ValueError("a bucket lists more items than a node can hold")
+        starts = np.cumsum(lcnt) - lcnt
+        within = np.arange(int(lcnt.sum())) - np.repeat(starts, lcnt)
+        rows = np.repeat(lnodes, lcnt)
+        ids = np.where(np.repeat(litem, lcnt), rows, words[rows, L.child + within]).astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= max(n_items, 1)):
+            raise ValueError("a bucket lists an item that does not exist")
+        keep = is_item[ids] if n_items else np.zeros(ids.size, bool)  # holes never appear
+        owner = np.repeat(np.arange(leaf_pos.size), lcnt)
+        leaf_cnt.append(np.bincount(owner[keep], minlength=leaf_pos.size))
+        leaf_items.append(ids[keep].astype(np.int32))
         n_leaves += leaf_pos.size
         leaf_keys.append(frontier[leaf_pos])
         # splits
@@ -572,10 +573,8 @@ def _parse_annoy(mm: np.ndarray, L: _Layout):
     children = np.zeros(2 * n_splits, np.int32)
     for d, r in child_refs:
         children[d] = r
-    cnt = np.asarray(leaf_cnt, np.int32)
-    off = np.zeros(len(leaf_cnt), np.int64)
-    if len(leaf_cnt) > 1:
-        off[1:] = np.cumsum(cnt[:-1])
+    cnt = np.concatenate(leaf_cnt).astype(np.int32) if leaf_cnt else np.zeros(0, np.int32)
+    off = (np.cumsum(cnt, dtype=np.int64) - cnt).astype(np.int64)
     items = np.concatenate(leaf_items).astype(np.int32) if leaf_items else np.zeros(0, np.int32)
     planes_a = np.ascontiguousarray(np.vstack(planes) if planes else np.zeros((0, pdim), np.float32))
     offsets_a = np.concatenate(offsets).astype(np.float32) if offsets else np.zeros(0, np.float32)
