@@ -315,3 +315,20 @@ def test_damaged_annoy_files_refused(tmp_path):
     noise.write_bytes(np.random.default_rng(0).integers(0, 2**31, 64 * 8, dtype=np.int32).tobytes())
     with pytest.raises(OSError, match="not an annoy index"):
         NkAnnoy(4, "euclidean").load(str(noise))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_nearkit_files_with_holes_open_in_annoy(tmp_path, metric):
+    """Holes, including a forest whose roots are single buckets although annoy
+    would split them (2 items, ids 0 and 100: written as a split with a zero plane)."""
+    fn = str(tmp_path / "holes.ann")
+    for ids in ([0, 100], list(range(0, 3000, 3))):
+        x = data(metric, len(ids), 3, seed=len(ids))
+        ours = filled(NkAnnoy, metric, x, ids=ids)
+        ours.build(5)
+        ours.save(fn)
+        real = RealAnnoy(3, metric)
+        real.load(fn)
+        assert (real.get_n_items(), real.get_n_trees()) == (ours.get_n_items(), ours.get_n_trees())
+        for v in x[:40]:
+            assert real.get_nns_by_vector(v, 5) == ours.get_nns_by_vector(v, 5)

@@ -585,55 +585,57 @@ def _parse_annoy(mm: np.ndarray, L: _Layout):
 
 
 def _encode_annoy(index: AnnoyIndex, L: _Layout) -> bytes:
-    """Lay the forest out as annoy does: items, then each tree post-order
-    (smaller child first), then copies of the roots."""
+    """Lay the forest out in annoy's node format: the items, then the split nodes,
+    then the bucket nodes, then copies of the roots (annoy finds its roots by
+    scanning back from the end of the file)."""
     n_items, f = index._n_items, index._f
     packed = index._forest.packed()
     planes, offsets = packed["planes"], packed["offsets"]
-    children = packed["children"].reshape(-1, 2)
-    leaf_off, leaf_cnt, leaf_items = packed["leaf_off"], packed["leaf_cnt"], packed["leaf_items"]
-    roots = packed["roots"]
-    n_splits = offsets.size
+    children = packed["children"].reshape(-1, 2).astype(np.int64)
+    leaf_off, leaf_cnt, leaf_items = packed["leaf_off"], packed["leaf_cnt"].astype(np.int64), packed["leaf_items"]
+    roots = packed["roots"].astype(np.int64)
+    n_splits, n_leaves = offsets.size, leaf_cnt.size
 
-    # sizes of subtrees (items under each split), children before parents
-    under_leaf = leaf_cnt.astype(np.int64)
-    under_split = np.zeros(n_splits, np.int64)
+    # items under each split, deepest level first (levels found from the roots)
+    levels, frontier = [], roots[roots >= 0]
+    while frontier.size:
+        levels.append(frontier)
+        kids = children[frontier].reshape(-1)
+        frontier = kids[kids >= 0]
+    under = np.zeros(n_splits, np.int64)
 
-    def size_of(ref):
-        return int(under_leaf[-ref - 1]) if ref < 0 else int(under_split[ref])
+    def size_of(refs):
+        return np.where(refs >= 0, under[np.maximum(refs, 0)], leaf_cnt[np.maximum(-refs - 1, 0)])
 
-    # splits are numbered parents-first inside each tree, so a reverse sweep sees children first
-    for s in range(n_splits - 1, -1, -1):
-        under_split[s] = size_of(int(children[s, 0])) + size_of(int(children[s, 1]))
+    for lv in reversed(levels):
+        under[lv] = size_of(children[lv, 0]) + size_of(children[lv, 1])
 
-    order: list[tuple[int, bool]] = []  # (ref, is_root) in file order
-    for r in roots.tolist():
-        stack = [(int(r), False, True)]
-        while stack:
-            ref, expanded, is_root = stack.pop()
-            if ref < 0:
-                cnt = int(leaf_cnt[-ref - 1])
-                if cnt == 1 and not is_root:
-                    continue  # a single item is referenced directly
-                if is_root and n_items > L.K:
-                    # Only holes keep this tree so small, but annoy takes any node
-                    # with more than K descendants for a split: put the bucket under
-                    # a split with a zero plane whose two children are that bucket.
-                    order.append((ref, False))
-                    order.append((_FAKE_ROOT, True))
-                    continue
-                order.append((ref, is_root))
-                continue
-            if expanded:
-                order.append((ref, is_root))
-                continue
-            a, b = int(children[ref, 0]), int(children[ref, 1])
-            flip = size_of(a) > size_of(b)
-            first, second = (b, a) if flip else (a, b)
-            stack.append((ref, True, is_root))
-            stack.append((second, False, False))
-            stack.append((first, False, False))
-    n_nodes = n_items + len(order) + len(roots)
+    root_leaves = -roots[roots < 0] - 1
+    is_root_leaf = np.zeros(n_leaves, bool)
+    is_root_leaf[root_leaves] = True
+    # Only holes can leave a tree this small while annoy would split it: such a root
+    # becomes a split with a zero plane whose two children are the bucket.
+    fake = is_root_leaf & (n_items > L.K)
+    needs_node = (leaf_cnt >= 2) | is_root_leaf
+    fake_base = n_items + n_splits
+    fake_nodes = np.full(n_leaves, -1, np.int64)
+    fake_nodes[fake] = fake_base + np.arange(int(fake.sum()))
+    leaf_base = fake_base + int(fake.sum())
+    leaf_nodes = np.full(n_leaves, -1, np.int64)
+    leaf_nodes[needs_node] = leaf_base + np.arange(int(needs_node.sum()))
+    n_tree_nodes = leaf_base + int(needs_node.sum())
+
+    def node_of(refs):  # a single item is referenced directly, as annoy does
+        leaf = np.maximum(-refs - 1, 0)
+        single = leaf_items[np.minimum(leaf_off[leaf], max(leaf_items.size - 1, 0))] if leaf_items.size else 0
+        as_leaf = np.where(leaf_nodes[leaf] >= 0, leaf_nodes[leaf], single)
+        return np.where(refs >= 0, n_items + refs, as_leaf)
+
+    root_nodes = np.where(roots >= 0, n_items + roots,
+                          np.where(fake_nodes[np.maximum(-roots - 1, 0)] >= 0,
+                                   fake_nodes[np.maximum(-roots - 1, 0)],
+                                   leaf_nodes[np.maximum(-roots - 1, 0)]))
+    n_nodes = n_tree_nodes + roots.size
     buf = np.zeros((n_nodes, L.size), np.uint8)
     w = buf.view("<i4")
     fl = buf.view("<f4")
@@ -653,45 +655,33 @@ def _encode_annoy(index: AnnoyIndex, L: _Layout) -> bytes:
             norms2 = np.einsum("ij,ij->i", vecs, vecs)
             fl[live, 3] = np.sqrt(np.maximum(norms2.max() - norms2, 0))
 
-    node_of: dict[int, int] = {}
+    # split nodes
+    sn = n_items + np.arange(n_splits)
+    w[sn, 0] = under
+    w[n_items + roots[roots >= 0], 0] = n_items
+    w[sn, L.child] = node_of(children[:, 0])
+    w[sn, L.child + 1] = node_of(children[:, 1])
+    if L.metric == "hamming":
+        bit = offsets.astype(np.int64)
+        u8[sn, 2] = np.where(bit < 0, 0, (bit // 64) * 64 + (63 - bit % 64)).astype(np.uint64)
+    elif n_splits:
+        fl[sn, L.vec: L.vec + f] = planes[:, :f]
+        if L.metric in ("euclidean", "manhattan"):
+            fl[sn, 1] = offsets
+        elif L.metric == "dot":
+            fl[sn, 3] = planes[:, f]
 
-    def node_ref(ref):
-        if ref < 0 and int(leaf_cnt[-ref - 1]) == 1 and ref not in node_of:
-            return int(leaf_items[leaf_off[-ref - 1]])
-        return node_of[ref]
+    # fake roots, then buckets
+    fk = np.flatnonzero(fake)
+    w[fake_nodes[fk], 0] = n_items
+    w[fake_nodes[fk], L.child] = leaf_nodes[fk]
+    w[fake_nodes[fk], L.child + 1] = leaf_nodes[fk]
+    lv = np.flatnonzero(needs_node)
+    ln = leaf_nodes[lv]
+    w[ln, 0] = np.where(is_root_leaf[lv] & ~fake[lv], n_items, leaf_cnt[lv])
+    cnt = leaf_cnt[lv]
+    within = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    w[np.repeat(ln, cnt), L.child + within] = leaf_items[np.repeat(leaf_off[lv], cnt) + within]
 
-    last_bucket = -1
-    for pos, (ref, is_root) in enumerate(order):
-        node = n_items + pos
-        if ref == _FAKE_ROOT:
-            w[node, 0] = n_items
-            w[node, L.child] = w[node, L.child + 1] = last_bucket
-            continue
-        if ref < 0:
-            lo, cnt = int(leaf_off[-ref - 1]), int(leaf_cnt[-ref - 1])
-            w[node, 0] = n_items if is_root else cnt
-            w[node, L.child: L.child + cnt] = leaf_items[lo: lo + cnt]
-            last_bucket = node
-        else:
-            w[node, 0] = n_items if is_root else under_split[ref]
-            w[node, L.child] = node_ref(int(children[ref, 0]))
-            w[node, L.child + 1] = node_ref(int(children[ref, 1]))
-            if L.metric == "hamming":
-                bit = int(offsets[ref])
-                u8[node, 2] = 0 if bit < 0 else (bit // 64) * 64 + (63 - bit % 64)
-            else:
-                fl[node, L.vec: L.vec + f] = planes[ref, :f]
-                if L.metric in ("euclidean", "manhattan"):
-                    fl[node, 1] = offsets[ref]
-                elif L.metric == "dot":
-                    fl[node, 3] = planes[ref, f]
-        node_of[ref] = node
-    tail = n_items + len(order)
-    root_nodes = [n_items + pos for pos, (_, is_root) in enumerate(order) if is_root]
-    for t, node in enumerate(root_nodes):
-        buf[tail + t] = buf[node]
+    buf[n_tree_nodes:] = buf[root_nodes]
     return buf.tobytes()
-
-
-_FAKE_ROOT = 2**40  # marker in the node order; never a real reference
-
