@@ -9,8 +9,10 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "registry.h"
+#include "tree_kernels.h"
 #include "trees.h"
 
 namespace nb = nanobind;
@@ -46,6 +48,30 @@ nb::ndarray<nb::numpy, T> to_numpy(const std::vector<T>& v, std::initializer_lis
 }  // namespace
 
 NEARKIT_BIND(bind_trees) {
+  // The trees' own kernels (L1, hamming) through the active ISA: for tests.
+  m.def(
+      "tree_l1",
+      [](nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu> a,
+         nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> q) {
+        if (a.shape(1) != q.shape(0)) throw std::invalid_argument("dimension mismatch");
+        std::vector<float> out(a.shape(0));
+        const auto& K = nk::trees::tree_kernels();
+        for (size_t i = 0; i < a.shape(0); ++i) out[i] = K.l1(a.data() + i * a.shape(1), q.data(), q.shape(0));
+        return to_numpy(out, {out.size()});
+      },
+      nb::arg("rows"), nb::arg("query"));
+  m.def(
+      "tree_hamming",
+      [](nb::ndarray<const uint64_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> a,
+         nb::ndarray<const uint64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> q) {
+        if (a.shape(1) != q.shape(0)) throw std::invalid_argument("dimension mismatch");
+        std::vector<float> out(a.shape(0));
+        const auto& K = nk::trees::tree_kernels();
+        for (size_t i = 0; i < a.shape(0); ++i) out[i] = K.hamming(a.data() + i * a.shape(1), q.data(), q.shape(0));
+        return to_numpy(out, {out.size()});
+      },
+      nb::arg("rows"), nb::arg("query"));
+
   nb::class_<Forest>(m, "TreeForest", "Random-projection forest over caller-owned vectors.")
       .def(nb::init<int, size_t, int, uint64_t>(), nb::arg("metric"), nb::arg("dim"),
            nb::arg("leaf_size"), nb::arg("seed"))

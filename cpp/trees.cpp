@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "distance.h"
+#include "tree_kernels.h"
 
 namespace nk {
 namespace trees {
@@ -21,22 +22,6 @@ uint64_t splitmix(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   return x ^ (x >> 31);
-}
-
-float l1_dist(const float* a, const float* b, size_t d) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t i = 0;
-  for (; i + 8 <= d; i += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += std::fabs(a[i + j] - b[i + j]);
-  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < d; ++i) s += std::fabs(a[i] - b[i]);
-  return s;
-}
-
-float hamming_dist(const uint64_t* a, const uint64_t* b, size_t words) {
-  uint64_t s = 0;
-  for (size_t i = 0; i < words; ++i) s += static_cast<uint64_t>(__builtin_popcountll(a[i] ^ b[i]));
-  return static_cast<float>(s);
 }
 
 inline bool bit_of(const uint64_t* row, int64_t bit) {
@@ -97,9 +82,10 @@ float Forest::distance(const void* q, const void* row) const {
     case IP:
     case Cosine:
       return 1.f - kernels().dot(static_cast<const float*>(q), static_cast<const float*>(row), dim_);
-    case Manhattan: return l1_dist(static_cast<const float*>(q), static_cast<const float*>(row), dim_);
+    case Manhattan:
+      return tree_kernels().l1(static_cast<const float*>(q), static_cast<const float*>(row), dim_);
     default:
-      return hamming_dist(static_cast<const uint64_t*>(q), static_cast<const uint64_t*>(row), dim_);
+      return tree_kernels().hamming(static_cast<const uint64_t*>(q), static_cast<const uint64_t*>(row), dim_);
   }
 }
 

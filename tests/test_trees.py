@@ -287,3 +287,31 @@ def test_on_disk_build_matches_in_memory(tmp_path, clustered):
                                   mem.search(queries, 10, search_k=600)[0])
     with pytest.raises(ValueError, match="before adding"):
         mem.on_disk_build(tmp_path / "late.nk")
+
+
+@pytest.mark.parametrize("isa", nearkit._core.supported_isas())
+def test_l1_and_hamming_kernels_match_numpy(isa, rng):
+    before = nearkit._core.isa()
+    nearkit._core.set_isa(isa)
+    try:
+        for d in (1, 7, 8, 15, 16, 31, 33, 50, 100):
+            a = rng.standard_normal((5, d)).astype(np.float32)
+            q = rng.standard_normal(d).astype(np.float32)
+            np.testing.assert_allclose(nearkit._core.tree_l1(a, q), np.abs(a - q).sum(1), rtol=1e-5, atol=1e-5)
+        for words in (1, 2, 3, 7, 8, 9, 17):
+            a = rng.integers(0, 2**63, (5, words), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+            q = rng.integers(0, 2**63, words, dtype=np.uint64)
+            truth = np.unpackbits((a ^ q).view(np.uint8), axis=1).sum(1)
+            np.testing.assert_array_equal(nearkit._core.tree_hamming(a, q), truth)
+    finally:
+        nearkit._core.set_isa(before)
+
+
+def test_threaded_search_matches_single_thread(clustered):
+    base, queries = clustered
+    t = Trees(32, "cosine", n_trees=5, seed=3)
+    t.add(base)
+    one = t.search(queries, 10, search_k=700)
+    many = t.search(queries, 10, search_k=700, threads=3)
+    np.testing.assert_array_equal(one[0], many[0])
+    np.testing.assert_array_equal(one[1], many[1])
