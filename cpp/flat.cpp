@@ -4,6 +4,8 @@
 #include "flat.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 #include <cmath>
 #include <exception>
 #include <limits>
@@ -27,13 +29,39 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr size_t kChunkQueries = 1024;   // queries sharing one pass over the base
-constexpr size_t kBlockBytes = 192 << 10;  // base rows per block: stays in L2
+constexpr size_t kBlockBytes = 192 << 10;  // a block of base rows stays in L2
 
 size_t block_rows(size_t d) {
   size_t rows = kBlockBytes / (d * sizeof(float));
-  rows = std::max<size_t>(rows, 96);
-  return (rows + 15) / 16 * 16;
+  rows = std::min<size_t>(std::max<size_t>(rows, 48), 8192);
+  return (rows + 47) / 48 * 48;  // whole register blocks of 6 (and 8, 16) rows
 }
+
+// A float buffer aligned to 64 bytes, so that the kernels' vector loads of
+// packed queries never straddle cache lines.
+class AlignedFloats {
+ public:
+  AlignedFloats() = default;
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+  ~AlignedFloats() { std::free(data_); }
+
+  float* data() { return data_; }
+  // Resizes (contents lost) and optionally zero-fills.
+  void assign(size_t n, bool zero) {
+    if (n > cap_) {
+      std::free(data_);
+      cap_ = n;
+      data_ = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
+      if (!data_) throw std::bad_alloc();
+    }
+    if (zero) std::fill_n(data_, n, 0.0f);
+  }
+
+ private:
+  float* data_ = nullptr;
+  size_t cap_ = 0;
+};
 
 // Runs f(begin, end) over [0, n) split into `threads` contiguous ranges whose
 // sizes are multiples of `grain`; rethrows the first exception on this thread.
@@ -212,16 +240,16 @@ void scan_queries(const KnnJob& job, const FlatKernels& F, size_t qa, size_t qb,
   const size_t d = job.d, T = F.tile;
   const float* bterm = bterm_for(job);
   const float scale = scale_for(job);
-  const size_t brows = block_rows(d);
   const bool tiled = (qb - qa) * 4 >= T;  // below that, the lanes would mostly idle
+  const size_t brows = block_rows(d);
   BlockSource source(job, bterm);
-  std::vector<float> qp;
+  AlignedFloats qp;
   for (size_t c0 = qa; c0 < qb; c0 += kChunkQueries) {
     const size_t c1 = std::min(qb, c0 + kChunkQueries), nc = c1 - c0;
     const size_t tiles = (nc + T - 1) / T;
     float* thr = setup(c0, nc, tiles * T);
     if (tiled) {
-      qp.assign(tiles * T * d, 0.0f);
+      qp.assign(tiles * T * d, true);
       for (size_t q = 0; q < nc; ++q) {
         float* dst = qp.data() + (q / T) * T * d + (q % T);
         const float* src = job.queries + (c0 + q) * d;
@@ -233,11 +261,8 @@ void scan_queries(const KnnJob& job, const FlatKernels& F, size_t qa, size_t qb,
     for (size_t b0 = 0; b0 < job.n; b0 += brows) {
       if (!source.get(b0, std::min(job.n, b0 + brows), blk)) continue;
       if (tiled) {
-        for (size_t t = 0; t < tiles; ++t) {
-          ctx.q0 = t * T;
-          F.scan_tile(qp.data() + t * T * d, blk.rows, blk.nrows, d, blk.bterm, scale,
-                      thr + t * T, push, &ctx);
-        }
+        ctx.q0 = 0;
+        F.scan_tiles(qp.data(), tiles, blk.rows, blk.nrows, d, blk.bterm, scale, thr, push, &ctx);
       } else {
         for (size_t q = 0; q < nc; ++q) {
           ctx.q0 = q;

@@ -26,10 +26,11 @@ using PushFn = void (*)(void* ctx, size_t lane, float score, size_t row);
 struct FlatKernels {
   const char* name;
   size_t tile;  // queries per tile, the lane count of scan_tile
-  // `tile` queries packed dimension-major (qp[j * tile + lane]) against
-  // nrows contiguous rows of dimension d; thr has `tile` entries.
-  void (*scan_tile)(const float* qp, const float* rows, size_t nrows, size_t d,
-                    const float* bterm, float scale, float* thr, PushFn push, void* ctx);
+  // ntiles tiles of `tile` queries, each packed dimension-major
+  // (qp[(t * d + j) * tile + lane]), against nrows contiguous rows of dimension d;
+  // thr has ntiles * tile entries and push gets lane = t * tile + lane.
+  void (*scan_tiles)(const float* qp, size_t ntiles, const float* rows, size_t nrows, size_t d,
+                     const float* bterm, float scale, float* thr, PushFn push, void* ctx);
   // One query against nrows contiguous rows; thr points to one threshold.
   void (*scan_one)(const float* q, const float* rows, size_t nrows, size_t d, const float* bterm,
                    float scale, float* thr, PushFn push, void* ctx);

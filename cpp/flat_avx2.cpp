@@ -11,16 +11,17 @@ constexpr size_t kVecs = 2;
 constexpr size_t kLanes = 8 * kVecs;
 constexpr int kRows = 6;
 
+// Scores of MR rows x 16 queries into sc (row-major, 16 per row); free of
+// calls so that the accumulators live in registers.
 template <int MR>
-inline void tile_rows(const float* qp, const float* rows, size_t r0, size_t d,
-                      const float* bterm, float scale, float* thr, PushFn push, void* ctx) {
+inline void tile_scores(const float* qp, const float* base, size_t d, const float* bterm,
+                        float scale, float* sc) {
   __m256 acc[MR][kVecs];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     acc[r][0] = _mm256_setzero_ps();
     acc[r][1] = _mm256_setzero_ps();
   }
-  const float* base = rows + r0 * d;
   for (size_t j = 0; j < d; ++j) {
     const float* qj = qp + j * kLanes;
     __m256 q0 = _mm256_loadu_ps(qj), q1 = _mm256_loadu_ps(qj + 8);
@@ -34,29 +35,51 @@ inline void tile_rows(const float* qp, const float* rows, size_t r0, size_t d,
   const __m256 vscale = _mm256_set1_ps(scale);
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
-    const __m256 bt = _mm256_set1_ps(bterm ? bterm[r0 + r] : 0.0f);
+    const __m256 bt = _mm256_set1_ps(bterm ? bterm[r] : 0.0f);
+    _mm256_store_ps(sc + r * kLanes, _mm256_fmadd_ps(acc[r][0], vscale, bt));
+    _mm256_store_ps(sc + r * kLanes + 8, _mm256_fmadd_ps(acc[r][1], vscale, bt));
+  }
+}
+
+template <int MR>
+inline void tile_select(const float* sc, size_t r0, const float* thr, size_t lane0,
+                        PushFn push, void* ctx) {
+  for (int r = 0; r < MR; ++r) {
     for (size_t v = 0; v < kVecs; ++v) {
-      __m256 s = _mm256_fmadd_ps(acc[r][v], vscale, bt);
-      int m = _mm256_movemask_ps(_mm256_cmp_ps(s, _mm256_loadu_ps(thr + 8 * v), _CMP_LT_OQ));
-      if (__builtin_expect(m != 0, 0)) {
-        alignas(32) float sv[8];
-        _mm256_store_ps(sv, s);
-        while (m) {
-          unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
-          m &= m - 1;
-          push(ctx, 8 * v + lane, sv[lane], r0 + r);
-        }
+      const float* s = sc + r * kLanes + 8 * v;
+      int m = _mm256_movemask_ps(
+          _mm256_cmp_ps(_mm256_load_ps(s), _mm256_loadu_ps(thr + 8 * v), _CMP_LT_OQ));
+      while (__builtin_expect(m != 0, 0)) {
+        unsigned lane = static_cast<unsigned>(__builtin_ctz(m));
+        m &= m - 1;
+        push(ctx, lane0 + 8 * v + lane, s[lane], r0 + r);
       }
     }
   }
 }
 
-void scan_tile_avx2(const float* qp, const float* rows, size_t nrows, size_t d,
-                    const float* bterm, float scale, float* thr, PushFn push, void* ctx) {
-  size_t r = 0;
-  for (; r + kRows <= nrows; r += kRows)
-    tile_rows<kRows>(qp, rows, r, d, bterm, scale, thr, push, ctx);
-  for (; r < nrows; ++r) tile_rows<1>(qp, rows, r, d, bterm, scale, thr, push, ctx);
+template <int MR>
+inline void tile_rows(const float* qp, const float* rows, size_t r0, size_t d,
+                      const float* bterm, float scale, const float* thr, size_t lane0,
+                      PushFn push, void* ctx) {
+  alignas(32) float sc[MR * kLanes];
+  tile_scores<MR>(qp, rows + r0 * d, d, bterm ? bterm + r0 : nullptr, scale, sc);
+  tile_select<MR>(sc, r0, thr, lane0, push, ctx);
+}
+
+void scan_tiles_avx2(const float* qp, size_t ntiles, const float* rows, size_t nrows,
+                      size_t d, const float* bterm, float scale, float* thr, PushFn push,
+                      void* ctx) {
+  // Tiles outside, rows inside: the tile's packed queries stay in L1 while
+  // the block of base rows (sized for L2 by the driver) streams past.
+  for (size_t t = 0; t < ntiles; ++t) {
+    const float* qt = qp + t * kLanes * d;
+    float* tt = thr + t * kLanes;
+    size_t r = 0;
+    for (; r + kRows <= nrows; r += kRows)
+      tile_rows<kRows>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx);
+    for (; r < nrows; ++r) tile_rows<1>(qt, rows, r, d, bterm, scale, tt, t * kLanes, push, ctx);
+  }
 }
 
 inline __m256i tail_mask8(size_t rem) {
@@ -156,6 +179,6 @@ double fma_probe_avx2(size_t iters) {
 
 }  // namespace
 
-const FlatKernels kAvx2Flat = {"avx2", kLanes, scan_tile_avx2, scan_one_avx2, fma_probe_avx2};
+const FlatKernels kAvx2Flat = {"avx2", kLanes, scan_tiles_avx2, scan_one_avx2, fma_probe_avx2};
 
 }  // namespace nk
