@@ -80,7 +80,7 @@ class Trees(Index):
                  leaf_size: int | None = None, seed: int = 0):
         self._dim = _validate.check_positive_int(dim, "dim")
         self._metric = tree_metric(metric)
-        self._n_trees = _validate.check_positive_int(n_trees, "n_trees", minimum=0)
+        self._n_trees = _validate.check_positive_int(n_trees, "n_trees")
         if leaf_size is None:
             leaf_size = 100  # measured best on GloVe-50 (fewer plane fetches per candidate)
         self._leaf_size = _validate.check_positive_int(leaf_size, "leaf_size")
