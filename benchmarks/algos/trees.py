@@ -54,12 +54,28 @@ def _query_annoy(index, q, k, params):
     return index.get_nns_by_vector(q, k, search_k=params["search_k"])
 
 
+def _build_compat(base, metric):
+    from nearkit.compat.annoy import AnnoyIndex
+
+    a = AnnoyIndex(base.shape[1], "angular")
+    for i, v in enumerate(base):
+        a.add_item(i, v)
+    a.build(N_TREES, n_jobs=1)
+    path = os.path.join(_TMP, "compat.ann")
+    a.save(path)  # an annoy-format file, served by nearkit's forest
+    a.path = path
+    return a
+
+
 def _file_size(index):
     return os.path.getsize(index.path)
 
 
 ALGOS = [
     Algo("nearkit-trees", _build_nearkit, _query_nearkit,
+         [{"search_k": s} for s in SEARCH_K], index_bytes=_file_size),
+    # The drop-in: annoy's file format and search semantics on nearkit's forest.
+    Algo("nearkit-annoy-compat", _build_compat, _query_annoy,
          [{"search_k": s} for s in SEARCH_K], index_bytes=_file_size),
     Algo("annoy", _build_annoy, _query_annoy,
          [{"search_k": s} for s in SEARCH_K], requires=["annoy"], index_bytes=_file_size),
