@@ -47,6 +47,8 @@ _MISSING = object()
 
 def _c_int(value) -> int:
     """Python's C-int conversion as annoy's argument parsing does it."""
+    if type(value) is int and _INT_MIN <= value <= _INT_MAX:
+        return value
     v = operator.index(value)  # TypeError: 'float' object cannot be interpreted as an integer
     if v > _INT_MAX:
         raise OverflowError("signed integer is greater than maximum")
@@ -202,9 +204,9 @@ class AnnoyIndex:
             qq = np.einsum("ij,ij->i", rows, rows)
             pq = rows @ x
             ppqq = pp * qq
-            with np.errstate(divide="ignore", invalid="ignore"):
-                d = np.where(ppqq > 0, np.float32(2) - np.float32(2) * pq / np.sqrt(ppqq), np.float32(2))
-            return np.sqrt(np.maximum(d, 0)).astype(np.float32)
+            ok = ppqq > 0
+            d = np.float32(2) - np.float32(2) * pq / np.sqrt(np.where(ok, ppqq, np.float32(1)))
+            return np.sqrt(np.maximum(np.where(ok, d, np.float32(2)), 0)).astype(np.float32)
         if m == "euclidean":
             diff = rows - x
             return np.sqrt(np.maximum(np.einsum("ij,ij->i", diff, diff), 0)).astype(np.float32)
@@ -308,8 +310,8 @@ class AnnoyIndex:
             search_k = -1  # unlimited
         k = min(n, self._n_items)
         if self._metric == "angular":
-            norm = float(np.linalg.norm(x))
-            q = (x / norm if norm > 0 else x).astype(np.float32)[None, :]
+            sq = float(np.dot(x, x))
+            q = (x * np.float32(1 / sq ** 0.5) if sq > 0 else x).reshape(1, -1)
         elif self._metric == "hamming":
             q = pack_bits((x > 0.5)[None, :].astype(np.uint8), self._f)
         else:
