@@ -441,7 +441,7 @@ class AnnoyIndex:
         data = _encode_annoy(self, self._layout)
         try:
             with open(fn, "wb") as fh:
-                fh.write(data)
+                fh.write(memoryview(data).cast("B"))  # the node array itself, no bytes copy
         except OSError as exc:
             self._fail(f"Unable to open: {exc.strerror} ({exc.errno})")
 
@@ -586,7 +586,7 @@ def _parse_annoy(mm: np.ndarray, L: _Layout):
     return n_items, roots, arrays, vec_view, keys
 
 
-def _encode_annoy(index: AnnoyIndex, L: _Layout) -> bytes:
+def _encode_annoy(index: AnnoyIndex, L: _Layout) -> np.ndarray:
     """Lay the forest out in annoy's node format: the items, then the split nodes,
     then the bucket nodes, then copies of the roots (annoy finds its roots by
     scanning back from the end of the file)."""
@@ -686,4 +686,4 @@ def _encode_annoy(index: AnnoyIndex, L: _Layout) -> bytes:
     w[np.repeat(ln, cnt), L.child + within] = leaf_items[np.repeat(leaf_off[lv], cnt) + within]
 
     buf[n_tree_nodes:] = buf[root_nodes]
-    return buf.tobytes()
+    return buf
