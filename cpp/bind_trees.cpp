@@ -37,6 +37,15 @@ nk::trees::Vectors rows(const Forest& f, const AnyArr& a, const char* what) {
   return {a.data(), a.shape(0)};
 }
 
+// Hands a vector's buffer to numpy without copying it (the array owns the vector).
+template <class T>
+nb::ndarray<nb::numpy, T> adopt(std::vector<T>&& v, std::initializer_list<size_t> shape) {
+  auto* owned = new std::vector<T>(std::move(v));
+  if (owned->empty()) owned->resize(1);  // numpy needs a valid pointer even for size 0
+  nb::capsule owner(owned, [](void* x) noexcept { delete static_cast<std::vector<T>*>(x); });
+  return nb::ndarray<nb::numpy, T>(owned->data(), shape.size(), shape.begin(), owner);
+}
+
 template <class T>
 nb::ndarray<nb::numpy, T> to_numpy(const std::vector<T>& v, std::initializer_list<size_t> shape) {
   T* p = new T[v.size() ? v.size() : 1];
@@ -177,13 +186,14 @@ NEARKIT_BIND(bind_trees) {
         }
         nb::dict out;
         size_t n = ns.offsets.size();
-        out["planes"] = to_numpy(ns.planes, {n, f.plane_dim()});
-        out["offsets"] = to_numpy(ns.offsets, {n});
-        out["children"] = to_numpy(ns.children, {n, 2});
-        out["leaf_off"] = to_numpy(ns.leaf_off, {ns.leaf_off.size()});
-        out["leaf_cnt"] = to_numpy(ns.leaf_cnt, {ns.leaf_cnt.size()});
-        out["leaf_items"] = to_numpy(ns.leaf_items, {ns.leaf_items.size()});
-        out["roots"] = to_numpy(ns.roots, {ns.roots.size()});
+        size_t nl = ns.leaf_off.size(), ni = ns.leaf_items.size(), nr = ns.roots.size();
+        out["planes"] = adopt(std::move(ns.planes), {n, f.plane_dim()});
+        out["offsets"] = adopt(std::move(ns.offsets), {n});
+        out["children"] = adopt(std::move(ns.children), {n, 2});
+        out["leaf_off"] = adopt(std::move(ns.leaf_off), {nl});
+        out["leaf_cnt"] = adopt(std::move(ns.leaf_cnt), {nl});
+        out["leaf_items"] = adopt(std::move(ns.leaf_items), {ni});
+        out["roots"] = adopt(std::move(ns.roots), {nr});
         return out;
       });
 }
