@@ -332,3 +332,20 @@ def test_nearkit_files_with_holes_open_in_annoy(tmp_path, metric):
         assert (real.get_n_items(), real.get_n_trees()) == (ours.get_n_items(), ours.get_n_trees())
         for v in x[:40]:
             assert real.get_nns_by_vector(v, 5) == ours.get_nns_by_vector(v, 5)
+
+
+def test_saving_a_loaded_index_copies_it(tmp_path):
+    x = data("angular", 400, 8, seed=9)
+    real = filled(RealAnnoy, "angular", x, ids=list(range(0, 800, 2)))
+    real.build(4)
+    real.save(str(tmp_path / "a.ann"))
+    ours = NkAnnoy(8, "angular")
+    ours.load(str(tmp_path / "a.ann"))
+    assert ours.save(str(tmp_path / "b.ann")) is True
+    again = RealAnnoy(8, "angular")
+    again.load(str(tmp_path / "b.ann"))
+    assert again.get_n_items() == real.get_n_items() and again.get_n_trees() == real.get_n_trees()
+    for i in range(0, 760, 38):  # live items (a hole's zero query ties everywhere)
+        assert again.get_nns_by_item(i, 10) == real.get_nns_by_item(i, 10)
+        assert again.get_item_vector(i) == real.get_item_vector(i)
+        assert again.get_item_vector(i + 1) == [0.0] * 8

@@ -418,7 +418,7 @@ class AnnoyIndex:
         self._mmap = mm
         self._mmap_vec = vec_view
         self._n_items = n_items
-        self._is_item = np.zeros(n_items, bool)  # only used before build; loaded is read-only
+        self._is_item = np.asarray(mm.view("<i4")[:: L.size // 4][:n_items] == 1)  # holes: 0
         forest = self._new_forest()
         if self._metric == "hamming":
             core_rows = np.ascontiguousarray(vec_view, dtype=np.uint64)
@@ -438,7 +438,9 @@ class AnnoyIndex:
             _report(f"found {len(roots)} roots with degree {n_items}")
 
     def _write(self, fn):
-        data = _encode_annoy(self, self._layout)
+        # A loaded index is written back node for node, as annoy does: the node
+        # order decides which of two equal priorities annoy's search takes first.
+        data = self._mmap if self._loaded else _encode_annoy(self, self._layout)
         try:
             with open(fn, "wb") as fh:
                 fh.write(memoryview(data).cast("B"))  # the node array itself, no bytes copy
@@ -647,9 +649,9 @@ def _encode_annoy(index: AnnoyIndex, L: _Layout) -> np.ndarray:
     live = np.flatnonzero(index._is_item[:n_items])
     w[live, 0] = 1
     if L.metric == "hamming":
-        u8[live, 2: 2 + L.words] = pack_bits(index._vecs[live].astype(np.uint8), f)
+        u8[live, 2: 2 + L.words] = pack_bits(index._raw(live).astype(np.uint8), f)
     else:
-        vecs = np.asarray(index._vecs[live], np.float32)
+        vecs = np.asarray(index._raw(live), np.float32)
         fl[live, L.vec: L.vec + f] = vecs
         if L.metric == "angular":
             fl[live, 1] = np.einsum("ij,ij->i", vecs, vecs)
