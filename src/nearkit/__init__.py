@@ -4,9 +4,10 @@ from . import _core
 from .errors import FormatError
 from .indexes import Index
 from .indexes.flat import Flat
+from .indexes.trees import Trees
 from .io import load
 from .knn import knn_graph
 
 __version__ = "0.1.0"
 
-__all__ = ["Flat", "FormatError", "Index", "_core", "__version__", "knn_graph", "load"]
+__all__ = ["Flat", "FormatError", "Index", "Trees", "_core", "__version__", "knn_graph", "load"]

@@ -1,0 +1,199 @@
+// Python bindings for the random-projection forest (nearkit._core.TreeForest).
+// Every call that walks trees or vectors releases the GIL.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "registry.h"
+#include "tree_kernels.h"
+#include "trees.h"
+
+namespace nb = nanobind;
+using nk::trees::Forest;
+
+namespace {
+
+using AnyArr = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;
+using I32 = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using I64 = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using F32 = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+using U8 = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+// Rows as the forest expects them: float32 (n, dim), or uint64 (n, words) for hamming.
+nk::trees::Vectors rows(const Forest& f, const AnyArr& a, const char* what) {
+  bool ham = f.metric() == nk::trees::Hamming;
+  bool ok_type = ham ? a.dtype() == nb::dtype<uint64_t>() : a.dtype() == nb::dtype<float>();
+  if (!ok_type)
+    throw std::invalid_argument(std::string(what) + (ham ? " must be uint64 words" : " must be float32"));
+  if (a.ndim() != 2 || a.shape(1) != f.dim())
+    throw std::invalid_argument(std::string(what) + " must have shape (n, " + std::to_string(f.dim()) + ")");
+  return {a.data(), a.shape(0)};
+}
+
+// Hands a vector's buffer to numpy without copying it (the array owns the vector).
+template <class T>
+nb::ndarray<nb::numpy, T> adopt(std::vector<T>&& v, std::initializer_list<size_t> shape) {
+  auto* owned = new std::vector<T>(std::move(v));
+  if (owned->empty()) owned->resize(1);  // numpy needs a valid pointer even for size 0
+  nb::capsule owner(owned, [](void* x) noexcept { delete static_cast<std::vector<T>*>(x); });
+  return nb::ndarray<nb::numpy, T>(owned->data(), shape.size(), shape.begin(), owner);
+}
+
+template <class T>
+nb::ndarray<nb::numpy, T> to_numpy(const std::vector<T>& v, std::initializer_list<size_t> shape) {
+  T* p = new T[v.size() ? v.size() : 1];
+  if (!v.empty()) std::memcpy(p, v.data(), v.size() * sizeof(T));
+  nb::capsule owner(p, [](void* x) noexcept { delete[] static_cast<T*>(x); });
+  return nb::ndarray<nb::numpy, T>(p, shape.size(), shape.begin(), owner);
+}
+
+}  // namespace
+
+NEARKIT_BIND(bind_trees) {
+  // The trees' own kernels (L1, hamming) through the active ISA: for tests.
+  m.def(
+      "tree_l1",
+      [](nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu> a,
+         nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> q) {
+        if (a.shape(1) != q.shape(0)) throw std::invalid_argument("dimension mismatch");
+        std::vector<float> out(a.shape(0));
+        const auto& K = nk::trees::tree_kernels();
+        for (size_t i = 0; i < a.shape(0); ++i) out[i] = K.l1(a.data() + i * a.shape(1), q.data(), q.shape(0));
+        return to_numpy(out, {out.size()});
+      },
+      nb::arg("rows"), nb::arg("query"));
+  m.def(
+      "tree_hamming",
+      [](nb::ndarray<const uint64_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> a,
+         nb::ndarray<const uint64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> q) {
+        if (a.shape(1) != q.shape(0)) throw std::invalid_argument("dimension mismatch");
+        std::vector<float> out(a.shape(0));
+        const auto& K = nk::trees::tree_kernels();
+        for (size_t i = 0; i < a.shape(0); ++i) out[i] = K.hamming(a.data() + i * a.shape(1), q.data(), q.shape(0));
+        return to_numpy(out, {out.size()});
+      },
+      nb::arg("rows"), nb::arg("query"));
+
+  nb::class_<Forest>(m, "TreeForest", "Random-projection forest over caller-owned vectors.")
+      .def(nb::init<int, size_t, int, uint64_t>(), nb::arg("metric"), nb::arg("dim"),
+           nb::arg("leaf_size"), nb::arg("seed"))
+      .def_prop_ro("metric", &Forest::metric)
+      .def_prop_ro("dim", &Forest::dim)
+      .def_prop_ro("plane_dim", &Forest::plane_dim)
+      .def_prop_ro("leaf_size", &Forest::leaf_size)
+      .def_prop_ro("max_norm", &Forest::max_norm)
+      .def_prop_ro("frozen", &Forest::frozen)
+      .def_prop_ro("n_trees", [](const Forest& f) { return f.view().n_trees; })
+      .def_prop_ro("n_splits", [](const Forest& f) { return f.view().n_splits; })
+      .def_prop_ro("n_leaves", [](const Forest& f) { return f.view().n_leaves; })
+      .def(
+          "build",
+          [](Forest& f, AnyArr vec, I32 slots, int n_trees, int threads) {
+            auto v = rows(f, vec, "vectors");
+            nb::gil_scoped_release r;
+            f.build(v, slots.data(), slots.shape(0), n_trees, threads);
+          },
+          nb::arg("vectors"), nb::arg("slots"), nb::arg("n_trees"), nb::arg("threads"))
+      .def(
+          "insert",
+          [](Forest& f, AnyArr vec, I32 slots) {
+            auto v = rows(f, vec, "vectors");
+            nb::gil_scoped_release r;
+            f.insert(v, slots.data(), slots.shape(0));
+          },
+          nb::arg("vectors"), nb::arg("slots"))
+      .def(
+          "erase",
+          [](Forest& f, I32 slots, size_t n_rows) {
+            nb::gil_scoped_release r;
+            return f.erase(slots.data(), slots.shape(0), n_rows);
+          },
+          nb::arg("slots"), nb::arg("n_rows"))
+      .def(
+          "search",
+          [](const Forest& f, AnyArr vec, AnyArr queries, size_t k, int64_t search_k,
+             std::optional<U8> mask, int threads) {
+            auto v = rows(f, vec, "vectors");
+            auto q = rows(f, queries, "queries");
+            if (k == 0) throw std::invalid_argument("k must be positive");
+            if (mask && mask->shape(0) < v.n) throw std::invalid_argument("mask shorter than the vectors");
+            size_t nq = q.n;
+            int64_t* ids = new int64_t[(nq * k) > 0 ? nq * k : 1];
+            float* d = new float[(nq * k) > 0 ? nq * k : 1];
+            {
+              nb::gil_scoped_release r;
+              f.search(v, q.data, nq, k, search_k, mask ? mask->data() : nullptr, threads, ids, d);
+            }
+            nb::capsule oi(ids, [](void* p) noexcept { delete[] static_cast<int64_t*>(p); });
+            nb::capsule od(d, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+            return nb::make_tuple(nb::ndarray<nb::numpy, int64_t, nb::ndim<2>>(ids, {nq, k}, oi),
+                                  nb::ndarray<nb::numpy, float, nb::ndim<2>>(d, {nq, k}, od));
+          },
+          nb::arg("vectors"), nb::arg("queries"), nb::arg("k"), nb::arg("search_k"),
+          nb::arg("mask").none(), nb::arg("threads"))
+      .def(
+          "attach",
+          [](Forest& f, F32 planes, F32 offsets, I32 children, I64 leaf_off, I32 leaf_cnt,
+             I32 leaf_items, I32 roots, float max_norm, bool frozen) {
+            nk::trees::View v;
+            size_t ns = offsets.size();
+            if (planes.size() != ns * f.plane_dim()) throw std::invalid_argument("corrupt tree forest: planes size");
+            if (children.shape(0) != 2 * ns) throw std::invalid_argument("corrupt tree forest: children size");
+            if (leaf_off.shape(0) != leaf_cnt.shape(0)) throw std::invalid_argument("corrupt tree forest: leaf tables");
+            v.planes = planes.data();
+            v.offsets = offsets.data();
+            v.children = children.data();
+            v.leaf_off = leaf_off.data();
+            v.leaf_cnt = leaf_cnt.data();
+            v.leaf_items = leaf_items.data();
+            v.roots = roots.data();
+            v.n_splits = ns;
+            v.n_leaves = leaf_cnt.shape(0);
+            v.n_leaf_items = leaf_items.shape(0);
+            v.n_trees = roots.shape(0);
+            nb::gil_scoped_release r;
+            f.attach(v, max_norm, frozen);
+          },
+          nb::arg("planes"), nb::arg("offsets"), nb::arg("children"), nb::arg("leaf_off"),
+          nb::arg("leaf_cnt"), nb::arg("leaf_items"), nb::arg("roots"), nb::arg("max_norm"),
+          nb::arg("frozen"),
+          "Adopt saved arrays; frozen=True searches them in place (keep them alive).")
+      .def_prop_rw("origin_planes", &Forest::origin_planes, &Forest::set_origin_planes)
+      .def(
+          "set_offsets",
+          [](Forest& f, nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> o) {
+            f.set_offsets(o.data(), o.shape(0));
+          },
+          nb::arg("offsets"))
+      .def(
+          "set_tie_keys",
+          [](Forest& f, I32 split_keys, I32 leaf_keys) {
+            f.set_tie_keys(split_keys.data(), split_keys.shape(0), leaf_keys.data(), leaf_keys.shape(0));
+          },
+          nb::arg("split_keys"), nb::arg("leaf_keys"))
+      .def("packed", [](const Forest& f) {
+        nk::trees::NodeStore ns;
+        {
+          nb::gil_scoped_release r;
+          ns = f.packed();
+        }
+        nb::dict out;
+        size_t n = ns.offsets.size();
+        size_t nl = ns.leaf_off.size(), ni = ns.leaf_items.size(), nr = ns.roots.size();
+        out["planes"] = adopt(std::move(ns.planes), {n, f.plane_dim()});
+        out["offsets"] = adopt(std::move(ns.offsets), {n});
+        out["children"] = adopt(std::move(ns.children), {n, 2});
+        out["leaf_off"] = adopt(std::move(ns.leaf_off), {nl});
+        out["leaf_cnt"] = adopt(std::move(ns.leaf_cnt), {nl});
+        out["leaf_items"] = adopt(std::move(ns.leaf_items), {ni});
+        out["roots"] = adopt(std::move(ns.roots), {nr});
+        return out;
+      });
+}

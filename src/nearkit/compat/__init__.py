@@ -1,0 +1,1 @@
+"""Drop-in replacements for other libraries' Python APIs, built on nearkit's indexes."""

@@ -1,0 +1,691 @@
+"""A drop-in for ``annoy.AnnoyIndex`` on nearkit's tree forest.
+
+    from nearkit.compat.annoy import AnnoyIndex   # instead of: from annoy import AnnoyIndex
+
+Same methods, arguments, return types, distances and exceptions as annoy 1.17.3
+(see docs of ``annoy``), and the same file format both ways: ``load()`` opens
+``.ann`` files written by annoy, and ``save()`` writes files annoy can open.
+
+Deliberate differences (each one replaces a crash or a silent corruption in annoy):
+
+- ``add_item`` on a built index raises ``Exception("You can't add an item to a
+  built index")`` (annoy accepts it and corrupts the forest); call ``unbuild()``.
+- ``f <= 0`` raises ``ValueError`` (annoy aborts the interpreter on the first add);
+  ``f`` is read-only.
+- ``build(n_jobs=0)`` and ``build(n_trees < -1)`` raise ``ValueError``
+  (annoy silently builds 0 trees / an odd count).
+- The same seed gives the same forest whatever ``n_jobs`` is (annoy's forest
+  depends on the thread count).
+- ``load`` checks the tree structure and raises ``OSError`` for a file whose
+  nodes do not form a forest for this ``f`` and metric (annoy loads it and
+  answers garbage).
+- ``on_disk_build`` keeps item vectors in a file beside ``fn`` until ``build()``
+  writes the index into ``fn``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import operator
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from .. import _core
+from ..indexes.trees import TREE_METRIC_CODES, _DiskRows, pack_bits
+
+_METRICS = ("angular", "euclidean", "manhattan", "hamming", "dot")
+_CORE_METRIC = {"angular": "cosine", "euclidean": "l2", "manhattan": "manhattan",
+                "hamming": "hamming", "dot": "ip"}
+_DEFAULT_SEED = 0
+_INT_MAX = 2**31 - 1
+_INT_MIN = -(2**31)
+_MISSING = object()
+
+
+def _c_int(value) -> int:
+    """Python's C-int conversion as annoy's argument parsing does it."""
+    if type(value) is int and _INT_MIN <= value <= _INT_MAX:
+        return value
+    v = operator.index(value)  # TypeError: 'float' object cannot be interpreted as an integer
+    if v > _INT_MAX:
+        raise OverflowError("signed integer is greater than maximum")
+    if v < _INT_MIN:
+        raise OverflowError("signed integer is less than minimum")
+    return v
+
+
+def _report(msg: str) -> None:
+    # annoy echoes every error to stderr before raising; scripts that grep logs keep working.
+    print(msg, file=sys.stderr)
+
+
+class _Layout:
+    """Annoy 1.17.3's node layout for one metric and f (all offsets in 4-byte words)."""
+
+    def __init__(self, metric: str, f: int):
+        self.metric, self.f = metric, f
+        self.words = (f + 63) // 64
+        if metric == "angular":
+            self.size, self.child, self.vec = 12 + 4 * f, 1, 3
+        elif metric in ("euclidean", "manhattan"):
+            self.size, self.child, self.vec = 16 + 4 * f, 2, 4
+        elif metric == "dot":
+            self.size, self.child, self.vec = 16 + 4 * f, 1, 4
+        else:  # hamming: 4 pad bytes, then uint64 words
+            self.size, self.child, self.vec = 16 + 8 * self.words, 1, 4
+        self.K = (self.size - 4 * self.child) // 4  # items a bucket node can list
+
+
+class AnnoyIndex:
+    """Approximate nearest neighbours with annoy's interface. See the module docstring."""
+
+    def __init__(self, f, metric=_MISSING):
+        f = _c_int(f)
+        if metric is _MISSING:
+            warnings.warn(
+                "The default argument for metric will be removed in future version of Annoy. "
+                "Please pass metric='angular' explicitly.", FutureWarning, stacklevel=2)
+            metric = "angular"
+        if not isinstance(metric, str):
+            raise TypeError(f"argument 2 must be str, not {type(metric).__name__}")
+        if metric not in _METRICS:
+            raise ValueError("No such metric")
+        if f <= 0:
+            raise ValueError(f"f must be a positive number of dimensions, got {f}")
+        self._f = f
+        self._metric = metric
+        self._layout = _Layout(metric, f)
+        self._verbose = False
+        self._on_disk_done = False
+        self._reset()
+
+    # -- state -----------------------------------------------------------------
+    def _reset(self):
+        self._vecs = np.zeros((0, self._f), np.float32)  # raw item vectors by id
+        self._is_item = np.zeros(0, bool)
+        self._n_items = 0
+        self._forest = None
+        self._core_rows = None
+        self._n_trees = 0
+        self._built = False
+        self._loaded = False
+        self._seed = _DEFAULT_SEED
+        self._disk: _DiskRows | None = None
+        self._disk_path: str | None = None
+        self._mmap = None
+
+    @property
+    def f(self) -> int:
+        return self._f
+
+    # -- items -------------------------------------------------------------------
+    def _vector(self, vector) -> np.ndarray:
+        n = len(vector)  # TypeError: object of type 'X' has no len()
+        if n != self._f:
+            raise IndexError(f"Vector has wrong length (expected {self._f}, got {n})")
+        if isinstance(vector, np.ndarray) and vector.ndim == 1 and vector.dtype.kind in "biuf":
+            out = vector.astype(np.float32)
+        else:
+            out = np.empty(self._f, np.float32)
+            for z in range(self._f):
+                item = vector[z]  # TypeError: 'X' object is not subscriptable
+                if isinstance(item, (str, bytes)) or not hasattr(item, "__float__"):
+                    raise TypeError(f"must be real number, not {type(item).__name__}")
+                out[z] = float(item)
+        if self._metric == "hamming":
+            out = (out > 0.5).astype(np.float32)
+        return out
+
+    def _check_item(self, i) -> int:
+        i = _c_int(i)
+        if i < 0:
+            raise IndexError("Item index can not be negative")
+        if i >= self._n_items:
+            raise IndexError("Item index larger than the largest item index")
+        return i
+
+    def add_item(self, i, vector):
+        """Add item ``i`` (a non-negative int) with ``vector`` of length f."""
+        i = _c_int(i)
+        if i < 0:
+            raise IndexError("Item index can not be negative")
+        if self._loaded:
+            _report("You can't add an item to a loaded index")
+            raise Exception("You can't add an item to a loaded index")
+        if self._built:
+            _report("You can't add an item to a built index")
+            raise Exception("You can't add an item to a built index")
+        v = self._vector(vector)
+        if i >= self._vecs.shape[0]:
+            cap = max(i + 1, int(self._vecs.shape[0] * 1.5) + 16)
+            if self._disk is not None:
+                self._vecs = self._disk.reserve(cap)
+            else:
+                grown = np.zeros((cap, self._f), np.float32)
+                grown[: self._n_items] = self._vecs[: self._n_items]
+                self._vecs = grown
+        if i >= self._is_item.shape[0]:
+            flags = np.zeros(self._vecs.shape[0], bool)
+            flags[: self._n_items] = self._is_item[: self._n_items]
+            self._is_item = flags
+        self._vecs[i] = v
+        self._is_item[i] = True
+        self._n_items = max(self._n_items, i + 1)
+
+    def get_item_vector(self, i, /):
+        """The stored vector of item ``i`` as a list of floats."""
+        i = self._check_item(i)
+        return self._raw(np.array([i]))[0].tolist()
+
+    def get_n_items(self) -> int:
+        return self._n_items
+
+    def get_n_trees(self) -> int:
+        return self._n_trees
+
+    def _raw(self, ids: np.ndarray) -> np.ndarray:
+        """float32 rows of the given ids as annoy stores them (hamming: 0/1)."""
+        if self._loaded and self._metric == "hamming":
+            words = np.ascontiguousarray(self._mmap_vec[ids])
+            bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, : self._f]
+            return bits.astype(np.float32)
+        if self._loaded:
+            return np.ascontiguousarray(self._mmap_vec[ids], dtype=np.float32)
+        return self._vecs[ids]
+
+    # -- distances as annoy reports them ------------------------------------------
+    def _distances(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        m = self._metric
+        if m == "angular":
+            pp = np.float32(x @ x)
+            qq = np.einsum("ij,ij->i", rows, rows)
+            pq = rows @ x
+            ppqq = pp * qq
+            ok = ppqq > 0
+            d = np.float32(2) - np.float32(2) * pq / np.sqrt(np.where(ok, ppqq, np.float32(1)))
+            return np.sqrt(np.maximum(np.where(ok, d, np.float32(2)), 0)).astype(np.float32)
+        if m == "euclidean":
+            diff = rows - x
+            return np.sqrt(np.maximum(np.einsum("ij,ij->i", diff, diff), 0)).astype(np.float32)
+        if m == "manhattan":
+            return np.maximum(np.abs(rows - x).sum(axis=1, dtype=np.float32), 0)
+        if m == "dot":
+            return (rows @ x).astype(np.float32)
+        return (rows != x).sum(axis=1).astype(np.float32)
+
+    def get_distance(self, i, j, /) -> float:
+        """Distance between items i and j (angular: sqrt(2 - 2 cos); dot: the inner product)."""
+        i, j = self._check_item(i), self._check_item(j)
+        rows = self._raw(np.array([i, j]))
+        return float(self._distances(rows[0], rows[1:2])[0])
+
+    # -- building -------------------------------------------------------------------
+    def _core_vectors(self, vecs: np.ndarray) -> np.ndarray:
+        if self._metric == "angular":
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            norms[norms == 0] = 1
+            return np.ascontiguousarray(vecs / norms, dtype=np.float32)
+        if self._metric == "hamming":
+            return pack_bits(vecs.astype(np.uint8), self._f)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def _new_forest(self):
+        code = TREE_METRIC_CODES[_CORE_METRIC[self._metric]]
+        dim = self._layout.words if self._metric == "hamming" else self._f
+        forest = _core.TreeForest(code, dim, self._layout.K, self._seed % 2**64)
+        forest.origin_planes = self._metric in ("angular", "dot")  # annoy's planes have no offset
+        return forest
+
+    def build(self, n_trees, n_jobs=-1):
+        """Build a forest of ``n_trees`` trees (-1: as many as fit in twice the item
+        memory); ``n_jobs`` threads (-1: all cores). No items can be added afterwards."""
+        n_trees, n_jobs = _c_int(n_trees), _c_int(n_jobs)
+        if self._loaded:
+            _report("You can't build a loaded index")
+            raise Exception("You can't build a loaded index")
+        if self._built:
+            _report("You can't build a built index")
+            raise Exception("You can't build a built index")
+        if n_trees < -1:
+            raise ValueError(f"n_trees must be -1 (automatic) or >= 0, got {n_trees}")
+        if n_jobs == 0 or n_jobs < -1:
+            raise ValueError(f"n_jobs must be -1 (all cores) or a positive thread count, got {n_jobs}")
+        threads = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+        n = self._n_items
+        slots = np.flatnonzero(self._is_item[:n]).astype(np.int32)
+        rows = self._core_vectors(self._vecs[:n])
+        forest = self._new_forest()
+        if n_trees == -1:
+            # annoy adds trees until the tree nodes outnumber the items.
+            forest.build(rows, slots, 1, 1)
+            per_tree = max(1, forest.n_splits + forest.n_leaves)
+            n_trees = -(-n // per_tree) if n else 0
+        forest.build(rows, slots, n_trees, threads)
+        if self._metric == "dot":
+            # annoy 1.17.3 routes dot queries with plane . q + dot_factor**2
+            planes = forest.packed()["planes"]
+            forest.set_offsets(np.ascontiguousarray(np.square(planes[:, self._f]), np.float32))
+        if self._verbose:
+            _report(f"has {n + forest.n_splits + forest.n_leaves + n_trees} nodes")
+        self._forest, self._core_rows, self._n_trees, self._built = forest, rows, n_trees, True
+        if self._disk_path is not None:
+            path, disk = self._disk_path, self._disk
+            self._write(path)
+            self._load_file(path, False, keep_seed=True)
+            self._on_disk_done = True
+            disk.close(remove=True)
+        return True
+
+    def unbuild(self):
+        """Drop the trees (items stay) so that items can be added again."""
+        if self._loaded:
+            _report("You can't unbuild a loaded index")
+            raise Exception("You can't unbuild a loaded index")
+        self._forest, self._core_rows, self._n_trees, self._built = None, None, 0, False
+        return True
+
+    def set_seed(self, seed, /):
+        """Seed of the tree builder (the same seed gives the same forest for any n_jobs)."""
+        self._seed = _c_int(seed)
+
+    def verbose(self, v, /):
+        self._verbose = bool(_c_int(v))
+        return True
+
+    # -- queries --------------------------------------------------------------------------
+    def _query(self, x: np.ndarray, n, search_k, include_distances):
+        n, search_k = _c_int(n), _c_int(search_k)
+        include = bool(_c_int(include_distances))
+        if n < 0:  # annoy reads n as unsigned: "everything found"
+            n = self._n_items
+        empty = ([], []) if include else []
+        if not self._built or n == 0 or search_k == 0 or self._n_items == 0 or self._n_trees == 0:
+            return empty
+        if search_k == -1:
+            search_k = n * self._n_trees
+        elif search_k < 0:
+            search_k = -1  # unlimited
+        k = min(n, self._n_items)
+        if self._metric == "angular":
+            sq = float(np.dot(x, x))
+            q = (x * np.float32(1 / sq ** 0.5) if sq > 0 else x).reshape(1, -1)
+        elif self._metric == "hamming":
+            q = pack_bits((x > 0.5)[None, :].astype(np.uint8), self._f)
+        else:
+            q = x[None, :]
+        slots, _ = self._forest.search(self._core_rows, q, k, search_k, None, 1)
+        ids = slots[0][slots[0] >= 0]
+        if ids.size == 0:
+            return empty
+        dist = self._distances(x if self._metric != "hamming" else (x > 0.5).astype(np.float32),
+                               self._raw(ids))
+        key = -dist if self._metric == "dot" else dist
+        order = np.lexsort((ids, key))  # annoy's final sort: (distance, id)
+        ids, dist = ids[order].tolist(), dist[order].tolist()
+        return (ids, dist) if include else ids
+
+    def get_nns_by_item(self, i, n, search_k=-1, include_distances=False):
+        """The n closest items to item i: a list, or (ids, distances) with include_distances."""
+        i = self._check_item(i)
+        return self._query(self._raw(np.array([i]))[0], n, search_k, include_distances)
+
+    def get_nns_by_vector(self, vector, n, search_k=-1, include_distances=False):
+        """The n closest items to a vector: a list, or (ids, distances) with include_distances."""
+        return self._query(self._vector(vector), n, search_k, include_distances)
+
+    # -- files ----------------------------------------------------------------------------------
+    def on_disk_build(self, fn):
+        """Build into file ``fn``: call before adding items; build() writes the index there."""
+        fn = os.fspath(fn)
+        try:
+            fd = os.open(fn, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            msg = f"Unable to open: {exc.strerror} ({exc.errno})"
+            _report(msg)
+            raise OSError(msg) from None
+        self._disk = _DiskRows(fn + ".items.tmp", self._f, np.float32)
+        self._disk_path = fn
+        self._vecs = self._disk.reserve(max(self._vecs.shape[0], 1))
+        return True
+
+    def save(self, fn, prefault=False):
+        """Write the index to ``fn`` in annoy's format, then serve it from the file."""
+        if not self._built:
+            _report("You can't save an index that hasn't been built")
+            raise OSError("You can't save an index that hasn't been built")
+        if getattr(self, "_on_disk_done", False):
+            return True
+        fn = os.fspath(fn)
+        try:
+            os.unlink(fn)  # never rewrite a file other processes may have mapped
+        except OSError:
+            pass
+        self._write(fn)
+        seed = self._seed
+        self.unload()
+        self._load_file(fn, bool(prefault))
+        self._seed = seed
+        return True
+
+    def load(self, fn, prefault=False):
+        """Map an index file (written by annoy or by this class) read-only."""
+        self._load_file(os.fspath(fn), bool(prefault))
+        return True
+
+    def unload(self):
+        """Release the index and return to an empty one (the seed goes back to its default)."""
+        self._reset()
+        self._on_disk_done = False
+        if self._verbose:
+            _report("unloaded")
+        return True
+
+    def _fail(self, msg):
+        _report(msg)
+        raise OSError(msg)
+
+    def _load_file(self, fn, prefault, keep_seed=False):
+        L = self._layout
+        try:
+            fd = os.open(fn, os.O_RDONLY)
+        except OSError as exc:
+            self._fail(f"Unable to open: {exc.strerror} ({exc.errno})")
+        try:
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if os.path.isdir(fn) or (size and size % L.size):
+            self._fail("Index size is not a multiple of vector size. Ensure you are opening using "
+                       "the same metric you used to create the index.: Success (0)")
+        if size == 0:
+            self._fail(f"Size of file is zero: {os.strerror(_errno.ENOTTY)} ({_errno.ENOTTY})")
+        mm = np.memmap(fn, dtype=np.uint8, mode="r")
+        if prefault:
+            mm.sum(dtype=np.uint64)  # touch every page now rather than at the first queries
+        try:
+            parsed = _parse_annoy(mm, L)
+        except ValueError as exc:
+            self._fail(f"{fn} is not an annoy index for f={self._f}, metric={self._metric!r}: {exc}")
+        seed = self._seed
+        self._reset()
+        if keep_seed:
+            self._seed = seed
+        n_items, roots, forest_arrays, vec_view, tie_keys = parsed
+        self._mmap = mm
+        self._mmap_vec = vec_view
+        self._n_items = n_items
+        self._is_item = np.asarray(mm.view("<i4")[:: L.size // 4][:n_items] == 1)  # holes: 0
+        forest = self._new_forest()
+        if self._metric == "hamming":
+            core_rows = np.ascontiguousarray(vec_view, dtype=np.uint64)
+        else:
+            core_rows = self._core_vectors(np.asarray(vec_view, dtype=np.float32))
+        max_norm = 0.0
+        if self._metric == "dot" and n_items:
+            max_norm = float(np.sqrt(np.einsum("ij,ij->i", core_rows, core_rows).max()))
+        try:
+            forest.attach(*forest_arrays, max_norm, False)
+            forest.set_tie_keys(*tie_keys)
+        except ValueError as exc:
+            self._fail(f"{fn} is not an annoy index for f={self._f}, metric={self._metric!r}: {exc}")
+        self._forest, self._core_rows, self._n_trees = forest, core_rows, len(roots)
+        self._built = self._loaded = True
+        if self._verbose:
+            _report(f"found {len(roots)} roots with degree {n_items}")
+
+    def _write(self, fn):
+        # A loaded index is written back node for node, as annoy does: the node
+        # order decides which of two equal priorities annoy's search takes first.
+        data = self._mmap if self._loaded else _encode_annoy(self, self._layout)
+        try:
+            with open(fn, "wb") as fh:
+                fh.write(memoryview(data).cast("B"))  # the node array itself, no bytes copy
+        except OSError as exc:
+            self._fail(f"Unable to open: {exc.strerror} ({exc.errno})")
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle 'AnnoyIndex' object")
+
+
+# -- annoy's file format ------------------------------------------------------------------
+
+
+def _find_roots(nd: np.ndarray, children0: np.ndarray) -> tuple[list[int], int]:
+    """Annoy's own rule: the trailing run of nodes with equal n_descendants are the roots."""
+    roots, m = [], None
+    for i in range(len(nd) - 1, -1, -1):
+        k = int(nd[i])
+        if m is None or k == m:
+            roots.append(i)
+            m = k
+        else:
+            break
+    if len(roots) > 1 and children0[roots[0]] == children0[roots[-1]]:
+        roots.pop()
+    return roots, m
+
+
+def _parse_annoy(mm: np.ndarray, L: _Layout):
+    """Read annoy's nodes into forest arrays (planes, offsets, children, leaves, roots)."""
+    n_nodes = mm.size // L.size
+    words = mm.view("<i4").reshape(n_nodes, L.size // 4)
+    nd = words[:, 0]
+    roots, n_items = _find_roots(nd, words[:, L.child])
+    if n_items < 0 or n_items > n_nodes:
+        raise ValueError(f"root nodes claim {n_items} items in a file of {n_nodes} nodes")
+    if L.metric == "hamming":
+        vec_view = mm.view("<u8").reshape(n_nodes, L.size // 8)[:n_items, 2: 2 + L.words]
+    else:
+        vec_view = mm.view("<f4").reshape(n_nodes, L.size // 4)[:n_items, L.vec: L.vec + L.f]
+    is_item = np.zeros(n_items, bool)
+    if n_items:
+        is_item = nd[:n_items] == 1
+    pdim = L.f + 1 if L.metric == "dot" else (0 if L.metric == "hamming" else L.f)
+    floats = mm.view("<f4").reshape(n_nodes, L.size // 4)
+
+    planes, offsets, split_children = [], [], []
+    leaf_cnt, leaf_items = [], []
+    n_splits = n_leaves = 0
+    seen = np.zeros(n_nodes, bool)
+    # Frontier: node indices to decode, and where their reference goes
+    # (-1: a root; otherwise 2 * split + side).
+    frontier = np.asarray(roots, np.int64)
+    dest = np.full(len(roots), -1, np.int64)
+    root_refs = np.zeros(len(roots), np.int32)
+    split_keys, leaf_keys = [], []  # annoy node numbers: equal priorities pop the larger first
+    first = True
+    child_refs: list[tuple[np.ndarray, np.ndarray]] = []
+    while frontier.size:
+        if frontier.min() < 0 or frontier.max() >= n_nodes:
+            raise ValueError("a child index points outside the file")
+        k = nd[frontier]
+        item = (k == 1) & (frontier < n_items)
+        split = (k > L.K) & ~item
+        bucket = ~item & ~split
+        if (k[bucket] < 0).any():
+            raise ValueError("negative descendant count")
+        inner = frontier[~item]
+        if seen[inner].any():
+            raise ValueError("a node is reached twice (the trees are not trees)")
+        seen[inner] = True
+        refs = np.zeros(frontier.size, np.int32)
+        # leaves: single items and buckets
+        leaf_pos = np.flatnonzero(~split)
+        refs[leaf_pos] = -(n_leaves + np.arange(leaf_pos.size)) - 1
+        # every leaf's entries at once: a single item lists itself, a bucket its ids
+        lnodes = frontier[leaf_pos]
+        litem = item[leaf_pos]
+        lcnt = np.where(litem, 1, k[leaf_pos]).astype(np.int64)
+        if (~litem & (L.child + lcnt > words.shape[1])).any():
+            raise ValueError("a bucket lists more items than a node can hold")
+        starts = np.cumsum(lcnt) - lcnt
+        within = np.arange(int(lcnt.sum())) - np.repeat(starts, lcnt)
+        rows = np.repeat(lnodes, lcnt)
+        ids = np.where(np.repeat(litem, lcnt), rows, words[rows, L.child + within]).astype(np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= max(n_items, 1)):
+            raise ValueError("a bucket lists an item that does not exist")
+        keep = is_item[ids] if n_items else np.zeros(ids.size, bool)  # holes never appear
+        owner = np.repeat(np.arange(leaf_pos.size), lcnt)
+        leaf_cnt.append(np.bincount(owner[keep], minlength=leaf_pos.size))
+        leaf_items.append(ids[keep].astype(np.int32))
+        n_leaves += leaf_pos.size
+        leaf_keys.append(frontier[leaf_pos])
+        # splits
+        sp = np.flatnonzero(split)
+        nodes = frontier[sp]
+        refs[sp] = n_splits + np.arange(sp.size)
+        split_keys.append(nodes)
+        if sp.size:
+            if L.metric == "hamming":
+                raw = mm.view("<u8").reshape(n_nodes, L.size // 8)[nodes, 2].astype(np.int64)
+                bit = (raw // 64) * 64 + (63 - raw % 64)
+                if (raw < 0).any() or (raw >= L.words * 64).any():
+                    raise ValueError("a split names a bit beyond f")
+                offsets.append(bit.astype(np.float32))
+                planes.append(np.zeros((sp.size, 0), np.float32))
+            else:
+                v = floats[nodes, L.vec: L.vec + L.f]
+                if L.metric == "dot":
+                    v = np.hstack([v, floats[nodes, 3:4]])
+                planes.append(np.asarray(v, np.float32))
+                if L.metric in ("euclidean", "manhattan"):
+                    offsets.append(np.asarray(floats[nodes, 1], np.float32))
+                elif L.metric == "dot":  # annoy 1.17.3's query margin adds dot_factor**2
+                    offsets.append(np.square(np.asarray(floats[nodes, 3], np.float32)))
+                else:
+                    offsets.append(np.zeros(sp.size, np.float32))
+            kids = words[nodes, L.child: L.child + 2].astype(np.int64)
+            split_children.append(np.zeros((sp.size, 2), np.int32))
+        # hand the references to their parents (the first frontier is the roots)
+        if first:
+            root_refs = refs.copy()
+            first = False
+        else:
+            child_refs.append((dest, refs))
+        base = n_splits
+        n_splits += sp.size
+        if sp.size:
+            frontier = kids.reshape(-1)
+            dest = (2 * (base + np.arange(sp.size))[:, None] + np.array([0, 1])[None, :]).reshape(-1)
+        else:
+            frontier = np.zeros(0, np.int64)
+            dest = np.zeros(0, np.int64)
+    children = np.zeros(2 * n_splits, np.int32)
+    for d, r in child_refs:
+        children[d] = r
+    cnt = np.concatenate(leaf_cnt).astype(np.int32) if leaf_cnt else np.zeros(0, np.int32)
+    off = (np.cumsum(cnt, dtype=np.int64) - cnt).astype(np.int64)
+    items = np.concatenate(leaf_items).astype(np.int32) if leaf_items else np.zeros(0, np.int32)
+    planes_a = np.ascontiguousarray(np.vstack(planes) if planes else np.zeros((0, pdim), np.float32))
+    offsets_a = np.concatenate(offsets).astype(np.float32) if offsets else np.zeros(0, np.float32)
+    arrays = (planes_a, offsets_a, children, off, cnt, items, root_refs)
+    keys = (np.concatenate(split_keys).astype(np.int32) if split_keys else np.zeros(0, np.int32),
+            np.concatenate(leaf_keys).astype(np.int32) if leaf_keys else np.zeros(0, np.int32))
+    return n_items, roots, arrays, vec_view, keys
+
+
+def _encode_annoy(index: AnnoyIndex, L: _Layout) -> np.ndarray:
+    """Lay the forest out in annoy's node format: the items, then the split nodes,
+    then the bucket nodes, then copies of the roots (annoy finds its roots by
+    scanning back from the end of the file)."""
+    n_items, f = index._n_items, index._f
+    packed = index._forest.packed()
+    planes, offsets = packed["planes"], packed["offsets"]
+    children = packed["children"].reshape(-1, 2).astype(np.int64)
+    leaf_off, leaf_cnt, leaf_items = packed["leaf_off"], packed["leaf_cnt"].astype(np.int64), packed["leaf_items"]
+    roots = packed["roots"].astype(np.int64)
+    n_splits, n_leaves = offsets.size, leaf_cnt.size
+
+    # items under each split, deepest level first (levels found from the roots)
+    levels, frontier = [], roots[roots >= 0]
+    while frontier.size:
+        levels.append(frontier)
+        kids = children[frontier].reshape(-1)
+        frontier = kids[kids >= 0]
+    under = np.zeros(n_splits, np.int64)
+
+    def size_of(refs):
+        return np.where(refs >= 0, under[np.maximum(refs, 0)], leaf_cnt[np.maximum(-refs - 1, 0)])
+
+    for lv in reversed(levels):
+        under[lv] = size_of(children[lv, 0]) + size_of(children[lv, 1])
+
+    root_leaves = -roots[roots < 0] - 1
+    is_root_leaf = np.zeros(n_leaves, bool)
+    is_root_leaf[root_leaves] = True
+    # Only holes can leave a tree this small while annoy would split it: such a root
+    # becomes a split with a zero plane whose two children are the bucket.
+    fake = is_root_leaf & (n_items > L.K)
+    needs_node = (leaf_cnt >= 2) | is_root_leaf
+    fake_base = n_items + n_splits
+    fake_nodes = np.full(n_leaves, -1, np.int64)
+    fake_nodes[fake] = fake_base + np.arange(int(fake.sum()))
+    leaf_base = fake_base + int(fake.sum())
+    leaf_nodes = np.full(n_leaves, -1, np.int64)
+    leaf_nodes[needs_node] = leaf_base + np.arange(int(needs_node.sum()))
+    n_tree_nodes = leaf_base + int(needs_node.sum())
+
+    def node_of(refs):  # a single item is referenced directly, as annoy does
+        leaf = np.maximum(-refs - 1, 0)
+        single = leaf_items[np.minimum(leaf_off[leaf], max(leaf_items.size - 1, 0))] if leaf_items.size else 0
+        as_leaf = np.where(leaf_nodes[leaf] >= 0, leaf_nodes[leaf], single)
+        return np.where(refs >= 0, n_items + refs, as_leaf)
+
+    root_nodes = np.where(roots >= 0, n_items + roots,
+                          np.where(fake_nodes[np.maximum(-roots - 1, 0)] >= 0,
+                                   fake_nodes[np.maximum(-roots - 1, 0)],
+                                   leaf_nodes[np.maximum(-roots - 1, 0)]))
+    n_nodes = n_tree_nodes + roots.size
+    buf = np.zeros((n_nodes, L.size), np.uint8)
+    w = buf.view("<i4")
+    fl = buf.view("<f4")
+    u8 = buf.view("<u8") if L.metric == "hamming" else None
+
+    # items
+    live = np.flatnonzero(index._is_item[:n_items])
+    w[live, 0] = 1
+    if L.metric == "hamming":
+        u8[live, 2: 2 + L.words] = pack_bits(index._raw(live).astype(np.uint8), f)
+    else:
+        vecs = np.asarray(index._raw(live), np.float32)
+        fl[live, L.vec: L.vec + f] = vecs
+        if L.metric == "angular":
+            fl[live, 1] = np.einsum("ij,ij->i", vecs, vecs)
+        elif L.metric == "dot" and live.size:
+            norms2 = np.einsum("ij,ij->i", vecs, vecs)
+            fl[live, 3] = np.sqrt(np.maximum(norms2.max() - norms2, 0))
+
+    # split nodes
+    sn = n_items + np.arange(n_splits)
+    w[sn, 0] = under
+    w[n_items + roots[roots >= 0], 0] = n_items
+    w[sn, L.child] = node_of(children[:, 0])
+    w[sn, L.child + 1] = node_of(children[:, 1])
+    if L.metric == "hamming":
+        bit = offsets.astype(np.int64)
+        u8[sn, 2] = np.where(bit < 0, 0, (bit // 64) * 64 + (63 - bit % 64)).astype(np.uint64)
+    elif n_splits:
+        fl[sn, L.vec: L.vec + f] = planes[:, :f]
+        if L.metric in ("euclidean", "manhattan"):
+            fl[sn, 1] = offsets
+        elif L.metric == "dot":
+            fl[sn, 3] = planes[:, f]
+
+    # fake roots, then buckets
+    fk = np.flatnonzero(fake)
+    w[fake_nodes[fk], 0] = n_items
+    w[fake_nodes[fk], L.child] = leaf_nodes[fk]
+    w[fake_nodes[fk], L.child + 1] = leaf_nodes[fk]
+    lv = np.flatnonzero(needs_node)
+    ln = leaf_nodes[lv]
+    w[ln, 0] = np.where(is_root_leaf[lv] & ~fake[lv], n_items, leaf_cnt[lv])
+    cnt = leaf_cnt[lv]
+    within = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    w[np.repeat(ln, cnt), L.child + within] = leaf_items[np.repeat(leaf_off[lv], cnt) + within]
+
+    buf[n_tree_nodes:] = buf[root_nodes]
+    return buf
