@@ -1,0 +1,306 @@
+#include "ivf.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "distance.h"
+#include "pq4.h"
+#include "topk.h"
+
+namespace nk {
+
+uint16_t float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t mant = x & 0x7fffffu;
+  int32_t exp = int32_t((x >> 23) & 0xff) - 127 + 15;
+  if (((x >> 23) & 0xff) == 0xff) return uint16_t(sign | 0x7c00u | (mant ? 0x200u : 0));
+  if (exp >= 31) return uint16_t(sign | 0x7c00u);  // overflow -> inf
+  if (exp <= 0) {
+    if (exp < -10) return uint16_t(sign);
+    mant |= 0x800000u;
+    uint32_t shift = uint32_t(14 - exp);
+    uint32_t half = mant >> shift;
+    uint32_t rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
+    if (rem > mid || (rem == mid && (half & 1))) ++half;
+    return uint16_t(sign | half);
+  }
+  uint32_t half = sign | (uint32_t(exp) << 10) | (mant >> 13);
+  uint32_t rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) ++half;  // may carry into exponent: fine
+  return uint16_t(half);
+}
+
+float half_to_float(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ffu;
+  uint32_t x;
+  if (exp == 0) {
+    if (mant == 0) {
+      x = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do { mant <<= 1; ++e; } while (!(mant & 0x400u));
+      x = sign | (uint32_t(127 - 15 - e) << 23) | ((mant & 0x3ffu) << 13);
+    }
+  } else if (exp == 31) {
+    x = sign | 0x7f800000u | (mant << 13);
+  } else {
+    x = sign | ((exp - 15 + 127) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+namespace {
+
+const float* half_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t i = 0; i < 65536; ++i) t[i] = half_to_float(uint16_t(i));
+    return t;
+  }();
+  return table.data();
+}
+
+// Scratch space reused across the queries one thread handles.
+struct Workspace {
+  std::vector<float> coarse;
+  std::vector<std::pair<float, int64_t>> probe;
+  std::vector<float> buf;
+  std::vector<float> lut;
+  std::vector<float> qtmp;
+  std::vector<uint8_t> qlut;
+  std::vector<uint16_t> acc;
+  std::vector<int64_t> cand_pos;
+  std::vector<float> cand_dist;
+};
+
+// Score: smaller is closer. L2: squared distance. IP: -dot.
+inline void push_if(TopK& heap, float s, int64_t pos, const uint8_t* mask, const int64_t* ids) {
+  if (ids[pos] < 0) return;
+  if (mask && !mask[pos]) return;
+  heap.push(s, pos);
+}
+
+void compute_pq_lut(const IvfView& v, const float* q, float* lut, const Kernels& K) {
+  // lut[m * ksub + c] = L2: |q_m - C_mc|^2, IP: -q_m . C_mc
+  for (size_t m = 0; m < v.pq_m; ++m) {
+    const float* qm = q + m * v.pq_dsub;
+    const float* cb = v.pq_codebooks + m * v.pq_ksub * v.pq_dsub;
+    float* L = lut + m * v.pq_ksub;
+    if (v.metric == 0) {
+      K.l2sq_many(qm, cb, v.pq_ksub, v.pq_dsub, L);
+    } else {
+      K.dot_many(qm, cb, v.pq_ksub, v.pq_dsub, L);
+      for (size_t c = 0; c < v.pq_ksub; ++c) L[c] = -L[c];
+    }
+  }
+}
+
+void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k, size_t nprobe,
+                size_t k_factor, const uint8_t* mask, int64_t* out_ids, float* out_dist,
+                Workspace& ws, const Kernels& K, const Pq4Kernels& P) {
+  const size_t d = v.dim;
+  const bool ip = v.metric != 0;
+  // 1. coarse: the nprobe lists of smallest score
+  ws.coarse.resize(v.nlist);
+  if (ip) {
+    K.dot_many(q, v.centroids, v.nlist, d, ws.coarse.data());
+    for (auto& s : ws.coarse) s = -s;
+  } else {
+    K.l2sq_many(q, v.centroids, v.nlist, d, ws.coarse.data());
+  }
+  nprobe = std::min(nprobe, v.nlist);
+  ws.probe.resize(v.nlist);
+  for (size_t l = 0; l < v.nlist; ++l) ws.probe[l] = {ws.coarse[l], (int64_t)l};
+  if (nprobe < v.nlist)
+    std::nth_element(ws.probe.begin(), ws.probe.begin() + nprobe, ws.probe.end());
+
+  const bool refine = v.refine != nullptr;
+  const size_t kc = refine ? k * std::max<size_t>(k_factor, 1) : k;
+  TopK heap(kc);
+
+  // Per-query tables that do not depend on the list.
+  float qscale = 1.f, qbias = 0.f;
+  if (v.codec == Codec::PQ4FS) {
+    ws.lut.resize(v.pq_m * 16);
+    compute_pq_lut(v, q, ws.lut.data(), K);
+    // Quantise: per sub-quantiser offset, one global scale keeping sums in uint16.
+    float span = 0.f;
+    qbias = 0.f;
+    for (size_t m = 0; m < v.pq_m; ++m) {
+      float* L = ws.lut.data() + m * 16;
+      float mn = *std::min_element(L, L + 16), mx = *std::max_element(L, L + 16);
+      qbias += mn;
+      span = std::max(span, mx - mn);
+      for (size_t c = 0; c < 16; ++c) L[c] -= mn;
+    }
+    float top = std::min(255.f, std::floor(65535.f / float(std::max<size_t>(v.pq_mpad, 1))));
+    qscale = span > 0 ? top / span : 1.f;
+    ws.qlut.assign(v.pq_mpad * 16, 0);
+    for (size_t i = 0; i < v.pq_m * 16; ++i)
+      ws.qlut[i] = uint8_t(std::min(top, std::nearbyint(ws.lut[i] * qscale)));
+  } else if (v.codec == Codec::PQ8 && (ip || !v.by_residual)) {
+    ws.lut.resize(v.pq_m * v.pq_ksub);
+    compute_pq_lut(v, q, ws.lut.data(), K);
+  } else if (v.codec == Codec::SQ8) {
+    ws.qtmp.resize(d);
+    // L2: q - vmin (then subtract step * code); IP: q * step (plus q . vmin).
+    for (size_t j = 0; j < d; ++j) ws.qtmp[j] = ip ? q[j] * v.sq_step[j] : q[j] - v.sq_vmin[j];
+  }
+  float sq_ip_const = 0.f;
+  if (v.codec == Codec::SQ8 && ip)
+    for (size_t j = 0; j < d; ++j) sq_ip_const += q[j] * v.sq_vmin[j];
+
+  // 2. scan the probed lists
+  for (size_t p = 0; p < nprobe; ++p) {
+    const int64_t l = ws.probe[p].second;
+    const int64_t start = v.offsets[l], end = v.offsets[l + 1];
+    const size_t n = size_t(end - start);
+    if (n == 0) continue;
+    switch (v.codec) {
+      case Codec::Flat: {
+        ws.buf.resize(n);
+        const float* base = reinterpret_cast<const float*>(v.codes) + size_t(start) * d;
+        if (ip) {
+          K.dot_many(q, base, n, d, ws.buf.data());
+          for (size_t i = 0; i < n; ++i) push_if(heap, -ws.buf[i], start + i, mask, v.ids);
+        } else {
+          K.l2sq_many(q, base, n, d, ws.buf.data());
+          for (size_t i = 0; i < n; ++i) push_if(heap, ws.buf[i], start + i, mask, v.ids);
+        }
+        break;
+      }
+      case Codec::SQ8: {
+        const float* qt = ws.qtmp.data();
+        const float* step = v.sq_step;
+        for (size_t i = 0; i < n; ++i) {
+          const uint8_t* c = v.codes + (size_t(start) + i) * d;
+          float s = 0.f;
+          if (ip) {
+            for (size_t j = 0; j < d; ++j) s += qt[j] * float(c[j]);
+            s = -(s + sq_ip_const);
+          } else {
+            for (size_t j = 0; j < d; ++j) {
+              float t = qt[j] - step[j] * float(c[j]);
+              s += t * t;
+            }
+          }
+          push_if(heap, s, start + i, mask, v.ids);
+        }
+        break;
+      }
+      case Codec::FP16: {
+        const float* tab = half_table();
+        ws.buf.resize(d);
+        for (size_t i = 0; i < n; ++i) {
+          const uint16_t* c = reinterpret_cast<const uint16_t*>(v.codes) + (size_t(start) + i) * d;
+          for (size_t j = 0; j < d; ++j) ws.buf[j] = tab[c[j]];
+          float s = ip ? -K.dot(q, ws.buf.data(), d) : K.l2sq(q, ws.buf.data(), d);
+          push_if(heap, s, start + i, mask, v.ids);
+        }
+        break;
+      }
+      case Codec::PQ8: {
+        float cst = 0.f;
+        if (v.by_residual) {
+          if (ip) {
+            cst = ws.coarse[l];  // -q . c_l
+          } else {
+            ws.qtmp.resize(d);
+            const float* c = v.centroids + size_t(l) * d;
+            for (size_t j = 0; j < d; ++j) ws.qtmp[j] = q[j] - c[j];
+            ws.lut.resize(v.pq_m * v.pq_ksub);
+            compute_pq_lut(v, ws.qtmp.data(), ws.lut.data(), K);
+          }
+        }
+        const float* lut = ws.lut.data();
+        const size_t M = v.pq_m, ks = v.pq_ksub;
+        for (size_t i = 0; i < n; ++i) {
+          const uint8_t* c = v.codes + (size_t(start) + i) * M;
+          float s = cst;
+          for (size_t m = 0; m < M; ++m) s += lut[m * ks + c[m]];
+          push_if(heap, s, start + i, mask, v.ids);
+        }
+        break;
+      }
+      case Codec::PQ4FS: {
+        const size_t nblocks = n / kPq4Block;
+        ws.acc.resize(n);
+        P.scan(v.codes + size_t(start) / kPq4Block * v.code_size, nblocks, v.pq_mpad,
+               ws.qlut.data(), ws.acc.data());
+        const uint16_t* acc = ws.acc.data();
+        for (size_t i = 0; i < n; ++i)
+          if (float(acc[i]) < heap.threshold()) push_if(heap, float(acc[i]), start + i, mask, v.ids);
+        break;
+      }
+    }
+  }
+
+  // 3. results (with optional exact re-ranking)
+  ws.cand_pos.resize(kc);
+  ws.cand_dist.resize(kc);
+  heap.write_sorted(ws.cand_pos.data(), ws.cand_dist.data());
+  if (v.codec == Codec::PQ4FS)
+    for (size_t i = 0; i < kc; ++i)
+      if (ws.cand_pos[i] >= 0) ws.cand_dist[i] = ws.cand_dist[i] / qscale + qbias;
+  if (refine) {
+    TopK exact(k);
+    const size_t rd = v.refine_dim;
+    for (size_t i = 0; i < kc; ++i) {
+      int64_t pos = ws.cand_pos[i];
+      if (pos < 0) break;
+      const float* x = v.refine + size_t(pos) * rd;
+      float s = ip ? -K.dot(q_orig, x, rd) : K.l2sq(q_orig, x, rd);
+      exact.push(s, pos);
+    }
+    exact.write_sorted(ws.cand_pos.data(), ws.cand_dist.data());
+  }
+  for (size_t i = 0; i < k; ++i) {
+    int64_t pos = ws.cand_pos[i];
+    if (pos < 0) {
+      out_ids[i] = -1;
+      out_dist[i] = std::numeric_limits<float>::infinity();
+    } else {
+      out_ids[i] = v.ids[pos];
+      out_dist[i] = ip ? 1.f + ws.cand_dist[i] : std::max(ws.cand_dist[i], 0.f);
+    }
+  }
+}
+
+}  // namespace
+
+void ivf_search(const IvfView& v, const float* q, const float* q_orig, size_t nq, size_t k,
+                size_t nprobe, size_t k_factor, const uint8_t* mask, size_t threads,
+                int64_t* out_ids, float* out_dist) {
+  const Kernels& K = kernels();
+  const Pq4Kernels& P = pq4_kernels();
+  auto run = [&](size_t q0, size_t q1) {
+    Workspace ws;
+    for (size_t i = q0; i < q1; ++i)
+      search_one(v, q + i * v.dim, q_orig ? q_orig + i * v.refine_dim : nullptr, k, nprobe,
+                 k_factor, mask, out_ids + i * k, out_dist + i * k, ws, K, P);
+  };
+  threads = std::max<size_t>(1, std::min(threads, nq));
+  if (threads == 1) {
+    run(0, nq);
+    return;
+  }
+  std::vector<std::thread> pool;
+  size_t per = (nq + threads - 1) / threads;
+  for (size_t t = 0; t < threads; ++t) {
+    size_t a = t * per, b = std::min(nq, a + per);
+    if (a < b) pool.emplace_back(run, a, b);
+  }
+  for (auto& th : pool) th.join();
+}
+
+}  // namespace nk
