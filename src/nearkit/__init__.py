@@ -3,9 +3,13 @@
 from . import _core
 from .errors import FormatError, NotTrainedError
 from .indexes import Index
+from .indexes.flat import Flat
 from .indexes.ivf import IVF
+from .io import load
 from .kmeans import kmeans
+from .knn import knn_graph
 
 __version__ = "0.1.0"
 
-__all__ = ["FormatError", "IVF", "Index", "NotTrainedError", "_core", "__version__", "kmeans"]
+__all__ = ["Flat", "FormatError", "IVF", "Index", "NotTrainedError", "_core", "__version__",
+           "kmeans", "knn_graph", "load"]
