@@ -8,12 +8,16 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 
+#include <cmath>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "cpu.h"
+#include "distance.h"
 #include "ivf.h"
+#include "ivfscan.h"
 #include "pq4.h"
 #include "registry.h"
 
@@ -33,6 +37,7 @@ nb::ndarray<nb::numpy, T> owned(T* p, size_t a, size_t b) {
 
 struct IvfSearcher {
   nk::IvfView view;
+  std::vector<float> centroid_blocks;
   // Held only to keep the arrays alive while the view points into them.
   CArr<float, nb::ndim<2>> centroids, refine;
   CArr<float> sq_vmin, sq_step;
@@ -61,6 +66,14 @@ struct IvfSearcher {
     ids = ids_;
     codes = codes_;
     v.centroids = centroids_.data();
+    {
+      size_t nb_ = (v.nlist + nk::kFlatBlock - 1) / nk::kFlatBlock;
+      centroid_blocks.assign(nb_ * nk::kFlatBlock * v.dim, 0.f);
+      for (size_t l = 0; l < v.nlist; ++l)
+        for (size_t j = 0; j < v.dim; ++j)
+          centroid_blocks[(l / 16) * 16 * v.dim + j * 16 + (l % 16)] = centroids_.data()[l * v.dim + j];
+      v.centroid_blocks = centroid_blocks.data();
+    }
     v.offsets = offsets_.data();
     v.ids = ids_.data();
     v.nslots = ids_.shape(0);
@@ -72,7 +85,11 @@ struct IvfSearcher {
     v.code_size = code_size;
     size_t need = v.codec == nk::Codec::PQ4FS ? v.nslots / nk::kPq4Block * code_size : v.nslots * code_size;
     if (codes_.nbytes() < need) throw std::invalid_argument("codes array is too small for the slots");
-    if (v.codec == nk::Codec::Flat && code_size != 4 * v.dim) throw std::invalid_argument("flat code size");
+    if (v.codec == nk::Codec::Flat) {
+      if (code_size != 4 * v.dim) throw std::invalid_argument("flat code size");
+      for (size_t l = 0; l <= v.nlist; ++l)
+        if (offsets_.data()[l] % (int64_t)nk::kFlatBlock) throw std::invalid_argument("flat lists must be padded to 16");
+    }
     if (v.codec == nk::Codec::SQ8) {
       if (!vmin || !step || vmin->size() != v.dim || step->size() != v.dim || code_size != v.dim)
         throw std::invalid_argument("sq8 needs vmin and step of length dim");
@@ -175,6 +192,25 @@ NEARKIT_BIND(bind_ivf) {
       },
       nb::arg("codes"), nb::arg("mpad"), nb::arg("lut"), nb::arg("isa"),
       "Fast-scan kernel of one ISA (for tests): uint16 sums (nblocks, 32).");
+
+  m.def(
+      "normalized_rows",
+      [](CArr<float, nb::ndim<2>> x) {
+        size_t n = x.shape(0), d = x.shape(1);
+        float* out = new float[n * d > 0 ? n * d : 1];
+        {
+          nb::gil_scoped_release release;
+          const nk::Kernels& K = nk::kernels();
+          for (size_t i = 0; i < n; ++i) {
+            const float* r = x.data() + i * d;
+            float s = K.dot(r, r, d);
+            float inv = s > 0 ? 1.0f / std::sqrt(s) : 1.0f;  // zero rows stay zero
+            for (size_t j = 0; j < d; ++j) out[i * d + j] = r[j] * inv;
+          }
+        }
+        return owned(out, n, d);
+      },
+      nb::arg("x"), "Unit-normalised copy of the rows (zero rows stay zero).");
 
   m.def(
       "half_to_float",

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "distance.h"
+#include "ivfscan.h"
 #include "pq4.h"
 #include "topk.h"
 
@@ -107,23 +108,36 @@ void compute_pq_lut(const IvfView& v, const float* q, float* lut, const Kernels&
 
 void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k, size_t nprobe,
                 size_t k_factor, const uint8_t* mask, int64_t* out_ids, float* out_dist,
-                Workspace& ws, const Kernels& K, const Pq4Kernels& P) {
+                Workspace& ws, const Kernels& K, const Pq4Kernels& P, const BlockKernels& B) {
   const size_t d = v.dim;
   const bool ip = v.metric != 0;
   // 1. coarse: the nprobe lists of smallest score
-  ws.coarse.resize(v.nlist);
+  const size_t ncb = (v.nlist + kFlatBlock - 1) / kFlatBlock;
+  ws.coarse.resize(ncb * kFlatBlock);
   if (ip) {
-    K.dot_many(q, v.centroids, v.nlist, d, ws.coarse.data());
-    for (auto& s : ws.coarse) s = -s;
+    B.dot(q, v.centroid_blocks, ncb, d, ws.coarse.data());
+    for (size_t l = 0; l < v.nlist; ++l) ws.coarse[l] = -ws.coarse[l];
   } else {
-    K.l2sq_many(q, v.centroids, v.nlist, d, ws.coarse.data());
+    B.l2sq(q, v.centroid_blocks, ncb, d, ws.coarse.data());
   }
   nprobe = std::min(nprobe, v.nlist);
-  ws.probe.resize(v.nlist);
-  for (size_t l = 0; l < v.nlist; ++l) ws.probe[l] = {ws.coarse[l], (int64_t)l};
-  if (nprobe < v.nlist)
-    std::nth_element(ws.probe.begin(), ws.probe.begin() + nprobe, ws.probe.end());
-
+  // Keep the nprobe smallest scores with a bounded max-heap (cheaper than
+  // sorting or nth_element over all nlist scores when nprobe is small).
+  ws.probe.clear();
+  {
+    auto& h = ws.probe;
+    for (size_t l = 0; l < v.nlist; ++l) {
+      float s = ws.coarse[l];
+      if (h.size() < nprobe) {
+        h.emplace_back(s, (int64_t)l);
+        std::push_heap(h.begin(), h.end());
+      } else if (s < h.front().first) {
+        std::pop_heap(h.begin(), h.end());
+        h.back() = {s, (int64_t)l};
+        std::push_heap(h.begin(), h.end());
+      }
+    }
+  }
   const bool refine = v.refine != nullptr;
   const size_t kc = refine ? k * std::max<size_t>(k_factor, 1) : k;
   TopK heap(kc);
@@ -168,13 +182,14 @@ void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k,
     if (n == 0) continue;
     switch (v.codec) {
       case Codec::Flat: {
+        // Blocked layout: list starts and lengths are multiples of 16.
         ws.buf.resize(n);
         const float* base = reinterpret_cast<const float*>(v.codes) + size_t(start) * d;
         if (ip) {
-          K.dot_many(q, base, n, d, ws.buf.data());
+          B.dot(q, base, n / kFlatBlock, d, ws.buf.data());
           for (size_t i = 0; i < n; ++i) push_if(heap, -ws.buf[i], start + i, mask, v.ids);
         } else {
-          K.l2sq_many(q, base, n, d, ws.buf.data());
+          B.l2sq(q, base, n / kFlatBlock, d, ws.buf.data());
           for (size_t i = 0; i < n; ++i) push_if(heap, ws.buf[i], start + i, mask, v.ids);
         }
         break;
@@ -283,11 +298,12 @@ void ivf_search(const IvfView& v, const float* q, const float* q_orig, size_t nq
                 int64_t* out_ids, float* out_dist) {
   const Kernels& K = kernels();
   const Pq4Kernels& P = pq4_kernels();
+  const BlockKernels& B = block_kernels();
   auto run = [&](size_t q0, size_t q1) {
-    Workspace ws;
+    thread_local Workspace ws;  // reused across calls: no per-query allocations
     for (size_t i = q0; i < q1; ++i)
       search_one(v, q + i * v.dim, q_orig ? q_orig + i * v.refine_dim : nullptr, k, nprobe,
-                 k_factor, mask, out_ids + i * k, out_dist + i * k, ws, K, P);
+                 k_factor, mask, out_ids + i * k, out_dist + i * k, ws, K, P, B);
   };
   threads = std::max<size_t>(1, std::min(threads, nq));
   if (threads == 1) {

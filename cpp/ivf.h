@@ -5,7 +5,8 @@
 // are described here by raw pointers. Lists are stored CSR-style: list l owns
 // slots offsets[l] .. offsets[l+1]; ids[slot] is the user id (-1 = padding or
 // hole). For the 4-bit fast-scan codec, list starts and lengths are multiples
-// of 32 and codes are packed per block (pq4.h).
+// of 32 and codes are packed per block (pq4.h); for the flat codec they are
+// multiples of 16 and vectors are stored blocked (ivfscan.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +21,7 @@ struct IvfView {
   int metric = 0;      // 0: L2 (squared), 1: inner product (reported as 1 - dot)
   Codec codec = Codec::Flat;
   const float* centroids = nullptr;  // (nlist, dim)
+  const float* centroid_blocks = nullptr;  // the same, blocked by 16 (ivfscan.h), zero padded
   const int64_t* offsets = nullptr;  // (nlist + 1)
   const int64_t* ids = nullptr;      // (nslots)
   size_t nslots = 0;

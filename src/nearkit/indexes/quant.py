@@ -19,6 +19,7 @@ import numpy as np
 from .. import kmeans as _km
 
 PQ4_BLOCK = 32  # vectors per fast-scan block (cpp/pq4.h kPq4Block)
+FLAT_BLOCK = 16  # vectors per float block, stored dimension-major (cpp/ivfscan.h)
 
 
 def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -127,6 +128,18 @@ def unpack_pq4(packed: np.ndarray, m: int, mpad: int) -> np.ndarray:
     p = np.asarray(packed).reshape(-1, mpad, 16).transpose(0, 2, 1)  # (blocks, 16, mpad)
     out = np.concatenate([p & 15, p >> 4], axis=1)  # (blocks, 32, mpad)
     return np.ascontiguousarray(out[:, :, :m]).reshape(-1, m)
+
+
+def pack_flat(codes: np.ndarray, dim: int) -> np.ndarray:
+    """(n, 4*dim) bytes of float32 rows, n a multiple of 16 -> blocks (n/16, 16*4*dim)."""
+    rows = np.ascontiguousarray(codes).view(np.float32).reshape(-1, FLAT_BLOCK, dim)
+    return np.ascontiguousarray(rows.transpose(0, 2, 1)).view(np.uint8).reshape(rows.shape[0], -1)
+
+
+def unpack_flat(blocks: np.ndarray, dim: int) -> np.ndarray:
+    """Inverse of ``pack_flat``: rows as (n, 4*dim) bytes."""
+    b = np.ascontiguousarray(blocks).view(np.float32).reshape(-1, dim, FLAT_BLOCK)
+    return np.ascontiguousarray(b.transpose(0, 2, 1)).reshape(-1, dim).view(np.uint8)
 
 
 # -- pre-transforms ---------------------------------------------------------------
