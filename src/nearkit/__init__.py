@@ -4,6 +4,7 @@ from . import _core
 from .errors import FormatError, NotTrainedError
 from .indexes import Index
 from .indexes.flat import Flat
+from .indexes.hnsw import HNSW
 from .indexes.ivf import IVF
 from .io import load
 from .kmeans import kmeans
@@ -11,5 +12,5 @@ from .knn import knn_graph
 
 __version__ = "0.1.0"
 
-__all__ = ["Flat", "FormatError", "IVF", "Index", "NotTrainedError", "_core", "__version__",
+__all__ = ["Flat", "FormatError", "HNSW", "IVF", "Index", "NotTrainedError", "_core", "__version__",
            "kmeans", "knn_graph", "load"]
