@@ -5,6 +5,7 @@ from .errors import FormatError, NotTrainedError
 from .indexes import Index
 from .indexes.flat import Flat
 from .indexes.hnsw import HNSW
+from .indexes.factory import index_factory
 from .indexes.ivf import IVF
 from .io import load
 from .kmeans import kmeans
@@ -13,4 +14,4 @@ from .knn import knn_graph
 __version__ = "0.1.0"
 
 __all__ = ["Flat", "FormatError", "HNSW", "IVF", "Index", "NotTrainedError", "_core", "__version__",
-           "kmeans", "knn_graph", "load"]
+           "index_factory", "kmeans", "knn_graph", "load"]

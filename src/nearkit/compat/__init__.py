@@ -1,0 +1,1 @@
+"""Look-alike APIs of other libraries (faiss, ...) running on nearkit."""
