@@ -194,6 +194,51 @@ NEARKIT_BIND(bind_ivf) {
       "Fast-scan kernel of one ISA (for tests): uint16 sums (nblocks, 32).");
 
   m.def(
+      "assign_blocked",
+      [](CArr<float, nb::ndim<2>> x, CArr<float, nb::ndim<2>> c) {
+        // Nearest centroid by squared L2 for low-dimensional data (PQ
+        // sub-spaces), where a BLAS product with a tiny inner dimension is slow.
+        size_t n = x.shape(0), d = x.shape(1), k = c.shape(0);
+        if (c.shape(1) != d) throw std::invalid_argument("dimension mismatch");
+        if (k == 0) throw std::invalid_argument("no centroids");
+        int64_t* labels = new int64_t[n > 0 ? n : 1];
+        float* dist = new float[n > 0 ? n : 1];
+        {
+          nb::gil_scoped_release release;
+          size_t nb_ = (k + nk::kFlatBlock - 1) / nk::kFlatBlock;
+          std::vector<float> blocks(nb_ * nk::kFlatBlock * d, 0.f), out(nb_ * nk::kFlatBlock);
+          for (size_t l = 0; l < k; ++l)
+            for (size_t j = 0; j < d; ++j) blocks[(l / 16) * 16 * d + j * 16 + (l % 16)] = c.data()[l * d + j];
+          const nk::BlockKernels& B = nk::block_kernels();
+          for (size_t i = 0; i < n; ++i) {
+            B.l2sq(x.data() + i * d, blocks.data(), nb_, d, out.data());
+            // min first (branch-free, vectorisable), then the first index holding it
+            float mn = out[0];
+            {
+              float acc[16];
+              size_t l = 0;
+              for (size_t t = 0; t < 16; ++t) acc[t] = out[0];
+              for (; l + 16 <= k; l += 16)
+                for (size_t t = 0; t < 16; ++t) acc[t] = out[l + t] < acc[t] ? out[l + t] : acc[t];
+              for (size_t t = 0; t < 16; ++t) mn = acc[t] < mn ? acc[t] : mn;
+              for (; l < k; ++l) mn = out[l] < mn ? out[l] : mn;
+            }
+            size_t best = 0;
+            while (out[best] != mn) ++best;
+            labels[i] = (int64_t)best;
+            dist[i] = mn;
+          }
+        }
+        nb::capsule o1(labels, [](void* p) noexcept { delete[] static_cast<int64_t*>(p); });
+        nb::capsule o2(dist, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+        size_t shape[1] = {n};
+        return std::make_pair(nb::ndarray<nb::numpy, int64_t>(labels, 1, shape, o1),
+                              nb::ndarray<nb::numpy, float>(dist, 1, shape, o2));
+      },
+      nb::arg("x"), nb::arg("centroids"),
+      "Nearest centroid (labels, squared distances) by direct scan; for small dimensions.");
+
+  m.def(
       "normalized_rows",
       [](CArr<float, nb::ndim<2>> x) {
         size_t n = x.shape(0), d = x.shape(1);

@@ -25,6 +25,8 @@ from . import _validate
 # Rows per assignment chunk: bounds the (chunk, k) float32 product matrix.
 _CHUNK_BYTES = 16 << 20
 _EPS = 1.0 / 1024.0
+# Up to this dimension a direct SIMD scan beats BLAS (PQ sub-spaces are tiny).
+_DIRECT_MAX_DIM = 8
 
 
 @dataclass
@@ -55,6 +57,8 @@ def assign(x: np.ndarray, centroids: np.ndarray, spherical: bool = False,
     dist = np.empty(n, np.float32)
     from . import _core
 
+    if not spherical and x.shape[1] <= _DIRECT_MAX_DIM:
+        return _core.assign_blocked(x, c)
     # bias = |c|^2 / 2 turns "largest x.c - bias" into "nearest in L2".
     bias = np.zeros(k, np.float32) if spherical else (0.5 * np.einsum("ij,ij->i", c, c)).astype(np.float32)
     ct = np.ascontiguousarray(c.T)

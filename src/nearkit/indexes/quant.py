@@ -193,7 +193,7 @@ class OPQTransform(LinearTransform):
     for the rotation that best maps the data onto its reconstruction.
     """
 
-    def __init__(self, dim: int, m: int, niter: int = 8, max_train: int = 20000, seed: int = 0):
+    def __init__(self, dim: int, m: int, niter: int = 5, max_train: int = 8192, seed: int = 0):
         if m <= 0 or dim % m:
             raise ValueError(f"OPQ: the dimension ({dim}) must be a multiple of M ({m})")
         super().__init__(dim, dim)
