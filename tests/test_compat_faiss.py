@@ -129,7 +129,7 @@ def test_ivf_flat_conventions(data, capsys):
 
 @pytest.mark.parametrize("build", [
     lambda lib: lib.IndexIVFPQ(lib.IndexFlatL2(16), 16, 16, 4, 8),
-    lambda lib: lib.IndexPQ(16, 8, 8),
+    lambda lib: lib.IndexPQ(16, 8, 4),
     lambda lib: lib.IndexScalarQuantizer(16, lib.ScalarQuantizer.QT_8bit),
     lambda lib: lib.IndexScalarQuantizer(16, lib.ScalarQuantizer.QT_fp16),
     lambda lib: lib.index_factory(16, "IVF16,PQ8x4fs,RFlat"),
