@@ -17,7 +17,7 @@ NLIST = 1024
 DIM_PQ = 25  # PQ25x4fs on GloVe 50-d: 2 dimensions per 4-bit sub-quantiser
 
 FLAT_SWEEP = [{"nprobe": p} for p in (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)]
-REFINE_SWEEP = [{"nprobe": p, "k_factor": f} for p in (4, 8, 12, 16, 24, 32, 48, 64) for f in (2, 4, 8)]
+REFINE_SWEEP = [{"nprobe": p, "k_factor": f} for p in (8, 16, 24, 32, 48, 64, 96) for f in (4, 8, 16, 32)]
 
 
 class _Stateful:
