@@ -135,6 +135,8 @@ struct IvfSearcher {
     size_t nq = q.shape(0);
     if (q.shape(1) != v.dim) throw std::invalid_argument("query dimension mismatch");
     if (k == 0 || nprobe == 0) throw std::invalid_argument("k and nprobe must be positive");
+    for (size_t i = 0; i < nq * v.dim; ++i)
+      if (!std::isfinite(q.data()[i])) throw std::invalid_argument("queries contain NaN or infinity");
     const float* qo = nullptr;
     if (v.refine) {
       if (!q_orig || q_orig->shape(0) != nq || q_orig->shape(1) != v.refine_dim)

@@ -179,3 +179,17 @@ def test_bad_arguments():
         ix.search(np.ones(4), 1, nprobe=0)
     with pytest.raises(ValueError, match="dimension"):
         ix.search(np.ones(5), 1)
+
+
+@pytest.mark.parametrize("codec,kw", [("flat", {}), ("pq25x4fs", {"refine": True})])
+def test_single_query_fast_path_matches_batch(glove_20k, codec, kw):
+    ix = build(glove_20k, "cosine", codec, **kw)
+    q = glove_20k.queries[:20]
+    batch = ix.search(q, 10, nprobe=8, k_factor=4)
+    for i in range(20):
+        ids, dist = ix.search(q[i], 10, nprobe=8, k_factor=4)  # float32 1-D: lean path
+        assert (ids == batch[0][i]).all() and np.allclose(dist, batch[1][i])
+    with pytest.raises(ValueError, match="NaN"):
+        ix.search(np.full(50, np.nan, np.float32), 10)
+    with pytest.raises(ValueError, match="NaN"):
+        ix.search(np.full((2, 50), np.inf), 10)

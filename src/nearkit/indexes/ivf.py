@@ -333,6 +333,28 @@ class IVF(Index):
                 self.by_residual, self._refine_vecs if self.refine else None)
         return self._searcher
 
+    def search(self, queries, k, filter=None, threads=None, nprobe=None, k_factor=None):
+        """(ids, distances) of the k nearest, scanning ``nprobe`` lists (default
+        ``self.nprobe``); with refine, ``k * k_factor`` candidates are re-ranked."""
+        # Lean path for the one-query loop: a clean float32 vector, no filter, no
+        # pre-transform. The core checks finiteness; the rest is as Index.search.
+        if (filter is None and threads is None and type(queries) is np.ndarray
+                and queries.dtype == np.float32 and queries.ndim == 1
+                and queries.shape[0] == self._dim and queries.flags.c_contiguous
+                and type(k) is int and k > 0 and self._transform is None
+                and self._centroids is not None
+                and (nprobe is None or (type(nprobe) is int and nprobe > 0))
+                and (k_factor is None or (type(k_factor) is int and k_factor > 0))):
+            q = queries[None]
+            if self.metric == COSINE:
+                q = _core.normalized_rows(q)
+            ids, dist = self._get_searcher().search(
+                q, q if self.refine else None, k, nprobe or self.nprobe,
+                k_factor or self.k_factor, None, 1)
+            return ids[0], dist[0]
+        return super().search(queries, k, filter=filter, threads=threads, nprobe=nprobe,
+                              k_factor=k_factor)
+
     def _search(self, q, k, mask, threads, nprobe=None, k_factor=None):
         self._require_trained()
         nprobe = self.nprobe if nprobe is None else _validate.check_positive_int(nprobe, "nprobe")
