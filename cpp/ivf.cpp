@@ -1,6 +1,9 @@
 #include "ivf.h"
 
 #include <algorithm>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -84,8 +87,52 @@ struct Workspace {
   std::vector<float> cand_dist;
 };
 
+// Keeps the k smallest (score, slot) pairs, as TopK does, but amortised: new
+// candidates are appended while below the threshold and the buffer is cut back
+// to k with nth_element when full. With refine, k * k_factor can be hundreds,
+// where heap updates on every accepted candidate dominated the scan.
+class Reservoir {
+ public:
+  explicit Reservoir(size_t k) : k_(k), cap_(2 * k + 32) { buf_.reserve(cap_); }
+  float threshold() const { return thr_; }
+  void push(float d, int64_t id) {
+    if (!(d < thr_)) return;
+    buf_.emplace_back(d, id);
+    if (buf_.size() >= cap_) shrink();
+  }
+  // Writes k results in ascending score; missing slots get id -1, +inf.
+  void write_sorted(int64_t* ids, float* dists) {
+    if (buf_.size() > k_) shrink();
+    std::sort(buf_.begin(), buf_.end(), less);
+    size_t i = 0;
+    for (; i < buf_.size(); ++i) {
+      dists[i] = buf_[i].first;
+      ids[i] = buf_[i].second;
+    }
+    for (; i < k_; ++i) {
+      dists[i] = std::numeric_limits<float>::infinity();
+      ids[i] = -1;
+    }
+    buf_.clear();
+    thr_ = std::numeric_limits<float>::infinity();
+  }
+
+ private:
+  static bool less(const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+    return a.first < b.first || (a.first == b.first && a.second < b.second);
+  }
+  void shrink() {
+    std::nth_element(buf_.begin(), buf_.begin() + (k_ - 1), buf_.end(), less);
+    buf_.resize(k_);
+    thr_ = buf_[k_ - 1].first;  // nth_element: everything before it is <= it
+  }
+  size_t k_, cap_;
+  std::vector<std::pair<float, int64_t>> buf_;
+  float thr_ = std::numeric_limits<float>::infinity();
+};
+
 // Score: smaller is closer. L2: squared distance. IP: -dot.
-inline void push_if(TopK& heap, float s, int64_t pos, const uint8_t* mask, const int64_t* ids) {
+inline void push_if(Reservoir& heap, float s, int64_t pos, const uint8_t* mask, const int64_t* ids) {
   if (ids[pos] < 0) return;
   if (mask && !mask[pos]) return;
   heap.push(s, pos);
@@ -140,7 +187,7 @@ void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k,
   }
   const bool refine = v.refine != nullptr;
   const size_t kc = refine ? k * std::max<size_t>(k_factor, 1) : k;
-  TopK heap(kc);
+  Reservoir heap(kc);
 
   // Per-query tables that do not depend on the list.
   float qscale = 1.f, qbias = 0.f;
@@ -157,7 +204,8 @@ void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k,
       span = std::max(span, mx - mn);
       for (size_t c = 0; c < 16; ++c) L[c] -= mn;
     }
-    float top = std::min(255.f, std::floor(65535.f / float(std::max<size_t>(v.pq_mpad, 1))));
+    // Keep every sum below 32767 so the scan can filter with signed 16-bit compares.
+    float top = std::min(255.f, std::floor(32766.f / float(std::max<size_t>(v.pq_mpad, 1))));
     qscale = span > 0 ? top / span : 1.f;
     ws.qlut.assign(v.pq_mpad * 16, 0);
     for (size_t i = 0; i < v.pq_m * 16; ++i)
@@ -253,8 +301,33 @@ void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k,
         P.scan(v.codes + size_t(start) / kPq4Block * v.code_size, nblocks, v.pq_mpad,
                ws.qlut.data(), ws.acc.data());
         const uint16_t* acc = ws.acc.data();
-        for (size_t i = 0; i < n; ++i)
-          if (float(acc[i]) < heap.threshold()) push_if(heap, float(acc[i]), start + i, mask, v.ids);
+        for (size_t b = 0; b < nblocks; ++b) {
+          const uint16_t* a = acc + b * kPq4Block;
+          const int64_t pos0 = start + int64_t(b * kPq4Block);
+          // Candidates of this block below the current threshold, as a bit mask
+          // (sums stay below 32767, so a signed 16-bit compare is exact).
+          float thr = heap.threshold();
+          int thr16 = thr >= 32767.f ? 32767 : int(std::ceil(thr));
+          uint32_t bits = 0;
+#if defined(__SSE2__)
+          const __m128i t = _mm_set1_epi16(int16_t(thr16));
+          const __m128i* av = reinterpret_cast<const __m128i*>(a);
+          __m128i c0 = _mm_cmplt_epi16(_mm_loadu_si128(av), t);
+          __m128i c1 = _mm_cmplt_epi16(_mm_loadu_si128(av + 1), t);
+          __m128i c2 = _mm_cmplt_epi16(_mm_loadu_si128(av + 2), t);
+          __m128i c3 = _mm_cmplt_epi16(_mm_loadu_si128(av + 3), t);
+          bits = uint32_t(_mm_movemask_epi8(_mm_packs_epi16(c0, c1))) |
+                 (uint32_t(_mm_movemask_epi8(_mm_packs_epi16(c2, c3))) << 16);
+#else
+          for (size_t i = 0; i < kPq4Block; ++i)
+            if (int(a[i]) < thr16) bits |= 1u << i;
+#endif
+          while (bits) {
+            size_t i = size_t(__builtin_ctz(bits));
+            bits &= bits - 1;
+            if (float(a[i]) < heap.threshold()) push_if(heap, float(a[i]), pos0 + int64_t(i), mask, v.ids);
+          }
+        }
         break;
       }
     }
@@ -268,11 +341,20 @@ void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k,
     for (size_t i = 0; i < kc; ++i)
       if (ws.cand_pos[i] >= 0) ws.cand_dist[i] = ws.cand_dist[i] / qscale + qbias;
   if (refine) {
-    TopK exact(k);
+    Reservoir exact(k);
     const size_t rd = v.refine_dim;
+    // Candidates are scattered over the vector array: prefetch a few ahead.
+    constexpr size_t kAhead = 6;
+    for (size_t i = 0; i < std::min(kc, kAhead); ++i)
+      if (ws.cand_pos[i] >= 0)
+        for (size_t b = 0; b < rd * 4; b += 64)
+          __builtin_prefetch(reinterpret_cast<const char*>(v.refine + size_t(ws.cand_pos[i]) * rd) + b);
     for (size_t i = 0; i < kc; ++i) {
       int64_t pos = ws.cand_pos[i];
       if (pos < 0) break;
+      if (i + kAhead < kc && ws.cand_pos[i + kAhead] >= 0)
+        for (size_t b = 0; b < rd * 4; b += 64)
+          __builtin_prefetch(reinterpret_cast<const char*>(v.refine + size_t(ws.cand_pos[i + kAhead]) * rd) + b);
       const float* x = v.refine + size_t(pos) * rd;
       float s = ip ? -K.dot(q_orig, x, rd) : K.l2sq(q_orig, x, rd);
       exact.push(s, pos);
