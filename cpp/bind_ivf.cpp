@@ -38,6 +38,7 @@ nb::ndarray<nb::numpy, T> owned(T* p, size_t a, size_t b) {
 struct IvfSearcher {
   nk::IvfView view;
   std::vector<float> centroid_blocks;
+  std::vector<uint32_t> list_valid;
   // Held only to keep the arrays alive while the view points into them.
   CArr<float, nb::ndim<2>> centroids, refine;
   CArr<float> sq_vmin, sq_step;
@@ -81,6 +82,19 @@ struct IvfSearcher {
       throw std::invalid_argument("offsets do not span the id array");
     for (size_t l = 0; l < v.nlist; ++l)
       if (offsets_.data()[l + 1] < offsets_.data()[l]) throw std::invalid_argument("offsets must not decrease");
+    {
+      bool dense = true;
+      list_valid.assign(v.nlist, 0);
+      const int64_t* off = offsets_.data();
+      for (size_t l = 0; l < v.nlist && dense; ++l) {
+        int64_t i = off[l];
+        while (i < off[l + 1] && v.ids[i] >= 0) ++i;
+        list_valid[l] = uint32_t(i - off[l]);
+        for (int64_t j = i; j < off[l + 1]; ++j)
+          if (v.ids[j] >= 0) { dense = false; break; }
+      }
+      v.list_valid = dense ? list_valid.data() : nullptr;
+    }
     v.codes = codes_.data();
     v.code_size = code_size;
     size_t need = v.codec == nk::Codec::PQ4FS ? v.nslots / nk::kPq4Block * code_size : v.nslots * code_size;

@@ -85,6 +85,9 @@ struct Workspace {
   std::vector<uint16_t> acc;
   std::vector<int64_t> cand_pos;
   std::vector<float> cand_dist;
+  void neg_inplace(size_t n) {
+    for (size_t i = 0; i < n; ++i) buf[i] = -buf[i];
+  }
 };
 
 // Keeps the k smallest (score, slot) pairs, as TopK does, but amortised: new
@@ -140,20 +143,39 @@ inline void push_if(Reservoir& heap, float s, int64_t pos, const uint8_t* mask, 
 
 void compute_pq_lut(const IvfView& v, const float* q, float* lut, const Kernels& K) {
   // lut[m * ksub + c] = L2: |q_m - C_mc|^2, IP: -q_m . C_mc
+  const size_t ds = v.pq_dsub, ks = v.pq_ksub;
   for (size_t m = 0; m < v.pq_m; ++m) {
-    const float* qm = q + m * v.pq_dsub;
-    const float* cb = v.pq_codebooks + m * v.pq_ksub * v.pq_dsub;
-    float* L = lut + m * v.pq_ksub;
-    if (v.metric == 0) {
-      K.l2sq_many(qm, cb, v.pq_ksub, v.pq_dsub, L);
+    const float* qm = q + m * ds;
+    const float* cb = v.pq_codebooks + m * ks * ds;
+    float* L = lut + m * ks;
+    if (ds <= 4) {
+      // Tiny sub-vectors (e.g. 2 dimensions for PQ25 on 50-d): a plain loop
+      // beats a SIMD kernel call per centroid.
+      for (size_t c = 0; c < ks; ++c) {
+        const float* x = cb + c * ds;
+        float s = 0.f;
+        if (v.metric == 0) {
+          for (size_t j = 0; j < ds; ++j) {
+            float t = qm[j] - x[j];
+            s += t * t;
+          }
+        } else {
+          for (size_t j = 0; j < ds; ++j) s -= qm[j] * x[j];
+        }
+        L[c] = s;
+      }
+    } else if (v.metric == 0) {
+      K.l2sq_many(qm, cb, ks, ds, L);
     } else {
-      K.dot_many(qm, cb, v.pq_ksub, v.pq_dsub, L);
-      for (size_t c = 0; c < v.pq_ksub; ++c) L[c] = -L[c];
+      K.dot_many(qm, cb, ks, ds, L);
+      for (size_t c = 0; c < ks; ++c) L[c] = -L[c];
     }
   }
 }
 
-void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k, size_t nprobe,
+// noinline: inlined into the thread_local caller, every workspace access went
+// through __tls_get_addr inside the hot loops.
+__attribute__((noinline)) void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k, size_t nprobe,
                 size_t k_factor, const uint8_t* mask, int64_t* out_ids, float* out_dist,
                 Workspace& ws, const Kernels& K, const Pq4Kernels& P, const BlockKernels& B) {
   const size_t d = v.dim;
@@ -173,8 +195,9 @@ void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k,
   ws.probe.clear();
   {
     auto& h = ws.probe;
+    const float* coarse = ws.coarse.data();
     for (size_t l = 0; l < v.nlist; ++l) {
-      float s = ws.coarse[l];
+      float s = coarse[l];
       if (h.size() < nprobe) {
         h.emplace_back(s, (int64_t)l);
         std::push_heap(h.begin(), h.end());
@@ -233,12 +256,19 @@ void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k,
         // Blocked layout: list starts and lengths are multiples of 16.
         ws.buf.resize(n);
         const float* base = reinterpret_cast<const float*>(v.codes) + size_t(start) * d;
+        const float* buf = ws.buf.data();
         if (ip) {
           B.dot(q, base, n / kFlatBlock, d, ws.buf.data());
-          for (size_t i = 0; i < n; ++i) push_if(heap, -ws.buf[i], start + i, mask, v.ids);
+          ws.neg_inplace(n);
         } else {
           B.l2sq(q, base, n / kFlatBlock, d, ws.buf.data());
-          for (size_t i = 0; i < n; ++i) push_if(heap, ws.buf[i], start + i, mask, v.ids);
+        }
+        if (v.list_valid) {  // live slots are a prefix of the list: no id checks
+          const size_t nv = v.list_valid[l];
+          for (size_t i = 0; i < nv; ++i)
+            if (buf[i] < heap.threshold() && (!mask || mask[start + i])) heap.push(buf[i], start + i);
+        } else {
+          for (size_t i = 0; i < n; ++i) push_if(heap, buf[i], start + i, mask, v.ids);
         }
         break;
       }
@@ -322,10 +352,21 @@ void search_one(const IvfView& v, const float* q, const float* q_orig, size_t k,
           for (size_t i = 0; i < kPq4Block; ++i)
             if (int(a[i]) < thr16) bits |= 1u << i;
 #endif
-          while (bits) {
-            size_t i = size_t(__builtin_ctz(bits));
-            bits &= bits - 1;
-            if (float(a[i]) < heap.threshold()) push_if(heap, float(a[i]), pos0 + int64_t(i), mask, v.ids);
+          if (v.list_valid) {  // live slots are a prefix: drop the padding by mask
+            const size_t nv = v.list_valid[l], first = b * kPq4Block;
+            if (first + kPq4Block > nv) bits &= nv > first ? (uint32_t(1) << (nv - first)) - 1 : 0u;
+            while (bits) {
+              size_t i = size_t(__builtin_ctz(bits));
+              bits &= bits - 1;
+              const int64_t pos = pos0 + int64_t(i);
+              if (float(a[i]) < heap.threshold() && (!mask || mask[pos])) heap.push(float(a[i]), pos);
+            }
+          } else {
+            while (bits) {
+              size_t i = size_t(__builtin_ctz(bits));
+              bits &= bits - 1;
+              if (float(a[i]) < heap.threshold()) push_if(heap, float(a[i]), pos0 + int64_t(i), mask, v.ids);
+            }
           }
         }
         break;

@@ -24,6 +24,9 @@ struct IvfView {
   const float* centroid_blocks = nullptr;  // the same, blocked by 16 (ivfscan.h), zero padded
   const int64_t* offsets = nullptr;  // (nlist + 1)
   const int64_t* ids = nullptr;      // (nslots)
+  // Live slots per list when every list is "prefix dense" (live slots first,
+  // then only padding), which lets scans skip per-slot id checks; else nullptr.
+  const uint32_t* list_valid = nullptr;
   size_t nslots = 0;
   const uint8_t* codes = nullptr;    // per slot code_size bytes; for PQ4FS per block
   size_t code_size = 0;
