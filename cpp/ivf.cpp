@@ -103,10 +103,11 @@ class Reservoir {
     buf_.emplace_back(d, id);
     if (buf_.size() >= cap_) shrink();
   }
-  // Writes k results in ascending score; missing slots get id -1, +inf.
-  void write_sorted(int64_t* ids, float* dists) {
+  // Writes k results in ascending score (in no particular order when !sorted,
+  // which is all re-ranking needs); missing slots get id -1, +inf.
+  void write_sorted(int64_t* ids, float* dists, bool sorted = true) {
     if (buf_.size() > k_) shrink();
-    std::sort(buf_.begin(), buf_.end(), less);
+    if (sorted) std::sort(buf_.begin(), buf_.end(), less);
     size_t i = 0;
     for (; i < buf_.size(); ++i) {
       dists[i] = buf_[i].first;
@@ -377,7 +378,7 @@ __attribute__((noinline)) void search_one(const IvfView& v, const float* q, cons
   // 3. results (with optional exact re-ranking)
   ws.cand_pos.resize(kc);
   ws.cand_dist.resize(kc);
-  heap.write_sorted(ws.cand_pos.data(), ws.cand_dist.data());
+  heap.write_sorted(ws.cand_pos.data(), ws.cand_dist.data(), !refine);
   if (v.codec == Codec::PQ4FS)
     for (size_t i = 0; i < kc; ++i)
       if (ws.cand_pos[i] >= 0) ws.cand_dist[i] = ws.cand_dist[i] / qscale + qbias;
@@ -385,14 +386,14 @@ __attribute__((noinline)) void search_one(const IvfView& v, const float* q, cons
     Reservoir exact(k);
     const size_t rd = v.refine_dim;
     // Candidates are scattered over the vector array: prefetch a few ahead.
-    constexpr size_t kAhead = 6;
+    constexpr size_t kAhead = 10;
     for (size_t i = 0; i < std::min(kc, kAhead); ++i)
       if (ws.cand_pos[i] >= 0)
         for (size_t b = 0; b < rd * 4; b += 64)
           __builtin_prefetch(reinterpret_cast<const char*>(v.refine + size_t(ws.cand_pos[i]) * rd) + b);
     for (size_t i = 0; i < kc; ++i) {
       int64_t pos = ws.cand_pos[i];
-      if (pos < 0) break;
+      if (pos < 0) continue;
       if (i + kAhead < kc && ws.cand_pos[i + kAhead] >= 0)
         for (size_t b = 0; b < rd * 4; b += 64)
           __builtin_prefetch(reinterpret_cast<const char*>(v.refine + size_t(ws.cand_pos[i + kAhead]) * rd) + b);
