@@ -126,7 +126,12 @@ class Reservoir {
     return a.first < b.first || (a.first == b.first && a.second < b.second);
   }
   void shrink() {
-    std::nth_element(buf_.begin(), buf_.begin() + (k_ - 1), buf_.end(), less);
+    // Scores only: quantised scores tie often and the id tie-break cost more
+    // than it bought (the input order, hence the result, is still deterministic).
+    std::nth_element(buf_.begin(), buf_.begin() + (k_ - 1), buf_.end(),
+                     [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+                       return a.first < b.first;
+                     });
     buf_.resize(k_);
     thr_ = buf_[k_ - 1].first;  // nth_element: everything before it is <= it
   }
@@ -232,8 +237,15 @@ __attribute__((noinline)) void search_one(const IvfView& v, const float* q, cons
     float top = std::min(255.f, std::floor(32766.f / float(std::max<size_t>(v.pq_mpad, 1))));
     qscale = span > 0 ? top / span : 1.f;
     ws.qlut.assign(v.pq_mpad * 16, 0);
-    for (size_t i = 0; i < v.pq_m * 16; ++i)
-      ws.qlut[i] = uint8_t(std::min(top, std::nearbyint(ws.lut[i] * qscale)));
+    // Local pointers: uint8_t stores may alias anything, so going through the
+    // vectors would reload them on every element.
+    uint8_t* ql = ws.qlut.data();
+    const float* lf = ws.lut.data();
+    const size_t nl = v.pq_m * 16;
+    for (size_t i = 0; i < nl; ++i) {
+      float r = lf[i] * qscale + 0.5f;  // entries are >= 0: round half up
+      ql[i] = uint8_t(r < top ? r : top);
+    }
   } else if (v.codec == Codec::PQ8 && (ip || !v.by_residual)) {
     ws.lut.resize(v.pq_m * v.pq_ksub);
     compute_pq_lut(v, q, ws.lut.data(), K);
