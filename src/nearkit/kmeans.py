@@ -26,7 +26,7 @@ from . import _validate
 _CHUNK_BYTES = 16 << 20
 _EPS = 1.0 / 1024.0
 # Up to this dimension a direct SIMD scan beats BLAS (PQ sub-spaces are tiny).
-_DIRECT_MAX_DIM = 8
+_DIRECT_MAX_DIM = 16
 
 
 @dataclass

@@ -35,7 +35,8 @@ import warnings
 import numpy as np
 
 from .. import _core, _validate
-from .. import kmeans as _km
+from ..kmeans import assign as _assign
+from ..kmeans import kmeans as _kmeans
 from ..errors import NotTrainedError
 from ..metrics import COSINE, L2
 from .base import Index, register
@@ -173,14 +174,14 @@ class IVF(Index):
         xt = self._apply_transform(x)
         with warnings.catch_warnings():
             warnings.simplefilter("always")
-            res = _km.kmeans(xt, self.nlist, niter=self.niter, seed=self.seed, spherical=self._ip)
+            res = _kmeans(xt, self.nlist, niter=self.niter, seed=self.seed, spherical=self._ip)
         centroids = res.centroids
         if self._sq is not None:
             self._sq.train(xt)
         elif self._pq is not None:
             sample = xt
             if self.by_residual:
-                lists, _ = _km.assign(xt, centroids, spherical=self._ip)
+                lists, _ = _assign(xt, centroids, spherical=self._ip)
                 sample = xt - centroids[lists]
             self._pq.train(sample, seed=self.seed)
         self._centroids = centroids
@@ -201,7 +202,7 @@ class IVF(Index):
     def _assign(self, xt: np.ndarray) -> np.ndarray:
         if self.nlist == 1:
             return np.zeros(xt.shape[0], np.int64)
-        lists, _ = _km.assign(xt, self._centroids, spherical=self._ip)
+        lists, _ = _assign(xt, self._centroids, spherical=self._ip)
         return lists
 
     def _encode(self, xt: np.ndarray, lists: np.ndarray) -> np.ndarray:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kmeans as _km
+from ..kmeans import assign as _assign
+from ..kmeans import kmeans as _kmeans
 
 PQ4_BLOCK = 32  # vectors per fast-scan block (cpp/pq4.h kPq4Block)
 FLAT_BLOCK = 16  # vectors per float block, stored dimension-major (cpp/ivfscan.h)
 
 
 def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    labels, _ = _km.assign(x, centroids)
+    labels, _ = _assign(x, centroids)
     return labels
 
 
@@ -92,7 +93,7 @@ class ProductQuantizer:
                 f"the number of PQ centroids ({self.ksub})")
         for j in range(self.m):
             sub = np.ascontiguousarray(x[:, j * self.dsub:(j + 1) * self.dsub])
-            res = _km.kmeans(sub, self.ksub, niter=niter, seed=seed + j, min_points_per_centroid=0)
+            res = _kmeans(sub, self.ksub, niter=niter, seed=seed + j, min_points_per_centroid=0)
             self.codebooks[j] = res.centroids
         self.is_trained = True
 
