@@ -193,3 +193,20 @@ def test_single_query_fast_path_matches_batch(glove_20k, codec, kw):
         ix.search(np.full(50, np.nan, np.float32), 10)
     with pytest.raises(ValueError, match="NaN"):
         ix.search(np.full((2, 50), np.inf), 10)
+
+
+def test_inconsistent_file_is_refused(tmp_path, glove_20k):
+    from nearkit import io
+
+    ix = nearkit.IVF(50, "l2", nlist=4, codec="sq8")
+    ix.train(glove_20k.base[:500])
+    ix.add(glove_20k.base[:500])
+    sections = ix._sections()
+    bad = dict(sections, offsets=sections["offsets"][::-1].copy())  # decreasing offsets
+    io.write_index(tmp_path / "bad.nk", "ivf", 50, "l2", ix._params(), bad)
+    with pytest.raises(nearkit.FormatError, match="inconsistent"):
+        nearkit.load(tmp_path / "bad.nk")
+    missing = {k: v for k, v in sections.items() if k != "sq_step"}
+    io.write_index(tmp_path / "missing.nk", "ivf", 50, "l2", ix._params(), missing)
+    with pytest.raises(nearkit.FormatError, match="sq_step"):
+        nearkit.load(tmp_path / "missing.nk")

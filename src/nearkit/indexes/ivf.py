@@ -37,7 +37,7 @@ import numpy as np
 from .. import _core, _validate
 from ..kmeans import assign as _assign
 from ..kmeans import kmeans as _kmeans
-from ..errors import NotTrainedError
+from ..errors import FormatError, NotTrainedError
 from ..metrics import COSINE, L2
 from .base import Index, register
 from .quant import (FLAT_BLOCK, PQ4_BLOCK, OPQTransform, PCATransform, ProductQuantizer,
@@ -387,6 +387,18 @@ class IVF(Index):
 
     @classmethod
     def _from_sections(cls, dim, metric, params, sections):
+        try:
+            ix = cls._build_from_sections(dim, metric, params, sections)
+            if ix.is_trained:
+                ix._get_searcher()  # the core checks that the arrays fit together
+        except KeyError as exc:
+            raise FormatError(f"IVF index file lacks {exc.args[0]!r}") from None
+        except (ValueError, TypeError) as exc:
+            raise FormatError(f"IVF index file is inconsistent: {exc}") from None
+        return ix
+
+    @classmethod
+    def _build_from_sections(cls, dim, metric, params, sections):
         ix = cls(dim, metric, nlist=params["nlist"], codec=params["codec"],
                  transform=params.get("transform"), refine=params.get("refine", False),
                  nprobe=params.get("nprobe", 1), k_factor=params.get("k_factor", 1),
