@@ -2,6 +2,7 @@
 
     python benchmarks/kmeans.py                 # GloVe 400k x 50, k = 1024 and 256
     python benchmarks/kmeans.py --k 1024 --repeat 3
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/kmeans.py   # one thread each
 
 Both subsample to 256 points per centroid. The inertia of each result is
 measured the same way (nearkit.kmeans.assign over ALL points), so the ratio
@@ -39,7 +40,9 @@ def main(argv=None) -> None:
     from nearkit.kmeans import assign
 
     x = np.ascontiguousarray(datasets.glove_vectors(mmap=False)[: args.n], dtype=np.float32)
-    threads = os.cpu_count()
+    # BLAS / OpenMP pools follow OMP_NUM_THREADS when set (e.g. =1 for a
+    # single-threaded comparison); otherwise both libraries use every core.
+    threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
     for k in args.k:
         t_nk, t_fa = [], []
         for rep in range(args.repeat):
