@@ -101,3 +101,27 @@ def test_pca_and_opq(rng):
     opq.train(x)
     r = opq.matrix
     np.testing.assert_allclose(r @ r.T, np.eye(8), atol=1e-4)  # a rotation
+
+
+def test_fast_scan_distances_match_float_adc_within_lut_rounding(glove_20k):
+    import nearkit
+
+    base, q = glove_20k.base[:4000], glove_20k.queries[:10]
+    ix = nearkit.IVF(50, "l2", nlist=1, codec="pq25x4fs")
+    ix.train(base)
+    ix.add(base)
+    books = ix._pq.codebooks  # (25, 16, 2)
+    before = _core.isa()
+    try:
+        for isa in _core.supported_isas():
+            _core.set_isa(isa)
+            ids, dist = ix.search(q, 20)
+            for qi in range(len(q)):
+                sub = q[qi].reshape(25, 1, 2)
+                lut = ((sub - books) ** 2).sum(-1)  # float LUT (25, 16)
+                span = (lut.max(1) - lut.min(1)).max()
+                bound = 25 * 0.5 * span / 255 + 1e-4  # half a quantisation step per table
+                adc = ((ix.reconstruct(ids[qi]) - q[qi]) ** 2).sum(1)
+                assert np.abs(dist[qi] - adc).max() <= bound, isa
+    finally:
+        _core.set_isa(before)
