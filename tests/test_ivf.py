@@ -174,7 +174,8 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="nlist"):
         nearkit.IVF(8, nlist=0)
     ix = nearkit.IVF(4, "l2", nlist=2)
-    ix.train(np.eye(4, dtype=np.float32))
+    with pytest.warns(RuntimeWarning, match="please provide"):
+        ix.train(np.eye(4, dtype=np.float32))
     with pytest.raises(ValueError, match="nprobe"):
         ix.search(np.ones(4), 1, nprobe=0)
     with pytest.raises(ValueError, match="dimension"):
