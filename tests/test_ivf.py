@@ -211,3 +211,15 @@ def test_inconsistent_file_is_refused(tmp_path, glove_20k):
     io.write_index(tmp_path / "missing.nk", "ivf", 50, "l2", ix._params(), missing)
     with pytest.raises(nearkit.FormatError, match="sq_step"):
         nearkit.load(tmp_path / "missing.nk")
+
+
+def test_concurrent_searches_from_python_threads(glove_20k):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ix = build(glove_20k, "cosine", "pq25x4fs", refine=True)
+    q = glove_20k.queries[:64]
+    serial = [ix.search(row, 10, nprobe=8, k_factor=4) for row in q]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda row: ix.search(row, 10, nprobe=8, k_factor=4), q))
+    for (a_ids, a_d), (b_ids, b_d) in zip(serial, parallel):
+        assert (a_ids == b_ids).all() and np.array_equal(a_d, b_d)
