@@ -112,8 +112,9 @@ def test_incremental_add_remove_and_ids(glove_20k):
     assert (ids == -1).all() and np.isinf(dist).all()
 
 
-def test_filter_and_padding(glove_20k):
-    ix = build(glove_20k, "cosine", "flat")
+@pytest.mark.parametrize("codec", ["flat", "pq25x4fs", "sq8"])
+def test_filter_and_padding(glove_20k, codec):
+    ix = build(glove_20k, "cosine", codec)
     allowed = np.arange(0, 20000, 7)
     ids, _ = ix.search(glove_20k.queries[:20], 10, nprobe=NLIST, filter=allowed)
     assert np.isin(ids, allowed).all()
