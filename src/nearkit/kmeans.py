@@ -137,6 +137,7 @@ def kmeans(
     max_points_per_centroid: int = 256,
     min_points_per_centroid: int = 39,
     spherical: bool = False,
+    int_centroids: bool = False,
     init_centroids=None,
     verbose: bool = False,
 ) -> KMeansResult:
@@ -145,7 +146,8 @@ def kmeans(
     Returns a ``KMeansResult`` (centroids, assignment of the training points,
     final inertia, the inertia after each iteration). Raises ValueError when
     there are fewer points than clusters; warns when there are fewer than
-    ``min_points_per_centroid * k``.
+    ``min_points_per_centroid * k``. ``spherical`` keeps unit-norm centroids and
+    assigns by inner product; ``int_centroids`` rounds coordinates after each update.
     """
     x, _ = _validate.as_vectors(x, None, "training vectors")
     k = _validate.check_positive_int(k, "k")
@@ -203,6 +205,8 @@ def kmeans(
             centroids = _split_empty(centroids, counts.copy(), rng)
         if spherical:
             centroids = _normalize(centroids)
+        if int_centroids:  # integer coordinates after every update (faiss's option)
+            centroids = np.rint(centroids).astype(np.float32)
     if labels is None:
         labels, dist = assign(x, centroids, spherical, x_norms)
     inertia = objective[-1] if objective else float(dist.sum(dtype=np.float64))

@@ -36,7 +36,7 @@ from ..indexes.ivf import IVF as _IVF
 from ..kmeans import assign as _km_assign
 from ..kmeans import kmeans as _kmeans
 
-__version__ = "1.15.1-nearkit"
+from .. import __version__  # noqa: E402,F401 - nearkit's version, "x.y.z" like faiss's
 
 METRIC_INNER_PRODUCT = 0
 METRIC_L2 = 1
@@ -863,11 +863,12 @@ class Kmeans:
                 res = _kmeans(x, self.k, niter=int(self.niter), seed=int(self.seed) + redo,
                               max_points_per_centroid=int(self.max_points_per_centroid),
                               min_points_per_centroid=0, spherical=bool(self.spherical),
+                              int_centroids=bool(self.int_centroids),
                               init_centroids=init_centroids, verbose=bool(self.verbose))
             if best is None or res.inertia < best.inertia:
                 best = res
         self.centroids = best.centroids
-        if self.int_centroids:
+        if self.int_centroids:  # the last update also lands on integers
             self.centroids = np.rint(self.centroids).astype(np.float32)
         self.obj = best.objective.astype(np.float64)
         self.iteration_stats = [{"obj": float(o)} for o in self.obj]
@@ -883,11 +884,16 @@ class Kmeans:
         return dist.astype(np.float32), labels
 
 
+_omp_threads = None
+
+
 def omp_get_max_threads() -> int:
     import os
 
-    return os.cpu_count() or 1
+    return _omp_threads or os.cpu_count() or 1
 
 
 def omp_set_num_threads(n) -> None:
-    return None
+    """Recorded only: nearkit's searches take an explicit ``threads=`` instead."""
+    global _omp_threads
+    _omp_threads = max(1, int(n))
