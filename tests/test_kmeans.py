@@ -89,3 +89,11 @@ def test_bad_input():
         nearkit.kmeans(x, 2, init="magic")
     with pytest.raises(ValueError, match="NaN"):
         nearkit.kmeans(np.full((10, 4), np.nan), 2)
+
+
+def test_int_centroids_are_integers_and_cost_a_little(rng):
+    x = (rng.random((1000, 16)) * 10).astype(np.float32)
+    plain = nearkit.kmeans(x, 16, niter=8, seed=1)
+    ints = nearkit.kmeans(x, 16, niter=8, seed=1, int_centroids=True)
+    assert np.array_equal(ints.centroids, np.floor(ints.centroids))
+    assert plain.inertia < ints.inertia < 1.5 * plain.inertia
