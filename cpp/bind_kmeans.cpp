@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "cpu.h"
+#include "kmeans_kernels.h"
 #include "registry.h"
 
 namespace nb = nanobind;
@@ -74,6 +76,20 @@ void argmax_bias_rows(const float* prod, const float* bias, size_t m, size_t k, 
 }
 }  // namespace
 
+namespace nk {
+const KmeansKernels kKmeansBaseline = {"scalar", argmax_bias_rows};
+const KmeansKernels& kmeans_kernels_for(Isa isa) {
+  switch (isa) {
+#if defined(NEARKIT_X86)
+    case Isa::AVX2: return kKmeansAvx2;
+    case Isa::AVX512: return kKmeansAvx512;
+#endif
+    default: return kKmeansBaseline;
+  }
+}
+const KmeansKernels& kmeans_kernels() { return kmeans_kernels_for(active_isa()); }
+}  // namespace nk
+
 NEARKIT_BIND(bind_kmeans) {
   m.def(
       "argmax_bias",
@@ -86,16 +102,17 @@ NEARKIT_BIND(bind_kmeans) {
         float* best = new float[mrows > 0 ? mrows : 1];
         {
           nb::gil_scoped_release release;
+          const nk::ArgmaxBiasFn kernel = nk::kmeans_kernels().argmax_bias;
           size_t nt = std::max<size_t>(1, std::min(threads, mrows / 64));
           if (nt <= 1) {
-            argmax_bias_rows(prod.data(), bias.data(), mrows, k, labels, best);
+            kernel(prod.data(), bias.data(), mrows, k, labels, best);
           } else {
             std::vector<std::thread> pool;
             size_t per = (mrows + nt - 1) / nt;
             for (size_t t = 0; t < nt; ++t) {
               size_t r0 = t * per, r1 = std::min(mrows, r0 + per);
               if (r0 >= r1) break;
-              pool.emplace_back(argmax_bias_rows, prod.data() + r0 * k, bias.data(), r1 - r0, k,
+              pool.emplace_back(kernel, prod.data() + r0 * k, bias.data(), r1 - r0, k,
                                 labels + r0, best + r0);
             }
             for (auto& th : pool) th.join();

@@ -8,14 +8,24 @@ from nearkit import _core
 from nearkit.kmeans import assign
 
 
-def test_argmax_bias_matches_numpy(rng):
-    for shape in [(100, 37), (64, 1024), (3, 1)]:
-        p = rng.random(shape, dtype=np.float32)
-        b = rng.random(shape[1], dtype=np.float32)
-        for threads in (1, 2):
-            lab, best = _core.argmax_bias(p, b, threads)
-            assert (lab == (p - b).argmax(1)).all()
-            np.testing.assert_allclose(best, (p - b).max(1))
+@pytest.mark.parametrize("isa", _core.supported_isas())
+def test_argmax_bias_matches_numpy_on_every_isa(rng, isa):
+    before = _core.isa()
+    _core.set_isa(isa)
+    try:
+        for shape in [(100, 37), (64, 1024), (3, 1), (5, 16), (7, 71), (9, 100)]:
+            p = rng.random(shape, dtype=np.float32)
+            b = rng.random(shape[1], dtype=np.float32)
+            p[0, -1] = 10.0  # a maximum in the tail
+            if shape[1] > 3:
+                b[3] = b[2]
+                p[1, 2] = p[1, 3] = 10.0  # an exact tie: the first index wins, as numpy
+            for threads in (1, 2):
+                lab, best = _core.argmax_bias(p, b, threads)
+                assert (lab == (p - b).argmax(1)).all()
+                np.testing.assert_allclose(best, (p - b).max(1))
+    finally:
+        _core.set_isa(before)
 
 
 def test_assign_blocked_matches_numpy(rng):
