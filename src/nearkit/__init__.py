@@ -1,13 +1,20 @@
 """nearkit: nearest-neighbour search over dense vectors."""
 
 from . import _core
-from .errors import FormatError
+from .errors import FormatError, NotTrainedError
 from .indexes import Index
+from .indexes.factory import index_factory
 from .indexes.flat import Flat
+from .indexes.hnsw import HNSW
+from .indexes.ivf import IVF
 from .indexes.trees import Trees
 from .io import load
+from .kmeans import kmeans
 from .knn import knn_graph
 
 __version__ = "0.1.0"
 
-__all__ = ["Flat", "FormatError", "Index", "Trees", "_core", "__version__", "knn_graph", "load"]
+__all__ = [
+    "Flat", "FormatError", "HNSW", "IVF", "Index", "NotTrainedError", "Trees", "_core",
+    "__version__", "index_factory", "kmeans", "knn_graph", "load",
+]

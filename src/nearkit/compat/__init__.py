@@ -1,1 +1,5 @@
-"""Drop-in replacements for other libraries' Python APIs, built on nearkit's indexes."""
+"""Drop-in look-alikes of other libraries' Python APIs (annoy, faiss, hnswlib), built on nearkit's indexes.
+
+    from nearkit.compat.annoy import AnnoyIndex
+    from nearkit.compat import faiss
+"""

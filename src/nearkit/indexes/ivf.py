@@ -1,0 +1,423 @@
+"""Inverted-file index (IVF) with flat, scalar-quantised or product-quantised codes.
+
+    index = nearkit.IVF(50, "cosine", nlist=1024, codec="pq25x4fs", refine=True)
+    index.train(sample); index.add(vectors)
+    ids, dist = index.search(queries, 10, nprobe=16, k_factor=4)
+
+Training clusters the (optionally pre-transformed) vectors into ``nlist``
+lists with k-means (spherical for "ip"/"cosine"); a query scans the codes of
+its ``nprobe`` nearest lists in the C++ core (cpp/ivf.cpp). Codecs:
+
+=============  ===============================================  ================
+codec          stored per vector                                 distances
+=============  ===============================================  ================
+``flat``       float32 vector (blocked by 16 for SIMD)           exact
+``sq8``        1 byte per dimension (per-dimension min/max grid)  approximate
+``fp16``       IEEE half per dimension                            near exact
+``pq{m}``      m bytes: 8-bit PQ of the residual to the centroid  LUT (ADC)
+``pq{m}x4fs``  m/2 bytes: 4-bit PQ, packed for SIMD fast scan     quantised LUT
+=============  ===============================================  ================
+
+``transform="pca{d}"`` or ``"opq{m}"`` applies a learnt linear map first;
+``refine=True`` keeps the float vectors and re-ranks ``k * k_factor``
+candidates exactly (Faiss's ``RFlat``). ``nlist=1`` gives a plain
+(non-inverted) quantised index: that is how the factory builds ``PQm``/``SQ8``.
+
+Lists are stored CSR-style (offsets, ids, codes); adding or removing
+rebuilds them in one vectorised pass, which suits batch updates.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+
+from .. import _core, _validate
+from ..kmeans import assign as _assign
+from ..kmeans import kmeans as _kmeans
+from ..errors import FormatError, NotTrainedError
+from ..metrics import COSINE, L2
+from .base import Index, register
+from .quant import (FLAT_BLOCK, PQ4_BLOCK, OPQTransform, PCATransform, ProductQuantizer,
+                    ScalarQuantizer, pack_flat, pack_pq4, unpack_flat, unpack_pq4)
+
+_CODEC_RE = re.compile(r"^(flat|sq8|fp16|pq(\d+)(x8|x4fs)?)$")
+_TRANSFORM_RE = re.compile(r"^(pca|opq)(\d+)$")
+
+
+def parse_codec(codec: str) -> tuple[str, int]:
+    """'pq16x4fs' -> ('pq4fs', 16); 'pq16' -> ('pq8', 16); 'sq8' -> ('sq8', 0)."""
+    if not isinstance(codec, str):
+        raise TypeError(f"codec must be a string, got {type(codec).__name__}")
+    mt = _CODEC_RE.match(codec.lower())
+    if not mt:
+        raise ValueError(
+            f"unknown codec {codec!r}; expected 'flat', 'sq8', 'fp16', 'pq<m>' or 'pq<m>x4fs'")
+    if mt.group(2) is None:
+        return mt.group(1), 0
+    m = int(mt.group(2))
+    if m <= 0:
+        raise ValueError(f"codec {codec!r}: the number of sub-quantizers must be positive")
+    return ("pq4fs" if mt.group(3) == "x4fs" else "pq8"), m
+
+
+@register("ivf")
+class IVF(Index):
+    def __init__(self, dim: int, metric: str = "l2", nlist: int = 1024, codec: str = "flat", *,
+                 transform: str | None = None, refine: bool = False, nprobe: int = 1,
+                 k_factor: int = 1, seed: int = 0, niter: int = 10):
+        super().__init__(dim, metric)
+        self.nlist = _validate.check_positive_int(nlist, "nlist")
+        self.codec, self.pq_m = parse_codec(codec)
+        self._codec_name = codec.lower()
+        self.nprobe = _validate.check_positive_int(nprobe, "nprobe")
+        self.k_factor = _validate.check_positive_int(k_factor, "k_factor")
+        self.refine = bool(refine)
+        self.seed, self.niter = int(seed), _validate.check_positive_int(niter, "niter")
+        self._ip = self.metric != L2
+
+        self.transform_name = transform.lower() if transform else None
+        self._transform = None
+        inner_dim = dim
+        if self.transform_name:
+            mt = _TRANSFORM_RE.match(self.transform_name)
+            if not mt:
+                raise ValueError(f"unknown transform {transform!r}; expected 'pca<d>' or 'opq<m>'")
+            n = int(mt.group(2))
+            if mt.group(1) == "pca":
+                self._transform = PCATransform(dim, n, center=not self._ip)
+                inner_dim = n
+            else:
+                self._transform = OPQTransform(dim, n, seed=seed)
+        self.inner_dim = inner_dim
+
+        # The codec's quantiser (checks the dimension against m right away).
+        self._sq = self._pq = None
+        if self.codec in ("sq8", "fp16"):
+            self._sq = ScalarQuantizer(inner_dim, self.codec)
+        elif self.codec in ("pq8", "pq4fs"):
+            self._pq = ProductQuantizer(inner_dim, self.pq_m, 8 if self.codec == "pq8" else 4)
+        self.by_residual = self.codec == "pq8"
+
+        self._centroids: np.ndarray | None = None
+        self._offsets = np.zeros(self.nlist + 1, np.int64)
+        self._ids = np.empty(0, np.int64)
+        self._codes = np.empty((0, self._block_bytes or self.code_size), np.uint8)
+        self._refine_vecs = np.empty((0, dim), np.float32) if self.refine else None
+        self._count = 0
+        self._searcher = None
+        self._read_only = False
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        # Same contract as Index._prepare, in C++: numpy's norm costs ~10 us
+        # per call, which matters for one-query-at-a-time search.
+        return _core.normalized_rows(x) if self.metric == COSINE else x
+
+    # -- description --------------------------------------------------------------
+    @property
+    def code_size(self) -> int:
+        """Bytes of code per vector (excluding the 8-byte id and any refine vector)."""
+        if self.codec == "flat":
+            return 4 * self.inner_dim
+        if self._sq is not None:
+            return self._sq.code_size
+        return self.pq_m if self.codec == "pq8" else (self.pq_m + 1) // 2
+
+    @property
+    def _list_pad(self) -> int:
+        """Lists are padded to whole SIMD blocks for the flat and fast-scan codecs."""
+        return {"pq4fs": PQ4_BLOCK, "flat": FLAT_BLOCK}.get(self.codec, 1)
+
+    @property
+    def _block_bytes(self) -> int:
+        if self.codec == "flat":
+            return FLAT_BLOCK * 4 * self.inner_dim
+        return self._pq.mpad * 16 if self.codec == "pq4fs" else 0
+
+    @property
+    def bytes_per_vector(self) -> int:
+        """Memory per stored vector: code + id (+ float vector when refining)."""
+        return self.code_size + 8 + (4 * self.dim if self.refine else 0)
+
+    @property
+    def is_trained(self) -> bool:
+        return self._centroids is not None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        extra = f", transform={self.transform_name!r}" if self.transform_name else ""
+        return (f"IVF(dim={self.dim}, metric={self.metric!r}, nlist={self.nlist}, "
+                f"codec={self._codec_name!r}{extra}, refine={self.refine}, n={len(self)})")
+
+    # -- training -----------------------------------------------------------------
+    def train(self, vectors) -> None:
+        """Learn the pre-transform, the coarse centroids and the codec from a sample."""
+        self._check_writable()
+        if self._count:
+            raise ValueError("the index already holds vectors; call reset() before training again")
+        x, _ = self._vectors(vectors, "training vectors")
+        n = x.shape[0]
+        if n < self.nlist:
+            raise ValueError(
+                f"number of training points ({n}) should be at least as large as the number "
+                f"of lists (nlist={self.nlist})")
+        if self._pq is not None and n < self._pq.ksub:
+            raise ValueError(
+                f"number of training points ({n}) should be at least as large as the number "
+                f"of PQ centroids ({self._pq.ksub})")
+        if self._transform is not None:
+            self._transform.train(x)
+        xt = self._apply_transform(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            res = _kmeans(xt, self.nlist, niter=self.niter, seed=self.seed, spherical=self._ip)
+        centroids = res.centroids
+        if self._sq is not None:
+            self._sq.train(xt)
+        elif self._pq is not None:
+            sample = xt
+            if self.by_residual:
+                lists, _ = _assign(xt, centroids, spherical=self._ip)
+                sample = xt - centroids[lists]
+            self._pq.train(sample, seed=self.seed)
+        self._centroids = centroids
+        self._searcher = None
+
+    def _apply_transform(self, x: np.ndarray) -> np.ndarray:
+        return x if self._transform is None else self._transform.apply(x)
+
+    def _require_trained(self) -> None:
+        if self._centroids is None:
+            raise NotTrainedError("the IVF index is not trained; call train() with sample vectors first")
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise ValueError("this index was loaded with mmap=True and is read-only")
+
+    # -- coding -------------------------------------------------------------------
+    def _assign(self, xt: np.ndarray) -> np.ndarray:
+        if self.nlist == 1:
+            return np.zeros(xt.shape[0], np.int64)
+        lists, _ = _assign(xt, self._centroids, spherical=self._ip)
+        return lists
+
+    def _encode(self, xt: np.ndarray, lists: np.ndarray) -> np.ndarray:
+        """Per-vector codes, unpacked: (n, code bytes) or (n, m) for 4-bit PQ."""
+        if self.codec == "flat":
+            return np.ascontiguousarray(xt, np.float32).view(np.uint8).reshape(xt.shape[0], -1)
+        if self._sq is not None:
+            return self._sq.encode(xt)
+        if self.by_residual:
+            xt = xt - self._centroids[lists]
+        return self._pq.encode(xt)
+
+    def _unpacked(self):
+        """(lists, codes, ids, refine vectors) of every live slot."""
+        live = self._ids >= 0
+        lists = np.repeat(np.arange(self.nlist, dtype=np.int64), np.diff(self._offsets))[live]
+        if self.codec == "pq4fs":
+            codes = unpack_pq4(self._codes, self.pq_m, self._pq.mpad)[live]
+        elif self.codec == "flat":
+            codes = unpack_flat(self._codes, self.inner_dim)[live]
+        else:
+            codes = self._codes[live]
+        refine = self._refine_vecs[live] if self.refine else None
+        return lists, codes, self._ids[live], refine
+
+    def _rebuild_from(self, lists, codes, ids, refine):
+        order = np.argsort(lists, kind="stable")
+        lists, codes, ids = lists[order], codes[order], ids[order]
+        counts = np.bincount(lists, minlength=self.nlist).astype(np.int64)
+        pad = self._list_pad
+        slots = (counts + pad - 1) // pad * pad
+        offsets = np.zeros(self.nlist + 1, np.int64)
+        np.cumsum(slots, out=offsets[1:])
+        first = np.zeros(self.nlist, np.int64)
+        np.cumsum(counts[:-1], out=first[1:])
+        rank = np.arange(lists.shape[0], dtype=np.int64) - first[lists]
+        dest = offsets[:-1][lists] + rank
+        nslots = int(offsets[-1])
+        new_ids = np.full(nslots, -1, np.int64)
+        new_ids[dest] = ids
+        full_codes = np.zeros((nslots, codes.shape[1] if codes.ndim == 2 else self.pq_m), np.uint8)
+        full_codes[dest] = codes
+        if self.codec == "pq4fs":
+            full_codes = pack_pq4(full_codes, self._pq.mpad)
+        elif self.codec == "flat":
+            full_codes = pack_flat(full_codes, self.inner_dim)
+        if self.refine:
+            vecs = np.zeros((nslots, self.dim), np.float32)
+            vecs[dest] = refine[order]
+            self._refine_vecs = vecs
+        self._offsets, self._ids, self._codes = offsets, new_ids, full_codes
+        self._count = int(ids.shape[0])
+        self._searcher = None
+
+    def _decode(self, codes, lists):
+        if self.codec == "flat":
+            return np.ascontiguousarray(codes).view(np.float32).reshape(codes.shape[0], -1)
+        if self._sq is not None:
+            return self._sq.decode(codes)
+        return self._pq.decode(codes)
+
+    def reconstruct(self, ids) -> np.ndarray:
+        """Approximate (decoded) vectors of the given ids, in the coded space."""
+        self._require_trained()
+        want = _validate.as_ids(ids, unique=False)
+        lists, codes, have, refine = self._unpacked()
+        pos = {int(i): j for j, i in enumerate(have)}
+        missing = [int(i) for i in want if int(i) not in pos]
+        if missing:
+            raise KeyError(f"id {missing[0]} is not in the index")
+        sel = np.array([pos[int(i)] for i in want], np.int64)
+        if self.refine:
+            return refine[sel]
+        x = self._decode(codes[sel], lists[sel])
+        if self.by_residual:
+            x = x + self._centroids[lists[sel]]
+        return x
+
+    # -- Index hooks --------------------------------------------------------------
+    def _add(self, x, ids, **params):
+        self._require_trained()
+        self._check_writable()
+        if self._count and np.isin(ids, self._ids).any():
+            dup = ids[np.isin(ids, self._ids)][0]
+            raise ValueError(f"duplicate id {int(dup)}: already in the index")
+        xt = self._apply_transform(x)
+        lists = self._assign(xt)
+        codes = self._encode(xt, lists)
+        if self._count:
+            ol, oc, oi, orf = self._unpacked()
+            lists = np.concatenate([ol, lists])
+            codes = np.concatenate([oc, codes])
+            ids = np.concatenate([oi, ids])
+            refine = np.concatenate([orf, x]) if self.refine else None
+        else:
+            refine = x if self.refine else None
+        self._rebuild_from(lists, codes, ids, refine)
+
+    def _remove(self, ids) -> int:
+        self._check_writable()
+        if not self._count:
+            return 0
+        gone = np.isin(self._ids, ids) & (self._ids >= 0)
+        n = int(gone.sum())
+        if n:
+            self._ids = self._ids.copy()
+            self._ids[gone] = -1
+            self._rebuild_from(*self._unpacked())
+        return n
+
+    def reset(self) -> None:
+        """Remove every vector; keep the training."""
+        self._check_writable()
+        if self._count:
+            self._remove(self._ids[self._ids >= 0])
+
+    def _slot_labels(self) -> np.ndarray:
+        return self._ids
+
+    def _get_searcher(self):
+        if self._searcher is None:
+            sq, pq = self._sq, self._pq
+            self._searcher = _core.IvfSearcher(
+                "flat" if self.codec == "flat" else self.codec, 1 if self._ip else 0,
+                self._centroids, self._offsets, self._ids, self._codes,
+                self._block_bytes if self.codec == "pq4fs" else self.code_size,  # flat: per vector
+                sq.vmin if sq is not None else None, sq.step if sq is not None else None,
+                pq.codebooks if pq is not None else None, pq.mpad if pq is not None else 0,
+                self.by_residual, self._refine_vecs if self.refine else None)
+        return self._searcher
+
+    def search(self, queries, k, filter=None, threads=None, nprobe=None, k_factor=None):
+        """(ids, distances) of the k nearest, scanning ``nprobe`` lists (default
+        ``self.nprobe``); with refine, ``k * k_factor`` candidates are re-ranked."""
+        # Lean path for the one-query loop: a clean float32 vector, no filter, no
+        # pre-transform. The core checks finiteness; the rest is as Index.search.
+        if (filter is None and threads is None and type(queries) is np.ndarray
+                and queries.dtype == np.float32 and queries.ndim == 1
+                and queries.shape[0] == self._dim and queries.flags.c_contiguous
+                and type(k) is int and k > 0 and self._transform is None
+                and self._centroids is not None
+                and (nprobe is None or (type(nprobe) is int and nprobe > 0))
+                and (k_factor is None or (type(k_factor) is int and k_factor > 0))):
+            q = queries[None]
+            if self.metric == COSINE:
+                q = _core.normalized_rows(q)
+            ids, dist = self._get_searcher().search(
+                q, q if self.refine else None, k, nprobe or self.nprobe,
+                k_factor or self.k_factor, None, 1)
+            return ids[0], dist[0]
+        return super().search(queries, k, filter=filter, threads=threads, nprobe=nprobe,
+                              k_factor=k_factor)
+
+    def _search(self, q, k, mask, threads, nprobe=None, k_factor=None):
+        self._require_trained()
+        nprobe = self.nprobe if nprobe is None else _validate.check_positive_int(nprobe, "nprobe")
+        k_factor = self.k_factor if k_factor is None else _validate.check_positive_int(k_factor, "k_factor")
+        qt = self._apply_transform(q) if self._transform is not None else q
+        return self._get_searcher().search(qt, q if self.refine else None, k, nprobe, k_factor,
+                                           mask, threads)
+
+    # -- files ------------------------------------------------------------------
+    def _params(self) -> dict:
+        return {"nlist": self.nlist, "codec": self._codec_name, "transform": self.transform_name,
+                "refine": self.refine, "nprobe": self.nprobe, "k_factor": self.k_factor,
+                "seed": self.seed, "niter": self.niter, "trained": self.is_trained,
+                "count": self._count}
+
+    def _sections(self) -> dict:
+        s = {"offsets": self._offsets, "ids": self._ids, "codes": self._codes}
+        if self._centroids is not None:
+            s["centroids"] = self._centroids
+        if self._sq is not None:
+            s["sq_vmin"], s["sq_step"] = self._sq.vmin, self._sq.step
+        if self._pq is not None:
+            s["pq_codebooks"] = self._pq.codebooks
+        if self._transform is not None:
+            s["transform_matrix"], s["transform_mean"] = self._transform.matrix, self._transform.mean
+        if self.refine:
+            s["refine"] = self._refine_vecs
+        return s
+
+    @classmethod
+    def _from_sections(cls, dim, metric, params, sections):
+        try:
+            ix = cls._build_from_sections(dim, metric, params, sections)
+            if ix.is_trained:
+                ix._get_searcher()  # the core checks that the arrays fit together
+        except KeyError as exc:
+            raise FormatError(f"IVF index file lacks {exc.args[0]!r}") from None
+        except (ValueError, TypeError) as exc:
+            raise FormatError(f"IVF index file is inconsistent: {exc}") from None
+        return ix
+
+    @classmethod
+    def _build_from_sections(cls, dim, metric, params, sections):
+        ix = cls(dim, metric, nlist=params["nlist"], codec=params["codec"],
+                 transform=params.get("transform"), refine=params.get("refine", False),
+                 nprobe=params.get("nprobe", 1), k_factor=params.get("k_factor", 1),
+                 seed=params.get("seed", 0), niter=params.get("niter", 10))
+        ix._offsets, ix._ids, ix._codes = sections["offsets"], sections["ids"], sections["codes"]
+        if params.get("trained"):
+            ix._centroids = sections["centroids"]
+        if ix._sq is not None:
+            ix._sq.vmin, ix._sq.step = sections["sq_vmin"], sections["sq_step"]
+            ix._sq.is_trained = True
+        if ix._pq is not None:
+            ix._pq.codebooks = sections["pq_codebooks"]
+            ix._pq.is_trained = True
+        if ix._transform is not None:
+            ix._transform.matrix = sections["transform_matrix"]
+            ix._transform.mean = sections["transform_mean"]
+            ix._transform.is_trained = True
+        if ix.refine:
+            ix._refine_vecs = sections["refine"]
+        ix._count = int(params.get("count", int((ix._ids >= 0).sum())))
+        ix._read_only = not getattr(ix._ids, "flags", None) or not ix._ids.flags.writeable
+        return ix
