@@ -3,7 +3,8 @@
 from . import _core
 from .errors import FormatError
 from .indexes import Index
+from .store import open  # noqa: A004  (nearkit.open(path) opens a vector store)
 
 __version__ = "0.1.0"
 
-__all__ = ["FormatError", "Index", "_core", "__version__"]
+__all__ = ["FormatError", "Index", "_core", "__version__", "open"]
