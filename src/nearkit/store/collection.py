@@ -127,8 +127,6 @@ def _grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
 
 
 def make_index(kind: str, dim: int, metric: str, params: dict):
-    from .. import indexes
-
     cls = index_class(kind)
     try:
         return cls(dim, metric, **params)
@@ -137,20 +135,13 @@ def make_index(kind: str, dim: int, metric: str, params: dict):
 
 
 def index_class(kind: str):
-    import importlib
+    from ..io import index_kinds
 
-    from ..indexes import INDEX_KINDS
-
-    if kind not in INDEX_KINDS:
-        try:
-            importlib.import_module(f"nearkit.indexes.{kind}")
-        except ImportError:
-            pass
-        import nearkit  # noqa: F401  (registers the indexes the package ships)
-    if kind not in INDEX_KINDS:
-        have = ", ".join(sorted(INDEX_KINDS)) or "none"
+    kinds = index_kinds()
+    if kind not in kinds:
+        have = ", ".join(sorted(kinds)) or "none"
         raise ValueError(f"index kind {kind!r} is not available (available: {have})")
-    return INDEX_KINDS[kind]
+    return kinds[kind]
 
 
 class Collection:

@@ -2,9 +2,9 @@
 
 ``<store>/snapshots/<cid>/<seq:020d>.nki`` holds the collection's index exactly as
 it was when every change up to ``seq`` (and none after) had been applied and
-committed to SQLite. Files are written to a temporary name, fsynced, then
-renamed, so a crash leaves either the old set or the new one, never a torn
-file under a real name (a damaged file is still handled: it fails its
+committed to SQLite. ``Index.save`` (nearkit.io) writes to a temporary
+name, fsyncs and renames, so a crash leaves either the old set or the new one,
+never a torn file under a real name (a damaged file is still handled: it fails its
 checksums on load and an older snapshot or a rebuild is used instead).
 """
 
@@ -43,16 +43,10 @@ def _fsync_dir(d: str) -> None:
 
 
 def write_snapshot(d: str, seq: int, index) -> str:
+    """Save ``index`` as the snapshot for ``seq`` (index.save writes atomically and fsyncs)."""
     os.makedirs(d, exist_ok=True)
     final = os.path.join(d, f"{seq:020d}.nki")
-    tmp = os.path.join(d, f".{seq:020d}.nki.tmp")
-    index.save(tmp)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
+    index.save(final)
     _fsync_dir(d)
     return final
 
