@@ -342,3 +342,14 @@ def test_durability_modes_and_flush(tmp_path):
             assert len(db.get_collection("c")) == 100
     with pytest.raises(ValueError, match="durability must be one of"):
         nearkit.open(tmp_path / "x", durability="sometimes")
+
+
+def test_cosine_get_returns_the_original_vector(db):
+    col = db.create_collection("cos", 3, "cosine", index="flat", fields=FIELDS)
+    col.upsert(["a", "b", "zero"], [[3.0, 4.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]],
+               [{"year": 1}, None, None])
+    np.testing.assert_array_equal(col.get("a").vector, [3.0, 4.0, 0.0])
+    assert col.get("a").payload == {"year": 1} and col.get("nope") is None
+    hits = col.search([6.0, 8.0, 0.0], 3)
+    assert hits[0].key == "a" and abs(hits[0].distance) < 1e-6
+    assert abs(hits[1].distance - 1.0) < 1e-6  # orthogonal, and the zero vector is at distance 1

@@ -1,7 +1,8 @@
 """A collection: string keys -> (vector, payload), an ANN index, field filters.
 
 In memory each live key occupies a *slot* (a dense row reused after deletes)
-holding its vector, payload (as JSON text) and current *id*. Ids are what the
+holding its vector (unit-normalised for cosine; the original stays in SQLite),
+payload (as JSON text) and current *id*. Ids are what the
 index and SQLite know; every upsert gets fresh ids (never reused), so the index
 only ever sees ``add`` of new ids and ``remove`` of old ones, and a snapshot
 taken at change sequence S plus the SQLite rows/tombstones after S always
@@ -23,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _validate
-from ..metrics import COSINE, IP, L2
+from .. import _core, _validate
+from ..metrics import COSINE, METRIC_CODES, normalize_rows
 from . import snapshots
 from .fields import FieldIndex
 from .filters import MatchAll, Node, to_filter
@@ -212,8 +213,8 @@ class Collection:
         self._n_slots = n
         self._slot_ids[:n] = ids
         self._live[:n] = True
-        self._vectors[:n] = vecs
-        self._sqnorm[:n] = np.einsum("ij,ij->i", vecs, vecs)
+        self._vectors[:n] = self._prepare(vecs)
+        self._sqnorm[:n] = np.einsum("ij,ij->i", self._vectors[:n], self._vectors[:n])
         self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
         self._slot_of_id[ids] = np.arange(n)
         self._key_to_slot = {k: i for i, k in enumerate(self._slot_keys)}
@@ -372,8 +373,9 @@ class Collection:
                 self._slot_of_id[new_ids] = slots
                 self._slot_ids[slots] = new_ids
                 self._live[slots] = True
-                self._vectors[slots] = x
-                self._sqnorm[slots] = np.einsum("ij,ij->i", x, x)
+                px = self._prepare(x)
+                self._vectors[slots] = px
+                self._sqnorm[slots] = np.einsum("ij,ij->i", px, px)
                 for k, s, t in zip(keys, slots.tolist(), texts):
                     self._key_to_slot[k] = s
                     self._slot_keys[s] = k
@@ -426,10 +428,20 @@ class Collection:
         return key in self._key_to_slot
 
     def get(self, keys):
-        """Record(key, vector, payload) per key, None for a missing key (a list for a list)."""
+        """Record(key, vector, payload) per key, None for a missing key (a list for a list).
+
+        The vector is the one given to ``upsert`` (for cosine it is read back from
+        SQLite, since memory holds the normalised copy).
+        """
         self._check_open()
         keys, single = _as_keys(keys)
         out = []
+        if self.metric == COSINE:
+            for k in keys:
+                rows = self._sql.read(f"SELECT vector, payload FROM items_{self._cid} WHERE key = ?", (k,))
+                out.append(Record(k, np.frombuffer(rows[0][0], np.float32).copy(),
+                                  None if rows[0][1] is None else json.loads(rows[0][1])) if rows else None)
+            return out[0] if single else out
         with _Reading(self._rw):
             for k in keys:
                 s = self._key_to_slot.get(k)
@@ -443,69 +455,41 @@ class Collection:
     def _bind(self, where, params=None) -> Node:
         return self._fields.bind(to_filter(where, params))
 
-    def _allowed_slots(self, tree: Node) -> np.ndarray | None:
-        """Slots passing the filter (None = every live slot). Call under the read lock."""
+    def _allowed_mask(self, tree: Node) -> np.ndarray | None:
+        """Boolean mask over slots of live rows passing the filter (None = no filter).
+
+        Call under the read lock."""
         if isinstance(tree, MatchAll):
             return None
-        live = self._live[: self._n_slots]
-        return np.flatnonzero(self._fields.mask(tree, live))
+        return self._fields.mask(tree, self._live[: self._n_slots])
 
     def count(self, where=None, params=None) -> int:
         self._check_open()
         tree = self._bind(where, params)
         with _Reading(self._rw):
-            allowed = self._allowed_slots(tree)
-            return len(self._key_to_slot) if allowed is None else int(allowed.shape[0])
+            mask = self._allowed_mask(tree)
+            return len(self._key_to_slot) if mask is None else int(np.count_nonzero(mask))
 
     def keys(self, where=None, params=None, limit: int | None = None) -> list[str]:
         """Keys of rows matching ``where`` (all keys when None), in storage order."""
         self._check_open()
         tree = self._bind(where, params)
         with _Reading(self._rw):
-            allowed = self._allowed_slots(tree)
-            if allowed is None:
-                allowed = np.flatnonzero(self._live[: self._n_slots])
+            mask = self._allowed_mask(tree)
+            slots = np.flatnonzero(self._live[: self._n_slots] if mask is None else mask)
             if limit is not None:
-                allowed = allowed[:limit]
-            return [self._slot_keys[s] for s in allowed.tolist()]
+                slots = slots[:limit]
+            return [self._slot_keys[s] for s in slots.tolist()]
 
-    def _prepare_queries(self, q: np.ndarray) -> np.ndarray:
-        if self.metric == COSINE:
-            norms = np.linalg.norm(q, axis=1, keepdims=True)
-            norms[norms == 0] = 1
-            q = (q / norms).astype(np.float32)
-        return q
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        """What memory and the exact kernels hold: unit rows for cosine, as given otherwise."""
+        return normalize_rows(x) if self.metric == COSINE else x
 
-    def _exact_distances(self, q: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """(nq, len(slots)) distances under the collection's metric; q already prepared."""
-        v = self._vectors[slots]
-        dots = q @ v.T
-        if self.metric == L2:
-            d = self._sqnorm[slots][None, :] - 2 * dots + np.einsum("ij,ij->i", q, q)[:, None]
-            return np.maximum(d, 0, out=d)
-        if self.metric == IP:
-            return 1 - dots
-        norms = np.sqrt(self._sqnorm[slots])
-        norms[norms == 0] = 1
-        return 1 - dots / norms[None, :]
-
-    def _exact_search(self, q, k, slots):
-        """Top-k (slot, distance) per query among ``slots`` by brute force."""
-        out_s = np.full((q.shape[0], k), -1, np.int64)
-        out_d = np.full((q.shape[0], k), np.inf, np.float32)
-        if slots.shape[0] == 0:
-            return out_s, out_d
-        chunk = max(1, 4_000_000 // max(1, slots.shape[0]))
-        for a in range(0, q.shape[0], chunk):
-            d = self._exact_distances(q[a:a + chunk], slots)
-            kk = min(k, slots.shape[0])
-            part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < slots.shape[0] else \
-                np.broadcast_to(np.arange(slots.shape[0]), (d.shape[0], slots.shape[0]))
-            pd = np.take_along_axis(d, part, axis=1)
-            order = np.argsort(pd, axis=1, kind="stable")
-            out_s[a:a + chunk, :kk] = slots[np.take_along_axis(part, order, axis=1)]
-            out_d[a:a + chunk, :kk] = np.take_along_axis(pd, order, axis=1)
-        return out_s, out_d
+    def _exact_search(self, pq, k, mask):
+        """Exact top-k (slots, distances) among slots where ``mask`` is set (the core's Flat kernel)."""
+        n = self._n_slots
+        return _core.flat_search(self._vectors[:n], self._sqnorm[:n], None, pq, k,
+                                 METRIC_CODES[self.metric], mask.view(np.uint8), 1, False)
 
     def search(self, vectors, k: int, where=None, params=None, **search_params):
         """The k nearest rows passing ``where``: a list of Hit per query (one list for a 1-D query).
@@ -530,26 +514,26 @@ class Collection:
         return None if p is None else json.loads(p)
 
     def _search_slots(self, q, k, tree, search_params):
-        allowed = self._allowed_slots(tree)
+        mask = self._allowed_mask(tree)
         n_live = len(self._key_to_slot)
-        if n_live == 0 or (allowed is not None and allowed.shape[0] == 0):
+        n_allowed = n_live if mask is None else int(np.count_nonzero(mask))
+        if n_allowed == 0:
             return np.full((q.shape[0], k), -1, np.int64), np.full((q.shape[0], k), np.inf, np.float32)
-        pq = self._prepare_queries(q)
-        if allowed is not None and self.index_kind != "flat" and (
-                allowed.shape[0] <= max(EXACT_SCAN_ROWS, EXACT_SCAN_FRACTION * n_live)):
-            return self._exact_search(pq, k, allowed)
+        pq = self._prepare(q)
+        if mask is not None and self.index_kind != "flat" and (
+                n_allowed <= max(EXACT_SCAN_ROWS, EXACT_SCAN_FRACTION * n_live)):
+            return self._exact_search(pq, k, mask)
         id_filter = None
-        if allowed is not None:
+        if mask is not None:
             id_filter = np.zeros(self._next_id, dtype=bool)
-            id_filter[self._slot_ids[allowed]] = True
+            id_filter[self._slot_ids[: self._n_slots][mask]] = True
         ids, dist = self._index.search(q, k, filter=id_filter, **search_params)
         valid = ids >= 0
         slots = np.where(valid, self._slot_of_id[np.where(valid, ids, 0)], -1)
-        want = min(k, n_live if allowed is None else allowed.shape[0])
-        short = (slots >= 0).sum(axis=1) < want
+        short = (slots >= 0).sum(axis=1) < min(k, n_allowed)
         if short.any():  # the index could not fill k from the allowed set: answer those exactly
-            scan = allowed if allowed is not None else np.flatnonzero(self._live[: self._n_slots])
-            es, ed = self._exact_search(pq[short], k, scan)
+            full = self._live[: self._n_slots] if mask is None else mask
+            es, ed = self._exact_search(pq[short], k, full)
             slots[short], dist[short] = es, ed
         return slots, dist
 
@@ -563,25 +547,20 @@ class Collection:
         if r < 0:
             raise ValueError(f"radius must be >= 0, got {radius}")
         tree = self._bind(where, params)
-        pq = self._prepare_queries(q)
+        pq = self._prepare(q)
+        # the kernel keeps distance < radius; the next float up makes the bound inclusive
+        bound = np.nextafter(np.float32(r), np.float32(np.inf))
         with _Reading(self._rw):
-            allowed = self._allowed_slots(tree)
-            if allowed is None:
-                allowed = np.flatnonzero(self._live[: self._n_slots])
-            found_s, found_d = [], []
-            for a in range(0, allowed.shape[0], 262144):
-                part = allowed[a:a + 262144]
-                d = self._exact_distances(pq, part)[0]
-                m = d <= r
-                found_s.append(part[m])
-                found_d.append(d[m])
-            s = np.concatenate(found_s) if found_s else np.empty(0, np.int64)
-            d = np.concatenate(found_d) if found_d else np.empty(0, np.float32)
-            order = np.argsort(d, kind="stable")
+            n = self._n_slots
+            mask = self._allowed_mask(tree)
+            if mask is None:
+                mask = self._live[:n]
+            _, slots, dist = _core.flat_range(self._vectors[:n], self._sqnorm[:n], None, pq, bound,
+                                              METRIC_CODES[self.metric], mask.view(np.uint8), 1)
             if limit is not None:
-                order = order[:limit]
-            return [Hit(self._slot_keys[i], float(dd), self._payload(i))
-                    for i, dd in zip(s[order].tolist(), d[order].tolist())]
+                slots, dist = slots[:limit], dist[:limit]
+            return [Hit(self._slot_keys[i], float(d), self._payload(i))
+                    for i, d in zip(slots.tolist(), dist.tolist())]
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self, force: bool = False) -> str | None:
