@@ -178,6 +178,8 @@ class Collection:
         self._sqnorm = np.zeros(0, np.float32)
         self._slot_of_id = np.full(0, -1, np.int64)
         self._index = None
+        self._version = 0          # bumped by every write to the index (invalidates _slot_map)
+        self._slot_map = None
         self.recovery: dict = {}
 
     @property
@@ -360,6 +362,7 @@ class Collection:
             self._seq = seq
 
             with _Writing(self._rw):
+                self._version += 1
                 if old_ids.size:
                     self._index.remove(old_ids)
                     self._slot_of_id[old_ids] = -1
@@ -407,6 +410,7 @@ class Collection:
             self._sql.write(tx)
             self._seq = seq
             with _Writing(self._rw):
+                self._version += 1
                 self._index.remove(ids)
                 self._slot_of_id[ids] = -1
                 for k, s in zip(present, slots):
@@ -523,11 +527,10 @@ class Collection:
         if mask is not None and self.index_kind != "flat" and (
                 n_allowed <= max(EXACT_SCAN_ROWS, EXACT_SCAN_FRACTION * n_live)):
             return self._exact_search(pq, k, mask)
-        id_filter = None
-        if mask is not None:
-            id_filter = np.zeros(self._next_id, dtype=bool)
-            id_filter[self._slot_ids[: self._n_slots][mask]] = True
-        ids, dist = self._index.search(q, k, filter=id_filter, **search_params)
+        if mask is None:
+            ids, dist = self._index.search(q, k, **search_params)
+        else:
+            ids, dist = self._filtered_index_search(q, k, mask, search_params)
         valid = ids >= 0
         slots = np.where(valid, self._slot_of_id[np.where(valid, ids, 0)], -1)
         short = (slots >= 0).sum(axis=1) < min(k, n_allowed)
@@ -536,6 +539,28 @@ class Collection:
             es, ed = self._exact_search(pq[short], k, full)
             slots[short], dist[short] = es, ed
         return slots, dist
+
+    def _index_slot_map(self) -> np.ndarray:
+        """Our slot for each of the index's internal slots (-1 for none); cached until a write.
+
+        Lets a filter mask over our slots become the index's own slot mask with one
+        gather, instead of going through ids on every query."""
+        cached = self._slot_map
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        labels = self._index._slot_labels()
+        m = np.where(labels >= 0, self._slot_of_id[np.clip(labels, 0, None)], -1)
+        self._slot_map = (self._version, m)
+        return m
+
+    def _filtered_index_search(self, q, k, mask, search_params):
+        """Index search restricted to ``mask`` (over our slots), via the index's search hook."""
+        m = self._index_slot_map()
+        ext = np.zeros(self._n_slots + 1, dtype=bool)   # the extra False answers slot -1
+        ext[: self._n_slots] = mask
+        index_mask = ext[m].view(np.uint8)
+        pq, _ = self._index._vectors(q, "queries")
+        return self._index._search(pq, k, index_mask, 1, **search_params)
 
     def search_radius(self, vector, radius, where=None, params=None, limit: int | None = None):
         """Every row within ``radius`` (inclusive) of ``vector`` passing ``where``, nearest first."""
