@@ -214,11 +214,47 @@ def test_reopen_uses_snapshot_and_replays_later_writes(tmp_path):
         db.close(snapshot=False)  # leaves the snapshot behind the SQLite rows
     with nearkit.open(path) as db:
         col = db.get_collection("c")
-        assert col.recovery["source"] == "snapshot"
+        assert col.recovery["source"] == "snapshot" and col.recovery["state_source"] == "snapshot"
         assert col.recovery["replayed"] == 100 + 50 + 50  # 100 deletes, 50 replaced ids, 50 new rows
         _check_state(col, x, range(100, 500))
         assert col.get("k120").payload == payloads(50, seed=9)[20]
         assert col.get("k5") is None
+        drama = sum(p["genre"] == "drama" for p in payloads(500)[150:]) + sum(
+            p["genre"] == "drama" for p in payloads(50, seed=9))
+        assert col.count("@genre:{drama}") == drama
+
+
+def test_state_snapshot_round_trip_and_fallback_to_sqlite(tmp_path):
+    path = tmp_path / "db"
+    odd = ["", "ключ", "a b", "x" * 300, "tab\there", "emoji 🎉"]
+    with nearkit.open(path) as db:
+        col = db.create_collection("c", 4, "cosine", index="flat", fields=FIELDS)
+        col.upsert(odd, np.arange(24).reshape(6, 4) + 1.0,
+                   [None, {"genre": "a,B"}, {"year": 3.5}, {"title": "Hello World"}, {}, {"genre": ["x"]}])
+        col.delete(["a b"])
+        col.upsert("new", [1, 0, 0, 0], {"genre": "b"})
+        d = snapshots.directory(db.path, col._cid)
+        before = {k: col.get(k) for k in col.keys()}
+        counts = [col.count(w) for w in ("@genre:{b}", "@year:[3 4]", "@title:hello", "-@genre:{x}")]
+    for damage in (False, True):
+        if damage:  # corrupt the state snapshot: memory comes from SQLite rows instead
+            (seq, state), = snapshots.list_snapshots(d, snapshots.STATE)
+            data = bytearray(open(state, "rb").read())
+            data[-3] ^= 0x55
+            open(state, "wb").write(bytes(data))
+        with nearkit.open(path) as db:
+            col = db.get_collection("c")
+            assert col.recovery["state_source"] == ("sqlite" if damage else "snapshot")
+            assert bool(col.recovery["state_errors"]) == damage
+            assert set(col.keys()) == set(before)
+            for k, rec in before.items():
+                got = col.get(k)
+                np.testing.assert_array_equal(got.vector, rec.vector)
+                assert got.payload == rec.payload
+            assert [col.count(w) for w in ("@genre:{b}", "@year:[3 4]", "@title:hello",
+                                           "-@genre:{x}")] == counts
+            assert col.search([1, 0, 0, 0], 1)[0].key == "new"
+            db.close(snapshot=False)
 
 
 def test_missing_and_damaged_snapshots_fall_back_without_losing_data(tmp_path):

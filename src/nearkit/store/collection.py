@@ -27,7 +27,7 @@ import numpy as np
 from .. import _core, _validate
 from ..metrics import COSINE, METRIC_CODES, normalize_rows
 from . import snapshots
-from .fields import FieldIndex
+from .fields import FieldIndex, pack_strings, unpack_strings
 from .filters import MatchAll, Node, to_filter
 
 # A filter allowing at most this many rows (or this fraction of the collection)
@@ -191,24 +191,57 @@ class Collection:
                 f"index={self.index_kind!r}, n={len(self)})")
 
     # -- opening -------------------------------------------------------------------------
+    def _reset_memory(self) -> None:
+        self._n_slots = 0
+        self._free = []
+        self._key_to_slot = {}
+        self._slot_keys = []
+        self._slot_payload = []
+        self._slot_ids = np.full(0, -1, np.int64)
+        self._live = np.zeros(0, bool)
+        self._vectors = np.zeros((0, self.dim), np.float32)
+        self._sqnorm = np.zeros(0, np.float32)
+        self._slot_of_id = np.full(0, -1, np.int64)
+        self._fields = FieldIndex(self._fields.schema)
+
     def _load(self) -> None:
-        """Read every row from SQLite, then bring the index up from a snapshot or a rebuild."""
+        """Bring memory up (state snapshot + replay, or every SQLite row), then the index."""
         t0 = time.perf_counter()
+        state_errors, state_seq = [], None
+        for seq, path in snapshots.list_snapshots(self._snapdir, snapshots.STATE):
+            try:
+                if seq > self._seq:
+                    raise ValueError(f"state snapshot seq {seq} is ahead of the store (seq {self._seq})")
+                self._import_state(path, seq)
+                self._replay_memory(seq)
+                state_seq = seq
+                break
+            except Exception as exc:  # damaged or inconsistent: try an older one, else SQLite
+                state_errors.append(f"{path}: {type(exc).__name__}: {exc}")
+                self._reset_memory()
+        if state_seq is None:
+            self._load_rows()
+        t_rows = time.perf_counter() - t0
+        self._index = self._recover_index()
+        self.recovery.update(state_source="snapshot" if state_seq is not None else "sqlite",
+                             state_seq=state_seq, state_errors=state_errors,
+                             rows_seconds=round(t_rows, 4),
+                             total_seconds=round(time.perf_counter() - t0, 4))
+
+    def _load_rows(self) -> None:
+        """Memory from every row in SQLite (no usable state snapshot)."""
         table = f"items_{self._cid}"
-        chunks_ids, chunks_vec, chunks_seq = [], [], []
+        chunks_ids, chunks_vec = [], []
         recs = []
-        for rows in self._sql.iter_rows(f"SELECT id, key, seq, vector, payload FROM {table} ORDER BY id"):
-            ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-            chunks_ids.append(ids)
-            chunks_seq.append(np.fromiter((r[2] for r in rows), np.int64, len(rows)))
-            chunks_vec.append(np.frombuffer(b"".join(r[3] for r in rows), np.float32).reshape(len(rows), self.dim))
+        for rows in self._sql.iter_rows(f"SELECT id, key, vector, payload FROM {table} ORDER BY id"):
+            chunks_ids.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+            chunks_vec.append(np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim))
             self._slot_keys.extend(r[1] for r in rows)
-            self._slot_payload.extend(r[4] for r in rows)
+            self._slot_payload.extend(r[3] for r in rows)
             # one json.loads per batch: far cheaper than one call per row
-            decoded = json.loads("[" + ",".join(r[4] if r[4] is not None else "null" for r in rows) + "]")
+            decoded = json.loads("[" + ",".join(r[3] if r[3] is not None else "null" for r in rows) + "]")
             recs.extend(map(self._fields.extract, decoded))
         ids = np.concatenate(chunks_ids) if chunks_ids else np.empty(0, np.int64)
-        seqs = np.concatenate(chunks_seq) if chunks_seq else np.empty(0, np.int64)
         vecs = np.concatenate(chunks_vec) if chunks_vec else np.empty((0, self.dim), np.float32)
         n = ids.shape[0]
         self._reserve(n)
@@ -220,18 +253,87 @@ class Collection:
         self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
         self._slot_of_id[ids] = np.arange(n)
         self._key_to_slot = {k: i for i, k in enumerate(self._slot_keys)}
-        self._fields.reserve(n)
         self._fields.insert_many(np.arange(n), recs)
-        t_rows = time.perf_counter() - t0
-        self._index = self._recover_index(ids, vecs, seqs)
-        self.recovery["rows_seconds"] = round(t_rows, 4)
-        self.recovery["total_seconds"] = round(time.perf_counter() - t0, 4)
 
-    def _recover_index(self, ids, vecs, seqs):
+    def _export_state(self) -> tuple[dict, dict]:
+        n = self._n_slots
+        keys_blob, keys_off = pack_strings([k if k is not None else "" for k in self._slot_keys[:n]])
+        pay_blob, pay_off = pack_strings([p if p is not None else "" for p in self._slot_payload[:n]])
+        sections = {"slot_ids": self._slot_ids[:n], "vectors": self._vectors[:n], "sqnorm": self._sqnorm[:n],
+                    "keys": keys_blob, "keys_off": keys_off, "payloads": pay_blob, "payloads_off": pay_off}
+        sections.update(self._fields.export(n))
+        params = {"n_slots": n, "fields": self._fields.schema, "state_format": 1}
+        return params, sections
+
+    def _import_state(self, path: str, seq: int) -> None:
+        from ..io import read_index
+
+        f = read_index(path)
+        if f.kind != snapshots.STATE_KIND or f.dim != self.dim or f.metric != self.metric:
+            raise ValueError(f"not this collection's state (kind {f.kind!r}, dim {f.dim}, metric {f.metric!r})")
+        if f.params.get("fields") != self._fields.schema:
+            raise ValueError("the state snapshot was written for other payload fields")
+        n = int(f.params["n_slots"])
+        sec = f.sections
+        ids = sec["slot_ids"]
+        if ids.shape != (n,) or sec["vectors"].shape != (n, self.dim) or sec["sqnorm"].shape != (n,):
+            raise ValueError("state sections have inconsistent shapes")
+        keys = unpack_strings(sec["keys"], sec["keys_off"])
+        texts = unpack_strings(sec["payloads"], sec["payloads_off"])
+        if len(keys) != n or len(texts) != n:
+            raise ValueError("state key or payload count does not match its slots")
+        if ids.size and ids.max() >= self._next_id:
+            raise ValueError("state holds ids the store never issued")
+        fields = FieldIndex(self._fields.schema)
+        fields.import_(sec, n)
+        live = ids >= 0
+        self._reserve(n)
+        self._n_slots = n
+        self._slot_ids[:n] = ids
+        self._live[:n] = live
+        self._vectors[:n] = sec["vectors"]
+        self._sqnorm[:n] = sec["sqnorm"]
+        live_list = live.tolist()
+        self._slot_keys = [k if ok else None for k, ok in zip(keys, live_list)]
+        self._slot_payload = [t if (ok and t) else None for t, ok in zip(texts, live_list)]
+        self._free = np.flatnonzero(~live).tolist()[::-1]
+        self._key_to_slot = {k: i for i, k in enumerate(self._slot_keys) if k is not None}
+        if len(self._key_to_slot) != int(live.sum()):
+            raise ValueError("state holds duplicate keys")
+        self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
+        self._slot_of_id[ids[live]] = np.flatnonzero(live)
+        fields.reserve(self._live.shape[0])
+        self._fields = fields
+
+    def _replay_memory(self, since: int) -> None:
+        """Apply SQLite's changes after ``since`` to memory loaded from a state snapshot."""
+        cid = self._cid
+        gone = [r[0] for r in self._sql.read(f"SELECT id FROM tomb_{cid} WHERE seq > ?", (since,))]
+        if gone:
+            g = np.array(gone, np.int64)
+            g = g[g < self._slot_of_id.shape[0]]
+            slots = self._slot_of_id[g]
+            self._apply_delete(slots[slots >= 0].tolist())
+        for rows in self._sql.iter_rows(f"SELECT id, key, vector, payload FROM items_{cid} WHERE seq > ? "
+                                        "ORDER BY id", (since,)):
+            keys = [r[1] for r in rows]
+            if any(k in self._key_to_slot for k in keys):
+                raise ValueError("a replayed row's key is already present: state and SQLite disagree")
+            ids = np.array([r[0] for r in rows], np.int64)
+            x = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim)
+            texts = [r[3] for r in rows]
+            recs = [self._fields.extract(json.loads(t)) if t is not None else {} for t in texts]
+            self._apply_upsert(keys, x, ids, texts, recs)
+        n_rows = self._sql.read(f"SELECT COUNT(*) FROM items_{cid}")[0][0]
+        if n_rows != len(self._key_to_slot):
+            raise ValueError(f"after replay memory holds {len(self._key_to_slot)} rows, SQLite {n_rows}")
+
+    def _recover_index(self):
         from ..io import load
 
         errors = []
         cls = index_class(self.index_kind)
+        cid = self._cid
         for snap_seq, path in snapshots.list_snapshots(self._snapdir):
             try:
                 if snap_seq > self._seq:
@@ -240,25 +342,29 @@ class Collection:
                 if not isinstance(idx, cls) or idx.dim != self.dim or idx.metric != self.metric:
                     raise ValueError(f"snapshot holds a {type(idx).__name__} dim={idx.dim} metric={idx.metric}")
                 gone = np.array([r[0] for r in self._sql.read(
-                    f"SELECT id FROM tomb_{self._cid} WHERE seq > ?", (snap_seq,))], np.int64)
+                    f"SELECT id FROM tomb_{cid} WHERE seq > ?", (snap_seq,))], np.int64)
                 if gone.size:
                     idx.remove(gone)
-                newer = seqs > snap_seq
-                if newer.any():
-                    self._index_add(idx, vecs[newer], ids[newer])
-                if len(idx) != ids.shape[0]:
+                replayed = int(gone.size)
+                for rows in self._sql.iter_rows(f"SELECT id, vector FROM items_{cid} WHERE seq > ?",
+                                                (snap_seq,)):
+                    ids = np.array([r[0] for r in rows], np.int64)
+                    x = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), self.dim)
+                    self._index_add(idx, x, ids)
+                    replayed += len(rows)
+                if len(idx) != len(self._key_to_slot):
                     raise ValueError(f"after replay the snapshot index holds {len(idx)} vectors, "
-                                     f"SQLite {ids.shape[0]}")
+                                     f"the store {len(self._key_to_slot)}")
                 self._snapshot_seq = snap_seq
-                self.recovery.update(source="snapshot", snapshot_seq=snap_seq,
-                                     replayed=int(newer.sum()) + int(gone.size), errors=errors)
+                self.recovery.update(source="snapshot", snapshot_seq=snap_seq, replayed=replayed, errors=errors)
                 return idx
             except Exception as exc:  # damaged, foreign or stale: fall back to an older one or a rebuild
                 errors.append(f"{path}: {type(exc).__name__}: {exc}")
         idx = make_index(self.index_kind, self.dim, self.metric, self.index_params)
-        if ids.shape[0]:
-            self._index_add(idx, vecs, ids)
-        self.recovery.update(source="rebuild", snapshot_seq=None, replayed=int(ids.shape[0]), errors=errors)
+        live = np.flatnonzero(self._live[: self._n_slots])
+        if live.size:
+            self._index_add(idx, self._vectors[live], self._slot_ids[live])
+        self.recovery.update(source="rebuild", snapshot_seq=None, replayed=int(live.size), errors=errors)
         return idx
 
     @staticmethod
@@ -365,26 +471,9 @@ class Collection:
                 self._version += 1
                 if old_ids.size:
                     self._index.remove(old_ids)
-                    self._slot_of_id[old_ids] = -1
-                    for s in replaced:
-                        self._fields.remove(s, self._fields.extract(json.loads(self._slot_payload[s]))
-                                            if self._slot_payload[s] is not None else {})
-                n_new = sum(s is None for s in old_slots)
-                fresh = iter(self._take_slots(n_new).tolist())
-                slots = np.array([s if s is not None else next(fresh) for s in old_slots], np.int64)
-                self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
-                self._slot_of_id[new_ids] = slots
-                self._slot_ids[slots] = new_ids
-                self._live[slots] = True
-                px = self._prepare(x)
-                self._vectors[slots] = px
-                self._sqnorm[slots] = np.einsum("ij,ij->i", px, px)
-                for k, s, t in zip(keys, slots.tolist(), texts):
-                    self._key_to_slot[k] = s
-                    self._slot_keys[s] = k
-                    self._slot_payload[s] = t
-                self._fields.insert_many(slots, recs)
+                self._apply_upsert(keys, x, new_ids, texts, recs)
                 self._index_add(self._index, x, new_ids)
+            n_new = sum(s is None for s in old_slots)
             return n_new
 
     def delete(self, keys) -> int:
@@ -412,17 +501,45 @@ class Collection:
             with _Writing(self._rw):
                 self._version += 1
                 self._index.remove(ids)
-                self._slot_of_id[ids] = -1
-                for k, s in zip(present, slots):
-                    p = self._slot_payload[s]
-                    self._fields.remove(s, self._fields.extract(json.loads(p)) if p is not None else {})
-                    del self._key_to_slot[k]
-                    self._slot_keys[s] = None
-                    self._slot_payload[s] = None
-                    self._slot_ids[s] = -1
-                    self._live[s] = False
-                    self._free.append(s)
+                self._apply_delete(slots)
             return len(present)
+
+    # -- memory mutations (the index is the caller's business) ---------------------------------
+    def _apply_delete(self, slots) -> None:
+        for s in slots:
+            p = self._slot_payload[s]
+            self._fields.remove(s, self._fields.extract(json.loads(p)) if p is not None else {})
+            del self._key_to_slot[self._slot_keys[s]]
+            self._slot_of_id[self._slot_ids[s]] = -1
+            self._slot_keys[s] = None
+            self._slot_payload[s] = None
+            self._slot_ids[s] = -1
+            self._live[s] = False
+            self._free.append(s)
+
+    def _apply_upsert(self, keys, x, new_ids, texts, recs) -> np.ndarray:
+        """Put rows in memory: a key already present keeps its slot (its old id is dropped)."""
+        old_slots = [self._key_to_slot.get(k) for k in keys]
+        for s in old_slots:
+            if s is not None:
+                p = self._slot_payload[s]
+                self._fields.remove(s, self._fields.extract(json.loads(p)) if p is not None else {})
+                self._slot_of_id[self._slot_ids[s]] = -1
+        fresh = iter(self._take_slots(sum(s is None for s in old_slots)).tolist())
+        slots = np.array([s if s is not None else next(fresh) for s in old_slots], np.int64)
+        self._slot_of_id = _grow(self._slot_of_id, int(new_ids.max()) + 1 if new_ids.size else 0, -1)
+        self._slot_of_id[new_ids] = slots
+        self._slot_ids[slots] = new_ids
+        self._live[slots] = True
+        px = self._prepare(x)
+        self._vectors[slots] = px
+        self._sqnorm[slots] = np.einsum("ij,ij->i", px, px)
+        for k, s, t in zip(keys, slots.tolist(), texts):
+            self._key_to_slot[k] = s
+            self._slot_keys[s] = k
+            self._slot_payload[s] = t
+        self._fields.insert_many(slots, recs)
+        return slots
 
     # -- reads ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -601,6 +718,8 @@ class Collection:
             seq = self._seq
             with _Reading(self._rw):
                 path = snapshots.write_snapshot(self._snapdir, seq, self._index)
+                params, sections = self._export_state()
+                snapshots.write_state(self._snapdir, seq, self.dim, self.metric, params, sections)
             self._snapshot_seq = seq
             oldest = snapshots.prune(self._snapdir)
             if oldest is not None:
