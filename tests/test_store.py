@@ -389,3 +389,22 @@ def test_cosine_get_returns_the_original_vector(db):
     hits = col.search([6.0, 8.0, 0.0], 3)
     assert hits[0].key == "a" and abs(hits[0].distance) < 1e-6
     assert abs(hits[1].distance - 1.0) < 1e-6  # orthogonal, and the zero vector is at distance 1
+
+
+def test_auto_snapshot_bounds_the_replay(tmp_path):
+    path = tmp_path / "db"
+    with nearkit.open(path, auto_snapshot=100) as db:
+        col = db.create_collection("c", 4, index="flat")
+        d = snapshots.directory(db.path, col._cid)
+        col.upsert([f"k{i}" for i in range(60)], np.ones((60, 4)))
+        assert snapshots.list_snapshots(d) == []
+        col.upsert([f"k{i}" for i in range(60, 120)], np.ones((60, 4)))   # 120 changed rows
+        assert len(snapshots.list_snapshots(d)) == 1
+        assert len(snapshots.list_snapshots(d, snapshots.STATE)) == 1
+        col.delete(["k0"])
+        db.close(snapshot=False)
+    with nearkit.open(path) as db:
+        col = db.get_collection("c")
+        assert col.recovery["replayed"] == 1 and len(col) == 119
+    with pytest.raises(ValueError, match="auto_snapshot"):
+        nearkit.open(tmp_path / "x", auto_snapshot=0)

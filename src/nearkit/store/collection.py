@@ -178,6 +178,7 @@ class Collection:
         self._sqnorm = np.zeros(0, np.float32)
         self._slot_of_id = np.full(0, -1, np.int64)
         self._index = None
+        self._changes = 0         # rows written since the last snapshot (drives auto-snapshots)
         self._version = 0          # bumped by every write to the index (invalidates _slot_map)
         self._slot_map = None
         self.recovery: dict = {}
@@ -474,7 +475,8 @@ class Collection:
                 self._apply_upsert(keys, x, new_ids, texts, recs)
                 self._index_add(self._index, x, new_ids)
             n_new = sum(s is None for s in old_slots)
-            return n_new
+        self._after_write(n)
+        return n_new
 
     def delete(self, keys) -> int:
         """Delete keys (missing ones are ignored); returns how many were deleted."""
@@ -502,7 +504,8 @@ class Collection:
                 self._version += 1
                 self._index.remove(ids)
                 self._apply_delete(slots)
-            return len(present)
+        self._after_write(len(present))
+        return len(present)
 
     # -- memory mutations (the index is the caller's business) ---------------------------------
     def _apply_delete(self, slots) -> None:
@@ -721,11 +724,19 @@ class Collection:
                 params, sections = self._export_state()
                 snapshots.write_state(self._snapdir, seq, self.dim, self.metric, params, sections)
             self._snapshot_seq = seq
+            self._changes = 0
             oldest = snapshots.prune(self._snapdir)
             if oldest is not None:
                 cid = self._cid
                 self._sql.write(lambda conn: conn.execute(f"DELETE FROM tomb_{cid} WHERE seq <= ?", (oldest,)))
             return path
+
+    def _after_write(self, rows: int) -> None:
+        """Snapshot once enough has changed that replaying SQLite on open would get slow."""
+        self._changes += rows
+        every = self._db.auto_snapshot
+        if every and self._changes >= max(every, len(self) // 2):
+            self.snapshot()
 
     def _close(self, snapshot: bool) -> None:
         if self._closed:
