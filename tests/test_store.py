@@ -182,6 +182,8 @@ def test_keys_and_count(db):
     assert col.count() == 50 == len(col.keys())
     drama = [f"k{i}" for i, p in enumerate(payloads(50)) if p["genre"] == "drama"]
     assert sorted(col.keys("@genre:{drama}")) == sorted(drama)
+    everything = col.keys()
+    assert col.keys(limit=7, offset=5) == everything[5:12] and col.keys(offset=48) == everything[48:]
     assert col.count({"genre": "drama"}) == len(drama)
     assert col.count("@title:(part -film)") == 0 and col.count("@title:part") == 50
     assert col.count("@year:[$lo +inf]", params={"lo": 1950}) == sum(p["year"] >= 1950 for p in payloads(50))

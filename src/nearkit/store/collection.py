@@ -9,9 +9,9 @@ taken at change sequence S plus the SQLite rows/tombstones after S always
 reproduce the current state.
 
 Filtered search: the filter becomes a mask over slots. Few allowed rows are
-scanned exactly here (so recall is 1 however small the filter); many allowed
-rows go to the index as an id mask, and if the index returns fewer hits than
-it should, the exact scan answers instead.
+scanned exactly (the core's Flat kernel over the masked slots, so recall is 1
+however small the filter); many allowed rows go to the index as a mask over
+its own slots, and a query the index cannot fill is answered exactly instead.
 """
 
 from __future__ import annotations
@@ -224,6 +224,7 @@ class Collection:
             self._load_rows()
         t_rows = time.perf_counter() - t0
         self._index = self._recover_index()
+        self._changes = self.recovery["replayed"]   # a big replay makes the next write snapshot
         self.recovery.update(state_source="snapshot" if state_seq is not None else "sqlite",
                              state_seq=state_seq, state_errors=state_errors,
                              rows_seconds=round(t_rows, 4),
@@ -594,15 +595,14 @@ class Collection:
             mask = self._allowed_mask(tree)
             return len(self._key_to_slot) if mask is None else int(np.count_nonzero(mask))
 
-    def keys(self, where=None, params=None, limit: int | None = None) -> list[str]:
-        """Keys of rows matching ``where`` (all keys when None), in storage order."""
+    def keys(self, where=None, params=None, limit: int | None = None, offset: int = 0) -> list[str]:
+        """Keys of rows matching ``where`` (all keys when None), in storage order, paged."""
         self._check_open()
         tree = self._bind(where, params)
         with _Reading(self._rw):
             mask = self._allowed_mask(tree)
             slots = np.flatnonzero(self._live[: self._n_slots] if mask is None else mask)
-            if limit is not None:
-                slots = slots[:limit]
+            slots = slots[offset:] if limit is None else slots[offset:offset + limit]
             return [self._slot_keys[s] for s in slots.tolist()]
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
