@@ -32,7 +32,7 @@ from .filters import MatchAll, Node, to_filter
 
 # A filter allowing at most this many rows (or this fraction of the collection)
 # is answered by an exact scan instead of a filtered index walk.
-EXACT_SCAN_ROWS = 20_000
+EXACT_SCAN_ROWS = 5_000
 EXACT_SCAN_FRACTION = 0.05
 
 
