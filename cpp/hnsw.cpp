@@ -96,6 +96,7 @@ struct Hnsw::Scratch {
   std::vector<std::pair<float, uint32_t>> cand, res;  // heaps
   std::vector<std::pair<float, uint32_t>> pool, pool2;
   std::vector<uint32_t> todo, sel, sel2, links;
+  std::vector<std::vector<uint32_t>> per_level;  // insert: chosen neighbours per layer
   std::vector<float> tmp, qnorm;
   Query q, qn, qc;
 
@@ -446,18 +447,25 @@ void Hnsw::insert(uint32_t s, Scratch& sc) {
   uint32_t cur = top_entry(top);
   if (level < max_level) cur = greedy(sc.q, cur, max_level, level + 1);
 
-  for (int l = std::min(level, max_level); l >= 0; --l) {
+  // Choose neighbours top-down (each layer's search starts from the layer
+  // above), but link bottom-up: once s is reachable on a layer, its links on
+  // every layer below already exist, so a concurrent search never lands on a
+  // node it cannot leave.
+  const int top_l = std::min(level, max_level);
+  if (sc.per_level.size() < size_t(top_l + 1)) sc.per_level.resize(top_l + 1);
+  for (int l = top_l; l >= 0; --l) {
     search_layer(sc.q, cur, l, efc_, sc, nullptr, 0);
     auto& pool = sc.pool;
     pool.clear();
     for (auto& r : sc.res)
       if (r.second != s) pool.push_back(r);
+    sc.per_level[l].clear();
     if (pool.empty()) continue;
     std::sort(pool.begin(), pool.end());
     cur = pool.front().second;
-    select_neighbours(pool, M_, sc.sel, sc);
-    connect(s, l, sc.sel, sc);
+    select_neighbours(pool, M_, sc.per_level[l], sc);
   }
+  for (int l = 0; l <= top_l; ++l) connect(s, l, sc.per_level[l], sc);
   if (level > max_level) top_.store(pack_top(s, level), std::memory_order_release);
 }
 
