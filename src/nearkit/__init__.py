@@ -3,9 +3,11 @@
 from . import _core
 from .errors import FormatError
 from .indexes import Index
+from .indexes.flat import Flat
 from .indexes.hnsw import HNSW
 from .io import load
+from .knn import knn_graph
 
 __version__ = "0.1.0"
 
-__all__ = ["FormatError", "HNSW", "Index", "_core", "__version__", "load"]
+__all__ = ["Flat", "FormatError", "HNSW", "Index", "_core", "__version__", "knn_graph", "load"]

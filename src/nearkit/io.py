@@ -220,9 +220,10 @@ def _parse_prefix(path, f, size: int) -> tuple[int, dict]:
     head = f.read(_PREFIX.size)
     if not MAGIC.startswith(head[: len(MAGIC)]):
         _fail(path, f"not a nearkit index file (starts with {head[:8]!r}, expected {MAGIC!r})")
-    if len(head) < _PREFIX.size:
+    # The version is checked as soon as it is there: a newer format may lay out the rest differently.
+    if len(head) < 12:
         _fail(path, f"truncated: {size} bytes is shorter than the {_PREFIX.size}-byte fixed header")
-    _, version, hlen = _PREFIX.unpack(head)
+    (version,) = struct.unpack_from("<I", head, 8)
     if version > FORMAT_VERSION:
         _fail(
             path,
@@ -231,6 +232,9 @@ def _parse_prefix(path, f, size: int) -> tuple[int, dict]:
         )
     if version == 0:
         _fail(path, "header damaged: format version 0 does not exist")
+    if len(head) < _PREFIX.size:
+        _fail(path, f"truncated: {size} bytes is shorter than the {_PREFIX.size}-byte fixed header")
+    (hlen,) = struct.unpack_from("<I", head, 12)
     if hlen > _MAX_HEADER:
         _fail(path, f"header damaged: header length field says {hlen} bytes")
     end = _PREFIX.size + hlen + _CRC.size
