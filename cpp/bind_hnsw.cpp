@@ -57,8 +57,9 @@ NEARKIT_BIND(bind_hnsw) {
       .def_prop_ro("block_bytes", &nk::Hnsw::block_bytes)
       .def_prop_ro("readonly", &nk::Hnsw::readonly)
       .def_prop_ro("memory_bytes", &nk::Hnsw::memory_bytes)
+      .def_prop_ro("max_label", &nk::Hnsw::max_label)
       .def_prop_rw("exact_threshold", &nk::Hnsw::exact_threshold, &nk::Hnsw::set_exact_threshold)
-      .def_prop_rw("exact_fraction", &nk::Hnsw::exact_fraction, &nk::Hnsw::set_exact_fraction)
+      .def_prop_rw("exact_scale", &nk::Hnsw::exact_scale, &nk::Hnsw::set_exact_scale)
       .def(
           "add",
           [](nk::Hnsw& h, In<float, 2> x, In<int64_t, 1> ids, int threads) {

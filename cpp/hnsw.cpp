@@ -97,7 +97,7 @@ struct Hnsw::Scratch {
   std::vector<std::pair<float, uint32_t>> pool, pool2;
   std::vector<uint32_t> todo, sel, sel2, links;
   std::vector<std::vector<uint32_t>> per_level;  // insert: chosen neighbours per layer
-  std::vector<float> tmp, qnorm;
+  std::vector<float> tmp, qnorm, dbuf;
   Query q, qn, qc;
 
   void begin(size_t capacity) {
@@ -638,27 +638,44 @@ void Hnsw::remove_slots_locked(const std::vector<uint32_t>& slots) {
 
 // ---------------------------------------------------------------- search
 
-void Hnsw::exact_scan(const float* q, size_t k, const uint8_t* mask, size_t mask_len,
+void Hnsw::exact_scan(const float* q, size_t k, const std::vector<int64_t>& allowed, Scratch& sc,
                       int64_t* out_ids, float* out_dist) const {
   const Kernels& K = kernels();
   TopK top(k);
-  size_t end = std::min(n_slots_, mask_len);
   const int64_t* lab = labels();
-  for (size_t s = 0; s < end; ++s)
-    if (mask[s] && lab[s] >= 0) top.push(exact_dist(q, s, K), lab[s]);
+  const float* base = vec(0);
+  constexpr size_t kChunk = 512;
+  sc.dbuf.resize(kChunk);
+  for (size_t b = 0; b < allowed.size(); b += kChunk) {
+    size_t n = std::min(kChunk, allowed.size() - b);
+    const int64_t* idx = allowed.data() + b;
+    if (metric_ == Metric::L2) {
+      K.l2sq_gather(q, base, idx, n, dim_, sc.dbuf.data());
+      for (size_t i = 0; i < n; ++i)
+        if (lab[idx[i]] >= 0) top.push(sc.dbuf[i], lab[idx[i]]);
+    } else {
+      K.dot_gather(q, base, idx, n, dim_, sc.dbuf.data());
+      for (size_t i = 0; i < n; ++i)
+        if (lab[idx[i]] >= 0) top.push(1.f - sc.dbuf[i], lab[idx[i]]);
+    }
+  }
   top.write_sorted(out_ids, out_dist);
 }
 
 void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, size_t mask_len,
-                      size_t n_allowed, Scratch& sc, int64_t* out_ids, float* out_dist) const {
+                      const std::vector<int64_t>* allowed, Scratch& sc, int64_t* out_ids,
+                      float* out_dist) const {
   uint64_t top = top_.load(std::memory_order_acquire);
-  if (top_entry(top) == kNone || (mask && n_allowed == 0)) {
+  if (top_entry(top) == kNone || (allowed && allowed->empty())) {
     TopK(k).write_sorted(out_ids, out_dist);
     return;
   }
-  if (mask && (n_allowed <= exact_min_ || double(n_allowed) < exact_frac_ * double(n_live_))) {
-    exact_scan(q, k, mask, mask_len, out_ids, out_dist);
-    return;
+  if (allowed) {
+    double na = double(allowed->size());
+    if (allowed->size() <= exact_min_ || na * na <= exact_scale_ * double(n_live_)) {
+      exact_scan(q, k, *allowed, sc, out_ids, out_dist);
+      return;
+    }
   }
   const CodeKernels& ck = code_kernels();
   prepare(q, sc.q, ck);
@@ -677,12 +694,15 @@ void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, 
 
 void Hnsw::search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t* mask,
                   size_t mask_len, int threads, int64_t* out_ids, float* out_dist) {
-  size_t n_allowed = 0;
+  // The allowed slots, listed once per call: the exact scan walks this list
+  // and its length decides between the scan and the graph.
+  std::vector<int64_t> allowed;
   if (mask) {
     read_lock();
     size_t end = std::min(n_slots_, mask_len);
     const int64_t* lab = labels();
-    for (size_t s = 0; s < end; ++s) n_allowed += (mask[s] != 0) & (lab[s] >= 0);
+    for (size_t s = 0; s < end; ++s)
+      if (mask[s] && lab[s] >= 0) allowed.push_back(int64_t(s));
     read_unlock();
   }
   std::atomic<size_t> next{0};
@@ -691,8 +711,8 @@ void Hnsw::search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t*
     Scratch* sc = acquire();
     for (size_t i; (i = next.fetch_add(1)) < nq;) {
       read_lock();
-      search_one(q + i * dim_, k, ef, mask, mask_len, n_allowed, *sc, out_ids + i * k,
-                 out_dist + i * k);
+      search_one(q + i * dim_, k, ef, mask, mask_len, mask ? &allowed : nullptr, *sc,
+                 out_ids + i * k, out_dist + i * k);
       read_unlock();
     }
     release(sc);
@@ -717,6 +737,15 @@ size_t Hnsw::memory_bytes() const {
   total += slot_of_.size() * 32 + slot_of_.bucket_count() * sizeof(void*);
   read_unlock();
   return total;
+}
+
+int64_t Hnsw::max_label() const {
+  read_lock();
+  int64_t best = -1;
+  const int64_t* lab = labels();
+  for (size_t s = 0; s < n_slots_; ++s) best = std::max(best, lab[s]);
+  read_unlock();
+  return best;
 }
 
 HnswState Hnsw::state() const {

@@ -95,12 +95,13 @@ class Hnsw {
   bool readonly() const { return readonly_; }
   size_t memory_bytes() const;  // storage held (or mapped) by the index, approximately
   void slot_labels(int64_t* out, size_t n) const;  // first n slots (n <= n_slots)
+  int64_t max_label() const;                        // -1 when empty
   HnswState state() const;
   // When a filtered search switches to an exact scan of the allowed slots.
   size_t exact_threshold() const { return exact_min_; }
   void set_exact_threshold(size_t v) { exact_min_ = v; }
-  double exact_fraction() const { return exact_frac_; }
-  void set_exact_fraction(double v) { exact_frac_ = v; }
+  double exact_scale() const { return exact_scale_; }
+  void set_exact_scale(double v) { exact_scale_ = v; }
 
   // --- persistence: flat arrays ---
   // Export copies of the arrays (under a shared lock).
@@ -146,8 +147,9 @@ class Hnsw {
   void insert(uint32_t s, Scratch& sc);
   void connect(uint32_t s, int level, const std::vector<uint32_t>& selected, Scratch& sc);
   void search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, size_t mask_len,
-                  size_t n_allowed, Scratch& sc, int64_t* out_ids, float* out_dist) const;
-  void exact_scan(const float* q, size_t k, const uint8_t* mask, size_t mask_len,
+                  const std::vector<int64_t>* allowed, Scratch& sc, int64_t* out_ids,
+                  float* out_dist) const;
+  void exact_scan(const float* q, size_t k, const std::vector<int64_t>& allowed, Scratch& sc,
                   int64_t* out_ids, float* out_dist) const;
   void remove_slots_locked(const std::vector<uint32_t>& slots);
   void repair_node(uint32_t p, int level, const uint8_t* dead, Scratch& sc);
@@ -170,8 +172,13 @@ class Hnsw {
   double level_mult_;
   std::mt19937_64 rng_;
   bool readonly_ = false;
-  size_t exact_min_ = 2000;    // filtered searches with fewer allowed slots scan exactly
-  double exact_frac_ = 0.03;   // ... or with fewer than this fraction of the live slots
+  // A filtered search scans the allowed slots exactly when there are at most
+  // exact_min_ of them, or when n_allowed^2 <= exact_scale_ * n_live: the scan
+  // costs ~n_allowed exact distances while a filtered walk costs ~(unfiltered
+  // walk) * n_live / n_allowed, so they break even near n_allowed ~ sqrt(c * n_live).
+  // Measured with benchmarks/hnsw_filters.py.
+  size_t exact_min_ = 1000;
+  double exact_scale_ = 2000.0;
 
   // storage
   Buffer blocks_, vectors_, labels_, levels_;

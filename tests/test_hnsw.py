@@ -219,16 +219,14 @@ def test_filtered_search(built, glove, fraction, graph_only):
     rng = np.random.default_rng(int(fraction * 100))
     allowed = rng.random(base.shape[0]) < fraction
     if graph_only:  # force the graph walk even where the exact scan would be chosen
-        if fraction < 0.1:
-            pytest.skip("a 1% filter always takes the exact scan")
-        saved = built._core.exact_threshold, built._core.exact_fraction
-        built._core.exact_threshold, built._core.exact_fraction = 0, 0.0
+        saved = built._core.exact_threshold, built._core.exact_scale
+        built._core.exact_threshold, built._core.exact_scale = 0, 0.0
     try:
         ids, dist = built.search(queries, 10, ef=64, filter=allowed)
         ids2, _ = built.search(queries, 10, ef=64, filter=np.flatnonzero(allowed))
     finally:
         if graph_only:
-            built._core.exact_threshold, built._core.exact_fraction = saved
+            built._core.exact_threshold, built._core.exact_scale = saved
     assert allowed[ids[ids >= 0]].all()
     np.testing.assert_array_equal(ids, ids2)
     assert recall(ids, exact_ids(base, queries, 10, allowed=allowed)) >= 0.95

@@ -122,7 +122,9 @@ class HNSW(Index):
         return self._core.slot_labels()
 
     def _default_ids(self, n: int) -> np.ndarray:
-        return super()._default_ids(n)
+        # Same rule as Index (after the largest id) without copying the label array.
+        start = self._core.max_label + 1
+        return np.arange(start, start + n, dtype=np.int64)
 
     # -- persistence ----------------------------------------------------------
     def _params(self) -> dict:
