@@ -199,17 +199,26 @@ void Hnsw::encode(const float* x, uint8_t* out) const {
   }
 }
 
+// Unit length for cosine (zero vectors stay zero), as metrics.normalize_rows.
+void Hnsw::normalize(float* v) const {
+  double n2 = 0;
+  for (size_t j = 0; j < dim_; ++j) n2 += double(v[j]) * v[j];
+  if (n2 <= 0) return;
+  float inv = float(1.0 / std::sqrt(n2));
+  for (size_t j = 0; j < dim_; ++j) v[j] *= inv;
+}
+
 void Hnsw::decode(const uint8_t* c, float* out) const {
   for (size_t j = 0; j < dim_; ++j) out[j] = lo_[j] + scale_[j] * float(c[j]);
 }
 
 // Grows the per-dimension code range to cover x (with a margin so that a slowly
 // widening stream does not re-encode at every batch). Returns true if changed.
-bool Hnsw::widen_range(const float* x, size_t n) {
+bool Hnsw::widen_range(const std::vector<uint32_t>& slots) {
   std::vector<float> mn(dim_, kInf), mx(dim_, -kInf);
-  for (size_t i = 0; i < n; ++i)
+  for (uint32_t s : slots)
     for (size_t j = 0; j < dim_; ++j) {
-      float v = x[i * dim_ + j];
+      float v = vec(s)[j];
       mn[j] = std::min(mn[j], v);
       mx[j] = std::max(mx[j], v);
     }
@@ -487,7 +496,6 @@ void Hnsw::add(const float* x, const int64_t* ids, size_t n, int threads) {
     if (!replaced.empty()) remove_slots_locked(replaced);
     size_t fresh = n > free_.size() ? n - free_.size() : 0;
     reserve_locked(n_slots_ + fresh);
-    if (widen_range(x, n)) reencode_locked();
     for (size_t i = 0; i < n; ++i) {
       uint32_t s;
       if (!free_.empty()) {
@@ -497,8 +505,9 @@ void Hnsw::add(const float* x, const int64_t* ids, size_t n, int threads) {
         s = uint32_t(n_slots_++);
       }
       slots[i] = s;
-      std::memcpy(const_cast<float*>(vec(s)), x + i * dim_, dim_ * sizeof(float));
-      encode(x + i * dim_, block(s));
+      float* v = const_cast<float*>(vec(s));
+      std::memcpy(v, x + i * dim_, dim_ * sizeof(float));
+      if (metric_ == Metric::Cosine) normalize(v);
       store_relaxed(hdr(s), 0);
       labels()[s] = ids[i];
       slot_of_[ids[i]] = s;
@@ -508,6 +517,12 @@ void Hnsw::add(const float* x, const int64_t* ids, size_t n, int threads) {
       upper_[s] = level > 0 ? new uint32_t[size_t(level) * (M_ + 1)]() : nullptr;
     }
     n_live_ += n;
+    // Codes last: a wider range re-encodes everything, new rows included.
+    if (widen_range(slots)) {
+      reencode_locked();
+    } else {
+      for (uint32_t s : slots) encode(vec(s), block(s));
+    }
   } catch (...) {
     write_unlock();
     throw;
@@ -710,9 +725,15 @@ void Hnsw::search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t*
   run_parallel(nt, [&](int) {
     Scratch* sc = acquire();
     for (size_t i; (i = next.fetch_add(1)) < nq;) {
+      const float* qi = q + i * dim_;
+      if (metric_ == Metric::Cosine) {
+        std::copy(qi, qi + dim_, sc->qnorm.begin());
+        normalize(sc->qnorm.data());
+        qi = sc->qnorm.data();
+      }
       read_lock();
-      search_one(q + i * dim_, k, ef, mask, mask_len, mask ? &allowed : nullptr, *sc,
-                 out_ids + i * k, out_dist + i * k);
+      search_one(qi, k, ef, mask, mask_len, mask ? &allowed : nullptr, *sc, out_ids + i * k,
+                 out_dist + i * k);
       read_unlock();
     }
     release(sc);

@@ -76,6 +76,7 @@ class Hnsw {
 
   // --- mutation (refused when read-only) ---
   // Inserts or replaces (same id) n vectors, building links on `threads` threads.
+  // Cosine indexes normalise vectors and queries themselves.
   void add(const float* x, const int64_t* ids, size_t n, int threads);
   // Deletes the given ids, repairs their neighbours' links, frees their slots.
   size_t remove(const int64_t* ids, size_t n);
@@ -132,7 +133,8 @@ class Hnsw {
   // quantiser
   void encode(const float* x, uint8_t* out) const;
   void decode(const uint8_t* c, float* out) const;
-  bool widen_range(const float* x, size_t n);  // true if the range changed
+  bool widen_range(const std::vector<uint32_t>& slots);  // true if the range changed
+  void normalize(float* v) const;
   void prepare(const float* q, Query& out, const CodeKernels& ck) const;
   float dist(const Query& q, size_t s) const;
 
