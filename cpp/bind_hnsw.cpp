@@ -59,6 +59,7 @@ NEARKIT_BIND(bind_hnsw) {
       .def_prop_ro("memory_bytes", &nk::Hnsw::memory_bytes)
       .def_prop_ro("max_label", &nk::Hnsw::max_label)
       .def_prop_rw("exact_threshold", &nk::Hnsw::exact_threshold, &nk::Hnsw::set_exact_threshold)
+      .def_prop_rw("rerank", &nk::Hnsw::rerank, &nk::Hnsw::set_rerank)
       .def_prop_rw("exact_scale", &nk::Hnsw::exact_scale, &nk::Hnsw::set_exact_scale)
       .def(
           "add",

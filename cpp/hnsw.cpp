@@ -9,6 +9,10 @@
 #include <stdexcept>
 #include <thread>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "topk.h"
 
 namespace nk {
@@ -63,9 +67,18 @@ void run_parallel(int threads, Fn fn) {
 void Buffer::grow(size_t bytes) {
   if (!owned_) throw std::runtime_error("cannot grow a memory-mapped index");
   if (bytes <= bytes_) return;
-  size_t alloc = round_up(bytes, 64);
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, alloc));
+  // Large arrays go on 2 MiB-aligned memory advised for transparent huge
+  // pages: a query touches a few thousand random cache lines, and with 4 KiB
+  // pages nearly every one of them is also a TLB miss.
+  constexpr size_t kHuge = size_t(2) << 20;
+  const bool huge = bytes >= 2 * kHuge;
+  size_t align = huge ? kHuge : 64;
+  size_t alloc = round_up(bytes, align);
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(align, alloc));
   if (!p) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+  if (huge) madvise(p, alloc, MADV_HUGEPAGE);
+#endif
   if (bytes_) std::memcpy(p, data_, bytes_);
   std::memset(p + bytes_, 0, alloc - bytes_);
   std::free(data_);
@@ -84,6 +97,8 @@ void Buffer::release() {
 
 struct Hnsw::Query {
   std::vector<float> qp;
+  std::vector<int16_t> qi;  // inner-product metrics: qp ~= qscale * qi
+  float qscale = 0.f;
   float bias = 0.f;
   bool l2 = true;
   const CodeKernels* ck = nullptr;
@@ -91,8 +106,7 @@ struct Hnsw::Query {
 
 // Per-thread working memory, pooled so that searches allocate nothing.
 struct Hnsw::Scratch {
-  std::vector<uint8_t> visited;  // epoch tags; visited[s] == epoch means seen
-  uint8_t epoch = 0;
+  std::vector<uint64_t> visited;  // one bit per slot, cleared per layer search
   std::vector<std::pair<float, uint32_t>> cand, res;  // heaps
   std::vector<std::pair<float, uint32_t>> pool, pool2;
   std::vector<uint32_t> todo, sel, sel2, links;
@@ -100,15 +114,19 @@ struct Hnsw::Scratch {
   std::vector<float> tmp, qnorm, dbuf;
   Query q, qn, qc;
 
-  void begin(size_t capacity) {
-    if (visited.size() < capacity) {
-      visited.assign(capacity + capacity / 4, 0);
-      epoch = 0;
-    }
-    if (++epoch == 0) {
-      std::fill(visited.begin(), visited.end(), 0);
-      epoch = 1;
-    }
+  // A bitset (n/8 bytes) stays in cache far better than a byte or epoch per
+  // slot; clearing it costs a memset of n/8 bytes per layer search.
+  void begin(size_t n_slots) {
+    size_t words = (n_slots + 63) / 64;
+    if (visited.size() < words) visited.resize(words + words / 4);
+    std::memset(visited.data(), 0, words * sizeof(uint64_t));
+  }
+  bool test_and_set(uint32_t s) {
+    uint64_t& w = visited[s >> 6];
+    uint64_t bit = uint64_t(1) << (s & 63);
+    bool seen = (w & bit) != 0;
+    w |= bit;
+    return seen;
   }
 };
 
@@ -122,7 +140,10 @@ Hnsw::Scratch* Hnsw::acquire() const {
     }
   }
   auto* s = new Scratch();
-  for (Query* q : {&s->q, &s->qn, &s->qc}) q->qp.assign(dpad_, 0.f);
+  for (Query* q : {&s->q, &s->qn, &s->qc}) {
+    q->qp.assign(dpad_, 0.f);
+    q->qi.assign(dpad_, 0);
+  }
   s->tmp.assign(dpad_, 0.f);
   s->qnorm.assign(dim_, 0.f);
   s->todo.resize(M0_ + 1);
@@ -254,19 +275,26 @@ void Hnsw::prepare(const float* x, Query& q, const CodeKernels& ck) const {
     for (size_t j = 0; j < dim_; ++j) qp[j] = x[j] - lo_[j];
     q.bias = 0.f;
   } else {
-    float b = 1.f;
+    float b = 1.f, amax = 0.f;
     for (size_t j = 0; j < dim_; ++j) {
       qp[j] = x[j] * scale_[j];
       b -= x[j] * lo_[j];
+      amax = std::max(amax, std::fabs(qp[j]));
     }
     q.bias = b;
+    // int16 query: each int32 lane sums dpad/16 products of at most 255 * limit.
+    const double limit = std::min(32767.0, 2147483647.0 / (255.0 * double(dpad_ / 16 + 1)));
+    q.qscale = amax > 0.f ? float(amax / limit) : 1.f;
+    const float inv = amax > 0.f ? float(limit / amax) : 0.f;
+    for (size_t j = 0; j < dim_; ++j) q.qi[j] = int16_t(std::nearbyint(qp[j] * inv));
+    for (size_t j = dim_; j < dpad_; ++j) q.qi[j] = 0;
   }
   for (size_t j = dim_; j < dpad_; ++j) qp[j] = 0.f;
 }
 
 inline float Hnsw::dist(const Query& q, size_t s) const {
   return q.l2 ? q.ck->l2(q.qp.data(), scale_.data(), code(s), dpad_)
-              : q.bias - q.ck->dot(q.qp.data(), code(s), dpad_);
+              : q.bias - q.qscale * float(q.ck->dot_i16(q.qi.data(), code(s), dpad_));
 }
 
 float Hnsw::exact_dist(const float* q, size_t s, const Kernels& K) const {
@@ -317,9 +345,7 @@ uint32_t Hnsw::greedy(const Query& q, uint32_t ep, int from_level, int to_level)
 // (a max-heap on distance). Eligible: a live slot that passes the mask.
 void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
                         const uint8_t* mask, size_t mask_len) const {
-  sc.begin(capacity_);
-  uint8_t* vis = sc.visited.data();
-  const uint8_t epoch = sc.epoch;
+  sc.begin(n_slots_);
   auto& cand = sc.cand;  // max-heap on -distance, i.e. closest first
   auto& res = sc.res;    // max-heap on distance, worst first
   cand.clear();
@@ -331,7 +357,7 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
   const size_t maxl = max_links(level);
 
   float d0 = dist(q, ep);
-  vis[ep] = epoch;
+  sc.test_and_set(ep);
   cand.emplace_back(-d0, ep);
   if (eligible(ep)) res.emplace_back(d0, ep);
 
@@ -347,8 +373,7 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
     size_t nt = 0;
     for (size_t j = 0; j < cnt; ++j) {
       uint32_t t = load_relaxed(lp + 1 + j);
-      if (vis[t] != epoch) {
-        vis[t] = epoch;
+      if (!sc.test_and_set(t)) {
         todo[nt++] = t;
         __builtin_prefetch(code(t));
       }
@@ -578,15 +603,13 @@ void Hnsw::repair_node(uint32_t p, int level, const uint8_t* dead, Scratch& sc) 
   for (size_t i = 0; i < cnt; ++i) any_dead |= dead[own[i]] != 0;
   if (!any_dead) return;
 
-  sc.begin(capacity_);
-  uint8_t* vis = sc.visited.data();
-  vis[p] = sc.epoch;
+  sc.begin(n_slots_);
+  sc.test_and_set(p);
   prepare(vec(p), sc.qn, *sc.q.ck);
   auto& pool = sc.pool;
   pool.clear();
   auto consider = [&](uint32_t t) {
-    if (vis[t] == sc.epoch || dead[t]) return;
-    vis[t] = sc.epoch;
+    if (dead[t] || sc.test_and_set(t)) return;
     pool.emplace_back(dist(sc.qn, t), t);
   };
   for (size_t i = 0; i < cnt; ++i) {
@@ -698,12 +721,20 @@ void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, 
   if (top_level(top) > 0) cur = greedy(sc.q, cur, top_level(top), 1);
   search_layer(sc.q, cur, 0, std::max(ef, k), sc, mask, mask_len);
 
-  // Exact re-rank of the walk's candidates.
+  // Exact re-rank of the walk's best candidates (by code distance).
+  auto& res = sc.res;
+  size_t n_rerank = rerank_ ? std::min(res.size(), std::max(k, rerank_ * k)) : res.size();
+  if (n_rerank < res.size()) {
+    std::nth_element(res.begin(), res.begin() + n_rerank, res.end());
+    res.resize(n_rerank);
+  }
   const Kernels& K = kernels();
-  for (auto& r : sc.res) __builtin_prefetch(vec(r.second));
+  for (auto& r : res)
+    for (size_t off = 0; off < dim_ * sizeof(float); off += 64)
+      __builtin_prefetch(reinterpret_cast<const uint8_t*>(vec(r.second)) + off);
   TopK best(k);
   const int64_t* lab = labels();
-  for (auto& r : sc.res) best.push(exact_dist(q, r.second, K), lab[r.second]);
+  for (auto& r : res) best.push(exact_dist(q, r.second, K), lab[r.second]);
   best.write_sorted(out_ids, out_dist);
 }
 

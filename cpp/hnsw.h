@@ -101,6 +101,8 @@ class Hnsw {
   // When a filtered search switches to an exact scan of the allowed slots.
   size_t exact_threshold() const { return exact_min_; }
   void set_exact_threshold(size_t v) { exact_min_ = v; }
+  size_t rerank() const { return rerank_; }
+  void set_rerank(size_t v) { rerank_ = v; }
   double exact_scale() const { return exact_scale_; }
   void set_exact_scale(double v) { exact_scale_ = v; }
 
@@ -179,6 +181,7 @@ class Hnsw {
   // costs ~n_allowed exact distances while a filtered walk costs ~(unfiltered
   // walk) * n_live / n_allowed, so they break even near n_allowed ~ sqrt(c * n_live).
   // Measured with benchmarks/hnsw_filters.py.
+  size_t rerank_ = 3;  // re-rank the best rerank_ * k walk candidates (0: all ef of them)
   size_t exact_min_ = 1000;
   double exact_scale_ = 2000.0;
 
