@@ -6,7 +6,9 @@ Each (library, threads) build runs in its own subprocess on the same GloVe
 base (angular, M=16, ef_construction=200); memory is the growth of the
 process's resident set across the build (data already loaded). Prints one
 JSON line per build and a summary line with the 2-vs-1-thread speed-up and the
-ratios to hnswlib.
+ratios to hnswlib. cpu_s (process CPU time) next to build_s shows whether a
+poor speed-up is the build's or a busy machine's: on a shared machine the
+second thread may simply not get a core.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def build_once(lib: str, threads: int, n_base: int | None) -> dict:
     data = glove(n_base=n_base, n_queries=1000)
     base = np.ascontiguousarray(data.base)
     rss0 = current_rss_mb()
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     if lib == "nearkit":
         import nearkit
@@ -43,8 +46,9 @@ def build_once(lib: str, threads: int, n_base: int | None) -> dict:
         index.init_index(max_elements=base.shape[0], M=16, ef_construction=200)
         index.add_items(base, np.arange(base.shape[0]), num_threads=threads)
     build_s = time.perf_counter() - t0
+    cpu_s = time.process_time() - cpu0
     return dict(bench="hnsw-build", lib=lib, threads=threads, n=int(base.shape[0]),
-                build_s=round(build_s, 2), index_rss_mb=round(current_rss_mb() - rss0, 1),
+                build_s=round(build_s, 2), cpu_s=round(cpu_s, 2), index_rss_mb=round(current_rss_mb() - rss0, 1),
                 load=round(machine_load(), 2))
 
 

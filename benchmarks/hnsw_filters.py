@@ -1,6 +1,7 @@
 """Filtered HNSW search: graph walk vs exact scan of the allowed ids, by selectivity.
 
-    python benchmarks/hnsw_filters.py [--n-base 100000] [--queries 200]
+    python benchmarks/hnsw_filters.py [--n-base 100000] [--queries 200] [--index saved.nk]
+    (--n-base 0: the whole 399,000-row base)
 
 For each fraction of ids passing the filter it times the filtered graph walk
 (forced), the exact scan of the allowed slots (forced) and the automatic
@@ -27,6 +28,7 @@ def main(argv=None) -> None:
     ap.add_argument("--n-base", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--ef", type=int, default=64)
+    ap.add_argument("--index", help="a saved nearkit HNSW of the same base (skips the build)")
     ap.add_argument("--fractions", type=float, nargs="*",
                     default=[0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5])
     args = ap.parse_args(argv)
@@ -34,9 +36,14 @@ def main(argv=None) -> None:
     import nearkit
     from nearkit.metrics import normalize_rows
 
-    data = glove(n_base=args.n_base, n_queries=args.queries)
-    index = nearkit.HNSW(data.base.shape[1], "cosine")
-    index.add(data.base, threads=2)
+    data = glove(n_base=args.n_base or None, n_queries=1000)  # the ann.py split
+    data.queries = data.queries[: args.queries]
+    if args.index:
+        index = nearkit.load(args.index)
+        assert len(index) == data.base.shape[0], "the saved index holds a different base"
+    else:
+        index = nearkit.HNSW(data.base.shape[1], "cosine")
+        index.add(data.base, threads=2)
     core = index._core
     auto = (core.exact_threshold, core.exact_scale)
     b, q = normalize_rows(data.base), normalize_rows(data.queries)

@@ -678,24 +678,27 @@ void Hnsw::remove_slots_locked(const std::vector<uint32_t>& slots) {
 
 void Hnsw::exact_scan(const float* q, size_t k, const std::vector<int64_t>& allowed, Scratch& sc,
                       int64_t* out_ids, float* out_dist) const {
+  (void)sc;
   const Kernels& K = kernels();
   TopK top(k);
   const int64_t* lab = labels();
-  const float* base = vec(0);
-  constexpr size_t kChunk = 512;
-  sc.dbuf.resize(kChunk);
-  for (size_t b = 0; b < allowed.size(); b += kChunk) {
-    size_t n = std::min(kChunk, allowed.size() - b);
-    const int64_t* idx = allowed.data() + b;
-    if (metric_ == Metric::L2) {
-      K.l2sq_gather(q, base, idx, n, dim_, sc.dbuf.data());
-      for (size_t i = 0; i < n; ++i)
-        if (lab[idx[i]] >= 0) top.push(sc.dbuf[i], lab[idx[i]]);
-    } else {
-      K.dot_gather(q, base, idx, n, dim_, sc.dbuf.data());
-      for (size_t i = 0; i < n; ++i)
-        if (lab[idx[i]] >= 0) top.push(1.f - sc.dbuf[i], lab[idx[i]]);
-    }
+  const size_t n = allowed.size();
+  const size_t row_bytes = dim_ * sizeof(float);
+  // The allowed rows are scattered: prefetch far enough ahead to keep many
+  // cache misses in flight (the gather kernels look only two rows ahead).
+  constexpr size_t kAhead = 12;
+  auto prefetch_row = [&](size_t i) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(vec(size_t(allowed[i])));
+    for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
+  };
+  for (size_t i = 0; i < std::min(n, kAhead); ++i) prefetch_row(i);
+  const bool l2 = metric_ == Metric::L2;
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) prefetch_row(i + kAhead);
+    size_t s = size_t(allowed[i]);
+    int64_t id = lab[s];
+    if (id < 0) continue;
+    top.push(l2 ? K.l2sq(q, vec(s), dim_) : 1.f - K.dot(q, vec(s), dim_), id);
   }
   top.write_sorted(out_ids, out_dist);
 }
