@@ -367,6 +367,13 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
     if (res.size() >= ef && dc > res.front().first) break;
     std::pop_heap(cand.begin(), cand.end());
     cand.pop_back();
+    // The likely next node to expand: fetch its links now, while this node's
+    // neighbours are processed (fetching them just before use would not hide
+    // the latency). A better neighbour found below may take its turn instead.
+    if (level == 0 && !cand.empty()) {
+      const uint8_t* b = block(cand.front().second);
+      for (size_t off = 64; off < bsize_; off += 64) __builtin_prefetch(b + off);
+    }
 
     const uint32_t* lp = level == 0 ? hdr(c) : upper(c, level);
     size_t cnt = std::min<size_t>(load_acquire(lp) & kCountMask, maxl);
@@ -393,11 +400,6 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
           }
         }
       }
-    }
-    // The next node to expand will read its links: fetch them now.
-    if (level == 0 && !cand.empty()) {
-      const uint8_t* b = block(cand.front().second);
-      for (size_t off = 64; off < bsize_; off += 64) __builtin_prefetch(b + off);
     }
   }
 }
