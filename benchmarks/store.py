@@ -147,7 +147,7 @@ def reopen(root, n, dim, kind, params, seed, batch):
         assert col.recovery["source"] == "rebuild", col.recovery
         db.close(snapshot=False)
     emit(bench="store", what="reopen", index=kind, n=n, dim=dim, from_snapshot_s=round(snap_s, 3),
-         of_which_sqlite_rows_s=rows_s, rebuild_s=round(rebuild_s, 3),
+         of_which_memory_state_s=rows_s, rebuild_s=round(rebuild_s, 3),
          speedup=round(rebuild_s / snap_s, 1), initial_build_s=round(build_s, 2), load=machine_load())
     shutil.rmtree(path, ignore_errors=True)
 

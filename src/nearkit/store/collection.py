@@ -289,12 +289,13 @@ class Collection:
         fields = FieldIndex(self._fields.schema)
         fields.import_(sec, n)
         live = ids >= 0
-        self._reserve(n)
+        # adopt the freshly read arrays (capacity n; the next insert grows them)
         self._n_slots = n
-        self._slot_ids[:n] = ids
-        self._live[:n] = live
-        self._vectors[:n] = sec["vectors"]
-        self._sqnorm[:n] = sec["sqnorm"]
+        self._slot_ids = ids
+        self._live = live
+        self._vectors = sec["vectors"]
+        self._sqnorm = sec["sqnorm"]
+        self._reserve(n)
         live_list = live.tolist()
         self._slot_keys = [k if ok else None for k, ok in zip(keys, live_list)]
         self._slot_payload = [t if (ok and t) else None for t, ok in zip(texts, live_list)]
