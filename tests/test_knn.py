@@ -108,9 +108,19 @@ def test_bad_input():
         nearkit.knn_graph([["x", "y"]], 1)
 
 
-def test_approximate_path_says_what_it_needs():
-    with pytest.raises(NotImplementedError, match="HNSW"):
-        nearkit.knn_graph(np.ones((5, 2)), 1, exact=False)
+def test_approximate_graph_through_hnsw(glove_20k):
+    x = glove_20k.base[:4000]
+    exact_ids, exact_dist = nearkit.knn_graph(x, 10, "cosine")
+    ids, dist = nearkit.knn_graph(x, 10, "cosine", exact=False, threads=2)
+    assert ids.shape == dist.shape == (4000, 10) and ids.dtype == np.int64
+    assert not (ids == np.arange(4000)[:, None]).any(), "a row lists itself"
+    assert (np.diff(dist, axis=1) >= 0).all()
+    hits = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact_ids)])
+    assert hits >= 0.95
+    # tiny inputs pad like the exact graph
+    ids, dist = nearkit.knn_graph(np.eye(3), 4, exact=False)
+    assert (ids[:, 2:] == -1).all() and np.isinf(dist[:, 2:]).all()
+    assert sorted(ids[0, :2].tolist()) == [1, 2]
 
 
 @pytest.mark.parametrize("isa_name", ISAS)

@@ -11,10 +11,11 @@ from .indexes.trees import Trees
 from .io import load
 from .kmeans import kmeans
 from .knn import knn_graph
+from .store import open  # noqa: A004  (nearkit.open(path) opens a vector store)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Flat", "FormatError", "HNSW", "IVF", "Index", "NotTrainedError", "Trees", "_core",
-    "__version__", "index_factory", "kmeans", "knn_graph", "load",
+    "__version__", "index_factory", "kmeans", "knn_graph", "load", "open",
 ]

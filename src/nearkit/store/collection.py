@@ -1,0 +1,752 @@
+"""A collection: string keys -> (vector, payload), an ANN index, field filters.
+
+In memory each live key occupies a *slot* (a dense row reused after deletes)
+holding its vector (unit-normalised for cosine; the original stays in SQLite),
+payload (as JSON text) and current *id*. Ids are what the
+index and SQLite know; every upsert gets fresh ids (never reused), so the index
+only ever sees ``add`` of new ids and ``remove`` of old ones, and a snapshot
+taken at change sequence S plus the SQLite rows/tombstones after S always
+reproduce the current state.
+
+Filtered search: the filter becomes a mask over slots. Few allowed rows are
+scanned exactly (the core's Flat kernel over the masked slots, so recall is 1
+however small the filter); many allowed rows go to the index as a mask over
+its own slots, and a query the index cannot fill is answered exactly instead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _core, _validate
+from ..metrics import COSINE, METRIC_CODES, normalize_rows
+from . import snapshots
+from .fields import FieldIndex, pack_strings, unpack_strings
+from .filters import MatchAll, Node, to_filter
+
+# A filter allowing at most this many rows (or this fraction of the collection)
+# is answered by an exact scan instead of a filtered index walk.
+EXACT_SCAN_ROWS = 5_000
+EXACT_SCAN_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class Hit:
+    key: str
+    distance: float
+    payload: dict | None
+
+
+@dataclass(frozen=True)
+class Record:
+    key: str
+    vector: np.ndarray
+    payload: dict | None
+
+
+class _RWLock:
+    """Many readers or one writer; a waiting writer blocks new readers (no starvation)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._waiting = 0
+
+    def acquire_read(self):
+        with self._cond:
+            while self._writer or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+
+    def release_read(self):
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
+
+    def acquire_write(self):
+        with self._cond:
+            self._waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting -= 1
+            self._writer = True
+
+    def release_write(self):
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+
+class _Reading:
+    def __init__(self, lock):
+        self.lock = lock
+
+    def __enter__(self):
+        self.lock.acquire_read()
+
+    def __exit__(self, *exc):
+        self.lock.release_read()
+
+
+class _Writing(_Reading):
+    def __enter__(self):
+        self.lock.acquire_write()
+
+    def __exit__(self, *exc):
+        self.lock.release_write()
+
+
+def _as_keys(keys, name="keys") -> tuple[list[str], bool]:
+    if isinstance(keys, str):
+        return [keys], True
+    if isinstance(keys, (bytes, bytearray)):
+        raise TypeError(f"{name} must be strings, got bytes (decode them first)")
+    try:
+        out = list(keys)
+    except TypeError:
+        raise TypeError(f"{name} must be a string or a list of strings, got {type(keys).__name__}") from None
+    for k in out:
+        if not isinstance(k, str):
+            raise TypeError(f"{name} must be strings, got {type(k).__name__} ({k!r})")
+    return out, False
+
+
+def _grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
+    if arr.shape[0] >= n:
+        return arr
+    shape = (max(n, 2 * arr.shape[0], 1024),) + arr.shape[1:]
+    new = np.zeros(shape, dtype=arr.dtype) if not fill else np.full(shape, fill, dtype=arr.dtype)
+    new[: arr.shape[0]] = arr
+    return new
+
+
+def make_index(kind: str, dim: int, metric: str, params: dict):
+    cls = index_class(kind)
+    try:
+        return cls(dim, metric, **params)
+    except TypeError as exc:
+        raise ValueError(f"bad index_params for {kind!r}: {exc}") from None
+
+
+def index_class(kind: str):
+    from ..io import index_kinds
+
+    kinds = index_kinds()
+    if kind not in kinds:
+        have = ", ".join(sorted(kinds)) or "none"
+        raise ValueError(f"index kind {kind!r} is not available (available: {have})")
+    return kinds[kind]
+
+
+class Collection:
+    """Use ``Database.create_collection`` / ``get_collection``; not constructed directly."""
+
+    def __init__(self, db, meta: dict):
+        self._db = db
+        self._sql = db._sql
+        self.name = meta["name"]
+        self._cid = meta["cid"]
+        self.dim = meta["dim"]
+        self.metric = meta["metric"]
+        self.index_kind = meta["index_kind"]
+        self.index_params = meta["index_params"]
+        self._fields = FieldIndex(meta["fields"])
+        self._next_id = meta["next_id"]
+        self._seq = meta["seq"]
+        self._snapshot_seq = -1
+        self._snapdir = snapshots.directory(db.path, self._cid)
+        self._write_mutex = threading.Lock()
+        self._rw = _RWLock()
+        self._closed = False
+        # slot storage
+        self._n_slots = 0
+        self._free: list[int] = []
+        self._key_to_slot: dict[str, int] = {}
+        self._slot_keys: list = []
+        self._slot_payload: list = []
+        self._slot_ids = np.full(0, -1, np.int64)
+        self._live = np.zeros(0, bool)
+        self._vectors = np.zeros((0, self.dim), np.float32)
+        self._sqnorm = np.zeros(0, np.float32)
+        self._slot_of_id = np.full(0, -1, np.int64)
+        self._index = None
+        self._changes = 0         # rows written since the last snapshot (drives auto-snapshots)
+        self._version = 0          # bumped by every write to the index (invalidates _slot_map)
+        self._slot_map = None
+        self.recovery: dict = {}
+
+    @property
+    def fields(self) -> dict:
+        return {f: dict(s) for f, s in self._fields.schema.items()}
+
+    def __repr__(self):
+        return (f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r}, "
+                f"index={self.index_kind!r}, n={len(self)})")
+
+    # -- opening -------------------------------------------------------------------------
+    def _reset_memory(self) -> None:
+        self._n_slots = 0
+        self._free = []
+        self._key_to_slot = {}
+        self._slot_keys = []
+        self._slot_payload = []
+        self._slot_ids = np.full(0, -1, np.int64)
+        self._live = np.zeros(0, bool)
+        self._vectors = np.zeros((0, self.dim), np.float32)
+        self._sqnorm = np.zeros(0, np.float32)
+        self._slot_of_id = np.full(0, -1, np.int64)
+        self._fields = FieldIndex(self._fields.schema)
+
+    def _load(self) -> None:
+        """Bring memory up (state snapshot + replay, or every SQLite row), then the index."""
+        t0 = time.perf_counter()
+        state_errors, state_seq = [], None
+        for seq, path in snapshots.list_snapshots(self._snapdir, snapshots.STATE):
+            try:
+                if seq > self._seq:
+                    raise ValueError(f"state snapshot seq {seq} is ahead of the store (seq {self._seq})")
+                self._import_state(path, seq)
+                self._replay_memory(seq)
+                state_seq = seq
+                break
+            except Exception as exc:  # damaged or inconsistent: try an older one, else SQLite
+                state_errors.append(f"{path}: {type(exc).__name__}: {exc}")
+                self._reset_memory()
+        if state_seq is None:
+            self._load_rows()
+        t_rows = time.perf_counter() - t0
+        self._index = self._recover_index()
+        self._changes = self.recovery["replayed"]   # a big replay makes the next write snapshot
+        self.recovery.update(state_source="snapshot" if state_seq is not None else "sqlite",
+                             state_seq=state_seq, state_errors=state_errors,
+                             rows_seconds=round(t_rows, 4),
+                             total_seconds=round(time.perf_counter() - t0, 4))
+
+    def _load_rows(self) -> None:
+        """Memory from every row in SQLite (no usable state snapshot)."""
+        table = f"items_{self._cid}"
+        chunks_ids, chunks_vec = [], []
+        recs = []
+        for rows in self._sql.iter_rows(f"SELECT id, key, vector, payload FROM {table} ORDER BY id"):
+            chunks_ids.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+            chunks_vec.append(np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim))
+            self._slot_keys.extend(r[1] for r in rows)
+            self._slot_payload.extend(r[3] for r in rows)
+            # one json.loads per batch: far cheaper than one call per row
+            decoded = json.loads("[" + ",".join(r[3] if r[3] is not None else "null" for r in rows) + "]")
+            recs.extend(map(self._fields.extract, decoded))
+        ids = np.concatenate(chunks_ids) if chunks_ids else np.empty(0, np.int64)
+        vecs = np.concatenate(chunks_vec) if chunks_vec else np.empty((0, self.dim), np.float32)
+        n = ids.shape[0]
+        self._reserve(n)
+        self._n_slots = n
+        self._slot_ids[:n] = ids
+        self._live[:n] = True
+        self._vectors[:n] = self._prepare(vecs)
+        self._sqnorm[:n] = np.einsum("ij,ij->i", self._vectors[:n], self._vectors[:n])
+        self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
+        self._slot_of_id[ids] = np.arange(n)
+        self._key_to_slot = {k: i for i, k in enumerate(self._slot_keys)}
+        self._fields.insert_many(np.arange(n), recs)
+
+    def _export_state(self) -> tuple[dict, dict]:
+        n = self._n_slots
+        keys_blob, keys_off = pack_strings([k if k is not None else "" for k in self._slot_keys[:n]])
+        pay_blob, pay_off = pack_strings([p if p is not None else "" for p in self._slot_payload[:n]])
+        sections = {"slot_ids": self._slot_ids[:n], "vectors": self._vectors[:n], "sqnorm": self._sqnorm[:n],
+                    "keys": keys_blob, "keys_off": keys_off, "payloads": pay_blob, "payloads_off": pay_off}
+        sections.update(self._fields.export(n))
+        params = {"n_slots": n, "fields": self._fields.schema, "state_format": 1}
+        return params, sections
+
+    def _import_state(self, path: str, seq: int) -> None:
+        from ..io import read_index
+
+        f = read_index(path)
+        if f.kind != snapshots.STATE_KIND or f.dim != self.dim or f.metric != self.metric:
+            raise ValueError(f"not this collection's state (kind {f.kind!r}, dim {f.dim}, metric {f.metric!r})")
+        if f.params.get("fields") != self._fields.schema:
+            raise ValueError("the state snapshot was written for other payload fields")
+        n = int(f.params["n_slots"])
+        sec = f.sections
+        ids = sec["slot_ids"]
+        if ids.shape != (n,) or sec["vectors"].shape != (n, self.dim) or sec["sqnorm"].shape != (n,):
+            raise ValueError("state sections have inconsistent shapes")
+        keys = unpack_strings(sec["keys"], sec["keys_off"])
+        texts = unpack_strings(sec["payloads"], sec["payloads_off"])
+        if len(keys) != n or len(texts) != n:
+            raise ValueError("state key or payload count does not match its slots")
+        if ids.size and ids.max() >= self._next_id:
+            raise ValueError("state holds ids the store never issued")
+        fields = FieldIndex(self._fields.schema)
+        fields.import_(sec, n)
+        live = ids >= 0
+        # adopt the freshly read arrays (capacity n; the next insert grows them)
+        self._n_slots = n
+        self._slot_ids = ids
+        self._live = live
+        self._vectors = sec["vectors"]
+        self._sqnorm = sec["sqnorm"]
+        self._reserve(n)
+        live_list = live.tolist()
+        self._slot_keys = [k if ok else None for k, ok in zip(keys, live_list)]
+        self._slot_payload = [t if (ok and t) else None for t, ok in zip(texts, live_list)]
+        self._free = np.flatnonzero(~live).tolist()[::-1]
+        self._key_to_slot = {k: i for i, k in enumerate(self._slot_keys) if k is not None}
+        if len(self._key_to_slot) != int(live.sum()):
+            raise ValueError("state holds duplicate keys")
+        self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
+        self._slot_of_id[ids[live]] = np.flatnonzero(live)
+        fields.reserve(self._live.shape[0])
+        self._fields = fields
+
+    def _replay_memory(self, since: int) -> None:
+        """Apply SQLite's changes after ``since`` to memory loaded from a state snapshot."""
+        cid = self._cid
+        gone = [r[0] for r in self._sql.read(f"SELECT id FROM tomb_{cid} WHERE seq > ?", (since,))]
+        if gone:
+            g = np.array(gone, np.int64)
+            g = g[g < self._slot_of_id.shape[0]]
+            slots = self._slot_of_id[g]
+            self._apply_delete(slots[slots >= 0].tolist())
+        for rows in self._sql.iter_rows(f"SELECT id, key, vector, payload FROM items_{cid} WHERE seq > ? "
+                                        "ORDER BY id", (since,)):
+            keys = [r[1] for r in rows]
+            if any(k in self._key_to_slot for k in keys):
+                raise ValueError("a replayed row's key is already present: state and SQLite disagree")
+            ids = np.array([r[0] for r in rows], np.int64)
+            x = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim)
+            texts = [r[3] for r in rows]
+            recs = [self._fields.extract(json.loads(t)) if t is not None else {} for t in texts]
+            self._apply_upsert(keys, x, ids, texts, recs)
+        n_rows = self._sql.read(f"SELECT COUNT(*) FROM items_{cid}")[0][0]
+        if n_rows != len(self._key_to_slot):
+            raise ValueError(f"after replay memory holds {len(self._key_to_slot)} rows, SQLite {n_rows}")
+
+    def _recover_index(self):
+        from ..io import load
+
+        errors = []
+        cls = index_class(self.index_kind)
+        cid = self._cid
+        for snap_seq, path in snapshots.list_snapshots(self._snapdir):
+            try:
+                if snap_seq > self._seq:
+                    raise ValueError(f"snapshot seq {snap_seq} is ahead of the store (seq {self._seq})")
+                idx = load(path)
+                if not isinstance(idx, cls) or idx.dim != self.dim or idx.metric != self.metric:
+                    raise ValueError(f"snapshot holds a {type(idx).__name__} dim={idx.dim} metric={idx.metric}")
+                gone = np.array([r[0] for r in self._sql.read(
+                    f"SELECT id FROM tomb_{cid} WHERE seq > ?", (snap_seq,))], np.int64)
+                if gone.size:
+                    idx.remove(gone)
+                replayed = int(gone.size)
+                for rows in self._sql.iter_rows(f"SELECT id, vector FROM items_{cid} WHERE seq > ?",
+                                                (snap_seq,)):
+                    ids = np.array([r[0] for r in rows], np.int64)
+                    x = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), self.dim)
+                    self._index_add(idx, x, ids)
+                    replayed += len(rows)
+                if len(idx) != len(self._key_to_slot):
+                    raise ValueError(f"after replay the snapshot index holds {len(idx)} vectors, "
+                                     f"the store {len(self._key_to_slot)}")
+                self._snapshot_seq = snap_seq
+                self.recovery.update(source="snapshot", snapshot_seq=snap_seq, replayed=replayed, errors=errors)
+                return idx
+            except Exception as exc:  # damaged, foreign or stale: fall back to an older one or a rebuild
+                errors.append(f"{path}: {type(exc).__name__}: {exc}")
+        idx = make_index(self.index_kind, self.dim, self.metric, self.index_params)
+        live = np.flatnonzero(self._live[: self._n_slots])
+        if live.size:
+            self._index_add(idx, self._vectors[live], self._slot_ids[live])
+        self.recovery.update(source="rebuild", snapshot_seq=None, replayed=int(live.size), errors=errors)
+        return idx
+
+    @staticmethod
+    def _index_add(index, vecs, ids):
+        """Add with all cores when the index's add takes a ``threads`` argument."""
+        try:
+            takes_threads = "threads" in inspect.signature(type(index)._add).parameters
+        except (TypeError, ValueError):
+            takes_threads = False
+        if takes_threads:
+            index.add(vecs, ids, threads=-1)
+        else:
+            index.add(vecs, ids)
+
+    # -- slot bookkeeping ------------------------------------------------------------------
+    def _reserve(self, n: int) -> None:
+        self._slot_ids = _grow(self._slot_ids, n, -1)
+        self._live = _grow(self._live, n, False)
+        self._vectors = _grow(self._vectors, n, 0.0)
+        self._sqnorm = _grow(self._sqnorm, n, 0.0)
+        self._fields.reserve(n)
+
+    def _take_slots(self, count: int) -> np.ndarray:
+        reuse = [self._free.pop() for _ in range(min(count, len(self._free)))]
+        fresh = np.arange(self._n_slots, self._n_slots + count - len(reuse), dtype=np.int64)
+        self._n_slots += fresh.shape[0]
+        self._reserve(self._n_slots)
+        while len(self._slot_keys) < self._n_slots:
+            self._slot_keys.append(None)
+            self._slot_payload.append(None)
+        return np.concatenate([np.array(reuse, np.int64), fresh])
+
+    def _check_writable(self):
+        if self._closed:
+            raise RuntimeError(f"collection {self.name!r} is closed")
+        if self._sql.read_only:
+            raise PermissionError(f"collection {self.name!r}: the store was opened read-only")
+
+    def _check_open(self):
+        if self._closed:
+            raise RuntimeError(f"collection {self.name!r} is closed")
+
+    # -- writes ------------------------------------------------------------------------------
+    def upsert(self, keys, vectors, payloads=None) -> int:
+        """Insert or replace ``keys`` with their vectors and payloads; returns how many were new.
+
+        The call is atomic and, once it returns, durable according to the store's
+        durability mode. A single key may be given with a 1-D vector and a dict payload.
+        """
+        self._check_writable()
+        keys, single = _as_keys(keys)
+        x, _ = _validate.as_vectors(vectors, self.dim, "vectors")
+        n = len(keys)
+        if x.shape[0] != n:
+            raise ValueError(f"got {n} keys for {x.shape[0]} vectors")
+        if len(set(keys)) != n:
+            seen = set()
+            dup = next(k for k in keys if k in seen or seen.add(k))
+            raise ValueError(f"duplicate key {dup!r} in one upsert call")
+        if payloads is None:
+            payloads = [None] * n
+        elif isinstance(payloads, dict):
+            if n != 1:
+                raise TypeError(f"payloads must be a list of {n} dicts (one per key), got one dict")
+            payloads = [payloads]
+        else:
+            payloads = list(payloads)
+            if len(payloads) != n:
+                raise ValueError(f"got {len(payloads)} payloads for {n} keys")
+        recs = [self._fields.extract(p) for p in payloads]
+        try:
+            texts = [None if p is None else json.dumps(p) for p in payloads]
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
+        if n == 0:
+            return 0
+
+        with self._write_mutex:
+            self._check_writable()
+            old_slots = [self._key_to_slot.get(k) for k in keys]
+            replaced = [s for s in old_slots if s is not None]
+            old_ids = self._slot_ids[replaced] if replaced else np.empty(0, np.int64)
+            new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+            seq = self._seq + 1
+            cid = self._cid
+            blobs = [x[i].tobytes() for i in range(n)]
+
+            def tx(conn):
+                if old_ids.size:
+                    conn.executemany(f"INSERT OR REPLACE INTO tomb_{cid}(id, seq) VALUES (?, ?)",
+                                     [(int(i), seq) for i in old_ids])
+                    conn.executemany(f"DELETE FROM items_{cid} WHERE id = ?", [(int(i),) for i in old_ids])
+                conn.executemany(
+                    f"INSERT INTO items_{cid}(id, key, seq, vector, payload) VALUES (?, ?, ?, ?, ?)",
+                    zip(new_ids.tolist(), keys, [seq] * n, blobs, texts))
+                conn.execute("UPDATE collections SET next_id = ?, seq = ? WHERE cid = ?",
+                             (int(new_ids[-1]) + 1, seq, cid))
+
+            self._sql.write(tx)
+            self._next_id += n
+            self._seq = seq
+
+            with _Writing(self._rw):
+                self._version += 1
+                if old_ids.size:
+                    self._index.remove(old_ids)
+                self._apply_upsert(keys, x, new_ids, texts, recs)
+                self._index_add(self._index, x, new_ids)
+            n_new = sum(s is None for s in old_slots)
+        self._after_write(n)
+        return n_new
+
+    def delete(self, keys) -> int:
+        """Delete keys (missing ones are ignored); returns how many were deleted."""
+        self._check_writable()
+        keys, _ = _as_keys(keys)
+        with self._write_mutex:
+            self._check_writable()
+            present = list(dict.fromkeys(k for k in keys if k in self._key_to_slot))
+            if not present:
+                return 0
+            slots = [self._key_to_slot[k] for k in present]
+            ids = self._slot_ids[slots].copy()
+            seq = self._seq + 1
+            cid = self._cid
+
+            def tx(conn):
+                conn.executemany(f"INSERT OR REPLACE INTO tomb_{cid}(id, seq) VALUES (?, ?)",
+                                 [(int(i), seq) for i in ids])
+                conn.executemany(f"DELETE FROM items_{cid} WHERE id = ?", [(int(i),) for i in ids])
+                conn.execute("UPDATE collections SET seq = ? WHERE cid = ?", (seq, cid))
+
+            self._sql.write(tx)
+            self._seq = seq
+            with _Writing(self._rw):
+                self._version += 1
+                self._index.remove(ids)
+                self._apply_delete(slots)
+        self._after_write(len(present))
+        return len(present)
+
+    # -- memory mutations (the index is the caller's business) ---------------------------------
+    def _apply_delete(self, slots) -> None:
+        for s in slots:
+            p = self._slot_payload[s]
+            self._fields.remove(s, self._fields.extract(json.loads(p)) if p is not None else {})
+            del self._key_to_slot[self._slot_keys[s]]
+            self._slot_of_id[self._slot_ids[s]] = -1
+            self._slot_keys[s] = None
+            self._slot_payload[s] = None
+            self._slot_ids[s] = -1
+            self._live[s] = False
+            self._free.append(s)
+
+    def _apply_upsert(self, keys, x, new_ids, texts, recs) -> np.ndarray:
+        """Put rows in memory: a key already present keeps its slot (its old id is dropped)."""
+        old_slots = [self._key_to_slot.get(k) for k in keys]
+        for s in old_slots:
+            if s is not None:
+                p = self._slot_payload[s]
+                self._fields.remove(s, self._fields.extract(json.loads(p)) if p is not None else {})
+                self._slot_of_id[self._slot_ids[s]] = -1
+        fresh = iter(self._take_slots(sum(s is None for s in old_slots)).tolist())
+        slots = np.array([s if s is not None else next(fresh) for s in old_slots], np.int64)
+        self._slot_of_id = _grow(self._slot_of_id, int(new_ids.max()) + 1 if new_ids.size else 0, -1)
+        self._slot_of_id[new_ids] = slots
+        self._slot_ids[slots] = new_ids
+        self._live[slots] = True
+        px = self._prepare(x)
+        self._vectors[slots] = px
+        self._sqnorm[slots] = np.einsum("ij,ij->i", px, px)
+        for k, s, t in zip(keys, slots.tolist(), texts):
+            self._key_to_slot[k] = s
+            self._slot_keys[s] = k
+            self._slot_payload[s] = t
+        self._fields.insert_many(slots, recs)
+        return slots
+
+    # -- reads ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._key_to_slot)
+
+    def __contains__(self, key) -> bool:
+        return key in self._key_to_slot
+
+    def get(self, keys):
+        """Record(key, vector, payload) per key, None for a missing key (a list for a list).
+
+        The vector is the one given to ``upsert`` (for cosine it is read back from
+        SQLite, since memory holds the normalised copy).
+        """
+        self._check_open()
+        keys, single = _as_keys(keys)
+        out = []
+        if self.metric == COSINE:
+            for k in keys:
+                rows = self._sql.read(f"SELECT vector, payload FROM items_{self._cid} WHERE key = ?", (k,))
+                out.append(Record(k, np.frombuffer(rows[0][0], np.float32).copy(),
+                                  None if rows[0][1] is None else json.loads(rows[0][1])) if rows else None)
+            return out[0] if single else out
+        with _Reading(self._rw):
+            for k in keys:
+                s = self._key_to_slot.get(k)
+                if s is None:
+                    out.append(None)
+                    continue
+                p = self._slot_payload[s]
+                out.append(Record(k, self._vectors[s].copy(), None if p is None else json.loads(p)))
+        return out[0] if single else out
+
+    def _bind(self, where, params=None) -> Node:
+        return self._fields.bind(to_filter(where, params))
+
+    def _allowed_mask(self, tree: Node) -> np.ndarray | None:
+        """Boolean mask over slots of live rows passing the filter (None = no filter).
+
+        Call under the read lock."""
+        if isinstance(tree, MatchAll):
+            return None
+        return self._fields.mask(tree, self._live[: self._n_slots])
+
+    def count(self, where=None, params=None) -> int:
+        self._check_open()
+        tree = self._bind(where, params)
+        with _Reading(self._rw):
+            mask = self._allowed_mask(tree)
+            return len(self._key_to_slot) if mask is None else int(np.count_nonzero(mask))
+
+    def keys(self, where=None, params=None, limit: int | None = None, offset: int = 0) -> list[str]:
+        """Keys of rows matching ``where`` (all keys when None), in storage order, paged."""
+        self._check_open()
+        tree = self._bind(where, params)
+        with _Reading(self._rw):
+            mask = self._allowed_mask(tree)
+            slots = np.flatnonzero(self._live[: self._n_slots] if mask is None else mask)
+            slots = slots[offset:] if limit is None else slots[offset:offset + limit]
+            return [self._slot_keys[s] for s in slots.tolist()]
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        """What memory and the exact kernels hold: unit rows for cosine, as given otherwise."""
+        return normalize_rows(x) if self.metric == COSINE else x
+
+    def _exact_search(self, pq, k, mask):
+        """Exact top-k (slots, distances) among slots where ``mask`` is set (the core's Flat kernel)."""
+        n = self._n_slots
+        return _core.flat_search(self._vectors[:n], self._sqnorm[:n], None, pq, k,
+                                 METRIC_CODES[self.metric], mask.view(np.uint8), 1, False)
+
+    def search(self, vectors, k: int, where=None, params=None, **search_params):
+        """The k nearest rows passing ``where``: a list of Hit per query (one list for a 1-D query).
+
+        ``where`` is a Redis-syntax query string, a Python dict filter or a filter tree;
+        ``params`` fills ``$name`` placeholders in a query string. Extra keyword
+        arguments go to the index's search (e.g. ``ef`` for HNSW).
+        """
+        self._check_open()
+        q, was_1d = _validate.as_vectors(vectors, self.dim, "queries")
+        k = _validate.check_k(k)
+        tree = self._bind(where, params)
+        with _Reading(self._rw):
+            slots, dists = self._search_slots(q, k, tree, search_params)
+            hits = [[Hit(self._slot_keys[s], float(d), self._payload(s))
+                     for s, d in zip(srow.tolist(), drow.tolist()) if s >= 0]
+                    for srow, drow in zip(slots, dists)]
+        return hits[0] if was_1d else hits
+
+    def _payload(self, slot):
+        p = self._slot_payload[slot]
+        return None if p is None else json.loads(p)
+
+    def _search_slots(self, q, k, tree, search_params):
+        mask = self._allowed_mask(tree)
+        n_live = len(self._key_to_slot)
+        n_allowed = n_live if mask is None else int(np.count_nonzero(mask))
+        if n_allowed == 0:
+            return np.full((q.shape[0], k), -1, np.int64), np.full((q.shape[0], k), np.inf, np.float32)
+        pq = self._prepare(q)
+        if mask is not None and self.index_kind != "flat" and (
+                n_allowed <= max(EXACT_SCAN_ROWS, EXACT_SCAN_FRACTION * n_live)):
+            return self._exact_search(pq, k, mask)
+        if mask is None:
+            ids, dist = self._index.search(q, k, **search_params)
+        else:
+            ids, dist = self._filtered_index_search(q, k, mask, search_params)
+        valid = ids >= 0
+        slots = np.where(valid, self._slot_of_id[np.where(valid, ids, 0)], -1)
+        short = (slots >= 0).sum(axis=1) < min(k, n_allowed)
+        if short.any():  # the index could not fill k from the allowed set: answer those exactly
+            full = self._live[: self._n_slots] if mask is None else mask
+            es, ed = self._exact_search(pq[short], k, full)
+            slots[short], dist[short] = es, ed
+        return slots, dist
+
+    def _index_slot_map(self) -> np.ndarray:
+        """Our slot for each of the index's internal slots (-1 for none); cached until a write.
+
+        Lets a filter mask over our slots become the index's own slot mask with one
+        gather, instead of going through ids on every query."""
+        cached = self._slot_map
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        labels = self._index._slot_labels()
+        m = np.where(labels >= 0, self._slot_of_id[np.clip(labels, 0, None)], -1)
+        self._slot_map = (self._version, m)
+        return m
+
+    def _filtered_index_search(self, q, k, mask, search_params):
+        """Index search restricted to ``mask`` (over our slots), via the index's search hook."""
+        m = self._index_slot_map()
+        ext = np.zeros(self._n_slots + 1, dtype=bool)   # the extra False answers slot -1
+        ext[: self._n_slots] = mask
+        index_mask = ext[m].view(np.uint8)
+        pq, _ = self._index._vectors(q, "queries")
+        return self._index._search(pq, k, index_mask, 1, **search_params)
+
+    def search_radius(self, vector, radius, where=None, params=None, limit: int | None = None):
+        """Every row within ``radius`` (inclusive) of ``vector`` passing ``where``, nearest first."""
+        self._check_open()
+        q, _ = _validate.as_vectors(vector, self.dim, "vector")
+        if q.shape[0] != 1:
+            raise ValueError(f"search_radius takes one vector, got {q.shape[0]}")
+        r = _validate.check_radius(radius)
+        if r < 0:
+            raise ValueError(f"radius must be >= 0, got {radius}")
+        tree = self._bind(where, params)
+        pq = self._prepare(q)
+        # the kernel keeps distance < radius; the next float up makes the bound inclusive
+        bound = np.nextafter(np.float32(r), np.float32(np.inf))
+        with _Reading(self._rw):
+            n = self._n_slots
+            mask = self._allowed_mask(tree)
+            if mask is None:
+                mask = self._live[:n]
+            _, slots, dist = _core.flat_range(self._vectors[:n], self._sqnorm[:n], None, pq, bound,
+                                              METRIC_CODES[self.metric], mask.view(np.uint8), 1)
+            if limit is not None:
+                slots, dist = slots[:limit], dist[:limit]
+            return [Hit(self._slot_keys[i], float(d), self._payload(i))
+                    for i, d in zip(slots.tolist(), dist.tolist())]
+
+    # -- snapshots -------------------------------------------------------------------------------
+    def snapshot(self, force: bool = False) -> str | None:
+        """Write the index as a snapshot covering every change so far; returns its path.
+
+        Skipped (returns None) when nothing changed since the last snapshot, unless forced.
+        """
+        self._check_writable()
+        with self._write_mutex:
+            if self._seq == self._snapshot_seq and not force:
+                return None
+            self._sql.flush()   # the snapshot must never cover an uncommitted change
+            seq = self._seq
+            with _Reading(self._rw):
+                path = snapshots.write_snapshot(self._snapdir, seq, self._index)
+                params, sections = self._export_state()
+                snapshots.write_state(self._snapdir, seq, self.dim, self.metric, params, sections)
+            self._snapshot_seq = seq
+            self._changes = 0
+            oldest = snapshots.prune(self._snapdir)
+            if oldest is not None:
+                cid = self._cid
+                self._sql.write(lambda conn: conn.execute(f"DELETE FROM tomb_{cid} WHERE seq <= ?", (oldest,)))
+            return path
+
+    def _after_write(self, rows: int) -> None:
+        """Snapshot once enough has changed that replaying SQLite on open would get slow."""
+        self._changes += rows
+        every = self._db.auto_snapshot
+        if every and self._changes >= max(every, len(self) // 2):
+            self.snapshot()
+
+    def _close(self, snapshot: bool) -> None:
+        if self._closed:
+            return
+        if snapshot and not self._sql.read_only:
+            self.snapshot()
+        self._closed = True
+
+    @property
+    def index(self):
+        """The underlying index (read-only use: mutate through the collection only)."""
+        return self._index
