@@ -1,0 +1,273 @@
+"""RESP2/RESP3 wire format: request framing (hiredis) and reply encoding.
+
+Handlers return plain Python values plus a few marker types; ``encode``
+turns them into bytes for the connection's protocol version, so a handler
+never has to know whether it is talking RESP2 or RESP3:
+
+=================  ===================  ====================================
+Python value       RESP2                RESP3
+=================  ===================  ====================================
+``Simple("OK")``   ``+OK``              ``+OK``
+``Error("ERR x")`` ``-ERR x``           ``-ERR x``
+``int``            ``:n``               ``:n``
+``bytes``/``str``  bulk string          bulk string
+``None``           ``$-1``              ``_``
+``NULL_ARRAY``     ``*-1``              ``_``
+``list``/``tuple`` array                array
+``Map``            flat array k,v,...   ``%`` map
+``Set``            array                ``~`` set
+``Double``         bulk string          ``,`` double
+``Verbatim``       bulk string          ``=`` verbatim ``txt:``
+``bool``           ``:1``/``:0``        ``#t``/``#f``
+=================  ===================  ====================================
+"""
+
+from __future__ import annotations
+
+import math
+
+import hiredis
+
+
+class Simple(str):
+    """A simple string reply (``+OK``)."""
+
+    __slots__ = ()
+
+
+class Error(str):
+    """An error reply; the text starts with its code (``ERR``, ``WRONGTYPE``...) when it has one."""
+
+    __slots__ = ()
+
+
+class Double(float):
+    """A floating-point reply: a double in RESP3, a bulk string in RESP2."""
+
+    __slots__ = ()
+
+
+class Verbatim(str):
+    """A text blob (INFO): a verbatim string in RESP3, a bulk string in RESP2."""
+
+    __slots__ = ()
+
+
+class Map(list):
+    """An ordered list of (key, value) pairs: a map in RESP3, a flat array in RESP2."""
+
+    __slots__ = ()
+
+
+class Set(list):
+    """An unordered collection: a set in RESP3, an array in RESP2."""
+
+    __slots__ = ()
+
+
+class _NullArray:
+    __slots__ = ()
+
+
+NULL_ARRAY = _NullArray()
+
+OK = Simple("OK")
+QUEUED = Simple("QUEUED")
+PONG = Simple("PONG")
+
+_CRLF = b"\r\n"
+
+
+def format_double(x: float) -> bytes:
+    """Redis's text form of a double (RESP3 ``,`` and RESP2 bulk): shortest round-trip repr."""
+    if math.isnan(x):
+        return b"nan"
+    if math.isinf(x):
+        return b"inf" if x > 0 else b"-inf"
+    if x == int(x) and abs(x) < 1e17:
+        return b"%d" % int(x)
+    return repr(float(x)).encode()
+
+
+def _bulk(b: bytes, out: list) -> None:
+    out.append(b"$%d\r\n" % len(b))
+    out.append(b)
+    out.append(_CRLF)
+
+
+def _encode(v, resp3: bool, out: list) -> None:
+    # Order: the commonest reply types first.
+    t = type(v)
+    if t is bytes:
+        _bulk(v, out)
+    elif t is list:
+        out.append(b"*%d\r\n" % len(v))
+        for x in v:
+            _encode(x, resp3, out)
+    elif t is int:
+        out.append(b":%d\r\n" % v)
+    elif t is str:
+        _bulk(v.encode(), out)
+    elif t is Simple:
+        out.append(b"+" + v.encode() + _CRLF)
+    elif v is None:
+        out.append(b"_\r\n" if resp3 else b"$-1\r\n")
+    elif t is Map:
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(v) if resp3 else 2 * len(v)))
+        for k, x in v:
+            _encode(k, resp3, out)
+            _encode(x, resp3, out)
+    elif t is Error:
+        # An error line cannot hold a line break; keep the stream in sync.
+        out.append(b"-" + v.replace("\r", " ").replace("\n", " ").encode() + _CRLF)
+    elif t is Double:
+        if resp3:
+            out.append(b"," + format_double(v) + _CRLF)
+        else:
+            _bulk(format_double(v), out)
+    elif t is Set:
+        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(v))
+        for x in v:
+            _encode(x, resp3, out)
+    elif t is bool:
+        if resp3:
+            out.append(b"#t\r\n" if v else b"#f\r\n")
+        else:
+            out.append(b":1\r\n" if v else b":0\r\n")
+    elif t is tuple:
+        out.append(b"*%d\r\n" % len(v))
+        for x in v:
+            _encode(x, resp3, out)
+    elif t is Verbatim:
+        if resp3:
+            b = b"txt:" + v.encode()
+            out.append(b"=%d\r\n" % len(b))
+            out.append(b)
+            out.append(_CRLF)
+        else:
+            _bulk(v.encode(), out)
+    elif v is NULL_ARRAY:
+        out.append(b"_\r\n" if resp3 else b"*-1\r\n")
+    elif t is float:
+        _bulk(format_double(v), out)
+    elif isinstance(v, (bytes, bytearray, memoryview)):
+        _bulk(bytes(v), out)
+    else:
+        raise TypeError(f"cannot encode reply of type {t.__name__}")
+
+
+def encode(value, resp3: bool = False) -> bytes:
+    """Encode one reply for RESP2 (``resp3=False``) or RESP3."""
+    out: list = []
+    _encode(value, resp3, out)
+    return b"".join(out)
+
+
+def encode_into(value, resp3: bool, out: list) -> None:
+    """Append the encoded pieces of one reply to ``out`` (join later: fewer copies)."""
+    _encode(value, resp3, out)
+
+
+class ProtocolError(Exception):
+    """The request stream is malformed; the connection cannot be resynchronised."""
+
+
+class RequestReader:
+    """Split an incoming byte stream into requests (lists of bytes arguments).
+
+    Framing is hiredis's; this class adds what a server needs on top: requests
+    must be arrays of bulk strings, the bytes buffered for one unfinished request
+    are capped, and inline commands (``PING\\r\\n`` as telnet sends it) are
+    accepted at a request boundary.
+    """
+
+    def __init__(self, max_request_bytes: int = 64 << 20, max_inline_bytes: int = 64 << 10):
+        self._reader = hiredis.Reader()
+        self._max_request = max_request_bytes
+        self._max_inline = max_inline_bytes
+        self._pending = 0  # bytes fed since the last complete request (upper bound)
+        self._inline = b""  # an unfinished inline command line
+
+    def feed(self, data: bytes) -> list:
+        """Feed bytes; return the complete requests they finish (may be empty).
+
+        Raises ProtocolError for input that cannot be framed.
+        """
+        requests = []
+        if self._pending == 0 and (self._inline or data[:1] not in (b"*", b"")):
+            data = self._take_inline(self._inline + data, requests)
+            self._inline = b""
+            if not data:
+                return requests
+        self._pending += len(data)
+        self._reader.feed(data)
+        got = False
+        while True:
+            try:
+                req = self._reader.gets()
+            except hiredis.ProtocolError as exc:
+                raise ProtocolError(f"Protocol error: {exc}") from None
+            if req is False:
+                break
+            got = True
+            if type(req) is not list:
+                raise ProtocolError("Protocol error: expected '*', got a non-array request")
+            for arg in req:
+                if type(arg) is not bytes:
+                    raise ProtocolError("Protocol error: expected '$', got a non-bulk argument")
+            if req:
+                requests.append(req)
+        if got:
+            # What is still buffered is part of this chunk at most.
+            self._pending = min(self._pending, len(data))
+            if not self._reader.has_data():
+                self._pending = 0
+        if self._pending > self._max_request:
+            raise ProtocolError("Protocol error: request too large")
+        return requests
+
+    def _take_inline(self, data: bytes, requests: list) -> bytes:
+        """Consume inline command lines at the start of ``data``; return the rest."""
+        while data and data[:1] != b"*":
+            nl = data.find(b"\n")
+            if nl < 0:
+                if len(data) > self._max_inline:
+                    raise ProtocolError("Protocol error: too big inline request")
+                self._inline = data
+                return b""
+            line = data[:nl].rstrip(b"\r")
+            data = data[nl + 1:]
+            args = _split_inline(line)
+            if args:
+                requests.append(args)
+        return data
+
+
+def _split_inline(line: bytes) -> list:
+    """Split an inline command line on whitespace, honouring simple double/single quotes."""
+    args, cur, quote, i, have = [], bytearray(), None, 0, False
+    while i < len(line):
+        c = line[i:i + 1]
+        if quote:
+            if c == b"\\" and quote == b'"' and i + 1 < len(line):
+                cur += line[i + 1:i + 2]
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+            else:
+                cur += c
+        elif c in (b'"', b"'"):
+            quote, have = c, True
+        elif c in (b" ", b"\t"):
+            if cur or have:
+                args.append(bytes(cur))
+                cur, have = bytearray(), False
+        else:
+            cur += c
+        i += 1
+    if quote:
+        raise ProtocolError("Protocol error: unbalanced quotes in request")
+    if cur or have:
+        args.append(bytes(cur))
+    return args
