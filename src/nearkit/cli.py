@@ -1,0 +1,337 @@
+"""The ``nearkit`` command: demo, build, search and info.
+
+Every failure a user can cause (missing file, damaged index, bad argument,
+missing data package) ends in a one-line message on stderr and a non-zero
+exit status, never a traceback: 1 for errors, 2 for usage errors and a
+missing data package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import datasets
+from .datasets import DatasetUnavailable
+from .errors import FormatError
+
+DEMO_WORDS = ("king", "paris", "python", "computer")
+EXIT_ERROR, EXIT_USAGE = 1, 2
+
+
+class CliError(Exception):
+    """A user-facing error: the message is printed as is."""
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def _parse_params(pairs) -> dict:
+    """``["M=16", "ef=1.5", "kind=x"]`` -> {"M": 16, "ef": 1.5, "kind": "x"}."""
+    params = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise CliError(f"--param expects KEY=VALUE, got {pair!r}")
+        for convert in (int, float):
+            try:
+                params[key] = convert(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            params[key] = raw
+    return params
+
+
+def _index_class(kind: str):
+    from .io import index_kinds
+
+    kinds = index_kinds()
+    if kind not in kinds:
+        known = ", ".join(sorted(k for k in kinds if not k.startswith("_"))) or "none"
+        raise CliError(f"unknown index kind {kind!r} (available: {known})")
+    return kinds[kind]
+
+
+def _default_kind() -> str:
+    from .io import index_kinds
+
+    return "hnsw" if "hnsw" in index_kinds() else "flat"
+
+
+def _progress(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="vec", unit_scale=True, disable=quiet, leave=False)
+
+
+def _add_in_batches(index, x, ids, batch: int, desc: str, quiet: bool = False) -> None:
+    """Add rows of ``x`` (possibly a memory map) in chunks, with a progress bar.
+
+    Chunks bound the memory a memory-mapped input needs (each is converted to
+    float32 on its own) and let the bar move.
+    """
+    n = x.shape[0]
+    with _progress(n, desc, quiet) as bar:
+        for start in range(0, n, batch):
+            stop = min(start + batch, n)
+            index.add(x[start:stop], ids=ids[start:stop])
+            bar.update(stop - start)
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def _as_matrix(x, path) -> np.ndarray:
+    if getattr(x, "ndim", 0) != 2:
+        raise CliError(f"{path}: expected a 2-D array of vectors, got shape {np.shape(x)}")
+    return x
+
+
+# -- demo ----------------------------------------------------------------------------
+
+
+def _demo_data(args):
+    """(base, base_ids, queries, metric, label_of, probes) for GloVe or synthetic data."""
+    if args.synthetic:
+        n = args.n_base or 20_000
+        x = datasets.synthetic_clustered(n + 1000, 32, seed=0)
+        base, queries = x[:n], x[n:]
+        probes = [(f"vector #{i}", base[i], i) for i in (0, 1, 2, 3)]
+        return base, np.arange(n, dtype=np.int64), queries, "l2", str, probes
+
+    split = datasets.glove_split(n_base=args.n_base, n_queries=1000, seed=0)
+    words = datasets.glove_words()
+    vectors = datasets.glove_vectors()
+    row_of = {w: i for i, w in enumerate(words)}
+    probes = []
+    for word in DEMO_WORDS:
+        if word in row_of:
+            row = row_of[word]
+            probes.append((word, np.asarray(vectors[row]), row))
+    return split.base, split.base_ids.astype(np.int64), split.queries, "cosine", words.__getitem__, probes
+
+
+def cmd_demo(args) -> int:
+    from .evaluate import recall_at_k
+
+    kind = args.index or _default_kind()
+    cls, exact_cls = _index_class(kind), _index_class("flat")
+    base, base_ids, queries, metric, label_of, probes = _demo_data(args)
+    source = "synthetic clusters" if args.synthetic else "GloVe 6B 50-d"
+    print(f"{source}: {base.shape[0]:,} base vectors of dim {base.shape[1]}, "
+          f"{queries.shape[0]:,} held-out queries, metric {metric}")
+
+    t0 = time.perf_counter()
+    index = cls(base.shape[1], metric)
+    _add_in_batches(index, base, base_ids, args.batch, f"building {kind}", args.quiet)
+    print(f"built {kind} index in {time.perf_counter() - t0:.2f} s")
+
+    print(f"\nnearest {'vectors' if args.synthetic else 'words'} (itself excluded):")
+    width = max((len(p[0]) for p in probes), default=0)
+    for label, vec, own_id in probes:
+        ids, _ = index.search(vec, 9)
+        near = [int(i) for i in ids if i >= 0 and i != own_id][:8]
+        print(f"  {label:<{width}}  {', '.join(str(label_of(i)) for i in near)}")
+
+    k = 10
+    exact = exact_cls(base.shape[1], metric)
+    exact.add(base, ids=base_ids)
+    t0 = time.perf_counter()
+    truth, _ = exact.search(queries, k)
+    exact_qps = queries.shape[0] / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    found, _ = index.search(queries, k)
+    qps = queries.shape[0] / (time.perf_counter() - t0)
+    recall = recall_at_k(found, truth, k)
+    print(f"\n{kind}: recall@{k} = {recall:.4f} at {qps:,.0f} queries/s "
+          f"(exact search: {exact_qps:,.0f} queries/s; {queries.shape[0]:,} queries, 1 thread)")
+    return 0
+
+
+# -- build / search / info -------------------------------------------------------------
+
+
+def cmd_build(args) -> int:
+    from .io import read_index
+
+    ext = os.path.splitext(args.input)[1].lower()
+    metric = args.metric
+    if metric is None and ext in (".hdf5", ".h5"):
+        metric = datasets.hdf5_metric(args.input)
+    metric = metric or "l2"
+    x = _as_matrix(datasets.load_vectors(args.input, dataset=args.dataset, mmap=True), args.input)
+    if x.shape[0] == 0:
+        raise CliError(f"{args.input}: contains no vectors")
+    cls = _index_class(args.index)
+    t0 = time.perf_counter()
+    try:
+        index = cls(x.shape[1], metric, **_parse_params(args.param))
+    except TypeError as exc:
+        raise CliError(f"bad --param for {args.index}: {exc}") from None
+    ids = np.arange(x.shape[0], dtype=np.int64)
+    _add_in_batches(index, x, ids, args.batch, f"adding to {args.index}", args.quiet)
+    index.save(args.output)
+    size = read_index(args.output, verify=False, mmap=True).file_size
+    print(f"wrote {args.output}: {args.index} index, {len(index):,} vectors of dim {x.shape[1]}, "
+          f"metric {index.metric}, {_human_bytes(size)} in {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def _json_floats(row) -> list:
+    # JSON has no infinity: padded slots (distance +inf) become null.
+    return [float(v) if np.isfinite(v) else None for v in row]
+
+
+def cmd_search(args) -> int:
+    from .io import load
+
+    index = load(args.index, mmap=args.mmap)
+    q = _as_matrix(datasets.load_vectors(args.queries, dataset=args.dataset), args.queries)
+    ids, dist = index.search(q, args.k, threads=args.threads, **_parse_params(args.param))
+    if args.out:
+        ext = os.path.splitext(args.out)[1].lower()
+        if ext == ".npz":
+            np.savez(args.out, ids=ids, distances=dist)
+        elif ext == ".npy":
+            np.save(args.out, ids)
+        else:
+            raise CliError(f"--out must end in .npz (ids and distances) or .npy (ids), got {args.out!r}")
+        print(f"wrote {args.out}: {ids.shape[0]:,} queries x {args.k}", file=sys.stderr)
+        return 0
+    out = sys.stdout
+    for i, (row_ids, row_dist) in enumerate(zip(ids, dist)):
+        out.write(json.dumps({"query": i, "ids": row_ids.tolist(), "distances": _json_floats(row_dist)}))
+        out.write("\n")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .io import read_index, section_checksum_ok
+
+    f = read_index(args.file, mmap=True, verify=False)
+    status = {s.name: section_checksum_ok(s, f.sections[s.name]) for s in f.table}
+    bad = [name for name, ok in status.items() if not ok]
+    if args.json:
+        print(json.dumps({
+            "file": args.file, "size": f.file_size, "kind": f.kind, "version": f.version,
+            "dim": f.dim, "metric": f.metric, "params": f.params,
+            "sections": [
+                {"name": s.name, "dtype": s.dtype, "shape": list(s.shape), "offset": s.offset,
+                 "nbytes": s.nbytes, "checksum_ok": status[s.name]}
+                for s in f.table
+            ],
+        }))
+    else:
+        print(f"file      {args.file} ({_human_bytes(f.file_size)})")
+        print(f"kind      {f.kind}")
+        print(f"version   {f.version}")
+        print(f"dim       {f.dim}")
+        print(f"metric    {f.metric}")
+        print(f"params    {json.dumps(f.params, sort_keys=True)}")
+        print(f"sections  {len(f.table)}")
+        rows = [(s.name, s.dtype, "x".join(map(str, s.shape)) or "scalar", _human_bytes(s.nbytes),
+                 "ok" if status[s.name] else "CHECKSUM MISMATCH") for s in f.table]
+        widths = [max((len(r[c]) for r in rows), default=0) for c in range(5)]
+        for r in rows:
+            print("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        print("checksums " + (f"MISMATCH in {', '.join(bad)}" if bad else "all ok"))
+    return EXIT_ERROR if bad else 0
+
+
+# -- argument parsing -----------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nearkit", description="Nearest-neighbour search over dense vectors.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="nearest words in GloVe, and recall/speed against exact search")
+    demo.add_argument("--index", help="index kind (default: hnsw if available, else flat)")
+    demo.add_argument("--synthetic", action="store_true", help="use synthetic clusters instead of GloVe")
+    demo.add_argument("--n-base", type=_positive_int, help="base vectors (default: all 399,000 GloVe rows)")
+    demo.add_argument("--batch", type=_positive_int, default=50_000, help=argparse.SUPPRESS)
+    demo.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    demo.set_defaults(func=cmd_demo)
+
+    build = sub.add_parser("build", help="build an index file from .npy, .fvecs/.bvecs/.ivecs or HDF5")
+    build.add_argument("input")
+    build.add_argument("output")
+    build.add_argument("--index", default="flat", help="index kind (default: flat)")
+    build.add_argument("--metric", help="l2, ip or cosine (default: the HDF5 file's, else l2)")
+    build.add_argument("--dataset", default="train", help="HDF5 data set to index (default: train)")
+    build.add_argument("--batch", type=_positive_int, default=50_000, help="vectors per add (default: 50000)")
+    build.add_argument("--param", "-p", action="append", metavar="KEY=VALUE", help="index constructor parameter")
+    build.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    build.set_defaults(func=cmd_build)
+
+    search = sub.add_parser("search", help="search an index file with a file of queries")
+    search.add_argument("index")
+    search.add_argument("queries")
+    search.add_argument("-k", type=_positive_int, required=True, help="neighbours per query")
+    search.add_argument("--out", help="results.npz (ids, distances) or ids.npy; default: JSON lines on stdout")
+    search.add_argument("--dataset", default="test", help="HDF5 data set of queries (default: test)")
+    search.add_argument("--mmap", action="store_true", help="memory-map the index instead of reading it")
+    search.add_argument("--threads", type=int, help="search threads (0: all cores)")
+    search.add_argument("--param", "-p", action="append", metavar="KEY=VALUE", help="search parameter, e.g. ef=64")
+    search.set_defaults(func=cmd_search)
+
+    info = sub.add_parser("info", help="describe an index file and check its checksums")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    prog = f"nearkit {args.command}"
+    try:
+        return args.func(args)
+    except DatasetUnavailable as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CliError, FormatError, ValueError, TypeError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # e.g. `nearkit search ... | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit cannot fail again
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"{prog}: error: {_describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

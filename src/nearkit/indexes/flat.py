@@ -1,0 +1,179 @@
+"""Flat: exact nearest-neighbour search by scanning every stored vector.
+
+The scan runs in the C++ core (cpp/flat.cpp): batches of queries go through a
+register-blocked matrix-product kernel fused with top-k selection, a handful of
+queries through the per-query SIMD kernels, and the few candidates that
+survive get their exact float32 distance recomputed before sorting. Memory
+stays bounded: there is never a queries x base distance matrix.
+
+Storage is three parallel arrays — vectors (n, dim) float32, ids (n,) int64
+and squared norms (n,) float32 — which are also the file sections, so a
+memory-mapped index searches straight from the file.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .. import _core, _validate
+from ..errors import FormatError
+from ..metrics import METRIC_CODES
+from .base import Index, register
+
+
+@register("flat")
+class Flat(Index):
+    """Exact search for ``metric`` in {"l2", "ip", "cosine"} (see nearkit.metrics).
+
+    ``search_radius`` returns every stored vector whose distance is strictly
+    below the radius (distance < radius, as computed in float32).
+    """
+
+    def __init__(self, dim: int, metric: str = "l2"):
+        super().__init__(dim, metric)
+        # (vectors, ids, sqnorms, n): replaced as a whole so that a search
+        # running in another thread always sees one consistent snapshot.
+        self._state = (
+            np.empty((0, self._dim), np.float32),
+            np.empty(0, np.int64),
+            np.empty(0, np.float32),
+            0,
+        )
+        self._readonly = False
+        self._write_lock = threading.Lock()
+        self._sorted_ids: np.ndarray | None = None  # cache for duplicate checks
+
+    # -- size and views ---------------------------------------------------------
+    def __len__(self) -> int:
+        return self._state[3]
+
+    def _live(self):
+        x, ids, sqn, n = self._state
+        return x[:n], ids[:n], sqn[:n]
+
+    def _slot_labels(self) -> np.ndarray:
+        return self._live()[1]
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The stored vectors (normalised for cosine), read-only view."""
+        v = self._live()[0].view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def ids(self) -> np.ndarray:
+        v = self._live()[1].view()
+        v.flags.writeable = False
+        return v
+
+    # -- mutation -------------------------------------------------------------------
+    def _check_writable(self, action: str) -> None:
+        if self._readonly:
+            raise ValueError(
+                f"cannot {action}: this Flat index is memory-mapped read-only; "
+                "load it with mmap=False to modify it"
+            )
+
+    def add(self, vectors, ids=None, **params) -> None:
+        self._check_writable("add vectors")
+        with self._write_lock:
+            super().add(vectors, ids, **params)
+
+    def remove(self, ids) -> int:
+        self._check_writable("remove vectors")
+        with self._write_lock:
+            return super().remove(ids)
+
+    def _sorted_labels(self) -> np.ndarray:
+        if self._sorted_ids is None:
+            self._sorted_ids = np.sort(self._live()[1])
+        return self._sorted_ids
+
+    def _add(self, x: np.ndarray, new_ids: np.ndarray) -> None:
+        buf_x, buf_ids, buf_sqn, n = self._state
+        if n:
+            present = self._sorted_labels()
+            if new_ids.min() <= present[-1]:
+                pos = np.searchsorted(present, new_ids)
+                hit = (pos < n) & (present[np.minimum(pos, n - 1)] == new_ids)
+                if hit.any():
+                    raise ValueError(f"id {int(new_ids[np.argmax(hit)])} is already in the index")
+        m = x.shape[0]
+        if n + m > buf_x.shape[0]:  # grow geometrically; old arrays stay valid for readers
+            cap = max(n + m, 2 * buf_x.shape[0], 1024)
+            grown = (np.empty((cap, self._dim), np.float32), np.empty(cap, np.int64),
+                     np.empty(cap, np.float32))
+            for new, old in zip(grown, (buf_x, buf_ids, buf_sqn)):
+                new[:n] = old[:n]
+            buf_x, buf_ids, buf_sqn = grown
+        buf_x[n:n + m] = x
+        buf_ids[n:n + m] = new_ids
+        buf_sqn[n:n + m] = np.einsum("ij,ij->i", x, x)
+        if self._sorted_ids is not None:
+            s = np.sort(new_ids)
+            self._sorted_ids = np.insert(self._sorted_ids, np.searchsorted(self._sorted_ids, s), s)
+        self._state = (buf_x, buf_ids, buf_sqn, n + m)
+
+    def _remove(self, ids: np.ndarray) -> int:
+        x, labels, sqn = self._live()
+        gone = np.isin(labels, ids)
+        count = int(gone.sum())
+        if count:
+            keep = ~gone
+            # Fresh arrays rather than compaction in place: searches running in
+            # other threads keep reading their old snapshot safely.
+            self._state = (x[keep], labels[keep], sqn[keep], int(keep.sum()))
+            self._sorted_ids = None
+        return count
+
+    # -- search ---------------------------------------------------------------------
+    def _search(self, q, k, mask, threads):
+        x, labels, sqn = self._live()
+        if mask is not None and mask.shape[0] != x.shape[0]:
+            raise RuntimeError("the index changed during the search; retry")
+        return _core.flat_search(x, sqn, labels, q, k, METRIC_CODES[self._metric], mask,
+                                 threads, False)
+
+    def search_radius(self, queries, radius, filter=None, threads=None):
+        """All stored vectors with distance < radius, in CSR form.
+
+        Returns (lims int64 (nq + 1), ids int64, distances float32): the hits of
+        query i are ``ids[lims[i]:lims[i+1]]``, sorted by ascending distance
+        (ties by insertion order). Distances follow the index metric.
+        """
+        q, _ = self._vectors(queries, "queries")
+        radius = _validate.check_radius(radius)
+        threads = _validate.check_threads(threads)
+        x, labels, sqn = self._live()
+        mask = _validate.filter_to_slot_mask(filter, labels)
+        return _core.flat_range(x, sqn, labels, q, np.float32(radius),
+                                METRIC_CODES[self._metric], mask, threads)
+
+    # -- persistence ----------------------------------------------------------------
+    def _sections(self) -> dict:
+        x, labels, sqn = self._live()
+        return {"vectors": x, "ids": labels, "sqnorms": sqn}
+
+    @classmethod
+    def _from_sections(cls, dim, metric, params, sections):
+        index = cls(dim, metric)
+        try:
+            x, labels, sqn = sections["vectors"], sections["ids"], sections["sqnorms"]
+        except KeyError as exc:
+            raise FormatError(f"flat index file lacks the section {exc.args[0]!r}") from None
+        n = x.shape[0] if x.ndim == 2 else -1
+        if (x.dtype != np.float32 or x.shape != (n, dim) or labels.dtype != np.int64
+                or labels.shape != (n,) or sqn.dtype != np.float32 or sqn.shape != (n,)):
+            raise FormatError(
+                f"flat index sections do not fit dim={dim}: vectors {x.dtype}{x.shape}, "
+                f"ids {labels.dtype}{labels.shape}, sqnorms {sqn.dtype}{sqn.shape}"
+            )
+        if n and (labels.min() < 0 or np.unique(labels).size != n):
+            raise FormatError("flat index file has negative or duplicate ids")
+        index._state = (x, labels, sqn, n)
+        index._readonly = not (x.flags.writeable and labels.flags.writeable
+                               and sqn.flags.writeable)
+        return index

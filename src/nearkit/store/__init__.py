@@ -1,0 +1,15 @@
+"""Persistent vector store: collections of keyed vectors with payload filters.
+
+SQLite is the durable record; index files are snapshots that make opening fast.
+See ``db.open`` for the entry point (re-exported as ``nearkit.open``).
+"""
+
+from .collection import Collection, Hit, Record
+from .db import CollectionNotFound, Database, open
+from .durability import DURABILITY_MODES, StoreLockedError
+from .filters import FilterError, FilterSyntaxError, parse_filter, to_filter
+
+__all__ = [
+    "DURABILITY_MODES", "Collection", "CollectionNotFound", "Database", "FilterError",
+    "FilterSyntaxError", "Hit", "Record", "StoreLockedError", "open", "parse_filter", "to_filter",
+]

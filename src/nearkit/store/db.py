@@ -1,0 +1,193 @@
+"""The embedded store: a directory holding SQLite, the writer lock and index snapshots.
+
+    with nearkit.open("my.db", durability="everysec") as db:
+        col = db.create_collection("films", dim=128, metric="cosine", index="hnsw",
+                                   fields={"genre": "tag", "year": "numeric", "title": "text"})
+        col.upsert(["k1"], [vec], [{"genre": "drama", "year": 1994}])
+        col.search(q, 10, where="@genre:{drama} @year:[1990 (2000]")
+
+Layout: ``<path>/store.sqlite`` (+ WAL files), ``<path>/LOCK``,
+``<path>/snapshots/<collection id>/<seq>.nki``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import weakref
+
+from ..metrics import normalize_metric
+from . import snapshots
+from .collection import Collection, make_index
+from .durability import DURABILITY_MODES, SqliteStore, WriterLock
+from .fields import normalize_schema
+
+_OPEN: "weakref.WeakSet[Database]" = weakref.WeakSet()
+
+
+class CollectionNotFound(KeyError):
+    def __str__(self):
+        return str(self.args[0])
+
+
+class Database:
+    def __init__(self, path, durability: str = "always", read_only: bool = False):
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {DURABILITY_MODES}, got {durability!r}")
+        self.path = os.path.abspath(os.fspath(path))
+        self.durability = durability
+        self.read_only = read_only
+        self._lock = None
+        if read_only:
+            if not os.path.exists(os.path.join(self.path, "store.sqlite")):
+                raise FileNotFoundError(f"no store at {self.path!r} to open read-only")
+        else:
+            if os.path.exists(self.path) and not os.path.isdir(self.path):
+                raise ValueError(f"{self.path!r} exists and is not a directory")
+            os.makedirs(self.path, exist_ok=True)
+            self._lock = WriterLock(self.path)
+            self._lock.acquire()
+        try:
+            self._sql = SqliteStore(os.path.join(self.path, "store.sqlite"), durability, read_only)
+        except BaseException:
+            if self._lock:
+                self._lock.release()
+            raise
+        self._mutex = threading.RLock()
+        self._collections: dict[str, Collection] = {}
+        self._closed = False
+        _OPEN.add(self)
+
+    def __repr__(self):
+        return f"Database({self.path!r}, durability={self.durability!r}{', read_only' if self.read_only else ''})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check(self):
+        if self._closed:
+            raise RuntimeError(f"database {self.path!r} is closed")
+
+    def _meta(self, name: str) -> dict | None:
+        for m in self._sql.collections():
+            if m["name"] == name:
+                return m
+        return None
+
+    def list_collections(self) -> list[str]:
+        self._check()
+        return [m["name"] for m in self._sql.collections()]
+
+    def create_collection(self, name: str, dim: int, metric: str = "l2", index: str = "hnsw",
+                          index_params: dict | None = None, fields: dict | None = None,
+                          exist_ok: bool = False) -> Collection:
+        """Create a collection (its definition is durable at once) and return it."""
+        from .. import _validate
+
+        self._check()
+        if self.read_only:
+            raise PermissionError("the store was opened read-only")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"collection name must be a non-empty string, got {name!r}")
+        dim = _validate.check_positive_int(dim, "dim")
+        metric = normalize_metric(metric)
+        if not isinstance(index, str):
+            raise TypeError(f"index must be an index kind name such as 'hnsw' or 'flat', got {index!r}")
+        index = index.lower()
+        index_params = dict(index_params or {})
+        schema = normalize_schema(fields)
+        with self._mutex:
+            existing = self._meta(name)
+            if existing is not None:
+                if not exist_ok:
+                    raise ValueError(f"collection {name!r} already exists")
+                return self.get_collection(name)
+            make_index(index, dim, metric, index_params)  # fail now on a bad kind or bad params
+            self._sql.create_collection(name, dim, metric, index, index_params, schema)
+            return self.get_collection(name)
+
+    def get_collection(self, name: str) -> Collection:
+        """The named collection, opened (recovered) on first use."""
+        self._check()
+        with self._mutex:
+            col = self._collections.get(name)
+            if col is not None:
+                return col
+            meta = self._meta(name)
+            if meta is None:
+                have = ", ".join(self.list_collections()) or "none"
+                raise CollectionNotFound(f"no collection {name!r} (collections: {have})")
+            col = Collection(self, meta)
+            col._load()
+            self._collections[name] = col
+            return col
+
+    def __contains__(self, name) -> bool:
+        return self._meta(name) is not None
+
+    def drop_collection(self, name: str) -> None:
+        self._check()
+        if self.read_only:
+            raise PermissionError("the store was opened read-only")
+        with self._mutex:
+            meta = self._meta(name)
+            if meta is None:
+                raise CollectionNotFound(f"no collection {name!r}")
+            col = self._collections.pop(name, None)
+            if col is not None:
+                with col._write_mutex:
+                    col._closed = True
+            self._sql.drop_collection(meta["cid"])
+            snapshots.remove_all(snapshots.directory(self.path, meta["cid"]))
+
+    def snapshot(self) -> None:
+        """Snapshot every opened collection that changed since its last snapshot."""
+        self._check()
+        with self._mutex:
+            for col in self._collections.values():
+                col.snapshot()
+
+    def flush(self) -> None:
+        """Make every acknowledged write durable now (a no-op under "always")."""
+        self._check()
+        self._sql.flush()
+
+    def close(self, snapshot: bool = True) -> None:
+        """Snapshot changed collections (unless ``snapshot=False``), commit, release the lock."""
+        if self._closed:
+            return
+        with self._mutex:
+            try:
+                for col in self._collections.values():
+                    col._close(snapshot)
+            finally:
+                self._closed = True
+                self._sql.close()
+                if self._lock:
+                    self._lock.release()
+                _OPEN.discard(self)
+
+
+def open(path, durability: str = "always", read_only: bool = False) -> Database:  # noqa: A001
+    """Open (creating if needed) the store in directory ``path``.
+
+    ``durability``: "always" (every acknowledged write survives kill -9),
+    "everysec" (at most ~1 s of writes lost in a crash) or "off" (bulk loads).
+    Only one process may open a store for writing; ``read_only=True`` opens a
+    consistent view of what is committed, without the writer lock.
+    """
+    return Database(path, durability, read_only)
+
+
+@atexit.register
+def _close_all():
+    # Commit pending everysec/off writes at interpreter exit; skip the (slow) snapshot.
+    for db in list(_OPEN):
+        try:
+            db.close(snapshot=False)
+        except Exception:
+            pass

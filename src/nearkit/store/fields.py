@@ -1,0 +1,199 @@
+"""Payload field indexes: declared TAG / NUMERIC / TEXT fields, evaluated as masks.
+
+Rows live in *slots* (dense positions owned by the collection). For each declared
+field we keep what makes a filter cheap to evaluate over every slot at once:
+
+- NUMERIC: a float64 column (NaN where the field is absent);
+- TAG: an inverted map tag -> set of slots (tags case-folded unless case_sensitive);
+- TEXT: an inverted map word -> set of slots (lower-cased words, no stemming).
+
+``mask(tree, live)`` turns a bound filter tree into a boolean mask over slots.
+Not thread-safe on its own: the collection's lock orders writers and readers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .filters import (
+    FIELD_TYPES, And, FilterError, MatchAll, Node, Not, Numeric, Optional, Or, Tag,
+    TextTerm, VectorRange, bind, numeric_value, tag_values, text_tokens,
+)
+
+
+def normalize_schema(fields) -> dict:
+    """``{"genre": "tag", "title": {"type": "text"}}`` -> {name: {"type", options...}}."""
+    if fields is None:
+        return {}
+    if not isinstance(fields, dict):
+        raise TypeError(f"fields must be a dict of name -> type, got {type(fields).__name__}")
+    out = {}
+    for name, spec in fields.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"field names must be non-empty strings, got {name!r}")
+        if isinstance(spec, str):
+            spec = {"type": spec}
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise TypeError(f"field {name!r}: give a type name or a dict with 'type', got {spec!r}")
+        spec = dict(spec)
+        spec["type"] = str(spec["type"]).lower()
+        if spec["type"] not in FIELD_TYPES:
+            raise ValueError(f"field {name!r}: unknown type {spec['type']!r}; expected one of {FIELD_TYPES}")
+        allowed = {"type"} | ({"separator", "case_sensitive"} if spec["type"] == "tag" else set())
+        extra = set(spec) - allowed
+        if extra:
+            raise ValueError(f"field {name!r}: unknown option(s) {sorted(extra)} for a {spec['type']} field")
+        if spec["type"] == "tag":
+            sep = spec.setdefault("separator", ",")
+            if not isinstance(sep, str) or len(sep) != 1:
+                raise ValueError(f"field {name!r}: separator must be one character, got {sep!r}")
+            spec["case_sensitive"] = bool(spec.get("case_sensitive", False))
+        out[name] = spec
+    return out
+
+
+class FieldIndex:
+    def __init__(self, schema: dict):
+        self.schema = normalize_schema(schema)
+        self._numeric = {f: np.full(0, np.nan) for f, s in self.schema.items() if s["type"] == "numeric"}
+        self._inverted = {f: {} for f, s in self.schema.items() if s["type"] in ("tag", "text")}
+        self._cache: dict = {}    # (field, term) -> sorted int64 slots; dropped when the term changes
+        self._text_fields = [f for f, s in self.schema.items() if s["type"] == "text"]
+
+    # -- maintenance --------------------------------------------------------------------
+    def extract(self, payload) -> dict:
+        """Validate one payload; returns {field: float | list[str]} for the declared fields."""
+        if payload is None:
+            return {}
+        if not isinstance(payload, dict):
+            raise TypeError(f"a payload must be a dict or None, got {type(payload).__name__}")
+        rec = {}
+        for f, spec in self.schema.items():
+            v = payload.get(f)
+            if v is None:
+                continue
+            t = spec["type"]
+            if t == "numeric":
+                try:
+                    rec[f] = numeric_value(v)
+                except ValueError as exc:
+                    raise ValueError(f"payload field {f!r}: {exc}") from None
+            elif t == "tag":
+                rec[f] = sorted(set(tag_values(v, spec["separator"], spec["case_sensitive"])))
+            else:
+                rec[f] = sorted(set(text_tokens(v)))
+        return rec
+
+    def reserve(self, n_slots: int) -> None:
+        for f, col in self._numeric.items():
+            if col.shape[0] < n_slots:
+                grown = np.full(max(n_slots, 2 * col.shape[0], 1024), np.nan)
+                grown[: col.shape[0]] = col
+                self._numeric[f] = grown
+
+    def insert(self, slot: int, rec: dict) -> None:
+        for f, v in rec.items():
+            if f in self._numeric:
+                self._numeric[f][slot] = v
+            else:
+                inv = self._inverted[f]
+                for term in v:
+                    inv.setdefault(term, set()).add(slot)
+                    self._cache.pop((f, term), None)
+
+    def insert_many(self, slots: np.ndarray, recs: list) -> None:
+        """Bulk insert: numeric columns written with one vectorised store each."""
+        for f in self._numeric:
+            vals = np.array([r.get(f, np.nan) for r in recs], dtype=np.float64)
+            self._numeric[f][slots] = vals
+        for f, inv in self._inverted.items():
+            for slot, r in zip(slots.tolist(), recs):
+                for term in r.get(f, ()):
+                    s = inv.get(term)
+                    if s is None:
+                        inv[term] = {slot}
+                    else:
+                        s.add(slot)
+            self._cache = {k: v for k, v in self._cache.items() if k[0] != f}
+
+    def remove(self, slot: int, rec: dict) -> None:
+        for f in self._numeric:
+            self._numeric[f][slot] = np.nan
+        for f, terms in rec.items():
+            if f in self._inverted:
+                inv = self._inverted[f]
+                for term in terms:
+                    s = inv.get(term)
+                    if s is not None:
+                        s.discard(slot)
+                        if not s:
+                            del inv[term]
+                    self._cache.pop((f, term), None)
+
+    # -- evaluation ---------------------------------------------------------------------
+    def bind(self, tree: Node) -> Node:
+        return bind(tree, self.schema)
+
+    def _slots(self, field: str, term: str) -> np.ndarray:
+        key = (field, term)
+        arr = self._cache.get(key)
+        if arr is None:
+            s = self._inverted[field].get(term)
+            arr = np.fromiter(s, dtype=np.int64, count=len(s)) if s else np.empty(0, np.int64)
+            self._cache[key] = arr
+        return arr
+
+    def _prefix_slots(self, field: str, prefix: str) -> list:
+        return [self._slots(field, t) for t in list(self._inverted[field]) if t.startswith(prefix)]
+
+    def mask(self, tree: Node, live: np.ndarray) -> np.ndarray:
+        """Boolean mask over slots (same length as ``live``) of live rows matching ``tree``."""
+        return self._eval(tree, live) & live
+
+    def _eval(self, node: Node, live: np.ndarray) -> np.ndarray:
+        n = live.shape[0]
+        if isinstance(node, (MatchAll, Optional)):
+            return live.copy()
+        if isinstance(node, Numeric):
+            col = self._numeric[node.field][:n]
+            lo = col >= node.lo if node.lo_inclusive else col > node.lo
+            hi = col <= node.hi if node.hi_inclusive else col < node.hi
+            return lo & hi
+        if isinstance(node, Tag):
+            cs = self.schema[node.field]["case_sensitive"]
+            fold = (lambda v: v) if cs else str.lower
+            m = np.zeros(n, dtype=bool)
+            for v in node.values:
+                m[self._slots(node.field, fold(v))] = True
+            for p in node.prefixes:
+                for arr in self._prefix_slots(node.field, fold(p)):
+                    m[arr] = True
+            return m
+        if isinstance(node, TextTerm):
+            fields = [node.field] if node.field else self._text_fields
+            m = np.zeros(n, dtype=bool)
+            word = node.word.lower()
+            for f in fields:
+                if node.prefix:
+                    for arr in self._prefix_slots(f, word):
+                        m[arr] = True
+                else:
+                    m[self._slots(f, word)] = True
+            return m
+        if isinstance(node, And):
+            m = self._eval(node.children[0], live)
+            for c in node.children[1:]:
+                if not m.any():
+                    break
+                m &= self._eval(c, live)
+            return m
+        if isinstance(node, Or):
+            m = self._eval(node.children[0], live)
+            for c in node.children[1:]:
+                m |= self._eval(c, live)
+            return m
+        if isinstance(node, Not):
+            return live & ~self._eval(node.child, live)
+        if isinstance(node, VectorRange):
+            raise FilterError("VECTOR_RANGE is not a payload filter; use search_radius")
+        raise TypeError(f"not a filter node: {node!r}")

@@ -1,0 +1,819 @@
+"""Metadata filters: one tree, two front ends.
+
+A filter is a small immutable tree of nodes (``MatchAll``, ``Tag``, ``Numeric``,
+``TextTerm``, ``And``, ``Or``, ``Not``, ``Optional``, ``VectorRange``). Two
+front ends build it:
+
+- ``parse_filter(text, params=None)``: the Redis query language (DIALECT 2
+  subset) — ``@genre:{drama|comedy} @year:[1990 (2000] -@title:foo``, ``*``,
+  ``@f:(w1 | w2)``, prefix ``word*``, ``$param`` substitution, grouping.
+  ``parse_prefix`` parses only up to a ``=>`` (the KNN clause of FT.SEARCH) and
+  says where it stopped, so a server can go on from there.
+- ``from_python(obj)``: ``{"genre": ["drama"], "year": (1990, 2000)}`` and friends.
+
+``to_filter(where)`` accepts either (or a ready tree). ``bind(tree, schema)``
+checks the tree against declared field types; ``matches(tree, payload, schema)``
+evaluates it on one document. Mask evaluation over many documents lives with
+the field indexes (``store.fields``).
+
+Syntax errors raise ``FilterSyntaxError`` (a ValueError) carrying ``offset``
+(0-based character position) and ``near`` (the offending text).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "And", "FilterError", "FilterSyntaxError", "MatchAll", "Node", "Not", "Numeric",
+    "Optional", "Or", "Tag", "TextTerm", "VectorRange",
+    "bind", "from_python", "matches", "parse_filter", "parse_prefix", "to_filter",
+    "text_tokens", "tag_values", "FIELD_TYPES",
+]
+
+FIELD_TYPES = ("tag", "numeric", "text")
+
+
+class FilterError(ValueError):
+    """A filter refers to an unknown field or uses a field the wrong way."""
+
+
+class FilterSyntaxError(FilterError):
+    """A query string does not parse; ``offset`` and ``near`` locate the bad token."""
+
+    def __init__(self, detail: str, offset: int, near: str):
+        self.detail = detail
+        self.offset = offset
+        self.near = near
+        shown = near if near else "end of query"
+        super().__init__(f"Syntax error at offset {offset} near {shown!r}: {detail}")
+
+
+# -- the tree ------------------------------------------------------------------------------
+
+class Node:
+    """Base of every filter node. ``str(node)`` renders it in query syntax."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class MatchAll(Node):
+    def __str__(self):
+        return "*"
+
+
+@dataclass(frozen=True)
+class Tag(Node):
+    """Field value is any of ``values`` (exact, case-folded per field) or starts with a ``prefixes`` entry."""
+
+    field: str
+    values: tuple = ()
+    prefixes: tuple = ()
+
+    def __str__(self):
+        items = [_escape_tag(v) for v in self.values] + [_escape_tag(p) + "*" for p in self.prefixes]
+        return f"@{self.field}:{{{' | '.join(items)}}}"
+
+
+@dataclass(frozen=True)
+class Numeric(Node):
+    field: str
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_inclusive: bool = True
+    hi_inclusive: bool = True
+
+    def __str__(self):
+        return (f"@{self.field}:[{'' if self.lo_inclusive else '('}{_num(self.lo)} "
+                f"{'' if self.hi_inclusive else '('}{_num(self.hi)}]")
+
+    def test(self, x: float) -> bool:
+        if x is None or math.isnan(x):
+            return False
+        lo_ok = x >= self.lo if self.lo_inclusive else x > self.lo
+        hi_ok = x <= self.hi if self.hi_inclusive else x < self.hi
+        return lo_ok and hi_ok
+
+
+@dataclass(frozen=True)
+class TextTerm(Node):
+    """A word in a TEXT field (``field`` None means any text field); ``prefix`` for ``word*``."""
+
+    field: str | None
+    word: str
+    prefix: bool = False
+
+    def __str__(self):
+        w = _escape_word(self.word) + ("*" if self.prefix else "")
+        return w if self.field is None else f"@{self.field}:{w}"
+
+
+@dataclass(frozen=True)
+class And(Node):
+    children: tuple
+
+    def __str__(self):
+        return "(" + " ".join(str(c) for c in self.children) + ")"
+
+
+@dataclass(frozen=True)
+class Or(Node):
+    children: tuple
+
+    def __str__(self):
+        return "(" + " | ".join(str(c) for c in self.children) + ")"
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    child: Node
+
+    def __str__(self):
+        return f"-{self.child}"
+
+
+@dataclass(frozen=True)
+class Optional(Node):
+    """``~expr``: affects ranking only in Redis, so as a filter it matches everything."""
+
+    child: Node
+
+    def __str__(self):
+        return f"~{self.child}"
+
+
+@dataclass(frozen=True)
+class VectorRange(Node):
+    """``@v:[VECTOR_RANGE radius $blob]=>{$YIELD_DISTANCE_AS: d}`` — evaluated by a server, not by masks."""
+
+    field: str
+    radius: float
+    vector_param: str
+    attributes: tuple = ()   # ((name, value), ...) from the =>{...} block
+
+    def __str__(self):
+        s = f"@{self.field}:[VECTOR_RANGE {_num(self.radius)} ${self.vector_param}]"
+        if self.attributes:
+            s += "=>{" + "; ".join(f"${k}: {v}" for k, v in self.attributes) + "}"
+        return s
+
+
+def _num(x: float) -> str:
+    if x == math.inf:
+        return "+inf"
+    if x == -math.inf:
+        return "-inf"
+    return repr(int(x)) if float(x).is_integer() and abs(x) < 2**53 else repr(float(x))
+
+
+_TAG_SPECIAL = set(",.<>{}[]\"':;!@#$%^&*()-+=~|/\\ ")
+_WORD_SPECIAL = set("{}[]()|@~:*$\"'\\=>;,!^%&+/<#") | {" ", "\t", "\n", "\r"}
+
+
+def _escape_tag(v: str) -> str:
+    return "".join("\\" + c if c in _TAG_SPECIAL else c for c in v)
+
+
+def _escape_word(v: str) -> str:
+    out = []
+    for i, c in enumerate(v):
+        if c in _WORD_SPECIAL or (c == "-" and i == 0):
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _and(children) -> Node:
+    children = tuple(children)
+    return children[0] if len(children) == 1 else And(children)
+
+
+def _or(children) -> Node:
+    children = tuple(children)
+    return children[0] if len(children) == 1 else Or(children)
+
+
+# -- tokenising helpers shared with the field indexes ---------------------------------------
+
+_TEXT_SPLIT = re.compile(r"[^\w]+", re.UNICODE)
+
+
+def text_tokens(value) -> list[str]:
+    """Words of a TEXT value: lower-cased, split on anything that is not a letter, digit or _."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        out = []
+        for v in value:
+            out.extend(text_tokens(v))
+        return out
+    return [t for t in _TEXT_SPLIT.split(str(value).lower()) if t]
+
+
+def tag_values(value, separator: str = ",", case_sensitive: bool = False) -> list[str]:
+    """Tags of a TAG value: a list of strings, or one string split on ``separator``; trimmed."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, set, frozenset)):
+        raw = [str(v) for v in value]
+    else:
+        raw = str(value).split(separator) if separator else [str(value)]
+    out = [v.strip() for v in raw]
+    if not case_sensitive:
+        out = [v.lower() for v in out]
+    return [v for v in out if v]
+
+
+# -- the Redis query-language parser --------------------------------------------------------
+
+class _Parser:
+    def __init__(self, text: str, params: dict | None, start: int = 0):
+        if not isinstance(text, str):
+            raise TypeError(f"a filter query must be a string, got {type(text).__name__}")
+        self.s = text
+        self.n = len(text)
+        self.i = start
+        self.params = params or {}
+
+    # low-level ------------------------------------------------------------------
+    def error(self, detail: str, at: int | None = None):
+        at = self.i if at is None else at
+        near = self.s[at:at + 12].split(" ")[0] if at < self.n else ""
+        if at < self.n and not near:
+            near = self.s[at]
+        raise FilterSyntaxError(detail, at, near)
+
+    def skip_ws(self):
+        while self.i < self.n and self.s[self.i].isspace():
+            self.i += 1
+
+    def peek(self) -> str:
+        self.skip_ws()
+        return self.s[self.i] if self.i < self.n else ""
+
+    def at_arrow(self) -> bool:
+        self.skip_ws()
+        return self.s.startswith("=>", self.i)
+
+    def expect(self, ch: str, what: str):
+        if self.peek() != ch:
+            self.error(f"expected {ch!r} {what}")
+        self.i += 1
+
+    def param(self) -> str:
+        """At '$': read a parameter name and return its (string) value."""
+        start = self.i
+        self.i += 1
+        m = re.compile(r"[A-Za-z_][A-Za-z0-9_]*").match(self.s, self.i)
+        if not m:
+            self.error("expected a parameter name after '$'", start)
+        name = m.group(0)
+        self.i = m.end()
+        if name not in self.params:
+            raise FilterSyntaxError(f"no such parameter `{name}`", start, "$" + name)
+        v = self.params[name]
+        if isinstance(v, (bytes, bytearray)):
+            v = v.decode("utf-8", "replace")
+        return str(v)
+
+    def word(self) -> tuple[str, bool]:
+        """A bare (possibly escaped) word; returns (word, is_prefix)."""
+        self.skip_ws()
+        start = self.i
+        if self.i < self.n and self.s[self.i] == "$":
+            return self.param(), False
+        out = []
+        while self.i < self.n:
+            c = self.s[self.i]
+            if c == "\\" and self.i + 1 < self.n:
+                out.append(self.s[self.i + 1])
+                self.i += 2
+                continue
+            if c in _WORD_SPECIAL or (c == "-" and not out):
+                break
+            out.append(c)
+            self.i += 1
+        if not out:
+            self.error("expected a word", start)
+        prefix = False
+        if self.i < self.n and self.s[self.i] == "*":
+            prefix = True
+            self.i += 1
+        return "".join(out), prefix
+
+    # grammar --------------------------------------------------------------------
+    def union(self) -> Node:
+        parts = [self.intersect()]
+        while self.peek() == "|":
+            self.i += 1
+            parts.append(self.intersect())
+        return _or(parts)
+
+    def intersect(self) -> Node:
+        parts = []
+        while True:
+            c = self.peek()
+            if c == "" or c in ")|" or self.at_arrow():
+                break
+            parts.append(self.unary())
+        if not parts:
+            self.error("expected an expression")
+        return _and(parts)
+
+    def unary(self) -> Node:
+        c = self.peek()
+        if c == "-":
+            self.i += 1
+            if self.peek() in ("", ")", "|"):
+                self.error("expected an expression after '-'")
+            return Not(self.unary())
+        if c == "~":
+            self.i += 1
+            if self.peek() in ("", ")", "|"):
+                self.error("expected an expression after '~'")
+            return Optional(self.unary())
+        return self.atom()
+
+    def atom(self) -> Node:
+        c = self.peek()
+        start = self.i
+        if c == "(":
+            self.i += 1
+            node = self.union()
+            if self.peek() != ")":
+                self.error("expected ')' to close the '(' at offset %d" % start)
+            self.i += 1
+            return node
+        if c == "*":
+            self.i += 1
+            return MatchAll()
+        if c == "@":
+            return self.field_expr()
+        if c == '"':
+            return self.phrase(None)
+        if c in "{[":
+            self.error(f"{c!r} must follow a field name (@field:{c}...)")
+        if c in ")}]|:":
+            self.error(f"unexpected {c!r}")
+        w, prefix = self.word()
+        return TextTerm(None, w, prefix)
+
+    def field_name(self) -> str:
+        start = self.i
+        self.i += 1  # '@'
+        m = re.compile(r"[A-Za-z_][\w.$\[\]-]*").match(self.s, self.i)
+        if not m:
+            self.error("expected a field name after '@'", start)
+        name = m.group(0)
+        self.i = m.end()
+        if self.i >= self.n or self.s[self.i] != ":":
+            self.error(f"expected ':' after field name @{name}")
+        self.i += 1
+        return name
+
+    def field_expr(self) -> Node:
+        name = self.field_name()
+        c = self.peek()
+        if c == "{":
+            return self.tag_list(name)
+        if c == "[":
+            return self.numeric_range(name)
+        if c == "(":
+            self.i += 1
+            node = self.text_union(name)
+            if self.peek() != ")":
+                self.error("expected ')' to close the text group")
+            self.i += 1
+            return node
+        if c == "-":
+            self.i += 1
+            return Not(self.text_unary(name))
+        if c == '"':
+            return self.phrase(name)
+        if c == "" or c in ")|}]":
+            self.error(f"expected a value after @{name}:")
+        w, prefix = self.word()
+        return TextTerm(name, w, prefix)
+
+    def phrase(self, field) -> Node:
+        start = self.i
+        self.i += 1
+        end = self.s.find('"', self.i)
+        if end < 0:
+            self.error("unterminated quoted phrase", start)
+        words = text_tokens(self.s[self.i:end])
+        self.i = end + 1
+        if not words:
+            self.error("empty quoted phrase", start)
+        return _and(TextTerm(field, w) for w in words)
+
+    # text group: @f:(a b | -c d*)
+    def text_union(self, field) -> Node:
+        parts = [self.text_intersect(field)]
+        while self.peek() == "|":
+            self.i += 1
+            parts.append(self.text_intersect(field))
+        return _or(parts)
+
+    def text_intersect(self, field) -> Node:
+        parts = []
+        while True:
+            c = self.peek()
+            if c == "" or c in ")|":
+                break
+            parts.append(self.text_unary(field))
+        if not parts:
+            self.error("expected a word")
+        return _and(parts)
+
+    def text_unary(self, field) -> Node:
+        c = self.peek()
+        if c == "-":
+            self.i += 1
+            return Not(self.text_unary(field))
+        if c == "~":
+            self.i += 1
+            return Optional(self.text_unary(field))
+        if c == "(":
+            self.i += 1
+            node = self.text_union(field)
+            if self.peek() != ")":
+                self.error("expected ')'")
+            self.i += 1
+            return node
+        if c == '"':
+            return self.phrase(field)
+        if c in "{[@*":
+            self.error(f"unexpected {c!r} inside a text group")
+        w, prefix = self.word()
+        return TextTerm(field, w, prefix)
+
+    def tag_list(self, field) -> Node:
+        open_at = self.i
+        self.i += 1  # '{'
+        values, prefixes = [], []
+        while True:
+            self.skip_ws()
+            start = self.i
+            if self.i < self.n and self.s[self.i] == "$":
+                values.append(self.param())
+            else:
+                buf, raw_end, prefix = [], None, False
+                while self.i < self.n:
+                    ch = self.s[self.i]
+                    if ch == "\\" and self.i + 1 < self.n:
+                        buf.append(self.s[self.i + 1])
+                        self.i += 2
+                        raw_end = len(buf)
+                        continue
+                    if ch in "|}":
+                        break
+                    if ch in "{":
+                        self.error("unexpected '{' inside a tag list")
+                    buf.append(ch)
+                    self.i += 1
+                if self.i >= self.n:
+                    self.error(f"unterminated tag list (opened at offset {open_at})", open_at)
+                # trim unescaped trailing blanks; an escaped blank is kept
+                while buf and buf[-1].isspace() and (raw_end is None or len(buf) > raw_end):
+                    buf.pop()
+                if buf and buf[-1] == "*" and (raw_end is None or len(buf) > raw_end):
+                    buf.pop()
+                    prefix = True
+                tag = "".join(buf)
+                if not tag:
+                    self.error("empty tag", start)
+                (prefixes if prefix else values).append(tag)
+            c = self.peek()
+            if c == "|":
+                self.i += 1
+                continue
+            if c == "}":
+                self.i += 1
+                break
+            self.error("expected '|' or '}' in tag list")
+        return Tag(field, tuple(values), tuple(prefixes))
+
+    def number(self, what: str) -> tuple[float, bool]:
+        self.skip_ws()
+        inclusive = True
+        if self.i < self.n and self.s[self.i] == "(":
+            inclusive = False
+            self.i += 1
+        start = self.i
+        if self.i < self.n and self.s[self.i] == "$":
+            text = self.param().strip()
+            if text.startswith("("):
+                inclusive, text = False, text[1:]
+        else:
+            m = re.compile(r"[^\s\]\[]+").match(self.s, self.i)
+            if not m:
+                self.error(f"expected the {what} bound")
+            text = m.group(0)
+            self.i = m.end()
+        low = text.lower()
+        if low in ("inf", "+inf"):
+            return math.inf, inclusive
+        if low == "-inf":
+            return -math.inf, inclusive
+        try:
+            v = float(text)
+        except ValueError:
+            self.error(f"expected a number for the {what} bound", start)
+        if math.isnan(v):
+            self.error(f"NaN is not a valid {what} bound", start)
+        return v, inclusive
+
+    def numeric_range(self, field) -> Node:
+        self.i += 1  # '['
+        self.skip_ws()
+        if self.s.startswith("VECTOR_RANGE", self.i):
+            return self.vector_range(field)
+        lo, lo_inc = self.number("lower")
+        hi, hi_inc = self.number("upper")
+        if self.peek() != "]":
+            self.error("expected ']' after the two bounds of a numeric range")
+        self.i += 1
+        return Numeric(field, lo, hi, lo_inc, hi_inc)
+
+    def vector_range(self, field) -> Node:
+        self.i += len("VECTOR_RANGE")
+        at = self.i
+        radius, inc = self.number("radius")
+        if not inc:
+            self.error("a radius cannot be exclusive", at)
+        if radius < 0:
+            raise FilterSyntaxError(f"negative radius ({_num(radius)}) given in a range query",
+                                    at, _num(radius))
+        self.skip_ws()
+        if self.peek() != "$":
+            self.error("expected $param naming the query vector")
+        self.i += 1
+        m = re.compile(r"[A-Za-z_][A-Za-z0-9_]*").match(self.s, self.i)
+        if not m:
+            self.error("expected a parameter name after '$'")
+        vparam = m.group(0)
+        self.i = m.end()
+        if self.peek() != "]":
+            self.error("expected ']' to close VECTOR_RANGE")
+        self.i += 1
+        attrs = []
+        if self.s.startswith("=>", self.i) and self.s.startswith("{", self.i + 2):
+            self.i += 3
+            body_end = self.s.find("}", self.i)
+            if body_end < 0:
+                self.error("unterminated '=>{' attribute block")
+            for part in self.s[self.i:body_end].split(";"):
+                part = part.strip()
+                if not part:
+                    continue
+                k, sep, v = part.partition(":")
+                if not sep or not k.strip().startswith("$"):
+                    self.error(f"bad attribute {part!r} (expected $NAME: value)", self.i)
+                attrs.append((k.strip()[1:], v.strip()))
+            self.i = body_end + 1
+        return VectorRange(field, radius, vparam, tuple(attrs))
+
+
+def parse_prefix(text: str, params: dict | None = None, start: int = 0) -> tuple[Node, int]:
+    """Parse a filter from ``start`` up to the end or to a top-level ``=>``.
+
+    Returns ``(tree, offset)`` where ``offset`` is where parsing stopped (at ``=>``
+    or ``len(text)``). An empty or all-blank query is an error.
+    """
+    p = _Parser(text, params, start)
+    if p.peek() == "":
+        p.error("empty query")
+    node = p.union()
+    if p.peek() == ")":
+        p.error("unbalanced ')'")
+    if p.peek() not in ("",) and not p.at_arrow():
+        p.error("unexpected token")
+    p.skip_ws()
+    return node, p.i
+
+
+def parse_filter(text: str, params: dict | None = None) -> Node:
+    """Parse a whole Redis-syntax filter (no KNN clause) into a tree."""
+    node, end = parse_prefix(text, params)
+    if end != len(text):
+        _Parser(text, params, end).error("unexpected '=>' in a filter")
+    return node
+
+
+# -- the Python form -----------------------------------------------------------------------
+
+_NUM_OPS = {"gt", "gte", "lt", "lte", "eq"}
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _python_value(field: str, value) -> Node:
+    if isinstance(value, Node):
+        return value
+    if isinstance(value, str):
+        return Tag(field, (value,))
+    if _is_number(value):
+        v = float(value)
+        return Numeric(field, v, v)
+    if isinstance(value, tuple) and len(value) == 2 and all(v is None or _is_number(v) for v in value):
+        lo = -math.inf if value[0] is None else float(value[0])
+        hi = math.inf if value[1] is None else float(value[1])
+        if math.isnan(lo) or math.isnan(hi):
+            raise FilterError(f"field {field!r}: NaN is not a valid bound")
+        return Numeric(field, lo, hi)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+        if not items:
+            raise FilterError(f"field {field!r}: an empty list matches nothing; give at least one value")
+        if all(isinstance(v, str) for v in items):
+            return Tag(field, tuple(items))
+        if all(_is_number(v) for v in items):
+            return _or(Numeric(field, float(v), float(v)) for v in items)
+        raise FilterError(f"field {field!r}: a list must hold only strings or only numbers")
+    if isinstance(value, dict):
+        unknown = set(value) - _NUM_OPS
+        if unknown or not value:
+            raise FilterError(
+                f"field {field!r}: unknown operator(s) {sorted(unknown)}; use gt, gte, lt, lte, eq")
+        lo, hi, lo_inc, hi_inc = -math.inf, math.inf, True, True
+        for op, v in value.items():
+            if not _is_number(v):
+                raise FilterError(f"field {field!r}: {op} needs a number, got {v!r}")
+            v = float(v)
+            if op == "eq":
+                lo = hi = v
+            elif op in ("gt", "gte"):
+                lo, lo_inc = v, op == "gte"
+            else:
+                hi, hi_inc = v, op == "lte"
+        return Numeric(field, lo, hi, lo_inc, hi_inc)
+    raise FilterError(f"field {field!r}: cannot use a {type(value).__name__} as a filter value")
+
+
+def from_python(obj) -> Node:
+    """``{"genre": ["drama"], "year": (1990, 2000)}`` -> tree.
+
+    Each key is a field (all must hold: AND). Values: a string or list of strings
+    (tag/text match any), a number (equality), a ``(lo, hi)`` tuple (inclusive,
+    None for open), or ``{"gt"|"gte"|"lt"|"lte"|"eq": x}``. Special keys:
+    ``"$and"``/``"$or"`` (lists of such dicts) and ``"$not"`` (one dict).
+    """
+    if obj is None:
+        return MatchAll()
+    if isinstance(obj, Node):
+        return obj
+    if not isinstance(obj, dict):
+        raise FilterError(f"a Python filter must be a dict, got {type(obj).__name__}")
+    if not obj:
+        return MatchAll()
+    parts = []
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise FilterError(f"filter keys must be field names (strings), got {key!r}")
+        if key in ("$and", "$or"):
+            if not isinstance(value, (list, tuple)) or not value:
+                raise FilterError(f"{key} needs a non-empty list of filters")
+            kids = [from_python(v) for v in value]
+            parts.append(_and(kids) if key == "$and" else _or(kids))
+        elif key == "$not":
+            parts.append(Not(from_python(value)))
+        elif key.startswith("$"):
+            raise FilterError(f"unknown operator {key!r}; use $and, $or or $not")
+        else:
+            parts.append(_python_value(key, value))
+    return _and(parts)
+
+
+def to_filter(where, params: dict | None = None) -> Node:
+    """Any accepted filter form -> tree: None, a Node, a query string or a Python dict."""
+    if where is None:
+        return MatchAll()
+    if isinstance(where, Node):
+        return where
+    if isinstance(where, str):
+        return parse_filter(where, params)
+    if isinstance(where, dict):
+        return from_python(where)
+    raise TypeError(f"where must be a query string, a dict or None, got {type(where).__name__}")
+
+
+# -- schema binding and single-document evaluation ------------------------------------------
+
+def _field_type(schema: dict, field: str) -> str:
+    spec = schema.get(field)
+    if spec is None:
+        known = ", ".join(sorted(schema)) or "none"
+        raise FilterError(f"unknown field {field!r} in filter (declared fields: {known})")
+    return spec if isinstance(spec, str) else spec["type"]
+
+
+def bind(node: Node, schema: dict) -> Node:
+    """Check ``node`` against ``schema`` ({field: "tag"|"numeric"|"text" or {"type": ...}}).
+
+    Raises FilterError for unknown fields and type mismatches. A ``Tag`` on a TEXT
+    field (the Python form's lists of strings) becomes an OR of its words.
+    """
+    if isinstance(node, (MatchAll, VectorRange)):
+        return node
+    if isinstance(node, Tag):
+        t = _field_type(schema, node.field)
+        if t == "tag":
+            return node
+        if t == "text":
+            alts = [_and(TextTerm(node.field, w) for w in text_tokens(v)) for v in node.values if text_tokens(v)]
+            alts += [TextTerm(node.field, p.lower(), True) for p in node.prefixes]
+            if not alts:
+                raise FilterError(f"text filter on {node.field!r} has no words")
+            return _or(alts)
+        raise FilterError(f"field {node.field!r} is {t}, not tag: use a numeric range")
+    if isinstance(node, Numeric):
+        t = _field_type(schema, node.field)
+        if t != "numeric":
+            raise FilterError(f"field {node.field!r} is {t}, not numeric: a range does not apply")
+        return node
+    if isinstance(node, TextTerm):
+        if node.field is None:
+            if not any(_field_type(schema, f) == "text" for f in schema):
+                raise FilterError(f"bare word {node.word!r} needs a text field, and none is declared")
+            return node
+        t = _field_type(schema, node.field)
+        if t != "text":
+            raise FilterError(
+                f"field {node.field!r} is {t}, not text: use @{node.field}:{{...}}" if t == "tag"
+                else f"field {node.field!r} is {t}, not text: use @{node.field}:[lo hi]")
+        return node
+    if isinstance(node, And):
+        return And(tuple(bind(c, schema) for c in node.children))
+    if isinstance(node, Or):
+        return Or(tuple(bind(c, schema) for c in node.children))
+    if isinstance(node, Not):
+        return Not(bind(node.child, schema))
+    if isinstance(node, Optional):
+        return Optional(bind(node.child, schema))
+    raise TypeError(f"not a filter node: {node!r}")
+
+
+def _spec(schema, field):
+    spec = schema[field]
+    return {"type": spec} if isinstance(spec, str) else spec
+
+
+def numeric_value(value):
+    """A payload value as a float for NUMERIC fields (None if absent); ValueError if not numeric."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"invalid numeric value {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid numeric value {value!r}") from None
+    if math.isnan(v):
+        raise ValueError("invalid numeric value NaN")
+    return v
+
+
+def matches(node: Node, payload: dict | None, schema: dict) -> bool:
+    """Evaluate a (bound) tree on one document's payload."""
+    payload = payload or {}
+    if isinstance(node, (MatchAll, Optional)):
+        return True
+    if isinstance(node, Tag):
+        spec = _spec(schema, node.field)
+        cs = spec.get("case_sensitive", False)
+        have = set(tag_values(payload.get(node.field), spec.get("separator", ","), cs))
+        fold = (lambda v: v) if cs else str.lower
+        if any(fold(v) in have for v in node.values):
+            return True
+        return any(h.startswith(fold(p)) for p in node.prefixes for h in have)
+    if isinstance(node, Numeric):
+        try:
+            v = numeric_value(payload.get(node.field))
+        except ValueError:
+            return False
+        return v is not None and node.test(v)
+    if isinstance(node, TextTerm):
+        fields = [node.field] if node.field else [f for f in schema if _spec(schema, f)["type"] == "text"]
+        word = node.word.lower()
+        for f in fields:
+            toks = text_tokens(payload.get(f))
+            if any(t.startswith(word) if node.prefix else t == word for t in toks):
+                return True
+        return False
+    if isinstance(node, And):
+        return all(matches(c, payload, schema) for c in node.children)
+    if isinstance(node, Or):
+        return any(matches(c, payload, schema) for c in node.children)
+    if isinstance(node, Not):
+        return not matches(node.child, payload, schema)
+    if isinstance(node, VectorRange):
+        raise FilterError("VECTOR_RANGE cannot be evaluated on a payload; the caller must handle it")
+    raise TypeError(f"not a filter node: {node!r}")
