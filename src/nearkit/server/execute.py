@@ -178,7 +178,7 @@ def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), ink
                 raise CommandError(f"Error parsing vector similarity query: query vector blob size "
                                    f"({exc.got}) does not match index's expected size "
                                    f"({exc.expected}).") from None
-            if vf.algorithm == "HNSW" and vf._index is not None:
+            if vf.uses_graph:
                 ef = plan.knn.ef_runtime or vf.ef_runtime
                 heavy = heavy and (ef > INLINE_HNSW_EF or not _is_match_all(tree))
             else:

@@ -1,9 +1,10 @@
 """VECTOR fields of a search index: blob decoding and the nearest-neighbour index.
 
 Every vector field keeps its vectors (float32, unit-normalised for COSINE) in a
-dense matrix by document slot, and a nearkit index over the same slots:
-``nearkit.Flat`` for FLAT fields and ``nearkit.HNSW`` for HNSW fields when
-those are available (exact search over the matrix otherwise). Distances follow
+dense matrix by document slot. FLAT fields search it with nearkit's exact Flat
+kernel (``_core.flat_search``) and recompute the winners' distances directly;
+HNSW fields also keep a ``nearkit.HNSW`` graph over the same slots when this
+build has one (exact search otherwise). Distances follow
 Redis (redis-vector-spec.md section 5.5): L2 squared, IP ``1 - a.b``, COSINE
 ``1 - cos``; smaller is closer -- the same conventions as nearkit's metrics.
 """
@@ -30,11 +31,10 @@ class BlobSizeError(ValueError):
         self.got, self.expected = got, expected
 
 
-def _nearkit_index_class(algorithm: str):
-    """nearkit's index class for FLAT/HNSW when this build has it (None otherwise)."""
+def _nearkit_index_class(name: str):
+    """nearkit's index class of that name when this build has it (None otherwise)."""
     import nearkit
 
-    name = "HNSW" if algorithm == "HNSW" else "Flat"
     return getattr(nearkit, name, None)
 
 
@@ -50,22 +50,30 @@ class VectorField:
         self.blob_size = dim * self.elem
         self.ef_runtime = int(params.get("EF_RUNTIME", 10))
         self.epsilon = float(params.get("EPSILON", 0.01))
+        # Slot-addressed storage (the exact kernels scan it directly: O(1) updates).
         self._vecs = np.zeros((0, dim), np.float32)
+        self._sqn = np.zeros(0, np.float32)
         self._has = np.zeros(0, bool)
+        self._hi = 0  # slots below this may hold a vector
         self.count = 0
+        # The graph index for HNSW fields, when this build has nearkit.HNSW.
         self._index = None
-        cls = _nearkit_index_class(algorithm)
-        if cls is not None:
-            self._index = self._make_index(cls)
+        if algorithm == "HNSW":
+            cls = _nearkit_index_class("HNSW")
+            if cls is not None:
+                self._index = self._make_index(cls)
 
     def _make_index(self, cls):
-        if self.algorithm == "HNSW":
-            try:
-                return cls(self.dim, metric=self.metric, M=int(self.params.get("M", 16)),
-                           ef_construction=int(self.params.get("EF_CONSTRUCTION", 200)))
-            except TypeError:
-                return cls(self.dim, metric=self.metric)
-        return cls(self.dim, metric=self.metric)
+        kw = {"M": int(self.params.get("M", 16)),
+              "ef_construction": int(self.params.get("EF_CONSTRUCTION", 200))}
+        try:
+            return cls(self.dim, metric=self.metric, **kw)
+        except TypeError:
+            return cls(self.dim, metric=self.metric)
+
+    @property
+    def uses_graph(self) -> bool:
+        return self._index is not None
 
     # -- decoding -----------------------------------------------------------------------
     def decode_blob(self, blob: bytes) -> np.ndarray:
@@ -90,9 +98,12 @@ class VectorField:
         return arr.astype(np.float32)
 
     def _prepare(self, v: np.ndarray) -> np.ndarray:
+        v = np.ascontiguousarray(v, dtype=np.float32)
+        if not np.isfinite(v).all():
+            v = np.nan_to_num(v, nan=0.0, posinf=3.4e38, neginf=-3.4e38).astype(np.float32)
         if self.metric == "cosine":
-            n = float(np.linalg.norm(v))
-            return (v / n).astype(np.float32) if n > 0 else v.astype(np.float32)
+            n = float(np.linalg.norm(v.astype(np.float64)))
+            return (v / n).astype(np.float32) if n > 0 else v
         return v
 
     # -- maintenance (event-loop thread, under the index's write lock) -------------------
@@ -101,9 +112,11 @@ class VectorField:
             cap = max(slot + 1, 2 * self._has.shape[0], 1024)
             vecs = np.zeros((cap, self.dim), np.float32)
             vecs[: self._vecs.shape[0]] = self._vecs
+            sqn = np.zeros(cap, np.float32)
+            sqn[: self._sqn.shape[0]] = self._sqn
             has = np.zeros(cap, bool)
             has[: self._has.shape[0]] = self._has
-            self._vecs, self._has = vecs, has
+            self._vecs, self._sqn, self._has = vecs, sqn, has
 
     def upsert(self, slot: int, vec: np.ndarray) -> None:
         self._reserve(slot)
@@ -114,7 +127,9 @@ class VectorField:
         else:
             self.count += 1
         self._vecs[slot] = v
+        self._sqn[slot] = float(np.dot(v, v))
         self._has[slot] = True
+        self._hi = max(self._hi, slot + 1)
         if self._index is not None:
             self._index.add(v[None, :], np.array([slot], np.int64))
 
@@ -125,71 +140,70 @@ class VectorField:
             if self._index is not None:
                 self._index.remove(np.array([slot], np.int64))
 
-    def has(self, n: int) -> np.ndarray:
-        """Bool mask (length n) of slots that hold a vector."""
-        out = np.zeros(n, bool)
-        m = min(n, self._has.shape[0])
-        out[:m] = self._has[:m]
-        return out
-
     @property
     def memory_bytes(self) -> int:
-        return int(self._vecs.nbytes)
+        return int(self._vecs.nbytes + self._sqn.nbytes)
 
     # -- search (worker threads, under the index's read lock) -----------------------------
     def _exact(self, q: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """Redis-convention distances from q to the vectors in ``slots`` (float32)."""
+        """Redis-convention distances from q to the vectors in ``slots`` (float32,
+        computed directly, not through the |x|^2 - 2xq + |q|^2 expansion)."""
         if slots.size == 0:
             return np.zeros(0, np.float32)
-        base = self._vecs[slots] if slots.size < self._vecs.shape[0] else self._vecs
-        q2 = q[None, :]
+        base = self._vecs[slots]
         if self.metric == "l2":
-            d = _core.pairwise(q2, base, "l2sq")[0]
-        else:
-            d = 1.0 - _core.pairwise(q2, base, "dot")[0]
-        return d[: slots.size].astype(np.float32, copy=False)
+            return _core.pairwise(q[None, :], base, "l2sq")[0]
+        return (np.float32(1.0) - _core.pairwise(q[None, :], base, "dot")[0]).astype(np.float32)
+
+    def _scan(self, q: np.ndarray, kk: int, live: np.ndarray):
+        """Exact top-kk candidates over the slots in ``live`` (nearkit's Flat kernel)."""
+        hi = self._hi
+        code = 0 if self.metric == "l2" else 1  # cosine: vectors are unit-normalised already
+        ids, _ = _core.flat_search(self._vecs[:hi], self._sqn[:hi], None, q[None, :], kk, code,
+                                   np.ascontiguousarray(live).view(np.uint8), 1, False)
+        ids = ids[0]
+        return ids[ids >= 0]
 
     def knn(self, q: np.ndarray, k: int, allowed: np.ndarray | None, ef: int | None):
         """Up to k (slot, distance) pairs nearest q among slots with a vector (and in
-        ``allowed``, a bool mask, if given); sorted by distance then slot."""
-        q = self._prepare(q.astype(np.float32))
-        n = self._has.shape[0]
-        live = self._has if allowed is None else (self._has & _fit(allowed, n))
-        count = int(live.sum()) if allowed is not None else self.count
+        ``allowed``, a bool mask over slots, if given); sorted by distance then slot."""
+        q = self._prepare(q)
+        hi = self._hi
+        live = self._has[:hi] if allowed is None else (self._has[:hi] & _fit(allowed, hi))
+        count = self.count if allowed is None else int(np.count_nonzero(live))
         if k <= 0 or count == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         k = min(k, count)
-        use_index = self._index is not None and not (allowed is not None and count <= 4 * k + 256)
-        if use_index:
-            params = {}
-            if self.algorithm == "HNSW":
-                params["ef"] = max(int(ef or self.ef_runtime), k)
-            flt = None if allowed is None else live
-            try:
-                ids, dist = self._index.search(q, k, filter=flt, **params)
-            except TypeError:
-                ids, dist = self._index.search(q, k, filter=flt)
-            keep = ids >= 0
-            ids, dist = ids[keep].astype(np.int64), dist[keep].astype(np.float32)
-        else:
+        if self._index is not None and not (allowed is not None and count <= 8 * k + 1024):
+            ef = max(int(ef or self.ef_runtime), k)
+            flt = None if allowed is None else np.flatnonzero(live)
+            ids, _ = self._index.search(q, k, filter=flt, ef=ef)
+            slots = ids[ids >= 0].astype(np.int64)
+        elif count <= 4 * k + 64:
             slots = np.flatnonzero(live)
-            d = self._exact(q, slots)
-            if k < slots.size:
-                part = np.argpartition(d, k - 1)[:k]
-                slots, d = slots[part], d[part]
-            ids, dist = slots, d
-        order = np.lexsort((ids, dist))
-        return ids[order], dist[order]
+        else:
+            # Candidates by the fast kernel, then exact distances and a final top-k,
+            # so that values (and near-ties) match a direct computation.
+            slots = self._scan(q, min(count, k + 16), np.ascontiguousarray(live))
+        d = self._exact(q, slots)
+        order = np.lexsort((slots, d))[:k]
+        return slots[order], d[order]
 
     def range(self, q: np.ndarray, radius: float, allowed: np.ndarray | None):
         """Every (slot, distance) with distance <= radius (exact), sorted by slot."""
-        q = self._prepare(q.astype(np.float32))
-        n = self._has.shape[0]
-        live = self._has if allowed is None else (self._has & _fit(allowed, n))
+        q = self._prepare(q)
+        hi = self._hi
+        live = self._has[:hi] if allowed is None else (self._has[:hi] & _fit(allowed, hi))
         slots = np.flatnonzero(live)
-        d = self._exact(q, slots)
+        if slots.size == hi and hi:
+            if self.metric == "l2":
+                d = _core.pairwise(q[None, :], self._vecs[:hi], "l2sq")[0]
+            else:
+                d = (np.float32(1.0) - _core.pairwise(q[None, :], self._vecs[:hi], "dot")[0])
+        else:
+            d = self._exact(q, slots)
         keep = d <= np.float32(radius)
-        return slots[keep], d[keep]
+        return slots[keep], d[keep].astype(np.float32)
 
 
 def _fit(mask: np.ndarray, n: int) -> np.ndarray:
