@@ -86,7 +86,8 @@ class Index:
         q, was_1d = self._vectors(queries, "queries")
         k = _validate.check_k(k)
         threads = _validate.check_threads(threads)
-        mask = _validate.filter_to_slot_mask(filter, self._slot_labels())
+        # _slot_labels() may copy a large array: only ask for it when filtering.
+        mask = None if filter is None else _validate.filter_to_slot_mask(filter, self._slot_labels())
         if q.shape[0] == 0:
             ids = np.empty((0, k), np.int64)
             dist = np.empty((0, k), np.float32)

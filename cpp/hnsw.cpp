@@ -1,0 +1,818 @@
+#include "hnsw.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <stdexcept>
+#include <thread>
+
+#include "topk.h"
+
+namespace nk {
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+inline uint32_t load_relaxed(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+inline uint32_t load_acquire(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+inline void store_relaxed(uint32_t* p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+inline void store_release(uint32_t* p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+inline uint64_t pack_top(uint32_t entry, int level) {
+  return (uint64_t(uint32_t(level + 1)) << 32) | entry;
+}
+inline uint32_t top_entry(uint64_t t) { return uint32_t(t & 0xFFFFFFFFu); }
+inline int top_level(uint64_t t) { return int(uint32_t(t >> 32)) - 1; }
+
+// Runs fn(worker_index) on `threads` threads (the caller is one of them) and
+// rethrows the first exception after all have finished.
+template <class Fn>
+void run_parallel(int threads, Fn fn) {
+  if (threads <= 1) {
+    fn(0);
+    return;
+  }
+  std::exception_ptr err;
+  std::mutex err_mutex;
+  auto guarded = [&](int t) {
+    try {
+      fn(t);
+    } catch (...) {
+      std::lock_guard<std::mutex> g(err_mutex);
+      if (!err) err = std::current_exception();
+    }
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (int t = 1; t < threads; ++t) pool.emplace_back(guarded, t);
+  guarded(0);
+  for (auto& th : pool) th.join();
+  if (err) std::rethrow_exception(err);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Buffer
+
+void Buffer::grow(size_t bytes) {
+  if (!owned_) throw std::runtime_error("cannot grow a memory-mapped index");
+  if (bytes <= bytes_) return;
+  size_t alloc = round_up(bytes, 64);
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, alloc));
+  if (!p) throw std::bad_alloc();
+  if (bytes_) std::memcpy(p, data_, bytes_);
+  std::memset(p + bytes_, 0, alloc - bytes_);
+  std::free(data_);
+  data_ = p;
+  bytes_ = bytes;
+}
+
+void Buffer::release() {
+  if (owned_) std::free(data_);
+  data_ = nullptr;
+  bytes_ = 0;
+  owned_ = true;
+}
+
+// ---------------------------------------------------------------- scratch
+
+struct Hnsw::Query {
+  std::vector<float> qp;
+  float bias = 0.f;
+  bool l2 = true;
+  const CodeKernels* ck = nullptr;
+};
+
+// Per-thread working memory, pooled so that searches allocate nothing.
+struct Hnsw::Scratch {
+  std::vector<uint8_t> visited;  // epoch tags; visited[s] == epoch means seen
+  uint8_t epoch = 0;
+  std::vector<std::pair<float, uint32_t>> cand, res;  // heaps
+  std::vector<std::pair<float, uint32_t>> pool, pool2;
+  std::vector<uint32_t> todo, sel, sel2, links;
+  std::vector<float> tmp, qnorm;
+  Query q, qn, qc;
+
+  void begin(size_t capacity) {
+    if (visited.size() < capacity) {
+      visited.assign(capacity + capacity / 4, 0);
+      epoch = 0;
+    }
+    if (++epoch == 0) {
+      std::fill(visited.begin(), visited.end(), 0);
+      epoch = 1;
+    }
+  }
+};
+
+Hnsw::Scratch* Hnsw::acquire() const {
+  {
+    std::lock_guard<std::mutex> g(pool_mutex_);
+    if (!pool_.empty()) {
+      Scratch* s = pool_.back();
+      pool_.pop_back();
+      return s;
+    }
+  }
+  auto* s = new Scratch();
+  for (Query* q : {&s->q, &s->qn, &s->qc}) q->qp.assign(dpad_, 0.f);
+  s->tmp.assign(dpad_, 0.f);
+  s->qnorm.assign(dim_, 0.f);
+  s->todo.resize(M0_ + 1);
+  s->links.resize(M0_ + 1);
+  return s;
+}
+
+void Hnsw::release(Scratch* s) const {
+  std::lock_guard<std::mutex> g(pool_mutex_);
+  pool_.push_back(s);
+}
+
+// Writers announce themselves so that a steady stream of searches cannot
+// starve add()/remove() (the default rwlock prefers readers).
+void Hnsw::write_lock() {
+  writers_waiting_.fetch_add(1);
+  shape_.lock();
+  writers_waiting_.fetch_sub(1);
+}
+
+void Hnsw::read_lock() const {
+  while (writers_waiting_.load(std::memory_order_relaxed) > 0) std::this_thread::yield();
+  shape_.lock_shared();
+}
+
+// ---------------------------------------------------------------- setup
+
+Hnsw::Hnsw(size_t dim, Metric metric, size_t M, size_t ef_construction, uint64_t seed)
+    : dim_(dim), M_(M), efc_(std::max(ef_construction, M)), metric_(metric), rng_(seed) {
+  if (dim == 0) throw std::invalid_argument("dim must be positive");
+  if (M < 2 || M > 2048) throw std::invalid_argument("M must be between 2 and 2048");
+  M0_ = 2 * M;
+  dpad_ = round_up(dim, 16);
+  dcode_ = round_up(dim, 4);
+  bsize_ = round_up(dcode_ + 4 + 4 * M0_, 64);
+  level_mult_ = 1.0 / std::log(double(M));
+  lo_.assign(dpad_, 0.f);
+  hi_.assign(dpad_, 0.f);
+  scale_.assign(dpad_, 0.f);
+  node_locks_.reset(new std::mutex[kStripes]);
+}
+
+Hnsw::~Hnsw() {
+  if (upper_owned_)
+    for (uint32_t* p : upper_) delete[] p;
+  for (Scratch* s : pool_) delete s;
+}
+
+int Hnsw::random_level() {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  double r = 1.0 - u(rng_);  // (0, 1]
+  int level = int(-std::log(r) * level_mult_);
+  return std::min(level, 60);
+}
+
+void Hnsw::reserve_locked(size_t slots) {
+  if (slots <= capacity_) return;
+  size_t cap = std::max({slots, capacity_ * 2, size_t(1024)});
+  blocks_.grow(cap * bsize_);
+  vectors_.grow(cap * dim_ * sizeof(float));
+  labels_.grow(cap * sizeof(int64_t));
+  levels_.grow(cap);
+  for (size_t s = capacity_; s < cap; ++s) labels()[s] = -1;
+  upper_.resize(cap, nullptr);
+  capacity_ = cap;
+}
+
+// ---------------------------------------------------------------- quantiser
+
+void Hnsw::encode(const float* x, uint8_t* out) const {
+  for (size_t j = 0; j < dim_; ++j) {
+    float c = scale_[j] > 0.f ? std::nearbyint((x[j] - lo_[j]) / scale_[j]) : 0.f;
+    out[j] = uint8_t(std::min(255.f, std::max(0.f, c)));
+  }
+}
+
+void Hnsw::decode(const uint8_t* c, float* out) const {
+  for (size_t j = 0; j < dim_; ++j) out[j] = lo_[j] + scale_[j] * float(c[j]);
+}
+
+// Grows the per-dimension code range to cover x (with a margin so that a slowly
+// widening stream does not re-encode at every batch). Returns true if changed.
+bool Hnsw::widen_range(const float* x, size_t n) {
+  std::vector<float> mn(dim_, kInf), mx(dim_, -kInf);
+  for (size_t i = 0; i < n; ++i)
+    for (size_t j = 0; j < dim_; ++j) {
+      float v = x[i * dim_ + j];
+      mn[j] = std::min(mn[j], v);
+      mx[j] = std::max(mx[j], v);
+    }
+  bool changed = false;
+  for (size_t j = 0; j < dim_; ++j) {
+    float lo = range_set_ ? std::min(lo_[j], mn[j]) : mn[j];
+    float hi = range_set_ ? std::max(hi_[j], mx[j]) : mx[j];
+    if (range_set_ && lo == lo_[j] && hi == hi_[j]) continue;
+    float span = hi - lo;
+    if (span <= 0.f) span = 1e-3f * (1.f + std::fabs(lo));
+    float margin = range_set_ ? 0.1f * span : 0.01f * span;
+    if (!range_set_ || lo < lo_[j]) lo -= margin;
+    if (!range_set_ || hi > hi_[j]) hi += margin;
+    lo_[j] = lo;
+    hi_[j] = hi;
+    scale_[j] = (hi - lo) / 255.f;
+    changed = true;
+  }
+  range_set_ = true;
+  return changed;
+}
+
+void Hnsw::reencode_locked() {
+  for (size_t s = 0; s < n_slots_; ++s)
+    if (labels()[s] >= 0) encode(vec(s), block(s));
+}
+
+void Hnsw::prepare(const float* x, Query& q, const CodeKernels& ck) const {
+  q.ck = &ck;
+  q.l2 = metric_ == Metric::L2;
+  float* qp = q.qp.data();
+  if (q.l2) {
+    for (size_t j = 0; j < dim_; ++j) qp[j] = x[j] - lo_[j];
+    q.bias = 0.f;
+  } else {
+    float b = 1.f;
+    for (size_t j = 0; j < dim_; ++j) {
+      qp[j] = x[j] * scale_[j];
+      b -= x[j] * lo_[j];
+    }
+    q.bias = b;
+  }
+  for (size_t j = dim_; j < dpad_; ++j) qp[j] = 0.f;
+}
+
+inline float Hnsw::dist(const Query& q, size_t s) const {
+  return q.l2 ? q.ck->l2(q.qp.data(), scale_.data(), code(s), dpad_)
+              : q.bias - q.ck->dot(q.qp.data(), code(s), dpad_);
+}
+
+float Hnsw::exact_dist(const float* q, size_t s, const Kernels& K) const {
+  return metric_ == Metric::L2 ? K.l2sq(q, vec(s), dim_) : 1.f - K.dot(q, vec(s), dim_);
+}
+
+// ---------------------------------------------------------------- links
+
+size_t Hnsw::read_links(size_t s, int level, uint32_t* out) const {
+  const uint32_t* p = level == 0 ? hdr(s) : upper(s, level);
+  size_t n = std::min<size_t>(load_acquire(p) & kCountMask, max_links(level));
+  for (size_t i = 0; i < n; ++i) out[i] = load_relaxed(p + 1 + i);
+  return n;
+}
+
+// Ids first, count last (release), so a concurrent reader sees valid ids.
+void Hnsw::write_links(size_t s, int level, const uint32_t* ids, size_t n) {
+  uint32_t* p = level == 0 ? hdr(s) : upper(s, level);
+  for (size_t i = 0; i < n; ++i) store_relaxed(p + 1 + i, ids[i]);
+  uint32_t flags = level == 0 ? (load_relaxed(p) & ~kCountMask) : 0;
+  store_release(p, uint32_t(n) | flags);
+}
+
+uint32_t Hnsw::greedy(const Query& q, uint32_t ep, int from_level, int to_level) const {
+  uint32_t cur = ep;
+  float best = dist(q, cur);
+  for (int level = from_level; level >= to_level; --level) {
+    bool moved = true;
+    while (moved) {
+      moved = false;
+      const uint32_t* p = upper(cur, level);
+      size_t n = std::min<size_t>(load_acquire(p) & kCountMask, M_);
+      for (size_t i = 0; i < n; ++i) {
+        uint32_t t = load_relaxed(p + 1 + i);
+        float d = dist(q, t);
+        if (d < best) {
+          best = d;
+          cur = t;
+          moved = true;
+        }
+      }
+    }
+  }
+  return cur;
+}
+
+// Best-first search of one layer. Leaves the ef best eligible nodes in sc.res
+// (a max-heap on distance). Eligible: a live slot that passes the mask.
+void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
+                        const uint8_t* mask, size_t mask_len) const {
+  sc.begin(capacity_);
+  uint8_t* vis = sc.visited.data();
+  const uint8_t epoch = sc.epoch;
+  auto& cand = sc.cand;  // max-heap on -distance, i.e. closest first
+  auto& res = sc.res;    // max-heap on distance, worst first
+  cand.clear();
+  res.clear();
+  auto eligible = [&](uint32_t s) {
+    return !(load_relaxed(hdr(s)) & kFree) && (!mask || (s < mask_len && mask[s]));
+  };
+  uint32_t* todo = sc.todo.data();
+  const size_t maxl = max_links(level);
+
+  float d0 = dist(q, ep);
+  vis[ep] = epoch;
+  cand.emplace_back(-d0, ep);
+  if (eligible(ep)) res.emplace_back(d0, ep);
+
+  while (!cand.empty()) {
+    float dc = -cand.front().first;
+    uint32_t c = cand.front().second;
+    if (res.size() >= ef && dc > res.front().first) break;
+    std::pop_heap(cand.begin(), cand.end());
+    cand.pop_back();
+
+    const uint32_t* lp = level == 0 ? hdr(c) : upper(c, level);
+    size_t cnt = std::min<size_t>(load_acquire(lp) & kCountMask, maxl);
+    size_t nt = 0;
+    for (size_t j = 0; j < cnt; ++j) {
+      uint32_t t = load_relaxed(lp + 1 + j);
+      if (vis[t] != epoch) {
+        vis[t] = epoch;
+        todo[nt++] = t;
+        __builtin_prefetch(code(t));
+      }
+    }
+    for (size_t j = 0; j < nt; ++j) {
+      uint32_t t = todo[j];
+      float d = dist(q, t);
+      if (res.size() < ef || d < res.front().first) {
+        cand.emplace_back(-d, t);
+        std::push_heap(cand.begin(), cand.end());
+        if (eligible(t)) {
+          res.emplace_back(d, t);
+          std::push_heap(res.begin(), res.end());
+          if (res.size() > ef) {
+            std::pop_heap(res.begin(), res.end());
+            res.pop_back();
+          }
+        }
+      }
+    }
+    // The next node to expand will read its links: fetch them now.
+    if (level == 0 && !cand.empty()) {
+      const uint8_t* b = block(cand.front().second);
+      for (size_t off = 64; off < bsize_; off += 64) __builtin_prefetch(b + off);
+    }
+  }
+}
+
+// The HNSW neighbour heuristic: walk candidates from the closest; keep one only
+// if it is closer to the base than to every neighbour kept so far. cands must
+// be sorted by distance to the base.
+void Hnsw::select_neighbours(std::vector<std::pair<float, uint32_t>>& cands, size_t m,
+                             std::vector<uint32_t>& out, Scratch& sc) const {
+  out.clear();
+  if (cands.size() <= m) {
+    for (auto& c : cands) out.push_back(c.second);
+    return;
+  }
+  const CodeKernels& ck = *sc.q.ck;
+  for (auto& [dc, c] : cands) {
+    if (out.size() >= m) break;
+    bool good = true;
+    if (!out.empty()) {
+      decode(code(c), sc.tmp.data());
+      prepare(sc.tmp.data(), sc.qc, ck);
+      for (uint32_t s : out)
+        if (dist(sc.qc, s) < dc) {
+          good = false;
+          break;
+        }
+    }
+    if (good) out.push_back(c);
+  }
+}
+
+// Links s to `selected` at `level` and adds the reverse links, pruning a
+// neighbour's list with the heuristic when it is full.
+void Hnsw::connect(uint32_t s, int level, const std::vector<uint32_t>& selected, Scratch& sc) {
+  {
+    std::lock_guard<std::mutex> g(node_lock(s));
+    write_links(s, level, selected.data(), selected.size());
+  }
+  const size_t maxl = max_links(level);
+  uint32_t* links = sc.links.data();
+  for (uint32_t n : selected) {
+    std::lock_guard<std::mutex> g(node_lock(n));
+    size_t cnt = read_links(n, level, links);
+    if (std::find(links, links + cnt, s) != links + cnt) continue;
+    if (cnt < maxl) {
+      uint32_t* p = level == 0 ? hdr(n) : upper(n, level);
+      store_relaxed(p + 1 + cnt, s);
+      uint32_t flags = level == 0 ? (load_relaxed(p) & ~kCountMask) : 0;
+      store_release(p, uint32_t(cnt + 1) | flags);
+      continue;
+    }
+    prepare(vec(n), sc.qn, *sc.q.ck);
+    auto& pool = sc.pool2;
+    pool.clear();
+    pool.emplace_back(dist(sc.qn, s), s);
+    for (size_t i = 0; i < cnt; ++i) pool.emplace_back(dist(sc.qn, links[i]), links[i]);
+    std::sort(pool.begin(), pool.end());
+    select_neighbours(pool, maxl, sc.sel2, sc);
+    write_links(n, level, sc.sel2.data(), sc.sel2.size());
+  }
+}
+
+void Hnsw::insert(uint32_t s, Scratch& sc) {
+  if (load_relaxed(hdr(s)) & kFree) return;
+  const int level = levels()[s];
+  const CodeKernels& ck = code_kernels();
+  prepare(vec(s), sc.q, ck);
+
+  std::unique_lock<std::mutex> top_lock(entry_mutex_, std::defer_lock);
+  uint64_t top = top_.load(std::memory_order_acquire);
+  if (top_entry(top) == kNone || level > top_level(top)) {
+    top_lock.lock();
+    top = top_.load(std::memory_order_acquire);
+    if (top_entry(top) == kNone) {
+      top_.store(pack_top(s, level), std::memory_order_release);
+      return;
+    }
+    if (level <= top_level(top)) top_lock.unlock();
+  }
+  const int max_level = top_level(top);
+  uint32_t cur = top_entry(top);
+  if (level < max_level) cur = greedy(sc.q, cur, max_level, level + 1);
+
+  for (int l = std::min(level, max_level); l >= 0; --l) {
+    search_layer(sc.q, cur, l, efc_, sc, nullptr, 0);
+    auto& pool = sc.pool;
+    pool.clear();
+    for (auto& r : sc.res)
+      if (r.second != s) pool.push_back(r);
+    if (pool.empty()) continue;
+    std::sort(pool.begin(), pool.end());
+    cur = pool.front().second;
+    select_neighbours(pool, M_, sc.sel, sc);
+    connect(s, l, sc.sel, sc);
+  }
+  if (level > max_level) top_.store(pack_top(s, level), std::memory_order_release);
+}
+
+// ---------------------------------------------------------------- add / remove
+
+void Hnsw::add(const float* x, const int64_t* ids, size_t n, int threads) {
+  if (readonly_) throw std::runtime_error("this index is memory-mapped (read-only); load it with mmap=False to modify it");
+  if (n == 0) return;
+  std::lock_guard<std::mutex> mutate(mutate_mutex_);
+  std::vector<uint32_t> slots(n);
+  write_lock();
+  try {
+    // Re-added ids: delete the old node (repairing its neighbours) and insert anew.
+    std::vector<uint32_t> replaced;
+    for (size_t i = 0; i < n; ++i) {
+      auto it = slot_of_.find(ids[i]);
+      if (it != slot_of_.end()) replaced.push_back(it->second);
+    }
+    if (!replaced.empty()) remove_slots_locked(replaced);
+    size_t fresh = n > free_.size() ? n - free_.size() : 0;
+    reserve_locked(n_slots_ + fresh);
+    if (widen_range(x, n)) reencode_locked();
+    for (size_t i = 0; i < n; ++i) {
+      uint32_t s;
+      if (!free_.empty()) {
+        s = free_.back();
+        free_.pop_back();
+      } else {
+        s = uint32_t(n_slots_++);
+      }
+      slots[i] = s;
+      std::memcpy(const_cast<float*>(vec(s)), x + i * dim_, dim_ * sizeof(float));
+      encode(x + i * dim_, block(s));
+      store_relaxed(hdr(s), 0);
+      labels()[s] = ids[i];
+      slot_of_[ids[i]] = s;
+      int level = random_level();
+      levels()[s] = uint8_t(level);
+      if (upper_owned_) delete[] upper_[s];
+      upper_[s] = level > 0 ? new uint32_t[size_t(level) * (M_ + 1)]() : nullptr;
+    }
+    n_live_ += n;
+  } catch (...) {
+    write_unlock();
+    throw;
+  }
+  write_unlock();
+
+  // Link building: searches may run meanwhile; the shape cannot change.
+  read_lock();
+  try {
+    std::atomic<size_t> next{0};
+    int nt = std::max(1, std::min<int>(threads, int((n + 63) / 64)));
+    run_parallel(nt, [&](int) {
+      Scratch* sc = acquire();
+      for (size_t i; (i = next.fetch_add(1)) < n;) insert(slots[i], *sc);
+      release(sc);
+    });
+  } catch (...) {
+    read_unlock();
+    throw;
+  }
+  read_unlock();
+}
+
+size_t Hnsw::remove(const int64_t* ids, size_t n) {
+  if (readonly_) throw std::runtime_error("this index is memory-mapped (read-only); load it with mmap=False to modify it");
+  std::lock_guard<std::mutex> mutate(mutate_mutex_);
+  write_lock();
+  std::vector<uint32_t> slots;
+  try {
+    for (size_t i = 0; i < n; ++i) {
+      auto it = slot_of_.find(ids[i]);
+      if (it != slot_of_.end() &&
+          std::find(slots.begin(), slots.end(), it->second) == slots.end())
+        slots.push_back(it->second);
+    }
+    remove_slots_locked(slots);
+  } catch (...) {
+    write_unlock();
+    throw;
+  }
+  write_unlock();
+  return slots.size();
+}
+
+// Replaces p's links at `level` that point to dead nodes: candidates are p's
+// live neighbours plus the live neighbours of its dead ones, re-selected with
+// the heuristic.
+void Hnsw::repair_node(uint32_t p, int level, const uint8_t* dead, Scratch& sc) {
+  const size_t maxl = max_links(level);
+  std::vector<uint32_t> own(maxl), hop(maxl);
+  size_t cnt = read_links(p, level, own.data());
+  bool any_dead = false;
+  for (size_t i = 0; i < cnt; ++i) any_dead |= dead[own[i]] != 0;
+  if (!any_dead) return;
+
+  sc.begin(capacity_);
+  uint8_t* vis = sc.visited.data();
+  vis[p] = sc.epoch;
+  prepare(vec(p), sc.qn, *sc.q.ck);
+  auto& pool = sc.pool;
+  pool.clear();
+  auto consider = [&](uint32_t t) {
+    if (vis[t] == sc.epoch || dead[t]) return;
+    vis[t] = sc.epoch;
+    pool.emplace_back(dist(sc.qn, t), t);
+  };
+  for (size_t i = 0; i < cnt; ++i) {
+    if (!dead[own[i]]) {
+      consider(own[i]);
+      continue;
+    }
+    size_t hn = read_links(own[i], level, hop.data());
+    for (size_t j = 0; j < hn; ++j) consider(hop[j]);
+  }
+  std::sort(pool.begin(), pool.end());
+  select_neighbours(pool, maxl, sc.sel, sc);
+  write_links(p, level, sc.sel.data(), sc.sel.size());
+}
+
+void Hnsw::remove_slots_locked(const std::vector<uint32_t>& slots) {
+  if (slots.empty()) return;
+  std::vector<uint8_t> dead(n_slots_, 0);
+  for (uint32_t s : slots) {
+    dead[s] = 1;
+    slot_of_.erase(labels()[s]);
+    labels()[s] = -1;
+  }
+  n_live_ -= slots.size();
+
+  if (n_live_ > 0) {
+    const int threads = std::max(1, int(std::min<unsigned>(std::thread::hardware_concurrency(), 8)));
+    std::atomic<size_t> next{0};
+    const size_t chunk = 256;
+    run_parallel(threads, [&](int) {
+      Scratch* sc = acquire();
+      sc->q.ck = &code_kernels();
+      for (size_t b; (b = next.fetch_add(chunk)) < n_slots_;) {
+        size_t e = std::min(n_slots_, b + chunk);
+        for (size_t p = b; p < e; ++p) {
+          if (dead[p] || labels()[p] < 0) continue;
+          for (int l = 0; l <= levels()[p]; ++l) repair_node(uint32_t(p), l, dead.data(), *sc);
+        }
+      }
+      release(sc);
+    });
+  }
+
+  for (uint32_t s : slots) {
+    store_relaxed(hdr(s), kFree);
+    if (upper_owned_) delete[] upper_[s];
+    upper_[s] = nullptr;
+    levels()[s] = 0;
+    free_.push_back(s);
+  }
+
+  uint64_t top = top_.load();
+  if (top_entry(top) != kNone && dead[top_entry(top)]) {
+    int64_t best = -1;
+    int best_level = -1;
+    for (size_t s = 0; s < n_slots_; ++s)
+      if (labels()[s] >= 0 && int(levels()[s]) > best_level) {
+        best = int64_t(s);
+        best_level = levels()[s];
+      }
+    top_.store(best < 0 ? uint64_t(kNone) : pack_top(uint32_t(best), best_level));
+  }
+}
+
+// ---------------------------------------------------------------- search
+
+void Hnsw::exact_scan(const float* q, size_t k, const uint8_t* mask, size_t mask_len,
+                      int64_t* out_ids, float* out_dist) const {
+  const Kernels& K = kernels();
+  TopK top(k);
+  size_t end = std::min(n_slots_, mask_len);
+  const int64_t* lab = labels();
+  for (size_t s = 0; s < end; ++s)
+    if (mask[s] && lab[s] >= 0) top.push(exact_dist(q, s, K), lab[s]);
+  top.write_sorted(out_ids, out_dist);
+}
+
+void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, size_t mask_len,
+                      size_t n_allowed, Scratch& sc, int64_t* out_ids, float* out_dist) const {
+  uint64_t top = top_.load(std::memory_order_acquire);
+  if (top_entry(top) == kNone || (mask && n_allowed == 0)) {
+    TopK(k).write_sorted(out_ids, out_dist);
+    return;
+  }
+  if (mask && (n_allowed <= exact_min_ || double(n_allowed) < exact_frac_ * double(n_live_))) {
+    exact_scan(q, k, mask, mask_len, out_ids, out_dist);
+    return;
+  }
+  const CodeKernels& ck = code_kernels();
+  prepare(q, sc.q, ck);
+  uint32_t cur = top_entry(top);
+  if (top_level(top) > 0) cur = greedy(sc.q, cur, top_level(top), 1);
+  search_layer(sc.q, cur, 0, std::max(ef, k), sc, mask, mask_len);
+
+  // Exact re-rank of the walk's candidates.
+  const Kernels& K = kernels();
+  for (auto& r : sc.res) __builtin_prefetch(vec(r.second));
+  TopK best(k);
+  const int64_t* lab = labels();
+  for (auto& r : sc.res) best.push(exact_dist(q, r.second, K), lab[r.second]);
+  best.write_sorted(out_ids, out_dist);
+}
+
+void Hnsw::search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t* mask,
+                  size_t mask_len, int threads, int64_t* out_ids, float* out_dist) {
+  size_t n_allowed = 0;
+  if (mask) {
+    read_lock();
+    size_t end = std::min(n_slots_, mask_len);
+    const int64_t* lab = labels();
+    for (size_t s = 0; s < end; ++s) n_allowed += (mask[s] != 0) & (lab[s] >= 0);
+    read_unlock();
+  }
+  std::atomic<size_t> next{0};
+  int nt = std::max(1, std::min<int>(threads, int(nq)));
+  run_parallel(nt, [&](int) {
+    Scratch* sc = acquire();
+    for (size_t i; (i = next.fetch_add(1)) < nq;) {
+      read_lock();
+      search_one(q + i * dim_, k, ef, mask, mask_len, n_allowed, *sc, out_ids + i * k,
+                 out_dist + i * k);
+      read_unlock();
+    }
+    release(sc);
+  });
+}
+
+// ---------------------------------------------------------------- persistence
+
+void Hnsw::slot_labels(int64_t* out, size_t n) const {
+  read_lock();
+  std::memcpy(out, labels(), std::min(n, n_slots_) * sizeof(int64_t));
+  for (size_t s = n_slots_; s < n; ++s) out[s] = -1;
+  read_unlock();
+}
+
+size_t Hnsw::memory_bytes() const {
+  read_lock();
+  size_t total = blocks_.bytes() + vectors_.bytes() + labels_.bytes() + levels_.bytes() +
+                 upper_.capacity() * sizeof(uint32_t*) + free_.capacity() * sizeof(uint32_t);
+  for (size_t s = 0; s < n_slots_; ++s) total += size_t(levels()[s]) * (M_ + 1) * sizeof(uint32_t);
+  // unordered_map: a node (key, value, next pointer, hash) per id plus a bucket pointer.
+  total += slot_of_.size() * 32 + slot_of_.bucket_count() * sizeof(void*);
+  read_unlock();
+  return total;
+}
+
+HnswState Hnsw::state() const {
+  uint64_t top = top_.load();
+  return {top_entry(top) == kNone ? -1 : int64_t(top_entry(top)), top_level(top), n_slots_};
+}
+
+void Hnsw::export_arrays(std::vector<uint8_t>& blocks, std::vector<float>& vectors,
+                         std::vector<int64_t>& labels_out, std::vector<uint8_t>& levels_out,
+                         std::vector<int64_t>& upper_offsets, std::vector<uint32_t>& upper_links,
+                         std::vector<float>& quant, HnswState& st) const {
+  read_lock();
+  const size_t n = n_slots_;
+  blocks.assign(block(0), block(0) + n * bsize_);
+  vectors.assign(vec(0), vec(0) + n * dim_);
+  labels_out.assign(labels(), labels() + n);
+  levels_out.assign(levels(), levels() + n);
+  upper_offsets.assign(n + 1, 0);
+  for (size_t s = 0; s < n; ++s)
+    upper_offsets[s + 1] = upper_offsets[s] + int64_t(levels()[s]) * int64_t(M_ + 1);
+  upper_links.assign(size_t(upper_offsets[n]), 0);
+  for (size_t s = 0; s < n; ++s)
+    if (levels()[s] > 0)
+      std::memcpy(upper_links.data() + upper_offsets[s], upper_[s],
+                  size_t(levels()[s]) * (M_ + 1) * sizeof(uint32_t));
+  quant.assign(2 * dpad_, 0.f);
+  std::copy(lo_.begin(), lo_.end(), quant.begin());
+  std::copy(scale_.begin(), scale_.end(), quant.begin() + dpad_);
+  st = state();
+  read_unlock();
+}
+
+void Hnsw::attach(const uint8_t* blocks, size_t blocks_bytes, const float* vectors,
+                  const int64_t* labels_in, const uint8_t* levels_in, const int64_t* upper_offsets,
+                  const uint32_t* upper_links, size_t upper_len, const float* quant,
+                  const HnswState& st, bool borrow) {
+  const size_t n = st.n_slots;
+  if (blocks_bytes != n * bsize_)
+    throw std::invalid_argument("HNSW file: link block section does not match the parameters");
+  if (upper_offsets[0] != 0 || size_t(upper_offsets[n]) != upper_len)
+    throw std::invalid_argument("HNSW file: upper-level offsets do not match the link section");
+  for (size_t s = 0; s < n; ++s) {
+    if (upper_offsets[s + 1] - upper_offsets[s] != int64_t(levels_in[s]) * int64_t(M_ + 1))
+      throw std::invalid_argument("HNSW file: upper-level offsets disagree with node levels");
+    const uint32_t* h = reinterpret_cast<const uint32_t*>(blocks + s * bsize_ + dcode_);
+    size_t cnt = h[0] & kCountMask;
+    if (cnt > M0_) throw std::invalid_argument("HNSW file: a level-0 link count exceeds 2*M");
+    for (size_t i = 0; i < cnt; ++i)
+      if (h[1 + i] >= n) throw std::invalid_argument("HNSW file: a link points past the last node");
+    for (size_t l = 0; l < levels_in[s]; ++l) {
+      const uint32_t* u = upper_links + upper_offsets[s] + l * (M_ + 1);
+      if (u[0] > M_) throw std::invalid_argument("HNSW file: an upper-level link count exceeds M");
+      for (size_t i = 0; i < u[0]; ++i)
+        if (u[1 + i] >= n || levels_in[u[1 + i]] < l + 1)
+          throw std::invalid_argument("HNSW file: an upper-level link points to a bad node");
+    }
+  }
+  if (st.entry >= int64_t(n) || (st.entry >= 0 && st.max_level != int(levels_in[st.entry])))
+    throw std::invalid_argument("HNSW file: bad entry point");
+
+  for (size_t j = 0; j < dpad_; ++j) {
+    lo_[j] = quant[j];
+    scale_[j] = quant[dpad_ + j];
+    hi_[j] = lo_[j] + 255.f * scale_[j];
+  }
+  range_set_ = n > 0;
+  if (borrow) {
+    readonly_ = true;
+    blocks_.borrow(blocks, n * bsize_);
+    vectors_.borrow(vectors, n * dim_ * sizeof(float));
+    labels_.borrow(labels_in, n * sizeof(int64_t));
+    levels_.borrow(levels_in, n);
+    upper_owned_ = false;
+    upper_.assign(n, nullptr);
+    for (size_t s = 0; s < n; ++s)
+      if (levels_in[s] > 0) upper_[s] = const_cast<uint32_t*>(upper_links + upper_offsets[s]);
+    capacity_ = n;
+  } else {
+    reserve_locked(std::max<size_t>(n, 1));
+    if (n) {
+      std::memcpy(blocks_.data(), blocks, n * bsize_);
+      std::memcpy(vectors_.data(), vectors, n * dim_ * sizeof(float));
+      std::memcpy(labels_.data(), labels_in, n * sizeof(int64_t));
+      std::memcpy(levels_.data(), levels_in, n);
+    }
+    for (size_t s = 0; s < n; ++s)
+      if (levels_in[s] > 0) {
+        size_t len = size_t(levels_in[s]) * (M_ + 1);
+        upper_[s] = new uint32_t[len];
+        std::memcpy(upper_[s], upper_links + upper_offsets[s], len * sizeof(uint32_t));
+      }
+  }
+  n_slots_ = n;
+  n_live_ = 0;
+  for (size_t s = 0; s < n; ++s) {
+    int64_t id = labels_in[s];
+    if (id >= 0) {
+      ++n_live_;
+      if (!borrow) slot_of_[id] = uint32_t(s);
+    } else if (!borrow) {
+      free_.push_back(uint32_t(s));
+    }
+  }
+  top_.store(st.entry < 0 ? uint64_t(kNone) : pack_top(uint32_t(st.entry), st.max_level));
+}
+
+}  // namespace nk

@@ -1,0 +1,201 @@
+// Hierarchical navigable small-world graph (Malkov & Yashunin) with a
+// quantised walk and an exact re-rank.
+//
+// Memory layout, chosen because a query is bound by memory latency, not
+// arithmetic:
+//   level-0 block per slot, 64-byte aligned:
+//     [codes: dim bytes, padded to 4][hdr u32: link count | FREE flag][M0 x u32 links]
+//   so the code read for a distance and the node's own header share the first
+//   cache line and the links follow in the next ones;
+//   float vectors in a separate array, touched only by the final re-rank, the
+//   exact (filtered) scan and the build's neighbour selection inputs;
+//   upper-level links per node: level * (1 + M) u32 = [count, links...].
+//
+// Concurrency: one reader/writer lock for the index shape. Searches and the
+// link-building phase of add() hold it shared; growing storage, assigning
+// slots, re-encoding and remove() hold it exclusively. Within the shared phase
+// a striped mutex guards each node's link lists against concurrent writers;
+// readers copy a link list without locking (every stored id is always a valid
+// slot, so a read that races a rewrite sees old or new neighbours, never junk).
+#pragma once
+#include <atomic>
+#include <memory>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <random>
+#include <shared_mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "distance.h"
+#include "hnsw_codes.h"
+
+namespace nk {
+
+// Raw storage that is either owned (aligned, growable) or borrowed from a
+// memory-mapped file section (read-only).
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { release(); }
+  void grow(size_t bytes);  // owned only; keeps contents, zero-fills the rest
+  void borrow(const void* p, size_t bytes) {
+    release();
+    data_ = static_cast<uint8_t*>(const_cast<void*>(p));
+    bytes_ = bytes;
+    owned_ = false;
+  }
+  uint8_t* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void release();
+  uint8_t* data_ = nullptr;
+  size_t bytes_ = 0;
+  bool owned_ = true;
+};
+
+struct HnswState {  // what a file needs besides the arrays
+  int64_t entry;
+  int max_level;
+  size_t n_slots;
+};
+
+class Hnsw {
+ public:
+  static constexpr uint32_t kFree = 1u << 16;  // hdr flag: slot holds no vector
+  static constexpr uint32_t kCountMask = 0xFFFFu;
+  static constexpr uint32_t kNone = 0xFFFFFFFFu;
+
+  Hnsw(size_t dim, Metric metric, size_t M, size_t ef_construction, uint64_t seed);
+  ~Hnsw();
+
+  // --- mutation (refused when read-only) ---
+  // Inserts or replaces (same id) n vectors, building links on `threads` threads.
+  void add(const float* x, const int64_t* ids, size_t n, int threads);
+  // Deletes the given ids, repairs their neighbours' links, frees their slots.
+  size_t remove(const int64_t* ids, size_t n);
+
+  // --- search ---
+  // mask: optional uint8 per slot (slots >= mask_len are not allowed).
+  void search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t* mask,
+              size_t mask_len, int threads, int64_t* out_ids, float* out_dist);
+
+  // --- introspection ---
+  size_t dim() const { return dim_; }
+  size_t size() const { return n_live_; }
+  size_t n_slots() const { return n_slots_; }
+  size_t capacity() const { return capacity_; }
+  size_t M() const { return M_; }
+  size_t block_bytes() const { return bsize_; }
+  bool readonly() const { return readonly_; }
+  size_t memory_bytes() const;  // storage held (or mapped) by the index, approximately
+  void slot_labels(int64_t* out, size_t n) const;  // first n slots (n <= n_slots)
+  HnswState state() const;
+  // When a filtered search switches to an exact scan of the allowed slots.
+  size_t exact_threshold() const { return exact_min_; }
+  void set_exact_threshold(size_t v) { exact_min_ = v; }
+  double exact_fraction() const { return exact_frac_; }
+  void set_exact_fraction(double v) { exact_frac_ = v; }
+
+  // --- persistence: flat arrays ---
+  // Export copies of the arrays (under a shared lock).
+  void export_arrays(std::vector<uint8_t>& blocks, std::vector<float>& vectors,
+                     std::vector<int64_t>& labels, std::vector<uint8_t>& levels,
+                     std::vector<int64_t>& upper_offsets, std::vector<uint32_t>& upper_links,
+                     std::vector<float>& quant, HnswState& st) const;
+  // Attach arrays from a file; borrow=true keeps pointers into them (read-only).
+  void attach(const uint8_t* blocks, size_t blocks_bytes, const float* vectors,
+              const int64_t* labels, const uint8_t* levels, const int64_t* upper_offsets,
+              const uint32_t* upper_links, size_t upper_len, const float* quant,
+              const HnswState& st, bool borrow);
+
+ private:
+  struct Scratch;
+  struct Query;
+
+  // layout accessors
+  uint8_t* block(size_t s) const { return blocks_.data() + s * bsize_; }
+  const uint8_t* code(size_t s) const { return block(s); }
+  uint32_t* hdr(size_t s) const { return reinterpret_cast<uint32_t*>(block(s) + dcode_); }
+  uint32_t* upper(size_t s, int level) const { return upper_[s] + size_t(level - 1) * (M_ + 1); }
+  const float* vec(size_t s) const { return reinterpret_cast<const float*>(vectors_.data()) + s * dim_; }
+  int64_t* labels() const { return reinterpret_cast<int64_t*>(labels_.data()); }
+  uint8_t* levels() const { return levels_.data(); }
+  size_t max_links(int level) const { return level == 0 ? M0_ : M_; }
+
+  // quantiser
+  void encode(const float* x, uint8_t* out) const;
+  void decode(const uint8_t* c, float* out) const;
+  bool widen_range(const float* x, size_t n);  // true if the range changed
+  void prepare(const float* q, Query& out, const CodeKernels& ck) const;
+  float dist(const Query& q, size_t s) const;
+
+  // graph primitives (callers hold the shape lock)
+  size_t read_links(size_t s, int level, uint32_t* out) const;
+  void write_links(size_t s, int level, const uint32_t* ids, size_t n);
+  uint32_t greedy(const Query& q, uint32_t ep, int from_level, int to_level) const;
+  void search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
+                    const uint8_t* mask, size_t mask_len) const;
+  void select_neighbours(std::vector<std::pair<float, uint32_t>>& cands, size_t m,
+                         std::vector<uint32_t>& out, Scratch& sc) const;
+  void insert(uint32_t s, Scratch& sc);
+  void connect(uint32_t s, int level, const std::vector<uint32_t>& selected, Scratch& sc);
+  void search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, size_t mask_len,
+                  size_t n_allowed, Scratch& sc, int64_t* out_ids, float* out_dist) const;
+  void exact_scan(const float* q, size_t k, const uint8_t* mask, size_t mask_len,
+                  int64_t* out_ids, float* out_dist) const;
+  void remove_slots_locked(const std::vector<uint32_t>& slots);
+  void repair_node(uint32_t p, int level, const uint8_t* dead, Scratch& sc);
+  void reserve_locked(size_t slots);
+  void reencode_locked();
+  int random_level();
+  float exact_dist(const float* q, size_t s, const Kernels& K) const;
+
+  Scratch* acquire() const;
+  void release(Scratch* s) const;
+  void write_lock();
+  void write_unlock() { shape_.unlock(); }
+  void read_lock() const;
+  void read_unlock() const { shape_.unlock_shared(); }
+  std::mutex& node_lock(size_t s) const { return node_locks_[s & (kStripes - 1)]; }
+
+  // parameters
+  size_t dim_, dpad_, dcode_, M_, M0_, efc_, bsize_;
+  Metric metric_;
+  double level_mult_;
+  std::mt19937_64 rng_;
+  bool readonly_ = false;
+  size_t exact_min_ = 2000;    // filtered searches with fewer allowed slots scan exactly
+  double exact_frac_ = 0.03;   // ... or with fewer than this fraction of the live slots
+
+  // storage
+  Buffer blocks_, vectors_, labels_, levels_;
+  std::vector<uint32_t*> upper_;  // per slot, nullptr for level 0 nodes
+  bool upper_owned_ = true;
+  std::vector<float> lo_, scale_;  // quantiser, dpad_ long, zero in the padding
+  bool range_set_ = false;
+  std::vector<float> hi_;
+  size_t capacity_ = 0, n_slots_ = 0, n_live_ = 0;
+  std::vector<uint32_t> free_;
+  std::unordered_map<int64_t, uint32_t> slot_of_;
+  // Entry point and top level packed in one word so readers never see a
+  // level that the entry node does not have: (level + 1) << 32 | entry slot.
+  std::atomic<uint64_t> top_{kNone};
+  std::mutex entry_mutex_;  // held by an insert that raises the top level
+  std::mutex mutate_mutex_;  // add() and remove() run one at a time
+
+  // locks
+  static constexpr size_t kStripes = 4096;
+  mutable std::shared_mutex shape_;
+  mutable std::atomic<int> writers_waiting_{0};
+  mutable std::unique_ptr<std::mutex[]> node_locks_;
+  mutable std::mutex pool_mutex_;
+  mutable std::vector<Scratch*> pool_;
+};
+
+}  // namespace nk

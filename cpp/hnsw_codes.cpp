@@ -1,0 +1,35 @@
+#include "hnsw_codes.h"
+
+namespace nk {
+namespace {
+
+float code_l2_scalar(const float* qp, const float* scale, const uint8_t* code, size_t dpad) {
+  float s = 0.f;
+  for (size_t i = 0; i < dpad; ++i) {
+    float t = qp[i] - scale[i] * static_cast<float>(code[i]);
+    s += t * t;
+  }
+  return s;
+}
+
+float code_dot_scalar(const float* qp, const uint8_t* code, size_t dpad) {
+  float s = 0.f;
+  for (size_t i = 0; i < dpad; ++i) s += qp[i] * static_cast<float>(code[i]);
+  return s;
+}
+
+}  // namespace
+
+const CodeKernels kScalarCodeKernels = {"scalar", code_l2_scalar, code_dot_scalar};
+
+const CodeKernels& code_kernels() {
+  switch (active_isa()) {
+#if defined(NEARKIT_X86)
+    case Isa::AVX512: return kAvx512CodeKernels;
+    case Isa::AVX2: return kAvx2CodeKernels;
+#endif
+    default: return kScalarCodeKernels;  // NEON: the scalar loop auto-vectorises well enough
+  }
+}
+
+}  // namespace nk

@@ -1,0 +1,174 @@
+"""HNSW: a hierarchical navigable small-world graph (approximate search).
+
+The graph lives in the C++ core (cpp/hnsw.h). The walk runs on 8-bit scalar
+codes kept next to each node's links, and the best ``ef`` candidates are
+re-ranked with the exact float vectors, so distances returned are exact.
+
+    index = nearkit.HNSW(50, metric="cosine")
+    index.add(vectors)                       # grows as needed; threads=n builds in parallel
+    ids, dist = index.search(queries, 10, ef=64)
+    index.remove([3, 7])                     # neighbours are re-linked, slots reused
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core, _validate
+from ..metrics import COSINE, METRIC_CODES
+from .base import Index, register
+
+_SECTION_NAMES = ("blocks", "vectors", "labels", "levels", "upper_offsets", "upper_links", "quant")
+
+
+def _read_only_error() -> RuntimeError:
+    return RuntimeError(
+        "this HNSW index is memory-mapped and read-only; load it with mmap=False to add or remove"
+    )
+
+
+@register("hnsw")
+class HNSW(Index):
+    """Hierarchical navigable small-world graph.
+
+    M: links per node (2*M on the bottom layer); ef_construction: candidate list
+    size while building; ef_search: default candidate list size for search
+    (raise it for recall, lower it for speed); seed: level assignment.
+    """
+
+    def __init__(self, dim: int, metric: str = "l2", M: int = 16, ef_construction: int = 200,
+                 ef_search: int = 64, seed: int = 0):
+        super().__init__(dim, metric)
+        self._M = _validate.check_positive_int(M, "M", minimum=2)
+        if self._M > 2048:
+            raise ValueError(f"M must be <= 2048, got {M}")
+        self._ef_construction = _validate.check_positive_int(ef_construction, "ef_construction")
+        self._ef_search = _validate.check_positive_int(ef_search, "ef_search")
+        self._seed = _validate.check_positive_int(seed, "seed", minimum=0)
+        self._normalize = self._metric == COSINE
+        self._core = _core.Hnsw(self._dim, METRIC_CODES[self._metric], self._M,
+                                self._ef_construction, self._seed)
+        self._mapped = None  # file sections kept alive while the core borrows them
+
+    # -- parameters -----------------------------------------------------------
+    @property
+    def M(self) -> int:
+        return self._M
+
+    @property
+    def ef_construction(self) -> int:
+        return self._ef_construction
+
+    @property
+    def ef_search(self) -> int:
+        return self._ef_search
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        self._ef_search = _validate.check_positive_int(value, "ef_search")
+
+    @property
+    def readonly(self) -> bool:
+        return self._core.readonly
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate bytes of storage held (or mapped) by the index."""
+        return int(self._core.memory_bytes)
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    # -- search -----------------------------------------------------------------
+    def search(self, queries, k: int, ef: int | None = None, filter=None, threads=None):
+        """(ids, distances) of the k nearest; ``ef`` defaults to ``ef_search``.
+
+        ``filter``: boolean mask over ids or array of allowed ids. When few ids
+        pass, the search scans them exactly instead of walking the graph.
+        """
+        # Lean path for the common single-query loop: a clean float32 vector and
+        # no filter skip the generic validation (the core checks finiteness and
+        # normalises); anything else goes through Index.search.
+        if (filter is None and threads is None and type(queries) is np.ndarray
+                and queries.dtype == np.float32 and queries.ndim == 1
+                and queries.shape[0] == self._dim and queries.flags.c_contiguous
+                and type(k) is int and k > 0 and (ef is None or (type(ef) is int and ef > 0))):
+            return self._core.search_one(queries, k, self._ef_search if ef is None else ef,
+                                         self._normalize)
+        return super().search(queries, k, filter=filter, threads=threads, ef=ef)
+
+    def _search(self, q, k, mask, threads, ef=None):
+        ef = self._ef_search if ef is None else _validate.check_positive_int(ef, "ef")
+        return self._core.search(q, k, ef, mask, threads)
+
+    # -- mutation ---------------------------------------------------------------
+    def add(self, vectors, ids=None, threads=None) -> None:
+        """Add vectors (re-adding an id replaces its vector); ``threads`` builds in parallel."""
+        if self._core.readonly:
+            raise _read_only_error()
+        super().add(vectors, ids, threads=_validate.check_threads(threads))
+
+    def _add(self, x, ids, threads=1):
+        self._core.add(x, ids, threads)
+
+    def _remove(self, ids) -> int:
+        if self._core.readonly:
+            raise _read_only_error()
+        return int(self._core.remove(np.unique(ids)))
+
+    def _slot_labels(self) -> np.ndarray:
+        if self._mapped is not None:
+            return self._mapped["labels"]
+        return self._core.slot_labels()
+
+    def _default_ids(self, n: int) -> np.ndarray:
+        return super()._default_ids(n)
+
+    # -- persistence ----------------------------------------------------------
+    def _params(self) -> dict:
+        return {"M": self._M, "ef_construction": self._ef_construction,
+                "ef_search": self._ef_search, "seed": self._seed}
+
+    def _sections(self) -> dict:
+        arrays = self._core.export_arrays()
+        sections = {name: arrays[name] for name in _SECTION_NAMES}
+        sections["state"] = np.array([arrays["entry"], arrays["max_level"]], dtype=np.int64)
+        return sections
+
+    @classmethod
+    def _from_sections(cls, dim, metric, params, sections):
+        from ..errors import FormatError
+
+        try:
+            index = cls(dim, metric, M=params["M"], ef_construction=params["ef_construction"],
+                        ef_search=params["ef_search"], seed=params["seed"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"HNSW file has bad parameters: {exc}") from None
+        missing = [n for n in _SECTION_NAMES + ("state",) if n not in sections]
+        if missing:
+            raise FormatError(f"HNSW file lacks sections {missing}")
+        expected = {"blocks": np.uint8, "vectors": np.float32, "labels": np.int64,
+                    "levels": np.uint8, "upper_offsets": np.int64, "upper_links": np.uint32,
+                    "quant": np.float32, "state": np.int64}
+        for name, dtype in expected.items():
+            if sections[name].dtype != dtype:
+                raise FormatError(f"HNSW section {name!r} has dtype {sections[name].dtype}, "
+                                  f"expected {np.dtype(dtype)}")
+        state = sections["state"]
+        if state.shape != (2,):
+            raise FormatError("HNSW section 'state' must hold [entry, max_level]")
+        mapped = any(not s.flags.writeable for s in sections.values())
+        try:
+            index._core.attach(sections["blocks"], sections["vectors"], sections["labels"],
+                               sections["levels"], sections["upper_offsets"],
+                               sections["upper_links"], sections["quant"], int(state[0]),
+                               int(state[1]), mapped)
+        except (ValueError, TypeError) as exc:
+            raise FormatError(str(exc)) from None
+        if mapped:
+            index._mapped = dict(sections)
+        return index
+
+    def __repr__(self) -> str:
+        return (f"HNSW(dim={self.dim}, metric={self.metric!r}, M={self._M}, "
+                f"ef_construction={self._ef_construction}, ef_search={self._ef_search}, n={len(self)})")
