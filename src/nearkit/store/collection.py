@@ -121,7 +121,8 @@ def _as_keys(keys, name="keys") -> tuple[list[str], bool]:
 def _grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
     if arr.shape[0] >= n:
         return arr
-    new = np.full((max(n, 2 * arr.shape[0], 1024),) + arr.shape[1:], fill, dtype=arr.dtype)
+    shape = (max(n, 2 * arr.shape[0], 1024),) + arr.shape[1:]
+    new = np.zeros(shape, dtype=arr.dtype) if not fill else np.full(shape, fill, dtype=arr.dtype)
     new[: arr.shape[0]] = arr
     return new
 
@@ -200,7 +201,9 @@ class Collection:
             chunks_vec.append(np.frombuffer(b"".join(r[3] for r in rows), np.float32).reshape(len(rows), self.dim))
             self._slot_keys.extend(r[1] for r in rows)
             self._slot_payload.extend(r[4] for r in rows)
-            recs.extend(self._fields.extract(json.loads(r[4])) if r[4] is not None else {} for r in rows)
+            # one json.loads per batch: far cheaper than one call per row
+            decoded = json.loads("[" + ",".join(r[4] if r[4] is not None else "null" for r in rows) + "]")
+            recs.extend(map(self._fields.extract, decoded))
         ids = np.concatenate(chunks_ids) if chunks_ids else np.empty(0, np.int64)
         seqs = np.concatenate(chunks_seq) if chunks_seq else np.empty(0, np.int64)
         vecs = np.concatenate(chunks_vec) if chunks_vec else np.empty((0, self.dim), np.float32)

@@ -59,6 +59,8 @@ class FieldIndex:
         self._inverted = {f: {} for f, s in self.schema.items() if s["type"] in ("tag", "text")}
         self._cache: dict = {}    # (field, term) -> sorted int64 slots; dropped when the term changes
         self._text_fields = [f for f, s in self.schema.items() if s["type"] == "text"]
+        self._plan = [(f, s["type"], s.get("separator"), s.get("case_sensitive", False))
+                      for f, s in self.schema.items()]
 
     # -- maintenance --------------------------------------------------------------------
     def extract(self, payload) -> dict:
@@ -68,18 +70,27 @@ class FieldIndex:
         if not isinstance(payload, dict):
             raise TypeError(f"a payload must be a dict or None, got {type(payload).__name__}")
         rec = {}
-        for f, spec in self.schema.items():
+        for f, t, sep, cs in self._plan:
             v = payload.get(f)
             if v is None:
                 continue
-            t = spec["type"]
             if t == "numeric":
+                if type(v) is float or type(v) is int:  # the common case, no conversion needed
+                    if v != v:
+                        raise ValueError(f"payload field {f!r}: invalid numeric value NaN")
+                    rec[f] = v
+                    continue
                 try:
                     rec[f] = numeric_value(v)
                 except ValueError as exc:
                     raise ValueError(f"payload field {f!r}: {exc}") from None
             elif t == "tag":
-                rec[f] = sorted(set(tag_values(v, spec["separator"], spec["case_sensitive"])))
+                if type(v) is str and sep not in v:  # one tag: skip the general splitter
+                    tag = v.strip() if cs else v.strip().lower()
+                    if tag:
+                        rec[f] = [tag]
+                    continue
+                rec[f] = sorted(set(tag_values(v, sep, cs)))
             else:
                 rec[f] = sorted(set(text_tokens(v)))
         return rec
