@@ -121,16 +121,14 @@ class VectorField:
     def upsert(self, slot: int, vec: np.ndarray) -> None:
         self._reserve(slot)
         v = self._prepare(vec)
-        if self._has[slot]:
-            if self._index is not None:
-                self._index.remove(np.array([slot], np.int64))
-        else:
+        if not self._has[slot]:
             self.count += 1
         self._vecs[slot] = v
         self._sqn[slot] = float(np.dot(v, v))
         self._has[slot] = True
         self._hi = max(self._hi, slot + 1)
         if self._index is not None:
+            # nearkit.HNSW replaces the vector of an id that is added again.
             self._index.add(v[None, :], np.array([slot], np.int64))
 
     def remove(self, slot: int) -> None:
@@ -176,8 +174,10 @@ class VectorField:
         k = min(k, count)
         if self._index is not None and not (allowed is not None and count <= 8 * k + 1024):
             ef = max(int(ef or self.ef_runtime), k)
-            flt = None if allowed is None else np.flatnonzero(live)
-            ids, _ = self._index.search(q, k, filter=flt, ef=ef)
+            if allowed is None:
+                ids, _ = self._index.search(q, k, ef=ef)
+            else:
+                ids, _ = self._index.search(q, k, ef=ef, filter=np.flatnonzero(live))
             slots = ids[ids >= 0].astype(np.int64)
         elif count <= 4 * k + 64:
             slots = np.flatnonzero(live)
