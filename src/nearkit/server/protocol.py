@@ -177,31 +177,33 @@ class RequestReader:
 
     Framing is hiredis's; this class adds what a server needs on top: requests
     must be arrays of bulk strings, the bytes buffered for one unfinished request
-    are capped, and inline commands (``PING\\r\\n`` as telnet sends it) are
-    accepted at a request boundary.
+    are capped, and a connection whose first byte is not ``*`` speaks inline
+    commands (``PING\r\n``, as telnet sends them) instead.
     """
 
     def __init__(self, max_request_bytes: int = 64 << 20, max_inline_bytes: int = 64 << 10):
         self._reader = hiredis.Reader()
         self._max_request = max_request_bytes
         self._max_inline = max_inline_bytes
-        self._pending = 0  # bytes fed since the last complete request (upper bound)
-        self._inline = b""  # an unfinished inline command line
+        self._fed = 0  # bytes given to hiredis
+        self._consumed = 0  # bytes of the requests it returned (canonical encoding)
+        self._inline = None  # None: not decided yet; True/False once the first byte arrived
+        self._line = b""  # an unfinished inline command line
 
     def feed(self, data: bytes) -> list:
         """Feed bytes; return the complete requests they finish (may be empty).
 
         Raises ProtocolError for input that cannot be framed.
         """
+        if not data:
+            return []
+        if self._inline is None:
+            self._inline = data[:1] != b"*"
+        if self._inline:
+            return self._feed_inline(data)
         requests = []
-        if self._pending == 0 and (self._inline or data[:1] not in (b"*", b"")):
-            data = self._take_inline(self._inline + data, requests)
-            self._inline = b""
-            if not data:
-                return requests
-        self._pending += len(data)
+        self._fed += len(data)
         self._reader.feed(data)
-        got = False
         while True:
             try:
                 req = self._reader.gets()
@@ -209,38 +211,36 @@ class RequestReader:
                 raise ProtocolError(f"Protocol error: {exc}") from None
             if req is False:
                 break
-            got = True
             if type(req) is not list:
                 raise ProtocolError("Protocol error: expected '*', got a non-array request")
+            size = 3 + len(str(len(req)))
             for arg in req:
                 if type(arg) is not bytes:
                     raise ProtocolError("Protocol error: expected '$', got a non-bulk argument")
+                size += len(arg) + 5 + len(str(len(arg)))
+            self._consumed += size
             if req:
                 requests.append(req)
-        if got:
-            # What is still buffered is part of this chunk at most.
-            self._pending = min(self._pending, len(data))
-            if not self._reader.has_data():
-                self._pending = 0
-        if self._pending > self._max_request:
+        if self._fed - self._consumed > self._max_request:
             raise ProtocolError("Protocol error: request too large")
         return requests
 
-    def _take_inline(self, data: bytes, requests: list) -> bytes:
-        """Consume inline command lines at the start of ``data``; return the rest."""
-        while data and data[:1] != b"*":
+    def _feed_inline(self, data: bytes) -> list:
+        data = self._line + data
+        requests = []
+        while True:
             nl = data.find(b"\n")
             if nl < 0:
-                if len(data) > self._max_inline:
-                    raise ProtocolError("Protocol error: too big inline request")
-                self._inline = data
-                return b""
+                break
             line = data[:nl].rstrip(b"\r")
             data = data[nl + 1:]
             args = _split_inline(line)
             if args:
                 requests.append(args)
-        return data
+        if len(data) > self._max_inline:
+            raise ProtocolError("Protocol error: too big inline request")
+        self._line = data
+        return requests
 
 
 def _split_inline(line: bytes) -> list:

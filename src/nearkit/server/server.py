@@ -345,6 +345,11 @@ class Server:
     def close(self):
         if self._server is not None:
             self._server.close()
+        if getattr(self, "_house", None) is not None:
+            self._house.cancel()
+        for client in list(self.clients):
+            if client.transport is not None:
+                client.transport.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
         if self.durable is not None:
             self.durable.close(self.keyspace)
