@@ -319,3 +319,41 @@ def test_redisvl_end_to_end(server):
         assert int(info["num_docs"]) == 50
         index.delete(drop=True)
         assert not index.exists()
+
+
+def test_hnsw_index_recall_and_updates(r):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2000, 16)).astype(np.float32)
+    r.execute_command("FT.CREATE", "h", "PREFIX", "1", "h:", "SCHEMA", "tag", "TAG", "v", "VECTOR",
+                      "HNSW", "10", "TYPE", "FLOAT32", "DIM", "16", "DISTANCE_METRIC", "L2",
+                      "M", "16", "EF_CONSTRUCTION", "100")
+    p = r.pipeline(transaction=False)
+    for i, v in enumerate(x):
+        p.hset(f"h:{i}", mapping={"tag": "a" if i % 4 else "b", "v": v.tobytes()})
+    p.execute()
+    hits = 0
+    for q in x[:20] + 0.01:
+        res = r.execute_command("FT.SEARCH", "h", "*=>[KNN 10 @v $b EF_RUNTIME $ef AS d]",
+                                "PARAMS", "4", "b", q.tobytes(), "ef", "100", "SORTBY", "d",
+                                "NOCONTENT", "DIALECT", "2")
+        ids = [int(k.split(b":")[1]) for k in (res[1:] if isinstance(res, list) else
+                                               [_bkeys(d)[b"id"] for d in _bkeys(res)[b"results"]])]
+        truth = np.argsort(((x - q) ** 2).sum(1))[:10]
+        hits += len(set(ids) & set(truth.tolist()))
+    assert hits / 200 >= 0.9
+    # A filtered query returns only allowed documents, nearest first.
+    q = x[3]
+    res = r.execute_command("FT.SEARCH", "h", "(@tag:{b})=>[KNN 5 @v $b AS d]", "PARAMS", "2", "b",
+                            q.tobytes(), "SORTBY", "d", "NOCONTENT", "DIALECT", "2")
+    ids = [int(k.split(b":")[1]) for k in (res[1:] if isinstance(res, list) else
+                                           [_bkeys(d)[b"id"] for d in _bkeys(res)[b"results"]])]
+    allowed = np.arange(0, 2000, 4)
+    truth = allowed[np.argsort(((x[allowed] - q) ** 2).sum(1))[:5]]
+    assert ids == truth.tolist()
+    # Moving a vector and deleting a key show up in the next search.
+    r.hset("h:7", "v", q.tobytes())
+    r.delete("h:3")
+    res = r.execute_command("FT.SEARCH", "h", "*=>[KNN 1 @v $b AS d]", "PARAMS", "2", "b",
+                            q.tobytes(), "SORTBY", "d", "NOCONTENT", "DIALECT", "2")
+    first = res[1] if isinstance(res, list) else _bkeys(_bkeys(res)[b"results"][0])[b"id"]
+    assert first == b"h:7"

@@ -149,6 +149,7 @@ class Prepared:
 
 
 def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None):
+    idx.flush_vectors()
     try:
         plan = parse_query(query, params, dialect)
     except QueryError as exc:

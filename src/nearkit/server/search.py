@@ -272,6 +272,13 @@ class SearchIndex:
             for vf in self.vectors.values():
                 vf.remove(slot)
 
+    def flush_vectors(self) -> None:
+        """Put batched graph insertions into the HNSW graphs (before any search)."""
+        if any(v.needs_flush for v in self.vectors.values()):
+            with self.lock:
+                for v in self.vectors.values():
+                    v.flush()
+
     def backfill(self, keyspace) -> None:
         for key in list(keyspace.data):
             if self.covers(key):
@@ -291,18 +298,30 @@ class SearchEngine:
     def __init__(self, server):
         self.server = server
         self.indexes: dict[bytes, SearchIndex] = {}
+        self._flush_scheduled = False
         server.keyspace.listeners.append(self.on_key_change)
 
     def on_key_change(self, key: bytes, value) -> None:
         for idx in self.indexes.values():
             if idx.covers(key) or key in idx.key_slot:
                 idx.on_change(key, value)
+                if not self._flush_scheduled and any(v.needs_flush for v in idx.vectors.values()):
+                    loop = self.server.loop
+                    if loop is not None:
+                        self._flush_scheduled = True
+                        loop.call_soon(self.flush_vectors)
+
+    def flush_vectors(self) -> None:
+        self._flush_scheduled = False
+        for idx in self.indexes.values():
+            idx.flush_vectors()
 
     def create(self, idx: SearchIndex, persist: bool = True) -> None:
         self.indexes[idx.name] = idx
         if persist and self.server.durable is not None:
             self.server.durable.save_index(idx.name, idx.definition())
         idx.backfill(self.server.keyspace)
+        idx.flush_vectors()
 
     def restore_index(self, name: bytes, d: dict) -> None:
         idx = SearchIndex(name, d["on"], [p.encode("latin-1") for p in d["prefixes"]],

@@ -263,6 +263,7 @@ class Server:
         for key, value, deadline in self.durable.load_keys():
             self.keyspace.load(key, value, deadline)
         self.keyspace.expire_some(limit=1 << 62)
+        self.search.flush_vectors()
 
     def next_client_id(self) -> int:
         self._client_ids += 1

@@ -58,6 +58,7 @@ class VectorField:
         self.count = 0
         # The graph index for HNSW fields, when this build has nearkit.HNSW.
         self._index = None
+        self._pending: dict = {}  # slot -> vector not yet in the graph (added in batches)
         if algorithm == "HNSW":
             cls = _nearkit_index_class("HNSW")
             if cls is not None:
@@ -128,15 +129,30 @@ class VectorField:
         self._has[slot] = True
         self._hi = max(self._hi, slot + 1)
         if self._index is not None:
-            # nearkit.HNSW replaces the vector of an id that is added again.
-            self._index.add(v[None, :], np.array([slot], np.int64))
+            # Graph insertions are batched (``flush``): a pipelined load then builds
+            # with every core. nearkit.HNSW replaces the vector of a re-added id.
+            self._pending[slot] = self._vecs[slot]
 
     def remove(self, slot: int) -> None:
         if slot < self._has.shape[0] and self._has[slot]:
             self._has[slot] = False
             self.count -= 1
             if self._index is not None:
+                self._pending.pop(slot, None)
                 self._index.remove(np.array([slot], np.int64))
+
+    @property
+    def needs_flush(self) -> bool:
+        return bool(self._pending)
+
+    def flush(self) -> None:
+        """Insert the pending vectors into the graph, in one parallel batch."""
+        if not self._pending:
+            return
+        slots = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
+        x = self._vecs[slots]
+        self._pending.clear()
+        self._index.add(x, slots, threads=0 if len(slots) >= 64 else 1)
 
     @property
     def memory_bytes(self) -> int:
