@@ -44,10 +44,13 @@ class Offload:
     is safe there); ``finish(result)`` runs back on the loop to build the reply.
     """
 
-    __slots__ = ("compute", "finish", "heavy")
+    __slots__ = ("compute", "finish", "heavy", "inline")
 
-    def __init__(self, compute, finish, heavy: bool = True):
+    def __init__(self, compute, finish, heavy: bool = True, inline=None):
+        # ``inline``: the same work without taking the index's read lock, for running
+        # on the event loop itself (the only thread that ever writes).
         self.compute, self.finish, self.heavy = compute, finish, heavy
+        self.inline = inline or compute
 
 
 @dataclass

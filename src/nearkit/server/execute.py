@@ -27,7 +27,7 @@ from ..store.filters import (
 from . import jsonpath
 from .commands import CommandError, Offload
 from .keyspace import JsonDoc
-from .protocol import Double, Error, Map, Simple
+from .protocol import Double, Error, Map, Raw, Simple
 from .query import QueryError, parse_query, range_yield_name
 from .vectors import BlobSizeError
 
@@ -148,12 +148,39 @@ class Prepared:
     heavy: bool
 
 
-def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None):
-    idx.flush_vectors()
+# Parsed plans by (query text, dialect): clients send the same query string with a
+# new vector each time, so parsing is skipped unless a non-vector parameter changed.
+_PLAN_CACHE: dict = {}
+_PLAN_CACHE_MAX = 4096
+
+
+def cached_plan(query: str, params: dict, dialect: int):
+    entry = _PLAN_CACHE.get((query, dialect))
+    if entry is not None:
+        vec_names, plans = entry
+        key = tuple(sorted((k, v) for k, v in params.items() if k not in vec_names))
+        plan = plans.get(key)
+        if plan is not None:
+            return plan
     try:
         plan = parse_query(query, params, dialect)
     except QueryError as exc:
         raise CommandError(str(exc)) from None
+    vec_names = {r.vector_param for r in plan.ranges}
+    if plan.knn is not None:
+        vec_names.add(plan.knn.vector_param)
+    if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
+        _PLAN_CACHE.clear()
+    entry = _PLAN_CACHE.setdefault((query, dialect), (frozenset(vec_names), {}))
+    if entry[0] == vec_names and len(entry[1]) < 64:
+        key = tuple(sorted((k, v) for k, v in params.items() if k not in vec_names))
+        entry[1][key] = plan
+    return plan
+
+
+def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None):
+    idx.flush_vectors()
+    plan = cached_plan(query, params, dialect)
     tree = plan.tree
     extra = []
     for fname, lo, hi in numeric_filters:
@@ -206,6 +233,15 @@ def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), ink
 def select(idx, prep: Prepared):
     """(slots, {score name: distances}) of every document the query matches; KNN results
     are sorted by distance. Call under the index's read lock."""
+    knn = prep.plan.knn
+    if (knn is not None and not prep.range_queries and prep.inkeys is None
+            and type(prep.tree) is MatchAll):
+        # Plain KNN (the common case): no masks at all.
+        vf = idx.vectors.get(knn.field)
+        if vf is None or prep.knn_query is None or knn.k == 0:
+            return np.zeros(0, np.int64), {knn.score_name: np.zeros(0, np.float32)}
+        slots, dist = vf.knn(prep.knn_query, knn.k, None, knn.ef_runtime)
+        return slots, {knn.score_name: dist}
     n = len(idx.slot_key)
     live = idx.live[:n]
     ranges, scores = {}, {}
@@ -229,7 +265,6 @@ def select(idx, prep: Prepared):
             if s is not None:
                 km[s] = True
         mask = km & (mask if mask is not None else live)
-    knn = prep.plan.knn
     if knn is not None:
         vf = idx.vectors.get(knn.field)
         if vf is None or prep.knn_query is None or knn.k == 0:
@@ -271,33 +306,41 @@ def search(ctx, idx, req: SearchRequest):
         raise CommandError(f"Property `{req.sortby}` not loaded nor in schema")
     is_knn = prep.plan.knn is not None
 
+    knn_name = prep.plan.knn.score_name if is_knn else None
+
+    def work():
+        slots, scores = select(idx, prep)
+        total = int(slots.shape[0])
+        order = None
+        if req.sortby is not None:
+            if req.sortby == knn_name and not req.sort_desc:
+                order = None  # KNN results come sorted by distance already
+            elif req.sortby in scores:
+                key = scores[req.sortby].astype(np.float64)
+                key = np.where(np.isnan(key), np.inf if not req.sort_desc else -np.inf, key)
+                order = np.lexsort((slots, -key if req.sort_desc else key))
+            else:
+                vals = [_sort_value(idx, s, req.sortby) for s in slots]
+                present = [i for i, v in enumerate(vals) if v is not None]
+                missing = [i for i, v in enumerate(vals) if v is None]
+                present.sort(key=lambda i: (vals[i], int(slots[i])), reverse=req.sort_desc)
+                order = np.array(present + missing, dtype=np.int64)
+        lo, hi = req.offset, req.offset + req.num
+        if order is not None:
+            page = order[lo:hi]
+            sel = slots[page]
+            page_scores = {name: d[page] for name, d in scores.items()}
+        else:
+            sel = slots[lo:hi]
+            page_scores = {name: d[lo:hi] for name, d in scores.items()}
+        slot_key = idx.slot_key
+        keys = [slot_key[s] for s in sel.tolist()]
+        return total, keys, page_scores
+
     def compute():
         idx.lock.acquire_read()
         try:
-            slots, scores = select(idx, prep)
-            total = int(slots.shape[0])
-            order = None
-            if req.sortby is not None:
-                if req.sortby in scores:
-                    key = scores[req.sortby].astype(np.float64)
-                    key = np.where(np.isnan(key), np.inf if not req.sort_desc else -np.inf, key)
-                    order = np.lexsort((slots, -key if req.sort_desc else key))
-                else:
-                    vals = [_sort_value(idx, s, req.sortby) for s in slots]
-                    present = [i for i, v in enumerate(vals) if v is not None]
-                    missing = [i for i, v in enumerate(vals) if v is None]
-                    present.sort(key=lambda i: (vals[i], int(slots[i])), reverse=req.sort_desc)
-                    order = np.array(present + missing, dtype=np.int64)
-            elif is_knn:
-                order = None  # already by distance
-            lo, hi = req.offset, req.offset + req.num
-            if order is not None:
-                page = order[lo:hi]
-            else:
-                page = np.arange(lo, min(hi, total), dtype=np.int64)
-            keys = [idx.slot_key[int(s)] for s in slots[page]]
-            page_scores = {name: d[page] for name, d in scores.items()}
-            return total, keys, page_scores
+            return work()
         finally:
             idx.lock.release_read()
 
@@ -305,7 +348,7 @@ def search(ctx, idx, req: SearchRequest):
         total, keys, page_scores = result
         return render_search(ctx, idx, req, total, keys, page_scores, score_names, is_knn)
 
-    return Offload(compute, finish, heavy=prep.heavy)
+    return Offload(compute, finish, heavy=prep.heavy, inline=work)
 
 
 def _json_text(v) -> bytes:
@@ -356,16 +399,41 @@ def _doc_fields(idx, doc, req, scores, i, score_names):
 
 
 def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
-    ks = ctx.server.keyspace
+    data = ctx.server.keyspace.data
     resp3 = ctx.resp3
     score_text = b"0" if is_knn else b"1"
     rows = []
-    for i, key in enumerate(keys):
-        doc = ks.data.get(key) if key is not None else None
-        if doc is None:
-            continue
-        fields = None if req.nocontent else _doc_fields(idx, doc, req, scores, i, score_names)
-        rows.append((key, fields))
+    rf = req.return_fields
+    if not req.nocontent and rf and all(name in scores for name, _ in rf):
+        # Only distances asked for (RETURN 1 dist): no document fields to read.
+        if len(rf) == 1 and not resp3 and not req.withscores:
+            # The commonest query of all, encoded in one pass.
+            label = rf[0][1].encode()
+            head = b"*2\r\n$%d\r\n%s\r\n" % (len(label), label)
+            parts, n = [], 0
+            for key, d in zip(keys, scores[rf[0][0]].tolist()):
+                if key is None or key not in data:
+                    continue
+                n += 1
+                if d != d:
+                    parts.append(b"$%d\r\n%s\r\n*0\r\n" % (len(key), key))
+                    continue
+                v = b"%.12g" % d
+                parts.append(b"$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (len(key), key, head, len(v), v))
+            return Raw(b"*%d\r\n:%d\r\n" % (1 + 2 * n, total) + b"".join(parts))
+        cols = [(label.encode(), scores[name].tolist()) for name, label in rf]
+        for i, key in enumerate(keys):
+            if key is None or key not in data:
+                continue
+            rows.append((key, [(label, b"%.12g" % vals[i]) for label, vals in cols
+                               if vals[i] == vals[i]]))
+    else:
+        for i, key in enumerate(keys):
+            doc = data.get(key) if key is not None else None
+            if doc is None:
+                continue
+            fields = None if req.nocontent else _doc_fields(idx, doc, req, scores, i, score_names)
+            rows.append((key, fields))
     if resp3:
         results = []
         for key, fields in rows:
@@ -378,18 +446,20 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
             results.append(Map(entry))
         return Map([(S("attributes"), []), (S("total_results"), total),
                     (S("format"), S("STRING")), (S("results"), results), (S("warning"), [])])
-    out = [total]
+    # RESP2 [total, id, (score,) [f, v, ...], ...], encoded here directly: this is the
+    # hottest reply of the server.
+    per_row = 1 + bool(req.withscores) + (not req.nocontent)
+    parts = [b"*%d\r\n:%d\r\n" % (1 + per_row * len(rows), total)]
+    ap = parts.append
     for key, fields in rows:
-        out.append(key)
+        ap(b"$%d\r\n%s\r\n" % (len(key), key))
         if req.withscores:
-            out.append(score_text)
+            ap(b"$1\r\n%s\r\n" % score_text)
         if fields is not None:
-            flat = []
+            ap(b"*%d\r\n" % (2 * len(fields)))
             for k, v in fields:
-                flat.append(k)
-                flat.append(v)
-            out.append(flat)
-    return out
+                ap(b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
+    return Raw(b"".join(parts))
 
 
 # --------------------------------------------------------------------------------------------

@@ -65,6 +65,12 @@ class Set(list):
     __slots__ = ()
 
 
+class Raw(bytes):
+    """A reply already encoded by its handler (hot paths build RESP bytes directly)."""
+
+    __slots__ = ()
+
+
 class _NullArray:
     __slots__ = ()
 
@@ -100,6 +106,8 @@ def _encode(v, resp3: bool, out: list) -> None:
     t = type(v)
     if t is bytes:
         _bulk(v, out)
+    elif t is Raw:
+        out.append(v)
     elif t is list:
         out.append(b"*%d\r\n" % len(v))
         for x in v:

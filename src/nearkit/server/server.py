@@ -116,9 +116,18 @@ class Connection(asyncio.Protocol):
                 break
             reply = self.execute(req)
             if type(reply) is Offload:
-                self._flush_out()
-                self._start_offload(reply)
-                return
+                if not reply.heavy:
+                    try:
+                        reply = reply.finish(reply.inline())
+                    except CommandError as exc:
+                        reply = exc.reply
+                    except Exception as exc:  # never let one request take the server down
+                        log.exception("search failed")
+                        reply = Error(f"ERR internal error: {type(exc).__name__}: {exc}")
+                else:
+                    self._flush_out()
+                    self._start_offload(reply)
+                    return
             if self.resp3 != resp3:  # HELLO switched protocol: this reply is already in the new one
                 resp3 = self.resp3
             encode_into(reply, resp3, out)
@@ -139,7 +148,7 @@ class Connection(asyncio.Protocol):
         self._busy = True
         if not job.heavy:
             # Cheap enough to run inline: a thread hop would cost more than the work.
-            self._finish_offload(job, job.compute, None)
+            self._finish_offload(job, job.inline, None)
             return
         fut = self.server.loop.run_in_executor(self.server.pool, job.compute)
         fut.add_done_callback(lambda f: self._finish_offload(job, None, f))
@@ -218,7 +227,7 @@ class Connection(asyncio.Protocol):
             if type(reply) is Offload:
                 # Inside a transaction everything runs in order on the loop.
                 try:
-                    reply = reply.finish(reply.compute())
+                    reply = reply.finish(reply.inline())
                 except CommandError as exc:
                     reply = exc.reply
             replies.append(reply)

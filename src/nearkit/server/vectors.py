@@ -191,10 +191,12 @@ class VectorField:
         if self._index is not None and not (allowed is not None and count <= 8 * k + 1024):
             ef = max(int(ef or self.ef_runtime), k)
             if allowed is None:
-                ids, _ = self._index.search(q, k, ef=ef)
+                ids, dist = self._index.search(q, k, ef=ef)
             else:
-                ids, _ = self._index.search(q, k, ef=ef, filter=np.flatnonzero(live))
-            slots = ids[ids >= 0].astype(np.int64)
+                ids, dist = self._index.search(q, k, ef=ef, filter=np.flatnonzero(live))
+            # The graph re-ranks its results exactly: use its distances as they are.
+            keep = ids >= 0
+            return ids[keep].astype(np.int64, copy=False), dist[keep]
         elif count <= 4 * k + 64:
             slots = np.flatnonzero(live)
         else:
