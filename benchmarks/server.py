@@ -173,7 +173,9 @@ def main():
     else:
         redis_port = args.redis_port
     nk_port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    import nearkit
+
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(nearkit.__file__))))
     nk = subprocess.Popen([sys.executable, "-m", "nearkit.server", "--port", str(nk_port)], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(nk_port)

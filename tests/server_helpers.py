@@ -12,7 +12,6 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SRC = os.path.join(ROOT, "src")
 REFERENCE_SCRIPT = os.environ.get(
     "NEARKIT_REFERENCE_REDIS", os.path.join(os.path.dirname(ROOT), "..", "shared", "redis",
                                             "start_reference_redis.sh"))
@@ -70,8 +69,12 @@ class ProcessServer:
     """``python -m nearkit.server`` as a child process (for kill -9 tests)."""
 
     def __init__(self, *args: str):
+        import nearkit
+
         self.port = free_port()
-        env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        # The child imports the same nearkit as this process (in-place build or installed).
+        parent = os.path.dirname(os.path.dirname(os.path.abspath(nearkit.__file__)))
+        env = dict(os.environ, PYTHONPATH=parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "nearkit.server", "--port", str(self.port), *args],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -93,3 +93,34 @@ def test_kill9_keeps_acknowledged_writes(tmp_path, round_):
         assert res[0] == 1
     finally:
         srv.stop()
+
+
+def test_cli_serve_persists_between_runs(tmp_path):
+    """`nearkit serve --data DIR` (the CLI entry point) keeps keys and index definitions."""
+    import os
+    import subprocess
+    import sys
+
+    import nearkit
+    from server_helpers import free_port, wait_port
+
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(nearkit.__file__)))
+    env = dict(os.environ, PYTHONPATH=parent)
+    for run in range(2):
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "nearkit", "serve", "--port", str(port),
+                                 "--data", str(tmp_path), "--durability", "everysec"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"log{run}", "w"))
+        try:
+            wait_port(port, 60, proc)
+            r = redis.Redis(port=port, protocol=2)
+            if run == 0:
+                r.execute_command("FT.CREATE", "i", "PREFIX", "1", "k:", "SCHEMA", "t", "TAG")
+                r.hset("k:1", "t", "a")
+            else:
+                assert r.hget("k:1", "t") == b"a"
+                assert r.execute_command("FT.SEARCH", "i", "@t:{a}", "NOCONTENT") == [1, b"k:1"]
+        finally:
+            proc.terminate()  # a clean shutdown commits everything (everysec)
+            proc.wait(30)
+            assert "Traceback" not in open(tmp_path / f"log{run}").read()

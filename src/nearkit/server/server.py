@@ -357,13 +357,17 @@ class Server:
             self._server.close()
         if getattr(self, "_house", None) is not None:
             self._house.cancel()
-        for client in list(self.clients):
-            if client.transport is not None:
-                client.transport.close()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        # The durable record first: whatever happens to the sockets, nothing is lost.
         if self.durable is not None:
             self.durable.close(self.keyspace)
             self.durable = None
+        for client in list(self.clients):
+            if client.transport is not None:
+                try:
+                    client.transport.close()
+                except RuntimeError:  # the loop is already closed
+                    pass
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run(config: Config) -> int:
@@ -379,12 +383,12 @@ def run(config: Config) -> int:
                 loop.add_signal_handler(sig, task.cancel)
             except NotImplementedError:  # pragma: no cover - Windows
                 pass
-        await task
+        try:
+            await task
+        finally:
+            server.close()  # inside the loop: client transports can still be closed
 
-    try:
-        asyncio.run(main())
-    finally:
-        server.close()
+    asyncio.run(main())
     return 0
 
 
