@@ -33,11 +33,11 @@ from .vectors import BlobSizeError
 
 S = Simple
 MAX_RESULTS = 10000
-# Searches below this much work run inline on the event loop: a thread hop
-# (tens of microseconds) would cost more than it saves.
-INLINE_FLAT_VECTORS = 20000
-INLINE_HNSW_EF = 64
-INLINE_DOCS = 20000
+# Searches below about a millisecond of work run inline on the event loop: a
+# thread hop costs tens of microseconds, and a worker that needs the GIL back
+# while the loop is busy can wait a whole switch interval. Units: floats scanned.
+INLINE_WORK = 4_000_000
+INLINE_HNSW_EF = 2000
 
 
 def fmt_distance(d) -> bytes:
@@ -194,7 +194,8 @@ def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), ink
         if idx.field(name) is not None:
             raise CommandError(f"Property `{name}` already exists in schema")
     knn_q = None
-    heavy = idx.num_docs > INLINE_DOCS
+    # Filter masks touch every document; exact scans every vector.
+    work = 0 if type(tree) is MatchAll else idx.num_docs * 8
     if plan.knn is not None:
         vf = idx.vectors.get(plan.knn.field)
         if plan.knn.vector_param not in params:
@@ -207,10 +208,11 @@ def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), ink
                                    f"({exc.got}) does not match index's expected size "
                                    f"({exc.expected}).") from None
             if vf.uses_graph:
-                ef = plan.knn.ef_runtime or vf.ef_runtime
-                heavy = heavy and (ef > INLINE_HNSW_EF or not _is_match_all(tree))
+                ef = max(plan.knn.ef_runtime or vf.ef_runtime, plan.knn.k)
+                if ef > INLINE_HNSW_EF:
+                    work += INLINE_WORK + 1
             else:
-                heavy = vf.count > INLINE_FLAT_VECTORS
+                work += vf.count * vf.dim
     rq = []
     for node in plan.ranges:
         vf = idx.vectors.get(node.field)
@@ -226,7 +228,8 @@ def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), ink
                                f"({exc.got}) does not match index's expected size "
                                f"({exc.expected}).") from None
         rq.append((node, v, node.radius))
-        heavy = heavy or vf.count > INLINE_FLAT_VECTORS
+        work += vf.count * vf.dim
+    heavy = work > INLINE_WORK
     return Prepared(plan, tree, knn_q, rq, inkeys, heavy)
 
 
