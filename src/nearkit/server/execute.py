@@ -75,6 +75,7 @@ class SearchRequest:
     dialect: int = 1
     numeric_filters: list = field(default_factory=list)
     inkeys: list | None = None
+    param_pos: dict = field(default_factory=dict)  # parameter name -> its value's index in args
 
 
 def _parse_bound(text: str):
@@ -158,7 +159,10 @@ def cached_plan(query: str, params: dict, dialect: int):
     entry = _PLAN_CACHE.get((query, dialect))
     if entry is not None:
         vec_names, plans = entry
-        key = tuple(sorted((k, v) for k, v in params.items() if k not in vec_names))
+        if len(params) == len(vec_names) and all(k in vec_names for k in params):
+            key = ()  # only the vector changes: the usual case
+        else:
+            key = tuple(sorted((k, v) for k, v in params.items() if k not in vec_names))
         plan = plans.get(key)
         if plan is not None:
             return plan
@@ -302,12 +306,69 @@ def _sort_value(idx, slot, name):
     return " ".join(v)
 
 
-def search(ctx, idx, req: SearchRequest):
+class _FastSearch:
+    """A plain KNN request seen before: the same arguments but the query vector."""
+
+    __slots__ = ("idx", "vf", "field", "pos", "head", "tail", "k", "ef", "req", "score_names",
+                 "knn_name")
+
+
+_FAST: dict = {}  # (index name, query text, number of args) -> _FastSearch
+
+
+def try_fast_search(ctx, args):
+    """Answer a repeated plain KNN query without parsing it again (None: take the
+    general path, which also produces every error reply)."""
+    entry = _FAST.get((args[0], args[1], len(args)))
+    if entry is None:
+        return None
+    pos = entry.pos
+    if args[:pos] != entry.head or args[pos + 1:] != entry.tail:
+        return None
+    idx = entry.idx
+    vf = entry.vf
+    blob = args[pos]
+    if (ctx.server.search.indexes.get(args[0]) is not idx or idx.vectors.get(entry.field) is not vf
+            or len(blob) != vf.blob_size or (not vf.uses_graph and vf.count * vf.dim > INLINE_WORK)):
+        return None
+    idx.flush_vectors()
+    idx.number_of_uses += 1
+    slots, dist = vf.knn(vf.decode_blob(blob), entry.k, None, entry.ef)
+    req = entry.req
+    lo, hi = req.offset, req.offset + req.num
+    slot_key = idx.slot_key
+    keys = [slot_key[s] for s in slots[lo:hi].tolist()]
+    return render_search(ctx, idx, req, int(slots.shape[0]), keys, {entry.knn_name: dist[lo:hi]},
+                         entry.score_names, True)
+
+
+def _remember_fast(idx, req, prep, args, score_names):
+    knn = prep.plan.knn
+    vf = idx.vectors.get(knn.field)
+    pos = req.param_pos.get(knn.vector_param)
+    if (args is None or vf is None or pos is None or knn.k <= 0 or prep.range_queries
+            or type(prep.tree) is not MatchAll or req.inkeys is not None or req.numeric_filters
+            or req.withscores or (req.sortby is not None and
+                                  (req.sortby != knn.score_name or req.sort_desc))):
+        return
+    if len(_FAST) >= 1024:
+        _FAST.clear()
+    e = _FastSearch()
+    e.idx, e.vf, e.field, e.pos = idx, vf, knn.field, pos
+    e.head, e.tail = list(args[:pos]), list(args[pos + 1:])
+    e.k, e.ef, e.req = knn.k, knn.ef_runtime, req
+    e.score_names, e.knn_name = score_names, knn.score_name
+    _FAST[(args[0], args[1], len(args))] = e
+
+
+def search(ctx, idx, req: SearchRequest, args=None):
     prep = prepare(idx, req.query, req.params, req.dialect, req.numeric_filters, req.inkeys)
     score_names = prep.plan.score_names()
     if req.sortby is not None and req.sortby not in score_names and idx.field(req.sortby) is None:
         raise CommandError(f"Property `{req.sortby}` not loaded nor in schema")
     is_knn = prep.plan.knn is not None
+    if is_knn:
+        _remember_fast(idx, req, prep, args, score_names)
 
     knn_name = prep.plan.knn.score_name if is_knn else None
 

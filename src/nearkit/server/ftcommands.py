@@ -346,11 +346,12 @@ def ft_info(ctx, args):
 # FT.SEARCH
 # --------------------------------------------------------------------------------------------
 
-_SEARCH_FLAGS = {b"NOCONTENT", b"VERBATIM", b"NOSTOPWORDS", b"WITHSCORES", b"WITHPAYLOADS",
-                 b"WITHSORTKEYS", b"INORDER", b"EXPLAINSCORE"}
+_SEARCH_FLAGS = {k: k.decode().lower() for k in (
+    b"NOCONTENT", b"VERBATIM", b"NOSTOPWORDS", b"WITHSCORES", b"WITHPAYLOADS", b"WITHSORTKEYS",
+    b"INORDER", b"EXPLAINSCORE")}
 
 
-def parse_params(args, i):
+def parse_params(args, i, positions_out=None):
     n = args[i + 1] if i + 1 < len(args) else None
     if n is None:
         _err("Bad arguments for PARAMS: Expected an argument, but none provided")
@@ -363,11 +364,15 @@ def parse_params(args, i):
     if i + 2 + n > len(args):
         _err("Bad arguments for PARAMS: Expected an argument, but none provided")
     params = {}
+    positions = {}
     for j in range(i + 2, i + 2 + n, 2):
         name = _t(args[j])
         if name in params:
             _err(f"Duplicate parameter `{name}`")
         params[name] = args[j + 1]
+        positions[name] = j + 1
+    if positions_out is not None:
+        positions_out.update(positions)
     return params, i + 2 + n
 
 
@@ -385,14 +390,19 @@ def _parse_dialect(args, i):
 def ft_search(ctx, args):
     if len(args) < 2:
         return Error("No query string provided")
+    reply = execute.try_fast_search(ctx, args)
+    if reply is not None:
+        return reply
     idx = _index(ctx, args[0], "{name}: no such index")
     req = execute.SearchRequest(query=_t(args[1]))
     i = 2
-    while i < len(args):
+    n_args = len(args)
+    while i < n_args:
         kw = args[i].upper()
         pos = i - 1
-        if kw in _SEARCH_FLAGS:
-            setattr(req, kw.decode().lower(), True)
+        flag = _SEARCH_FLAGS.get(kw)
+        if flag is not None:
+            setattr(req, flag, True)
             i += 1
         elif kw == b"LIMIT":
             if i + 2 >= len(args):
@@ -443,7 +453,7 @@ def ft_search(ctx, args):
                     req.sort_desc = False
                 i += 1
         elif kw == b"PARAMS":
-            req.params, i = parse_params(args, i)
+            req.params, i = parse_params(args, i, req.param_pos)
         elif kw == b"DIALECT":
             req.dialect = _parse_dialect(args, i)
             i += 2
@@ -464,7 +474,7 @@ def ft_search(ctx, args):
         else:
             return Error(f"Unknown argument `{_t(args[i])}` at position {pos} for <main>")
     idx.number_of_uses += 1
-    return execute.search(ctx, idx, req)
+    return execute.search(ctx, idx, req, args)
 
 
 # --------------------------------------------------------------------------------------------

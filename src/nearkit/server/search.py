@@ -112,6 +112,7 @@ class SearchIndex:
         self.number_of_uses = 0
         self.created = time.time()
         self.vectors: dict[str, VectorField] = {}
+        self.vectors_pending = False  # HNSW insertions waiting for flush_vectors()
         self.fi = FieldIndex({})
         for f in fields:
             self._add_field(f)
@@ -259,6 +260,8 @@ class SearchIndex:
                     vf.remove(slot)
                 else:
                     vf.upsert(slot, v)
+                    if vf.uses_graph:
+                        self.vectors_pending = True
 
     def _remove(self, key: bytes) -> None:
         slot = self.key_slot.get(key)
@@ -274,10 +277,11 @@ class SearchIndex:
 
     def flush_vectors(self) -> None:
         """Put batched graph insertions into the HNSW graphs (before any search)."""
-        if any(v.needs_flush for v in self.vectors.values()):
+        if self.vectors_pending:
             with self.lock:
                 for v in self.vectors.values():
                     v.flush()
+                self.vectors_pending = False
 
     def backfill(self, keyspace) -> None:
         for key in list(keyspace.data):
@@ -305,7 +309,7 @@ class SearchEngine:
         for idx in self.indexes.values():
             if idx.covers(key) or key in idx.key_slot:
                 idx.on_change(key, value)
-                if not self._flush_scheduled and any(v.needs_flush for v in idx.vectors.values()):
+                if idx.vectors_pending and not self._flush_scheduled:
                     loop = self.server.loop
                     if loop is not None:
                         self._flush_scheduled = True

@@ -83,8 +83,13 @@ class VectorField:
             raise BlobSizeError(len(blob), self.blob_size)
         raw = np.frombuffer(blob, dtype=self.dtype)
         if self.data_type == "BFLOAT16":
-            return (raw.astype(np.uint32) << 16).view(np.float32)
-        return raw.astype(np.float32)
+            v = (raw.astype(np.uint32) << 16).view(np.float32)
+        else:
+            v = raw.astype(np.float32)
+        if not np.isfinite(v).all():
+            # NaN/inf components would poison every distance; treat them like Redis's clamp.
+            v = np.nan_to_num(v, nan=0.0, posinf=3.4e38, neginf=-3.4e38).astype(np.float32)
+        return v
 
     def decode_list(self, values) -> np.ndarray:
         """A JSON array of numbers as float32 (dim,); ValueError if it is not one."""
@@ -181,6 +186,16 @@ class VectorField:
     def knn(self, q: np.ndarray, k: int, allowed: np.ndarray | None, ef: int | None):
         """Up to k (slot, distance) pairs nearest q among slots with a vector (and in
         ``allowed``, a bool mask over slots, if given); sorted by distance then slot."""
+        if allowed is None and self._index is not None:
+            # Plain graph search, the hot path: nearkit.HNSW normalises for cosine itself.
+            if k <= 0 or self.count == 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            k = min(k, self.count)
+            ids, dist = self._index.search(q, k, ef=max(int(ef or self.ef_runtime), k))
+            if ids.shape[0] and ids[-1] < 0:
+                keep = ids >= 0
+                ids, dist = ids[keep], dist[keep]
+            return ids, dist
         q = self._prepare(q)
         hi = self._hi
         live = self._has[:hi] if allowed is None else (self._has[:hi] & _fit(allowed, hi))
