@@ -197,13 +197,15 @@ class RequestReader:
         self._consumed = 0  # bytes of the requests it returned (canonical encoding)
         self._inline = None  # None: not decided yet; True/False once the first byte arrived
         self._line = b""  # an unfinished inline command line
+        self._broken = False
 
     def feed(self, data: bytes) -> list:
         """Feed bytes; return the complete requests they finish (may be empty).
 
-        Raises ProtocolError for input that cannot be framed.
+        Input that cannot be framed ends the list with a ProtocolError instance
+        (after the good requests that came before it); nothing is read after it.
         """
-        if not data:
+        if not data or self._broken:
             return []
         if self._inline is None:
             self._inline = data[:1] != b"*"
@@ -216,21 +218,29 @@ class RequestReader:
             try:
                 req = self._reader.gets()
             except hiredis.ProtocolError as exc:
-                raise ProtocolError(f"Protocol error: {exc}") from None
+                return self._fail(requests, f"Protocol error: {exc}")
             if req is False:
                 break
             if type(req) is not list:
-                raise ProtocolError("Protocol error: expected '*', got a non-array request")
+                return self._fail(requests, "Protocol error: expected '*', got a non-array request")
             size = 3 + len(str(len(req)))
             for arg in req:
                 if type(arg) is not bytes:
-                    raise ProtocolError("Protocol error: expected '$', got a non-bulk argument")
+                    return self._fail(requests,
+                                      "Protocol error: expected '$', got a non-bulk argument")
                 size += len(arg) + 5 + len(str(len(arg)))
             self._consumed += size
             if req:
                 requests.append(req)
         if self._fed - self._consumed > self._max_request:
-            raise ProtocolError("Protocol error: request too large")
+            return self._fail(requests, "Protocol error: request too large")
+        return requests
+
+    def _fail(self, requests: list, message: str) -> list:
+        """The stream cannot be resynchronised: the requests before the damage still
+        count; a ProtocolError marks where the connection must close."""
+        self._broken = True
+        requests.append(ProtocolError(message))
         return requests
 
     def _feed_inline(self, data: bytes) -> list:
@@ -246,7 +256,7 @@ class RequestReader:
             if args:
                 requests.append(args)
         if len(data) > self._max_inline:
-            raise ProtocolError("Protocol error: too big inline request")
+            return self._fail(requests, "Protocol error: too big inline request")
         self._line = data
         return requests
 
@@ -275,7 +285,7 @@ def _split_inline(line: bytes) -> list:
             cur += c
         i += 1
     if quote:
-        raise ProtocolError("Protocol error: unbalanced quotes in request")
+        return [b"\x00unbalanced"]  # no such command: answered with an error reply
     if cur or have:
         args.append(bytes(cur))
     return args

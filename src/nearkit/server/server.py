@@ -70,6 +70,7 @@ class Connection(asyncio.Protocol):
         self._busy = False  # an offloaded request is in flight
         self._out: list = []  # encoded reply pieces not yet written
         self._paused = False
+        self._write_paused = False  # the client is not reading its replies
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport):
@@ -83,6 +84,20 @@ class Connection(asyncio.Protocol):
             return
         self.server.clients.add(self)
         self.server.connections_received += 1
+        transport.set_write_buffer_limits(high=8 << 20)
+
+    def pause_writing(self):
+        # The client stopped reading: stop answering (and reading) until it catches up,
+        # so unread replies cannot pile up in memory.
+        self._write_paused = True
+        if not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self):
+        self._write_paused = False
+        if not self._busy and not self.closing:
+            self._run()
 
     def connection_lost(self, exc):
         self.server.clients.discard(self)
@@ -91,13 +106,8 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes):
         if self.closing:
             return
-        try:
-            reqs = self._reader.feed(data)
-        except ProtocolError as exc:
-            self._queue.append(exc)
-        else:
-            self._queue.extend(reqs)
-        if not self._busy:
+        self._queue.extend(self._reader.feed(data))
+        if not self._busy and not self._write_paused:
             self._run()
         if len(self._queue) > self.server.config.max_pending_requests and not self._paused:
             self._paused = True
@@ -109,7 +119,7 @@ class Connection(asyncio.Protocol):
         server = self.server
         out = self._out
         resp3 = self.resp3
-        while self._queue and not self.closing:
+        while self._queue and not self.closing and not self._write_paused:
             req = self._queue.popleft()
             if isinstance(req, ProtocolError):
                 encode_into(Error(f"ERR {req}"), self.resp3, out)
@@ -133,7 +143,8 @@ class Connection(asyncio.Protocol):
                 resp3 = self.resp3
             encode_into(reply, resp3, out)
         self._flush_out()
-        if self._paused and not self.closing and len(self._queue) < self.server.config.max_pending_requests // 2:
+        if (self._paused and not self.closing and not self._write_paused
+                and len(self._queue) < self.server.config.max_pending_requests // 2):
             self._paused = False
             self.transport.resume_reading()
         if self.closing and self.transport is not None:
