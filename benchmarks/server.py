@@ -164,9 +164,9 @@ def main():
     started = []
     if args.redis_port is None:
         port = free_port()
-        script = os.path.join(ROOT, "..", "..", "shared", "redis", "start_reference_redis.sh")
-        if not os.path.exists(script):
-            script = "/work/shared/redis/start_reference_redis.sh"
+        candidates = [os.path.join(ROOT, *up, "shared", "redis", "start_reference_redis.sh")
+                      for up in (("..",), ("..", ".."))]
+        script = next((p for p in candidates if os.path.exists(p)), candidates[0])
         out = subprocess.run(["bash", script, "stack", str(port)], capture_output=True, text=True,
                              check=True)
         started.append(int(out.stdout.strip().splitlines()[-1]))

@@ -26,7 +26,6 @@ from ..store.filters import (
 )
 from . import jsonpath
 from .commands import CommandError, Offload
-from .keyspace import JsonDoc
 from .protocol import Double, Error, Map, Raw, Simple
 from .query import QueryError, parse_query, range_yield_name
 from .vectors import BlobSizeError

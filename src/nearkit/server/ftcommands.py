@@ -6,10 +6,8 @@ The work itself lives in ``search`` (indexes), ``query`` (query strings) and
 
 from __future__ import annotations
 
-import json
-
 from . import execute
-from .commands import CommandError, Offload, command, parse_int
+from .commands import CommandError, command, parse_int
 from .protocol import OK, Double, Error, Map, Set, Simple
 from .query import QueryError
 from .search import FieldSpec, SearchIndex
@@ -547,5 +545,3 @@ def ft_explain(ctx, args):
 def ft_dictadd(ctx, args):
     return len(args) - 1
 
-
-__all__ = ["parse_schema", "json"]

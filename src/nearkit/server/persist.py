@@ -25,7 +25,6 @@ import time
 from .keyspace import JsonDoc
 
 MODES = ("always", "everysec", "off")
-_KIND = {bytes: 0, dict: 1, JsonDoc: 2}
 
 
 def encode_value(value) -> tuple[int, bytes]:
