@@ -153,10 +153,12 @@ def test_slow_reader_does_not_pile_up_replies(server):
     c = Raw(server.port)
     c.call("SET", "big", "x" * 100_000)
     c.send(_cmd("GET", "big") * 500)  # 50 MB of replies that nobody reads yet
-    time.sleep(0.3)
-    assert _alive(server.port)  # the server is still serving others
-    # It stopped answering (and reading from) the client that does not read.
-    assert any(x._write_paused for x in list(server.server.clients))
+    # It stops answering (and reading from) the client that does not read...
+    deadline = time.time() + 10
+    while not any(x._write_paused for x in list(server.server.clients)):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert _alive(server.port)  # ...and keeps serving the others
     total = 0
     c.s.settimeout(5)
     while total < 500 * 100_000:
@@ -217,7 +219,10 @@ def test_max_clients():
         assert c.read_until(lambda x: x.endswith(b"\r\n"), 2) == b"-ERR max number of clients reached\r\n"
         assert c.closed()
         a.close()
-        time.sleep(0.2)
+        deadline = time.time() + 10
+        while len(s.server.clients) >= 2:  # wait until the server has seen the close
+            assert time.time() < deadline
+            time.sleep(0.05)
         d = Raw(s.port)
         assert d.call("PING") == b"+PONG\r\n"
     finally:

@@ -141,7 +141,11 @@ class Connection(asyncio.Protocol):
                     return
             if self.resp3 != resp3:  # HELLO switched protocol: this reply is already in the new one
                 resp3 = self.resp3
-            encode_into(reply, resp3, out)
+            try:
+                encode_into(reply, resp3, out)
+            except Exception as exc:  # a reply we cannot encode must not wedge the connection
+                log.exception("cannot encode the reply to %r", req[0])
+                encode_into(Error(f"ERR internal error: {type(exc).__name__}"), resp3, out)
         self._flush_out()
         if (self._paused and not self.closing and not self._write_paused
                 and len(self._queue) < self.server.config.max_pending_requests // 2):
