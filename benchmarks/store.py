@@ -8,7 +8,9 @@ Data: synthetic clustered float32 vectors (128-d), payloads with a tag field
 Index: HNSW when nearkit has it (``--index`` to force), else Flat.
 
 Lines printed (JSON):
-- ``ingest``: vectors/s for each durability mode, index build included; the
+- ``ingest``: vectors/s for each durability mode, index build included;
+  ``ingest_storage_only`` is the same ingest into Flat (SQLite, payload
+  fields and a plain copy into the index: the store's own cost); the
   peer line ``ingest_peer`` is hnswlib building the same graph (same M,
   ef_construction, all cores) with no storage at all, and ``ratio`` is
   store rate / hnswlib rate.
@@ -192,6 +194,14 @@ def main(argv=None):
                 emit(bench="store", what="ingest_peer", peer="hnswlib (index build only, no storage)",
                      n=args.n, vectors_per_s=round(peer), ratio=round((args.n / secs) / peer, 3),
                      load=machine_load())
+
+    if kind != "flat":
+        # the same ingest into Flat (whose add is a copy): what SQLite + payload indexing cost alone
+        fdb, _, secs = ingest(os.path.join(root, "ingest-flat"), x, payloads, "flat", {}, "everysec", args.batch)
+        emit(bench="store", what="ingest_storage_only", index="flat", durability="everysec", n=args.n,
+             seconds=round(secs, 2), vectors_per_s=round(args.n / secs), load=machine_load())
+        fdb.close(snapshot=False)
+        shutil.rmtree(os.path.join(root, "ingest-flat"), ignore_errors=True)
 
     db, col = kept
     filtered_queries(col, x, cat, r, queries, kind, args.ef)

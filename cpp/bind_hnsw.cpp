@@ -57,8 +57,10 @@ NEARKIT_BIND(bind_hnsw) {
       .def_prop_ro("block_bytes", &nk::Hnsw::block_bytes)
       .def_prop_ro("readonly", &nk::Hnsw::readonly)
       .def_prop_ro("memory_bytes", &nk::Hnsw::memory_bytes)
+      .def_prop_ro("max_label", &nk::Hnsw::max_label)
       .def_prop_rw("exact_threshold", &nk::Hnsw::exact_threshold, &nk::Hnsw::set_exact_threshold)
-      .def_prop_rw("exact_fraction", &nk::Hnsw::exact_fraction, &nk::Hnsw::set_exact_fraction)
+      .def_prop_rw("rerank", &nk::Hnsw::rerank, &nk::Hnsw::set_rerank)
+      .def_prop_rw("exact_scale", &nk::Hnsw::exact_scale, &nk::Hnsw::set_exact_scale)
       .def(
           "add",
           [](nk::Hnsw& h, In<float, 2> x, In<int64_t, 1> ids, int threads) {
@@ -93,44 +95,30 @@ NEARKIT_BIND(bind_hnsw) {
           },
           nb::arg("q"), nb::arg("k"), nb::arg("ef"), nb::arg("mask").none(), nb::arg("threads") = 1)
       // One query, no filter: the lean path behind HNSW.search for Python loops.
-      // Checks finiteness and normalises (cosine) here instead of in numpy.
+      // Checks finiteness here instead of in numpy (the core normalises for cosine).
       .def(
           "search_one",
-          [](nk::Hnsw& h, In<float, 1> q, size_t k, size_t ef, bool normalize) {
+          [](nk::Hnsw& h, In<float, 1> q, size_t k, size_t ef) {
             const size_t d = h.dim();
             if (q.shape(0) != d)
               throw std::invalid_argument("queries have dimension " + std::to_string(q.shape(0)) +
                                           ", index expects " + std::to_string(d));
-            float buf[1024];
-            std::vector<float> big;
-            float* qq = buf;
-            if (d > 1024) {
-              big.resize(d);
-              qq = big.data();
-            }
-            double norm2 = 0;
-            for (size_t j = 0; j < d; ++j) {
-              float v = q.data()[j];
-              if (!std::isfinite(v))
+            const float* qd = q.data();
+            for (size_t j = 0; j < d; ++j)
+              if (!std::isfinite(qd[j]))
                 throw std::invalid_argument("queries contain NaN or infinity (first at row 0)");
-              qq[j] = v;
-              norm2 += double(v) * v;
-            }
-            if (normalize && norm2 > 0) {
-              float inv = float(1.0 / std::sqrt(norm2));
-              for (size_t j = 0; j < d; ++j) qq[j] *= inv;
-            }
+            if (k == 0) throw std::invalid_argument("k must be positive");
             int64_t* ids = new int64_t[k];
             float* dist = new float[k];
             {
               nb::gil_scoped_release release;
-              h.search(qq, 1, k, ef, nullptr, 0, 1, ids, dist);
+              h.search(qd, 1, k, ef, nullptr, 0, 1, ids, dist);
             }
             nb::capsule own_ids(ids, [](void* p) noexcept { delete[] static_cast<int64_t*>(p); });
             nb::capsule own_dist(dist, [](void* p) noexcept { delete[] static_cast<float*>(p); });
             return nb::make_tuple(Out1<int64_t>(ids, {k}, own_ids), Out1<float>(dist, {k}, own_dist));
           },
-          nb::arg("q"), nb::arg("k"), nb::arg("ef"), nb::arg("normalize"))
+          nb::arg("q"), nb::arg("k"), nb::arg("ef"))
       .def("slot_labels",
            [](nk::Hnsw& h) {
              std::vector<int64_t> out(h.n_slots());

@@ -4,8 +4,12 @@
 #include "flat.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <cmath>
 #include <exception>
+#include <system_error>
 #include <limits>
 #include <thread>
 #include <utility>
@@ -27,13 +31,39 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr size_t kChunkQueries = 1024;   // queries sharing one pass over the base
-constexpr size_t kBlockBytes = 192 << 10;  // base rows per block: stays in L2
+constexpr size_t kBlockBytes = 192 << 10;  // a block of base rows stays in L2
 
 size_t block_rows(size_t d) {
   size_t rows = kBlockBytes / (d * sizeof(float));
-  rows = std::max<size_t>(rows, 96);
-  return (rows + 15) / 16 * 16;
+  rows = std::min<size_t>(std::max<size_t>(rows, 48), 8192);
+  return (rows + 47) / 48 * 48;  // whole register blocks of 6 (and 8, 16) rows
 }
+
+// A float buffer aligned to 64 bytes, so that the kernels' vector loads of
+// packed queries never straddle cache lines.
+class AlignedFloats {
+ public:
+  AlignedFloats() = default;
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+  ~AlignedFloats() { std::free(data_); }
+
+  float* data() { return data_; }
+  // Resizes (contents lost) and optionally zero-fills.
+  void assign(size_t n, bool zero) {
+    if (n > cap_) {
+      std::free(data_);
+      cap_ = n;
+      data_ = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
+      if (!data_) throw std::bad_alloc();
+    }
+    if (zero) std::fill_n(data_, n, 0.0f);
+  }
+
+ private:
+  float* data_ = nullptr;
+  size_t cap_ = 0;
+};
 
 // Runs f(begin, end) over [0, n) split into `threads` contiguous ranges whose
 // sizes are multiples of `grain`; rethrows the first exception on this thread.
@@ -47,20 +77,23 @@ void parallel_ranges(size_t n, int threads, size_t grain, F f) {
     return;
   }
   std::vector<std::exception_ptr> errors(parts);
+  auto run = [&](size_t p) {
+    try {
+      f(p * per, std::min(n, (p + 1) * per));
+    } catch (...) {
+      errors[p] = std::current_exception();
+    }
+  };
   std::vector<std::thread> pool;
-  for (size_t p = 1; p < parts; ++p)
-    pool.emplace_back([&, p] {
-      try {
-        f(p * per, std::min(n, (p + 1) * per));
-      } catch (...) {
-        errors[p] = std::current_exception();
-      }
-    });
+  pool.reserve(parts);
+  size_t spawned = 1;
   try {
-    f(0, per);
-  } catch (...) {
-    errors[0] = std::current_exception();
+    for (; spawned < parts; ++spawned) pool.emplace_back(run, spawned);
+  } catch (const std::system_error&) {
+    // The system refused another thread: this thread does the rest itself.
   }
+  run(0);
+  for (size_t p = spawned; p < parts; ++p) run(p);
   for (auto& t : pool) t.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);
@@ -134,41 +167,60 @@ struct ScanCtx {
   const Block* blk;
 };
 
-void knn_push(void* vctx, size_t lane, float score, size_t row) {
-  auto* c = static_cast<ScanCtx*>(vctx);
-  KnnState& st = *static_cast<KnnState*>(c->state);
-  const size_t q = c->q0 + lane;
-  const int64_t slot = c->blk->slot(row);
-  if (st.self0 >= 0 && slot == st.self0 + static_cast<int64_t>(q)) return;
+// Offers (score, id) to the top-k of query q and updates its threshold. The
+// heap keeps the k smallest (score, id) pairs, so equal scores are settled by
+// id and the result does not depend on the order of arrival (threads).
+void heap_insert(KnnState& st, size_t q, float score, int64_t id) {
   const size_t k = st.k;
   float* hs = st.hs.data() + q * k;
   int64_t* hi = st.hi.data() + q * k;
   uint32_t& n = st.cnt[q];
+  auto above = [&](size_t i) { return hs[i] > score || (hs[i] == score && hi[i] > id); };
   size_t i;
   if (n < k) {  // sift up
     i = n++;
     while (i > 0) {
       size_t parent = (i - 1) / 2;
-      if (hs[parent] >= score) break;
+      if (above(parent)) break;
       hs[i] = hs[parent];
       hi[i] = hi[parent];
       i = parent;
     }
   } else {  // replace the largest, sift down
+    if (!above(0)) return;
     i = 0;
     for (;;) {
       size_t child = 2 * i + 1;
       if (child >= k) break;
-      if (child + 1 < k && hs[child + 1] > hs[child]) ++child;
-      if (hs[child] <= score) break;
+      if (child + 1 < k &&
+          (hs[child + 1] > hs[child] || (hs[child + 1] == hs[child] && hi[child + 1] > hi[child])))
+        ++child;
+      if (!above(child)) break;
       hs[i] = hs[child];
       hi[i] = hi[child];
       i = child;
     }
   }
   hs[i] = score;
-  hi[i] = slot;
+  hi[i] = id;
   st.thr[q] = n < k ? kInf : hs[0];
+}
+
+void knn_push(void* vctx, size_t lane, float score, size_t row) {
+  auto* c = static_cast<ScanCtx*>(vctx);
+  KnnState& st = *static_cast<KnnState*>(c->state);
+  const size_t q = c->q0 + lane;
+  const int64_t slot = c->blk->slot(row);
+  if (st.self0 >= 0 && slot == st.self0 + static_cast<int64_t>(q)) return;
+  heap_insert(st, q, score, slot);
+}
+
+// Reverse push of the symmetric all-pairs scan: row (a base row) gains the
+// query vector (lane) as a candidate. Heaps are indexed by row number there.
+void knn_push_reverse(void* vctx, size_t lane, float score, size_t row) {
+  auto* c = static_cast<ScanCtx*>(vctx);
+  heap_insert(*static_cast<KnnState*>(c->state), static_cast<size_t>(c->blk->slot(row)), score,
+              static_cast<int64_t>(c->q0 + lane));
 }
 
 float exact_distance(const Kernels& K, Metric metric, const float* q, const float* row, size_t d) {
@@ -182,7 +234,7 @@ void finish_query(const KnnJob& job, const Kernels& K, const KnnState& st, size_
   const float* q = job.queries + global * d;
   tmp.clear();
   for (size_t i = 0; i < st.cnt[local]; ++i) {
-    int64_t slot = st.hi[local * k + i];
+    int64_t slot = st.hi[local * st.k + i];
     tmp.emplace_back(exact_distance(K, job.metric, q, job.base + slot * d, d), slot);
   }
   std::sort(tmp.begin(), tmp.end());
@@ -199,45 +251,82 @@ void finish_query(const KnnJob& job, const Kernels& K, const KnnState& st, size_
   }
 }
 
+// Like finish_query, for row i of a symmetric scan whose candidates are
+// spread over one state per thread.
+void finish_merged(const KnnJob& job, const Kernels& K, const std::vector<KnnState>& states,
+                   size_t i, std::vector<std::pair<float, int64_t>>& tmp) {
+  const size_t k = job.k, d = job.d;
+  const float* q = job.queries + i * d;
+  tmp.clear();
+  for (const KnnState& st : states)
+    for (size_t c = 0; c < st.cnt[i]; ++c)
+      tmp.emplace_back(st.hs[i * st.k + c], st.hi[i * st.k + c]);
+  // The k smallest (score, id) over all threads: the same set for any thread count.
+  std::sort(tmp.begin(), tmp.end());
+  if (tmp.size() > k) tmp.resize(k);
+  for (auto& [dist, slot] : tmp)
+    dist = exact_distance(K, job.metric, q, job.base + slot * d, d);
+  std::sort(tmp.begin(), tmp.end());
+  int64_t* ids = job.out_ids + i * k;
+  float* dist = job.out_dist + i * k;
+  size_t m = std::min(k, tmp.size());
+  for (size_t c = 0; c < m; ++c) {
+    dist[c] = tmp[c].first;
+    ids[c] = job.labels ? job.labels[tmp[c].second] : tmp[c].second;
+  }
+  for (size_t c = m; c < k; ++c) {
+    dist[c] = kInf;
+    ids[c] = -1;
+  }
+}
+
 // Score offsets and scale for the metric (see flat.h).
 const float* bterm_for(const KnnJob& job) { return job.metric == Metric::L2 ? job.sqnorms : nullptr; }
 float scale_for(const KnnJob& job) { return job.metric == Metric::L2 ? -2.0f : -1.0f; }
+
+// Packs queries [c0, c1) into tiles of T lanes, dimension-major within a
+// tile (see FlatKernels::scan_tiles); padding lanes are zero.
+void pack_queries(const float* queries, size_t c0, size_t c1, size_t d, size_t T,
+                  AlignedFloats& qp) {
+  const size_t tiles = (c1 - c0 + T - 1) / T;
+  qp.assign(tiles * T * d, true);
+  for (size_t q = 0; q < c1 - c0; ++q) {
+    float* dst = qp.data() + (q / T) * T * d + (q % T);
+    const float* src = queries + (c0 + q) * d;
+    for (size_t j = 0; j < d; ++j) dst[j * T] = src[j];
+  }
+}
 
 // Queries [qa, qb) against the whole base, one pass over the base per chunk
 // of queries. setup(c0, nc, padded) prepares the state of a chunk and returns
 // its thresholds; finish(c0, nc) collects the chunk's results.
 template <class Setup, class Finish>
 void scan_queries(const KnnJob& job, const FlatKernels& F, size_t qa, size_t qb, void* state,
-                  PushFn push, Setup setup, Finish finish) {
+                  PushFn push, Setup setup, Finish finish, size_t ba = 0,
+                  size_t bb = SIZE_MAX) {
+  bb = std::min(bb, job.n);
   const size_t d = job.d, T = F.tile;
   const float* bterm = bterm_for(job);
   const float scale = scale_for(job);
+  // Below ~3/8 of a tile, idle lanes cost more than scanning query by query
+  // (measured: AVX-512 breaks even at ~24 queries of 64 lanes).
+  const bool tiled = (qb - qa) * 8 >= 3 * T;
   const size_t brows = block_rows(d);
-  const bool tiled = (qb - qa) * 4 >= T;  // below that, the lanes would mostly idle
   BlockSource source(job, bterm);
-  std::vector<float> qp;
+  AlignedFloats qp;
   for (size_t c0 = qa; c0 < qb; c0 += kChunkQueries) {
     const size_t c1 = std::min(qb, c0 + kChunkQueries), nc = c1 - c0;
     const size_t tiles = (nc + T - 1) / T;
     float* thr = setup(c0, nc, tiles * T);
-    if (tiled) {
-      qp.assign(tiles * T * d, 0.0f);
-      for (size_t q = 0; q < nc; ++q) {
-        float* dst = qp.data() + (q / T) * T * d + (q % T);
-        const float* src = job.queries + (c0 + q) * d;
-        for (size_t j = 0; j < d; ++j) dst[j * T] = src[j];
-      }
-    }
+    if (tiled) pack_queries(job.queries, c0, c1, d, T, qp);
     Block blk;
     ScanCtx ctx{state, 0, &blk};
-    for (size_t b0 = 0; b0 < job.n; b0 += brows) {
-      if (!source.get(b0, std::min(job.n, b0 + brows), blk)) continue;
+    for (size_t b0 = ba; b0 < bb; b0 += brows) {
+      if (!source.get(b0, std::min(bb, b0 + brows), blk)) continue;
       if (tiled) {
-        for (size_t t = 0; t < tiles; ++t) {
-          ctx.q0 = t * T;
-          F.scan_tile(qp.data() + t * T * d, blk.rows, blk.nrows, d, blk.bterm, scale,
-                      thr + t * T, push, &ctx);
-        }
+        ctx.q0 = 0;
+        F.scan_tiles(qp.data(), tiles, blk.rows, blk.nrows, d, blk.bterm, scale, thr, push, &ctx,
+                     nullptr);
       } else {
         for (size_t q = 0; q < nc; ++q) {
           ctx.q0 = q;
@@ -262,14 +351,127 @@ void range_push(void* vctx, size_t lane, float, size_t row) {
   static_cast<RangeState*>(c->state)->cand[c->q0 + lane].push_back(c->blk->slot(row));
 }
 
+// Threads split the queries in whole tiles when there are enough of them,
+// else one by one (each thread then scans its few queries separately).
+size_t query_grain(const KnnJob& job, const FlatKernels& F) {
+  return job.nq >= 2 * F.tile ? F.tile : 1;
+}
+
+// The all-pairs graph (queries are the base, self excluded) computes each
+// pair once: chunk c of queries meets only rows from its own start onwards,
+// and every score against a row beyond the chunk also goes to that row's own
+// top-k (the reverse selection), which halves the multiply-adds. Work items
+// (chunk, block of rows) are dealt to threads in turn; each thread keeps
+// private top-k state for all n rows (memory O(threads * n * k)), merged at
+// the end, so no locks are needed.
+void knn_self_symmetric(const KnnJob& job) {
+  const FlatKernels& F = flat_kernels();
+  const Kernels& K = kernels();
+  const size_t n = job.n, d = job.d, T = F.tile;
+  const float* bterm = bterm_for(job);
+  const float scale = scale_for(job);
+  const size_t C = kChunkQueries, brows = block_rows(d);
+  // Work items (chunk, block) are numbered in order and dealt round-robin;
+  // they are enumerated on the fly rather than stored (there are ~n^2 / 10^6).
+  size_t n_items = 0;
+  for (size_t c0 = 0; c0 < n; c0 += C) n_items += (n - c0 + brows - 1) / brows;
+  // Each worker holds top-k state for all n rows: no more workers than cores.
+  const size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  const size_t workers = std::min({static_cast<size_t>(std::max(job.threads, 1)), cores,
+                                   n_items});
+  // Lane offsets of the reverse scores: ||q||^2 (L2) or 0; +inf on padding lanes.
+  std::vector<float> qbterm(n + C, kInf);
+  if (bterm)
+    std::copy_n(bterm, n, qbterm.begin());
+  else
+    std::fill_n(qbterm.begin(), n, 0.0f);
+  std::vector<KnnState> states(workers);
+  parallel_ranges(workers, static_cast<int>(workers), 1, [&](size_t wa, size_t wb) {
+    for (size_t w = wa; w < wb; ++w) {
+      KnnState& st = states[w];
+      st.k = std::min(job.k, n);  // a heap never holds more than n
+      st.self0 = 0;
+      st.reset(n, n + C);
+      AlignedFloats qp;
+      size_t packed = SIZE_MAX;
+      Block blk;
+      ScanCtx ctx{&st, 0, &blk};
+      size_t it = 0;
+      for (size_t c0 = 0; c0 < n; c0 += C) {
+        const size_t c1 = std::min(n, c0 + C), tiles = (c1 - c0 + T - 1) / T;
+        ctx.q0 = c0;
+        for (size_t b0 = c0; b0 < n; b0 += brows, ++it) {
+          if (it % workers != w) continue;
+          if (packed != c0) {
+            pack_queries(job.queries, c0, c1, d, T, qp);
+            packed = c0;
+          }
+          const size_t b1 = std::min(n, b0 + brows);
+          // Rows inside the chunk meet all its queries anyway: forward only.
+          // Rows beyond it: forward and reverse.
+          for (int part = 0; part < 2; ++part) {
+            const size_t r0 = part == 0 ? b0 : std::max(b0, c1);
+            const size_t r1 = part == 0 ? std::min(b1, c1) : b1;
+            if (r0 >= r1) continue;
+            blk = Block{job.base + r0 * d, bterm ? bterm + r0 : nullptr, nullptr, r0, r1 - r0};
+            Reverse rev{qbterm.data() + c0, st.thr.data() + r0, knn_push_reverse};
+            F.scan_tiles(qp.data(), tiles, blk.rows, blk.nrows, d, blk.bterm, scale,
+                         st.thr.data() + c0, knn_push, &ctx, part == 0 ? nullptr : &rev);
+          }
+        }
+      }
+    }
+  });
+  parallel_ranges(n, job.threads, 1, [&](size_t a, size_t b) {
+    std::vector<std::pair<float, int64_t>> tmp;
+    for (size_t i = a; i < b; ++i) finish_merged(job, K, states, i, tmp);
+  });
+}
+
+// Few queries, several threads: split the base instead of the queries. Each
+// thread scans its share of the rows for every query with its own top-k; the
+// states are merged like those of the symmetric scan, which keeps the exact k
+// smallest (score, id), so the result equals the one-thread result.
+bool knn_base_split(const KnnJob& job, const FlatKernels& F, const Kernels& K) {
+  const size_t brows = block_rows(job.d);
+  // Each worker gets at least ~4 MB of rows, or starting it costs more than it saves.
+  const size_t min_rows = std::max(brows, (size_t(1) << 20) / job.d);
+  const size_t workers = std::min<size_t>(std::max(job.threads, 1), job.n / min_rows);
+  if (workers < 2 || job.exclude_self || job.nq * 8 >= 3 * F.tile * workers ||
+      job.nq > kChunkQueries)
+    return false;
+  const size_t share = (job.n / workers + brows - 1) / brows * brows;
+  std::vector<KnnState> states(workers);
+  parallel_ranges(workers, static_cast<int>(workers), 1, [&](size_t wa, size_t wb) {
+    for (size_t w = wa; w < wb; ++w) {
+      KnnState& st = states[w];
+      st.k = std::max<size_t>(std::min(job.k, job.n), 1);
+      auto setup = [&](size_t, size_t nc, size_t padded) {
+        st.reset(nc, padded);
+        return st.thr.data();
+      };
+      scan_queries(job, F, 0, job.nq, &st, knn_push, setup, [](size_t, size_t) {}, w * share,
+                   w + 1 == workers ? job.n : (w + 1) * share);
+    }
+  });
+  std::vector<std::pair<float, int64_t>> tmp;
+  for (size_t i = 0; i < job.nq; ++i) finish_merged(job, K, states, i, tmp);
+  return true;
+}
+
 }  // namespace
 
 void knn_search(const KnnJob& job) {
   const FlatKernels& F = flat_kernels();
   const Kernels& K = kernels();
-  parallel_ranges(job.nq, job.threads, F.tile, [&](size_t qa, size_t qb) {
+  if (job.exclude_self && !job.mask && job.n >= F.tile) {
+    knn_self_symmetric(job);
+    return;
+  }
+  if (knn_base_split(job, F, K)) return;
+  parallel_ranges(job.nq, job.threads, query_grain(job, F), [&](size_t qa, size_t qb) {
     KnnState st;
-    st.k = job.k;
+    st.k = std::max<size_t>(std::min(job.k, job.n), 1);  // a heap never holds more than n
     std::vector<std::pair<float, int64_t>> tmp;
     auto setup = [&](size_t c0, size_t nc, size_t padded) {
       st.self0 = job.exclude_self ? static_cast<int64_t>(c0) : -1;
@@ -293,7 +495,7 @@ void range_search(const KnnJob& job, float radius, RangeResult& out) {
   float max_sqnorm = 0.0f;
   for (size_t i = 0; i < job.n; ++i) max_sqnorm = std::max(max_sqnorm, job.sqnorms[i]);
   std::vector<std::vector<std::pair<float, int64_t>>> found(job.nq);
-  parallel_ranges(job.nq, job.threads, F.tile, [&](size_t qa, size_t qb) {
+  parallel_ranges(job.nq, job.threads, query_grain(job, F), [&](size_t qa, size_t qb) {
     RangeState st;
     auto setup = [&](size_t c0, size_t nc, size_t padded) {
       st.cand.assign(nc, {});
@@ -301,7 +503,8 @@ void range_search(const KnnJob& job, float radius, RangeResult& out) {
       for (size_t q = 0; q < nc; ++q) {
         const float* qv = job.queries + (c0 + q) * d;
         float qn = K.dot(qv, qv, d);
-        float slack = 1e-4f * (qn + max_sqnorm) + 1e-6f;
+        // Both sums round at most ~d ulps apart: 4 * d * eps, plus a margin.
+        float slack = (1e-4f + 4.8e-7f * static_cast<float>(d)) * (qn + max_sqnorm) + 1e-6f;
         st.thr[q] = (job.metric == Metric::L2 ? radius - qn : radius - 1.0f) + slack;
       }
       return st.thr.data();

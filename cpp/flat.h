@@ -5,8 +5,10 @@
 //   score(q, row) = bterm[row] + scale * dot(q, row)
 // with bterm = ||row||^2, scale = -2 for squared L2 (||q||^2 is the same for
 // every row, so it is left out), and bterm = 0, scale = -1 for inner product
-// and cosine. Whenever a score beats the current threshold of its query, the
-// kernel calls `push`, which records the candidate and lowers the threshold.
+// and cosine. Whenever a score is at or below the current threshold of its
+// query, the kernel calls `push`, which records the candidate and lowers the
+// threshold. (At, not only below: the top-k orders equal scores by id, so the
+// result never depends on the order in which candidates arrive.)
 // Pushes are rare once the thresholds settle, so the kernels spend their time
 // in the multiply-adds. The drivers then recompute the exact float32 distance
 // of the few survivors with the plain pairwise kernels (distance.h) and sort.
@@ -23,13 +25,26 @@ namespace nk {
 // index within the rows handed to the kernel. It must update thr[lane].
 using PushFn = void (*)(void* ctx, size_t lane, float score, size_t row);
 
+// Optional second selection in scan_tiles, for symmetric all-pairs work
+// (knn_graph): every score computed for (query lane, row) is also offered to
+// the row's own top-k, as the score of the lane's vector seen from the row:
+//   score_row(lane) = score_lane(row) - bterm[row] + qbterm[lane].
+struct Reverse {
+  const float* qbterm;  // per lane of all tiles; +inf on padding lanes
+  float* rthr;          // per row; push must update rthr[row]
+  PushFn push;          // push(ctx, lane, score, row)
+};
+
 struct FlatKernels {
   const char* name;
   size_t tile;  // queries per tile, the lane count of scan_tile
-  // `tile` queries packed dimension-major (qp[j * tile + lane]) against
-  // nrows contiguous rows of dimension d; thr has `tile` entries.
-  void (*scan_tile)(const float* qp, const float* rows, size_t nrows, size_t d,
-                    const float* bterm, float scale, float* thr, PushFn push, void* ctx);
+  // ntiles tiles of `tile` queries, each packed dimension-major
+  // (qp[(t * d + j) * tile + lane]), against nrows contiguous rows of dimension d;
+  // thr has ntiles * tile entries and push gets lane = t * tile + lane.
+  // rev (nullable): also run the reverse selection.
+  void (*scan_tiles)(const float* qp, size_t ntiles, const float* rows, size_t nrows, size_t d,
+                     const float* bterm, float scale, float* thr, PushFn push, void* ctx,
+                     const Reverse* rev);
   // One query against nrows contiguous rows; thr points to one threshold.
   void (*scan_one)(const float* q, const float* rows, size_t nrows, size_t d, const float* bterm,
                    float scale, float* thr, PushFn push, void* ctx);

@@ -9,6 +9,10 @@
 #include <stdexcept>
 #include <thread>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "topk.h"
 
 namespace nk {
@@ -63,9 +67,18 @@ void run_parallel(int threads, Fn fn) {
 void Buffer::grow(size_t bytes) {
   if (!owned_) throw std::runtime_error("cannot grow a memory-mapped index");
   if (bytes <= bytes_) return;
-  size_t alloc = round_up(bytes, 64);
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, alloc));
+  // Large arrays go on 2 MiB-aligned memory advised for transparent huge
+  // pages: a query touches a few thousand random cache lines, and with 4 KiB
+  // pages nearly every one of them is also a TLB miss.
+  constexpr size_t kHuge = size_t(2) << 20;
+  const bool huge = bytes >= 2 * kHuge;
+  size_t align = huge ? kHuge : 64;
+  size_t alloc = round_up(bytes, align);
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(align, alloc));
   if (!p) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+  if (huge) madvise(p, alloc, MADV_HUGEPAGE);
+#endif
   if (bytes_) std::memcpy(p, data_, bytes_);
   std::memset(p + bytes_, 0, alloc - bytes_);
   std::free(data_);
@@ -84,6 +97,8 @@ void Buffer::release() {
 
 struct Hnsw::Query {
   std::vector<float> qp;
+  std::vector<int16_t> qi;  // inner-product metrics: qp ~= qscale * qi
+  float qscale = 0.f;
   float bias = 0.f;
   bool l2 = true;
   const CodeKernels* ck = nullptr;
@@ -91,23 +106,27 @@ struct Hnsw::Query {
 
 // Per-thread working memory, pooled so that searches allocate nothing.
 struct Hnsw::Scratch {
-  std::vector<uint8_t> visited;  // epoch tags; visited[s] == epoch means seen
-  uint8_t epoch = 0;
+  std::vector<uint64_t> visited;  // one bit per slot, cleared per layer search
   std::vector<std::pair<float, uint32_t>> cand, res;  // heaps
   std::vector<std::pair<float, uint32_t>> pool, pool2;
   std::vector<uint32_t> todo, sel, sel2, links;
-  std::vector<float> tmp, qnorm;
+  std::vector<std::vector<uint32_t>> per_level;  // insert: chosen neighbours per layer
+  std::vector<float> tmp, qnorm, dbuf;
   Query q, qn, qc;
 
-  void begin(size_t capacity) {
-    if (visited.size() < capacity) {
-      visited.assign(capacity + capacity / 4, 0);
-      epoch = 0;
-    }
-    if (++epoch == 0) {
-      std::fill(visited.begin(), visited.end(), 0);
-      epoch = 1;
-    }
+  // A bitset (n/8 bytes) stays in cache far better than a byte or epoch per
+  // slot; clearing it costs a memset of n/8 bytes per layer search.
+  void begin(size_t n_slots) {
+    size_t words = (n_slots + 63) / 64;
+    if (visited.size() < words) visited.resize(words + words / 4);
+    std::memset(visited.data(), 0, words * sizeof(uint64_t));
+  }
+  bool test_and_set(uint32_t s) {
+    uint64_t& w = visited[s >> 6];
+    uint64_t bit = uint64_t(1) << (s & 63);
+    bool seen = (w & bit) != 0;
+    w |= bit;
+    return seen;
   }
 };
 
@@ -121,7 +140,10 @@ Hnsw::Scratch* Hnsw::acquire() const {
     }
   }
   auto* s = new Scratch();
-  for (Query* q : {&s->q, &s->qn, &s->qc}) q->qp.assign(dpad_, 0.f);
+  for (Query* q : {&s->q, &s->qn, &s->qc}) {
+    q->qp.assign(dpad_, 0.f);
+    q->qi.assign(dpad_, 0);
+  }
   s->tmp.assign(dpad_, 0.f);
   s->qnorm.assign(dim_, 0.f);
   s->todo.resize(M0_ + 1);
@@ -198,17 +220,26 @@ void Hnsw::encode(const float* x, uint8_t* out) const {
   }
 }
 
+// Unit length for cosine (zero vectors stay zero), as metrics.normalize_rows.
+void Hnsw::normalize(float* v) const {
+  double n2 = 0;
+  for (size_t j = 0; j < dim_; ++j) n2 += double(v[j]) * v[j];
+  if (n2 <= 0) return;
+  float inv = float(1.0 / std::sqrt(n2));
+  for (size_t j = 0; j < dim_; ++j) v[j] *= inv;
+}
+
 void Hnsw::decode(const uint8_t* c, float* out) const {
   for (size_t j = 0; j < dim_; ++j) out[j] = lo_[j] + scale_[j] * float(c[j]);
 }
 
 // Grows the per-dimension code range to cover x (with a margin so that a slowly
 // widening stream does not re-encode at every batch). Returns true if changed.
-bool Hnsw::widen_range(const float* x, size_t n) {
+bool Hnsw::widen_range(const std::vector<uint32_t>& slots) {
   std::vector<float> mn(dim_, kInf), mx(dim_, -kInf);
-  for (size_t i = 0; i < n; ++i)
+  for (uint32_t s : slots)
     for (size_t j = 0; j < dim_; ++j) {
-      float v = x[i * dim_ + j];
+      float v = vec(s)[j];
       mn[j] = std::min(mn[j], v);
       mx[j] = std::max(mx[j], v);
     }
@@ -244,19 +275,26 @@ void Hnsw::prepare(const float* x, Query& q, const CodeKernels& ck) const {
     for (size_t j = 0; j < dim_; ++j) qp[j] = x[j] - lo_[j];
     q.bias = 0.f;
   } else {
-    float b = 1.f;
+    float b = 1.f, amax = 0.f;
     for (size_t j = 0; j < dim_; ++j) {
       qp[j] = x[j] * scale_[j];
       b -= x[j] * lo_[j];
+      amax = std::max(amax, std::fabs(qp[j]));
     }
     q.bias = b;
+    // int16 query: each int32 lane sums dpad/16 products of at most 255 * limit.
+    const double limit = std::min(32767.0, 2147483647.0 / (255.0 * double(dpad_ / 16 + 1)));
+    q.qscale = amax > 0.f ? float(amax / limit) : 1.f;
+    const float inv = amax > 0.f ? float(limit / amax) : 0.f;
+    for (size_t j = 0; j < dim_; ++j) q.qi[j] = int16_t(std::nearbyint(qp[j] * inv));
+    for (size_t j = dim_; j < dpad_; ++j) q.qi[j] = 0;
   }
   for (size_t j = dim_; j < dpad_; ++j) qp[j] = 0.f;
 }
 
 inline float Hnsw::dist(const Query& q, size_t s) const {
   return q.l2 ? q.ck->l2(q.qp.data(), scale_.data(), code(s), dpad_)
-              : q.bias - q.ck->dot(q.qp.data(), code(s), dpad_);
+              : q.bias - q.qscale * float(q.ck->dot_i16(q.qi.data(), code(s), dpad_));
 }
 
 float Hnsw::exact_dist(const float* q, size_t s, const Kernels& K) const {
@@ -307,9 +345,7 @@ uint32_t Hnsw::greedy(const Query& q, uint32_t ep, int from_level, int to_level)
 // (a max-heap on distance). Eligible: a live slot that passes the mask.
 void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
                         const uint8_t* mask, size_t mask_len) const {
-  sc.begin(capacity_);
-  uint8_t* vis = sc.visited.data();
-  const uint8_t epoch = sc.epoch;
+  sc.begin(n_slots_);
   auto& cand = sc.cand;  // max-heap on -distance, i.e. closest first
   auto& res = sc.res;    // max-heap on distance, worst first
   cand.clear();
@@ -321,7 +357,7 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
   const size_t maxl = max_links(level);
 
   float d0 = dist(q, ep);
-  vis[ep] = epoch;
+  sc.test_and_set(ep);
   cand.emplace_back(-d0, ep);
   if (eligible(ep)) res.emplace_back(d0, ep);
 
@@ -331,14 +367,20 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
     if (res.size() >= ef && dc > res.front().first) break;
     std::pop_heap(cand.begin(), cand.end());
     cand.pop_back();
+    // The likely next node to expand: fetch its links now, while this node's
+    // neighbours are processed (fetching them just before use would not hide
+    // the latency). A better neighbour found below may take its turn instead.
+    if (level == 0 && !cand.empty()) {
+      const uint8_t* b = block(cand.front().second);
+      for (size_t off = 64; off < bsize_; off += 64) __builtin_prefetch(b + off);
+    }
 
     const uint32_t* lp = level == 0 ? hdr(c) : upper(c, level);
     size_t cnt = std::min<size_t>(load_acquire(lp) & kCountMask, maxl);
     size_t nt = 0;
     for (size_t j = 0; j < cnt; ++j) {
       uint32_t t = load_relaxed(lp + 1 + j);
-      if (vis[t] != epoch) {
-        vis[t] = epoch;
+      if (!sc.test_and_set(t)) {
         todo[nt++] = t;
         __builtin_prefetch(code(t));
       }
@@ -358,11 +400,6 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
           }
         }
       }
-    }
-    // The next node to expand will read its links: fetch them now.
-    if (level == 0 && !cand.empty()) {
-      const uint8_t* b = block(cand.front().second);
-      for (size_t off = 64; off < bsize_; off += 64) __builtin_prefetch(b + off);
     }
   }
 }
@@ -446,18 +483,25 @@ void Hnsw::insert(uint32_t s, Scratch& sc) {
   uint32_t cur = top_entry(top);
   if (level < max_level) cur = greedy(sc.q, cur, max_level, level + 1);
 
-  for (int l = std::min(level, max_level); l >= 0; --l) {
+  // Choose neighbours top-down (each layer's search starts from the layer
+  // above), but link bottom-up: once s is reachable on a layer, its links on
+  // every layer below already exist, so a concurrent search never lands on a
+  // node it cannot leave.
+  const int top_l = std::min(level, max_level);
+  if (sc.per_level.size() < size_t(top_l + 1)) sc.per_level.resize(top_l + 1);
+  for (int l = top_l; l >= 0; --l) {
     search_layer(sc.q, cur, l, efc_, sc, nullptr, 0);
     auto& pool = sc.pool;
     pool.clear();
     for (auto& r : sc.res)
       if (r.second != s) pool.push_back(r);
+    sc.per_level[l].clear();
     if (pool.empty()) continue;
     std::sort(pool.begin(), pool.end());
     cur = pool.front().second;
-    select_neighbours(pool, M_, sc.sel, sc);
-    connect(s, l, sc.sel, sc);
+    select_neighbours(pool, M_, sc.per_level[l], sc);
   }
+  for (int l = 0; l <= top_l; ++l) connect(s, l, sc.per_level[l], sc);
   if (level > max_level) top_.store(pack_top(s, level), std::memory_order_release);
 }
 
@@ -479,7 +523,6 @@ void Hnsw::add(const float* x, const int64_t* ids, size_t n, int threads) {
     if (!replaced.empty()) remove_slots_locked(replaced);
     size_t fresh = n > free_.size() ? n - free_.size() : 0;
     reserve_locked(n_slots_ + fresh);
-    if (widen_range(x, n)) reencode_locked();
     for (size_t i = 0; i < n; ++i) {
       uint32_t s;
       if (!free_.empty()) {
@@ -489,8 +532,9 @@ void Hnsw::add(const float* x, const int64_t* ids, size_t n, int threads) {
         s = uint32_t(n_slots_++);
       }
       slots[i] = s;
-      std::memcpy(const_cast<float*>(vec(s)), x + i * dim_, dim_ * sizeof(float));
-      encode(x + i * dim_, block(s));
+      float* v = const_cast<float*>(vec(s));
+      std::memcpy(v, x + i * dim_, dim_ * sizeof(float));
+      if (metric_ == Metric::Cosine) normalize(v);
       store_relaxed(hdr(s), 0);
       labels()[s] = ids[i];
       slot_of_[ids[i]] = s;
@@ -500,6 +544,12 @@ void Hnsw::add(const float* x, const int64_t* ids, size_t n, int threads) {
       upper_[s] = level > 0 ? new uint32_t[size_t(level) * (M_ + 1)]() : nullptr;
     }
     n_live_ += n;
+    // Codes last: a wider range re-encodes everything, new rows included.
+    if (widen_range(slots)) {
+      reencode_locked();
+    } else {
+      for (uint32_t s : slots) encode(vec(s), block(s));
+    }
   } catch (...) {
     write_unlock();
     throw;
@@ -555,15 +605,13 @@ void Hnsw::repair_node(uint32_t p, int level, const uint8_t* dead, Scratch& sc) 
   for (size_t i = 0; i < cnt; ++i) any_dead |= dead[own[i]] != 0;
   if (!any_dead) return;
 
-  sc.begin(capacity_);
-  uint8_t* vis = sc.visited.data();
-  vis[p] = sc.epoch;
+  sc.begin(n_slots_);
+  sc.test_and_set(p);
   prepare(vec(p), sc.qn, *sc.q.ck);
   auto& pool = sc.pool;
   pool.clear();
   auto consider = [&](uint32_t t) {
-    if (vis[t] == sc.epoch || dead[t]) return;
-    vis[t] = sc.epoch;
+    if (dead[t] || sc.test_and_set(t)) return;
     pool.emplace_back(dist(sc.qn, t), t);
   };
   for (size_t i = 0; i < cnt; ++i) {
@@ -630,27 +678,47 @@ void Hnsw::remove_slots_locked(const std::vector<uint32_t>& slots) {
 
 // ---------------------------------------------------------------- search
 
-void Hnsw::exact_scan(const float* q, size_t k, const uint8_t* mask, size_t mask_len,
+void Hnsw::exact_scan(const float* q, size_t k, const std::vector<int64_t>& allowed, Scratch& sc,
                       int64_t* out_ids, float* out_dist) const {
+  (void)sc;
   const Kernels& K = kernels();
   TopK top(k);
-  size_t end = std::min(n_slots_, mask_len);
   const int64_t* lab = labels();
-  for (size_t s = 0; s < end; ++s)
-    if (mask[s] && lab[s] >= 0) top.push(exact_dist(q, s, K), lab[s]);
+  const size_t n = allowed.size();
+  const size_t row_bytes = dim_ * sizeof(float);
+  // The allowed rows are scattered: prefetch far enough ahead to keep many
+  // cache misses in flight (the gather kernels look only two rows ahead).
+  constexpr size_t kAhead = 12;
+  auto prefetch_row = [&](size_t i) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(vec(size_t(allowed[i])));
+    for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
+  };
+  for (size_t i = 0; i < std::min(n, kAhead); ++i) prefetch_row(i);
+  const bool l2 = metric_ == Metric::L2;
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) prefetch_row(i + kAhead);
+    size_t s = size_t(allowed[i]);
+    int64_t id = lab[s];
+    if (id < 0) continue;
+    top.push(l2 ? K.l2sq(q, vec(s), dim_) : 1.f - K.dot(q, vec(s), dim_), id);
+  }
   top.write_sorted(out_ids, out_dist);
 }
 
 void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, size_t mask_len,
-                      size_t n_allowed, Scratch& sc, int64_t* out_ids, float* out_dist) const {
+                      const std::vector<int64_t>* allowed, Scratch& sc, int64_t* out_ids,
+                      float* out_dist) const {
   uint64_t top = top_.load(std::memory_order_acquire);
-  if (top_entry(top) == kNone || (mask && n_allowed == 0)) {
+  if (top_entry(top) == kNone || (allowed && allowed->empty())) {
     TopK(k).write_sorted(out_ids, out_dist);
     return;
   }
-  if (mask && (n_allowed <= exact_min_ || double(n_allowed) < exact_frac_ * double(n_live_))) {
-    exact_scan(q, k, mask, mask_len, out_ids, out_dist);
-    return;
+  if (allowed) {
+    double na = double(allowed->size());
+    if (allowed->size() <= exact_min_ || na * na <= exact_scale_ * double(n_live_)) {
+      exact_scan(q, k, *allowed, sc, out_ids, out_dist);
+      return;
+    }
   }
   const CodeKernels& ck = code_kernels();
   prepare(q, sc.q, ck);
@@ -658,23 +726,34 @@ void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, 
   if (top_level(top) > 0) cur = greedy(sc.q, cur, top_level(top), 1);
   search_layer(sc.q, cur, 0, std::max(ef, k), sc, mask, mask_len);
 
-  // Exact re-rank of the walk's candidates.
+  // Exact re-rank of the walk's best candidates (by code distance).
+  auto& res = sc.res;
+  size_t n_rerank = rerank_ ? std::min(res.size(), std::max(k, rerank_ * k)) : res.size();
+  if (n_rerank < res.size()) {
+    std::nth_element(res.begin(), res.begin() + n_rerank, res.end());
+    res.resize(n_rerank);
+  }
   const Kernels& K = kernels();
-  for (auto& r : sc.res) __builtin_prefetch(vec(r.second));
+  for (auto& r : res)
+    for (size_t off = 0; off < dim_ * sizeof(float); off += 64)
+      __builtin_prefetch(reinterpret_cast<const uint8_t*>(vec(r.second)) + off);
   TopK best(k);
   const int64_t* lab = labels();
-  for (auto& r : sc.res) best.push(exact_dist(q, r.second, K), lab[r.second]);
+  for (auto& r : res) best.push(exact_dist(q, r.second, K), lab[r.second]);
   best.write_sorted(out_ids, out_dist);
 }
 
 void Hnsw::search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t* mask,
                   size_t mask_len, int threads, int64_t* out_ids, float* out_dist) {
-  size_t n_allowed = 0;
+  // The allowed slots, listed once per call: the exact scan walks this list
+  // and its length decides between the scan and the graph.
+  std::vector<int64_t> allowed;
   if (mask) {
     read_lock();
     size_t end = std::min(n_slots_, mask_len);
     const int64_t* lab = labels();
-    for (size_t s = 0; s < end; ++s) n_allowed += (mask[s] != 0) & (lab[s] >= 0);
+    for (size_t s = 0; s < end; ++s)
+      if (mask[s] && lab[s] >= 0) allowed.push_back(int64_t(s));
     read_unlock();
   }
   std::atomic<size_t> next{0};
@@ -682,8 +761,14 @@ void Hnsw::search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t*
   run_parallel(nt, [&](int) {
     Scratch* sc = acquire();
     for (size_t i; (i = next.fetch_add(1)) < nq;) {
+      const float* qi = q + i * dim_;
+      if (metric_ == Metric::Cosine) {
+        std::copy(qi, qi + dim_, sc->qnorm.begin());
+        normalize(sc->qnorm.data());
+        qi = sc->qnorm.data();
+      }
       read_lock();
-      search_one(q + i * dim_, k, ef, mask, mask_len, n_allowed, *sc, out_ids + i * k,
+      search_one(qi, k, ef, mask, mask_len, mask ? &allowed : nullptr, *sc, out_ids + i * k,
                  out_dist + i * k);
       read_unlock();
     }
@@ -709,6 +794,15 @@ size_t Hnsw::memory_bytes() const {
   total += slot_of_.size() * 32 + slot_of_.bucket_count() * sizeof(void*);
   read_unlock();
   return total;
+}
+
+int64_t Hnsw::max_label() const {
+  read_lock();
+  int64_t best = -1;
+  const int64_t* lab = labels();
+  for (size_t s = 0; s < n_slots_; ++s) best = std::max(best, lab[s]);
+  read_unlock();
+  return best;
 }
 
 HnswState Hnsw::state() const {

@@ -76,6 +76,7 @@ class Hnsw {
 
   // --- mutation (refused when read-only) ---
   // Inserts or replaces (same id) n vectors, building links on `threads` threads.
+  // Cosine indexes normalise vectors and queries themselves.
   void add(const float* x, const int64_t* ids, size_t n, int threads);
   // Deletes the given ids, repairs their neighbours' links, frees their slots.
   size_t remove(const int64_t* ids, size_t n);
@@ -95,12 +96,15 @@ class Hnsw {
   bool readonly() const { return readonly_; }
   size_t memory_bytes() const;  // storage held (or mapped) by the index, approximately
   void slot_labels(int64_t* out, size_t n) const;  // first n slots (n <= n_slots)
+  int64_t max_label() const;                        // -1 when empty
   HnswState state() const;
   // When a filtered search switches to an exact scan of the allowed slots.
   size_t exact_threshold() const { return exact_min_; }
   void set_exact_threshold(size_t v) { exact_min_ = v; }
-  double exact_fraction() const { return exact_frac_; }
-  void set_exact_fraction(double v) { exact_frac_ = v; }
+  size_t rerank() const { return rerank_; }
+  void set_rerank(size_t v) { rerank_ = v; }
+  double exact_scale() const { return exact_scale_; }
+  void set_exact_scale(double v) { exact_scale_ = v; }
 
   // --- persistence: flat arrays ---
   // Export copies of the arrays (under a shared lock).
@@ -131,7 +135,8 @@ class Hnsw {
   // quantiser
   void encode(const float* x, uint8_t* out) const;
   void decode(const uint8_t* c, float* out) const;
-  bool widen_range(const float* x, size_t n);  // true if the range changed
+  bool widen_range(const std::vector<uint32_t>& slots);  // true if the range changed
+  void normalize(float* v) const;
   void prepare(const float* q, Query& out, const CodeKernels& ck) const;
   float dist(const Query& q, size_t s) const;
 
@@ -146,8 +151,9 @@ class Hnsw {
   void insert(uint32_t s, Scratch& sc);
   void connect(uint32_t s, int level, const std::vector<uint32_t>& selected, Scratch& sc);
   void search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, size_t mask_len,
-                  size_t n_allowed, Scratch& sc, int64_t* out_ids, float* out_dist) const;
-  void exact_scan(const float* q, size_t k, const uint8_t* mask, size_t mask_len,
+                  const std::vector<int64_t>* allowed, Scratch& sc, int64_t* out_ids,
+                  float* out_dist) const;
+  void exact_scan(const float* q, size_t k, const std::vector<int64_t>& allowed, Scratch& sc,
                   int64_t* out_ids, float* out_dist) const;
   void remove_slots_locked(const std::vector<uint32_t>& slots);
   void repair_node(uint32_t p, int level, const uint8_t* dead, Scratch& sc);
@@ -170,8 +176,17 @@ class Hnsw {
   double level_mult_;
   std::mt19937_64 rng_;
   bool readonly_ = false;
-  size_t exact_min_ = 2000;    // filtered searches with fewer allowed slots scan exactly
-  double exact_frac_ = 0.03;   // ... or with fewer than this fraction of the live slots
+  // A filtered search scans the allowed slots exactly when there are at most
+  // exact_min_ of them, or when n_allowed^2 <= exact_scale_ * n_live: the scan
+  // costs ~n_allowed exact distances while a filtered walk costs ~(unfiltered
+  // walk) * n_live / n_allowed, so they break even near n_allowed ~ sqrt(c * n_live).
+  // Measured with benchmarks/hnsw_filters.py on GloVe: the paths cross near 5%
+  // of 399k (~21k rows) and near 10% of 100k, i.e. c ~ 1200.
+  size_t exact_min_ = 1000;
+  double exact_scale_ = 1200.0;
+  // Re-rank the best rerank_ * k walk candidates exactly (0: all ef of them);
+  // 2 and 3 gave the same recall as all of them on GloVe, and are faster.
+  size_t rerank_ = 3;
 
   // storage
   Buffer blocks_, vectors_, labels_, levels_;

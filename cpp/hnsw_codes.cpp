@@ -18,9 +18,16 @@ float code_dot_scalar(const float* qp, const uint8_t* code, size_t dpad) {
   return s;
 }
 
+int32_t code_dot_i16_scalar(const int16_t* qi, const uint8_t* code, size_t dpad) {
+  int32_t s = 0;
+  for (size_t i = 0; i < dpad; ++i) s += int32_t(qi[i]) * int32_t(code[i]);
+  return s;
+}
+
 }  // namespace
 
-const CodeKernels kScalarCodeKernels = {"scalar", code_l2_scalar, code_dot_scalar};
+const CodeKernels kScalarCodeKernels = {"scalar", code_l2_scalar, code_dot_scalar,
+                                        code_dot_i16_scalar};
 
 const CodeKernels& code_kernels() {
   switch (active_isa()) {

@@ -18,11 +18,17 @@ namespace nk {
 
 using CodeL2Fn = float (*)(const float* qp, const float* scale, const uint8_t* code, size_t dpad);
 using CodeDotFn = float (*)(const float* qp, const uint8_t* code, size_t dpad);
+// Integer form of `dot` for inner-product metrics: the prepared query is
+// rounded to int16 (qp ~= qscale * qi), so a distance is a few multiply-add
+// instructions on integers with no float conversion of the codes. The caller
+// keeps |qi| small enough that the int32 lanes cannot overflow.
+using CodeDotI16Fn = int32_t (*)(const int16_t* qi, const uint8_t* code, size_t dpad);
 
 struct CodeKernels {
   const char* name;
   CodeL2Fn l2;
   CodeDotFn dot;
+  CodeDotI16Fn dot_i16;
 };
 
 const CodeKernels& code_kernels();  // the active ISA's table

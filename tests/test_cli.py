@@ -120,6 +120,9 @@ def test_build_search_info_round_trip(tmp_path, capsys, vectors):
         np.testing.assert_array_equal(res["ids"], truth)
         want = np.take_along_axis(reference_distances(queries, base, "l2"), truth, 1)
         np.testing.assert_allclose(res["distances"], want, rtol=1e-4, atol=1e-4)
+        # the JSON lines carry the very same float32 distances
+        json_dist = np.array([r["distances"] for r in rows], dtype=np.float32)
+        np.testing.assert_array_equal(json_dist, res["distances"])
 
     code, _, err = run(capsys, "search", index_path, tmp_path / "queries.npy", "-k", 3,
                        "--out", tmp_path / "ids.npy")

@@ -267,6 +267,37 @@ def test_many_python_threads_search_one_index():
         np.testing.assert_array_equal(one[0], want_one[0])
 
 
+def test_searches_stay_consistent_while_another_thread_writes():
+    rng = np.random.default_rng(41)
+    index = nearkit.Flat(8)
+    index.add(rng.standard_normal((500, 8)))
+    q = rng.standard_normal((20, 8))
+    stop = threading.Event()
+    errors = []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                allowed = np.arange(0, 100_000, 2)
+                ids, _ = index.search(q, 5, filter=allowed)
+                assert (ids % 2 == 0).all()
+                index.search(q[0], 3)
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(60):
+        index.add(rng.standard_normal((40, 8)))
+        index.remove(rng.choice(len(index), 10, replace=False))
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
 def test_input_conversion():
     rng = np.random.default_rng(19)
     wide = rng.standard_normal((300, 16))  # float64
@@ -311,6 +342,8 @@ def test_bad_input():
         (ValueError, "unknown metric 'manhattan'", lambda: nearkit.Flat(4, "manhattan")),
         (TypeError, "metric", lambda: nearkit.Flat(4, None)),
         (ValueError, "dim", lambda: nearkit.Flat(0)),
+        (TypeError, "no parameters", lambda: index.search(np.ones(4), 1, nprobe=3)),
+        (TypeError, "unexpected keyword", lambda: index.add(np.ones(4), nlist=3)),
         (TypeError, "dim", lambda: nearkit.Flat(2.5)),
     ]
     for exc, message, call in cases:
@@ -430,3 +463,40 @@ def test_damaged_flat_file_is_refused(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(nearkit.FormatError, match="checksum"):
         nearkit.load(path)
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
+@pytest.mark.parametrize("d", [127, 300, 1000])
+def test_high_dimensions(isa_name, d):
+    base, queries = make_data(37, 200, 30, d, False)
+    index = nearkit.Flat(d, "l2")
+    index.add(base)
+    radius = float(np.quantile(reference_distances(queries, base, "l2"), 0.1))
+    with isa(isa_name):
+        ids, dist = index.search(queries, 5)
+        one = index.search(queries[0], 5)
+        lims, rids, rdist = index.search_radius(queries, radius)
+    assert_knn_matches(ids, dist, queries, base, "l2", 5)
+    assert_knn_matches(one[0], one[1], queries[:1], base, "l2", 5)
+    assert_radius_matches(lims, rids, rdist, queries, base, "l2", radius)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_few_queries_split_the_base_over_threads(metric):
+    # Few queries and a base of several MB: threads take shares of the base
+    # and their top-k are merged; the result must equal the one-thread result.
+    base, queries = make_data(43, 1_100_000, 3, 2, False)
+    index = nearkit.Flat(2, metric)
+    index.add(base)
+    allow = np.arange(0, 1_100_000, 7)
+    one = index.search(queries, 6, threads=1)
+    one_f = index.search(queries, 6, threads=1, filter=allow)
+    for threads in (2, 3):
+        many = index.search(queries, 6, threads=threads)
+        np.testing.assert_array_equal(one[0], many[0])
+        np.testing.assert_array_equal(one[1], many[1])
+        many_f = index.search(queries, 6, threads=threads, filter=allow)
+        np.testing.assert_array_equal(one_f[0], many_f[0])
+    ref = reference_distances(queries, expected_base(base, metric), metric)
+    np.testing.assert_allclose(one[1], np.sort(ref, axis=1)[:, :6], atol=1e-4)
+    assert (one_f[0] % 7 == 0).all()

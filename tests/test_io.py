@@ -201,7 +201,9 @@ def test_truncation_anywhere_is_reported_as_truncated(sample, mmap):
 
 def test_every_flipped_header_byte_is_caught(sample):
     data = bytearray(sample.read_bytes())
-    for pos in range(8, header_end(sample)):
+    end = header_end(sample)
+    # every byte of the fixed fields and the checksum, every 3rd of the JSON
+    for pos in [*range(8, 16), *range(16, end - 4, 3), *range(end - 4, end)]:
         damaged = bytearray(data)
         damaged[pos] ^= 0x40
         sample.write_bytes(damaged)
@@ -361,3 +363,56 @@ def test_load_missing_section_is_a_format_error(tmp_path):
     io.write_index(p, "_test_tiny", 3, "l2", {}, {"vectors": np.zeros((2, 3), np.float32)})
     with pytest.raises(FormatError, match="lacks 'labels'"):
         nearkit.load(p)
+
+
+def test_saving_over_the_file_an_index_is_mapped_from(tmp_path, rng):
+    p = str(tmp_path / "tiny.nk")  # str paths work as well as pathlib ones
+    index = TinyIndex(4)
+    index.add(rng.standard_normal((20, 4)))
+    index.save(p)
+    mapped = nearkit.load(p, mmap=True)
+    mapped.save(p)  # reads its own mapped pages while writing the replacement
+    again = nearkit.load(p)
+    np.testing.assert_array_equal(again._x, index._x)
+    np.testing.assert_array_equal(again._labels, index._labels)
+
+
+# -- with the real Flat index -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_flat_round_trip(tmp_path, rng, metric, mmap):
+    x = rng.standard_normal((500, 16)).astype(np.float32)
+    index = nearkit.Flat(16, metric)
+    index.add(x, ids=np.arange(1000, 1500))
+    index.remove([1003, 1100])
+    p = tmp_path / "flat.nk"
+    index.save(p)
+    loaded = nearkit.load(p, mmap=mmap)
+    assert isinstance(loaded, nearkit.Flat)
+    assert (loaded.dim, loaded.metric, len(loaded)) == (16, metric, 498)
+    q = rng.standard_normal((9, 16))
+    want_ids, want_dist = index.search(q, 7)
+    got_ids, got_dist = loaded.search(q, 7)
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_allclose(got_dist, want_dist, rtol=1e-6, atol=1e-6)
+    assert io.read_index(p).kind == "flat"
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_damaged_flat_file_is_refused_by_load(tmp_path, rng, mmap):
+    index = nearkit.Flat(8)
+    index.add(rng.standard_normal((100, 8)))
+    p = tmp_path / "flat.nk"
+    index.save(p)
+    data = p.read_bytes()
+    for info in io.read_index(p).table:
+        damaged = bytearray(data)
+        damaged[info.offset + info.nbytes // 2] ^= 0x01
+        p.write_bytes(damaged)
+        with pytest.raises(FormatError, match=f"section '{info.name}'"):
+            nearkit.load(p, mmap=mmap)
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FormatError, match="truncated"):
+        nearkit.load(p, mmap=mmap)

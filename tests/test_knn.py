@@ -108,6 +108,41 @@ def test_bad_input():
         nearkit.knn_graph([["x", "y"]], 1)
 
 
-def test_approximate_path_says_what_it_needs():
-    with pytest.raises(NotImplementedError, match="HNSW"):
-        nearkit.knn_graph(np.ones((5, 2)), 1, exact=False)
+def test_approximate_graph_through_hnsw(glove_20k):
+    x = glove_20k.base[:4000]
+    exact_ids, exact_dist = nearkit.knn_graph(x, 10, "cosine")
+    ids, dist = nearkit.knn_graph(x, 10, "cosine", exact=False, threads=2)
+    assert ids.shape == dist.shape == (4000, 10) and ids.dtype == np.int64
+    assert not (ids == np.arange(4000)[:, None]).any(), "a row lists itself"
+    assert (np.diff(dist, axis=1) >= 0).all()
+    hits = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact_ids)])
+    assert hits >= 0.95
+    # tiny inputs pad like the exact graph
+    ids, dist = nearkit.knn_graph(np.eye(3), 4, exact=False)
+    assert (ids[:, 2:] == -1).all() and np.isinf(dist[:, 2:]).all()
+    assert sorted(ids[0, :2].tolist()) == [1, 2]
+
+
+@pytest.mark.parametrize("isa_name", ISAS)
+@pytest.mark.parametrize("metric", METRICS)
+def test_graph_across_chunks(isa_name, metric):
+    # Over 1,024 rows the graph is computed symmetrically: each pair once, the
+    # score offered to both rows. Twins 1,300 rows apart sit in different chunks.
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((2600, 6)).astype(np.float32)
+    x[1300:] = x[:1300]
+    with isa(isa_name):
+        ids, dist = nearkit.knn_graph(x, 4, metric)
+        ids2, dist2 = nearkit.knn_graph(x, 4, metric, threads=2)
+    np.testing.assert_array_equal(ids, ids2)
+    np.testing.assert_array_equal(dist, dist2)
+    if metric != "ip":  # (with "ip" a longer vector can beat the twin)
+        twin = (np.arange(2600) + 1300) % 2600
+        assert (ids[:, 0] == twin).all()
+    sample = rng.choice(2600, 300, replace=False)
+    xb = normalize_rows(x) if metric == "cosine" else x
+    ref = reference_distances(xb[sample], xb, metric)
+    ref[np.arange(300), sample] = np.inf
+    np.testing.assert_allclose(dist[sample], np.sort(ref, axis=1)[:, :4], atol=1e-4)
+    got = np.take_along_axis(ref, ids[sample], 1)
+    np.testing.assert_allclose(got, dist[sample], atol=1e-4)

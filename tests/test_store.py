@@ -118,7 +118,10 @@ def _truth(col_vectors, allowed, q, k, metric):
 
 @pytest.mark.parametrize("kind", kinds())
 @pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
-def test_filtered_search_matches_brute_force(db, glove_20k, kind, metric):
+def test_filtered_search_matches_brute_force(db, glove_20k, kind, metric, monkeypatch):
+    # small thresholds so that broad filters take the filtered index walk at this size
+    monkeypatch.setattr(collection_mod, "EXACT_SCAN_ROWS", 300)
+    monkeypatch.setattr(collection_mod, "EXACT_SCAN_FRACTION", 0.0)
     n = 6000
     base, queries = glove_20k.base[:n], glove_20k.queries[:30]
     col = db.create_collection("g", base.shape[1], metric, index=kind, fields=FIELDS)
@@ -149,7 +152,7 @@ def test_filtered_search_matches_brute_force(db, glove_20k, kind, metric):
             dist = [h.distance for h in row]
             assert dist == sorted(dist)
             recall.append(len(set(got) & set(want_ids[qi].tolist())) / len(got))
-            if kind == "flat" or allowed.size <= collection_mod.EXACT_SCAN_ROWS:
+            if kind == "flat" or (allowed.size <= 300 and where != "*"):
                 np.testing.assert_allclose(dist, want_d[qi], rtol=1e-4, atol=1e-4)
         assert np.mean(recall) >= (0.999 if kind == "flat" else 0.95), (where, np.mean(recall))
 
@@ -179,6 +182,8 @@ def test_keys_and_count(db):
     assert col.count() == 50 == len(col.keys())
     drama = [f"k{i}" for i, p in enumerate(payloads(50)) if p["genre"] == "drama"]
     assert sorted(col.keys("@genre:{drama}")) == sorted(drama)
+    everything = col.keys()
+    assert col.keys(limit=7, offset=5) == everything[5:12] and col.keys(offset=48) == everything[48:]
     assert col.count({"genre": "drama"}) == len(drama)
     assert col.count("@title:(part -film)") == 0 and col.count("@title:part") == 50
     assert col.count("@year:[$lo +inf]", params={"lo": 1950}) == sum(p["year"] >= 1950 for p in payloads(50))
@@ -211,11 +216,47 @@ def test_reopen_uses_snapshot_and_replays_later_writes(tmp_path):
         db.close(snapshot=False)  # leaves the snapshot behind the SQLite rows
     with nearkit.open(path) as db:
         col = db.get_collection("c")
-        assert col.recovery["source"] == "snapshot"
+        assert col.recovery["source"] == "snapshot" and col.recovery["state_source"] == "snapshot"
         assert col.recovery["replayed"] == 100 + 50 + 50  # 100 deletes, 50 replaced ids, 50 new rows
         _check_state(col, x, range(100, 500))
         assert col.get("k120").payload == payloads(50, seed=9)[20]
         assert col.get("k5") is None
+        drama = sum(p["genre"] == "drama" for p in payloads(500)[150:]) + sum(
+            p["genre"] == "drama" for p in payloads(50, seed=9))
+        assert col.count("@genre:{drama}") == drama
+
+
+def test_state_snapshot_round_trip_and_fallback_to_sqlite(tmp_path):
+    path = tmp_path / "db"
+    odd = ["", "ключ", "a b", "x" * 300, "tab\there", "emoji 🎉"]
+    with nearkit.open(path) as db:
+        col = db.create_collection("c", 4, "cosine", index="flat", fields=FIELDS)
+        col.upsert(odd, np.arange(24).reshape(6, 4) + 1.0,
+                   [None, {"genre": "a,B"}, {"year": 3.5}, {"title": "Hello World"}, {}, {"genre": ["x"]}])
+        col.delete(["a b"])
+        col.upsert("new", [1, 0, 0, 0], {"genre": "b"})
+        d = snapshots.directory(db.path, col._cid)
+        before = {k: col.get(k) for k in col.keys()}
+        counts = [col.count(w) for w in ("@genre:{b}", "@year:[3 4]", "@title:hello", "-@genre:{x}")]
+    for damage in (False, True):
+        if damage:  # corrupt the state snapshot: memory comes from SQLite rows instead
+            (seq, state), = snapshots.list_snapshots(d, snapshots.STATE)
+            data = bytearray(open(state, "rb").read())
+            data[-3] ^= 0x55
+            open(state, "wb").write(bytes(data))
+        with nearkit.open(path) as db:
+            col = db.get_collection("c")
+            assert col.recovery["state_source"] == ("sqlite" if damage else "snapshot")
+            assert bool(col.recovery["state_errors"]) == damage
+            assert set(col.keys()) == set(before)
+            for k, rec in before.items():
+                got = col.get(k)
+                np.testing.assert_array_equal(got.vector, rec.vector)
+                assert got.payload == rec.payload
+            assert [col.count(w) for w in ("@genre:{b}", "@year:[3 4]", "@title:hello",
+                                           "-@genre:{x}")] == counts
+            assert col.search([1, 0, 0, 0], 1)[0].key == "new"
+            db.close(snapshot=False)
 
 
 def test_missing_and_damaged_snapshots_fall_back_without_losing_data(tmp_path):
@@ -287,9 +328,10 @@ def test_second_writer_is_refused_with_the_holders_pid(tmp_path):
         assert len(db.get_collection("c")) == 10
 
 
-def test_concurrent_readers_during_writes(tmp_path):
+@pytest.mark.parametrize("kind", kinds())
+def test_concurrent_readers_during_writes(tmp_path, kind):
     with nearkit.open(tmp_path / "db", durability="everysec") as db:
-        col, x = _fill(db, "c", 2000)
+        col, x = _fill(db, "c", 2000, kind=kind)
         errors, stop, done = [], threading.Event(), [0]
         rng = np.random.default_rng(1)
 
@@ -338,3 +380,33 @@ def test_durability_modes_and_flush(tmp_path):
             assert len(db.get_collection("c")) == 100
     with pytest.raises(ValueError, match="durability must be one of"):
         nearkit.open(tmp_path / "x", durability="sometimes")
+
+
+def test_cosine_get_returns_the_original_vector(db):
+    col = db.create_collection("cos", 3, "cosine", index="flat", fields=FIELDS)
+    col.upsert(["a", "b", "zero"], [[3.0, 4.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]],
+               [{"year": 1}, None, None])
+    np.testing.assert_array_equal(col.get("a").vector, [3.0, 4.0, 0.0])
+    assert col.get("a").payload == {"year": 1} and col.get("nope") is None
+    hits = col.search([6.0, 8.0, 0.0], 3)
+    assert hits[0].key == "a" and abs(hits[0].distance) < 1e-6
+    assert abs(hits[1].distance - 1.0) < 1e-6  # orthogonal, and the zero vector is at distance 1
+
+
+def test_auto_snapshot_bounds_the_replay(tmp_path):
+    path = tmp_path / "db"
+    with nearkit.open(path, auto_snapshot=100) as db:
+        col = db.create_collection("c", 4, index="flat")
+        d = snapshots.directory(db.path, col._cid)
+        col.upsert([f"k{i}" for i in range(60)], np.ones((60, 4)))
+        assert snapshots.list_snapshots(d) == []
+        col.upsert([f"k{i}" for i in range(60, 120)], np.ones((60, 4)))   # 120 changed rows
+        assert len(snapshots.list_snapshots(d)) == 1
+        assert len(snapshots.list_snapshots(d, snapshots.STATE)) == 1
+        col.delete(["k0"])
+        db.close(snapshot=False)
+    with nearkit.open(path) as db:
+        col = db.get_collection("c")
+        assert col.recovery["replayed"] == 1 and len(col) == 119
+    with pytest.raises(ValueError, match="auto_snapshot"):
+        nearkit.open(tmp_path / "x", auto_snapshot=0)

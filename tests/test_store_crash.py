@@ -121,10 +121,12 @@ def _recovered(path):
             assert rec.payload == {"ver": ver, "genre": f"g{ver % 5}", "key": k}
             np.testing.assert_array_equal(rec.vector, _vec(k, ver))
             state[k] = ver
-        assert len(col) == len(state)
-        for k in list(state)[:25]:
-            hit = col.search(_vec(k, state[k]), 1)[0]
-            assert hit.key == k and hit.distance < 1e-6
+        assert len(col) == len(state) == len(col.index)
+        sample = list(state)[:25]
+        found = sum(col.search(_vec(k, state[k]), 1)[0].key == k for k in sample)
+        # Flat must find every row; HNSW under heavy remove/add churn can leave a rare
+        # node unreachable from the graph (an index limitation, not lost data)
+        assert found == len(sample) if col.index_kind == "flat" else found >= len(sample) - 2
         assert col.count("@genre:{g1}") == sum(v % 5 == 1 for v in state.values())
         recovery = dict(col.recovery)
         db.close(snapshot=False)
@@ -149,8 +151,15 @@ def _prefix_lengths_matching(start: dict, begun: list, target: dict) -> list[int
     return out
 
 
-@pytest.mark.parametrize("mode, rounds", [("always", 5), ("everysec", 3)])
-def test_sigkill_loses_no_acknowledged_write(tmp_path, mode, rounds):
+def _kinds():
+    from nearkit.indexes import INDEX_KINDS
+
+    return [("always", 5, "flat"), ("everysec", 3, "flat")] + (
+        [("always", 3, "hnsw")] if "hnsw" in INDEX_KINDS else [])
+
+
+@pytest.mark.parametrize("mode, rounds, kind", _kinds())
+def test_sigkill_loses_no_acknowledged_write(tmp_path, mode, rounds, kind):
     path = tmp_path / f"store-{mode}"
     rng = np.random.default_rng(2024)
     state: dict = {}
@@ -159,7 +168,7 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path, mode, rounds):
         kill_after = float(rng.uniform(0.3, 1.2)) if mode == "always" else float(rng.uniform(1.8, 2.6))
         # a snapshot commits SQLite first, so everysec runs take few of them (they would hide lost commits)
         rate = 0.03 if mode == "always" else 0.0005
-        begun, acks, t_kill = _run_child(tmp_path, path, mode, rnd + 1, kill_after, "flat", rate)
+        begun, acks, t_kill = _run_child(tmp_path, path, mode, rnd + 1, kill_after, kind, rate)
         assert len(acks) >= 3, "the writer made too little progress to test anything"
         recovered, recovery = _recovered(path)
         sources.append(recovery["source"])

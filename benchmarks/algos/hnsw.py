@@ -52,26 +52,34 @@ def _normalise(x):
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-30)
 
 
+class _FaissHNSW:
+    """faiss index plus whether queries need normalising (faiss refuses new attributes)."""
+
+    def __init__(self, index, angular):
+        self.index, self.angular = index, angular
+
+
 def _faiss_build(base, metric):
     import faiss
 
     faiss.omp_set_num_threads(1)
-    if metric == "cosine":
+    angular = metric == "cosine"
+    if angular:
         index = faiss.IndexHNSWFlat(base.shape[1], M, faiss.METRIC_INNER_PRODUCT)
         base = _normalise(base)
     else:
         index = faiss.IndexHNSWFlat(base.shape[1], M)
     index.hnsw.efConstruction = EF_CONSTRUCTION
     index.add(base)
-    index._nk_angular = metric == "cosine"
-    return index
+    return _FaissHNSW(index, angular)
 
 
-def _faiss_query(index, q, k, params):
+def _faiss_query(wrapped, q, k, params):
+    index = wrapped.index
     if index.hnsw.efSearch != params["ef"]:
         index.hnsw.efSearch = params["ef"]
     q = q[None, :]
-    if index._nk_angular:
+    if wrapped.angular:
         q = _normalise(q)
     return index.search(q, k)[1][0]
 

@@ -68,7 +68,9 @@ def _default_kind() -> str:
 def _progress(total: int, desc: str, quiet: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="vec", unit_scale=True, disable=quiet, leave=False)
+    # disable=None: no bar when stderr is not a terminal (logs, CI)
+    return tqdm(total=total, desc=desc, unit="vec", unit_scale=True, disable=True if quiet else None,
+                leave=False)
 
 
 def _add_in_batches(index, x, ids, batch: int, desc: str, quiet: bool = False) -> None:
@@ -120,7 +122,8 @@ def _demo_data(args):
         if word in row_of:
             row = row_of[word]
             probes.append((word, np.asarray(vectors[row]), row))
-    return split.base, split.base_ids.astype(np.int64), split.queries, "cosine", words.__getitem__, probes
+    base_ids = split.base_ids.astype(np.int64)  # ids are rows of the vocabulary
+    return split.base, base_ids, split.queries, "cosine", words.__getitem__, probes
 
 
 def cmd_demo(args) -> int:
@@ -190,8 +193,9 @@ def cmd_build(args) -> int:
 
 
 def _json_floats(row) -> list:
-    # JSON has no infinity: padded slots (distance +inf) become null.
-    return [float(v) if np.isfinite(v) else None for v in row]
+    # JSON has no infinity: padded slots (distance +inf) become null. str() of a
+    # float32 is its shortest round-trip form (0.44733936, not 0.44733935594558716).
+    return [float(str(v)) if np.isfinite(v) else None for v in row.astype(np.float32)]
 
 
 def cmd_search(args) -> int:
@@ -320,7 +324,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except DatasetUnavailable as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        hint = "; or run `nearkit demo --synthetic` without it" if args.command == "demo" else ""
+        print(f"{prog}: {exc}{hint}", file=sys.stderr)
         return EXIT_USAGE
     except (CliError, FormatError, ValueError, TypeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

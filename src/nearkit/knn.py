@@ -36,8 +36,21 @@ def knn_graph(X, k: int, metric: str = "l2", threads=None, exact: bool = True):
 
 
 def _approximate_knn_graph(x: np.ndarray, k: int, metric: str, threads: int):
-    """Approximate graph from an HNSW index; x is already prepared for the metric."""
-    raise NotImplementedError(
-        "knn_graph(exact=False) needs nearkit's HNSW index, which this build does not have "
-        "yet; use exact=True"
-    )
+    """Approximate graph from an HNSW index; x is already prepared for the metric.
+
+    Each row asks the graph for k + 1 neighbours and drops itself (by index, so
+    duplicate rows still list each other); when the walk missed the row itself,
+    the farthest of the k + 1 goes instead.
+    """
+    from .indexes.hnsw import HNSW
+
+    n = x.shape[0]
+    index = HNSW(x.shape[1], metric)
+    index.add(x, ids=np.arange(n, dtype=np.int64), threads=threads)
+    ef = max(index.ef_search, 2 * (k + 1))
+    ids, dist = index.search(x, k + 1, ef=ef, threads=threads)
+    is_self = ids == np.arange(n, dtype=np.int64)[:, None]
+    # Stable sort on the self flag moves the row's own entry (if found) to the end.
+    order = np.argsort(is_self, axis=1, kind="stable")[:, :k]
+    return (np.ascontiguousarray(np.take_along_axis(ids, order, 1)),
+            np.ascontiguousarray(np.take_along_axis(dist, order, 1)))

@@ -44,13 +44,14 @@ class Flat(Index):
         self._readonly = False
         self._write_lock = threading.Lock()
         self._sorted_ids: np.ndarray | None = None  # cache for duplicate checks
+        self._pinned = threading.local()  # the snapshot a search in this thread uses
 
     # -- size and views ---------------------------------------------------------
     def __len__(self) -> int:
         return self._state[3]
 
     def _live(self):
-        x, ids, sqn, n = self._state
+        x, ids, sqn, n = getattr(self._pinned, "state", None) or self._state
         return x[:n], ids[:n], sqn[:n]
 
     def _slot_labels(self) -> np.ndarray:
@@ -65,6 +66,7 @@ class Flat(Index):
 
     @property
     def ids(self) -> np.ndarray:
+        """The stored ids, in storage order (row i of ``vectors``), read-only view."""
         v = self._live()[1].view()
         v.flags.writeable = False
         return v
@@ -77,10 +79,14 @@ class Flat(Index):
                 "load it with mmap=False to modify it"
             )
 
-    def add(self, vectors, ids=None, **params) -> None:
+    def add(self, vectors, ids=None) -> None:
+        """Add vectors (n, dim) with int64 ids (consecutive after the largest when omitted).
+
+        An id already in the index, or repeated in ``ids``, raises ValueError.
+        """
         self._check_writable("add vectors")
         with self._write_lock:
-            super().add(vectors, ids, **params)
+            super().add(vectors, ids)
 
     def remove(self, ids) -> int:
         self._check_writable("remove vectors")
@@ -130,10 +136,19 @@ class Flat(Index):
         return count
 
     # -- search ---------------------------------------------------------------------
-    def _search(self, q, k, mask, threads):
+    def search(self, queries, k: int, filter=None, threads=None, **params):
+        # One snapshot for the whole call, so a filter translated to slots still
+        # matches the slots searched even if another thread adds or removes.
+        self._pinned.state = self._state
+        try:
+            return super().search(queries, k, filter=filter, threads=threads, **params)
+        finally:
+            self._pinned.state = None
+
+    def _search(self, q, k, mask, threads, **params):
+        if params:
+            raise TypeError(f"Flat.search takes no parameters {sorted(params)}; it is exact")
         x, labels, sqn = self._live()
-        if mask is not None and mask.shape[0] != x.shape[0]:
-            raise RuntimeError("the index changed during the search; retry")
         return _core.flat_search(x, sqn, labels, q, k, METRIC_CODES[self._metric], mask,
                                  threads, False)
 
@@ -147,7 +162,7 @@ class Flat(Index):
         q, _ = self._vectors(queries, "queries")
         radius = _validate.check_radius(radius)
         threads = _validate.check_threads(threads)
-        x, labels, sqn = self._live()
+        x, labels, sqn = self._live()  # one snapshot: filter slots match searched slots
         mask = _validate.filter_to_slot_mask(filter, labels)
         return _core.flat_range(x, sqn, labels, q, np.float32(radius),
                                 METRIC_CODES[self._metric], mask, threads)

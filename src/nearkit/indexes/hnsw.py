@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core, _validate
-from ..metrics import COSINE, METRIC_CODES
+from ..metrics import METRIC_CODES
 from .base import Index, register
 
 _SECTION_NAMES = ("blocks", "vectors", "labels", "levels", "upper_offsets", "upper_links", "quant")
@@ -45,7 +45,6 @@ class HNSW(Index):
         self._ef_construction = _validate.check_positive_int(ef_construction, "ef_construction")
         self._ef_search = _validate.check_positive_int(ef_search, "ef_search")
         self._seed = _validate.check_positive_int(seed, "seed", minimum=0)
-        self._normalize = self._metric == COSINE
         self._core = _core.Hnsw(self._dim, METRIC_CODES[self._metric], self._M,
                                 self._ef_construction, self._seed)
         self._mapped = None  # file sections kept alive while the core borrows them
@@ -79,6 +78,10 @@ class HNSW(Index):
     def __len__(self) -> int:
         return len(self._core)
 
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        # The core normalises cosine vectors and queries itself (no n x dim copy here).
+        return x
+
     # -- search -----------------------------------------------------------------
     def search(self, queries, k: int, ef: int | None = None, filter=None, threads=None):
         """(ids, distances) of the k nearest; ``ef`` defaults to ``ef_search``.
@@ -93,8 +96,7 @@ class HNSW(Index):
                 and queries.dtype == np.float32 and queries.ndim == 1
                 and queries.shape[0] == self._dim and queries.flags.c_contiguous
                 and type(k) is int and k > 0 and (ef is None or (type(ef) is int and ef > 0))):
-            return self._core.search_one(queries, k, self._ef_search if ef is None else ef,
-                                         self._normalize)
+            return self._core.search_one(queries, k, self._ef_search if ef is None else ef)
         return super().search(queries, k, filter=filter, threads=threads, ef=ef)
 
     def _search(self, q, k, mask, threads, ef=None):
@@ -122,7 +124,9 @@ class HNSW(Index):
         return self._core.slot_labels()
 
     def _default_ids(self, n: int) -> np.ndarray:
-        return super()._default_ids(n)
+        # Same rule as Index (after the largest id) without copying the label array.
+        start = self._core.max_label + 1
+        return np.arange(start, start + n, dtype=np.int64)
 
     # -- persistence ----------------------------------------------------------
     def _params(self) -> dict:

@@ -1,16 +1,17 @@
 """A collection: string keys -> (vector, payload), an ANN index, field filters.
 
 In memory each live key occupies a *slot* (a dense row reused after deletes)
-holding its vector, payload (as JSON text) and current *id*. Ids are what the
+holding its vector (unit-normalised for cosine; the original stays in SQLite),
+payload (as JSON text) and current *id*. Ids are what the
 index and SQLite know; every upsert gets fresh ids (never reused), so the index
 only ever sees ``add`` of new ids and ``remove`` of old ones, and a snapshot
 taken at change sequence S plus the SQLite rows/tombstones after S always
 reproduce the current state.
 
 Filtered search: the filter becomes a mask over slots. Few allowed rows are
-scanned exactly here (so recall is 1 however small the filter); many allowed
-rows go to the index as an id mask, and if the index returns fewer hits than
-it should, the exact scan answers instead.
+scanned exactly (the core's Flat kernel over the masked slots, so recall is 1
+however small the filter); many allowed rows go to the index as a mask over
+its own slots, and a query the index cannot fill is answered exactly instead.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _validate
-from ..metrics import COSINE, IP, L2
+from .. import _core, _validate
+from ..metrics import COSINE, METRIC_CODES, normalize_rows
 from . import snapshots
-from .fields import FieldIndex
+from .fields import FieldIndex, pack_strings, unpack_strings
 from .filters import MatchAll, Node, to_filter
 
 # A filter allowing at most this many rows (or this fraction of the collection)
 # is answered by an exact scan instead of a filtered index walk.
-EXACT_SCAN_ROWS = 20_000
+EXACT_SCAN_ROWS = 5_000
 EXACT_SCAN_FRACTION = 0.05
 
 
@@ -177,6 +178,9 @@ class Collection:
         self._sqnorm = np.zeros(0, np.float32)
         self._slot_of_id = np.full(0, -1, np.int64)
         self._index = None
+        self._changes = 0         # rows written since the last snapshot (drives auto-snapshots)
+        self._version = 0          # bumped by every write to the index (invalidates _slot_map)
+        self._slot_map = None
         self.recovery: dict = {}
 
     @property
@@ -188,47 +192,150 @@ class Collection:
                 f"index={self.index_kind!r}, n={len(self)})")
 
     # -- opening -------------------------------------------------------------------------
+    def _reset_memory(self) -> None:
+        self._n_slots = 0
+        self._free = []
+        self._key_to_slot = {}
+        self._slot_keys = []
+        self._slot_payload = []
+        self._slot_ids = np.full(0, -1, np.int64)
+        self._live = np.zeros(0, bool)
+        self._vectors = np.zeros((0, self.dim), np.float32)
+        self._sqnorm = np.zeros(0, np.float32)
+        self._slot_of_id = np.full(0, -1, np.int64)
+        self._fields = FieldIndex(self._fields.schema)
+
     def _load(self) -> None:
-        """Read every row from SQLite, then bring the index up from a snapshot or a rebuild."""
+        """Bring memory up (state snapshot + replay, or every SQLite row), then the index."""
         t0 = time.perf_counter()
+        state_errors, state_seq = [], None
+        for seq, path in snapshots.list_snapshots(self._snapdir, snapshots.STATE):
+            try:
+                if seq > self._seq:
+                    raise ValueError(f"state snapshot seq {seq} is ahead of the store (seq {self._seq})")
+                self._import_state(path, seq)
+                self._replay_memory(seq)
+                state_seq = seq
+                break
+            except Exception as exc:  # damaged or inconsistent: try an older one, else SQLite
+                state_errors.append(f"{path}: {type(exc).__name__}: {exc}")
+                self._reset_memory()
+        if state_seq is None:
+            self._load_rows()
+        t_rows = time.perf_counter() - t0
+        self._index = self._recover_index()
+        self._changes = self.recovery["replayed"]   # a big replay makes the next write snapshot
+        self.recovery.update(state_source="snapshot" if state_seq is not None else "sqlite",
+                             state_seq=state_seq, state_errors=state_errors,
+                             rows_seconds=round(t_rows, 4),
+                             total_seconds=round(time.perf_counter() - t0, 4))
+
+    def _load_rows(self) -> None:
+        """Memory from every row in SQLite (no usable state snapshot)."""
         table = f"items_{self._cid}"
-        chunks_ids, chunks_vec, chunks_seq = [], [], []
+        chunks_ids, chunks_vec = [], []
         recs = []
-        for rows in self._sql.iter_rows(f"SELECT id, key, seq, vector, payload FROM {table} ORDER BY id"):
-            ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-            chunks_ids.append(ids)
-            chunks_seq.append(np.fromiter((r[2] for r in rows), np.int64, len(rows)))
-            chunks_vec.append(np.frombuffer(b"".join(r[3] for r in rows), np.float32).reshape(len(rows), self.dim))
+        for rows in self._sql.iter_rows(f"SELECT id, key, vector, payload FROM {table} ORDER BY id"):
+            chunks_ids.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+            chunks_vec.append(np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim))
             self._slot_keys.extend(r[1] for r in rows)
-            self._slot_payload.extend(r[4] for r in rows)
+            self._slot_payload.extend(r[3] for r in rows)
             # one json.loads per batch: far cheaper than one call per row
-            decoded = json.loads("[" + ",".join(r[4] if r[4] is not None else "null" for r in rows) + "]")
+            decoded = json.loads("[" + ",".join(r[3] if r[3] is not None else "null" for r in rows) + "]")
             recs.extend(map(self._fields.extract, decoded))
         ids = np.concatenate(chunks_ids) if chunks_ids else np.empty(0, np.int64)
-        seqs = np.concatenate(chunks_seq) if chunks_seq else np.empty(0, np.int64)
         vecs = np.concatenate(chunks_vec) if chunks_vec else np.empty((0, self.dim), np.float32)
         n = ids.shape[0]
         self._reserve(n)
         self._n_slots = n
         self._slot_ids[:n] = ids
         self._live[:n] = True
-        self._vectors[:n] = vecs
-        self._sqnorm[:n] = np.einsum("ij,ij->i", vecs, vecs)
+        self._vectors[:n] = self._prepare(vecs)
+        self._sqnorm[:n] = np.einsum("ij,ij->i", self._vectors[:n], self._vectors[:n])
         self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
         self._slot_of_id[ids] = np.arange(n)
         self._key_to_slot = {k: i for i, k in enumerate(self._slot_keys)}
-        self._fields.reserve(n)
         self._fields.insert_many(np.arange(n), recs)
-        t_rows = time.perf_counter() - t0
-        self._index = self._recover_index(ids, vecs, seqs)
-        self.recovery["rows_seconds"] = round(t_rows, 4)
-        self.recovery["total_seconds"] = round(time.perf_counter() - t0, 4)
 
-    def _recover_index(self, ids, vecs, seqs):
+    def _export_state(self) -> tuple[dict, dict]:
+        n = self._n_slots
+        keys_blob, keys_off = pack_strings([k if k is not None else "" for k in self._slot_keys[:n]])
+        pay_blob, pay_off = pack_strings([p if p is not None else "" for p in self._slot_payload[:n]])
+        sections = {"slot_ids": self._slot_ids[:n], "vectors": self._vectors[:n], "sqnorm": self._sqnorm[:n],
+                    "keys": keys_blob, "keys_off": keys_off, "payloads": pay_blob, "payloads_off": pay_off}
+        sections.update(self._fields.export(n))
+        params = {"n_slots": n, "fields": self._fields.schema, "state_format": 1}
+        return params, sections
+
+    def _import_state(self, path: str, seq: int) -> None:
+        from ..io import read_index
+
+        f = read_index(path)
+        if f.kind != snapshots.STATE_KIND or f.dim != self.dim or f.metric != self.metric:
+            raise ValueError(f"not this collection's state (kind {f.kind!r}, dim {f.dim}, metric {f.metric!r})")
+        if f.params.get("fields") != self._fields.schema:
+            raise ValueError("the state snapshot was written for other payload fields")
+        n = int(f.params["n_slots"])
+        sec = f.sections
+        ids = sec["slot_ids"]
+        if ids.shape != (n,) or sec["vectors"].shape != (n, self.dim) or sec["sqnorm"].shape != (n,):
+            raise ValueError("state sections have inconsistent shapes")
+        keys = unpack_strings(sec["keys"], sec["keys_off"])
+        texts = unpack_strings(sec["payloads"], sec["payloads_off"])
+        if len(keys) != n or len(texts) != n:
+            raise ValueError("state key or payload count does not match its slots")
+        if ids.size and ids.max() >= self._next_id:
+            raise ValueError("state holds ids the store never issued")
+        fields = FieldIndex(self._fields.schema)
+        fields.import_(sec, n)
+        live = ids >= 0
+        self._reserve(n)
+        self._n_slots = n
+        self._slot_ids[:n] = ids
+        self._live[:n] = live
+        self._vectors[:n] = sec["vectors"]
+        self._sqnorm[:n] = sec["sqnorm"]
+        live_list = live.tolist()
+        self._slot_keys = [k if ok else None for k, ok in zip(keys, live_list)]
+        self._slot_payload = [t if (ok and t) else None for t, ok in zip(texts, live_list)]
+        self._free = np.flatnonzero(~live).tolist()[::-1]
+        self._key_to_slot = {k: i for i, k in enumerate(self._slot_keys) if k is not None}
+        if len(self._key_to_slot) != int(live.sum()):
+            raise ValueError("state holds duplicate keys")
+        self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
+        self._slot_of_id[ids[live]] = np.flatnonzero(live)
+        fields.reserve(self._live.shape[0])
+        self._fields = fields
+
+    def _replay_memory(self, since: int) -> None:
+        """Apply SQLite's changes after ``since`` to memory loaded from a state snapshot."""
+        cid = self._cid
+        gone = [r[0] for r in self._sql.read(f"SELECT id FROM tomb_{cid} WHERE seq > ?", (since,))]
+        if gone:
+            g = np.array(gone, np.int64)
+            g = g[g < self._slot_of_id.shape[0]]
+            slots = self._slot_of_id[g]
+            self._apply_delete(slots[slots >= 0].tolist())
+        for rows in self._sql.iter_rows(f"SELECT id, key, vector, payload FROM items_{cid} WHERE seq > ? "
+                                        "ORDER BY id", (since,)):
+            keys = [r[1] for r in rows]
+            if any(k in self._key_to_slot for k in keys):
+                raise ValueError("a replayed row's key is already present: state and SQLite disagree")
+            ids = np.array([r[0] for r in rows], np.int64)
+            x = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim)
+            texts = [r[3] for r in rows]
+            recs = [self._fields.extract(json.loads(t)) if t is not None else {} for t in texts]
+            self._apply_upsert(keys, x, ids, texts, recs)
+        n_rows = self._sql.read(f"SELECT COUNT(*) FROM items_{cid}")[0][0]
+        if n_rows != len(self._key_to_slot):
+            raise ValueError(f"after replay memory holds {len(self._key_to_slot)} rows, SQLite {n_rows}")
+
+    def _recover_index(self):
         from ..io import load
 
         errors = []
         cls = index_class(self.index_kind)
+        cid = self._cid
         for snap_seq, path in snapshots.list_snapshots(self._snapdir):
             try:
                 if snap_seq > self._seq:
@@ -237,25 +344,29 @@ class Collection:
                 if not isinstance(idx, cls) or idx.dim != self.dim or idx.metric != self.metric:
                     raise ValueError(f"snapshot holds a {type(idx).__name__} dim={idx.dim} metric={idx.metric}")
                 gone = np.array([r[0] for r in self._sql.read(
-                    f"SELECT id FROM tomb_{self._cid} WHERE seq > ?", (snap_seq,))], np.int64)
+                    f"SELECT id FROM tomb_{cid} WHERE seq > ?", (snap_seq,))], np.int64)
                 if gone.size:
                     idx.remove(gone)
-                newer = seqs > snap_seq
-                if newer.any():
-                    self._index_add(idx, vecs[newer], ids[newer])
-                if len(idx) != ids.shape[0]:
+                replayed = int(gone.size)
+                for rows in self._sql.iter_rows(f"SELECT id, vector FROM items_{cid} WHERE seq > ?",
+                                                (snap_seq,)):
+                    ids = np.array([r[0] for r in rows], np.int64)
+                    x = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), self.dim)
+                    self._index_add(idx, x, ids)
+                    replayed += len(rows)
+                if len(idx) != len(self._key_to_slot):
                     raise ValueError(f"after replay the snapshot index holds {len(idx)} vectors, "
-                                     f"SQLite {ids.shape[0]}")
+                                     f"the store {len(self._key_to_slot)}")
                 self._snapshot_seq = snap_seq
-                self.recovery.update(source="snapshot", snapshot_seq=snap_seq,
-                                     replayed=int(newer.sum()) + int(gone.size), errors=errors)
+                self.recovery.update(source="snapshot", snapshot_seq=snap_seq, replayed=replayed, errors=errors)
                 return idx
             except Exception as exc:  # damaged, foreign or stale: fall back to an older one or a rebuild
                 errors.append(f"{path}: {type(exc).__name__}: {exc}")
         idx = make_index(self.index_kind, self.dim, self.metric, self.index_params)
-        if ids.shape[0]:
-            self._index_add(idx, vecs, ids)
-        self.recovery.update(source="rebuild", snapshot_seq=None, replayed=int(ids.shape[0]), errors=errors)
+        live = np.flatnonzero(self._live[: self._n_slots])
+        if live.size:
+            self._index_add(idx, self._vectors[live], self._slot_ids[live])
+        self.recovery.update(source="rebuild", snapshot_seq=None, replayed=int(live.size), errors=errors)
         return idx
 
     @staticmethod
@@ -359,28 +470,14 @@ class Collection:
             self._seq = seq
 
             with _Writing(self._rw):
+                self._version += 1
                 if old_ids.size:
                     self._index.remove(old_ids)
-                    self._slot_of_id[old_ids] = -1
-                    for s in replaced:
-                        self._fields.remove(s, self._fields.extract(json.loads(self._slot_payload[s]))
-                                            if self._slot_payload[s] is not None else {})
-                n_new = sum(s is None for s in old_slots)
-                fresh = iter(self._take_slots(n_new).tolist())
-                slots = np.array([s if s is not None else next(fresh) for s in old_slots], np.int64)
-                self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
-                self._slot_of_id[new_ids] = slots
-                self._slot_ids[slots] = new_ids
-                self._live[slots] = True
-                self._vectors[slots] = x
-                self._sqnorm[slots] = np.einsum("ij,ij->i", x, x)
-                for k, s, t in zip(keys, slots.tolist(), texts):
-                    self._key_to_slot[k] = s
-                    self._slot_keys[s] = k
-                    self._slot_payload[s] = t
-                self._fields.insert_many(slots, recs)
+                self._apply_upsert(keys, x, new_ids, texts, recs)
                 self._index_add(self._index, x, new_ids)
-            return n_new
+            n_new = sum(s is None for s in old_slots)
+        self._after_write(n)
+        return n_new
 
     def delete(self, keys) -> int:
         """Delete keys (missing ones are ignored); returns how many were deleted."""
@@ -405,18 +502,48 @@ class Collection:
             self._sql.write(tx)
             self._seq = seq
             with _Writing(self._rw):
+                self._version += 1
                 self._index.remove(ids)
-                self._slot_of_id[ids] = -1
-                for k, s in zip(present, slots):
-                    p = self._slot_payload[s]
-                    self._fields.remove(s, self._fields.extract(json.loads(p)) if p is not None else {})
-                    del self._key_to_slot[k]
-                    self._slot_keys[s] = None
-                    self._slot_payload[s] = None
-                    self._slot_ids[s] = -1
-                    self._live[s] = False
-                    self._free.append(s)
-            return len(present)
+                self._apply_delete(slots)
+        self._after_write(len(present))
+        return len(present)
+
+    # -- memory mutations (the index is the caller's business) ---------------------------------
+    def _apply_delete(self, slots) -> None:
+        for s in slots:
+            p = self._slot_payload[s]
+            self._fields.remove(s, self._fields.extract(json.loads(p)) if p is not None else {})
+            del self._key_to_slot[self._slot_keys[s]]
+            self._slot_of_id[self._slot_ids[s]] = -1
+            self._slot_keys[s] = None
+            self._slot_payload[s] = None
+            self._slot_ids[s] = -1
+            self._live[s] = False
+            self._free.append(s)
+
+    def _apply_upsert(self, keys, x, new_ids, texts, recs) -> np.ndarray:
+        """Put rows in memory: a key already present keeps its slot (its old id is dropped)."""
+        old_slots = [self._key_to_slot.get(k) for k in keys]
+        for s in old_slots:
+            if s is not None:
+                p = self._slot_payload[s]
+                self._fields.remove(s, self._fields.extract(json.loads(p)) if p is not None else {})
+                self._slot_of_id[self._slot_ids[s]] = -1
+        fresh = iter(self._take_slots(sum(s is None for s in old_slots)).tolist())
+        slots = np.array([s if s is not None else next(fresh) for s in old_slots], np.int64)
+        self._slot_of_id = _grow(self._slot_of_id, int(new_ids.max()) + 1 if new_ids.size else 0, -1)
+        self._slot_of_id[new_ids] = slots
+        self._slot_ids[slots] = new_ids
+        self._live[slots] = True
+        px = self._prepare(x)
+        self._vectors[slots] = px
+        self._sqnorm[slots] = np.einsum("ij,ij->i", px, px)
+        for k, s, t in zip(keys, slots.tolist(), texts):
+            self._key_to_slot[k] = s
+            self._slot_keys[s] = k
+            self._slot_payload[s] = t
+        self._fields.insert_many(slots, recs)
+        return slots
 
     # -- reads ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -426,10 +553,20 @@ class Collection:
         return key in self._key_to_slot
 
     def get(self, keys):
-        """Record(key, vector, payload) per key, None for a missing key (a list for a list)."""
+        """Record(key, vector, payload) per key, None for a missing key (a list for a list).
+
+        The vector is the one given to ``upsert`` (for cosine it is read back from
+        SQLite, since memory holds the normalised copy).
+        """
         self._check_open()
         keys, single = _as_keys(keys)
         out = []
+        if self.metric == COSINE:
+            for k in keys:
+                rows = self._sql.read(f"SELECT vector, payload FROM items_{self._cid} WHERE key = ?", (k,))
+                out.append(Record(k, np.frombuffer(rows[0][0], np.float32).copy(),
+                                  None if rows[0][1] is None else json.loads(rows[0][1])) if rows else None)
+            return out[0] if single else out
         with _Reading(self._rw):
             for k in keys:
                 s = self._key_to_slot.get(k)
@@ -443,69 +580,40 @@ class Collection:
     def _bind(self, where, params=None) -> Node:
         return self._fields.bind(to_filter(where, params))
 
-    def _allowed_slots(self, tree: Node) -> np.ndarray | None:
-        """Slots passing the filter (None = every live slot). Call under the read lock."""
+    def _allowed_mask(self, tree: Node) -> np.ndarray | None:
+        """Boolean mask over slots of live rows passing the filter (None = no filter).
+
+        Call under the read lock."""
         if isinstance(tree, MatchAll):
             return None
-        live = self._live[: self._n_slots]
-        return np.flatnonzero(self._fields.mask(tree, live))
+        return self._fields.mask(tree, self._live[: self._n_slots])
 
     def count(self, where=None, params=None) -> int:
         self._check_open()
         tree = self._bind(where, params)
         with _Reading(self._rw):
-            allowed = self._allowed_slots(tree)
-            return len(self._key_to_slot) if allowed is None else int(allowed.shape[0])
+            mask = self._allowed_mask(tree)
+            return len(self._key_to_slot) if mask is None else int(np.count_nonzero(mask))
 
-    def keys(self, where=None, params=None, limit: int | None = None) -> list[str]:
-        """Keys of rows matching ``where`` (all keys when None), in storage order."""
+    def keys(self, where=None, params=None, limit: int | None = None, offset: int = 0) -> list[str]:
+        """Keys of rows matching ``where`` (all keys when None), in storage order, paged."""
         self._check_open()
         tree = self._bind(where, params)
         with _Reading(self._rw):
-            allowed = self._allowed_slots(tree)
-            if allowed is None:
-                allowed = np.flatnonzero(self._live[: self._n_slots])
-            if limit is not None:
-                allowed = allowed[:limit]
-            return [self._slot_keys[s] for s in allowed.tolist()]
+            mask = self._allowed_mask(tree)
+            slots = np.flatnonzero(self._live[: self._n_slots] if mask is None else mask)
+            slots = slots[offset:] if limit is None else slots[offset:offset + limit]
+            return [self._slot_keys[s] for s in slots.tolist()]
 
-    def _prepare_queries(self, q: np.ndarray) -> np.ndarray:
-        if self.metric == COSINE:
-            norms = np.linalg.norm(q, axis=1, keepdims=True)
-            norms[norms == 0] = 1
-            q = (q / norms).astype(np.float32)
-        return q
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        """What memory and the exact kernels hold: unit rows for cosine, as given otherwise."""
+        return normalize_rows(x) if self.metric == COSINE else x
 
-    def _exact_distances(self, q: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """(nq, len(slots)) distances under the collection's metric; q already prepared."""
-        v = self._vectors[slots]
-        dots = q @ v.T
-        if self.metric == L2:
-            d = self._sqnorm[slots][None, :] - 2 * dots + np.einsum("ij,ij->i", q, q)[:, None]
-            return np.maximum(d, 0, out=d)
-        if self.metric == IP:
-            return 1 - dots
-        norms = np.sqrt(self._sqnorm[slots])
-        norms[norms == 0] = 1
-        return 1 - dots / norms[None, :]
-
-    def _exact_search(self, q, k, slots):
-        """Top-k (slot, distance) per query among ``slots`` by brute force."""
-        out_s = np.full((q.shape[0], k), -1, np.int64)
-        out_d = np.full((q.shape[0], k), np.inf, np.float32)
-        if slots.shape[0] == 0:
-            return out_s, out_d
-        chunk = max(1, 4_000_000 // max(1, slots.shape[0]))
-        for a in range(0, q.shape[0], chunk):
-            d = self._exact_distances(q[a:a + chunk], slots)
-            kk = min(k, slots.shape[0])
-            part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < slots.shape[0] else \
-                np.broadcast_to(np.arange(slots.shape[0]), (d.shape[0], slots.shape[0]))
-            pd = np.take_along_axis(d, part, axis=1)
-            order = np.argsort(pd, axis=1, kind="stable")
-            out_s[a:a + chunk, :kk] = slots[np.take_along_axis(part, order, axis=1)]
-            out_d[a:a + chunk, :kk] = np.take_along_axis(pd, order, axis=1)
-        return out_s, out_d
+    def _exact_search(self, pq, k, mask):
+        """Exact top-k (slots, distances) among slots where ``mask`` is set (the core's Flat kernel)."""
+        n = self._n_slots
+        return _core.flat_search(self._vectors[:n], self._sqnorm[:n], None, pq, k,
+                                 METRIC_CODES[self.metric], mask.view(np.uint8), 1, False)
 
     def search(self, vectors, k: int, where=None, params=None, **search_params):
         """The k nearest rows passing ``where``: a list of Hit per query (one list for a 1-D query).
@@ -530,28 +638,49 @@ class Collection:
         return None if p is None else json.loads(p)
 
     def _search_slots(self, q, k, tree, search_params):
-        allowed = self._allowed_slots(tree)
+        mask = self._allowed_mask(tree)
         n_live = len(self._key_to_slot)
-        if n_live == 0 or (allowed is not None and allowed.shape[0] == 0):
+        n_allowed = n_live if mask is None else int(np.count_nonzero(mask))
+        if n_allowed == 0:
             return np.full((q.shape[0], k), -1, np.int64), np.full((q.shape[0], k), np.inf, np.float32)
-        pq = self._prepare_queries(q)
-        if allowed is not None and self.index_kind != "flat" and (
-                allowed.shape[0] <= max(EXACT_SCAN_ROWS, EXACT_SCAN_FRACTION * n_live)):
-            return self._exact_search(pq, k, allowed)
-        id_filter = None
-        if allowed is not None:
-            id_filter = np.zeros(self._next_id, dtype=bool)
-            id_filter[self._slot_ids[allowed]] = True
-        ids, dist = self._index.search(q, k, filter=id_filter, **search_params)
+        pq = self._prepare(q)
+        if mask is not None and self.index_kind != "flat" and (
+                n_allowed <= max(EXACT_SCAN_ROWS, EXACT_SCAN_FRACTION * n_live)):
+            return self._exact_search(pq, k, mask)
+        if mask is None:
+            ids, dist = self._index.search(q, k, **search_params)
+        else:
+            ids, dist = self._filtered_index_search(q, k, mask, search_params)
         valid = ids >= 0
         slots = np.where(valid, self._slot_of_id[np.where(valid, ids, 0)], -1)
-        want = min(k, n_live if allowed is None else allowed.shape[0])
-        short = (slots >= 0).sum(axis=1) < want
+        short = (slots >= 0).sum(axis=1) < min(k, n_allowed)
         if short.any():  # the index could not fill k from the allowed set: answer those exactly
-            scan = allowed if allowed is not None else np.flatnonzero(self._live[: self._n_slots])
-            es, ed = self._exact_search(pq[short], k, scan)
+            full = self._live[: self._n_slots] if mask is None else mask
+            es, ed = self._exact_search(pq[short], k, full)
             slots[short], dist[short] = es, ed
         return slots, dist
+
+    def _index_slot_map(self) -> np.ndarray:
+        """Our slot for each of the index's internal slots (-1 for none); cached until a write.
+
+        Lets a filter mask over our slots become the index's own slot mask with one
+        gather, instead of going through ids on every query."""
+        cached = self._slot_map
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        labels = self._index._slot_labels()
+        m = np.where(labels >= 0, self._slot_of_id[np.clip(labels, 0, None)], -1)
+        self._slot_map = (self._version, m)
+        return m
+
+    def _filtered_index_search(self, q, k, mask, search_params):
+        """Index search restricted to ``mask`` (over our slots), via the index's search hook."""
+        m = self._index_slot_map()
+        ext = np.zeros(self._n_slots + 1, dtype=bool)   # the extra False answers slot -1
+        ext[: self._n_slots] = mask
+        index_mask = ext[m].view(np.uint8)
+        pq, _ = self._index._vectors(q, "queries")
+        return self._index._search(pq, k, index_mask, 1, **search_params)
 
     def search_radius(self, vector, radius, where=None, params=None, limit: int | None = None):
         """Every row within ``radius`` (inclusive) of ``vector`` passing ``where``, nearest first."""
@@ -563,25 +692,20 @@ class Collection:
         if r < 0:
             raise ValueError(f"radius must be >= 0, got {radius}")
         tree = self._bind(where, params)
-        pq = self._prepare_queries(q)
+        pq = self._prepare(q)
+        # the kernel keeps distance < radius; the next float up makes the bound inclusive
+        bound = np.nextafter(np.float32(r), np.float32(np.inf))
         with _Reading(self._rw):
-            allowed = self._allowed_slots(tree)
-            if allowed is None:
-                allowed = np.flatnonzero(self._live[: self._n_slots])
-            found_s, found_d = [], []
-            for a in range(0, allowed.shape[0], 262144):
-                part = allowed[a:a + 262144]
-                d = self._exact_distances(pq, part)[0]
-                m = d <= r
-                found_s.append(part[m])
-                found_d.append(d[m])
-            s = np.concatenate(found_s) if found_s else np.empty(0, np.int64)
-            d = np.concatenate(found_d) if found_d else np.empty(0, np.float32)
-            order = np.argsort(d, kind="stable")
+            n = self._n_slots
+            mask = self._allowed_mask(tree)
+            if mask is None:
+                mask = self._live[:n]
+            _, slots, dist = _core.flat_range(self._vectors[:n], self._sqnorm[:n], None, pq, bound,
+                                              METRIC_CODES[self.metric], mask.view(np.uint8), 1)
             if limit is not None:
-                order = order[:limit]
-            return [Hit(self._slot_keys[i], float(dd), self._payload(i))
-                    for i, dd in zip(s[order].tolist(), d[order].tolist())]
+                slots, dist = slots[:limit], dist[:limit]
+            return [Hit(self._slot_keys[i], float(d), self._payload(i))
+                    for i, d in zip(slots.tolist(), dist.tolist())]
 
     # -- snapshots -------------------------------------------------------------------------------
     def snapshot(self, force: bool = False) -> str | None:
@@ -597,12 +721,22 @@ class Collection:
             seq = self._seq
             with _Reading(self._rw):
                 path = snapshots.write_snapshot(self._snapdir, seq, self._index)
+                params, sections = self._export_state()
+                snapshots.write_state(self._snapdir, seq, self.dim, self.metric, params, sections)
             self._snapshot_seq = seq
+            self._changes = 0
             oldest = snapshots.prune(self._snapdir)
             if oldest is not None:
                 cid = self._cid
                 self._sql.write(lambda conn: conn.execute(f"DELETE FROM tomb_{cid} WHERE seq <= ?", (oldest,)))
             return path
+
+    def _after_write(self, rows: int) -> None:
+        """Snapshot once enough has changed that replaying SQLite on open would get slow."""
+        self._changes += rows
+        every = self._db.auto_snapshot
+        if every and self._changes >= max(every, len(self) // 2):
+            self.snapshot()
 
     def _close(self, snapshot: bool) -> None:
         if self._closed:

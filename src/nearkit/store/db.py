@@ -32,12 +32,17 @@ class CollectionNotFound(KeyError):
 
 
 class Database:
-    def __init__(self, path, durability: str = "always", read_only: bool = False):
+    def __init__(self, path, durability: str = "always", read_only: bool = False,
+                 auto_snapshot: int | None = 100_000):
         if durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {DURABILITY_MODES}, got {durability!r}")
         self.path = os.path.abspath(os.fspath(path))
         self.durability = durability
         self.read_only = read_only
+        if auto_snapshot is not None and (isinstance(auto_snapshot, bool) or not isinstance(auto_snapshot, int)
+                                          or auto_snapshot < 1):
+            raise ValueError(f"auto_snapshot must be a positive number of rows or None, got {auto_snapshot!r}")
+        self.auto_snapshot = auto_snapshot
         self._lock = None
         if read_only:
             if not os.path.exists(os.path.join(self.path, "store.sqlite")):
@@ -172,15 +177,19 @@ class Database:
                 _OPEN.discard(self)
 
 
-def open(path, durability: str = "always", read_only: bool = False) -> Database:  # noqa: A001
+def open(path, durability: str = "always", read_only: bool = False,  # noqa: A001
+         auto_snapshot: int | None = 100_000) -> Database:
     """Open (creating if needed) the store in directory ``path``.
 
     ``durability``: "always" (every acknowledged write survives kill -9),
     "everysec" (at most ~1 s of writes lost in a crash) or "off" (bulk loads).
     Only one process may open a store for writing; ``read_only=True`` opens a
     consistent view of what is committed, without the writer lock.
+    ``auto_snapshot``: after this many changed rows (and at least half the
+    collection) a write call also writes a snapshot, so that opening never has
+    to replay much of SQLite; None leaves snapshots to ``snapshot()``/``close()``.
     """
-    return Database(path, durability, read_only)
+    return Database(path, durability, read_only, auto_snapshot)
 
 
 @atexit.register

@@ -208,3 +208,54 @@ class FieldIndex:
         if isinstance(node, VectorRange):
             raise FilterError("VECTOR_RANGE is not a payload filter; use search_radius")
         raise TypeError(f"not a filter node: {node!r}")
+
+    # -- snapshots ----------------------------------------------------------------------
+    def export(self, n_slots: int) -> dict:
+        """Sections holding the field indexes for slots [0, n_slots): numeric columns as is,
+        each inverted map as its terms (packed strings) and CSR posting lists."""
+        out = {}
+        for f, col in self._numeric.items():
+            out[f"num:{f}"] = col[:n_slots]
+        for f, inv in self._inverted.items():
+            terms = list(inv)
+            out[f"terms:{f}"], out[f"terms_off:{f}"] = pack_strings(terms)
+            sizes = np.fromiter((len(inv[t]) for t in terms), np.int64, len(terms))
+            out[f"post_off:{f}"] = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            out[f"post:{f}"] = (np.fromiter((s for t in terms for s in inv[t]), np.int64, int(sizes.sum()))
+                                if terms else np.empty(0, np.int64))
+        return out
+
+    def import_(self, sections: dict, n_slots: int) -> None:
+        """Inverse of ``export`` (the schema must match; KeyError names a missing section)."""
+        self.reserve(n_slots)
+        for f in self._numeric:
+            col = sections[f"num:{f}"]
+            if col.shape != (n_slots,):
+                raise ValueError(f"numeric column {f!r} has shape {col.shape}, expected ({n_slots},)")
+            self._numeric[f][:n_slots] = col
+        for f in self._inverted:
+            terms = unpack_strings(sections[f"terms:{f}"], sections[f"terms_off:{f}"])
+            off, post = sections[f"post_off:{f}"], sections[f"post:{f}"]
+            if off.shape != (len(terms) + 1,) or (post.size and (post.min() < 0 or post.max() >= n_slots)):
+                raise ValueError(f"posting lists of field {f!r} are inconsistent")
+            bounds = off.tolist()
+            plist = post.tolist()
+            self._inverted[f] = {t: set(plist[bounds[i]:bounds[i + 1]]) for i, t in enumerate(terms)}
+        self._cache = {}
+
+
+def pack_strings(strings) -> tuple[np.ndarray, np.ndarray]:
+    """Strings -> (utf-8 bytes as uint8, int64 character offsets (n + 1))."""
+    text = "".join(strings)
+    lens = np.fromiter((len(s) for s in strings), np.int64, len(strings))
+    off = np.zeros(len(strings) + 1, np.int64)
+    np.cumsum(lens, out=off[1:])
+    return np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8), off
+
+
+def unpack_strings(blob: np.ndarray, off: np.ndarray) -> list[str]:
+    text = blob.tobytes().decode("utf-8", "surrogatepass")
+    if off.ndim != 1 or off.shape[0] < 1 or off[-1] != len(text):
+        raise ValueError("packed strings: offsets do not match the text")
+    b = off.tolist()
+    return [text[b[i]:b[i + 1]] for i in range(len(b) - 1)]

@@ -1,0 +1,459 @@
+"""nearkit.HNSW: recall against exact search on GloVe, updates, filters, threads, files, bad input."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import nearkit
+from nearkit import _core
+from nearkit.errors import FormatError
+from nearkit.metrics import normalize_rows, reference_distances
+
+
+def exact_ids(base, queries, k, metric="cosine", allowed=None):
+    d = reference_distances(queries, base, metric)
+    if allowed is not None:
+        d[:, ~allowed] = np.inf
+    return np.argsort(d, axis=1, kind="stable")[:, :k]
+
+
+def recall(found, truth):
+    k = truth.shape[1]
+    return float(np.mean([len(set(f[f >= 0]) & set(t)) / k for f, t in zip(found, truth)]))
+
+
+@pytest.fixture(scope="module")
+def glove(glove_20k):
+    return glove_20k.base, glove_20k.queries
+
+
+@pytest.fixture(scope="module")
+def built(glove):
+    base, _ = glove
+    index = nearkit.HNSW(base.shape[1], "cosine", seed=1)
+    index.add(base, threads=2)
+    return index
+
+
+@pytest.fixture(scope="module")
+def truth(glove):
+    base, queries = glove
+    return exact_ids(base, queries, 10)
+
+
+# -- recall and distances -------------------------------------------------------
+
+
+def test_recall_cosine_glove(built, glove, truth):
+    _, queries = glove
+    ids, dist = built.search(queries, 10, ef=64)
+    assert ids.shape == (len(queries), 10) and ids.dtype == np.int64 and dist.dtype == np.float32
+    assert recall(ids, truth) >= 0.95
+    # Low ef must cost recall: the parameter reaches the core.
+    low, _ = built.search(queries, 10, ef=1)
+    assert recall(low, truth) < recall(ids, truth)
+
+
+def test_distances_are_exact(built, glove):
+    base, queries = glove
+    ids, dist = built.search(queries[:20], 10)
+    ref = reference_distances(queries[:20], base, "cosine")
+    np.testing.assert_allclose(dist, np.take_along_axis(ref, ids, 1), atol=2e-5)
+    assert np.all(np.diff(dist, axis=1) >= 0)
+
+
+def test_single_query_fast_path_matches_batch(built, glove):
+    _, queries = glove
+    batch_ids, batch_dist = built.search(queries[:30], 10, ef=40)
+    for i, q in enumerate(queries[:30]):
+        ids, dist = built.search(q, 10, ef=40)
+        assert ids.shape == (10,)
+        np.testing.assert_array_equal(ids, batch_ids[i])
+        np.testing.assert_allclose(dist, batch_dist[i], rtol=1e-6)
+    # float64 / non-contiguous single queries take the generic path, same answer
+    ids64, _ = built.search(queries[0].astype(np.float64), 10, ef=40)
+    np.testing.assert_array_equal(ids64, batch_ids[0])
+    strided = np.repeat(queries[:1], 2, axis=0).T[:, 0]
+    np.testing.assert_array_equal(built.search(strided, 10, ef=40)[0], batch_ids[0])
+
+
+def test_threads_over_queries(built, glove):
+    _, queries = glove
+    a = built.search(queries, 10, ef=50)
+    b = built.search(queries, 10, ef=50, threads=2)
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_other_metrics(glove, metric):
+    base, queries = glove
+    base, queries = base[:5000], queries[:50]
+    index = nearkit.HNSW(base.shape[1], metric)
+    index.add(base)
+    ids, dist = index.search(queries, 10, ef=100)
+    assert recall(ids, exact_ids(base, queries, 10, metric)) >= 0.95
+    ref = reference_distances(queries, base, metric)
+    np.testing.assert_allclose(dist, np.take_along_axis(ref, ids, 1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("isa", _core.supported_isas())
+def test_every_isa_gives_the_same_walk(glove, isa):
+    base, queries = glove
+    base, queries = base[:3000], queries[:40]
+    before = _core.isa()
+    try:
+        _core.set_isa(isa)
+        index = nearkit.HNSW(base.shape[1], "cosine", seed=3)
+        index.add(base)
+        ids, _ = index.search(queries, 10, ef=80)
+    finally:
+        _core.set_isa(before)
+    assert recall(ids, exact_ids(base, queries, 10)) >= 0.97
+
+
+def test_parallel_build_matches_recall(glove, truth):
+    base, queries = glove
+    one = nearkit.HNSW(base.shape[1], "cosine")
+    one.add(base[:8000])
+    two = nearkit.HNSW(base.shape[1], "cosine")
+    two.add(base[:8000], threads=2)
+    t = exact_ids(base[:8000], queries, 10)
+    r1 = recall(one.search(queries, 10, ef=64)[0], t)
+    r2 = recall(two.search(queries, 10, ef=64)[0], t)
+    assert r2 >= 0.95 and abs(r1 - r2) < 0.02
+
+
+# -- small and degenerate indexes -----------------------------------------------
+
+
+def test_empty_and_tiny_index_pad():
+    index = nearkit.HNSW(4)
+    ids, dist = index.search(np.ones(4), 3)
+    assert ids.tolist() == [-1, -1, -1] and np.isinf(dist).all()
+    index.add([[0, 0, 0, 1.0], [0, 0, 2.0, 0]], ids=[7, 9])
+    ids, dist = index.search([0, 0, 0, 1.0], 3)
+    assert ids.tolist() == [7, 9, -1]
+    np.testing.assert_allclose(dist[:2], [0, 5])
+    assert len(index) == 2
+
+
+def test_growth_one_at_a_time_and_widening_range(glove):
+    base, queries = glove
+    index = nearkit.HNSW(base.shape[1], "cosine")
+    # The first batch is one vector: the code range must widen as data arrives.
+    for i in range(1500):
+        index.add(base[i], ids=[i])
+    assert len(index) == 1500 and index._core.capacity >= 1500
+    index.add(base[1500:4000])
+    assert len(index) == 4000
+    t = exact_ids(base[:4000], queries[:50], 10)
+    assert recall(index.search(queries[:50], 10, ef=64)[0], t) >= 0.95
+
+
+def test_default_ids_continue_after_largest():
+    index = nearkit.HNSW(3)
+    index.add(np.eye(3), ids=[10, 11, 12])
+    index.add(np.ones((2, 3)))
+    assert sorted(index._slot_labels().tolist()) == [10, 11, 12, 13, 14]
+
+
+# -- delete / re-add / replace --------------------------------------------------
+
+
+def test_delete_then_add_keeps_recall(glove):
+    base, queries = glove
+    rng = np.random.default_rng(0)
+    index = nearkit.HNSW(base.shape[1], "cosine", seed=2)
+    index.add(base[:14000], ids=np.arange(14000), threads=2)
+    gone = rng.choice(14000, 4200, replace=False)
+    assert index.remove(gone) == 4200
+    assert index.remove(gone[:5]) == 0  # already gone
+    assert len(index) == 9800
+    ids, _ = index.search(queries, 10, ef=64)
+    assert not np.isin(ids, gone).any()
+
+    index.add(base[14000:18200], ids=np.arange(14000, 18200), threads=2)
+    assert len(index) == 14000 and index._core.n_slots == 14000  # freed slots were reused
+
+    keep = np.setdiff1d(np.arange(18200), gone)
+    fresh = nearkit.HNSW(base.shape[1], "cosine", seed=2)
+    fresh.add(base[keep], ids=keep, threads=2)
+    t = keep[exact_ids(base[keep], queries, 10)]
+    r_updated = recall(index.search(queries, 10, ef=64)[0], t)
+    r_fresh = recall(fresh.search(queries, 10, ef=64)[0], t)
+    assert r_updated >= r_fresh - 0.01, (r_updated, r_fresh)
+
+
+def test_readding_an_id_replaces_its_vector(glove):
+    base, _ = glove
+    index = nearkit.HNSW(base.shape[1], "cosine")
+    index.add(base[:3000])
+    index.add(base[5000:5300], ids=np.arange(300))  # new vectors for ids 0..299
+    assert len(index) == 3000
+    ids, dist = index.search(base[5000:5300], 1)
+    np.testing.assert_array_equal(ids[:, 0], np.arange(300))
+    np.testing.assert_allclose(dist[:, 0], 0, atol=1e-5)
+    ids, dist = index.search(base[:300], 1)  # the old vectors are gone
+    assert (dist[:, 0] > 1e-4).mean() > 0.9
+
+
+def test_remove_everything_then_add():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(500, 8)).astype(np.float32)
+    index = nearkit.HNSW(8)
+    index.add(x)
+    assert index.remove(np.arange(500)) == 500 and len(index) == 0
+    assert index.search(x[0], 2)[0].tolist() == [-1, -1]
+    index.add(x[:10], ids=np.arange(100, 110))
+    assert index.search(x[3], 1)[0].tolist() == [103]
+
+
+# -- filters --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 0.5])
+@pytest.mark.parametrize("graph_only", [False, True])
+def test_filtered_search(built, glove, fraction, graph_only):
+    base, queries = glove
+    rng = np.random.default_rng(int(fraction * 100))
+    allowed = rng.random(base.shape[0]) < fraction
+    if graph_only:  # force the graph walk even where the exact scan would be chosen
+        saved = built._core.exact_threshold, built._core.exact_scale
+        built._core.exact_threshold, built._core.exact_scale = 0, 0.0
+    try:
+        ids, dist = built.search(queries, 10, ef=64, filter=allowed)
+        ids2, _ = built.search(queries, 10, ef=64, filter=np.flatnonzero(allowed))
+    finally:
+        if graph_only:
+            built._core.exact_threshold, built._core.exact_scale = saved
+    assert allowed[ids[ids >= 0]].all()
+    np.testing.assert_array_equal(ids, ids2)
+    assert recall(ids, exact_ids(base, queries, 10, allowed=allowed)) >= 0.95
+
+
+def test_filter_with_fewer_than_k_allowed(built, glove):
+    _, queries = glove
+    ids, dist = built.search(queries[0], 5, filter=[3, 17])
+    assert sorted(ids[:2].tolist()) == [3, 17] and ids[2:].tolist() == [-1, -1, -1]
+    assert np.isinf(dist[2:]).all()
+    ids, _ = built.search(queries[0], 3, filter=np.zeros(10, bool))
+    assert ids.tolist() == [-1, -1, -1]
+
+
+# -- concurrency ------------------------------------------------------------------
+
+
+def test_search_while_adding(glove):
+    base, queries = glove
+    index = nearkit.HNSW(base.shape[1], "cosine")
+    index.add(base[:1000])
+    errors, done = [], threading.Event()
+    added = [1000]
+
+    def writer():
+        try:
+            for start in range(1000, 12000, 1000):
+                index.add(base[start:start + 1000], ids=np.arange(start, start + 1000), threads=2)
+                added[0] = start + 1000
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def reader(seed):
+        r = np.random.default_rng(seed)
+        try:
+            while not done.is_set():
+                qs = queries[r.integers(0, len(queries), 8)]
+                ids, dist = index.search(qs, 10, ef=32)
+                one, _ = index.search(qs[0], 5)
+                limit = added[0] + 1000  # read after searching: ids of the batch in flight may appear
+                assert ((ids >= 0) & (ids < limit)).all()
+                assert (np.diff(dist, axis=1) >= 0).all()
+                assert ((one >= 0) & (one < limit)).all()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(s,)) for s in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(index) == 12000
+    t = exact_ids(base[:12000], queries, 10)
+    assert recall(index.search(queries, 10, ef=64)[0], t) >= 0.95
+
+
+def test_search_while_removing(glove):
+    base, queries = glove
+    index = nearkit.HNSW(base.shape[1], "cosine")
+    index.add(base[:6000], threads=2)
+    errors, done = [], threading.Event()
+
+    def remover():
+        try:
+            for start in range(0, 3000, 500):
+                index.remove(np.arange(start, start + 500))
+        finally:
+            done.set()
+
+    def reader():
+        try:
+            while not done.is_set():
+                ids, _ = index.search(queries[:16], 10)
+                assert (ids >= -1).all() and (ids < 6000).all()
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=remover), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    ids, _ = index.search(queries, 10)
+    assert (ids >= 3000).all()
+
+
+# -- files --------------------------------------------------------------------------
+
+
+def test_save_load_and_mmap(built, glove, tmp_path):
+    base, queries = glove
+    path = tmp_path / "g.nk"
+    built.save(path)
+    expected = built.search(queries, 10, ef=50)
+
+    loaded = nearkit.load(path)
+    assert isinstance(loaded, nearkit.HNSW) and len(loaded) == len(built)
+    assert (loaded.M, loaded.ef_construction, loaded.ef_search) == (built.M, 200, built.ef_search)
+    np.testing.assert_array_equal(loaded.search(queries, 10, ef=50)[0], expected[0])
+    loaded.add(base[:10], ids=np.arange(50_000, 50_010))  # a copy can change
+    assert len(loaded) == len(built) + 10
+
+    mapped = nearkit.load(path, mmap=True)
+    assert mapped.readonly
+    np.testing.assert_array_equal(mapped.search(queries, 10, ef=50)[0], expected[0])
+    mask = np.zeros(base.shape[0], bool)
+    mask[::7] = True
+    np.testing.assert_array_equal(mapped.search(queries, 10, filter=mask)[0],
+                                  built.search(queries, 10, filter=mask)[0])
+    with pytest.raises(RuntimeError, match="read-only"):
+        mapped.add(base[:1])
+    with pytest.raises(RuntimeError, match="read-only"):
+        mapped.remove([1])
+
+
+def test_save_after_removals_roundtrip(glove, tmp_path):
+    base, queries = glove
+    index = nearkit.HNSW(base.shape[1], "cosine")
+    index.add(base[:3000])
+    index.remove(np.arange(0, 3000, 3))
+    index.save(tmp_path / "r.nk")
+    for mmap in (False, True):
+        again = nearkit.load(tmp_path / "r.nk", mmap=mmap)
+        assert len(again) == 2000
+        np.testing.assert_array_equal(again.search(queries, 5)[0], index.search(queries, 5)[0])
+    again = nearkit.load(tmp_path / "r.nk")
+    again.add(base[5000:5500], ids=np.arange(5000, 5500))  # reuses the freed slots
+    assert again._core.n_slots == 3000 and len(again) == 2500
+
+
+def test_empty_index_roundtrip(tmp_path):
+    index = nearkit.HNSW(6, "ip")
+    index.save(tmp_path / "e.nk")
+    for mmap in (False, True):
+        again = nearkit.load(tmp_path / "e.nk", mmap=mmap)
+        assert len(again) == 0 and again.metric == "ip"
+        assert again.search(np.ones(6), 2)[0].tolist() == [-1, -1]
+
+
+def test_corrupt_sections_are_refused(built):
+    sections = {k: np.array(v) for k, v in built._sections().items()}
+    params = built._params()
+
+    def load_with(**changes):
+        s = dict(sections, **changes)
+        return nearkit.HNSW._from_sections(built.dim, built.metric, params, s)
+
+    blocks = sections["blocks"].copy()
+    blocks.view(np.uint32)[:, 13 + 1] = 10**8  # a link (after 52 code bytes + header) out of range
+    with pytest.raises(FormatError, match="link"):
+        load_with(blocks=blocks)
+    with pytest.raises(FormatError, match="slots"):
+        load_with(labels=sections["labels"][:-1])
+    with pytest.raises(FormatError, match="dtype"):
+        load_with(vectors=sections["vectors"].astype(np.float64))
+    with pytest.raises(FormatError, match="entry"):
+        load_with(state=np.array([len(built) + 5, 0], np.int64))
+    with pytest.raises(FormatError, match="sections"):
+        s = dict(sections)
+        del s["quant"]
+        nearkit.HNSW._from_sections(built.dim, built.metric, params, s)
+    with pytest.raises(FormatError, match="parameters"):
+        nearkit.HNSW._from_sections(built.dim, built.metric, {"M": 0}, sections)
+
+
+# -- bad input ----------------------------------------------------------------------
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="dim"):
+        nearkit.HNSW(0)
+    with pytest.raises(ValueError, match="metric"):
+        nearkit.HNSW(4, "hamming")
+    with pytest.raises(ValueError, match="M"):
+        nearkit.HNSW(4, M=1)
+    with pytest.raises(TypeError, match="M"):
+        nearkit.HNSW(4, M=2.5)
+    with pytest.raises(ValueError, match="ef_construction"):
+        nearkit.HNSW(4, ef_construction=0)
+    with pytest.raises(ValueError, match="ef_search"):
+        nearkit.HNSW(4, ef_search=0)
+    with pytest.raises(ValueError, match="seed"):
+        nearkit.HNSW(4, seed=-1)
+
+
+def test_bad_add_and_search_input():
+    index = nearkit.HNSW(4)
+    index.add(np.eye(4))
+    with pytest.raises(ValueError, match="dimension"):
+        index.add(np.ones((2, 5)))
+    with pytest.raises(ValueError, match="NaN"):
+        index.add([[0, np.nan, 0, 0]])
+    with pytest.raises(ValueError, match="duplicate"):
+        index.add(np.ones((2, 4)), ids=[5, 5])
+    with pytest.raises(ValueError, match="non-negative"):
+        index.add(np.ones((1, 4)), ids=[-3])
+    with pytest.raises(ValueError, match="got 1 ids for 2"):
+        index.add(np.ones((2, 4)), ids=[8])
+    with pytest.raises(TypeError, match="numeric"):
+        index.add([["a", "b", "c", "d"]])
+    with pytest.raises(ValueError, match="threads"):
+        index.add(np.ones((1, 4)), threads=-5)
+    for q in (np.ones(4, np.float32), np.ones((1, 4))):  # fast and generic paths
+        with pytest.raises(ValueError, match="k must be positive"):
+            index.search(q, 0)
+        with pytest.raises(TypeError, match="k must be an integer"):
+            index.search(q, 1.5)
+        with pytest.raises(ValueError, match="ef"):
+            index.search(q, 1, ef=0)
+        with pytest.raises(TypeError, match="ef"):
+            index.search(q, 1, ef="many")
+    with pytest.raises(ValueError, match="NaN"):
+        index.search(np.array([0, np.inf, 0, 0], np.float32), 1)
+    with pytest.raises(ValueError, match="NaN"):
+        index.search(np.array([[0, np.nan, 0, 0]]), 1)
+    with pytest.raises(ValueError, match="dimension"):
+        index.search(np.ones(3, np.float32), 1)
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        index.search(np.ones((1, 1, 4)), 1)
+    with pytest.raises(ValueError, match="filter"):
+        index.search(np.ones(4), 1, filter=np.ones((2, 2), bool))
+    with pytest.raises(TypeError, match="filter"):
+        index.search(np.ones(4), 1, filter=[0.5])
+    with pytest.raises(ValueError, match="threads"):
+        index.search(np.ones(4), 1, threads=-2)
+    assert len(index) == 4  # failed calls changed nothing
