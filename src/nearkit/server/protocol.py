@@ -223,15 +223,16 @@ class RequestReader:
                 break
             if type(req) is not list:
                 return self._fail(requests, "Protocol error: expected '*', got a non-array request")
-            size = 3 + len(str(len(req)))
-            for arg in req:
-                if type(arg) is not bytes:
-                    return self._fail(requests,
-                                      "Protocol error: expected '$', got a non-bulk argument")
-                size += len(arg) + 5 + len(str(len(arg)))
-            self._consumed += size
-            if req:
-                requests.append(req)
+            if not req:
+                continue
+            if len(set(map(type, req))) != 1 or type(req[0]) is not bytes:
+                return self._fail(requests, "Protocol error: expected '$', got a non-bulk argument")
+            # Bytes this request took on the wire, near enough (headers <= 16 bytes each):
+            # only the size limit of an unfinished request depends on it.
+            self._consumed += sum(map(len, req)) + 8 * len(req) + 4
+            requests.append(req)
+        if self._consumed > self._fed:
+            self._consumed = self._fed
         if self._fed - self._consumed > self._max_request:
             return self._fail(requests, "Protocol error: request too large")
         return requests

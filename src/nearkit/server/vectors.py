@@ -84,6 +84,8 @@ class VectorField:
         raw = np.frombuffer(blob, dtype=self.dtype)
         if self.data_type == "BFLOAT16":
             v = (raw.astype(np.uint32) << 16).view(np.float32)
+        elif self.data_type == "FLOAT32":
+            v = raw  # read-only view of the request's bytes: nothing writes to it
         else:
             v = raw.astype(np.float32)
         if not np.isfinite(v).all():
