@@ -305,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("file")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
+
+    from .server.server import add_serve_subcommand  # the Redis-compatible server
+
+    add_serve_subcommand(sub)
     return parser
 
 

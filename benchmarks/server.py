@@ -1,0 +1,233 @@
+"""nearkit serve vs a real Redis 7.4 + search module: load rate, KNN queries/s and p99.
+
+    PYTHONPATH=src python benchmarks/server.py [--n-base 100000] [--dim 128]
+
+Data: synthetic clustered vectors (nearkit.datasets.synthetic_clustered, 64
+clusters), 1,000 held-out queries. Both servers get the same HNSW index
+(M=16, EF_CONSTRUCTION=200, L2), loaded by one redis-py client with pipelined
+HSET; then KNN k=10 queries (``SORTBY d RETURN 1 d``, EF_RUNTIME 10 and 100)
+from 1, 8 and 32 concurrent client processes, all on loopback; each setting runs
+--trials times per server, interleaved, and the best run is reported (the machine
+is shared). Recall@10 is measured against exact numpy search. Prints JSON lines, with the ratios
+nearkit / Redis from this one run and the load average.
+
+The reference Redis is started with ../shared/redis/start_reference_redis.sh
+(or pass --redis-port of a running one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "src"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+
+def emit(**fields):
+    fields.setdefault("bench", "server")
+    print(json.dumps(fields), flush=True)
+
+
+def loadavg():
+    return round(os.getloadavg()[0], 2)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(port)
+
+
+def query_args(ef, blob):
+    return ["FT.SEARCH", "idx", f"*=>[KNN 10 @v $b EF_RUNTIME {ef} AS d]", "SORTBY", "d",
+            "RETURN", "1", "d", "LIMIT", "0", "10", "PARAMS", "2", "b", blob, "DIALECT", "2"]
+
+
+def load(port, base, batch=500):
+    import redis
+
+    r = redis.Redis(port=port, protocol=2)
+    r.flushall()
+    r.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "v:", "SCHEMA", "v", "VECTOR",
+                      "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(base.shape[1]),
+                      "DISTANCE_METRIC", "L2", "M", "16", "EF_CONSTRUCTION", "200")
+    t0 = time.perf_counter()
+    for s in range(0, base.shape[0], batch):
+        p = r.pipeline(transaction=False)
+        for i in range(s, min(s + batch, base.shape[0])):
+            p.hset(f"v:{i}", "v", base[i].tobytes())
+        p.execute()
+    # Wait until the index has every document (Redis may still be back-filling).
+    while True:
+        info = r.ft("idx").info()
+        if int(info["num_docs"]) >= base.shape[0] and int(info["indexing"]) == 0:
+            break
+        time.sleep(0.05)
+    r.execute_command(*query_args(10, base[0].tobytes()))
+    return time.perf_counter() - t0
+
+
+def _client(port, queries, ef, start, duration, barrier, out_q, first_pass):
+    import redis
+
+    r = redis.Redis(port=port, protocol=2)
+    blobs = [q.tobytes() for q in queries]
+    r.execute_command(*query_args(ef, blobs[0]))
+    barrier.wait()
+    lat, ids, n = [], [], len(blobs)
+    t_end = time.perf_counter() + duration
+    i = start
+    while True:
+        t = time.perf_counter()
+        if t >= t_end and (not first_pass or i - start >= n):
+            break
+        res = r.execute_command(*query_args(ef, blobs[i % n]))
+        lat.append(time.perf_counter() - t)
+        if first_pass and i - start < n:
+            ids.append((i % n, [int(k[2:]) for k in res[1::2]]))
+        i += 1
+    out_q.put((lat, ids))
+
+
+def run_clients(port, queries, ef, clients, duration, first_pass=False):
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(clients + 1)
+    out_q = ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(port, queries, ef, (c * 997) % len(queries), duration,
+                                               barrier, out_q, first_pass and c == 0))
+             for c in range(clients)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    results = [out_q.get() for _ in procs]
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    lat = np.concatenate([np.array(r[0]) for r in results])
+    ids = [x for r in results for x in r[1]]
+    return len(lat) / wall, lat, ids
+
+
+def recall(ids, truth):
+    if not ids:
+        return None
+    hits = sum(len(set(got) & set(truth[qi].tolist())) for qi, got in ids)
+    return hits / (10 * len(ids))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n-base", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--duration", type=float, default=4.0)
+    ap.add_argument("--clients", default="1,8,32")
+    ap.add_argument("--efs", default="10,100")
+    ap.add_argument("--redis-port", type=int, default=None)
+    ap.add_argument("--trials", type=int, default=2, help="runs per setting; the best is kept")
+    args = ap.parse_args()
+
+    from nearkit.datasets import synthetic_clustered
+
+    data = synthetic_clustered(args.n_base + args.queries, args.dim, n_clusters=64, seed=0)
+    base, queries = data[: args.n_base], data[args.n_base:]
+    d = ((queries ** 2).sum(1)[:, None] - 2 * queries @ base.T + (base ** 2).sum(1)[None, :])
+    truth = np.argsort(d, axis=1)[:, :10]
+    emit(phase="setup", n_base=args.n_base, dim=args.dim, queries=args.queries,
+         data="synthetic_clustered(64 clusters)", index="HNSW M=16 EF_CONSTRUCTION=200 L2",
+         cpus=os.cpu_count(), loadavg=loadavg())
+
+    started = []
+    if args.redis_port is None:
+        port = free_port()
+        candidates = [os.path.join(ROOT, *up, "shared", "redis", "start_reference_redis.sh")
+                      for up in (("..",), ("..", ".."))]
+        script = next((p for p in candidates if os.path.exists(p)), candidates[0])
+        out = subprocess.run(["bash", script, "stack", str(port)], capture_output=True, text=True,
+                             check=True)
+        started.append(int(out.stdout.strip().splitlines()[-1]))
+        wait_port(port)
+        redis_port = port
+    else:
+        redis_port = args.redis_port
+    nk_port = free_port()
+    import nearkit
+
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(nearkit.__file__))))
+    nk = subprocess.Popen([sys.executable, "-m", "nearkit.server", "--port", str(nk_port)], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(nk_port)
+    servers = {"redis": redis_port, "nearkit": nk_port}
+    results = {}
+    try:
+        for name, port in servers.items():
+            secs = load(port, base)
+            results[("load", name)] = args.n_base / secs
+            emit(phase="load", server=name, seconds=round(secs, 2),
+                 vectors_per_s=round(args.n_base / secs), loadavg=loadavg())
+        emit(phase="ratio", what="load_rate", nearkit_over_redis=round(
+            results[("load", "nearkit")] / results[("load", "redis")], 3))
+        for ef in [int(x) for x in args.efs.split(",")]:
+            for clients in [int(x) for x in args.clients.split(",")]:
+                for name, port in servers.items():
+                    # Best of --trials runs, interleaved with the other server's: the
+                    # machine is shared, and a stall in one trial says nothing about a server.
+                    best = None
+                    for t in range(args.trials):
+                        got = run_clients(port, queries, ef, clients, args.duration,
+                                          first_pass=clients == 1 and t == 0)
+                        if best is None or got[0] > best[0]:
+                            best = (got[0], got[1], best[2] if best else got[2])
+                        if t == 0:
+                            first_ids = got[2]
+                    qps, lat, ids = best[0], best[1], first_ids
+                    rec = recall(ids, truth)
+                    if rec is not None:
+                        results[("recall", name, ef)] = rec
+                    results[("qps", name, ef, clients)] = qps
+                    results[("p99", name, ef, clients)] = float(np.percentile(lat, 99) * 1e3)
+                    emit(phase="query", server=name, ef_runtime=ef, clients=clients, qps=round(qps),
+                         p50_ms=round(float(np.percentile(lat, 50) * 1e3), 3),
+                         p99_ms=round(float(np.percentile(lat, 99) * 1e3), 3),
+                         recall_at_10=round(results.get(("recall", name, ef), float("nan")), 4),
+                         loadavg=loadavg())
+                emit(phase="ratio", what="knn_qps", ef_runtime=ef, clients=clients,
+                     nearkit_over_redis=round(results[("qps", "nearkit", ef, clients)]
+                                              / results[("qps", "redis", ef, clients)], 3),
+                     p99_nearkit_over_redis=round(results[("p99", "nearkit", ef, clients)]
+                                                  / results[("p99", "redis", ef, clients)], 3),
+                     recall_nearkit=round(results.get(("recall", "nearkit", ef), float("nan")), 4),
+                     recall_redis=round(results.get(("recall", "redis", ef), float("nan")), 4))
+    finally:
+        nk.send_signal(signal.SIGTERM)
+        nk.wait(30)
+        for pid in started:
+            os.kill(pid, signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""RESP2/RESP3 wire format: request framing (hiredis) and reply encoding.
+
+Handlers return plain Python values plus a few marker types; ``encode``
+turns them into bytes for the connection's protocol version, so a handler
+never has to know whether it is talking RESP2 or RESP3:
+
+=================  ===================  ====================================
+Python value       RESP2                RESP3
+=================  ===================  ====================================
+``Simple("OK")``   ``+OK``              ``+OK``
+``Error("ERR x")`` ``-ERR x``           ``-ERR x``
+``int``            ``:n``               ``:n``
+``bytes``/``str``  bulk string          bulk string
+``None``           ``$-1``              ``_``
+``NULL_ARRAY``     ``*-1``              ``_``
+``list``/``tuple`` array                array
+``Map``            flat array k,v,...   ``%`` map
+``Set``            array                ``~`` set
+``Double``         bulk string          ``,`` double
+``Verbatim``       bulk string          ``=`` verbatim ``txt:``
+``bool``           ``:1``/``:0``        ``#t``/``#f``
+=================  ===================  ====================================
+"""
+
+from __future__ import annotations
+
+import math
+
+import hiredis
+
+
+class Simple(str):
+    """A simple string reply (``+OK``)."""
+
+    __slots__ = ()
+
+
+class Error(str):
+    """An error reply; the text starts with its code (``ERR``, ``WRONGTYPE``...) when it has one."""
+
+    __slots__ = ()
+
+
+class Double(float):
+    """A floating-point reply: a double in RESP3, a bulk string in RESP2."""
+
+    __slots__ = ()
+
+
+class Verbatim(str):
+    """A text blob (INFO): a verbatim string in RESP3, a bulk string in RESP2."""
+
+    __slots__ = ()
+
+
+class Map(list):
+    """An ordered list of (key, value) pairs: a map in RESP3, a flat array in RESP2."""
+
+    __slots__ = ()
+
+
+class Set(list):
+    """An unordered collection: a set in RESP3, an array in RESP2."""
+
+    __slots__ = ()
+
+
+class Raw(bytes):
+    """A reply already encoded by its handler (hot paths build RESP bytes directly)."""
+
+    __slots__ = ()
+
+
+class _NullArray:
+    __slots__ = ()
+
+
+NULL_ARRAY = _NullArray()
+
+OK = Simple("OK")
+QUEUED = Simple("QUEUED")
+PONG = Simple("PONG")
+
+_CRLF = b"\r\n"
+
+
+def format_double(x: float) -> bytes:
+    """Redis's text form of a double (RESP3 ``,`` and RESP2 bulk): shortest round-trip repr."""
+    if math.isnan(x):
+        return b"nan"
+    if math.isinf(x):
+        return b"inf" if x > 0 else b"-inf"
+    if x == int(x) and abs(x) < 1e17:
+        return b"%d" % int(x)
+    return repr(float(x)).encode()
+
+
+def _bulk(b: bytes, out: list) -> None:
+    out.append(b"$%d\r\n" % len(b))
+    out.append(b)
+    out.append(_CRLF)
+
+
+def _encode(v, resp3: bool, out: list) -> None:
+    # Order: the commonest reply types first.
+    t = type(v)
+    if t is bytes:
+        _bulk(v, out)
+    elif t is Raw:
+        out.append(v)
+    elif t is list:
+        out.append(b"*%d\r\n" % len(v))
+        for x in v:
+            _encode(x, resp3, out)
+    elif t is int:
+        out.append(b":%d\r\n" % v)
+    elif t is str:
+        _bulk(v.encode(), out)
+    elif t is Simple:
+        out.append(b"+" + v.encode() + _CRLF)
+    elif v is None:
+        out.append(b"_\r\n" if resp3 else b"$-1\r\n")
+    elif t is Map:
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(v) if resp3 else 2 * len(v)))
+        for k, x in v:
+            _encode(k, resp3, out)
+            _encode(x, resp3, out)
+    elif t is Error:
+        # An error line cannot hold a line break; keep the stream in sync.
+        out.append(b"-" + v.replace("\r", " ").replace("\n", " ").encode() + _CRLF)
+    elif t is Double:
+        if resp3:
+            out.append(b"," + format_double(v) + _CRLF)
+        else:
+            _bulk(format_double(v), out)
+    elif t is Set:
+        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(v))
+        for x in v:
+            _encode(x, resp3, out)
+    elif t is bool:
+        if resp3:
+            out.append(b"#t\r\n" if v else b"#f\r\n")
+        else:
+            out.append(b":1\r\n" if v else b":0\r\n")
+    elif t is tuple:
+        out.append(b"*%d\r\n" % len(v))
+        for x in v:
+            _encode(x, resp3, out)
+    elif t is Verbatim:
+        if resp3:
+            b = b"txt:" + v.encode()
+            out.append(b"=%d\r\n" % len(b))
+            out.append(b)
+            out.append(_CRLF)
+        else:
+            _bulk(v.encode(), out)
+    elif v is NULL_ARRAY:
+        out.append(b"_\r\n" if resp3 else b"*-1\r\n")
+    elif t is float:
+        _bulk(format_double(v), out)
+    elif isinstance(v, (bytes, bytearray, memoryview)):
+        _bulk(bytes(v), out)
+    else:
+        raise TypeError(f"cannot encode reply of type {t.__name__}")
+
+
+def encode(value, resp3: bool = False) -> bytes:
+    """Encode one reply for RESP2 (``resp3=False``) or RESP3."""
+    out: list = []
+    _encode(value, resp3, out)
+    return b"".join(out)
+
+
+def encode_into(value, resp3: bool, out: list) -> None:
+    """Append the encoded pieces of one reply to ``out`` (join later: fewer copies)."""
+    _encode(value, resp3, out)
+
+
+class ProtocolError(Exception):
+    """The request stream is malformed; the connection cannot be resynchronised."""
+
+
+class RequestReader:
+    """Split an incoming byte stream into requests (lists of bytes arguments).
+
+    Framing is hiredis's; this class adds what a server needs on top: requests
+    must be arrays of bulk strings, the bytes buffered for one unfinished request
+    are capped, and a connection whose first byte is not ``*`` speaks inline
+    commands (``PING\r\n``, as telnet sends them) instead.
+    """
+
+    def __init__(self, max_request_bytes: int = 64 << 20, max_inline_bytes: int = 64 << 10):
+        self._reader = hiredis.Reader()
+        self._max_request = max_request_bytes
+        self._max_inline = max_inline_bytes
+        self._fed = 0  # bytes given to hiredis
+        self._consumed = 0  # bytes of the requests it returned (canonical encoding)
+        self._inline = None  # None: not decided yet; True/False once the first byte arrived
+        self._line = b""  # an unfinished inline command line
+        self._broken = False
+
+    def feed(self, data: bytes) -> list:
+        """Feed bytes; return the complete requests they finish (may be empty).
+
+        Input that cannot be framed ends the list with a ProtocolError instance
+        (after the good requests that came before it); nothing is read after it.
+        """
+        if not data or self._broken:
+            return []
+        if self._inline is None:
+            self._inline = data[:1] != b"*"
+        if self._inline:
+            return self._feed_inline(data)
+        requests = []
+        self._fed += len(data)
+        self._reader.feed(data)
+        while True:
+            try:
+                req = self._reader.gets()
+            except hiredis.ProtocolError as exc:
+                return self._fail(requests, f"Protocol error: {exc}")
+            if req is False:
+                break
+            if type(req) is not list:
+                return self._fail(requests, "Protocol error: expected '*', got a non-array request")
+            if not req:
+                continue
+            if len(set(map(type, req))) != 1 or type(req[0]) is not bytes:
+                return self._fail(requests, "Protocol error: expected '$', got a non-bulk argument")
+            # Bytes this request took on the wire, near enough (headers <= 16 bytes each):
+            # only the size limit of an unfinished request depends on it.
+            self._consumed += sum(map(len, req)) + 8 * len(req) + 4
+            requests.append(req)
+        if self._consumed > self._fed:
+            self._consumed = self._fed
+        if self._fed - self._consumed > self._max_request:
+            return self._fail(requests, "Protocol error: request too large")
+        return requests
+
+    def _fail(self, requests: list, message: str) -> list:
+        """The stream cannot be resynchronised: the requests before the damage still
+        count; a ProtocolError marks where the connection must close."""
+        self._broken = True
+        requests.append(ProtocolError(message))
+        return requests
+
+    def _feed_inline(self, data: bytes) -> list:
+        data = self._line + data
+        requests = []
+        while True:
+            nl = data.find(b"\n")
+            if nl < 0:
+                break
+            line = data[:nl].rstrip(b"\r")
+            data = data[nl + 1:]
+            args = _split_inline(line)
+            if args:
+                requests.append(args)
+        if len(data) > self._max_inline:
+            return self._fail(requests, "Protocol error: too big inline request")
+        self._line = data
+        return requests
+
+
+def _split_inline(line: bytes) -> list:
+    """Split an inline command line on whitespace, honouring simple double/single quotes."""
+    args, cur, quote, i, have = [], bytearray(), None, 0, False
+    while i < len(line):
+        c = line[i:i + 1]
+        if quote:
+            if c == b"\\" and quote == b'"' and i + 1 < len(line):
+                cur += line[i + 1:i + 2]
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+            else:
+                cur += c
+        elif c in (b'"', b"'"):
+            quote, have = c, True
+        elif c in (b" ", b"\t"):
+            if cur or have:
+                args.append(bytes(cur))
+                cur, have = bytearray(), False
+        else:
+            cur += c
+        i += 1
+    if quote:
+        return [b"\x00unbalanced"]  # no such command: answered with an error reply
+    if cur or have:
+        args.append(bytes(cur))
+    return args

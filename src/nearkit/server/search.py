@@ -1,0 +1,348 @@
+"""Search indexes over the key space (what FT.CREATE makes).
+
+An index follows every key under its prefixes: the key space calls
+``SearchEngine.on_key_change`` on each mutation, and the index re-extracts that
+one document at once (so the next command sees it, as in Redis). Each document
+gets a slot; payload fields live in the store's ``FieldIndex`` (TAG / NUMERIC /
+TEXT columns evaluated as masks over slots) and vectors in ``VectorField``.
+
+Concurrency: mutations run on the event-loop thread under the index's write
+lock; searches take the read lock, so the vector work can run on worker
+threads while other clients are served.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+
+from ..store.fields import FieldIndex
+from ..store.filters import numeric_value
+from . import jsonpath
+from .keyspace import JsonDoc
+from .vectors import BlobSizeError, VectorField
+
+
+class RWLock:
+    """Many readers or one writer. Writers (the event loop) wait only for
+    searches already running; new readers wait while a writer is waiting."""
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    def acquire_read(self):
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+
+    def release_read(self):
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
+
+    def acquire_write(self):
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+
+    def release_write(self):
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+    def __enter__(self):  # write lock as a context manager
+        self.acquire_write()
+        return self
+
+    def __exit__(self, *exc):
+        self.release_write()
+
+
+class FieldSpec:
+    """One schema field as FT.CREATE declared it."""
+
+    __slots__ = ("identifier", "alias", "type", "options", "flags", "path")
+
+    def __init__(self, identifier: str, alias: str, type_: str, options: dict, flags: list):
+        self.identifier = identifier
+        self.alias = alias
+        self.type = type_  # TAG NUMERIC TEXT VECTOR (upper case)
+        self.options = options
+        self.flags = flags
+        self.path = jsonpath.parse(identifier) if identifier.startswith("$") else None
+
+    def to_json(self) -> dict:
+        return {"identifier": self.identifier, "alias": self.alias, "type": self.type,
+                "options": self.options, "flags": self.flags}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FieldSpec":
+        return cls(d["identifier"], d["alias"], d["type"], d["options"], d["flags"])
+
+
+class IndexingError(ValueError):
+    pass
+
+
+class SearchIndex:
+    def __init__(self, name: bytes, on: str, prefixes: list, fields: list, options: dict):
+        self.name = name
+        self.on = on  # "HASH" or "JSON"
+        self.prefixes = prefixes  # list[bytes]
+        self.options = options  # default_score etc.
+        self.fields: list[FieldSpec] = []
+        self.lock = RWLock()
+        self.key_slot: dict[bytes, int] = {}
+        self.slot_key: list = []
+        self.slot_rec: dict[int, dict] = {}
+        self.live = np.zeros(0, bool)
+        self.failures = 0
+        self.last_error = ("N/A", "N/A")
+        self.number_of_uses = 0
+        self.created = time.time()
+        self.vectors: dict[str, VectorField] = {}
+        self.vectors_pending = False  # HNSW insertions waiting for flush_vectors()
+        self.fi = FieldIndex({})
+        for f in fields:
+            self._add_field(f)
+
+    # -- schema -----------------------------------------------------------------------
+    def field(self, name: str):
+        for f in self.fields:
+            if f.alias == name:
+                return f
+        return None
+
+    def _add_field(self, f: FieldSpec) -> None:
+        self.fields.append(f)
+        if f.type == "VECTOR":
+            o = f.options
+            self.vectors[f.alias] = VectorField(o["algorithm"], o["TYPE"], int(o["DIM"]),
+                                                o["DISTANCE_METRIC"], o)
+        self.fi = FieldIndex(self._store_schema())
+
+    def _store_schema(self) -> dict:
+        schema = {}
+        for f in self.fields:
+            if f.type == "TAG":
+                schema[f.alias] = {"type": "tag", "separator": f.options.get("SEPARATOR", ","),
+                                   "case_sensitive": "CASESENSITIVE" in f.flags}
+            elif f.type == "NUMERIC":
+                schema[f.alias] = {"type": "numeric"}
+            elif f.type == "TEXT":
+                schema[f.alias] = {"type": "text"}
+        return schema
+
+    def add_fields(self, fields: list, keyspace) -> None:
+        """FT.ALTER ... SCHEMA ADD: extend the schema and re-extract every document."""
+        with self.lock:
+            for f in fields:
+                self._add_field(f)
+            self.key_slot.clear()
+            self.slot_key = []
+            self.slot_rec.clear()
+            self.live = np.zeros(0, bool)
+            for v in self.vectors.values():
+                v.__init__(v.algorithm, v.data_type, v.dim, v.redis_metric, v.params)
+        self.backfill(keyspace)
+
+    def definition(self) -> dict:
+        return {"on": self.on, "prefixes": [p.decode("latin-1") for p in self.prefixes],
+                "options": self.options, "fields": [f.to_json() for f in self.fields]}
+
+    # -- documents --------------------------------------------------------------------------
+    def covers(self, key: bytes) -> bool:
+        for p in self.prefixes:
+            if key.startswith(p):
+                return True
+        return False
+
+    def _raw(self, value, f: FieldSpec):
+        """The document's raw value for a field (bytes for hashes, Python for JSON), or None."""
+        if self.on == "HASH":
+            return value.get(f.identifier.encode())
+        if f.path is None:
+            return value.value.get(f.identifier) if isinstance(value.value, dict) else None
+        found = jsonpath.find(value.value, f.path)
+        if not found:
+            return None
+        if f.type in ("TAG", "TEXT") and (len(found) > 1 or "*" in f.identifier):
+            return found
+        return found[0]
+
+    def _extract(self, value) -> tuple[dict, dict]:
+        """(payload for the FieldIndex, {vector alias: float32 vector}); IndexingError if the
+        document cannot be indexed (Redis then leaves it out of the index entirely)."""
+        payload, vecs = {}, {}
+        for f in self.fields:
+            raw = self._raw(value, f)
+            if raw is None:
+                continue
+            if f.type == "VECTOR":
+                vf = self.vectors[f.alias]
+                if self.on == "HASH":
+                    try:
+                        vecs[f.alias] = vf.decode_blob(raw)
+                    except BlobSizeError as exc:
+                        raise IndexingError(
+                            f"Could not add vector with blob size {exc.got} "
+                            f"(expected size {exc.expected})") from None
+                else:
+                    try:
+                        vecs[f.alias] = vf.decode_list(raw)
+                    except ValueError:
+                        raise IndexingError("N/A") from None
+            elif f.type == "NUMERIC":
+                if isinstance(raw, bytes):
+                    raw = raw.decode("utf-8", "replace")
+                try:
+                    payload[f.alias] = numeric_value(raw)
+                except ValueError:
+                    raise IndexingError(f"Invalid numeric value: '{raw}'") from None
+            else:
+                if isinstance(raw, bytes):
+                    raw = raw.decode("utf-8", "replace")
+                elif isinstance(raw, list):
+                    raw = [x if isinstance(x, str) else json.dumps(x) for x in raw
+                           if x is not None]
+                elif not isinstance(raw, str):
+                    raw = json.dumps(raw) if not isinstance(raw, (int, float)) else str(raw)
+                payload[f.alias] = raw
+        return payload, vecs
+
+    def _grow(self, n: int) -> None:
+        if n > self.live.shape[0]:
+            live = np.zeros(max(n, 2 * self.live.shape[0], 1024), bool)
+            live[: self.live.shape[0]] = self.live
+            self.live = live
+            self.fi.reserve(live.shape[0])
+
+    def on_change(self, key: bytes, value) -> None:
+        """Re-index one key after any change (value None: the key is gone)."""
+        ok_type = dict if self.on == "HASH" else JsonDoc
+        if value is None or type(value) is not ok_type:
+            self._remove(key)
+            return
+        try:
+            payload, vecs = self._extract(value)
+            rec = self.fi.extract(payload)
+        except (IndexingError, ValueError) as exc:
+            self.failures += 1
+            self.last_error = (str(exc), key.decode("utf-8", "replace"))
+            self._remove(key)
+            return
+        with self.lock:
+            slot = self.key_slot.get(key)
+            if slot is None:
+                slot = len(self.slot_key)
+                self.slot_key.append(key)
+                self.key_slot[key] = slot
+                self._grow(slot + 1)
+            else:
+                self.fi.remove(slot, self.slot_rec.get(slot, {}))
+            self.fi.insert(slot, rec)
+            self.slot_rec[slot] = rec
+            self.live[slot] = True
+            for alias, vf in self.vectors.items():
+                v = vecs.get(alias)
+                if v is None:
+                    vf.remove(slot)
+                else:
+                    vf.upsert(slot, v)
+                    if vf.uses_graph:
+                        self.vectors_pending = True
+
+    def _remove(self, key: bytes) -> None:
+        slot = self.key_slot.get(key)
+        if slot is None:
+            return
+        with self.lock:
+            del self.key_slot[key]
+            self.fi.remove(slot, self.slot_rec.pop(slot, {}))
+            self.live[slot] = False
+            self.slot_key[slot] = None
+            for vf in self.vectors.values():
+                vf.remove(slot)
+
+    def flush_vectors(self) -> None:
+        """Put batched graph insertions into the HNSW graphs (before any search)."""
+        if self.vectors_pending:
+            with self.lock:
+                for v in self.vectors.values():
+                    v.flush()
+                self.vectors_pending = False
+
+    def backfill(self, keyspace) -> None:
+        for key in list(keyspace.data):
+            if self.covers(key):
+                self.on_change(key, keyspace.get(key))
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.key_slot)
+
+    def live_mask(self) -> np.ndarray:
+        return self.live[: len(self.slot_key)]
+
+
+class SearchEngine:
+    """All the search indexes of a server, kept in step with its key space."""
+
+    def __init__(self, server):
+        self.server = server
+        self.indexes: dict[bytes, SearchIndex] = {}
+        self._flush_scheduled = False
+        server.keyspace.listeners.append(self.on_key_change)
+
+    def on_key_change(self, key: bytes, value) -> None:
+        for idx in self.indexes.values():
+            if idx.covers(key) or key in idx.key_slot:
+                idx.on_change(key, value)
+                if idx.vectors_pending and not self._flush_scheduled:
+                    loop = self.server.loop
+                    if loop is not None:
+                        self._flush_scheduled = True
+                        loop.call_soon(self.flush_vectors)
+
+    def flush_vectors(self) -> None:
+        self._flush_scheduled = False
+        for idx in self.indexes.values():
+            idx.flush_vectors()
+
+    def create(self, idx: SearchIndex, persist: bool = True) -> None:
+        self.indexes[idx.name] = idx
+        if persist and self.server.durable is not None:
+            self.server.durable.save_index(idx.name, idx.definition())
+        idx.backfill(self.server.keyspace)
+        idx.flush_vectors()
+
+    def restore_index(self, name: bytes, d: dict) -> None:
+        idx = SearchIndex(name, d["on"], [p.encode("latin-1") for p in d["prefixes"]],
+                          [FieldSpec.from_json(f) for f in d["fields"]], d.get("options", {}))
+        self.create(idx, persist=False)
+
+    def save(self, idx: SearchIndex) -> None:
+        if self.server.durable is not None:
+            self.server.durable.save_index(idx.name, idx.definition())
+
+    def drop(self, name: bytes) -> SearchIndex:
+        idx = self.indexes.pop(name)
+        if self.server.durable is not None:
+            self.server.durable.drop_index(name)
+        return idx
+
+    def drop_all(self) -> None:
+        self.indexes.clear()
+        if self.server.durable is not None:
+            self.server.durable.drop_all_indexes()

@@ -1,0 +1,465 @@
+"""The asyncio server: connections, dispatch, group commit, worker threads.
+
+One event loop thread parses requests (hiredis), runs commands against the
+key space and search indexes, and writes replies. Heavy searches hand their
+vector work to a thread pool (the C++ kernels release the GIL), so both cores
+serve clients; replies on each connection still go out in request order.
+
+Writes reach SQLite before their replies leave (``persist.Durable``): all the
+connections served in one loop tick share one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from . import commands as _commands  # noqa: F401  (registers the commands)
+from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
+from .commands import COMMANDS, NOAUTH, CommandError, Offload, wrong_args
+from .keyspace import Keyspace
+from .persist import Durable
+from .protocol import Error, ProtocolError, RequestReader, encode_into
+from .search import SearchEngine
+
+log = logging.getLogger("nearkit.server")
+
+_EXEC, _DISCARD, _MULTI, _QUIT, _RESET, _WATCH = (
+    b"exec", b"discard", b"multi", b"quit", b"reset", b"watch")
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 6379
+    data: str | None = None  # directory for the durable record; None = memory only
+    requirepass: str | None = None
+    durability: str = "always"
+    max_clients: int = 10000
+    max_request_bytes: int = 64 << 20  # one unfinished request (also caps a bulk string)
+    max_pending_requests: int = 4096  # parsed but unanswered requests per connection
+    threads: int | None = None  # search worker threads (default: number of CPUs)
+    uvloop: bool = True  # run on uvloop when it is installed
+
+
+class Connection(asyncio.Protocol):
+    """One client: protocol state, the MULTI queue, and in-order replies."""
+
+    def __init__(self, server: "Server"):
+        self.server = server
+        self.id = server.next_client_id()
+        self.resp3 = False
+        self.authenticated = server.config.requirepass is None
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.multi = None
+        self.multi_error = False
+        self.closing = False
+        self.transport = None
+        self.addr = ""
+        self._reader = RequestReader(server.config.max_request_bytes)
+        self._queue: deque = deque()  # parsed requests waiting their turn
+        self._busy = False  # an offloaded request is in flight
+        self._out: list = []  # encoded reply pieces not yet written
+        self._paused = False
+        self._write_paused = False  # the client is not reading its replies
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.addr = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if len(self.server.clients) >= self.server.config.max_clients:
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self.closing = True
+            return
+        self.server.clients.add(self)
+        self.server.connections_received += 1
+        transport.set_write_buffer_limits(high=8 << 20)
+
+    def pause_writing(self):
+        # The client stopped reading: stop answering (and reading) until it catches up,
+        # so unread replies cannot pile up in memory.
+        self._write_paused = True
+        if not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self):
+        self._write_paused = False
+        if not self._busy and not self.closing:
+            self._run()
+
+    def connection_lost(self, exc):
+        self.server.clients.discard(self)
+        self.closing = True
+
+    def data_received(self, data: bytes):
+        if self.closing:
+            return
+        self._queue.extend(self._reader.feed(data))
+        if not self._busy and not self._write_paused:
+            self._run()
+        if len(self._queue) > self.server.config.max_pending_requests and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    # -- processing ----------------------------------------------------------------------
+    def _run(self):
+        """Answer queued requests in order until the queue empties or one is offloaded."""
+        server = self.server
+        out = self._out
+        resp3 = self.resp3
+        while self._queue and not self.closing and not self._write_paused:
+            req = self._queue.popleft()
+            if isinstance(req, ProtocolError):
+                encode_into(Error(f"ERR {req}"), self.resp3, out)
+                self.closing = True
+                break
+            reply = self.execute(req)
+            if type(reply) is Offload:
+                if not reply.heavy:
+                    try:
+                        reply = reply.finish(reply.inline())
+                    except CommandError as exc:
+                        reply = exc.reply
+                    except Exception as exc:  # never let one request take the server down
+                        log.exception("search failed")
+                        reply = Error(f"ERR internal error: {type(exc).__name__}: {exc}")
+                else:
+                    self._flush_out()
+                    self._start_offload(reply)
+                    return
+            if self.resp3 != resp3:  # HELLO switched protocol: this reply is already in the new one
+                resp3 = self.resp3
+            try:
+                encode_into(reply, resp3, out)
+            except Exception as exc:  # a reply we cannot encode must not wedge the connection
+                log.exception("cannot encode the reply to %r", req[0])
+                encode_into(Error(f"ERR internal error: {type(exc).__name__}"), resp3, out)
+        self._flush_out()
+        if (self._paused and not self.closing and not self._write_paused
+                and len(self._queue) < self.server.config.max_pending_requests // 2):
+            self._paused = False
+            self.transport.resume_reading()
+        if self.closing and self.transport is not None:
+            server.after_commit(self.transport.close)
+
+    def _flush_out(self):
+        if self._out:
+            data = b"".join(self._out)
+            self._out = []
+            self.server.send(self.transport, data)
+
+    def _start_offload(self, job: Offload):
+        self._busy = True
+        if not job.heavy:
+            # Cheap enough to run inline: a thread hop would cost more than the work.
+            self._finish_offload(job, job.inline, None)
+            return
+        fut = self.server.loop.run_in_executor(self.server.pool, job.compute)
+        fut.add_done_callback(lambda f: self._finish_offload(job, None, f))
+
+    def _finish_offload(self, job: Offload, compute, fut):
+        try:
+            result = compute() if compute is not None else fut.result()
+            reply = job.finish(result)
+        except CommandError as exc:
+            reply = exc.reply
+        except Exception as exc:  # never let one request take the server down
+            log.exception("search failed")
+            reply = Error(f"ERR internal error: {type(exc).__name__}: {exc}")
+        self._busy = False
+        if self.closing:
+            return
+        encode_into(reply, self.resp3, self._out)
+        if compute is not None:
+            # Inline: carry on with the queue in this same call.
+            self._run()
+        else:
+            self._run()
+
+    def execute(self, req: list):
+        """Run one request; returns a reply value or an Offload."""
+        self.server.commands_processed += 1
+        name = req[0].lower()
+        cmd = COMMANDS.get(name)
+        if self.multi is not None and name not in (_EXEC, _DISCARD, _MULTI, _QUIT, _RESET, _WATCH):
+            err = self._check(cmd, req)
+            if err is not None:
+                self.multi_error = True
+                return err
+            self.multi.append((cmd, req))
+            return _commands.QUEUED_REPLY
+        err = self._check(cmd, req)
+        if err is not None:
+            return err
+        if name == _EXEC:
+            return self._exec()
+        return self._call(cmd, req)
+
+    def _check(self, cmd, req):
+        if cmd is None:
+            args = ""
+            for a in req[1:]:
+                if len(args) >= 128:
+                    break
+                args += "'%s' " % a[:128 - len(args)].decode("utf-8", "replace")
+            name = req[0][:128].decode("utf-8", "replace")
+            return Error(f"ERR unknown command '{name}', with args beginning with: {args}")
+        if not self.authenticated and "noauth" not in cmd.flags:
+            return NOAUTH
+        n = len(req)
+        if (cmd.arity > 0 and n != cmd.arity) or (cmd.arity < 0 and n < -cmd.arity):
+            return wrong_args(cmd.display)
+        return None
+
+    def _call(self, cmd, req):
+        try:
+            return cmd.handler(self, req[1:])
+        except CommandError as exc:
+            return exc.reply
+        except Exception as exc:
+            log.exception("command %r failed", req[0])
+            return Error(f"ERR internal error: {type(exc).__name__}: {exc}")
+
+    def _exec(self):
+        queued, failed = self.multi, self.multi_error
+        self.multi, self.multi_error = None, False
+        if failed:
+            return Error("EXECABORT Transaction discarded because of previous errors.")
+        replies = []
+        for cmd, req in queued:
+            reply = self._call(cmd, req)
+            if type(reply) is Offload:
+                # Inside a transaction everything runs in order on the loop.
+                try:
+                    reply = reply.finish(reply.inline())
+                except CommandError as exc:
+                    reply = exc.reply
+            replies.append(reply)
+        return replies
+
+    def describe(self) -> str:
+        return (f"id={self.id} addr={self.addr} name={self.name.decode('utf-8', 'replace')} "
+                f"db=0 resp={3 if self.resp3 else 2} "
+                f"lib-name={self.lib_name.decode('utf-8', 'replace')} "
+                f"lib-ver={self.lib_ver.decode('utf-8', 'replace')}")
+
+
+class Server:
+    def __init__(self, config: Config):
+        from .. import __version__
+
+        self.config = config
+        self.version = __version__
+        self.keyspace = Keyspace()
+        self.search = SearchEngine(self)
+        self.clients: set = set()
+        self.commands_processed = 0
+        self.connections_received = 0
+        self.pid = os.getpid()
+        self.started = time.time()
+        self.port = config.port
+        self._client_ids = 0
+        self.durable = Durable(config.data, config.durability) if config.data else None
+        self.pool = ThreadPoolExecutor(max_workers=config.threads or os.cpu_count() or 2,
+                                       thread_name_prefix="nearkit-search")
+        self.loop = None
+        self._pending_sends: list = []
+        self._after: list = []
+        self._tick_scheduled = False
+        self._server = None
+        if self.durable is not None:
+            self._load()
+
+    def _load(self):
+        for name, definition in self.durable.load_indexes():
+            self.search.restore_index(name, definition)
+        for key, value, deadline in self.durable.load_keys():
+            self.keyspace.load(key, value, deadline)
+        self.keyspace.expire_some(limit=1 << 62)
+        self.search.flush_vectors()
+
+    def next_client_id(self) -> int:
+        self._client_ids += 1
+        return self._client_ids
+
+    # -- group commit ------------------------------------------------------------------
+    def send(self, transport, data: bytes):
+        """Write a reply, after the writes it acknowledges are durable."""
+        if self.durable is None or self.durable.mode != "always" or (
+                not self.keyspace.dirty and not self.keyspace.flushed_all
+                and not self._pending_sends and not self.durable._in_tx):
+            transport.write(data)
+            return
+        self._pending_sends.append((transport, data))
+        if not self._tick_scheduled:
+            self._tick_scheduled = True
+            self.loop.call_soon(self._end_tick)
+
+    def after_commit(self, fn):
+        if self._tick_scheduled:
+            self._after.append(fn)
+        else:
+            fn()
+
+    def _end_tick(self):
+        self._tick_scheduled = False
+        try:
+            self.durable_flush()
+        except Exception:
+            # The write did not become durable: do not acknowledge it, drop the clients.
+            log.exception("durable write failed")
+            for transport, _ in self._pending_sends:
+                transport.write(b"-ERR durable write failed; see the server log\r\n")
+                transport.close()
+            self._pending_sends.clear()
+            return
+        sends, self._pending_sends = self._pending_sends, []
+        for transport, data in sends:
+            if not transport.is_closing():
+                transport.write(data)
+        after, self._after = self._after, []
+        for fn in after:
+            fn()
+
+    def durable_flush(self, force: bool = False):
+        if self.durable is not None:
+            self.durable.flush(self.keyspace, force=force)
+
+    def flush_all(self):
+        self.search.drop_all()
+        self.keyspace.flush()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def _housekeeping(self):
+        while True:
+            await asyncio.sleep(0.1)
+            try:
+                self.keyspace.expire_some()
+                if self.durable is not None and not self._tick_scheduled:
+                    self.durable_flush()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def start(self):
+        self.loop = asyncio.get_running_loop()
+        self._server = await self.loop.create_server(
+            lambda: Connection(self), self.config.host, self.config.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._house = asyncio.ensure_future(self._housekeeping())
+        return self.port
+
+    async def serve_forever(self):
+        await self.start()
+        log.info("nearkit serving on %s:%d", self.config.host, self.port)
+        try:
+            await self._server.serve_forever()
+        except asyncio.CancelledError:
+            pass
+
+    def close(self):
+        if self._server is not None:
+            self._server.close()
+        if getattr(self, "_house", None) is not None:
+            self._house.cancel()
+        # The durable record first: whatever happens to the sockets, nothing is lost.
+        if self.durable is not None:
+            self.durable.close(self.keyspace)
+            self.durable = None
+        for client in list(self.clients):
+            if client.transport is not None:
+                try:
+                    client.transport.close()
+                except RuntimeError:  # the loop is already closed
+                    pass
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run(config: Config) -> int:
+    """Run the server until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = Server(config)
+
+    # Workers hand results back to a busy event loop: a short GIL switch interval
+    # keeps them from waiting the default 5 ms for it.
+    sys.setswitchinterval(0.0005)
+
+    async def main():
+        task = asyncio.ensure_future(server.serve_forever())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, task.cancel)
+            except NotImplementedError:  # pragma: no cover - Windows
+                pass
+        try:
+            await task
+        finally:
+            server.close()  # inside the loop: client transports can still be closed
+
+    if config.uvloop:
+        try:
+            import uvloop  # a faster event loop, when installed (the `server` extra)
+        except ImportError:
+            uvloop = None
+        if uvloop is not None:
+            uvloop.run(main())
+            return 0
+    asyncio.run(main())
+    return 0
+
+
+def add_serve_arguments(parser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: loopback only)")
+    parser.add_argument("--port", type=int, default=6379, help="TCP port (default 6379; 0 = any free)")
+    parser.add_argument("--data", default=None,
+                        help="directory for the durable record (default: memory only, nothing kept)")
+    parser.add_argument("--requirepass", default=None,
+                        help="password clients must give (AUTH / HELLO ... AUTH) before any command")
+    parser.add_argument("--durability", choices=("always", "everysec", "off"), default="always",
+                        help="when writes reach disk (default always: before the reply)")
+    parser.add_argument("--max-clients", type=int, default=10000)
+    parser.add_argument("--max-request-bytes", type=int, default=64 << 20)
+    parser.add_argument("--threads", type=int, default=None, help="search worker threads")
+    parser.add_argument("--no-uvloop", dest="uvloop", action="store_false",
+                        help="use asyncio's own event loop even if uvloop is installed")
+
+
+def config_from_args(ns) -> Config:
+    return Config(host=ns.host, port=ns.port, data=ns.data, requirepass=ns.requirepass,
+                  durability=ns.durability, max_clients=ns.max_clients,
+                  max_request_bytes=ns.max_request_bytes, threads=ns.threads, uvloop=ns.uvloop)
+
+
+def add_serve_subcommand(subparsers):
+    """Register ``nearkit serve`` on the CLI's subparsers."""
+    p = subparsers.add_parser("serve", help="run the Redis-compatible vector search server")
+    add_serve_arguments(p)
+    p.set_defaults(func=lambda ns: run(config_from_args(ns)))
+    return p
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m nearkit.server",
+                                     description="Redis-compatible vector search server")
+    add_serve_arguments(parser)
+    ns = parser.parse_args(argv)
+    return run(config_from_args(ns))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""VECTOR fields of a search index: blob decoding and the nearest-neighbour index.
+
+Every vector field keeps its vectors (float32, unit-normalised for COSINE) in a
+dense matrix by document slot. FLAT fields search it with nearkit's exact Flat
+kernel (``_core.flat_search``) and recompute the winners' distances directly;
+HNSW fields also keep a ``nearkit.HNSW`` graph over the same slots when this
+build has one (exact search otherwise). Distances follow
+Redis (redis-vector-spec.md section 5.5): L2 squared, IP ``1 - a.b``, COSINE
+``1 - cos``; smaller is closer -- the same conventions as nearkit's metrics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+
+# Redis TYPE -> (numpy dtype of the blob, bytes per element)
+DTYPES = {
+    "FLOAT32": (np.dtype("<f4"), 4),
+    "FLOAT64": (np.dtype("<f8"), 8),
+    "FLOAT16": (np.dtype("<f2"), 2),
+    "BFLOAT16": (np.dtype("<u2"), 2),
+}
+METRICS = {"L2": "l2", "IP": "ip", "COSINE": "cosine"}
+
+
+class BlobSizeError(ValueError):
+    def __init__(self, got: int, expected: int):
+        super().__init__(f"blob size ({got}) does not match index's expected size ({expected})")
+        self.got, self.expected = got, expected
+
+
+def _nearkit_index_class(name: str):
+    """nearkit's index class of that name when this build has it (None otherwise)."""
+    import nearkit
+
+    return getattr(nearkit, name, None)
+
+
+class VectorField:
+    def __init__(self, algorithm: str, data_type: str, dim: int, metric: str, params: dict):
+        self.algorithm = algorithm
+        self.data_type = data_type
+        self.dim = dim
+        self.metric = METRICS[metric]
+        self.redis_metric = metric
+        self.params = params
+        self.dtype, self.elem = DTYPES[data_type]
+        self.blob_size = dim * self.elem
+        self.ef_runtime = int(params.get("EF_RUNTIME", 10))
+        self.epsilon = float(params.get("EPSILON", 0.01))
+        # Slot-addressed storage (the exact kernels scan it directly: O(1) updates).
+        self._vecs = np.zeros((0, dim), np.float32)
+        self._sqn = np.zeros(0, np.float32)
+        self._has = np.zeros(0, bool)
+        self._hi = 0  # slots below this may hold a vector
+        self.count = 0
+        # The graph index for HNSW fields, when this build has nearkit.HNSW.
+        self._index = None
+        self._pending: dict = {}  # slot -> vector not yet in the graph (added in batches)
+        if algorithm == "HNSW":
+            cls = _nearkit_index_class("HNSW")
+            if cls is not None:
+                self._index = self._make_index(cls)
+
+    def _make_index(self, cls):
+        kw = {"M": int(self.params.get("M", 16)),
+              "ef_construction": int(self.params.get("EF_CONSTRUCTION", 200))}
+        try:
+            return cls(self.dim, metric=self.metric, **kw)
+        except TypeError:
+            return cls(self.dim, metric=self.metric)
+
+    @property
+    def uses_graph(self) -> bool:
+        return self._index is not None
+
+    # -- decoding -----------------------------------------------------------------------
+    def decode_blob(self, blob: bytes) -> np.ndarray:
+        """A vector blob (TYPE's little-endian bytes) as float32 (dim,); BlobSizeError if wrong size."""
+        if len(blob) != self.blob_size:
+            raise BlobSizeError(len(blob), self.blob_size)
+        raw = np.frombuffer(blob, dtype=self.dtype)
+        if self.data_type == "BFLOAT16":
+            v = (raw.astype(np.uint32) << 16).view(np.float32)
+        elif self.data_type == "FLOAT32":
+            v = raw  # read-only view of the request's bytes: nothing writes to it
+        else:
+            v = raw.astype(np.float32)
+        if not np.isfinite(v).all():
+            # NaN/inf components would poison every distance; treat them like Redis's clamp.
+            v = np.nan_to_num(v, nan=0.0, posinf=3.4e38, neginf=-3.4e38).astype(np.float32)
+        return v
+
+    def decode_list(self, values) -> np.ndarray:
+        """A JSON array of numbers as float32 (dim,); ValueError if it is not one."""
+        if not isinstance(values, list) or len(values) != self.dim or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError("not a numeric array of the index's dimension")
+        arr = np.asarray(values, dtype=np.float64)
+        if self.data_type == "FLOAT16":
+            return arr.astype(np.float16).astype(np.float32)
+        if self.data_type == "BFLOAT16":
+            return (arr.astype(np.float32).view(np.uint32) & 0xFFFF0000).view(np.float32)
+        return arr.astype(np.float32)
+
+    def _prepare(self, v: np.ndarray) -> np.ndarray:
+        v = np.ascontiguousarray(v, dtype=np.float32)
+        if not np.isfinite(v).all():
+            v = np.nan_to_num(v, nan=0.0, posinf=3.4e38, neginf=-3.4e38).astype(np.float32)
+        if self.metric == "cosine":
+            n = float(np.linalg.norm(v.astype(np.float64)))
+            return (v / n).astype(np.float32) if n > 0 else v
+        return v
+
+    # -- maintenance (event-loop thread, under the index's write lock) -------------------
+    def _reserve(self, slot: int) -> None:
+        if slot >= self._has.shape[0]:
+            cap = max(slot + 1, 2 * self._has.shape[0], 1024)
+            vecs = np.zeros((cap, self.dim), np.float32)
+            vecs[: self._vecs.shape[0]] = self._vecs
+            sqn = np.zeros(cap, np.float32)
+            sqn[: self._sqn.shape[0]] = self._sqn
+            has = np.zeros(cap, bool)
+            has[: self._has.shape[0]] = self._has
+            self._vecs, self._sqn, self._has = vecs, sqn, has
+
+    def upsert(self, slot: int, vec: np.ndarray) -> None:
+        self._reserve(slot)
+        v = self._prepare(vec)
+        if not self._has[slot]:
+            self.count += 1
+        self._vecs[slot] = v
+        self._sqn[slot] = float(np.dot(v, v))
+        self._has[slot] = True
+        self._hi = max(self._hi, slot + 1)
+        if self._index is not None:
+            # Graph insertions are batched (``flush``): a pipelined load then builds
+            # with every core. nearkit.HNSW replaces the vector of a re-added id.
+            self._pending[slot] = self._vecs[slot]
+
+    def remove(self, slot: int) -> None:
+        if slot < self._has.shape[0] and self._has[slot]:
+            self._has[slot] = False
+            self.count -= 1
+            if self._index is not None:
+                self._pending.pop(slot, None)
+                self._index.remove(np.array([slot], np.int64))
+
+    @property
+    def needs_flush(self) -> bool:
+        return bool(self._pending)
+
+    def flush(self) -> None:
+        """Insert the pending vectors into the graph, in one parallel batch."""
+        if not self._pending:
+            return
+        slots = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
+        x = self._vecs[slots]
+        self._pending.clear()
+        self._index.add(x, slots, threads=0 if len(slots) >= 64 else 1)
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self._vecs.nbytes + self._sqn.nbytes)
+
+    # -- search (worker threads, under the index's read lock) -----------------------------
+    def _exact(self, q: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Redis-convention distances from q to the vectors in ``slots`` (float32,
+        computed directly, not through the |x|^2 - 2xq + |q|^2 expansion)."""
+        if slots.size == 0:
+            return np.zeros(0, np.float32)
+        base = self._vecs[slots]
+        if self.metric == "l2":
+            return _core.pairwise(q[None, :], base, "l2sq")[0]
+        return (np.float32(1.0) - _core.pairwise(q[None, :], base, "dot")[0]).astype(np.float32)
+
+    def _scan(self, q: np.ndarray, kk: int, live: np.ndarray):
+        """Exact top-kk candidates over the slots in ``live`` (nearkit's Flat kernel)."""
+        hi = self._hi
+        code = 0 if self.metric == "l2" else 1  # cosine: vectors are unit-normalised already
+        ids, _ = _core.flat_search(self._vecs[:hi], self._sqn[:hi], None, q[None, :], kk, code,
+                                   np.ascontiguousarray(live).view(np.uint8), 1, False)
+        ids = ids[0]
+        return ids[ids >= 0]
+
+    def knn(self, q: np.ndarray, k: int, allowed: np.ndarray | None, ef: int | None):
+        """Up to k (slot, distance) pairs nearest q among slots with a vector (and in
+        ``allowed``, a bool mask over slots, if given); sorted by distance then slot."""
+        if allowed is None and self._index is not None:
+            # Plain graph search, the hot path: nearkit.HNSW normalises for cosine itself.
+            if k <= 0 or self.count == 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            k = min(k, self.count)
+            ids, dist = self._index.search(q, k, ef=max(int(ef or self.ef_runtime), k))
+            if ids.shape[0] and ids[-1] < 0:
+                keep = ids >= 0
+                ids, dist = ids[keep], dist[keep]
+            return ids, dist
+        q = self._prepare(q)
+        hi = self._hi
+        live = self._has[:hi] if allowed is None else (self._has[:hi] & _fit(allowed, hi))
+        count = self.count if allowed is None else int(np.count_nonzero(live))
+        if k <= 0 or count == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        k = min(k, count)
+        if self._index is not None and not (allowed is not None and count <= 8 * k + 1024):
+            ef = max(int(ef or self.ef_runtime), k)
+            if allowed is None:
+                ids, dist = self._index.search(q, k, ef=ef)
+            else:
+                ids, dist = self._index.search(q, k, ef=ef, filter=np.flatnonzero(live))
+            # The graph re-ranks its results exactly: use its distances as they are.
+            keep = ids >= 0
+            return ids[keep].astype(np.int64, copy=False), dist[keep]
+        elif count <= 4 * k + 64:
+            slots = np.flatnonzero(live)
+        else:
+            # Candidates by the fast kernel, then exact distances and a final top-k,
+            # so that values (and near-ties) match a direct computation.
+            slots = self._scan(q, min(count, k + 16), np.ascontiguousarray(live))
+        d = self._exact(q, slots)
+        order = np.lexsort((slots, d))[:k]
+        return slots[order], d[order]
+
+    def range(self, q: np.ndarray, radius: float, allowed: np.ndarray | None):
+        """Every (slot, distance) with distance <= radius (exact), sorted by slot."""
+        q = self._prepare(q)
+        hi = self._hi
+        live = self._has[:hi] if allowed is None else (self._has[:hi] & _fit(allowed, hi))
+        slots = np.flatnonzero(live)
+        if slots.size == hi and hi:
+            if self.metric == "l2":
+                d = _core.pairwise(q[None, :], self._vecs[:hi], "l2sq")[0]
+            else:
+                d = (np.float32(1.0) - _core.pairwise(q[None, :], self._vecs[:hi], "dot")[0])
+        else:
+            d = self._exact(q, slots)
+        keep = d <= np.float32(radius)
+        return slots[keep], d[keep].astype(np.float32)
+
+
+def _fit(mask: np.ndarray, n: int) -> np.ndarray:
+    if mask.shape[0] == n:
+        return mask
+    out = np.zeros(n, bool)
+    m = min(n, mask.shape[0])
+    out[:m] = mask[:m]
+    return out
