@@ -14,7 +14,6 @@ threads while other clients are served.
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import numpy as np
@@ -22,51 +21,9 @@ import numpy as np
 from ..store.fields import FieldIndex
 from ..store.filters import numeric_value
 from . import jsonpath
+from .._sync import RWLock
 from .keyspace import JsonDoc
 from .vectors import BlobSizeError, VectorField
-
-
-class RWLock:
-    """Many readers or one writer. Writers (the event loop) wait only for
-    searches already running; new readers wait while a writer is waiting."""
-
-    def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer = False
-        self._waiting_writers = 0
-
-    def acquire_read(self):
-        with self._cond:
-            while self._writer or self._waiting_writers:
-                self._cond.wait()
-            self._readers += 1
-
-    def release_read(self):
-        with self._cond:
-            self._readers -= 1
-            if not self._readers:
-                self._cond.notify_all()
-
-    def acquire_write(self):
-        with self._cond:
-            self._waiting_writers += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._waiting_writers -= 1
-            self._writer = True
-
-    def release_write(self):
-        with self._cond:
-            self._writer = False
-            self._cond.notify_all()
-
-    def __enter__(self):  # write lock as a context manager
-        self.acquire_write()
-        return self
-
-    def __exit__(self, *exc):
-        self.release_write()
 
 
 class FieldSpec:

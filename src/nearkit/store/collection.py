@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _core, _validate
+from .._sync import RWLock
 from ..metrics import COSINE, METRIC_CODES, normalize_rows
 from . import snapshots
 from .fields import FieldIndex, pack_strings, unpack_strings
@@ -48,60 +49,6 @@ class Record:
     key: str
     vector: np.ndarray
     payload: dict | None
-
-
-class _RWLock:
-    """Many readers or one writer; a waiting writer blocks new readers (no starvation)."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._waiting = 0
-
-    def acquire_read(self):
-        with self._cond:
-            while self._writer or self._waiting:
-                self._cond.wait()
-            self._readers += 1
-
-    def release_read(self):
-        with self._cond:
-            self._readers -= 1
-            if not self._readers:
-                self._cond.notify_all()
-
-    def acquire_write(self):
-        with self._cond:
-            self._waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._waiting -= 1
-            self._writer = True
-
-    def release_write(self):
-        with self._cond:
-            self._writer = False
-            self._cond.notify_all()
-
-
-class _Reading:
-    def __init__(self, lock):
-        self.lock = lock
-
-    def __enter__(self):
-        self.lock.acquire_read()
-
-    def __exit__(self, *exc):
-        self.lock.release_read()
-
-
-class _Writing(_Reading):
-    def __enter__(self):
-        self.lock.acquire_write()
-
-    def __exit__(self, *exc):
-        self.lock.release_write()
 
 
 def _as_keys(keys, name="keys") -> tuple[list[str], bool]:
@@ -164,7 +111,7 @@ class Collection:
         self._snapshot_seq = -1
         self._snapdir = snapshots.directory(db.path, self._cid)
         self._write_mutex = threading.Lock()
-        self._rw = _RWLock()
+        self._rw = RWLock()
         self._closed = False
         # slot storage
         self._n_slots = 0
@@ -470,7 +417,7 @@ class Collection:
             self._next_id += n
             self._seq = seq
 
-            with _Writing(self._rw):
+            with self._rw.write():
                 self._version += 1
                 if old_ids.size:
                     self._index.remove(old_ids)
@@ -502,7 +449,7 @@ class Collection:
 
             self._sql.write(tx)
             self._seq = seq
-            with _Writing(self._rw):
+            with self._rw.write():
                 self._version += 1
                 self._index.remove(ids)
                 self._apply_delete(slots)
@@ -568,7 +515,7 @@ class Collection:
                 out.append(Record(k, np.frombuffer(rows[0][0], np.float32).copy(),
                                   None if rows[0][1] is None else json.loads(rows[0][1])) if rows else None)
             return out[0] if single else out
-        with _Reading(self._rw):
+        with self._rw.read():
             for k in keys:
                 s = self._key_to_slot.get(k)
                 if s is None:
@@ -592,7 +539,7 @@ class Collection:
     def count(self, where=None, params=None) -> int:
         self._check_open()
         tree = self._bind(where, params)
-        with _Reading(self._rw):
+        with self._rw.read():
             mask = self._allowed_mask(tree)
             return len(self._key_to_slot) if mask is None else int(np.count_nonzero(mask))
 
@@ -600,7 +547,7 @@ class Collection:
         """Keys of rows matching ``where`` (all keys when None), in storage order, paged."""
         self._check_open()
         tree = self._bind(where, params)
-        with _Reading(self._rw):
+        with self._rw.read():
             mask = self._allowed_mask(tree)
             slots = np.flatnonzero(self._live[: self._n_slots] if mask is None else mask)
             slots = slots[offset:] if limit is None else slots[offset:offset + limit]
@@ -627,7 +574,7 @@ class Collection:
         q, was_1d = _validate.as_vectors(vectors, self.dim, "queries")
         k = _validate.check_k(k)
         tree = self._bind(where, params)
-        with _Reading(self._rw):
+        with self._rw.read():
             slots, dists = self._search_slots(q, k, tree, search_params)
             hits = [[Hit(self._slot_keys[s], float(d), self._payload(s))
                      for s, d in zip(srow.tolist(), drow.tolist()) if s >= 0]
@@ -696,7 +643,7 @@ class Collection:
         pq = self._prepare(q)
         # the kernel keeps distance < radius; the next float up makes the bound inclusive
         bound = np.nextafter(np.float32(r), np.float32(np.inf))
-        with _Reading(self._rw):
+        with self._rw.read():
             n = self._n_slots
             mask = self._allowed_mask(tree)
             if mask is None:
@@ -720,7 +667,7 @@ class Collection:
                 return None
             self._sql.flush()   # the snapshot must never cover an uncommitted change
             seq = self._seq
-            with _Reading(self._rw):
+            with self._rw.read():
                 path = snapshots.write_snapshot(self._snapdir, seq, self._index)
                 params, sections = self._export_state()
                 snapshots.write_state(self._snapdir, seq, self.dim, self.metric, params, sections)
