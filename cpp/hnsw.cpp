@@ -674,6 +674,92 @@ void Hnsw::remove_slots_locked(const std::vector<uint32_t>& slots) {
       }
     top_.store(best < 0 ? uint64_t(kNone) : pack_top(uint32_t(best), best_level));
   }
+  if (n_live_ > 1) fix_stranded_locked();
+}
+
+// Live nodes that a walk on some layer can no longer reach or leave: no live
+// node links to them (their in-links came only from deleted nodes, or repairs
+// pruned them away) or they have no links of their own. The entry point needs
+// no in-link on its top layer, where every walk starts.
+std::vector<std::pair<uint32_t, int>> Hnsw::find_stranded_locked() const {
+  std::vector<std::pair<uint32_t, int>> out;
+  const uint64_t top = top_.load();
+  if (top_entry(top) == kNone) return out;
+  const int64_t* lab = labels();
+  std::vector<uint8_t> has_in(n_slots_);
+  std::vector<uint32_t> links(M0_ + 1);
+  for (int l = 0; l <= top_level(top); ++l) {
+    size_t on_layer = 0;
+    std::fill(has_in.begin(), has_in.end(), 0);
+    for (size_t p = 0; p < n_slots_; ++p) {
+      if (lab[p] < 0 || levels()[p] < l) continue;
+      ++on_layer;
+      size_t cnt = read_links(p, l, links.data());
+      for (size_t i = 0; i < cnt; ++i) has_in[links[i]] = 1;
+    }
+    if (on_layer < 2) break;  // layers above hold at most this one node too
+    for (size_t p = 0; p < n_slots_; ++p) {
+      if (lab[p] < 0 || levels()[p] < l) continue;
+      bool entry_top = p == top_entry(top) && l == top_level(top);
+      if ((!has_in[p] && !entry_top) || read_links(p, l, links.data()) == 0)
+        out.emplace_back(uint32_t(p), l);
+    }
+  }
+  return out;
+}
+
+// Gives s fresh neighbours on `level` as an insert would (a walk from the
+// entry point, the heuristic, reverse links). With force, s also takes the
+// last place in its nearest neighbour's list when every neighbour pruned it.
+void Hnsw::relink(uint32_t s, int level, bool force, Scratch& sc) {
+  const CodeKernels& ck = code_kernels();
+  prepare(vec(s), sc.q, ck);
+  const uint64_t top = top_.load();
+  uint32_t cur = top_entry(top);
+  if (top_level(top) > level) cur = greedy(sc.q, cur, top_level(top), level + 1);
+  search_layer(sc.q, cur, level, efc_, sc, nullptr, 0);
+  auto& pool = sc.pool;
+  pool.clear();
+  for (auto& r : sc.res)
+    if (r.second != s) pool.push_back(r);
+  if (pool.empty()) {  // the walk started at s and s has no links: look at every node
+    for (size_t t = 0; t < n_slots_; ++t)
+      if (t != s && labels()[t] >= 0 && levels()[t] >= level)
+        pool.emplace_back(dist(sc.q, t), uint32_t(t));
+  }
+  if (pool.empty()) return;
+  std::sort(pool.begin(), pool.end());
+  std::vector<uint32_t> selected;
+  select_neighbours(pool, M_, selected, sc);
+  connect(s, level, selected, sc);
+  if (!force) return;
+  uint32_t* links = sc.links.data();
+  for (uint32_t n : selected) {
+    size_t cnt = read_links(n, level, links);
+    if (std::find(links, links + cnt, s) != links + cnt) return;
+  }
+  const uint32_t n = selected.front();
+  size_t cnt = read_links(n, level, links);
+  if (cnt < max_links(level)) links[cnt++] = s;
+  else links[cnt - 1] = s;
+  write_links(n, level, links, cnt);
+}
+
+// Repairs can strand a node; relink those until none is left. A forced link
+// may strand the node it displaced, hence the rounds (one nearly always does).
+void Hnsw::fix_stranded_locked() {
+  Scratch* sc = acquire();
+  try {
+    for (int round = 0; round < 8; ++round) {
+      auto stranded = find_stranded_locked();
+      if (stranded.empty()) break;
+      for (auto [s, l] : stranded) relink(s, l, round > 0, *sc);
+    }
+  } catch (...) {
+    release(sc);
+    throw;
+  }
+  release(sc);
 }
 
 // ---------------------------------------------------------------- search

@@ -157,6 +157,9 @@ class Hnsw {
                   int64_t* out_ids, float* out_dist) const;
   void remove_slots_locked(const std::vector<uint32_t>& slots);
   void repair_node(uint32_t p, int level, const uint8_t* dead, Scratch& sc);
+  std::vector<std::pair<uint32_t, int>> find_stranded_locked() const;
+  void relink(uint32_t s, int level, bool force, Scratch& sc);
+  void fix_stranded_locked();
   void reserve_locked(size_t slots);
   void reencode_locked();
   int random_level();

@@ -185,6 +185,76 @@ def test_delete_then_add_keeps_recall(glove):
     assert r_updated >= r_fresh - 0.01, (r_updated, r_fresh)
 
 
+def _churn(index, draw, rng, steps):
+    """Random batches of adds that each also remove about half as many live ids,
+    and remove-only steps: the mix that once left nodes unreachable."""
+    live, next_id = {}, 0
+    for _ in range(steps):
+        if rng.random() < 0.75 or len(live) < 50:
+            n = int(rng.integers(1, 30))
+            ids = np.arange(next_id, next_id + n)
+            next_id += n
+            if live:
+                old = rng.choice(list(live), min(len(live), n // 2), replace=False)
+                index.remove(old)
+                for o in old.tolist():
+                    del live[o]
+            x = draw(n)
+            index.add(x, ids)
+            live.update(zip(ids.tolist(), x))
+        else:
+            old = rng.choice(list(live), int(rng.integers(1, 6)), replace=False)
+            index.remove(old)
+            for o in old.tolist():
+                del live[o]
+    return live
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_churn_leaves_every_node_reachable(seed):
+    rng = np.random.default_rng(seed)
+    index = nearkit.HNSW(8, "l2", M=16, ef_construction=200, seed=seed)
+    live = _churn(index, lambda n: rng.standard_normal((n, 8)).astype(np.float32), rng, 400)
+    ids = np.array(list(live))
+    # ef above the index size: the walk visits every node it can reach
+    found, _ = index.search(np.stack([live[i] for i in ids]), 1, ef=len(ids) + 10)
+    assert len(index) == len(ids)
+    np.testing.assert_array_equal(found[:, 0], ids)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_churn_leaves_every_node_reachable_cosine_glove(glove, seed):
+    base, _ = glove
+    rng = np.random.default_rng(seed)
+    rows = iter(rng.permutation(len(base)))
+    index = nearkit.HNSW(base.shape[1], "cosine", M=8, ef_construction=100, seed=seed)
+    live = _churn(index, lambda n: base[[next(rows) for _ in range(n)]], rng, 300)
+    ids = np.array(list(live))
+    found, _ = index.search(np.stack([live[i] for i in ids]), 1, ef=len(ids) + 10)
+    np.testing.assert_array_equal(found[:, 0], ids)
+
+
+def test_delete_and_readd_same_ids_keeps_recall(glove):
+    base, queries = glove
+    rng = np.random.default_rng(3)
+    n = 8000
+    index = nearkit.HNSW(base.shape[1], "cosine", seed=4)
+    index.add(base[:n], threads=2)
+    gone = rng.choice(n, int(0.3 * n), replace=False)
+    index.remove(gone)
+    index.add(base[gone], ids=gone, threads=2)
+    assert len(index) == n
+    fresh = nearkit.HNSW(base.shape[1], "cosine", seed=4)
+    fresh.add(base[:n], threads=2)
+    t = exact_ids(base[:n], queries, 10)
+    r_updated = recall(index.search(queries, 10, ef=64)[0], t)
+    r_fresh = recall(fresh.search(queries, 10, ef=64)[0], t)
+    assert r_updated >= r_fresh - 0.01, (r_updated, r_fresh)
+    sample = rng.choice(n, 400, replace=False)
+    found, _ = index.search(base[sample], 1, ef=n + 10)
+    np.testing.assert_array_equal(found[:, 0], sample)
+
+
 def test_readding_an_id_replaces_its_vector(glove):
     base, _ = glove
     index = nearkit.HNSW(base.shape[1], "cosine")
