@@ -185,6 +185,20 @@ class VectorField:
         ids = ids[0]
         return ids[ids >= 0]
 
+    def knn_raw(self, blob: bytes, k: int, ef: int | None):
+        """Unfiltered graph search for a FLOAT32 query blob of the right size, without
+        the sanitising copy of ``decode_blob`` (ValueError for NaN/inf: the caller then
+        takes the general path). Same results as ``knn(decode_blob(blob), k, None, ef)``."""
+        if k <= 0 or self.count == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        k = min(k, self.count)
+        q = np.frombuffer(blob, dtype=np.float32)
+        ids, dist = self._index._core.search_one(q, k, max(int(ef or self.ef_runtime), k))
+        if ids.shape[0] and ids[-1] < 0:
+            keep = ids >= 0
+            ids, dist = ids[keep], dist[keep]
+        return ids, dist
+
     def knn(self, q: np.ndarray, k: int, allowed: np.ndarray | None, ef: int | None):
         """Up to k (slot, distance) pairs nearest q among slots with a vector (and in
         ``allowed``, a bool mask over slots, if given); sorted by distance then slot."""
