@@ -59,6 +59,10 @@ class VectorField:
         # The graph index for HNSW fields, when this build has nearkit.HNSW.
         self._index = None
         self._pending: dict = {}  # slot -> vector not yet in the graph (added in batches)
+        # While restoring from a snapshot: its vectors by slot and which graph entries
+        # no key has confirmed yet (see snapshot.py).
+        self._snap_vecs = None
+        self._snap_open = None
         if algorithm == "HNSW":
             cls = _nearkit_index_class("HNSW")
             if cls is not None:
@@ -136,11 +140,37 @@ class VectorField:
         self._has[slot] = True
         self._hi = max(self._hi, slot + 1)
         if self._index is not None:
+            if self._snap_open is not None and slot < self._snap_open.shape[0] \
+                    and self._snap_open[slot]:
+                self._snap_open[slot] = False
+                if np.array_equal(self._snap_vecs[slot], self._vecs[slot]):
+                    return  # the graph from the snapshot has this very vector
             # Graph insertions are batched (``flush``): a pipelined load then builds
             # with every core. nearkit.HNSW replaces the vector of a re-added id.
             self._pending[slot] = self._vecs[slot]
 
+    def adopt_graph(self, graph, vecs: np.ndarray, has: np.ndarray) -> None:
+        """Start from a snapshot's graph (slots as ids) before the keys are loaded."""
+        self._index = graph
+        self._snap_vecs = vecs
+        self._snap_open = has.copy()
+
+    def finish_restore(self) -> int:
+        """After every key is loaded: drop graph entries no key confirmed; returns how many."""
+        if self._snap_open is None:
+            return 0
+        stale = np.flatnonzero(self._snap_open)
+        self._snap_vecs = self._snap_open = None
+        if stale.size:
+            self._index.remove(stale.astype(np.int64))
+        return int(stale.size)
+
     def remove(self, slot: int) -> None:
+        if self._snap_open is not None and slot < self._snap_open.shape[0] \
+                and self._snap_open[slot] and not (slot < self._has.shape[0] and self._has[slot]):
+            self._snap_open[slot] = False
+            self._index.remove(np.array([slot], np.int64))
+            return
         if slot < self._has.shape[0] and self._has[slot]:
             self._has[slot] = False
             self.count -= 1
