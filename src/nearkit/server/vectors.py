@@ -61,7 +61,7 @@ class VectorField:
         self._pending: dict = {}  # slot -> vector not yet in the graph (added in batches)
         # While restoring from a snapshot: its vectors by slot and which graph entries
         # no key has confirmed yet (see snapshot.py).
-        self._snap_vecs = None
+        self._snap_vecs = self._snap_has = None
         self._snap_open = None
         if algorithm == "HNSW":
             cls = _nearkit_index_class("HNSW")
@@ -140,11 +140,10 @@ class VectorField:
         self._has[slot] = True
         self._hi = max(self._hi, slot + 1)
         if self._index is not None:
-            if self._snap_open is not None and slot < self._snap_open.shape[0] \
-                    and self._snap_open[slot]:
+            if self._snap_open is not None and slot < self._snap_open.shape[0]:
+                # Confirmed by a key; whether its vector changed is checked for all
+                # of them at once in finish_restore.
                 self._snap_open[slot] = False
-                if np.array_equal(self._snap_vecs[slot], self._vecs[slot]):
-                    return  # the graph from the snapshot has this very vector
             # Graph insertions are batched (``flush``): a pipelined load then builds
             # with every core. nearkit.HNSW replaces the vector of a re-added id.
             self._pending[slot] = self._vecs[slot]
@@ -153,6 +152,7 @@ class VectorField:
         """Start from a snapshot's graph (slots as ids) before the keys are loaded."""
         self._index = graph
         self._snap_vecs = vecs
+        self._snap_has = has
         self._snap_open = has.copy()
 
     def finish_restore(self) -> int:
@@ -160,7 +160,20 @@ class VectorField:
         if self._snap_open is None:
             return 0
         stale = np.flatnonzero(self._snap_open)
-        self._snap_vecs = self._snap_open = None
+        if self._pending:
+            # Pending vectors the snapshot's graph already holds, unchanged, stay out.
+            slots = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
+            n = self._snap_has.shape[0]
+            cand = slots[slots < n]
+            cand = cand[self._snap_has[cand]]
+            if cand.size:
+                same = np.zeros(slots.shape[0], bool)
+                inside = slots < n
+                inside[inside] = self._snap_has[slots[inside]]
+                same[inside] = (self._snap_vecs[slots[inside]] == self._vecs[slots[inside]]).all(axis=1)
+                # flush() reads the vectors from _vecs: the dict's values are not needed.
+                self._pending = dict.fromkeys(slots[~same].tolist())
+        self._snap_vecs = self._snap_open = self._snap_has = None
         if stale.size:
             self._index.remove(stale.astype(np.int64))
         return int(stale.size)
