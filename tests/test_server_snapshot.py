@@ -174,3 +174,32 @@ def test_periodic_snapshot_and_drop_removes_them(tmp_path):
         assert _snapshot_files(data) == []
     finally:
         s.stop()
+
+
+def test_snapshot_with_insertions_still_pending(tmp_path):
+    # Graph insertions are batched per loop tick; a snapshot taken before the batch
+    # went in must put it in first (and not deadlock on the index lock doing so).
+    import threading
+
+    from nearkit.server import Config, Server
+
+    data = str(tmp_path / "data")
+    srv = Server(Config(port=0, data=data))  # no event loop: nothing flushes on its own
+    srv.search.restore_index(b"idx", {
+        "on": "HASH", "prefixes": ["d:"], "options": {},
+        "fields": [{"identifier": "v", "alias": "v", "type": "VECTOR", "flags": [],
+                    "options": {"algorithm": "HNSW", "TYPE": "FLOAT32", "DIM": str(DIM),
+                                "DISTANCE_METRIC": "L2"}}]})
+    x = np.random.default_rng(4).normal(size=(50, DIM)).astype(np.float32)
+    for i, v in enumerate(x):
+        srv.keyspace.set(f"d:{i}".encode(), {b"v": v.tobytes()})
+    idx = srv.search.indexes[b"idx"]
+    assert idx.vectors_pending
+    srv.durable_flush(force=True)
+    done = []
+    t = threading.Thread(target=lambda: done.append(srv.search.save_snapshots()), daemon=True)
+    t.start()
+    t.join(20)
+    assert done == [1]
+    assert len(idx.vectors["v"]._index) == 50
+    srv.close()

@@ -74,8 +74,8 @@ def save(root: str, idx, seq: int) -> bool:
     if not fields:
         return False
     d = index_dir(root, idx.name)
+    idx.flush_vectors()  # takes the lock itself (it is not re-entrant)
     with idx.lock:  # nothing changes it while the files are written
-        idx.flush_vectors()
         n = len(idx.slot_key)
         blob, lens = _pack_keys(idx.slot_key)
         sections = {"key_blob": blob, "key_lens": lens}
