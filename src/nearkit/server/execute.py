@@ -309,7 +309,7 @@ class _FastSearch:
     """A plain KNN request seen before: the same arguments but the query vector."""
 
     __slots__ = ("idx", "vf", "field", "pos", "head", "tail", "k", "ef", "req", "score_names",
-                 "knn_name")
+                 "knn_name", "row_tail", "lo", "hi", "plain")
 
 
 _FAST: dict = {}  # (index name, query text, number of args) -> _FastSearch
@@ -330,8 +330,31 @@ def try_fast_search(ctx, args):
     if (ctx.server.search.indexes.get(args[0]) is not idx or idx.vectors.get(entry.field) is not vf
             or len(blob) != vf.blob_size or (not vf.uses_graph and vf.count * vf.dim > INLINE_WORK)):
         return None
-    idx.flush_vectors()
+    if idx.vectors_pending:
+        idx.flush_vectors()
     idx.number_of_uses += 1
+    if entry.plain and not ctx.resp3:
+        # FLOAT32 graph search, RESP2, ``RETURN 1 <score>``: the commonest request of
+        # all. The query bytes go to the graph as they are (its core checks them for
+        # NaN/inf; such a query takes the general path, which sanitises it).
+        try:
+            slots, dist = vf.knn_raw(blob, entry.k, entry.ef)
+        except ValueError:
+            slots = None
+        if slots is not None:
+            lo, hi = entry.lo, entry.hi
+            data = ctx.server.keyspace.data
+            slot_key = idx.slot_key
+            row_tail = entry.row_tail
+            parts, n = [], 0
+            for s, d in zip(slots[lo:hi].tolist(), dist[lo:hi].tolist()):
+                key = slot_key[s]
+                if key is None or key not in data:
+                    continue
+                n += 1
+                v = b"%.12g" % d
+                parts.append(b"$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (len(key), key, row_tail, len(v), v))
+            return Raw(b"*%d\r\n:%d\r\n" % (1 + 2 * n, slots.shape[0]) + b"".join(parts))
     slots, dist = vf.knn(vf.decode_blob(blob), entry.k, None, entry.ef)
     req = entry.req
     lo, hi = req.offset, req.offset + req.num
@@ -357,6 +380,14 @@ def _remember_fast(idx, req, prep, args, score_names):
     e.head, e.tail = list(args[:pos]), list(args[pos + 1:])
     e.k, e.ef, e.req = knn.k, knn.ef_runtime, req
     e.score_names, e.knn_name = score_names, knn.score_name
+    rf = req.return_fields
+    e.lo, e.hi = req.offset, req.offset + req.num
+    # The lean RESP2 path: only the KNN distance returned, straight from the graph.
+    e.plain = bool(vf.uses_graph and vf.data_type == "FLOAT32" and not req.nocontent
+                   and rf and len(rf) == 1 and rf[0][0] == knn.score_name)
+    if e.plain:
+        label = rf[0][1].encode()
+        e.row_tail = b"*2\r\n$%d\r\n%s\r\n" % (len(label), label)
     _FAST[(args[0], args[1], len(args))] = e
 
 

@@ -10,8 +10,9 @@ What that means for a crash (``kill -9``) by durability mode:
                 a crash loses at most about a second of writes, never half a key.
 - ``off``:      committed only every few seconds and at shutdown (bulk loads).
 
-Search indexes are not stored: they are rebuilt from the keys at start-up,
-like Redis rebuilding from its RDB file.
+Search indexes are rebuilt from the keys at start-up, like Redis rebuilding
+from its RDB file; HNSW graphs can start from a snapshot instead (``snapshot.py``),
+named by ``changes``, the count of key writes committed here so far.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ class Durable:
             " value BLOB NOT NULL, expire_ms INTEGER) WITHOUT ROWID")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS indexes (name BLOB PRIMARY KEY, definition TEXT NOT NULL)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER)")
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'changes'").fetchone()
+        self.changes = int(row[0]) if row else 0
+        self.directory = directory
         self._in_tx = False
         self._last_commit = time.monotonic()
         self._commit_every = {"always": 0.0, "everysec": 1.0, "off": 5.0}[mode]
@@ -116,6 +121,9 @@ class Durable:
                 kind, blob = encode_value(value)
                 upserts.append((key, kind, blob, expires.get(key)))
         keyspace.dirty.clear()
+        self.changes += len(upserts) + len(deletes)
+        self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('changes', ?)",
+                        (self.changes,))
         if deletes:
             self.db.executemany("DELETE FROM keys WHERE key = ?", deletes)
         if upserts:

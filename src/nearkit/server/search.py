@@ -14,6 +14,7 @@ threads while other clients are served.
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import numpy as np
@@ -21,9 +22,12 @@ import numpy as np
 from ..store.fields import FieldIndex
 from ..store.filters import numeric_value
 from . import jsonpath
+from . import snapshot as _snapshot
 from .._sync import RWLock
 from .keyspace import JsonDoc
 from .vectors import BlobSizeError, VectorField
+
+log = logging.getLogger("nearkit.server")
 
 
 class FieldSpec:
@@ -70,6 +74,8 @@ class SearchIndex:
         self.created = time.time()
         self.vectors: dict[str, VectorField] = {}
         self.vectors_pending = False  # HNSW insertions waiting for flush_vectors()
+        self.restored_from = None  # change seq of the snapshot the graphs started from
+        self.snapshot_seq = None  # change seq of its newest snapshot on disk
         self.fi = FieldIndex({})
         for f in fields:
             self._add_field(f)
@@ -112,6 +118,7 @@ class SearchIndex:
             self.live = np.zeros(0, bool)
             for v in self.vectors.values():
                 v.__init__(v.algorithm, v.data_type, v.dim, v.redis_metric, v.params)
+            self.snapshot_seq = None  # the graphs are new: the next shutdown snapshots them
         self.backfill(keyspace)
 
     def definition(self) -> dict:
@@ -245,6 +252,22 @@ class SearchIndex:
             if self.covers(key):
                 self.on_change(key, keyspace.get(key))
 
+    def adopt_slots(self, slot_key: list) -> None:
+        """Take over a snapshot's slot numbering (before any key is loaded), so the
+        restored graphs' ids keep meaning the same keys."""
+        self.slot_key = list(slot_key)
+        self.key_slot = {k: s for s, k in enumerate(self.slot_key) if k is not None}
+        self._grow(len(self.slot_key))
+
+    def finish_restore(self) -> None:
+        """After the keys are loaded: forget snapshot slots whose key is gone."""
+        for s, k in enumerate(self.slot_key):
+            if k is not None and not self.live[s] and self.key_slot.get(k) == s:
+                del self.key_slot[k]
+                self.slot_key[s] = None
+        for vf in self.vectors.values():
+            vf.finish_restore()
+
     @property
     def num_docs(self) -> int:
         return len(self.key_slot)
@@ -297,9 +320,41 @@ class SearchEngine:
         idx = self.indexes.pop(name)
         if self.server.durable is not None:
             self.server.durable.drop_index(name)
+            _snapshot.remove(self.server.durable.directory, name)
         return idx
 
     def drop_all(self) -> None:
+        names = list(self.indexes)
         self.indexes.clear()
         if self.server.durable is not None:
             self.server.durable.drop_all_indexes()
+            for name in names:
+                _snapshot.remove(self.server.durable.directory, name)
+
+    # -- snapshots of the HNSW graphs (see snapshot.py) -------------------------------
+    def restore_snapshots(self) -> None:
+        root = self.server.durable.directory
+        for idx in self.indexes.values():
+            idx.restored_from = idx.snapshot_seq = _snapshot.restore(root, idx)
+
+    def finish_restore(self) -> None:
+        for idx in self.indexes.values():
+            idx.finish_restore()
+
+    def save_snapshots(self, only_stale: bool = False) -> int:
+        """Snapshot every index with a graph at the current change count (only_stale: those
+        whose newest snapshot is not at it); returns how many were written."""
+        durable = self.server.durable
+        if durable is None:
+            return 0
+        n = 0
+        for idx in list(self.indexes.values()):
+            if only_stale and idx.snapshot_seq == durable.changes:
+                continue
+            try:
+                if _snapshot.save(durable.directory, idx, durable.changes):
+                    idx.snapshot_seq = durable.changes
+                    n += 1
+            except Exception:  # a snapshot only saves time: never fail the server for one
+                log.exception("index snapshot of %r failed", idx.name)
+        return n

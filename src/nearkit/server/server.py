@@ -46,6 +46,7 @@ class Config:
     max_request_bytes: int = 64 << 20  # one unfinished request (also caps a bulk string)
     max_pending_requests: int = 4096  # parsed but unanswered requests per connection
     threads: int | None = None  # search worker threads (default: number of CPUs)
+    snapshot_every: int = 100_000  # key writes between HNSW graph snapshots (0: only at shutdown)
     uvloop: bool = True  # run on uvloop when it is installed
 
 
@@ -279,16 +280,34 @@ class Server:
         self._after: list = []
         self._tick_scheduled = False
         self._server = None
+        self._snapshot_at = 0
         if self.durable is not None:
             self._load()
 
     def _load(self):
         for name, definition in self.durable.load_indexes():
             self.search.restore_index(name, definition)
+        # HNSW graphs start from their snapshots when usable; the keys then confirm
+        # them (only vectors that differ are inserted again).
+        self.search.restore_snapshots()
         for key, value, deadline in self.durable.load_keys():
             self.keyspace.load(key, value, deadline)
         self.keyspace.expire_some(limit=1 << 62)
+        self.search.finish_restore()
         self.search.flush_vectors()
+        self._snapshot_at = self.durable.changes
+
+    def maybe_snapshot(self, force: bool = False) -> None:
+        """Snapshot the graphs once ``snapshot_every`` key writes have reached the durable
+        record since the last time; with force (shutdown), every graph whose newest
+        snapshot is older than the current change count."""
+        d = self.durable
+        if d is None:
+            return
+        every = self.config.snapshot_every
+        if force or (every > 0 and d.changes - self._snapshot_at >= every):
+            self._snapshot_at = d.changes
+            self.search.save_snapshots(only_stale=force)
 
     def next_client_id(self) -> int:
         self._client_ids += 1
@@ -349,6 +368,7 @@ class Server:
                 self.keyspace.expire_some()
                 if self.durable is not None and not self._tick_scheduled:
                     self.durable_flush()
+                    self.maybe_snapshot()
             except Exception:
                 log.exception("housekeeping failed")
 
@@ -375,6 +395,11 @@ class Server:
             self._house.cancel()
         # The durable record first: whatever happens to the sockets, nothing is lost.
         if self.durable is not None:
+            self.durable.flush(self.keyspace, force=True)
+            try:
+                self.maybe_snapshot(force=True)
+            except Exception:
+                log.exception("index snapshot at shutdown failed")
             self.durable.close(self.keyspace)
             self.durable = None
         for client in list(self.clients):
@@ -433,6 +458,9 @@ def add_serve_arguments(parser) -> None:
     parser.add_argument("--max-clients", type=int, default=10000)
     parser.add_argument("--max-request-bytes", type=int, default=64 << 20)
     parser.add_argument("--threads", type=int, default=None, help="search worker threads")
+    parser.add_argument("--snapshot-every", type=int, default=100_000,
+                        help="key writes between HNSW graph snapshots (default 100000; "
+                             "0: only at shutdown)")
     parser.add_argument("--no-uvloop", dest="uvloop", action="store_false",
                         help="use asyncio's own event loop even if uvloop is installed")
 
@@ -440,7 +468,8 @@ def add_serve_arguments(parser) -> None:
 def config_from_args(ns) -> Config:
     return Config(host=ns.host, port=ns.port, data=ns.data, requirepass=ns.requirepass,
                   durability=ns.durability, max_clients=ns.max_clients,
-                  max_request_bytes=ns.max_request_bytes, threads=ns.threads, uvloop=ns.uvloop)
+                  max_request_bytes=ns.max_request_bytes, threads=ns.threads, uvloop=ns.uvloop,
+                  snapshot_every=ns.snapshot_every)
 
 
 def add_serve_subcommand(subparsers):

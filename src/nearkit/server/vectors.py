@@ -59,6 +59,10 @@ class VectorField:
         # The graph index for HNSW fields, when this build has nearkit.HNSW.
         self._index = None
         self._pending: dict = {}  # slot -> vector not yet in the graph (added in batches)
+        # While restoring from a snapshot: its vectors by slot and which graph entries
+        # no key has confirmed yet (see snapshot.py).
+        self._snap_vecs = self._snap_has = None
+        self._snap_open = None
         if algorithm == "HNSW":
             cls = _nearkit_index_class("HNSW")
             if cls is not None:
@@ -136,11 +140,50 @@ class VectorField:
         self._has[slot] = True
         self._hi = max(self._hi, slot + 1)
         if self._index is not None:
+            if self._snap_open is not None and slot < self._snap_open.shape[0]:
+                # Confirmed by a key; whether its vector changed is checked for all
+                # of them at once in finish_restore.
+                self._snap_open[slot] = False
             # Graph insertions are batched (``flush``): a pipelined load then builds
             # with every core. nearkit.HNSW replaces the vector of a re-added id.
             self._pending[slot] = self._vecs[slot]
 
+    def adopt_graph(self, graph, vecs: np.ndarray, has: np.ndarray) -> None:
+        """Start from a snapshot's graph (slots as ids) before the keys are loaded."""
+        self._index = graph
+        self._snap_vecs = vecs
+        self._snap_has = has
+        self._snap_open = has.copy()
+
+    def finish_restore(self) -> int:
+        """After every key is loaded: drop graph entries no key confirmed; returns how many."""
+        if self._snap_open is None:
+            return 0
+        stale = np.flatnonzero(self._snap_open)
+        if self._pending:
+            # Pending vectors the snapshot's graph already holds, unchanged, stay out.
+            slots = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
+            n = self._snap_has.shape[0]
+            cand = slots[slots < n]
+            cand = cand[self._snap_has[cand]]
+            if cand.size:
+                same = np.zeros(slots.shape[0], bool)
+                inside = slots < n
+                inside[inside] = self._snap_has[slots[inside]]
+                same[inside] = (self._snap_vecs[slots[inside]] == self._vecs[slots[inside]]).all(axis=1)
+                # flush() reads the vectors from _vecs: the dict's values are not needed.
+                self._pending = dict.fromkeys(slots[~same].tolist())
+        self._snap_vecs = self._snap_open = self._snap_has = None
+        if stale.size:
+            self._index.remove(stale.astype(np.int64))
+        return int(stale.size)
+
     def remove(self, slot: int) -> None:
+        if self._snap_open is not None and slot < self._snap_open.shape[0] \
+                and self._snap_open[slot] and not (slot < self._has.shape[0] and self._has[slot]):
+            self._snap_open[slot] = False
+            self._index.remove(np.array([slot], np.int64))
+            return
         if slot < self._has.shape[0] and self._has[slot]:
             self._has[slot] = False
             self.count -= 1
@@ -184,6 +227,20 @@ class VectorField:
                                    np.ascontiguousarray(live).view(np.uint8), 1, False)
         ids = ids[0]
         return ids[ids >= 0]
+
+    def knn_raw(self, blob: bytes, k: int, ef: int | None):
+        """Unfiltered graph search for a FLOAT32 query blob of the right size, without
+        the sanitising copy of ``decode_blob`` (ValueError for NaN/inf: the caller then
+        takes the general path). Same results as ``knn(decode_blob(blob), k, None, ef)``."""
+        if k <= 0 or self.count == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        k = min(k, self.count)
+        q = np.frombuffer(blob, dtype=np.float32)
+        ids, dist = self._index._core.search_one(q, k, max(int(ef or self.ef_runtime), k))
+        if ids.shape[0] and ids[-1] < 0:
+            keep = ids >= 0
+            ids, dist = ids[keep], dist[keep]
+        return ids, dist
 
     def knn(self, q: np.ndarray, k: int, allowed: np.ndarray | None, ef: int | None):
         """Up to k (slot, distance) pairs nearest q among slots with a vector (and in
