@@ -404,7 +404,10 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
       uint32_t t = load_relaxed(lp + 1 + j);
       if (!sc.test_and_set(t)) {
         todo[nt++] = t;
-        __builtin_prefetch(code(t));
+        // Every line of the code: at 128-d it spans two, and fetching only
+        // the first left the second as a full miss inside the distance.
+        const uint8_t* ct = code(t);
+        for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
       }
     }
     for (size_t j = 0; j < nt; ++j) {
