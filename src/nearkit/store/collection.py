@@ -436,9 +436,10 @@ class Collection:
             new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             seq = self._seq + 1
             cid = self._cid
-            blobs = [x[i].tobytes() for i in range(n)]
 
             def tx(conn):
+                # built here so that it overlaps the index build too
+                blobs = [x[i].tobytes() for i in range(n)]
                 if old_ids.size:
                     conn.executemany(f"INSERT OR REPLACE INTO tomb_{cid}(id, seq) VALUES (?, ?)",
                                      [(int(i), seq) for i in old_ids])
