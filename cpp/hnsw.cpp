@@ -112,7 +112,8 @@ struct Hnsw::Scratch {
   std::vector<uint32_t> todo, sel, sel2, links;
   std::vector<std::vector<uint32_t>> per_level;  // insert: chosen neighbours per layer
   std::vector<float> tmp, qnorm, dbuf;
-  Query q, qn, qc;
+  Query q, qn;
+  std::vector<Query> kept;  // select_neighbours: prepared form of each kept neighbour
 
   // A bitset (n/8 bytes) stays in cache far better than a byte or epoch per
   // slot; clearing it costs a memset of n/8 bytes per layer search.
@@ -140,9 +141,14 @@ Hnsw::Scratch* Hnsw::acquire() const {
     }
   }
   auto* s = new Scratch();
-  for (Query* q : {&s->q, &s->qn, &s->qc}) {
+  s->kept.resize(M0_ + 1);
+  for (Query* q : {&s->q, &s->qn}) {
     q->qp.assign(dpad_, 0.f);
     q->qi.assign(dpad_, 0);
+  }
+  for (Query& q : s->kept) {
+    q.qp.assign(dpad_, 0.f);
+    q.qi.assign(dpad_, 0);
   }
   s->tmp.assign(dpad_, 0.f);
   s->qnorm.assign(dim_, 0.f);
@@ -292,6 +298,22 @@ void Hnsw::prepare(const float* x, Query& q, const CodeKernels& ck) const {
   for (size_t j = dim_; j < dpad_; ++j) qp[j] = 0.f;
 }
 
+// The query form of a stored code. For l2 the walk's query is x - lo, which
+// for a decoded code is scale * code: one multiply per dimension.
+void Hnsw::prepare_code(const uint8_t* c, Query& q, const CodeKernels& ck, float* tmp) const {
+  if (metric_ != Metric::L2) {
+    decode(c, tmp);
+    prepare(tmp, q, ck);
+    return;
+  }
+  q.ck = &ck;
+  q.l2 = true;
+  q.bias = 0.f;
+  float* qp = q.qp.data();
+  for (size_t j = 0; j < dim_; ++j) qp[j] = scale_[j] * float(c[j]);
+  for (size_t j = dim_; j < dpad_; ++j) qp[j] = 0.f;
+}
+
 inline float Hnsw::dist(const Query& q, size_t s) const {
   return q.l2 ? q.ck->l2(q.qp.data(), scale_.data(), code(s), dpad_)
               : q.bias - q.qscale * float(q.ck->dot_i16(q.qi.data(), code(s), dpad_));
@@ -382,7 +404,10 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
       uint32_t t = load_relaxed(lp + 1 + j);
       if (!sc.test_and_set(t)) {
         todo[nt++] = t;
-        __builtin_prefetch(code(t));
+        // Every line of the code: at 128-d it spans two, and fetching only
+        // the first left the second as a full miss inside the distance.
+        const uint8_t* ct = code(t);
+        for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
       }
     }
     for (size_t j = 0; j < nt; ++j) {
@@ -406,7 +431,10 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
 
 // The HNSW neighbour heuristic: walk candidates from the closest; keep one only
 // if it is closer to the base than to every neighbour kept so far. cands must
-// be sorted by distance to the base.
+// be sorted by distance to the base. Each kept neighbour is prepared as a query
+// once (at most m of them) and every later candidate is measured against those,
+// instead of preparing every candidate: at 128-d the prepare cost as much as
+// several distances and was paid for up to ef_construction candidates.
 void Hnsw::select_neighbours(std::vector<std::pair<float, uint32_t>>& cands, size_t m,
                              std::vector<uint32_t>& out, Scratch& sc) const {
   out.clear();
@@ -415,19 +443,20 @@ void Hnsw::select_neighbours(std::vector<std::pair<float, uint32_t>>& cands, siz
     return;
   }
   const CodeKernels& ck = *sc.q.ck;
-  for (auto& [dc, c] : cands) {
-    if (out.size() >= m) break;
+  const size_t last = cands.size() - 1;
+  for (size_t i = 0; i <= last && out.size() < m; ++i) {
+    const float dc = cands[i].first;
+    const uint32_t c = cands[i].second;
     bool good = true;
-    if (!out.empty()) {
-      decode(code(c), sc.tmp.data());
-      prepare(sc.tmp.data(), sc.qc, ck);
-      for (uint32_t s : out)
-        if (dist(sc.qc, s) < dc) {
-          good = false;
-          break;
-        }
-    }
-    if (good) out.push_back(c);
+    for (size_t j = 0; j < out.size(); ++j)
+      if (dist(sc.kept[j], c) < dc) {
+        good = false;
+        break;
+      }
+    if (!good) continue;
+    // Prepared only if a later candidate will be measured against it.
+    if (out.size() + 1 < m && i < last) prepare_code(code(c), sc.kept[out.size()], ck, sc.tmp.data());
+    out.push_back(c);
   }
 }
 

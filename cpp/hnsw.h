@@ -138,6 +138,7 @@ class Hnsw {
   bool widen_range(const std::vector<uint32_t>& slots);  // true if the range changed
   void normalize(float* v) const;
   void prepare(const float* q, Query& out, const CodeKernels& ck) const;
+  void prepare_code(const uint8_t* c, Query& q, const CodeKernels& ck, float* tmp) const;
   float dist(const Query& q, size_t s) const;
 
   // graph primitives (callers hold the shape lock)

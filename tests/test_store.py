@@ -110,6 +110,28 @@ def test_write_errors_are_clear_and_change_nothing(db):
     assert len(col) == 1 and col.get("b") is None
 
 
+def test_bulk_upsert_whose_sqlite_write_fails_leaves_the_index_unchanged(db, monkeypatch):
+    # bulk upserts build the index while SQLite writes; a failed write must take the rows back out
+    col = db.create_collection("c", 8, index="hnsw")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2000, 8)).astype(np.float32)
+    assert 2000 >= collection_mod.Collection.OVERLAP_MIN_ROWS
+    col.upsert([f"k{i}" for i in range(2000)], x)
+
+    def failing_write(fn):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(col._sql, "write", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        col.upsert([f"new{i}" for i in range(2000)], x + 100)
+    monkeypatch.undo()
+    assert len(col) == 2000 and len(col._index) == 2000 and col.get("new0") is None
+    hits = col.search(x[5] + 100, 3)  # the failed rows would be the nearest here
+    assert all(h.key.startswith("k") for h in hits)
+    col.upsert([f"new{i}" for i in range(2000)], x + 100)
+    assert len(col) == 4000 and len(col._index) == 4000 and col.search(x[5] + 100, 1)[0].key == "new5"
+
+
 def _truth(col_vectors, allowed, q, k, metric):
     d = reference_distances(q, col_vectors[allowed], metric)
     order = np.argsort(d, axis=1, kind="stable")[:, :k]

@@ -329,6 +329,42 @@ class Collection:
         else:
             index.add(vecs, ids)
 
+    # A bulk upsert's SQLite transaction is mostly single-threaded Python and
+    # the index build runs in C++ without the GIL: overlapping the two keeps
+    # both cores busy. Small batches are not worth a thread.
+    OVERLAP_MIN_ROWS = 1000
+
+    def _write_and_index(self, tx, x, new_ids):
+        """Write ``tx`` to SQLite and add the new rows to the index. A failed write
+        raises (and the index keeps none of the rows); a failed index add after a
+        good write is returned, for the caller to raise once its counters match SQLite."""
+        failure = []
+        if len(new_ids) < self.OVERLAP_MIN_ROWS:
+            self._sql.write(tx)
+            try:
+                self._index_add(self._index, x, new_ids)
+            except Exception as exc:
+                return exc
+            return None
+
+        def build():
+            try:
+                self._index_add(self._index, x, new_ids)
+            except Exception as exc:  # handed back to the calling thread
+                failure.append(exc)
+
+        worker = threading.Thread(target=build, name="nearkit-index-add")
+        worker.start()
+        try:
+            self._sql.write(tx)
+        except BaseException:
+            worker.join()
+            if not failure:
+                self._index.remove(new_ids)
+            raise
+        worker.join()
+        return failure[0] if failure else None
+
     # -- slot bookkeeping ------------------------------------------------------------------
     def _reserve(self, n: int) -> None:
         self._slot_ids = _grow(self._slot_ids, n, -1)
@@ -400,9 +436,10 @@ class Collection:
             new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             seq = self._seq + 1
             cid = self._cid
-            blobs = [x[i].tobytes() for i in range(n)]
 
             def tx(conn):
+                # built here so that it overlaps the index build too
+                blobs = [x[i].tobytes() for i in range(n)]
                 if old_ids.size:
                     conn.executemany(f"INSERT OR REPLACE INTO tomb_{cid}(id, seq) VALUES (?, ?)",
                                      [(int(i), seq) for i in old_ids])
@@ -413,16 +450,16 @@ class Collection:
                 conn.execute("UPDATE collections SET next_id = ?, seq = ? WHERE cid = ?",
                              (int(new_ids[-1]) + 1, seq, cid))
 
-            self._sql.write(tx)
-            self._next_id += n
-            self._seq = seq
-
             with self._rw.write():
+                index_error = self._write_and_index(tx, x, new_ids)
+                self._next_id += n
+                self._seq = seq
+                if index_error is not None:  # SQLite has the rows; a reopen rebuilds them
+                    raise index_error
                 self._version += 1
                 if old_ids.size:
                     self._index.remove(old_ids)
                 self._apply_upsert(keys, x, new_ids, texts, recs)
-                self._index_add(self._index, x, new_ids)
             n_new = sum(s is None for s in old_slots)
         self._after_write(n)
         return n_new
