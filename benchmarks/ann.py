@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import pkgutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +29,8 @@ from typing import Any, Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import emit, ground_truth, glove, log, machine_load, peak_rss_mb, single_thread_env  # noqa: E402
+from common import (emit, ground_truth, glove, log, machine_load, peak_rss_mb,  # noqa: E402
+                    run_child, single_thread_env)
 
 
 @dataclass
@@ -163,14 +162,9 @@ def main(argv=None) -> None:
         if args.n_base:
             cmd += ["--n-base", str(args.n_base)]
         log(f"running {name} ...")
-        out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-        if out.returncode != 0:
-            log(f"{name} failed:\n{out.stderr[-3000:]}")
-            continue
-        for line in out.stdout.splitlines():
-            if line.startswith("{"):
-                print(line, flush=True)
-                rows.append(json.loads(line))
+        for row in run_child(cmd, name):
+            print(json.dumps(row), flush=True)
+            rows.append(row)
 
     # Ratios: every nearkit-* algorithm against every peer, at each recall level.
     by_algo: dict[str, list[dict]] = {}

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import resource
+import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +69,14 @@ def single_thread_env() -> None:
         os.environ.setdefault(var, "1")
 
 
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+def run_child(cmd: list[str], label: str) -> list[dict]:
+    """Run a benchmark step in its own process (so its peak memory is its own)
+    and return the JSON objects it printed; a failure is logged and gives []."""
+    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if out.returncode != 0:
+        log(f"{label} failed:\n{out.stderr[-3000:]}")
+        return []
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
 def machine_load() -> float:

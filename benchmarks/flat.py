@@ -109,7 +109,6 @@ def faiss_index(base, metric):
 
 
 def run_metric(args, metric, base, queries, peak):
-    import faiss
     import nearkit
 
     n, d = base.shape

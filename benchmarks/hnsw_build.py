@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import current_rss_mb, emit, glove, log, machine_load  # noqa: E402
+from common import current_rss_mb, emit, glove, log, machine_load, run_child  # noqa: E402
 
 
 def build_once(lib: str, threads: int, n_base: int | None) -> dict:
@@ -70,11 +68,10 @@ def main(argv=None) -> None:
             if args.n_base:
                 cmd += ["--n-base", str(args.n_base)]
             log(f"building {lib} with {t} thread(s) ...")
-            out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-            if out.returncode != 0:
-                log(f"{lib} failed:\n{out.stderr[-2000:]}")
+            printed = run_child(cmd, lib)
+            if not printed:
                 continue
-            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row = printed[-1]
             print(json.dumps(row), flush=True)
             rows[(lib, t)] = row
     nk1, nk2, hl1 = rows.get(("nearkit", 1)), rows.get(("nearkit", 2)), rows.get(("hnswlib", 1))

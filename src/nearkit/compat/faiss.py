@@ -421,13 +421,9 @@ class _IVFBased(Index):
                   f"least {39 * ivf.nlist} training points", file=sys.stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            if self.ntotal:
-                held = self._nk
+            if self.ntotal:  # faiss would keep stale codes; re-training here starts empty
                 self._init_nk(**self._nk_kwargs())
-                self._nk.train(x)
-                del held  # faiss would leave stale codes; here re-training starts empty
-            else:
-                self._nk.train(x)
+            self._nk.train(x)
         self._after_train()
 
     def _after_train(self):
@@ -500,8 +496,8 @@ class IndexIVFPQ(_IVFBased):
         if nbits not in (4, 8):
             raise RuntimeError(f"nbits={nbits} is not supported (4 or 8)")
         if d % M:
-            raise RuntimeError(f"Error: 'd % M == 0' failed: The dimension of the vector (d) should "
-                               f"be a multiple of the number of subquantizers (M)")
+            raise RuntimeError("Error: 'd % M == 0' failed: The dimension of the vector (d) should "
+                               "be a multiple of the number of subquantizers (M)")
         self._init_nk(nlist=int(nlist), codec=f"pq{M}" + ("x4fs" if nbits == 4 else ""))
 
 
