@@ -40,7 +40,7 @@ class Raw:
                 return out
             try:
                 chunk = self.s.recv(65536)
-            except socket.timeout:
+            except (socket.timeout, ConnectionResetError):  # a reset ends the stream too
                 break
             if not chunk:
                 break
@@ -59,9 +59,9 @@ class Raw:
                 chunk = self.s.recv(65536)
                 if not chunk:
                     return True
-        except (socket.timeout, ConnectionResetError):
+        except socket.timeout:
             return False
-        except OSError:
+        except OSError:  # ConnectionResetError included: the server closed with a reset
             return True
 
     def close(self):
