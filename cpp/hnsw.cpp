@@ -382,7 +382,6 @@ void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef
   Entry* P = pool.data();
   uint32_t* todo = sc.todo.data();
   const size_t maxl = max_links(level);
-  const auto closer = [](float d, const Entry& e) { return d < e.first; };
 
   sc.test_and_set(ep);
   P[0] = {dist(q, ep), ep};
@@ -394,9 +393,9 @@ void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef
     if (level == 0) {
       size_t nx = cur + 1;
       while (nx < size && (P[nx].second & kDone)) ++nx;
-      if (nx < size) {
+      if (nx < size) {  // the header and links, not the code already measured
         const uint8_t* b = block(P[nx].second);
-        for (size_t off = 64; off < bsize_; off += 64) __builtin_prefetch(b + off);
+        for (size_t off = dcode_ & ~size_t(63); off < bsize_; off += 64) __builtin_prefetch(b + off);
       }
     }
     const uint32_t* lp = level == 0 ? hdr(c) : upper(c, level);
@@ -415,7 +414,16 @@ void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef
       const uint32_t t = todo[j];
       const float d = dist(q, t);
       if (size == ef && !(d < P[size - 1].first)) continue;
-      const size_t pos = size_t(std::upper_bound(P, P + size, d, closer) - P);
+      // Branch-free upper bound: the compare result picks the half by a
+      // conditional move, as std::upper_bound's mispredicted branches cost
+      // more than the search itself on a list this short.
+      const Entry* base = P;
+      for (size_t len = size; len > 1;) {
+        const size_t half = len / 2;
+        base = base[half].first <= d ? base + half : base;
+        len -= half;
+      }
+      const size_t pos = size_t(base - P) + (base->first <= d);
       const size_t tail = (size == ef ? ef - 1 : size) - pos;
       std::memmove(static_cast<void*>(P + pos + 1), P + pos, tail * sizeof(Entry));
       P[pos] = {d, t};
