@@ -153,6 +153,7 @@ Hnsw::Scratch* Hnsw::acquire() const {
   s->tmp.assign(dpad_, 0.f);
   s->qnorm.assign(dim_, 0.f);
   s->todo.resize(M0_ + 1);
+  s->dbuf.resize(M0_ + 1);
   s->links.resize(M0_ + 1);
   return s;
 }
@@ -409,10 +410,14 @@ void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef
         for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
       }
     }
+    // All distances first: independent loads that the core can overlap,
+    // where deciding on each before the next serialised the cache misses.
+    float* dj = sc.dbuf.data();
+    for (size_t j = 0; j < nt; ++j) dj[j] = dist(q, todo[j]);
     size_t lowest = size;  // first position that received a new entry
     for (size_t j = 0; j < nt; ++j) {
       const uint32_t t = todo[j];
-      const float d = dist(q, t);
+      const float d = dj[j];
       if (size == ef && !(d < P[size - 1].first)) continue;
       // Branch-free upper bound: the compare result picks the half by a
       // conditional move, as std::upper_bound's mispredicted branches cost
