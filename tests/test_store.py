@@ -132,6 +132,25 @@ def test_bulk_upsert_whose_sqlite_write_fails_leaves_the_index_unchanged(db, mon
     assert len(col) == 4000 and len(col._index) == 4000 and col.search(x[5] + 100, 1)[0].key == "new5"
 
 
+def test_bulk_upsert_with_a_bad_payload_leaves_everything_unchanged(db):
+    # the bulk index build starts before payloads are checked: a late refusal takes it back
+    col = db.create_collection("c", 8, index="hnsw", fields={"n": "numeric"})
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2000, 8)).astype(np.float32)
+    col.upsert([f"k{i}" for i in range(2000)], x, [{"n": i} for i in range(2000)])
+    bad = [{"n": i} for i in range(2000)]
+    bad[1500] = {"n": 1, "blob": object()}
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        col.upsert([f"new{i}" for i in range(2000)], x + 100, bad)
+    bad[1500] = {"n": "not a number"}
+    with pytest.raises(ValueError, match="'n'"):
+        col.upsert([f"k{i}" for i in range(2000)], x + 100, bad)  # replacing, too
+    assert len(col) == 2000 and len(col._index) == 2000 and col.get("new0") is None
+    assert all(h.key.startswith("k") for h in col.search(x[5] + 100, 3))
+    assert col.count("@n:[0 999]") == 1000
+    np.testing.assert_array_equal(col.get("k7").vector, x[7])
+
+
 def _truth(col_vectors, allowed, q, k, metric):
     d = reference_distances(q, col_vectors[allowed], metric)
     order = np.argsort(d, axis=1, kind="stable")[:, :k]

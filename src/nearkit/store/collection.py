@@ -329,23 +329,28 @@ class Collection:
         else:
             index.add(vecs, ids)
 
-    # A bulk upsert's SQLite transaction is mostly single-threaded Python and
-    # the index build runs in C++ without the GIL: overlapping the two keeps
-    # both cores busy. Small batches are not worth a thread.
+    # A bulk upsert's payload handling and SQLite transaction are single-threaded
+    # Python, and the index build runs in C++ without the GIL: starting the build
+    # first and doing the rest meanwhile keeps both cores busy. Small batches are
+    # not worth a thread.
     OVERLAP_MIN_ROWS = 1000
 
-    def _write_and_index(self, tx, x, new_ids):
-        """Write ``tx`` to SQLite and add the new rows to the index. A failed write
-        raises (and the index keeps none of the rows); a failed index add after a
-        good write is returned, for the caller to raise once its counters match SQLite."""
-        failure = []
+    def _write_and_index(self, make_tx, x, new_ids):
+        """Add the new rows to the index and write ``make_tx()``'s transaction to SQLite.
+
+        ``make_tx`` validates the payloads and returns the transaction. If it or the
+        write raises, the exception propagates and the index keeps none of the rows.
+        A failed index add after a good write is returned, for the caller to raise
+        once its counters match SQLite."""
         if len(new_ids) < self.OVERLAP_MIN_ROWS:
-            self._sql.write(tx)
+            self._sql.write(make_tx())
             try:
                 self._index_add(self._index, x, new_ids)
             except Exception as exc:
                 return exc
             return None
+
+        failure = []
 
         def build():
             try:
@@ -356,7 +361,7 @@ class Collection:
         worker = threading.Thread(target=build, name="nearkit-index-add")
         worker.start()
         try:
-            self._sql.write(tx)
+            self._sql.write(make_tx())
         except BaseException:
             worker.join()
             if not failure:
@@ -420,11 +425,6 @@ class Collection:
             payloads = list(payloads)
             if len(payloads) != n:
                 raise ValueError(f"got {len(payloads)} payloads for {n} keys")
-        recs = [self._fields.extract(p) for p in payloads]
-        try:
-            texts = [None if p is None else json.dumps(p) for p in payloads]
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
         if n == 0:
             return 0
 
@@ -436,22 +436,32 @@ class Collection:
             new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             seq = self._seq + 1
             cid = self._cid
+            rows = {}
 
-            def tx(conn):
-                # built here so that it overlaps the index build too
-                blobs = [x[i].tobytes() for i in range(n)]
-                if old_ids.size:
-                    conn.executemany(f"INSERT OR REPLACE INTO tomb_{cid}(id, seq) VALUES (?, ?)",
-                                     [(int(i), seq) for i in old_ids])
-                    conn.executemany(f"DELETE FROM items_{cid} WHERE id = ?", [(int(i),) for i in old_ids])
-                conn.executemany(
-                    f"INSERT INTO items_{cid}(id, key, seq, vector, payload) VALUES (?, ?, ?, ?, ?)",
-                    zip(new_ids.tolist(), keys, [seq] * n, blobs, texts))
-                conn.execute("UPDATE collections SET next_id = ?, seq = ? WHERE cid = ?",
-                             (int(new_ids[-1]) + 1, seq, cid))
+            def make_tx():
+                # Runs while a bulk index build is under way (see _write_and_index).
+                recs = [self._fields.extract(p) for p in payloads]
+                try:
+                    texts = [None if p is None else json.dumps(p) for p in payloads]
+                except (TypeError, ValueError) as exc:
+                    raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
+                rows.update(recs=recs, texts=texts)
+
+                def tx(conn):
+                    blobs = [x[i].tobytes() for i in range(n)]
+                    if old_ids.size:
+                        conn.executemany(f"INSERT OR REPLACE INTO tomb_{cid}(id, seq) VALUES (?, ?)",
+                                         [(int(i), seq) for i in old_ids])
+                        conn.executemany(f"DELETE FROM items_{cid} WHERE id = ?", [(int(i),) for i in old_ids])
+                    conn.executemany(
+                        f"INSERT INTO items_{cid}(id, key, seq, vector, payload) VALUES (?, ?, ?, ?, ?)",
+                        zip(new_ids.tolist(), keys, [seq] * n, blobs, texts))
+                    conn.execute("UPDATE collections SET next_id = ?, seq = ? WHERE cid = ?",
+                                 (int(new_ids[-1]) + 1, seq, cid))
+                return tx
 
             with self._rw.write():
-                index_error = self._write_and_index(tx, x, new_ids)
+                index_error = self._write_and_index(make_tx, x, new_ids)
                 self._next_id += n
                 self._seq = seq
                 if index_error is not None:  # SQLite has the rows; a reopen rebuilds them
@@ -459,7 +469,7 @@ class Collection:
                 self._version += 1
                 if old_ids.size:
                     self._index.remove(old_ids)
-                self._apply_upsert(keys, x, new_ids, texts, recs)
+                self._apply_upsert(keys, x, new_ids, rows["texts"], rows["recs"])
             n_new = sum(s is None for s in old_slots)
         self._after_write(n)
         return n_new
