@@ -16,6 +16,9 @@ clean float32 / int64 arrays:
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+
 import numpy as np
 
 from .. import _validate
@@ -34,6 +37,22 @@ def register(kind: str):
         return cls
 
     return deco
+
+
+@dataclass(frozen=True)
+class IndexImage:
+    """An index's file contents, detached from the index (see :meth:`Index.image`)."""
+
+    kind: str
+    dim: int
+    metric: str
+    params: dict
+    sections: dict
+
+    def save(self, path) -> None:
+        from ..io import write_index
+
+        write_index(path, self.kind, self.dim, self.metric, self.params, self.sections)
 
 
 class Index:
@@ -103,6 +122,20 @@ class Index:
         from ..io import write_index
 
         write_index(path, self.kind, self._dim, self._metric, self._params(), self._sections())
+
+    # True when _sections() returns fresh arrays that nothing else holds.
+    _sections_are_copies = False
+
+    def image(self) -> "IndexImage":
+        """A detached copy of what :meth:`save` writes.
+
+        Taking it is a memory copy; writing it (``image.save(path)``) can then run on
+        another thread while this index keeps changing.
+        """
+        sections = self._sections()
+        if not self._sections_are_copies:
+            sections = {name: np.array(a, copy=True) for name, a in sections.items()}
+        return IndexImage(self.kind, self._dim, self._metric, copy.deepcopy(self._params()), sections)
 
     # -- hooks ------------------------------------------------------------------
     def __len__(self) -> int:  # pragma: no cover - abstract

@@ -133,6 +133,8 @@ class HNSW(Index):
         return {"M": self._M, "ef_construction": self._ef_construction,
                 "ef_search": self._ef_search, "seed": self._seed}
 
+    _sections_are_copies = True  # export_arrays copies under the index's shared lock
+
     def _sections(self) -> dict:
         arrays = self._core.export_arrays()
         sections = {name: arrays[name] for name in _SECTION_NAMES}

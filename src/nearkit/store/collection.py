@@ -20,6 +20,7 @@ import inspect
 import json
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +110,7 @@ class Collection:
         self._next_id = meta["next_id"]
         self._seq = meta["seq"]
         self._snapshot_seq = -1
+        self._snapshot_thread: threading.Thread | None = None
         self._snapdir = snapshots.directory(db.path, self._cid)
         self._write_mutex = threading.Lock()
         self._rw = RWLock()
@@ -709,33 +711,84 @@ class Collection:
         Skipped (returns None) when nothing changed since the last snapshot, unless forced.
         """
         self._check_writable()
+        self._wait_for_snapshot()
         with self._write_mutex:
             if self._seq == self._snapshot_seq and not force:
                 return None
-            self._sql.flush()   # the snapshot must never cover an uncommitted change
-            seq = self._seq
-            with self._rw.read():
-                path = snapshots.write_snapshot(self._snapdir, seq, self._index)
-                params, sections = self._export_state()
-                snapshots.write_state(self._snapdir, seq, self.dim, self.metric, params, sections)
-            self._snapshot_seq = seq
-            self._changes = 0
+            job = self._take_snapshot()
+        return self._write_snapshot(job)
+
+    def _take_snapshot(self) -> dict:
+        """Copy what a snapshot holds (caller has the write mutex): a memory copy,
+        after which writing the files needs no lock and the collection may change."""
+        self._sql.flush()   # the snapshot must never cover an uncommitted change
+        with self._rw.read():
+            image = self._index.image()
+            params, sections = self._export_state()
+            sections = {name: np.array(a, copy=True) for name, a in sections.items()}
+        job = {"seq": self._seq, "previous": self._snapshot_seq, "changes": self._changes,
+               "image": image, "state": (params, sections)}
+        self._snapshot_seq = self._seq
+        self._changes = 0
+        return job
+
+    def _write_snapshot(self, job: dict) -> str:
+        """Write a taken snapshot's files, then drop old snapshots and the tombstones
+        no remaining snapshot needs. On failure the collection counts the changes
+        as unsnapshotted again; SQLite still holds everything."""
+        seq = job["seq"]
+        try:
+            path = snapshots.write_snapshot(self._snapdir, seq, job["image"])
+            params, sections = job["state"]
+            snapshots.write_state(self._snapdir, seq, self.dim, self.metric, params, sections)
             oldest = snapshots.prune(self._snapdir)
             if oldest is not None:
                 cid = self._cid
                 self._sql.write(lambda conn: conn.execute(f"DELETE FROM tomb_{cid} WHERE seq <= ?", (oldest,)))
-            return path
+        except BaseException:
+            with self._write_mutex:
+                if self._snapshot_seq == seq:
+                    self._snapshot_seq = job["previous"]
+                    self._changes += job["changes"]
+            raise
+        return path
+
+    # Automatic snapshots are written by a background thread: the write call that
+    # triggers one only pays for the memory copy, not for checksums and fsync.
+    def _snapshot_in_background(self) -> None:
+        self._wait_for_snapshot()
+        with self._write_mutex:
+            if self._closed or self._seq == self._snapshot_seq:
+                return
+            job = self._take_snapshot()
+
+        def run():
+            try:
+                self._write_snapshot(job)
+            except Exception as exc:  # noqa: BLE001 - reported, the data is safe in SQLite
+                warnings.warn(f"collection {self.name!r}: automatic snapshot failed ({exc}); "
+                              "every write is still in SQLite", RuntimeWarning, stacklevel=1)
+
+        self._snapshot_thread = threading.Thread(target=run, name=f"nearkit-snapshot-{self.name}")
+        self._snapshot_thread.start()
+
+    def _wait_for_snapshot(self) -> None:
+        thread = self._snapshot_thread
+        if thread is not None:
+            thread.join()
+            self._snapshot_thread = None
 
     def _after_write(self, rows: int) -> None:
         """Snapshot once enough has changed that replaying SQLite on open would get slow."""
         self._changes += rows
         every = self._db.auto_snapshot
         if every and self._changes >= max(every, len(self) // 2):
-            self.snapshot()
+            self._snapshot_in_background()
 
     def _close(self, snapshot: bool) -> None:
         if self._closed:
             return
+        self._wait_for_snapshot()
         if snapshot and not self._sql.read_only:
             self.snapshot()
         self._closed = True

@@ -144,6 +144,7 @@ class Database:
                 raise CollectionNotFound(f"no collection {name!r}")
             col = self._collections.pop(name, None)
             if col is not None:
+                col._wait_for_snapshot()  # its files must not land after the directory is gone
                 with col._write_mutex:
                     col._closed = True
             self._sql.drop_collection(meta["cid"])
