@@ -8,8 +8,9 @@ from .collection import Collection, Hit, Record
 from .db import CollectionNotFound, Database, open
 from .durability import DURABILITY_MODES, StoreLockedError
 from .filters import FilterError, FilterSyntaxError, parse_filter, to_filter
+from .keytable import KeyTable
 
 __all__ = [
     "DURABILITY_MODES", "Collection", "CollectionNotFound", "Database", "FilterError",
-    "FilterSyntaxError", "Hit", "Record", "StoreLockedError", "open", "parse_filter", "to_filter",
+    "FilterSyntaxError", "Hit", "KeyTable", "Record", "StoreLockedError", "open", "parse_filter", "to_filter",
 ]
