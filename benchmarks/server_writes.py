@@ -11,9 +11,12 @@ For each durability mode a fresh server with ``--data`` in a temporary directory
   for --duration seconds; under ``always`` every reply waits for its commit, and the
   connections served in one loop tick share it (group commit).
 
-Also the same phases without ``--data`` (memory only) as the reference. Prints JSON
-lines with rates and the load average; ``--src`` runs another checkout's ``src`` (to
-compare before/after on the same machine state).
+Also the same phases without ``--data`` (memory only) as the reference; and, less
+exposed to a busy machine, ``record``: the durable record alone, in a child process
+(``persist.Durable.flush`` of --n keys in batches of 500, then 1,000 one-key flushes
+as under ``always`` one loop tick with one write makes), best of --repeat runs, wall
+and CPU seconds. Prints JSON lines with rates and the load average; ``--src`` runs
+another checkout's ``src`` (to compare before/after on the same machine state).
 """
 
 from __future__ import annotations
@@ -115,6 +118,40 @@ def small_writes(port, clients, duration):
     return total / wall
 
 
+RECORD_CHILD = r"""
+import json, os, sys, tempfile, time
+import numpy as np
+from nearkit.server.keyspace import Keyspace
+from nearkit.server.persist import Durable
+
+mode, n, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+base = np.random.default_rng(0).standard_normal((n, dim)).astype(np.float32)
+d = Durable(os.path.join(tempfile.mkdtemp(prefix="nk-record-"), "data"), mode)
+ks = Keyspace()
+w0, c0 = time.perf_counter(), time.process_time()
+for s in range(0, n, 500):
+    for i in range(s, min(s + 500, n)):
+        ks.set(b"v:%d" % i, {b"v": base[i].tobytes(), b"tag": b"a"})
+    d.flush(ks)
+d.flush(ks, force=True)
+w1, c1 = time.perf_counter(), time.process_time()
+for i in range(1000):
+    ks.set(b"s:%d" % i, b"x" * 64)
+    d.flush(ks)
+d.flush(ks, force=True)
+w2, c2 = time.perf_counter(), time.process_time()
+d.close(ks)
+print(json.dumps({"batch_keys_per_s": n / (w1 - w0), "batch_cpu_s": c1 - c0,
+                  "single_flushes_per_s": 1000 / (w2 - w1), "single_cpu_ms": (c2 - c1)}))
+"""
+
+
+def record(src, mode, n, dim):
+    out = subprocess.run([sys.executable, "-c", RECORD_CHILD, mode, str(n), str(dim)],
+                         env=dict(os.environ, PYTHONPATH=src), capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20_000)
@@ -124,12 +161,24 @@ def main():
     ap.add_argument("--modes", default="memory,always,everysec,off")
     ap.add_argument("--src", default=os.path.join(ROOT, "src"), help="the nearkit source tree to run")
     ap.add_argument("--label", default="")
+    ap.add_argument("--record-only", action="store_true", help="only the in-process record phase")
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
     base = np.random.default_rng(0).standard_normal((args.n, args.dim)).astype(np.float32)
     emit(phase="setup", n=args.n, dim=args.dim, clients=args.clients, src=args.src, label=args.label,
          cpus=os.cpu_count(), loadavg=loadavg())
     for mode in args.modes.split(","):
+        if mode != "memory":
+            runs = [record(args.src, mode, args.n, args.dim) for _ in range(args.repeat)]
+            emit(phase="record", mode=mode, label=args.label,
+                 batch_keys_per_s=round(max(r["batch_keys_per_s"] for r in runs)),
+                 batch_cpu_s=round(min(r["batch_cpu_s"] for r in runs), 3),
+                 single_flushes_per_s=round(max(r["single_flushes_per_s"] for r in runs)),
+                 single_cpu_ms_per_1000=round(1000 * min(r["single_cpu_ms"] for r in runs), 1),
+                 loadavg=loadavg())
+        if args.record_only:
+            continue
         tmp = tempfile.mkdtemp(prefix="nk-writes-")
         data = None if mode == "memory" else os.path.join(tmp, "data")
         port = free_port()
