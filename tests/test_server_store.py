@@ -108,3 +108,18 @@ def test_everysec_and_off_keep_what_a_clean_shutdown_commits(tmp_path):
             assert 990 <= r.ttl("k:8") <= 1000 and r.ttl("k:9") == -1
         finally:
             s.stop()
+
+
+def test_record_encoding_round_trips_every_value_type():
+    from nearkit.server.keyspace import JsonDoc
+    from nearkit.server.persist import decode_record, encode_record
+
+    for value in (b"", b"\x00\xff" * 300, {}, {b"": b"", b"f": b"\x00" * 512, b"g\x00": b"v"}):
+        for exp in (None, 0, 1_700_000_000_123):
+            assert decode_record(encode_record(value, exp)) == (value, exp)
+    doc, exp = decode_record(encode_record(JsonDoc({"a": [1, 2.5, None, "é"]}), 5))
+    assert isinstance(doc, JsonDoc) and doc.value == {"a": [1, 2.5, None, "é"]} and exp == 5
+    with pytest.raises(TypeError, match="cannot store list"):
+        encode_record([1], None)
+    with pytest.raises(ValueError, match="unknown stored value kind 9"):
+        decode_record(b"\x09" + b"\xff" * 8 + b"x")
