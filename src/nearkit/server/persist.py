@@ -117,14 +117,11 @@ class Durable:
         # Index definition changes waiting for the next flush: name -> JSON bytes or None (drop).
         self._index_ops: dict = {}
         self._drop_all_indexes = False
+        self.indexes_pending = False  # a plain attribute: the server checks it for every reply
 
     @property
     def changes(self) -> int:
         return self.keys.changes
-
-    @property
-    def indexes_pending(self) -> bool:
-        return bool(self._index_ops) or self._drop_all_indexes
 
     # -- start-up ------------------------------------------------------------
     def load_keys(self):
@@ -139,13 +136,16 @@ class Durable:
     # -- writing -----------------------------------------------------------------
     def save_index(self, name: bytes, definition: dict) -> None:
         self._index_ops[name] = json.dumps(definition).encode()
+        self.indexes_pending = True
 
     def drop_index(self, name: bytes) -> None:
         self._index_ops[name] = None
+        self.indexes_pending = True
 
     def drop_all_indexes(self) -> None:
         self._index_ops.clear()
         self._drop_all_indexes = True
+        self.indexes_pending = True
 
     def write(self, keyspace) -> None:
         """Write the keys changed since the last call (``keyspace.dirty``) and pending
@@ -170,6 +170,7 @@ class Durable:
         keyspace.flushed_all = False
         self._index_ops = {}
         self._drop_all_indexes = False
+        self.indexes_pending = False
 
     def flush(self, keyspace, force: bool = False) -> None:
         """Write what changed; commit now when ``force`` (under always every write commits)."""
