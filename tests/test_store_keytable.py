@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import nearkit
-from nearkit.store import KeyTable, StoreLockedError
+from nearkit.store import KeyTable, KeyTableNotFound, StoreLockedError
 
 
 def test_upsert_delete_clear_and_reopen(tmp_path):
@@ -49,8 +49,9 @@ def test_upsert_delete_clear_and_reopen(tmp_path):
             t.get(b"z")
     with nearkit.open(path) as db:
         assert db.list_key_tables() == []
-        with pytest.raises(KeyError, match="no key table 'u'"):
+        with pytest.raises(KeyTableNotFound, match="no key table 'u'") as info:
             db.key_table("u", create=False)
+        assert str(info.value) == "no key table 'u' (key tables: none)"
 
 
 def test_bad_input_is_refused_clearly(tmp_path):

@@ -22,11 +22,11 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ..store import StoreLockedError
 from . import commands as _commands  # noqa: F401  (registers the commands)
 from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
 from .commands import COMMANDS, NOAUTH, CommandError, Offload, wrong_args
 from .keyspace import Keyspace
-from ..store import StoreLockedError
 from .persist import Durable, OldDataError
 from .protocol import Error, ProtocolError, RequestReader, encode_into
 from .search import SearchEngine

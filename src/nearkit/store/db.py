@@ -24,7 +24,7 @@ from . import keytable, snapshots
 from .collection import Collection, make_index
 from .durability import DURABILITY_MODES, SqliteStore, WriterLock
 from .fields import normalize_schema
-from .keytable import KeyTable
+from .keytable import KeyTable, KeyTableNotFound
 
 _OPEN: "weakref.WeakSet[Database]" = weakref.WeakSet()
 
@@ -168,7 +168,7 @@ class Database:
             if row is None:
                 if not create or self.read_only:
                     have = ", ".join(self.list_key_tables()) or "none"
-                    raise KeyError(f"no key table {name!r} (key tables: {have})")
+                    raise KeyTableNotFound(f"no key table {name!r} (key tables: {have})")
                 tid = keytable.create_table(self._sql, name)
                 row = (tid, name, 0)
             kt = KeyTable(self, *row)
@@ -192,7 +192,7 @@ class Database:
         with self._mutex:
             row = next((r for r in keytable.list_tables(self._sql) if r[1] == name), None)
             if row is None:
-                raise KeyError(f"no key table {name!r}")
+                raise KeyTableNotFound(f"no key table {name!r}")
             kt = self._key_tables.pop(name, None)
             if kt is not None:
                 kt._dropped = True

@@ -27,6 +27,11 @@ from __future__ import annotations
 import sqlite3
 
 
+class KeyTableNotFound(KeyError):
+    def __str__(self):
+        return str(self.args[0])
+
+
 def _blob(x, what: str) -> bytes:
     if type(x) is bytes:
         return x
