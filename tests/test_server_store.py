@@ -35,6 +35,8 @@ def test_second_server_on_the_same_data_is_refused(tmp_path):
         assert "Traceback" not in err
         assert f"already open for writing by process {first.proc.pid}" in err, err
         assert data in err
+        with pytest.raises(StoreLockedError, match=f"process {first.proc.pid}"):
+            nearkit.open(data)  # nor can another program open it to write
         # The first keeps serving, reads and writes.
         assert r.get("a") == b"1"
         r.set("b", "2")
@@ -74,6 +76,36 @@ def test_store_writer_refused_while_the_server_runs(tmp_path):
         s.stop()
     with nearkit.open(data) as db:  # the lock went with the server
         assert db.key_table("server.keys").changes == 1
+
+
+def test_everysec_kill9_loses_at_most_about_a_second(tmp_path):
+    import time
+
+    data = str(tmp_path / "data")
+    srv = ProcessServer("--data", data, "--durability", "everysec")
+    acked = []
+    try:
+        r = redis.Redis(port=srv.port, protocol=2)
+        t_end = time.time() + 2.5
+        while time.time() < t_end:
+            r.set(f"k{len(acked)}", str(len(acked)))
+            acked.append(time.time())
+        srv.kill9()
+        t_kill = time.time()
+    finally:
+        srv.stop()
+    srv = ProcessServer("--data", data, "--durability", "everysec")
+    try:
+        r = redis.Redis(port=srv.port, protocol=2)
+        n = r.dbsize()
+        # One client wrote in order: what survived is a prefix, never a hole...
+        assert n == 0 or r.get(f"k{n - 1}") == str(n - 1).encode()
+        assert not r.exists(f"k{n}")
+        # ...that holds every write acknowledged more than 1.5 s before the kill.
+        old = sum(t < t_kill - 1.5 for t in acked)
+        assert old > 0 and n >= old, (n, old, len(acked))
+    finally:
+        srv.stop()
 
 
 def test_old_server_format_is_refused_not_ignored(tmp_path):
