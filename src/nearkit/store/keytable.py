@@ -183,7 +183,9 @@ class KeyTable:
         return self._sql.read(f"SELECT COUNT(*) FROM {self._table}")[0][0]
 
     def items(self):
-        """Yield every ``(key, value)``, in key order (read in batches)."""
+        """Yield every ``(key, value)``, in key order (read in batches). The store's lock
+        is held until the iteration ends: other threads' writes wait, and writing to
+        the table from inside the loop is not supported."""
         self._check()
         for rows in self._sql.iter_rows(f"SELECT key, value FROM {self._table} ORDER BY key"):
             yield from rows
