@@ -11,6 +11,9 @@ from 1, 8 and 32 concurrent client processes, all on loopback; each setting runs
 is shared). Recall@10 is measured against exact numpy search. Prints JSON lines, with the ratios
 nearkit / Redis from this one run and the load average.
 
+``--durability MODE`` runs nearkit with ``--data`` (a temporary directory) in that
+mode, to see what the durable record costs the load; by default it keeps nothing.
+
 The reference Redis is started with ../shared/redis/start_reference_redis.sh
 (or pass --redis-port of a running one).
 """
@@ -149,6 +152,9 @@ def main():
     ap.add_argument("--efs", default="10,100")
     ap.add_argument("--redis-port", type=int, default=None)
     ap.add_argument("--trials", type=int, default=2, help="runs per setting; the best is kept")
+    ap.add_argument("--durability", choices=("always", "everysec", "off"), default=None,
+                    help="run nearkit with --data (a temporary directory) and this durability "
+                         "mode; default: memory only, like a Redis without persistence")
     args = ap.parse_args()
 
     from nearkit.datasets import synthetic_clustered
@@ -159,7 +165,7 @@ def main():
     truth = np.argsort(d, axis=1)[:, :10]
     emit(phase="setup", n_base=args.n_base, dim=args.dim, queries=args.queries,
          data="synthetic_clustered(64 clusters)", index="HNSW M=16 EF_CONSTRUCTION=200 L2",
-         cpus=os.cpu_count(), loadavg=loadavg())
+         nearkit_durability=args.durability or "memory", cpus=os.cpu_count(), loadavg=loadavg())
 
     started = []
     if args.redis_port is None:
@@ -178,8 +184,13 @@ def main():
     import nearkit
 
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(nearkit.__file__))))
-    nk = subprocess.Popen([sys.executable, "-m", "nearkit.server", "--port", str(nk_port)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nk_args = [sys.executable, "-m", "nearkit.server", "--port", str(nk_port)]
+    if args.durability is not None:
+        import tempfile
+
+        nk_data = tempfile.mkdtemp(prefix="nk-bench-data-")
+        nk_args += ["--data", nk_data, "--durability", args.durability]
+    nk = subprocess.Popen(nk_args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(nk_port)
     servers = {"redis": redis_port, "nearkit": nk_port}
     results = {}
@@ -224,7 +235,11 @@ def main():
                      recall_redis=round(results.get(("recall", "redis", ef), float("nan")), 4))
     finally:
         nk.send_signal(signal.SIGTERM)
-        nk.wait(30)
+        nk.wait(120)
+        if args.durability is not None:
+            import shutil
+
+            shutil.rmtree(nk_data, ignore_errors=True)
         for pid in started:
             os.kill(pid, signal.SIGTERM)
 

@@ -42,7 +42,7 @@ def _truth(docs, q, k=10):
 
 
 def _snapshot_files(data):
-    root = os.path.join(data, "index-snapshots")
+    root = os.path.join(data, "snapshots", "server-indexes")
     return sorted(os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs)
 
 

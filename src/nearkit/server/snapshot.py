@@ -1,7 +1,9 @@
 """Snapshots of the server's HNSW graphs, so a restart need not rebuild them.
 
-SQLite (``persist.py``) stays the one durable record; a snapshot only saves time.
-For each search index with HNSW fields, ``<data>/index-snapshots/<index hex>/``
+The store's SQLite (``persist.py``) stays the one durable record; a snapshot only
+saves time. For each search index with HNSW fields,
+``<data>/snapshots/server-indexes/<index hex>/`` (beside the store's collection
+snapshots in ``<data>/snapshots/<collection id>/``)
 holds ``<seq>.state`` (the index definition, which key owns which slot, and every
 field's vectors by slot) and, per HNSW field, ``<field hex>/<seq>.nki`` (the
 graph, saved with ``Index.save``). ``seq`` is the durable change counter at the
@@ -27,7 +29,7 @@ from ..store import snapshots as _snaps
 
 log = logging.getLogger("nearkit.server")
 
-DIRNAME = "index-snapshots"
+DIRNAME = os.path.join("snapshots", "server-indexes")
 
 
 def _definition_hash(idx) -> str:
