@@ -40,6 +40,19 @@ def register(kind: str):
 
 
 @dataclass(frozen=True)
+class SlotFilter:
+    """A search filter given directly over an index's internal slots.
+
+    ``mask[s]`` allows slot ``s`` (see :meth:`Index.slot_labels`); its length must be
+    the index's current slot count. Callers that filter the same index many times
+    (the store does) build it once per index version instead of translating ids on
+    every query.
+    """
+
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
 class IndexImage:
     """An index's file contents, detached from the index (see :meth:`Index.image`)."""
 
@@ -100,19 +113,30 @@ class Index:
         """Return (ids, distances) of the k nearest, shapes (nq, k) (1-D for one query).
 
         Fewer than k hits are padded with id -1 and distance +inf. ``filter`` is a
-        boolean mask over ids or an array of allowed ids.
+        boolean mask over ids, an array of allowed ids, or a :class:`SlotFilter`.
         """
         q, was_1d = self._vectors(queries, "queries")
         k = _validate.check_k(k)
         threads = _validate.check_threads(threads)
-        # _slot_labels() may copy a large array: only ask for it when filtering.
-        mask = None if filter is None else _validate.filter_to_slot_mask(filter, self._slot_labels())
+        if isinstance(filter, SlotFilter):
+            mask = _validate.check_slot_mask(filter.mask, self._slot_count())
+        else:
+            # _slot_labels() may copy a large array: only ask for it when filtering.
+            mask = None if filter is None else _validate.filter_to_slot_mask(filter, self._slot_labels())
         if q.shape[0] == 0:
             ids = np.empty((0, k), np.int64)
             dist = np.empty((0, k), np.float32)
         else:
             ids, dist = self._search(q, k, mask, threads, **params)
         return (ids[0], dist[0]) if was_1d else (ids, dist)
+
+    def slot_labels(self) -> np.ndarray:
+        """The id held by each internal slot (-1 for an empty one), in slot order.
+
+        For callers that keep their own per-slot data and build :class:`SlotFilter`
+        masks from it; valid until the index next changes.
+        """
+        return np.array(self._slot_labels(), copy=True)
 
     def remove(self, ids) -> int:
         """Remove the given ids; returns how many were present."""
@@ -152,6 +176,9 @@ class Index:
 
     def _slot_labels(self) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _slot_count(self) -> int:
+        return len(self._slot_labels())
 
     def _params(self) -> dict:
         return {}

@@ -123,6 +123,11 @@ class HNSW(Index):
             return self._mapped["labels"]
         return self._core.slot_labels()
 
+    def _slot_count(self) -> int:
+        if self._mapped is not None:
+            return len(self._mapped["labels"])
+        return self._core.n_slots
+
     def _default_ids(self, n: int) -> np.ndarray:
         # Same rule as Index (after the largest id) without copying the label array.
         start = self._core.max_label + 1

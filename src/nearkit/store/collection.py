@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import _core, _validate
 from .._sync import RWLock
+from ..indexes.base import SlotFilter
 from ..metrics import COSINE, METRIC_CODES, normalize_rows
 from . import snapshots
 from .fields import FieldIndex, pack_strings, unpack_strings
@@ -665,19 +666,17 @@ class Collection:
         cached = self._slot_map
         if cached is not None and cached[0] == self._version:
             return cached[1]
-        labels = self._index._slot_labels()
+        labels = self._index.slot_labels()
         m = np.where(labels >= 0, self._slot_of_id[np.clip(labels, 0, None)], -1)
         self._slot_map = (self._version, m)
         return m
 
     def _filtered_index_search(self, q, k, mask, search_params):
-        """Index search restricted to ``mask`` (over our slots), via the index's search hook."""
+        """Index search restricted to ``mask`` (over our slots), as a mask over the index's slots."""
         m = self._index_slot_map()
         ext = np.zeros(self._n_slots + 1, dtype=bool)   # the extra False answers slot -1
         ext[: self._n_slots] = mask
-        index_mask = ext[m].view(np.uint8)
-        pq, _ = self._index._vectors(q, "queries")
-        return self._index._search(pq, k, index_mask, 1, **search_params)
+        return self._index.search(q, k, filter=SlotFilter(ext[m]), threads=1, **search_params)
 
     def search_radius(self, vector, radius, where=None, params=None, limit: int | None = None):
         """Every row within ``radius`` (inclusive) of ``vector`` passing ``where``, nearest first."""
