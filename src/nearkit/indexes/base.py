@@ -70,6 +70,8 @@ class IndexImage:
 
 class Index:
     kind = "abstract"
+    # True when add() takes ``threads`` (building the structure on several cores).
+    parallel_add = False
 
     def __init__(self, dim: int, metric: str = "l2"):
         self._dim = _validate.check_positive_int(dim, "dim")

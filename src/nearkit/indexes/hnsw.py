@@ -104,6 +104,8 @@ class HNSW(Index):
         return self._core.search(q, k, ef, mask, threads)
 
     # -- mutation ---------------------------------------------------------------
+    parallel_add = True
+
     def add(self, vectors, ids=None, threads=None) -> None:
         """Add vectors (re-adding an id replaces its vector); ``threads`` builds in parallel."""
         if self._core.readonly:

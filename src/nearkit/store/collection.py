@@ -16,7 +16,6 @@ its own slots, and a query the index cannot fill is answered exactly instead.
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 import time
@@ -322,12 +321,8 @@ class Collection:
 
     @staticmethod
     def _index_add(index, vecs, ids):
-        """Add with all cores when the index's add takes a ``threads`` argument."""
-        try:
-            takes_threads = "threads" in inspect.signature(type(index)._add).parameters
-        except (TypeError, ValueError):
-            takes_threads = False
-        if takes_threads:
+        """Add with all cores when the index can build in parallel."""
+        if index.parallel_add:
             index.add(vecs, ids, threads=-1)
         else:
             index.add(vecs, ids)
