@@ -366,6 +366,32 @@ uint32_t Hnsw::greedy(const Query& q, uint32_t ep, int from_level, int to_level)
 
 // Best-first search of one layer. Leaves the ef best eligible nodes in sc.res
 // (a max-heap on distance). Eligible: a live slot that passes the mask.
+// A node's header and links (not its code, which the walk has already measured).
+inline void Hnsw::prefetch_links(uint32_t s) const {
+  const uint8_t* b = block(s);
+  for (size_t off = dcode_ & ~size_t(63); off < bsize_; off += 64) __builtin_prefetch(b + off);
+}
+
+// Collects c's neighbours on `level` not yet visited (marking them) into todo and
+// starts fetching their codes; returns how many. Every line of each code: at
+// 128-d it spans two, and fetching only the first left the second as a full
+// miss inside the distance.
+inline size_t Hnsw::unvisited_neighbours(uint32_t c, int level, size_t maxl, Scratch& sc,
+                                         uint32_t* todo) const {
+  const uint32_t* lp = level == 0 ? hdr(c) : upper(c, level);
+  const size_t cnt = std::min<size_t>(load_acquire(lp) & kCountMask, maxl);
+  size_t nt = 0;
+  for (size_t j = 0; j < cnt; ++j) {
+    const uint32_t t = load_relaxed(lp + 1 + j);
+    if (!sc.test_and_set(t)) {
+      todo[nt++] = t;
+      const uint8_t* ct = code(t);
+      for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
+    }
+  }
+  return nt;
+}
+
 // Best-first walk of one layer when every reachable node is eligible (no filter,
 // no free slots): one array of the ef best nodes seen so far, sorted by distance,
 // each marked once expanded, stands in for the two heaps of the general walk.
@@ -394,22 +420,9 @@ void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef
     if (level == 0) {
       size_t nx = cur + 1;
       while (nx < size && (P[nx].second & kDone)) ++nx;
-      if (nx < size) {  // the header and links, not the code already measured
-        const uint8_t* b = block(P[nx].second);
-        for (size_t off = dcode_ & ~size_t(63); off < bsize_; off += 64) __builtin_prefetch(b + off);
-      }
+      if (nx < size) prefetch_links(P[nx].second);
     }
-    const uint32_t* lp = level == 0 ? hdr(c) : upper(c, level);
-    size_t cnt = std::min<size_t>(load_acquire(lp) & kCountMask, maxl);
-    size_t nt = 0;
-    for (size_t j = 0; j < cnt; ++j) {
-      uint32_t t = load_relaxed(lp + 1 + j);
-      if (!sc.test_and_set(t)) {
-        todo[nt++] = t;
-        const uint8_t* ct = code(t);
-        for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
-      }
-    }
+    const size_t nt = unvisited_neighbours(c, level, maxl, sc, todo);
     // All distances first: independent loads that the core can overlap,
     // where deciding on each before the next serialised the cache misses.
     float* dj = sc.dbuf.data();
@@ -484,24 +497,8 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
     // The likely next node to expand: fetch its links now, while this node's
     // neighbours are processed (fetching them just before use would not hide
     // the latency). A better neighbour found below may take its turn instead.
-    if (level == 0 && !cand.empty()) {
-      const uint8_t* b = block(cand.front().second);
-      for (size_t off = 64; off < bsize_; off += 64) __builtin_prefetch(b + off);
-    }
-
-    const uint32_t* lp = level == 0 ? hdr(c) : upper(c, level);
-    size_t cnt = std::min<size_t>(load_acquire(lp) & kCountMask, maxl);
-    size_t nt = 0;
-    for (size_t j = 0; j < cnt; ++j) {
-      uint32_t t = load_relaxed(lp + 1 + j);
-      if (!sc.test_and_set(t)) {
-        todo[nt++] = t;
-        // Every line of the code: at 128-d it spans two, and fetching only
-        // the first left the second as a full miss inside the distance.
-        const uint8_t* ct = code(t);
-        for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
-      }
-    }
+    if (level == 0 && !cand.empty()) prefetch_links(cand.front().second);
+    const size_t nt = unvisited_neighbours(c, level, maxl, sc, todo);
     for (size_t j = 0; j < nt; ++j) {
       uint32_t t = todo[j];
       float d = dist(q, t);
