@@ -1,19 +1,15 @@
 """Key tables: durable bytes -> bytes maps in the store (db.key_table), their atomic
 batches, and each durability mode's crash promise (SIGKILL of a writer process)."""
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 
 import numpy as np
 import pytest
 
 import nearkit
 from nearkit.store import KeyTable, KeyTableNotFound, StoreLockedError
+
+from crash_helpers import run_and_kill
 
 
 def test_upsert_delete_clear_and_reopen(tmp_path):
@@ -160,37 +156,6 @@ while True:
 '''
 
 
-def _run_child(tmp_path, path, mode, seed, kill_after):
-    script = tmp_path / "kt_writer.py"
-    script.write_text(CHILD)
-    r, w = os.pipe()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.Popen([sys.executable, str(script), str(path), mode, str(seed), str(w)],
-                            pass_fds=(w,), env=env, stderr=subprocess.PIPE)
-    os.close(w)
-    lines, ready = [], threading.Event()
-
-    def pump():
-        with os.fdopen(r, "rb") as f:
-            for line in f:
-                lines.append(json.loads(line))
-                if "ready" in lines[-1]:
-                    ready.set()
-
-    t = threading.Thread(target=pump)
-    t.start()
-    if not ready.wait(60):
-        proc.kill()
-        raise AssertionError("writer never became ready: " + proc.stderr.read().decode()[-2000:])
-    time.sleep(kill_after)
-    proc.send_signal(signal.SIGKILL)
-    t_kill = time.time()
-    proc.wait()
-    t.join()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    return [x for x in lines if "begin" in x], {x["ack"]: x["t"] for x in lines if "ack" in x}, t_kill
-
-
 def _matching_prefixes(start, start_changes, start_last, begun, got, got_changes, got_last):
     """Every m such that ops begun[:m] applied to ``start`` give exactly the recovered
     table, its change counter, and the other table's row written in the same batch."""
@@ -229,7 +194,7 @@ def test_sigkill_keeps_the_modes_promise(tmp_path, mode, rounds):
     state, changes, last = {}, 0, None
     for rnd in range(rounds):
         kill_after = float(rng.uniform(0.3, 1.0)) if mode == "always" else float(rng.uniform(2.0, 2.6))
-        begun, acks, t_kill = _run_child(tmp_path, path, mode, rnd + 1, kill_after)
+        begun, acks, t_kill = run_and_kill(tmp_path, CHILD, [path, mode, rnd + 1], kill_after)
         assert len(acks) >= 3, "the writer made too little progress to test anything"
         got, got_changes, got_last = _recovered(path)
         ok = _matching_prefixes(state, changes, last, begun, got, got_changes, got_last)
