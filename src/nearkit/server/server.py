@@ -317,7 +317,9 @@ class Server:
             # that are not committed yet (a crash would leave it newer than the record).
             d.flush(self.keyspace, force=True)
             self._snapshot_at = d.changes
-            self.search.save_snapshots(only_stale=force)
+            # Periodic snapshots are written in the background; the one at shutdown
+            # is on disk before the server exits.
+            self.search.save_snapshots(only_stale=force, background=not force)
 
     def next_client_id(self) -> int:
         self._client_ids += 1
@@ -410,6 +412,7 @@ class Server:
                 self.maybe_snapshot(force=True)
             except Exception:
                 log.exception("index snapshot at shutdown failed")
+            self.search.snapshot_writer.close()
             self.durable.close(self.keyspace)
             self.durable = None
         for client in list(self.clients):
