@@ -164,6 +164,8 @@ NEARKIT_BIND(bind_hnsw) {
             if (quant.shape(0) != 2 || quant.shape(1) != (h.dim() + 15) / 16 * 16)
               throw std::invalid_argument("HNSW file: bad quantiser section");
             nk::HnswState st{entry, max_level, n};
+            // The arrays stay referenced by the caller for the whole call.
+            nb::gil_scoped_release release;
             h.attach(blocks.data(), blocks.shape(0) * blocks.shape(1), vectors.data(),
                      labels.data(), levels.data(), offsets.data(), upper.data(), upper.shape(0),
                      quant.data(), st, borrow);

@@ -20,6 +20,7 @@ import json
 import threading
 import time
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,17 @@ def _grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
     new = np.zeros(shape, dtype=arr.dtype) if not fill else np.full(shape, fill, dtype=arr.dtype)
     new[: arr.shape[0]] = arr
     return new
+
+
+def _load_in_background(path: str) -> Future:
+    """``nearkit.load(path)`` on a worker thread; the Future remembers the path."""
+    from ..io import load
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearkit-load")
+    future = pool.submit(load, path)
+    future.path = path
+    pool.shutdown(wait=False)
+    return future
 
 
 def make_index(kind: str, dim: int, metric: str, params: dict):
@@ -157,6 +169,13 @@ class Collection:
     def _load(self) -> None:
         """Bring memory up (state snapshot + replay, or every SQLite row), then the index."""
         t0 = time.perf_counter()
+        # Reading, checking and attaching the newest index snapshot is mostly I/O,
+        # checksums and C++ without the GIL: do it on another thread while this one
+        # rebuilds the Python-side memory.
+        early = None
+        newest = snapshots.list_snapshots(self._snapdir)[:1]
+        if newest and newest[0][0] <= self._seq:
+            early = _load_in_background(newest[0][1])
         state_errors, state_seq = [], None
         for seq, path in snapshots.list_snapshots(self._snapdir, snapshots.STATE):
             try:
@@ -172,7 +191,7 @@ class Collection:
         if state_seq is None:
             self._load_rows()
         t_rows = time.perf_counter() - t0
-        self._index = self._recover_index()
+        self._index = self._recover_index(early)
         self._changes = self.recovery["replayed"]   # a big replay makes the next write snapshot
         self.recovery.update(state_source="snapshot" if state_seq is not None else "sqlite",
                              state_seq=state_seq, state_errors=state_errors,
@@ -280,7 +299,9 @@ class Collection:
         if n_rows != len(self._key_to_slot):
             raise ValueError(f"after replay memory holds {len(self._key_to_slot)} rows, SQLite {n_rows}")
 
-    def _recover_index(self):
+    def _recover_index(self, early=None):
+        """The index: newest usable snapshot + SQLite's changes after it, else a rebuild.
+        ``early`` is a Future loading one snapshot file, started by _load."""
         from ..io import load
 
         errors = []
@@ -290,7 +311,7 @@ class Collection:
             try:
                 if snap_seq > self._seq:
                     raise ValueError(f"snapshot seq {snap_seq} is ahead of the store (seq {self._seq})")
-                idx = load(path)
+                idx = early.result() if early is not None and early.path == path else load(path)
                 if not isinstance(idx, cls) or idx.dim != self.dim or idx.metric != self.metric:
                     raise ValueError(f"snapshot holds a {type(idx).__name__} dim={idx.dim} metric={idx.metric}")
                 gone = np.array([r[0] for r in self._sql.read(
