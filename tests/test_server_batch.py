@@ -1,0 +1,184 @@
+"""KNN requests from many connections answered as one batched graph search: each
+connection still gets its own replies, byte for byte what it gets alone, in request
+order, with errors confined to the request that caused them."""
+
+import socket
+import time
+
+import hiredis
+import numpy as np
+import pytest
+
+from server_helpers import ThreadServer
+
+DIM = 16
+N = 3000
+
+
+def _cmd(*args) -> bytes:
+    args = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+class Conn:
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.reader = hiredis.Reader()
+
+    def send(self, data: bytes):
+        self.s.sendall(data)
+
+    def replies(self, n: int) -> list:
+        out = []
+        deadline = time.time() + 20
+        while len(out) < n and time.time() < deadline:
+            r = self.reader.gets()
+            if r is not False:
+                out.append(r)
+                continue
+            chunk = self.s.recv(1 << 16)
+            if not chunk:
+                break
+            self.reader.feed(chunk)
+        return out
+
+    def call(self, *args):
+        self.send(_cmd(*args))
+        return self.replies(1)[0]
+
+    def close(self):
+        self.s.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = ThreadServer()
+    c = Conn(s.port)
+    assert c.call("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA", "g", "TAG",
+                  "v", "VECTOR", "HNSW", "6", "TYPE", "FLOAT32", "DIM", DIM,
+                  "DISTANCE_METRIC", "L2") == b"OK"
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal((N, DIM)).astype(np.float32)
+    c.send(b"".join(_cmd("HSET", f"d:{i}", "g", "ab"[i % 2], "v", base[i].tobytes())
+                    for i in range(N)))
+    assert c.replies(N) == [2] * N
+    c.close()
+    yield s
+    s.stop()
+
+
+def _knn(blob, k=10, ef=None):
+    ef_txt = f" EF_RUNTIME {ef}" if ef else ""
+    return ("FT.SEARCH", "idx", f"*=>[KNN {k} @v $b{ef_txt} AS d]", "SORTBY", "d",
+            "RETURN", "1", "d", "LIMIT", "0", str(k), "PARAMS", "2", "b", blob, "DIALECT", "2")
+
+
+def _script(rng, c):
+    """Connection c's requests: fast-path KNN (two k/EF_RUNTIME groups), a hybrid
+    filter, a NaN query, a wrong-size blob, RETURN of a field, and a write."""
+    q = rng.standard_normal((4, DIM)).astype(np.float32)
+    nan = q[3].copy()
+    nan[c % DIM] = np.nan
+    reqs = [
+        _knn(q[0].tobytes()),
+        _knn(q[1].tobytes(), k=5, ef=40),
+        ("PING",),
+        _knn(q[2].tobytes()),
+        ("FT.SEARCH", "idx", "(@g:{a})=>[KNN 5 @v $b AS d]", "SORTBY", "d", "RETURN", "2", "d",
+         "g", "PARAMS", "2", "b", q[0].tobytes(), "DIALECT", "2"),
+        _knn(nan.tobytes()),
+        _knn(q[1].tobytes()[:-4]),  # blob too short: an error for this request only
+        ("SET", f"other:{c}", "x"),  # outside the index's prefix: results do not change
+        _knn(q[3].tobytes(), k=5, ef=40),
+        _knn(q[2].tobytes()),
+    ]
+    return [_cmd(*r) for r in reqs]
+
+
+def test_batched_knn_from_many_connections_matches_one_at_a_time(server):
+    rng = np.random.default_rng(1)
+    n_conns = 12
+    scripts = [_script(rng, c) for c in range(n_conns)]
+    # Expected: every request sent alone on a single connection (nothing to batch with).
+    alone = Conn(server.port)
+    alone.call(*_knn(np.zeros(DIM, np.float32).tobytes()))  # the fast path knows the query now
+    alone.call(*_knn(np.zeros(DIM, np.float32).tobytes(), k=5, ef=40))
+    expected = [[None] * len(s) for s in scripts]
+    for c, s in enumerate(scripts):
+        for j, r in enumerate(s):
+            alone.send(r)
+            expected[c][j] = alone.replies(1)[0]
+    alone.close()
+    assert any(isinstance(x, hiredis.ReplyError) for x in expected[0])  # the bad blob
+    assert expected[0][0][0] == 10 and len(expected[0][0]) == 21
+
+    before = server.server.knn_batched_queries
+    conns = [Conn(server.port) for _ in range(n_conns)]
+    for c, s in zip(conns, scripts):  # everything in flight before any reply is read
+        c.send(b"".join(s))
+    got = [c.replies(len(s)) for c, s in zip(conns, scripts)]
+    for c in conns:
+        c.close()
+    for c in range(n_conns):
+        assert len(got[c]) == len(expected[c])
+        for j, (g, e) in enumerate(zip(got[c], expected[c])):
+            if isinstance(e, hiredis.ReplyError):
+                assert isinstance(g, hiredis.ReplyError) and str(g) == str(e), (c, j)
+            else:
+                assert g == e, (c, j)
+    assert server.server.knn_batched_queries > before  # the batched search did run
+
+
+def test_batched_knn_with_resp3_and_closed_connections(server):
+    rng = np.random.default_rng(2)
+    q = rng.standard_normal((8, DIM)).astype(np.float32)
+    alone = Conn(server.port)
+    want = [alone.call(*_knn(v.tobytes())) for v in q]
+    alone.send(_cmd("HELLO", "3"))
+    alone.replies(1)
+    want3 = [alone.call(*_knn(v.tobytes())) for v in q]
+    alone.close()
+
+    conns = [Conn(server.port) for _ in range(8)]
+    resp3 = conns[:3]
+    for c in resp3:
+        c.call("HELLO", "3")
+    quitters = [Conn(server.port) for _ in range(4)]
+    for c in quitters:  # requests whose connections are gone when the batch runs
+        c.send(b"".join(_cmd(*_knn(v.tobytes())) for v in q))
+        c.close()
+    for c in conns:
+        c.send(b"".join(_cmd(*_knn(v.tobytes())) for v in q))
+    for i, c in enumerate(conns):
+        assert c.replies(len(q)) == (want3 if c in resp3 else want), i
+        c.close()
+    # The server is still fine.
+    c = Conn(server.port)
+    assert c.call("PING") == b"PONG"
+    c.close()
+
+
+def test_batched_knn_survives_writes_in_between(server):
+    """A write on one connection between KNN requests of others: each request sees
+    the index as of its position in its own connection's stream."""
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal(DIM).astype(np.float32)
+    key = b"d:new-near"
+    conns = [Conn(server.port) for _ in range(6)]
+    writer = Conn(server.port)
+    try:
+        for c in conns:
+            c.send(_cmd(*_knn(v.tobytes(), k=3)))
+        writer.send(_cmd("HSET", key, "g", "a", "v", v.tobytes()))
+        assert writer.replies(1) == [2]
+        for c in conns:  # after the write was acknowledged: the new document is nearest
+            c.replies(1)
+            c.send(_cmd(*_knn(v.tobytes(), k=3)))
+        for c in conns:
+            r = c.replies(1)[0]
+            assert r[1] == key and r[2] == [b"d", b"0"]
+    finally:
+        writer.call("DEL", key)
+        writer.close()
+        for c in conns:
+            c.close()
