@@ -182,3 +182,35 @@ def test_batched_knn_survives_writes_in_between(server):
         writer.close()
         for c in conns:
             c.close()
+
+
+def test_resp2_knn_replies_encodes_like_python():
+    """The C++ encoder of the plain KNN reply against the same reply built in Python."""
+    from nearkit import _core
+
+    rng = np.random.default_rng(4)
+    n_slots = 50
+    slot_key = [b"k:%d" % s if s % 7 else None for s in range(n_slots)]  # None: freed slot
+    live = {k: 1 for k in slot_key[::2] if k is not None}  # the others deleted/expired
+    mags = 10.0 ** rng.integers(-30, 30, (40, 12))
+    dist = (rng.standard_normal((40, 12)) * mags).astype(np.float32)
+    dist[0, :3] = [0.0, np.inf, 1e-45]
+    ids = rng.integers(0, n_slots + 5, (40, 12)).astype(np.int64)  # some beyond slot_key
+    ids[1, 7:] = -1  # fewer results than k
+    ids[2, :] = -1
+    tail = b"*2\r\n$5\r\nscore\r\n"
+    for lo, hi in ((0, 12), (3, 8), (11, 20)):
+        got = _core.resp2_knn_replies(ids, dist, lo, hi, slot_key, live, tail)
+        assert len(got) == ids.shape[0]
+        for r in range(ids.shape[0]):
+            total = int((ids[r] >= 0).sum())
+            parts = []
+            for s, d in zip(ids[r][lo:min(hi, total)].tolist(), dist[r][lo:min(hi, total)].tolist()):
+                key = slot_key[s] if s < n_slots else None
+                if key is None or key not in live:
+                    continue
+                v = b"%.12g" % d
+                parts.append(b"$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (len(key), key, tail, len(v), v))
+            assert got[r] == b"*%d\r\n:%d\r\n" % (1 + 2 * len(parts), total) + b"".join(parts), r
+    with pytest.raises(ValueError):
+        _core.resp2_knn_replies(ids, dist[:, :5], 0, 10, slot_key, live, tail)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _core
+
 from ..store.filters import (
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
@@ -354,7 +356,7 @@ class KnnJob:
             except ValueError:
                 slots = None
             if slots is not None:
-                return _plain_reply(self.ctx, entry, slots, dist)
+                return Raw(_plain_replies(self.ctx, entry, slots[None, :], dist[None, :])[0])
         slots, dist = vf.knn(vf.decode_blob(self.blob), entry.k, None, entry.ef)
         req = entry.req
         lo, hi = req.offset, req.offset + req.num
@@ -365,22 +367,11 @@ class KnnJob:
                              {entry.knn_name: dist[lo:hi]}, entry.score_names, True)
 
 
-def _plain_reply(ctx, entry, slots, dist) -> Raw:
-    """The RESP2 reply of a plain KNN request, ``slots``/``dist`` being the graph's
-    results (no -1 padding) sorted by distance."""
-    lo, hi = entry.lo, entry.hi
-    data = ctx.server.keyspace.data
-    slot_key = entry.idx.slot_key
-    row_tail = entry.row_tail
-    parts, n = [], 0
-    for s, d in zip(slots[lo:hi].tolist(), dist[lo:hi].tolist()):
-        key = slot_key[s]
-        if key is None or key not in data:
-            continue
-        n += 1
-        v = b"%.12g" % d
-        parts.append(b"$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (len(key), key, row_tail, len(v), v))
-    return Raw(b"*%d\r\n:%d\r\n" % (1 + 2 * n, slots.shape[0]) + b"".join(parts))
+def _plain_replies(ctx, entry, ids: np.ndarray, dist: np.ndarray) -> list:
+    """The RESP2 replies (Raw) of plain KNN requests, one per row of the graph's
+    results ``ids``/``dist`` (sorted by distance, padded with id -1), encoded in C++."""
+    return _core.resp2_knn_replies(ids, dist, entry.lo, entry.hi, entry.idx.slot_key,
+                                   ctx.server.keyspace.data, entry.row_tail)
 
 
 def fast_knn_job(ctx, args):
@@ -414,9 +405,10 @@ def run_knn_batch(jobs: list):
     """(replies, batched): the replies to ``jobs`` (KnnJobs) in order, an error reply
     where one failed, and how many were answered by a multi-query search.
 
-    Batchable jobs on the same graph with the same k and EF_RUNTIME are answered by
-    one graph search call for all their queries (the GIL released once); the others
-    one by one. Call on the event loop (the only thread that writes the indexes).
+    Batchable jobs of the same cached request (same index, k, EF_RUNTIME, page and
+    score label; only the vector differs) are answered by one graph search call for
+    all their queries (the GIL released once) and their replies encoded together;
+    the others one by one. Call on the event loop (the only thread that writes the indexes).
     """
     replies = [None] * len(jobs)
     batched = 0
@@ -424,7 +416,7 @@ def run_knn_batch(jobs: list):
     for i, job in enumerate(jobs):
         if job.batchable:
             e = job.entry
-            groups.setdefault((id(e.vf), e.k, e.ef), []).append(i)
+            groups.setdefault(id(e), []).append(i)
     for members in groups.values():
         if len(members) < 2:
             continue
@@ -436,17 +428,13 @@ def run_knn_batch(jobs: list):
             continue
         if ok is not None:
             members = [i for i, good in zip(members, ok.tolist()) if good]
-        full = ids.shape[1] == 0 or ids.shape[0] == 0 or ids[:, -1].min() >= 0
-        for row, i in enumerate(members):
-            job = jobs[i]
-            s, d = ids[row], dist[row]
-            if not full:
-                keep = s >= 0
-                s, d = s[keep], d[keep]
-            try:
-                replies[i] = _plain_reply(job.ctx, job.entry, s, d)
-            except Exception as exc:
-                replies[i] = _error_reply(exc)
+        try:
+            encoded = _plain_replies(jobs[members[0]].ctx, entry, ids, dist) if members else []
+        except Exception:
+            log.exception("encoding batched replies failed")
+            continue
+        for i, raw in zip(members, encoded):
+            replies[i] = Raw(raw)
         batched += len(members)
     for i, job in enumerate(jobs):
         if replies[i] is None:
