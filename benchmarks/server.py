@@ -11,6 +11,10 @@ from 1, 8 and 32 concurrent client processes, all on loopback; each setting runs
 is shared). Recall@10 is measured against exact numpy search. Prints JSON lines, with the ratios
 nearkit / Redis from this one run and the load average.
 
+Then the same at equal recall (``knn_qps_equal_recall`` lines): for each EF_RUNTIME
+given to Redis, nearkit gets the smallest EF_RUNTIME (from the same one up) whose
+recall@10 on the same queries is at least Redis's, and both are measured again.
+
 The reference Redis is started with ../shared/redis/start_reference_redis.sh
 (or pass --redis-port of a running one).
 """
@@ -149,6 +153,9 @@ def main():
     ap.add_argument("--efs", default="10,100")
     ap.add_argument("--redis-port", type=int, default=None)
     ap.add_argument("--trials", type=int, default=2, help="runs per setting; the best is kept")
+    ap.add_argument("--no-equal-recall", dest="equal_recall", action="store_false",
+                    help="skip the comparison at equal recall (nearkit's EF_RUNTIME raised until "
+                         "its recall@10 reaches Redis's)")
     args = ap.parse_args()
 
     from nearkit.datasets import synthetic_clustered
@@ -191,37 +198,73 @@ def main():
                  vectors_per_s=round(args.n_base / secs), loadavg=loadavg())
         emit(phase="ratio", what="load_rate", nearkit_over_redis=round(
             results[("load", "nearkit")] / results[("load", "redis")], 3))
-        for ef in [int(x) for x in args.efs.split(",")]:
-            for clients in [int(x) for x in args.clients.split(",")]:
-                for name, port in servers.items():
-                    # Best of --trials runs, interleaved with the other server's: the
-                    # machine is shared, and a stall in one trial says nothing about a server.
-                    best = None
-                    for t in range(args.trials):
-                        got = run_clients(port, queries, ef, clients, args.duration,
-                                          first_pass=clients == 1 and t == 0)
-                        if best is None or got[0] > best[0]:
-                            best = (got[0], got[1], best[2] if best else got[2])
-                        if t == 0:
-                            first_ids = got[2]
-                    qps, lat, ids = best[0], best[1], first_ids
-                    rec = recall(ids, truth)
-                    if rec is not None:
-                        results[("recall", name, ef)] = rec
-                    results[("qps", name, ef, clients)] = qps
-                    results[("p99", name, ef, clients)] = float(np.percentile(lat, 99) * 1e3)
-                    emit(phase="query", server=name, ef_runtime=ef, clients=clients, qps=round(qps),
-                         p50_ms=round(float(np.percentile(lat, 50) * 1e3), 3),
-                         p99_ms=round(float(np.percentile(lat, 99) * 1e3), 3),
-                         recall_at_10=round(results.get(("recall", name, ef), float("nan")), 4),
-                         loadavg=loadavg())
+        clients_list = [int(x) for x in args.clients.split(",")]
+        efs = [int(x) for x in args.efs.split(",")]
+
+        def measure(ef_by_server, clients):
+            """Best of --trials runs per server, interleaved (the machine is shared, and
+            a stall in one trial says nothing about a server); recall from the first
+            1-client pass over all the queries."""
+            for name, port in servers.items():
+                ef = ef_by_server[name]
+                best = None
+                for t in range(args.trials):
+                    got = run_clients(port, queries, ef, clients, args.duration,
+                                      first_pass=clients == 1 and t == 0)
+                    if best is None or got[0] > best[0]:
+                        best = (got[0], got[1], best[2] if best else got[2])
+                    if t == 0:
+                        first_ids = got[2]
+                qps, lat, ids = best[0], best[1], first_ids
+                rec = recall(ids, truth)
+                if rec is not None:
+                    results[("recall", name, ef)] = rec
+                results[("qps", name, ef, clients)] = qps
+                results[("p99", name, ef, clients)] = float(np.percentile(lat, 99) * 1e3)
+                emit(phase="query", server=name, ef_runtime=ef, clients=clients, qps=round(qps),
+                     p50_ms=round(float(np.percentile(lat, 50) * 1e3), 3),
+                     p99_ms=round(float(np.percentile(lat, 99) * 1e3), 3),
+                     recall_at_10=round(results.get(("recall", name, ef), float("nan")), 4),
+                     loadavg=loadavg())
+
+        def ratio(ef_nk, ef_redis, clients, **extra):
+            q_nk, q_r = ("qps", "nearkit", ef_nk, clients), ("qps", "redis", ef_redis, clients)
+            p_nk, p_r = ("p99", "nearkit", ef_nk, clients), ("p99", "redis", ef_redis, clients)
+            return dict(nearkit_over_redis=round(results[q_nk] / results[q_r], 3),
+                        p99_nearkit_over_redis=round(results[p_nk] / results[p_r], 3),
+                        recall_nearkit=round(results.get(("recall", "nearkit", ef_nk), float("nan")), 4),
+                        recall_redis=round(results.get(("recall", "redis", ef_redis), float("nan")), 4),
+                        loadavg=loadavg(), **extra)
+
+        for ef in efs:
+            for clients in clients_list:
+                measure({"redis": ef, "nearkit": ef}, clients)
                 emit(phase="ratio", what="knn_qps", ef_runtime=ef, clients=clients,
-                     nearkit_over_redis=round(results[("qps", "nearkit", ef, clients)]
-                                              / results[("qps", "redis", ef, clients)], 3),
-                     p99_nearkit_over_redis=round(results[("p99", "nearkit", ef, clients)]
-                                                  / results[("p99", "redis", ef, clients)], 3),
-                     recall_nearkit=round(results.get(("recall", "nearkit", ef), float("nan")), 4),
-                     recall_redis=round(results.get(("recall", "redis", ef), float("nan")), 4))
+                     **ratio(ef, ef, clients))
+        if args.equal_recall:
+            # The same comparison at equal recall: for each EF_RUNTIME given to Redis, the
+            # smallest nearkit EF_RUNTIME (from that one up) whose recall@10 on the same
+            # queries is at least Redis's; both measured again, interleaved.
+            for ef in efs:
+                target = results.get(("recall", "redis", ef))
+                if target is None:
+                    break  # recall is measured on the 1-client pass only
+                step = max(1, ef // 20)
+                ef_nk = ef
+                while True:
+                    if ("recall", "nearkit", ef_nk) not in results:
+                        ids = run_clients(nk_port, queries, ef_nk, 1, 0.0, first_pass=True)[2]
+                        results[("recall", "nearkit", ef_nk)] = recall(ids, truth)
+                    got = results[("recall", "nearkit", ef_nk)]
+                    emit(phase="equal_recall_search", redis_ef_runtime=ef, recall_redis=round(target, 4),
+                         nearkit_ef_runtime=ef_nk, recall_nearkit=round(got, 4))
+                    if got >= target or ef_nk >= 4 * ef:
+                        break
+                    ef_nk += step
+                for clients in clients_list:
+                    measure({"redis": ef, "nearkit": ef_nk}, clients)
+                    emit(phase="ratio", what="knn_qps_equal_recall", redis_ef_runtime=ef,
+                         nearkit_ef_runtime=ef_nk, clients=clients, **ratio(ef_nk, ef, clients))
     finally:
         nk.send_signal(signal.SIGTERM)
         nk.wait(30)
