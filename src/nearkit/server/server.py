@@ -136,7 +136,13 @@ class Connection(asyncio.Protocol):
                     self._flush_out()
                     server.queue_knn(self, reply)
                     return
-                reply = run_knn_batch([reply])[0][0]
+                try:
+                    reply = reply.run()
+                except CommandError as exc:
+                    reply = exc.reply
+                except Exception as exc:  # never let one request take the server down
+                    log.exception("search failed")
+                    reply = Error(f"ERR internal error: {type(exc).__name__}: {exc}")
             if type(reply) is Offload:
                 if not reply.heavy:
                     try:
