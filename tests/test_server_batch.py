@@ -127,6 +127,12 @@ def test_batched_knn_from_many_connections_matches_one_at_a_time(server):
             else:
                 assert g == e, (c, j)
     assert server.server.knn_batched_queries > before  # the batched search did run
+    c = Conn(server.port)
+    stats = dict(line.split(":", 1) for line in c.call("INFO", "stats").decode().split("\r\n")
+                 if ":" in line)
+    c.close()
+    assert int(stats["nearkit_knn_batched_queries"]) == server.server.knn_batched_queries
+    assert 0 < int(stats["nearkit_knn_batches"]) < int(stats["nearkit_knn_batched_queries"])
 
 
 def test_batched_knn_with_resp3_and_closed_connections(server):

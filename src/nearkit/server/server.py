@@ -308,6 +308,7 @@ class Server:
         self._pending_sends: list = []
         self._knn_jobs: list = []  # (connection, KnnJob) waiting for this tick's batch
         self.knn_batched_queries = 0  # KNN requests answered by a multi-query graph search
+        self.knn_batches = 0  # such searches
         self._after: list = []
         self._tick_scheduled = False
         self._server = None
@@ -362,7 +363,9 @@ class Server:
         pending, self._knn_jobs = self._knn_jobs, []
         try:
             replies, batched = run_knn_batch([job for _, job in pending])
-            self.knn_batched_queries += batched
+            if batched:
+                self.knn_batched_queries += batched
+                self.knn_batches += 1
         except Exception as exc:  # never let one batch take the server down
             log.exception("batched search failed")
             replies = [Error(f"ERR internal error: {type(exc).__name__}: {exc}")] * len(pending)
