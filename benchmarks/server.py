@@ -9,7 +9,8 @@ HSET; then KNN k=10 queries (``SORTBY d RETURN 1 d``, EF_RUNTIME 10 and 100)
 from 1, 8 and 32 concurrent client processes, all on loopback; each setting runs
 --trials times per server, interleaved, and the best run is reported (the machine
 is shared). Recall@10 is measured against exact numpy search. Prints JSON lines, with the ratios
-nearkit / Redis from this one run and the load average.
+nearkit / Redis from this one run and the load average, and each server's CPU time
+per query (steadier than queries/s when other jobs share the machine).
 
 Then the same at equal recall (``knn_qps_equal_recall`` lines): for each EF_RUNTIME
 given to Redis, nearkit gets the smallest EF_RUNTIME (from the same one up) whose
@@ -136,6 +137,22 @@ def run_clients(port, queries, ef, clients, duration, first_pass=False):
     return len(lat) / wall, lat, ids
 
 
+def server_pid(port):
+    import redis
+
+    return int(redis.Redis(port=port).info("server")["process_id"])
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process on this machine (None if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def recall(ids, truth):
     if not ids:
         return None
@@ -189,6 +206,7 @@ def main():
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(nk_port)
     servers = {"redis": redis_port, "nearkit": nk_port}
+    pids = {name: server_pid(port) for name, port in servers.items()}
     results = {}
     try:
         for name, port in servers.items():
@@ -207,15 +225,23 @@ def main():
             1-client pass over all the queries."""
             for name, port in servers.items():
                 ef = ef_by_server[name]
-                best = None
+                best, cpu = None, []
                 for t in range(args.trials):
+                    c0 = cpu_seconds(pids[name])
                     got = run_clients(port, queries, ef, clients, args.duration,
                                       first_pass=clients == 1 and t == 0)
+                    c1 = cpu_seconds(pids[name])
+                    if c0 is not None and c1 is not None:
+                        cpu.append((c1 - c0) / len(got[1]))
                     if best is None or got[0] > best[0]:
                         best = (got[0], got[1], best[2] if best else got[2])
                     if t == 0:
                         first_ids = got[2]
                 qps, lat, ids = best[0], best[1], first_ids
+                if cpu:
+                    # Server CPU time per query, the lowest over the trials: much steadier
+                    # than queries/s on a shared machine (it does not count waiting).
+                    results[("cpu", name, ef, clients)] = min(cpu) * 1e6
                 rec = recall(ids, truth)
                 if rec is not None:
                     results[("recall", name, ef)] = rec
@@ -225,13 +251,18 @@ def main():
                      p50_ms=round(float(np.percentile(lat, 50) * 1e3), 3),
                      p99_ms=round(float(np.percentile(lat, 99) * 1e3), 3),
                      recall_at_10=round(results.get(("recall", name, ef), float("nan")), 4),
+                     server_cpu_us_per_query=round(results.get(("cpu", name, ef, clients), float("nan")), 1),
                      loadavg=loadavg())
 
         def ratio(ef_nk, ef_redis, clients, **extra):
             q_nk, q_r = ("qps", "nearkit", ef_nk, clients), ("qps", "redis", ef_redis, clients)
             p_nk, p_r = ("p99", "nearkit", ef_nk, clients), ("p99", "redis", ef_redis, clients)
+            c_nk, c_r = ("cpu", "nearkit", ef_nk, clients), ("cpu", "redis", ef_redis, clients)
+            cpu_ratio = (round(results[c_nk] / results[c_r], 3)
+                         if c_nk in results and c_r in results else None)
             return dict(nearkit_over_redis=round(results[q_nk] / results[q_r], 3),
                         p99_nearkit_over_redis=round(results[p_nk] / results[p_r], 3),
+                        server_cpu_per_query_nearkit_over_redis=cpu_ratio,
                         recall_nearkit=round(results.get(("recall", "nearkit", ef_nk), float("nan")), 4),
                         recall_redis=round(results.get(("recall", "redis", ef_redis), float("nan")), 4),
                         loadavg=loadavg(), **extra)
