@@ -220,3 +220,21 @@ def test_resp2_knn_replies_encodes_like_python():
             assert got[r] == b"*%d\r\n:%d\r\n" % (1 + 2 * len(parts), total) + b"".join(parts), r
     with pytest.raises(ValueError):
         _core.resp2_knn_replies(ids, dist[:, :5], 0, 10, slot_key, live, tail)
+
+
+def test_fast_knn_inside_multi_exec(server):
+    rng = np.random.default_rng(5)
+    q = rng.standard_normal(DIM).astype(np.float32)
+    other = Conn(server.port)  # a second client: KNN requests would be batched
+    c = Conn(server.port)
+    try:
+        want = c.call(*_knn(q.tobytes()))
+        c.send(_cmd("MULTI") + _cmd(*_knn(q.tobytes())) + _cmd(*_knn(q.tobytes()[:-4]))
+               + _cmd("PING") + _cmd("EXEC"))
+        got = c.replies(5)
+        assert got[:4] == [b"OK", b"QUEUED", b"QUEUED", b"QUEUED"]
+        assert got[4][0] == want and got[4][2] == b"PONG"
+        assert isinstance(got[4][1], hiredis.ReplyError) and "blob size" in str(got[4][1])
+    finally:
+        c.close()
+        other.close()

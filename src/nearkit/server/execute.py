@@ -386,8 +386,9 @@ def fast_knn_job(ctx, args):
     vf = entry.vf
     blob = args[pos]
     if (ctx.server.search.indexes.get(args[0]) is not idx or idx.vectors.get(entry.field) is not vf
-            or len(blob) != vf.blob_size or (not vf.uses_graph and vf.count * vf.dim > INLINE_WORK)):
-        return None
+            or len(blob) != vf.blob_size or (not vf.uses_graph and vf.count * vf.dim > INLINE_WORK)
+            or (vf.uses_graph and (entry.ef or vf.ef_runtime) > INLINE_HNSW_EF)):
+        return None  # the general path (heavy searches go to the worker threads there)
     if idx.vectors_pending:
         idx.flush_vectors()
     idx.number_of_uses += 1
