@@ -16,6 +16,9 @@ Then the same at equal recall (``knn_qps_equal_recall`` lines): for each EF_RUNT
 given to Redis, nearkit gets the smallest EF_RUNTIME (from the same one up) whose
 recall@10 on the same queries is at least Redis's, and both are measured again.
 
+``--durability MODE`` runs nearkit with ``--data`` (a temporary directory) in that
+mode, to see what the durable record costs the load; by default it keeps nothing.
+
 The reference Redis is started with ../shared/redis/start_reference_redis.sh
 (or pass --redis-port of a running one).
 """
@@ -173,6 +176,9 @@ def main():
     ap.add_argument("--no-equal-recall", dest="equal_recall", action="store_false",
                     help="skip the comparison at equal recall (nearkit's EF_RUNTIME raised until "
                          "its recall@10 reaches Redis's)")
+    ap.add_argument("--durability", choices=("always", "everysec", "off"), default=None,
+                    help="run nearkit with --data (a temporary directory) and this durability "
+                         "mode; default: memory only, like a Redis without persistence")
     args = ap.parse_args()
 
     from nearkit.datasets import synthetic_clustered
@@ -183,7 +189,7 @@ def main():
     truth = np.argsort(d, axis=1)[:, :10]
     emit(phase="setup", n_base=args.n_base, dim=args.dim, queries=args.queries,
          data="synthetic_clustered(64 clusters)", index="HNSW M=16 EF_CONSTRUCTION=200 L2",
-         cpus=os.cpu_count(), loadavg=loadavg())
+         nearkit_durability=args.durability or "memory", cpus=os.cpu_count(), loadavg=loadavg())
 
     started = []
     if args.redis_port is None:
@@ -202,8 +208,13 @@ def main():
     import nearkit
 
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(nearkit.__file__))))
-    nk = subprocess.Popen([sys.executable, "-m", "nearkit.server", "--port", str(nk_port)], env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    nk_args = [sys.executable, "-m", "nearkit.server", "--port", str(nk_port)]
+    if args.durability is not None:
+        import tempfile
+
+        nk_data = tempfile.mkdtemp(prefix="nk-bench-data-")
+        nk_args += ["--data", nk_data, "--durability", args.durability]
+    nk = subprocess.Popen(nk_args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(nk_port)
     servers = {"redis": redis_port, "nearkit": nk_port}
     pids = {name: server_pid(port) for name, port in servers.items()}
@@ -298,7 +309,11 @@ def main():
                          nearkit_ef_runtime=ef_nk, clients=clients, **ratio(ef_nk, ef, clients))
     finally:
         nk.send_signal(signal.SIGTERM)
-        nk.wait(30)
+        nk.wait(120)
+        if args.durability is not None:
+            import shutil
+
+            shutil.rmtree(nk_data, ignore_errors=True)
         for pid in started:
             os.kill(pid, signal.SIGTERM)
 

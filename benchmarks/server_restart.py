@@ -82,7 +82,7 @@ def main():
 
         proc, t_snap = start(data, port)
         stop(proc)
-        shutil.rmtree(os.path.join(data, "index-snapshots"))
+        shutil.rmtree(os.path.join(data, "snapshots", "server-indexes"))
         proc, t_full = start(data, port)
         rebuilt = answers()
         stop(proc)

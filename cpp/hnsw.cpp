@@ -153,6 +153,7 @@ Hnsw::Scratch* Hnsw::acquire() const {
   s->tmp.assign(dpad_, 0.f);
   s->qnorm.assign(dim_, 0.f);
   s->todo.resize(M0_ + 1);
+  s->dbuf.resize(M0_ + 1);
   s->links.resize(M0_ + 1);
   return s;
 }
@@ -365,15 +366,119 @@ uint32_t Hnsw::greedy(const Query& q, uint32_t ep, int from_level, int to_level)
 
 // Best-first search of one layer. Leaves the ef best eligible nodes in sc.res
 // (a max-heap on distance). Eligible: a live slot that passes the mask.
+// A node's header and links (not its code, which the walk has already measured).
+inline void Hnsw::prefetch_links(uint32_t s) const {
+  const uint8_t* b = block(s);
+  for (size_t off = dcode_ & ~size_t(63); off < bsize_; off += 64) __builtin_prefetch(b + off);
+}
+
+// Collects c's neighbours on `level` not yet visited (marking them) into todo and
+// starts fetching their codes; returns how many. Every line of each code: at
+// 128-d it spans two, and fetching only the first left the second as a full
+// miss inside the distance.
+inline size_t Hnsw::unvisited_neighbours(uint32_t c, int level, size_t maxl, Scratch& sc,
+                                         uint32_t* todo) const {
+  const uint32_t* lp = level == 0 ? hdr(c) : upper(c, level);
+  const size_t cnt = std::min<size_t>(load_acquire(lp) & kCountMask, maxl);
+  size_t nt = 0;
+  for (size_t j = 0; j < cnt; ++j) {
+    const uint32_t t = load_relaxed(lp + 1 + j);
+    if (!sc.test_and_set(t)) {
+      todo[nt++] = t;
+      const uint8_t* ct = code(t);
+      for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
+    }
+  }
+  return nt;
+}
+
+// Best-first walk of one layer when every reachable node is eligible (no filter,
+// no free slots): one array of the ef best nodes seen so far, sorted by distance,
+// each marked once expanded, stands in for the two heaps of the general walk.
+// It visits the same nodes in the same order, but an insertion is a binary
+// search and a short memmove instead of sift loops with unpredictable branches
+// (the heaps were a fifth of a build). Leaves the result in sc.res, unordered
+// for the callers' purposes.
+void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef,
+                               Scratch& sc) const {
+  using Entry = std::pair<float, uint32_t>;
+  constexpr uint32_t kDone = 1u << 31;  // expanded; slots stay below 2^31 on this path
+  sc.begin(n_slots_);
+  auto& pool = sc.res;
+  pool.resize(ef);
+  Entry* P = pool.data();
+  uint32_t* todo = sc.todo.data();
+  const size_t maxl = max_links(level);
+
+  sc.test_and_set(ep);
+  P[0] = {dist(q, ep), ep};
+  size_t size = 1, cur = 0;
+  while (cur < size) {
+    const uint32_t c = P[cur].second;
+    P[cur].second = c | kDone;
+    // Fetch the likely next node's links now (see search_layer).
+    if (level == 0) {
+      size_t nx = cur + 1;
+      while (nx < size && (P[nx].second & kDone)) ++nx;
+      if (nx < size) prefetch_links(P[nx].second);
+    }
+    const size_t nt = unvisited_neighbours(c, level, maxl, sc, todo);
+    // All distances first: independent loads that the core can overlap,
+    // where deciding on each before the next serialised the cache misses.
+    float* dj = sc.dbuf.data();
+    for (size_t j = 0; j < nt; ++j) dj[j] = dist(q, todo[j]);
+    size_t lowest = size;  // first position that received a new entry
+    for (size_t j = 0; j < nt; ++j) {
+      const uint32_t t = todo[j];
+      const float d = dj[j];
+      if (size == ef && !(d < P[size - 1].first)) continue;
+      // Branch-free upper bound: the compare result picks the half by a
+      // conditional move, as std::upper_bound's mispredicted branches cost
+      // more than the search itself on a list this short.
+      const Entry* base = P;
+      for (size_t len = size; len > 1;) {
+        const size_t half = len / 2;
+        base = base[half].first <= d ? base + half : base;
+        len -= half;
+      }
+      const size_t pos = size_t(base - P) + (base->first <= d);
+      const size_t tail = (size == ef ? ef - 1 : size) - pos;
+      std::memmove(static_cast<void*>(P + pos + 1), P + pos, tail * sizeof(Entry));
+      P[pos] = {d, t};
+      if (size < ef) ++size;
+      lowest = std::min(lowest, pos);
+    }
+    // Everything before cur is expanded, and so is cur itself unless something
+    // landed at or before it: continue from the first unexpanded entry.
+    if (lowest <= cur) {
+      cur = lowest;
+    } else {
+      ++cur;
+      while (cur < size && (P[cur].second & kDone)) ++cur;
+    }
+  }
+  pool.resize(size);
+  for (auto& e : pool) e.second &= ~kDone;
+}
+
 void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
                         const uint8_t* mask, size_t mask_len) const {
+  if (!mask && free_.empty() && n_slots_ < (size_t(1) << 31)) {
+    search_layer_sorted(q, ep, level, ef, sc);
+    return;
+  }
   sc.begin(n_slots_);
   auto& cand = sc.cand;  // max-heap on -distance, i.e. closest first
   auto& res = sc.res;    // max-heap on distance, worst first
   cand.clear();
   res.clear();
+  // Slots are freed and reused only under the write lock, and callers hold the
+  // shape lock, so without free slots now there are none during this walk. The
+  // flag lives on a cache line of its own that the walk otherwise never touches
+  // (a miss per admitted candidate, ~12% of a build), so skip it when it cannot be set.
+  const bool any_free = !free_.empty();
   auto eligible = [&](uint32_t s) {
-    return !(load_relaxed(hdr(s)) & kFree) && (!mask || (s < mask_len && mask[s]));
+    return !(any_free && (load_relaxed(hdr(s)) & kFree)) && (!mask || (s < mask_len && mask[s]));
   };
   uint32_t* todo = sc.todo.data();
   const size_t maxl = max_links(level);
@@ -392,24 +497,8 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
     // The likely next node to expand: fetch its links now, while this node's
     // neighbours are processed (fetching them just before use would not hide
     // the latency). A better neighbour found below may take its turn instead.
-    if (level == 0 && !cand.empty()) {
-      const uint8_t* b = block(cand.front().second);
-      for (size_t off = 64; off < bsize_; off += 64) __builtin_prefetch(b + off);
-    }
-
-    const uint32_t* lp = level == 0 ? hdr(c) : upper(c, level);
-    size_t cnt = std::min<size_t>(load_acquire(lp) & kCountMask, maxl);
-    size_t nt = 0;
-    for (size_t j = 0; j < cnt; ++j) {
-      uint32_t t = load_relaxed(lp + 1 + j);
-      if (!sc.test_and_set(t)) {
-        todo[nt++] = t;
-        // Every line of the code: at 128-d it spans two, and fetching only
-        // the first left the second as a full miss inside the distance.
-        const uint8_t* ct = code(t);
-        for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
-      }
-    }
+    if (level == 0 && !cand.empty()) prefetch_links(cand.front().second);
+    const size_t nt = unvisited_neighbours(c, level, maxl, sc, todo);
     for (size_t j = 0; j < nt; ++j) {
       uint32_t t = todo[j];
       float d = dist(q, t);
@@ -480,7 +569,10 @@ void Hnsw::connect(uint32_t s, int level, const std::vector<uint32_t>& selected,
       store_release(p, uint32_t(cnt + 1) | flags);
       continue;
     }
-    prepare(vec(n), sc.qn, *sc.q.ck);
+    // n's code was just read by the walk and is likely cached; its float vector
+    // (4x the bytes) never is. The heuristic already measures kept neighbours
+    // on codes, so the pruning stays on one scale.
+    prepare_code(code(n), sc.qn, *sc.q.ck, sc.tmp.data());
     auto& pool = sc.pool2;
     pool.clear();
     pool.emplace_back(dist(sc.qn, s), s);

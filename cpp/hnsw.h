@@ -145,6 +145,9 @@ class Hnsw {
   size_t read_links(size_t s, int level, uint32_t* out) const;
   void write_links(size_t s, int level, const uint32_t* ids, size_t n);
   uint32_t greedy(const Query& q, uint32_t ep, int from_level, int to_level) const;
+  void prefetch_links(uint32_t s) const;
+  size_t unvisited_neighbours(uint32_t c, int level, size_t maxl, Scratch& sc, uint32_t* todo) const;
+  void search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc) const;
   void search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
                     const uint8_t* mask, size_t mask_len) const;
   void select_neighbours(std::vector<std::pair<float, uint32_t>>& cands, size_t m,

@@ -42,7 +42,7 @@ def _truth(docs, q, k=10):
 
 
 def _snapshot_files(data):
-    root = os.path.join(data, "index-snapshots")
+    root = os.path.join(data, "snapshots", "server-indexes")
     return sorted(os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs)
 
 
@@ -203,3 +203,60 @@ def test_snapshot_with_insertions_still_pending(tmp_path):
     assert done == [1]
     assert len(idx.vectors["v"]._index) == 50
     srv.close()
+
+
+def test_background_snapshot_holds_the_state_when_taken(tmp_path, monkeypatch):
+    # A periodic snapshot is copied on the loop and written by another thread while
+    # writes go on: held back until after later changes, it must still be the state
+    # at its own change count, and a crash + restart must replay the rest.
+    import threading
+
+    from nearkit.server import snapshot as snapmod
+
+    gate = threading.Event()
+    real_write = snapmod.write
+
+    def held_write(job):
+        gate.wait(20)
+        real_write(job)
+
+    monkeypatch.setattr(snapmod, "write", held_write)
+    data = str(tmp_path / "data")
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(300, DIM)).astype(np.float32)
+    moved = rng.normal(size=(30, DIM)).astype(np.float32)
+    s = ThreadServer(data=data, snapshot_every=250)
+    try:
+        r = redis.Redis(port=s.port, protocol=2)
+        _create(r)
+        _load(r, x)  # passes 250 writes: a snapshot is taken and held at the gate
+        idx = s.server.search.indexes[b"idx"]
+        import time
+
+        deadline = time.time() + 10
+        while not s.server.search.snapshot_writer._pending:
+            assert time.time() < deadline, "no periodic snapshot was taken"
+            time.sleep(0.02)
+        for i in range(30):
+            r.hset(f"d:{i}", "v", moved[i].tobytes())
+        r.delete(*[f"d:{i}" for i in range(200, 220)])
+        assert idx.snapshot_seq is None  # not written yet
+        gate.set()
+        s.server.search.snapshot_writer.wait()
+        snap_seq = idx.snapshot_seq
+        assert snap_seq is not None and snap_seq < s.server.durable.changes
+        monkeypatch.setattr(snapmod, "write", lambda job: None)  # as if killed: no shutdown snapshot
+    finally:
+        s.stop()
+    docs = {f"d:{i}".encode(): x[i] for i in range(300) if not 200 <= i < 220}
+    docs.update({f"d:{i}".encode(): moved[i] for i in range(30)})
+    s = ThreadServer(data=data)
+    try:
+        idx = s.server.search.indexes[b"idx"]
+        assert idx.restored_from == snap_seq
+        assert len(idx.vectors["v"]._index) == len(docs)
+        r = redis.Redis(port=s.port, protocol=2)
+        for q in list(moved[:8]) + list(x[195:205]):
+            assert [key for key, _ in _ask(r, q, ef=1000)] == _truth(docs, q)
+    finally:
+        s.stop()

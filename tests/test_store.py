@@ -132,6 +132,81 @@ def test_bulk_upsert_whose_sqlite_write_fails_leaves_the_index_unchanged(db, mon
     assert len(col) == 4000 and len(col._index) == 4000 and col.search(x[5] + 100, 1)[0].key == "new5"
 
 
+def test_bulk_upsert_with_a_bad_payload_leaves_everything_unchanged(db):
+    # the bulk index build starts before payloads are checked: a late refusal takes it back
+    col = db.create_collection("c", 8, index="hnsw", fields={"n": "numeric"})
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2000, 8)).astype(np.float32)
+    col.upsert([f"k{i}" for i in range(2000)], x, [{"n": i} for i in range(2000)])
+    bad = [{"n": i} for i in range(2000)]
+    bad[1500] = {"n": 1, "blob": object()}
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        col.upsert([f"new{i}" for i in range(2000)], x + 100, bad)
+    bad[1500] = {"n": "not a number"}
+    with pytest.raises(ValueError, match="'n'"):
+        col.upsert([f"k{i}" for i in range(2000)], x + 100, bad)  # replacing, too
+    assert len(col) == 2000 and len(col._index) == 2000 and col.get("new0") is None
+    assert all(h.key.startswith("k") for h in col.search(x[5] + 100, 3))
+    assert col.count("@n:[0 999]") == 1000
+    np.testing.assert_array_equal(col.get("k7").vector, x[7])
+
+
+def test_background_snapshot_is_the_state_when_it_was_taken(tmp_path, monkeypatch):
+    # the automatic snapshot is written while later writes change the collection;
+    # it must hold exactly the rows up to its own sequence number
+    path = tmp_path / "db"
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((400, 8)).astype(np.float32)
+    release = threading.Event()
+    real_write = snapshots.write_snapshot
+
+    def slow_write(d, seq, image):
+        release.wait(10)
+        return real_write(d, seq, image)
+
+    monkeypatch.setattr(snapshots, "write_snapshot", slow_write)
+    with nearkit.open(path, auto_snapshot=100) as db:
+        col = db.create_collection("c", 8, index="hnsw", fields={"n": "numeric"})
+        col.upsert([f"k{i}" for i in range(200)], x[:200], [{"n": i} for i in range(200)])
+        snap_seq = col._seq
+        # meanwhile: replace, delete and add, touching the memory the snapshot copied
+        col.upsert([f"k{i}" for i in range(50)], x[200:250] + 10, [{"n": -1}] * 50)
+        col.delete([f"k{i}" for i in range(50, 60)])
+        col.upsert([f"k{i}" for i in range(250, 300)], x[250:300])
+        release.set()
+        col._wait_for_snapshot()
+        d = snapshots.directory(db.path, col._cid)
+        assert [s for s, _ in snapshots.list_snapshots(d)] == [snap_seq]
+        db.close(snapshot=False)
+    with nearkit.open(path) as db:   # opens from that snapshot and replays the rest
+        col = db.get_collection("c")
+        assert col.recovery["source"] == "snapshot" and col.recovery["snapshot_seq"] == snap_seq
+        assert len(col) == 240 and col.get("k55") is None
+        np.testing.assert_array_equal(col.get("k3").vector, x[203] + 10)
+        np.testing.assert_array_equal(col.get("k120").vector, x[120])
+        assert col.count("@n:[-1 -1]") == 50 and col.count("@n:[100 199]") == 100
+        assert col.search(x[203] + 10, 1)[0].key == "k3"
+
+
+def test_failed_background_snapshot_warns_and_loses_nothing(tmp_path, monkeypatch):
+    def failing_write(d, seq, image):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(snapshots, "write_snapshot", failing_write)
+    path = tmp_path / "db"
+    with nearkit.open(path, auto_snapshot=100) as db:
+        col = db.create_collection("c", 4, index="flat")
+        with pytest.warns(RuntimeWarning, match="automatic snapshot failed"):
+            col.upsert([f"k{i}" for i in range(150)], np.ones((150, 4)))
+            col._wait_for_snapshot()
+        assert col._changes == 150   # counted as unsnapshotted again
+        db.close(snapshot=False)
+    monkeypatch.undo()
+    with nearkit.open(path) as db:
+        col = db.get_collection("c")
+        assert col.recovery["source"] == "rebuild" and len(col) == 150
+
+
 def _truth(col_vectors, allowed, q, k, metric):
     d = reference_distances(q, col_vectors[allowed], metric)
     order = np.argsort(d, axis=1, kind="stable")[:, :k]
@@ -423,6 +498,7 @@ def test_auto_snapshot_bounds_the_replay(tmp_path):
         col.upsert([f"k{i}" for i in range(60)], np.ones((60, 4)))
         assert snapshots.list_snapshots(d) == []
         col.upsert([f"k{i}" for i in range(60, 120)], np.ones((60, 4)))   # 120 changed rows
+        col._wait_for_snapshot()  # automatic snapshots are written in the background
         assert len(snapshots.list_snapshots(d)) == 1
         assert len(snapshots.list_snapshots(d, snapshots.STATE)) == 1
         col.delete(["k0"])

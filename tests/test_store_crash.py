@@ -9,18 +9,11 @@ for "everysec" at least every one acknowledged more than 1.5 s before the kill.
 Each vector and payload is checked bit for bit, and the index must agree.
 """
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-
 import numpy as np
 import pytest
 
 import nearkit
+from crash_helpers import run_and_kill
 
 DIM = 8
 N_KEYS = 300
@@ -30,8 +23,8 @@ import json, os, sys, time
 import numpy as np
 import nearkit
 
-path, mode, seed, fd, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-snapshot_rate = float(sys.argv[6])
+path, mode, seed, kind, snapshot_rate, fd = (sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4],
+                                             float(sys.argv[5]), int(sys.argv[6]))
 DIM, N_KEYS = 8, 300
 
 def say(obj):
@@ -74,40 +67,6 @@ def _apply(state: dict, rec: dict) -> None:
     elif rec["op"] == "delete":
         for k in rec["keys"]:
             state.pop(k, None)
-
-
-def _run_child(tmp_path, path, mode, seed, kill_after, kind, snapshot_rate):
-    script = tmp_path / "crash_writer.py"
-    script.write_text(CHILD)
-    r, w = os.pipe()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.Popen([sys.executable, str(script), str(path), mode, str(seed), str(w), kind,
-                             str(snapshot_rate)],
-                            pass_fds=(w,), env=env, stderr=subprocess.PIPE)
-    os.close(w)
-    lines, ready = [], threading.Event()
-
-    def pump():
-        with os.fdopen(r, "rb") as f:
-            for line in f:
-                lines.append(json.loads(line))
-                if "ready" in lines[-1]:
-                    ready.set()
-
-    t = threading.Thread(target=pump)
-    t.start()
-    if not ready.wait(60):
-        proc.kill()
-        raise AssertionError("writer never became ready: " + proc.stderr.read().decode()[-2000:])
-    time.sleep(kill_after)
-    proc.send_signal(signal.SIGKILL)
-    t_kill = time.time()
-    proc.wait()
-    t.join()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    begun = [x for x in lines if "begin" in x]
-    acks = {x["ack"]: x["t"] for x in lines if "ack" in x}
-    return begun, acks, t_kill
 
 
 def _recovered(path):
@@ -167,7 +126,7 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path, mode, rounds, kind):
         kill_after = float(rng.uniform(0.3, 1.2)) if mode == "always" else float(rng.uniform(1.8, 2.6))
         # a snapshot commits SQLite first, so everysec runs take few of them (they would hide lost commits)
         rate = 0.03 if mode == "always" else 0.0005
-        begun, acks, t_kill = _run_child(tmp_path, path, mode, rnd + 1, kill_after, kind, rate)
+        begun, acks, t_kill = run_and_kill(tmp_path, CHILD, [path, mode, rnd + 1, kind, rate], kill_after)
         assert len(acks) >= 3, "the writer made too little progress to test anything"
         recovered, recovery = _recovered(path)
         sources.append(recovery["source"])

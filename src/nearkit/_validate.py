@@ -110,6 +110,17 @@ def check_radius(radius) -> float:
     return r
 
 
+def check_slot_mask(mask, n_slots: int) -> np.ndarray:
+    """A SlotFilter's mask as uint8 over exactly ``n_slots`` slots."""
+    m = np.asarray(mask)
+    if m.dtype not in (np.bool_, np.uint8) or m.ndim != 1:
+        raise TypeError(f"a slot filter's mask must be a 1-D bool or uint8 array, got {m.dtype} {m.shape}")
+    if m.shape[0] != n_slots:
+        raise ValueError(f"a slot filter's mask covers {m.shape[0]} slots but the index has {n_slots} "
+                         "(it changed since the mask was built?)")
+    return np.ascontiguousarray(m).view(np.uint8)
+
+
 def filter_to_slot_mask(filter, slot_labels: np.ndarray) -> np.ndarray | None:
     """Turn a user filter into a uint8 mask over an index's internal slots.
 

@@ -83,7 +83,10 @@ def _add_in_batches(index, x, ids, batch: int, desc: str, quiet: bool = False) -
     with _progress(n, desc, quiet) as bar:
         for start in range(0, n, batch):
             stop = min(start + batch, n)
-            index.add(x[start:stop], ids=ids[start:stop])
+            if index.parallel_add:
+                index.add(x[start:stop], ids=ids[start:stop], threads=-1)
+            else:
+                index.add(x[start:stop], ids=ids[start:stop])
             bar.update(stop - start)
 
 

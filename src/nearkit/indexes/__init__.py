@@ -1,5 +1,5 @@
 """Index implementations. Each module registers its class with ``base.register``."""
 
-from .base import INDEX_KINDS, Index, register
+from .base import INDEX_KINDS, Index, IndexImage, SlotFilter, register
 
-__all__ = ["INDEX_KINDS", "Index", "register"]
+__all__ = ["INDEX_KINDS", "Index", "IndexImage", "SlotFilter", "register"]

@@ -16,6 +16,9 @@ clean float32 / int64 arrays:
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+
 import numpy as np
 
 from .. import _validate
@@ -36,8 +39,39 @@ def register(kind: str):
     return deco
 
 
+@dataclass(frozen=True)
+class SlotFilter:
+    """A search filter given directly over an index's internal slots.
+
+    ``mask[s]`` allows slot ``s`` (see :meth:`Index.slot_labels`); its length must be
+    the index's current slot count. Callers that filter the same index many times
+    (the store does) build it once per index version instead of translating ids on
+    every query.
+    """
+
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class IndexImage:
+    """An index's file contents, detached from the index (see :meth:`Index.image`)."""
+
+    kind: str
+    dim: int
+    metric: str
+    params: dict
+    sections: dict
+
+    def save(self, path) -> None:
+        from ..io import write_index
+
+        write_index(path, self.kind, self.dim, self.metric, self.params, self.sections)
+
+
 class Index:
     kind = "abstract"
+    # True when add() takes ``threads`` (building the structure on several cores).
+    parallel_add = False
 
     def __init__(self, dim: int, metric: str = "l2"):
         self._dim = _validate.check_positive_int(dim, "dim")
@@ -81,19 +115,30 @@ class Index:
         """Return (ids, distances) of the k nearest, shapes (nq, k) (1-D for one query).
 
         Fewer than k hits are padded with id -1 and distance +inf. ``filter`` is a
-        boolean mask over ids or an array of allowed ids.
+        boolean mask over ids, an array of allowed ids, or a :class:`SlotFilter`.
         """
         q, was_1d = self._vectors(queries, "queries")
         k = _validate.check_k(k)
         threads = _validate.check_threads(threads)
-        # _slot_labels() may copy a large array: only ask for it when filtering.
-        mask = None if filter is None else _validate.filter_to_slot_mask(filter, self._slot_labels())
+        if isinstance(filter, SlotFilter):
+            mask = _validate.check_slot_mask(filter.mask, self._slot_count())
+        else:
+            # _slot_labels() may copy a large array: only ask for it when filtering.
+            mask = None if filter is None else _validate.filter_to_slot_mask(filter, self._slot_labels())
         if q.shape[0] == 0:
             ids = np.empty((0, k), np.int64)
             dist = np.empty((0, k), np.float32)
         else:
             ids, dist = self._search(q, k, mask, threads, **params)
         return (ids[0], dist[0]) if was_1d else (ids, dist)
+
+    def slot_labels(self) -> np.ndarray:
+        """The id held by each internal slot (-1 for an empty one), in slot order.
+
+        For callers that keep their own per-slot data and build :class:`SlotFilter`
+        masks from it; valid until the index next changes.
+        """
+        return np.array(self._slot_labels(), copy=True)
 
     def remove(self, ids) -> int:
         """Remove the given ids; returns how many were present."""
@@ -103,6 +148,20 @@ class Index:
         from ..io import write_index
 
         write_index(path, self.kind, self._dim, self._metric, self._params(), self._sections())
+
+    # True when _sections() returns fresh arrays that nothing else holds.
+    _sections_are_copies = False
+
+    def image(self) -> "IndexImage":
+        """A detached copy of what :meth:`save` writes.
+
+        Taking it is a memory copy; writing it (``image.save(path)``) can then run on
+        another thread while this index keeps changing.
+        """
+        sections = self._sections()
+        if not self._sections_are_copies:
+            sections = {name: np.array(a, copy=True) for name, a in sections.items()}
+        return IndexImage(self.kind, self._dim, self._metric, copy.deepcopy(self._params()), sections)
 
     # -- hooks ------------------------------------------------------------------
     def __len__(self) -> int:  # pragma: no cover - abstract
@@ -119,6 +178,9 @@ class Index:
 
     def _slot_labels(self) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _slot_count(self) -> int:
+        return len(self._slot_labels())
 
     def _params(self) -> dict:
         return {}

@@ -104,6 +104,8 @@ class HNSW(Index):
         return self._core.search(q, k, ef, mask, threads)
 
     # -- mutation ---------------------------------------------------------------
+    parallel_add = True
+
     def add(self, vectors, ids=None, threads=None) -> None:
         """Add vectors (re-adding an id replaces its vector); ``threads`` builds in parallel."""
         if self._core.readonly:
@@ -123,6 +125,11 @@ class HNSW(Index):
             return self._mapped["labels"]
         return self._core.slot_labels()
 
+    def _slot_count(self) -> int:
+        if self._mapped is not None:
+            return len(self._mapped["labels"])
+        return self._core.n_slots
+
     def _default_ids(self, n: int) -> np.ndarray:
         # Same rule as Index (after the largest id) without copying the label array.
         start = self._core.max_label + 1
@@ -132,6 +139,8 @@ class HNSW(Index):
     def _params(self) -> dict:
         return {"M": self._M, "ef_construction": self._ef_construction,
                 "ef_search": self._ef_search, "seed": self._seed}
+
+    _sections_are_copies = True  # export_arrays copies under the index's shared lock
 
     def _sections(self) -> dict:
         arrays = self._core.export_arrays()

@@ -1,161 +1,187 @@
-"""Durable record of the key space and the index definitions, in SQLite (WAL).
+"""The server's durable record: two key tables in a nearkit store.
+
+``--data DIR`` is a store directory (``nearkit.store``): the server opens it as
+``nearkit.open(DIR, durability=...)`` does, so it holds the store's writer lock
+(a second server, or any other writer, is refused with the holder's pid) and
+writes through the store's SQLite and durability modes. Its state lives in two
+key tables (``nearkit.store.KeyTable``):
+
+- ``server.keys``:    key -> encoded value (type, expiry deadline, contents);
+- ``server.indexes``: FT index name -> its definition (JSON).
 
 The server calls ``flush()`` after each batch of requests and before it sends
-their replies: the keys changed by the batch are written in one transaction.
-What that means for a crash (``kill -9``) by durability mode:
+their replies: the keys and index definitions the batch changed are written in
+one atomic store write. What that means for a crash (``kill -9``), by mode:
 
-- ``always``:   the transaction is committed (synchronous=FULL) before any reply
-                leaves, so every acknowledged write survives, even power loss.
-- ``everysec``: rows are written at once but committed about once a second;
-                a crash loses at most about a second of writes, never half a key.
-- ``off``:      committed only every few seconds and at shutdown (bulk loads).
+- ``always``:   committed (synchronous=FULL) before any reply leaves; every
+                connection served in the same loop tick shares the one commit.
+- ``everysec``: written at once, committed by the store's flusher about once a
+                second: a crash loses at most about a second, never half a batch.
+- ``off``:      like everysec without fsync (bulk loads; a power cut may lose more).
 
 Search indexes are rebuilt from the keys at start-up, like Redis rebuilding
 from its RDB file; HNSW graphs can start from a snapshot instead (``snapshot.py``),
-named by ``changes``, the count of key writes committed here so far.
+named by ``changes``, the count of key writes recorded so far.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import struct
-import time
 
+from ..store import DURABILITY_MODES, Database
 from .keyspace import JsonDoc
 
-MODES = ("always", "everysec", "off")
+MODES = DURABILITY_MODES
+KEYS_TABLE = "server.keys"
+INDEXES_TABLE = "server.indexes"
+# The file of the first server format (its own SQLite, before the store held the data).
+OLD_FILE = "nearkit-server.sqlite3"
+
+# A stored value: type code (0 string, 1 hash, 2 JSON), expiry deadline in ms (-1: none), contents.
+_HEADER = struct.Struct("<Bq")
+_NO_EXPIRY = -1
 
 
-def encode_value(value) -> tuple[int, bytes]:
+class OldDataError(ValueError):
+    """The data directory holds the server's first on-disk format, which is no longer read."""
+
+
+def encode_record(value, expire_ms) -> bytes:
+    head = _HEADER.pack
+    exp = _NO_EXPIRY if expire_ms is None else expire_ms
     t = type(value)
     if t is bytes:
-        return 0, value
+        return head(0, exp) + value
     if t is dict:
-        parts = [struct.pack("<I", len(value))]
+        parts = [head(1, exp), struct.pack("<I", len(value))]
         for f, v in value.items():
             parts.append(struct.pack("<II", len(f), len(v)))
             parts.append(f)
             parts.append(v)
-        return 1, b"".join(parts)
+        return b"".join(parts)
     if t is JsonDoc:
-        return 2, json.dumps(value.value, separators=(",", ":")).encode()
+        return head(2, exp) + json.dumps(value.value, separators=(",", ":")).encode()
     raise TypeError(f"cannot store {t.__name__}")
 
 
-def decode_value(kind: int, blob: bytes):
+def decode_record(blob: bytes):
+    """-> (value, expire_ms or None)."""
+    kind, exp = _HEADER.unpack_from(blob, 0)
+    pos = _HEADER.size
+    exp = None if exp == _NO_EXPIRY else exp
     if kind == 0:
-        return bytes(blob)
+        return blob[pos:], exp
     if kind == 1:
-        (n,) = struct.unpack_from("<I", blob, 0)
-        pos, out = 4, {}
+        (n,) = struct.unpack_from("<I", blob, pos)
+        pos, out = pos + 4, {}
         for _ in range(n):
             lf, lv = struct.unpack_from("<II", blob, pos)
             pos += 8
-            f = bytes(blob[pos:pos + lf])
+            f = blob[pos:pos + lf]
             pos += lf
-            out[f] = bytes(blob[pos:pos + lv])
+            out[f] = blob[pos:pos + lv]
             pos += lv
-        return out
+        return out, exp
     if kind == 2:
-        return JsonDoc(json.loads(blob))
+        return JsonDoc(json.loads(blob[pos:])), exp
     raise ValueError(f"unknown stored value kind {kind}")
 
 
+def refuse_old_format(directory: str) -> None:
+    old = os.path.join(directory, OLD_FILE)
+    if os.path.exists(old):
+        raise OldDataError(
+            f"{directory!r} holds data in the old server format ({OLD_FILE}), which this version "
+            f"does not read; start with a new --data directory (or move that file away to discard it)")
+
+
 class Durable:
-    """SQLite-backed record of keys and index definitions."""
+    """The server's view of its store: keys and index definitions, flushed per batch."""
 
     def __init__(self, directory: str, mode: str = "always"):
         if mode not in MODES:
             raise ValueError(f"durability must be one of {', '.join(MODES)}, not {mode!r}")
-        os.makedirs(directory, exist_ok=True)
+        refuse_old_format(directory)
+        # Raises StoreLockedError (naming the holder) if another writer has the store.
+        self.db = Database(directory, durability=mode, auto_snapshot=None)
+        try:
+            self.keys = self.db.key_table(KEYS_TABLE)
+            self.indexes = self.db.key_table(INDEXES_TABLE)
+        except BaseException:
+            self.db.close(snapshot=False)
+            raise
         self.mode = mode
-        self.path = os.path.join(directory, "nearkit-server.sqlite3")
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=" + ("FULL" if mode == "always" else "NORMAL"))
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS keys (key BLOB PRIMARY KEY, kind INTEGER NOT NULL,"
-            " value BLOB NOT NULL, expire_ms INTEGER) WITHOUT ROWID")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS indexes (name BLOB PRIMARY KEY, definition TEXT NOT NULL)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER)")
-        row = self.db.execute("SELECT value FROM meta WHERE name = 'changes'").fetchone()
-        self.changes = int(row[0]) if row else 0
-        self.directory = directory
-        self._in_tx = False
-        self._last_commit = time.monotonic()
-        self._commit_every = {"always": 0.0, "everysec": 1.0, "off": 5.0}[mode]
+        self.directory = self.db.path
+        # Index definition changes waiting for the next flush: name -> JSON bytes or None (drop).
+        self._index_ops: dict = {}
+        self._drop_all_indexes = False
+        self.indexes_pending = False  # a plain attribute: the server checks it for every reply
+
+    @property
+    def changes(self) -> int:
+        return self.keys.changes
 
     # -- start-up ------------------------------------------------------------
     def load_keys(self):
-        for key, kind, blob, exp in self.db.execute("SELECT key, kind, value, expire_ms FROM keys"):
-            yield bytes(key), decode_value(kind, blob), exp
+        for key, blob in self.keys.items():
+            value, exp = decode_record(blob)
+            yield key, value, exp
 
     def load_indexes(self):
-        for name, definition in self.db.execute("SELECT name, definition FROM indexes"):
-            yield bytes(name), json.loads(definition)
+        for name, definition in self.indexes.items():
+            yield name, json.loads(definition)
 
     # -- writing -----------------------------------------------------------------
-    def _begin(self) -> None:
-        if not self._in_tx:
-            self.db.execute("BEGIN")
-            self._in_tx = True
+    def save_index(self, name: bytes, definition: dict) -> None:
+        self._index_ops[name] = json.dumps(definition).encode()
+        self.indexes_pending = True
+
+    def drop_index(self, name: bytes) -> None:
+        self._index_ops[name] = None
+        self.indexes_pending = True
+
+    def drop_all_indexes(self) -> None:
+        self._index_ops.clear()
+        self._drop_all_indexes = True
+        self.indexes_pending = True
 
     def write(self, keyspace) -> None:
-        """Write the keys changed since the last call (``keyspace.dirty``)."""
-        if not keyspace.dirty and not keyspace.flushed_all:
+        """Write the keys changed since the last call (``keyspace.dirty``) and pending
+        index definition changes, in one atomic store write."""
+        if not keyspace.dirty and not keyspace.flushed_all and not self.indexes_pending:
             return
-        self._begin()
-        if keyspace.flushed_all:
-            self.db.execute("DELETE FROM keys")
-            keyspace.flushed_all = False
         upserts, deletes = [], []
         data, expires = keyspace.data, keyspace.expires
         for key in keyspace.dirty:
             value = data.get(key)
             if value is None:
-                deletes.append((key,))
+                deletes.append(key)
             else:
-                kind, blob = encode_value(value)
-                upserts.append((key, kind, blob, expires.get(key)))
+                upserts.append((key, encode_record(value, expires.get(key))))
+        ops = self._index_ops
+        self.db.write_batches(
+            self.keys.batch(upserts, deletes, clear=keyspace.flushed_all),
+            self.indexes.batch([(n, d) for n, d in ops.items() if d is not None],
+                               [n for n, d in ops.items() if d is None], clear=self._drop_all_indexes))
+        # Only now: a write that failed is retried by the next flush.
         keyspace.dirty.clear()
-        self.changes += len(upserts) + len(deletes)
-        self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('changes', ?)",
-                        (self.changes,))
-        if deletes:
-            self.db.executemany("DELETE FROM keys WHERE key = ?", deletes)
-        if upserts:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO keys (key, kind, value, expire_ms) VALUES (?, ?, ?, ?)",
-                upserts)
-
-    def save_index(self, name: bytes, definition: dict) -> None:
-        self._begin()
-        self.db.execute("INSERT OR REPLACE INTO indexes (name, definition) VALUES (?, ?)",
-                        (name, json.dumps(definition)))
-
-    def drop_index(self, name: bytes) -> None:
-        self._begin()
-        self.db.execute("DELETE FROM indexes WHERE name = ?", (name,))
-
-    def drop_all_indexes(self) -> None:
-        self._begin()
-        self.db.execute("DELETE FROM indexes")
+        keyspace.flushed_all = False
+        self._index_ops = {}
+        self._drop_all_indexes = False
+        self.indexes_pending = False
 
     def flush(self, keyspace, force: bool = False) -> None:
-        """Write dirty keys; commit if the mode says it is time (always: every call)."""
+        """Write what changed; commit now when ``force`` (under always every write commits)."""
         self.write(keyspace)
-        if self._in_tx and (force or time.monotonic() - self._last_commit >= self._commit_every):
-            self.db.execute("COMMIT")
-            self._in_tx = False
-            self._last_commit = time.monotonic()
+        if force:
+            self.db.flush()
 
     def close(self, keyspace=None) -> None:
-        if keyspace is not None:
-            self.flush(keyspace, force=True)
-        elif self._in_tx:
-            self.db.execute("COMMIT")
-            self._in_tx = False
-        self.db.close()
+        """Write what changed, commit, release the writer lock."""
+        try:
+            if keyspace is not None:
+                self.write(keyspace)
+        finally:
+            self.db.close(snapshot=False)

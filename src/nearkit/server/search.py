@@ -283,6 +283,7 @@ class SearchEngine:
         self.server = server
         self.indexes: dict[bytes, SearchIndex] = {}
         self._flush_scheduled = False
+        self.snapshot_writer = _snapshot.Writer()
         server.keyspace.listeners.append(self.on_key_change)
 
     def on_key_change(self, key: bytes, value) -> None:
@@ -320,6 +321,7 @@ class SearchEngine:
         idx = self.indexes.pop(name)
         if self.server.durable is not None:
             self.server.durable.drop_index(name)
+            self.snapshot_writer.wait()  # no snapshot file may land after the removal
             _snapshot.remove(self.server.durable.directory, name)
         return idx
 
@@ -328,6 +330,7 @@ class SearchEngine:
         self.indexes.clear()
         if self.server.durable is not None:
             self.server.durable.drop_all_indexes()
+            self.snapshot_writer.wait()
             for name in names:
                 _snapshot.remove(self.server.durable.directory, name)
 
@@ -341,20 +344,30 @@ class SearchEngine:
         for idx in self.indexes.values():
             idx.finish_restore()
 
-    def save_snapshots(self, only_stale: bool = False) -> int:
+    def save_snapshots(self, only_stale: bool = False, background: bool = False) -> int:
         """Snapshot every index with a graph at the current change count (only_stale: those
-        whose newest snapshot is not at it); returns how many were written."""
+        whose newest snapshot is not at it); returns how many were taken. With
+        background, the loop only copies the graphs and a writer thread writes the
+        files; otherwise they are on disk when this returns."""
         durable = self.server.durable
         if durable is None:
             return 0
+        writer = self.snapshot_writer
+        writer.wait()  # one snapshot of an index at a time, in order
         n = 0
         for idx in list(self.indexes.values()):
             if only_stale and idx.snapshot_seq == durable.changes:
                 continue
             try:
-                if _snapshot.save(durable.directory, idx, durable.changes):
-                    idx.snapshot_seq = durable.changes
-                    n += 1
+                job = _snapshot.take(durable.directory, idx, durable.changes)
+                if job is None:
+                    continue
+                if background:
+                    writer.submit(job, lambda job, idx=idx: setattr(idx, "snapshot_seq", job.seq))
+                else:
+                    _snapshot.write(job)
+                    idx.snapshot_seq = job.seq
+                n += 1
             except Exception:  # a snapshot only saves time: never fail the server for one
                 log.exception("index snapshot of %r failed", idx.name)
         return n

@@ -5,7 +5,8 @@ key space and search indexes, and writes replies. Heavy searches hand their
 vector work to a thread pool (the C++ kernels release the GIL), so both cores
 serve clients; replies on each connection still go out in request order.
 
-Writes reach SQLite before their replies leave (``persist.Durable``): all the
+With ``--data`` the server's durable record is a nearkit store (``persist.Durable``):
+under ``always`` writes are committed before their replies leave, and all the
 connections served in one loop tick share one commit.
 """
 
@@ -21,12 +22,13 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ..store import StoreLockedError
 from . import commands as _commands  # noqa: F401  (registers the commands)
 from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
 from .commands import COMMANDS, NOAUTH, CommandError, Offload, wrong_args
 from .execute import KnnJob, run_knn_batch
 from .keyspace import Keyspace
-from .persist import Durable
+from .persist import Durable, OldDataError
 from .protocol import Error, ProtocolError, RequestReader, encode_into
 from .search import SearchEngine
 
@@ -314,7 +316,12 @@ class Server:
         self._server = None
         self._snapshot_at = 0
         if self.durable is not None:
-            self._load()
+            try:
+                self._load()
+            except BaseException:
+                self.durable.close()  # release the store's writer lock
+                self.pool.shutdown(wait=False)
+                raise
 
     def _load(self):
         for name, definition in self.durable.load_indexes():
@@ -338,8 +345,13 @@ class Server:
             return
         every = self.config.snapshot_every
         if force or (every > 0 and d.changes - self._snapshot_at >= every):
+            # A snapshot is named by the change count: never name one after writes
+            # that are not committed yet (a crash would leave it newer than the record).
+            d.flush(self.keyspace, force=True)
             self._snapshot_at = d.changes
-            self.search.save_snapshots(only_stale=force)
+            # Periodic snapshots are written in the background; the one at shutdown
+            # is on disk before the server exits.
+            self.search.save_snapshots(only_stale=force, background=not force)
 
     def next_client_id(self) -> int:
         self._client_ids += 1
@@ -377,7 +389,7 @@ class Server:
         """Write a reply, after the writes it acknowledges are durable."""
         if self.durable is None or self.durable.mode != "always" or (
                 not self.keyspace.dirty and not self.keyspace.flushed_all
-                and not self._pending_sends and not self.durable._in_tx):
+                and not self._pending_sends and not self.durable.indexes_pending):
             transport.write(data)
             return
         self._pending_sends.append((transport, data))
@@ -459,6 +471,7 @@ class Server:
                 self.maybe_snapshot(force=True)
             except Exception:
                 log.exception("index snapshot at shutdown failed")
+            self.search.snapshot_writer.close()
             self.durable.close(self.keyspace)
             self.durable = None
         for client in list(self.clients):
@@ -471,9 +484,14 @@ class Server:
 
 
 def run(config: Config) -> int:
-    """Run the server until SIGINT/SIGTERM."""
+    """Run the server until SIGINT/SIGTERM; 1 if it cannot start on its data directory."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server = Server(config)
+    try:
+        server = Server(config)
+    except (StoreLockedError, OldDataError) as exc:
+        # Another server (or store writer) has --data, or it holds the old format.
+        print(f"nearkit serve: error: {exc}", file=sys.stderr)
+        return 1
 
     # Workers hand results back to a busy event loop: a short GIL switch interval
     # keeps them from waiting the default 5 ms for it.

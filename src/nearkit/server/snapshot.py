@@ -1,7 +1,9 @@
 """Snapshots of the server's HNSW graphs, so a restart need not rebuild them.
 
-SQLite (``persist.py``) stays the one durable record; a snapshot only saves time.
-For each search index with HNSW fields, ``<data>/index-snapshots/<index hex>/``
+The store's SQLite (``persist.py``) stays the one durable record; a snapshot only
+saves time. For each search index with HNSW fields,
+``<data>/snapshots/server-indexes/<index hex>/`` (beside the store's collection
+snapshots in ``<data>/snapshots/<collection id>/``)
 holds ``<seq>.state`` (the index definition, which key owns which slot, and every
 field's vectors by slot) and, per HNSW field, ``<field hex>/<seq>.nki`` (the
 graph, saved with ``Index.save``). ``seq`` is the durable change counter at the
@@ -20,6 +22,8 @@ import hashlib
 import json
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +31,7 @@ from ..store import snapshots as _snaps
 
 log = logging.getLogger("nearkit.server")
 
-DIRNAME = "index-snapshots"
+DIRNAME = os.path.join("snapshots", "server-indexes")
 
 
 def _definition_hash(idx) -> str:
@@ -67,32 +71,82 @@ def graph_fields(idx) -> dict:
     return {alias: vf for alias, vf in idx.vectors.items() if vf.uses_graph}
 
 
-def save(root: str, idx, seq: int) -> bool:
-    """Snapshot ``idx``'s graphs for change ``seq`` (call on the loop thread, after
-    ``flush_vectors``). Returns False if the index has no graph to save."""
+@dataclass
+class Job:
+    """One index's snapshot, copied out of the live index (see ``take``)."""
+
+    index_name: bytes
+    directory: str
+    seq: int
+    params: dict
+    sections: dict
+    graphs: dict  # field alias -> IndexImage
+
+
+def take(root: str, idx, seq: int) -> Job | None:
+    """Copy what a snapshot of ``idx``'s graphs for change ``seq`` holds (call on the
+    loop thread). A memory copy: the files can then be written on another thread
+    while the index keeps changing. None if the index has no graph."""
     fields = graph_fields(idx)
     if not fields:
-        return False
-    d = index_dir(root, idx.name)
+        return None
     idx.flush_vectors()  # takes the lock itself (it is not re-entrant)
-    with idx.lock:  # nothing changes it while the files are written
+    with idx.lock:
         n = len(idx.slot_key)
         blob, lens = _pack_keys(idx.slot_key)
         sections = {"key_blob": blob, "key_lens": lens}
         for i, (alias, vf) in enumerate(sorted(fields.items())):
             hi = min(n, vf._has.shape[0])
-            sections[f"vecs{i}"] = np.ascontiguousarray(vf._vecs[:hi])
-            sections[f"has{i}"] = np.ascontiguousarray(vf._has[:hi])
+            sections[f"vecs{i}"] = np.array(vf._vecs[:hi], copy=True)
+            sections[f"has{i}"] = np.array(vf._has[:hi], copy=True)
         params = {"definition_sha256": _definition_hash(idx), "fields": sorted(fields),
                   "slots": n, "seq": seq}
-        # Graphs first, the state file last: a state file names a complete set.
-        for alias, vf in fields.items():
-            _snaps.write_snapshot(_field_dir(d, alias), seq, vf._index)
-        _snaps.write_state(d, seq, 1, "l2", params, sections)
-    for alias in fields:
+        graphs = {alias: vf._index.image() for alias, vf in fields.items()}
+    return Job(idx.name, index_dir(root, idx.name), seq, params, sections, graphs)
+
+
+def write(job: Job) -> None:
+    """Write a taken snapshot's files and drop the older ones."""
+    d = job.directory
+    # Graphs first, the state file last: a state file names a complete set.
+    for alias, image in job.graphs.items():
+        _snaps.write_snapshot(_field_dir(d, alias), job.seq, image)
+    _snaps.write_state(d, job.seq, 1, "l2", job.params, job.sections)
+    for alias in job.graphs:
         _snaps.prune(_field_dir(d, alias))
     _snaps.prune(d)
-    return True
+
+
+class Writer:
+    """Writes snapshot jobs one at a time on a background thread, so the event loop
+    pays only for the memory copy (checksums, writes and fsync happen here)."""
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearkit-snapshot")
+        self._pending: list[Future] = []
+
+    def submit(self, job: Job, done) -> None:
+        """Write ``job``; ``done(job)`` runs on the writer thread once it is on disk."""
+        def run():
+            try:
+                write(job)
+            except Exception:  # a snapshot only saves time: never fail the server for one
+                log.exception("index snapshot of %r failed", job.index_name)
+                return
+            done(job)
+
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._pool.submit(run))
+
+    def wait(self) -> None:
+        """Until every submitted job is written (or has failed)."""
+        for f in self._pending:
+            f.result()
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.wait()
+        self._pool.shutdown()
 
 
 def _try_load(d: str, seq: int, state_path: str, idx):

@@ -1,6 +1,7 @@
 """Persistent vector store: collections of keyed vectors with payload filters.
 
 SQLite is the durable record; index files are snapshots that make opening fast.
+Key tables (``db.key_table``) are durable byte maps in the same record.
 See ``db.open`` for the entry point (re-exported as ``nearkit.open``).
 """
 
@@ -8,8 +9,10 @@ from .collection import Collection, Hit, Record
 from .db import CollectionNotFound, Database, open
 from .durability import DURABILITY_MODES, StoreLockedError
 from .filters import FilterError, FilterSyntaxError, parse_filter, to_filter
+from .keytable import KeyTable, KeyTableNotFound
 
 __all__ = [
     "DURABILITY_MODES", "Collection", "CollectionNotFound", "Database", "FilterError",
-    "FilterSyntaxError", "Hit", "Record", "StoreLockedError", "open", "parse_filter", "to_filter",
+    "FilterSyntaxError", "Hit", "KeyTable", "KeyTableNotFound", "Record", "StoreLockedError", "open",
+    "parse_filter", "to_filter",
 ]

@@ -16,16 +16,17 @@ its own slots, and a query the index cannot fill is answered exactly instead.
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import _core, _validate
 from .._sync import RWLock
+from ..indexes.base import SlotFilter
 from ..metrics import COSINE, METRIC_CODES, normalize_rows
 from . import snapshots
 from .fields import FieldIndex, pack_strings, unpack_strings
@@ -109,6 +110,7 @@ class Collection:
         self._next_id = meta["next_id"]
         self._seq = meta["seq"]
         self._snapshot_seq = -1
+        self._snapshot_thread: threading.Thread | None = None
         self._snapdir = snapshots.directory(db.path, self._cid)
         self._write_mutex = threading.Lock()
         self._rw = RWLock()
@@ -319,33 +321,34 @@ class Collection:
 
     @staticmethod
     def _index_add(index, vecs, ids):
-        """Add with all cores when the index's add takes a ``threads`` argument."""
-        try:
-            takes_threads = "threads" in inspect.signature(type(index)._add).parameters
-        except (TypeError, ValueError):
-            takes_threads = False
-        if takes_threads:
+        """Add with all cores when the index can build in parallel."""
+        if index.parallel_add:
             index.add(vecs, ids, threads=-1)
         else:
             index.add(vecs, ids)
 
-    # A bulk upsert's SQLite transaction is mostly single-threaded Python and
-    # the index build runs in C++ without the GIL: overlapping the two keeps
-    # both cores busy. Small batches are not worth a thread.
+    # A bulk upsert's payload handling and SQLite transaction are single-threaded
+    # Python, and the index build runs in C++ without the GIL: starting the build
+    # first and doing the rest meanwhile keeps both cores busy. Small batches are
+    # not worth a thread.
     OVERLAP_MIN_ROWS = 1000
 
-    def _write_and_index(self, tx, x, new_ids):
-        """Write ``tx`` to SQLite and add the new rows to the index. A failed write
-        raises (and the index keeps none of the rows); a failed index add after a
-        good write is returned, for the caller to raise once its counters match SQLite."""
-        failure = []
+    def _write_and_index(self, make_tx, x, new_ids):
+        """Add the new rows to the index and write ``make_tx()``'s transaction to SQLite.
+
+        ``make_tx`` validates the payloads and returns the transaction. If it or the
+        write raises, the exception propagates and the index keeps none of the rows.
+        A failed index add after a good write is returned, for the caller to raise
+        once its counters match SQLite."""
         if len(new_ids) < self.OVERLAP_MIN_ROWS:
-            self._sql.write(tx)
+            self._sql.write(make_tx())
             try:
                 self._index_add(self._index, x, new_ids)
             except Exception as exc:
                 return exc
             return None
+
+        failure = []
 
         def build():
             try:
@@ -356,7 +359,7 @@ class Collection:
         worker = threading.Thread(target=build, name="nearkit-index-add")
         worker.start()
         try:
-            self._sql.write(tx)
+            self._sql.write(make_tx())
         except BaseException:
             worker.join()
             if not failure:
@@ -420,11 +423,6 @@ class Collection:
             payloads = list(payloads)
             if len(payloads) != n:
                 raise ValueError(f"got {len(payloads)} payloads for {n} keys")
-        recs = [self._fields.extract(p) for p in payloads]
-        try:
-            texts = [None if p is None else json.dumps(p) for p in payloads]
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
         if n == 0:
             return 0
 
@@ -436,22 +434,32 @@ class Collection:
             new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             seq = self._seq + 1
             cid = self._cid
+            rows = {}
 
-            def tx(conn):
-                # built here so that it overlaps the index build too
-                blobs = [x[i].tobytes() for i in range(n)]
-                if old_ids.size:
-                    conn.executemany(f"INSERT OR REPLACE INTO tomb_{cid}(id, seq) VALUES (?, ?)",
-                                     [(int(i), seq) for i in old_ids])
-                    conn.executemany(f"DELETE FROM items_{cid} WHERE id = ?", [(int(i),) for i in old_ids])
-                conn.executemany(
-                    f"INSERT INTO items_{cid}(id, key, seq, vector, payload) VALUES (?, ?, ?, ?, ?)",
-                    zip(new_ids.tolist(), keys, [seq] * n, blobs, texts))
-                conn.execute("UPDATE collections SET next_id = ?, seq = ? WHERE cid = ?",
-                             (int(new_ids[-1]) + 1, seq, cid))
+            def make_tx():
+                # Runs while a bulk index build is under way (see _write_and_index).
+                recs = [self._fields.extract(p) for p in payloads]
+                try:
+                    texts = [None if p is None else json.dumps(p) for p in payloads]
+                except (TypeError, ValueError) as exc:
+                    raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
+                rows.update(recs=recs, texts=texts)
+
+                def tx(conn):
+                    blobs = [x[i].tobytes() for i in range(n)]
+                    if old_ids.size:
+                        conn.executemany(f"INSERT OR REPLACE INTO tomb_{cid}(id, seq) VALUES (?, ?)",
+                                         [(int(i), seq) for i in old_ids])
+                        conn.executemany(f"DELETE FROM items_{cid} WHERE id = ?", [(int(i),) for i in old_ids])
+                    conn.executemany(
+                        f"INSERT INTO items_{cid}(id, key, seq, vector, payload) VALUES (?, ?, ?, ?, ?)",
+                        zip(new_ids.tolist(), keys, [seq] * n, blobs, texts))
+                    conn.execute("UPDATE collections SET next_id = ?, seq = ? WHERE cid = ?",
+                                 (int(new_ids[-1]) + 1, seq, cid))
+                return tx
 
             with self._rw.write():
-                index_error = self._write_and_index(tx, x, new_ids)
+                index_error = self._write_and_index(make_tx, x, new_ids)
                 self._next_id += n
                 self._seq = seq
                 if index_error is not None:  # SQLite has the rows; a reopen rebuilds them
@@ -459,7 +467,7 @@ class Collection:
                 self._version += 1
                 if old_ids.size:
                     self._index.remove(old_ids)
-                self._apply_upsert(keys, x, new_ids, texts, recs)
+                self._apply_upsert(keys, x, new_ids, rows["texts"], rows["recs"])
             n_new = sum(s is None for s in old_slots)
         self._after_write(n)
         return n_new
@@ -653,19 +661,17 @@ class Collection:
         cached = self._slot_map
         if cached is not None and cached[0] == self._version:
             return cached[1]
-        labels = self._index._slot_labels()
+        labels = self._index.slot_labels()
         m = np.where(labels >= 0, self._slot_of_id[np.clip(labels, 0, None)], -1)
         self._slot_map = (self._version, m)
         return m
 
     def _filtered_index_search(self, q, k, mask, search_params):
-        """Index search restricted to ``mask`` (over our slots), via the index's search hook."""
+        """Index search restricted to ``mask`` (over our slots), as a mask over the index's slots."""
         m = self._index_slot_map()
         ext = np.zeros(self._n_slots + 1, dtype=bool)   # the extra False answers slot -1
         ext[: self._n_slots] = mask
-        index_mask = ext[m].view(np.uint8)
-        pq, _ = self._index._vectors(q, "queries")
-        return self._index._search(pq, k, index_mask, 1, **search_params)
+        return self._index.search(q, k, filter=SlotFilter(ext[m]), threads=1, **search_params)
 
     def search_radius(self, vector, radius, where=None, params=None, limit: int | None = None):
         """Every row within ``radius`` (inclusive) of ``vector`` passing ``where``, nearest first."""
@@ -699,33 +705,84 @@ class Collection:
         Skipped (returns None) when nothing changed since the last snapshot, unless forced.
         """
         self._check_writable()
+        self._wait_for_snapshot()
         with self._write_mutex:
             if self._seq == self._snapshot_seq and not force:
                 return None
-            self._sql.flush()   # the snapshot must never cover an uncommitted change
-            seq = self._seq
-            with self._rw.read():
-                path = snapshots.write_snapshot(self._snapdir, seq, self._index)
-                params, sections = self._export_state()
-                snapshots.write_state(self._snapdir, seq, self.dim, self.metric, params, sections)
-            self._snapshot_seq = seq
-            self._changes = 0
+            job = self._take_snapshot()
+        return self._write_snapshot(job)
+
+    def _take_snapshot(self) -> dict:
+        """Copy what a snapshot holds (caller has the write mutex): a memory copy,
+        after which writing the files needs no lock and the collection may change."""
+        self._sql.flush()   # the snapshot must never cover an uncommitted change
+        with self._rw.read():
+            image = self._index.image()
+            params, sections = self._export_state()
+            sections = {name: np.array(a, copy=True) for name, a in sections.items()}
+        job = {"seq": self._seq, "previous": self._snapshot_seq, "changes": self._changes,
+               "image": image, "state": (params, sections)}
+        self._snapshot_seq = self._seq
+        self._changes = 0
+        return job
+
+    def _write_snapshot(self, job: dict) -> str:
+        """Write a taken snapshot's files, then drop old snapshots and the tombstones
+        no remaining snapshot needs. On failure the collection counts the changes
+        as unsnapshotted again; SQLite still holds everything."""
+        seq = job["seq"]
+        try:
+            path = snapshots.write_snapshot(self._snapdir, seq, job["image"])
+            params, sections = job["state"]
+            snapshots.write_state(self._snapdir, seq, self.dim, self.metric, params, sections)
             oldest = snapshots.prune(self._snapdir)
             if oldest is not None:
                 cid = self._cid
                 self._sql.write(lambda conn: conn.execute(f"DELETE FROM tomb_{cid} WHERE seq <= ?", (oldest,)))
-            return path
+        except BaseException:
+            with self._write_mutex:
+                if self._snapshot_seq == seq:
+                    self._snapshot_seq = job["previous"]
+                    self._changes += job["changes"]
+            raise
+        return path
+
+    # Automatic snapshots are written by a background thread: the write call that
+    # triggers one only pays for the memory copy, not for checksums and fsync.
+    def _snapshot_in_background(self) -> None:
+        self._wait_for_snapshot()
+        with self._write_mutex:
+            if self._closed or self._seq == self._snapshot_seq:
+                return
+            job = self._take_snapshot()
+
+        def run():
+            try:
+                self._write_snapshot(job)
+            except Exception as exc:  # noqa: BLE001 - reported, the data is safe in SQLite
+                warnings.warn(f"collection {self.name!r}: automatic snapshot failed ({exc}); "
+                              "every write is still in SQLite", RuntimeWarning, stacklevel=1)
+
+        self._snapshot_thread = threading.Thread(target=run, name=f"nearkit-snapshot-{self.name}")
+        self._snapshot_thread.start()
+
+    def _wait_for_snapshot(self) -> None:
+        thread = self._snapshot_thread
+        if thread is not None:
+            thread.join()
+            self._snapshot_thread = None
 
     def _after_write(self, rows: int) -> None:
         """Snapshot once enough has changed that replaying SQLite on open would get slow."""
         self._changes += rows
         every = self._db.auto_snapshot
         if every and self._changes >= max(every, len(self) // 2):
-            self.snapshot()
+            self._snapshot_in_background()
 
     def _close(self, snapshot: bool) -> None:
         if self._closed:
             return
+        self._wait_for_snapshot()
         if snapshot and not self._sql.read_only:
             self.snapshot()
         self._closed = True

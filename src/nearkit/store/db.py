@@ -7,7 +7,9 @@
         col.search(q, 10, where="@genre:{drama} @year:[1990 (2000]")
 
 Layout: ``<path>/store.sqlite`` (+ WAL files), ``<path>/LOCK``,
-``<path>/snapshots/<collection id>/<seq>.nki``.
+``<path>/snapshots/<collection id>/<seq>.nki``. Besides collections, a store holds
+key tables (``db.key_table(name)``, see ``keytable.py``): durable byte maps that
+share the store's SQLite, writer lock and durability mode.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import threading
 import weakref
 
 from ..metrics import normalize_metric
-from . import snapshots
+from . import keytable, snapshots
 from .collection import Collection, make_index
 from .durability import DURABILITY_MODES, SqliteStore, WriterLock
 from .fields import normalize_schema
+from .keytable import KeyTable, KeyTableNotFound
 
 _OPEN: "weakref.WeakSet[Database]" = weakref.WeakSet()
 
@@ -61,6 +64,7 @@ class Database:
             raise
         self._mutex = threading.RLock()
         self._collections: dict[str, Collection] = {}
+        self._key_tables: dict[str, KeyTable] = {}
         self._closed = False
         _OPEN.add(self)
 
@@ -144,10 +148,56 @@ class Database:
                 raise CollectionNotFound(f"no collection {name!r}")
             col = self._collections.pop(name, None)
             if col is not None:
+                col._wait_for_snapshot()  # its files must not land after the directory is gone
                 with col._write_mutex:
                     col._closed = True
             self._sql.drop_collection(meta["cid"])
             snapshots.remove_all(snapshots.directory(self.path, meta["cid"]))
+
+    # -- key tables ------------------------------------------------------------------------
+    def key_table(self, name: str, create: bool = True) -> KeyTable:
+        """The named key table (a durable bytes -> bytes map), created if missing
+        (its existence is durable at once) unless ``create=False``."""
+        self._check()
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"key table name must be a non-empty string, got {name!r}")
+        with self._mutex:
+            kt = self._key_tables.get(name)
+            if kt is not None:
+                return kt
+            row = next((r for r in keytable.list_tables(self._sql) if r[1] == name), None)
+            if row is None:
+                if not create or self.read_only:
+                    have = ", ".join(self.list_key_tables()) or "none"
+                    raise KeyTableNotFound(f"no key table {name!r} (key tables: {have})")
+                tid = keytable.create_table(self._sql, name)
+                row = (tid, name, 0)
+            kt = KeyTable(self, *row)
+            self._key_tables[name] = kt
+            return kt
+
+    def write_batches(self, *batches) -> None:
+        """Apply ``KeyTable.batch(...)`` results of several key tables atomically, as one
+        write call (one commit under "always")."""
+        self._check()
+        keytable.write_batches(self._sql, batches)
+
+    def list_key_tables(self) -> list[str]:
+        self._check()
+        return [r[1] for r in keytable.list_tables(self._sql)]
+
+    def drop_key_table(self, name: str) -> None:
+        self._check()
+        if self.read_only:
+            raise PermissionError("the store was opened read-only")
+        with self._mutex:
+            row = next((r for r in keytable.list_tables(self._sql) if r[1] == name), None)
+            if row is None:
+                raise KeyTableNotFound(f"no key table {name!r}")
+            kt = self._key_tables.pop(name, None)
+            if kt is not None:
+                kt._dropped = True
+            keytable.drop_table(self._sql, row[0])
 
     def snapshot(self) -> None:
         """Snapshot every opened collection that changed since its last snapshot."""

@@ -10,6 +10,9 @@ Each collection has two tables:
 - ``tomb_<cid>(id, seq)``: ids deleted (or replaced) at change sequence ``seq``,
   kept until no retained snapshot predates them.
 
+Key tables (``keytable.py``) live in the same database: ``key_tables(tid, name,
+changes)`` and ``kv_<tid>(key, value)``, written through the same ``write``.
+
 Durability modes (how a write call becomes durable):
 
 - ``always``: synchronous=FULL and a COMMIT at the end of every write call, so
@@ -105,6 +108,10 @@ class SqliteStore:
             " cid INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, dim INTEGER NOT NULL,"
             " metric TEXT NOT NULL, index_kind TEXT NOT NULL, index_params TEXT NOT NULL,"
             " fields TEXT NOT NULL, next_id INTEGER NOT NULL, seq INTEGER NOT NULL)")
+        # Key tables (keytable.py): durable byte maps for callers that keep their own data.
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS key_tables ("
+            " tid INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, changes INTEGER NOT NULL)")
 
     # -- transactions --------------------------------------------------------------------
     def write(self, fn):

@@ -48,7 +48,8 @@ def _fsync_dir(d: str) -> None:
 
 
 def write_snapshot(d: str, seq: int, index) -> str:
-    """Save ``index`` as the snapshot for ``seq`` (index.save writes atomically and fsyncs)."""
+    """Save ``index`` (an Index or an IndexImage) as the snapshot for ``seq``
+    (``save`` writes atomically and fsyncs)."""
     os.makedirs(d, exist_ok=True)
     final = os.path.join(d, f"{seq:020d}.nki")
     index.save(final)
