@@ -7,8 +7,8 @@ clusters), 1,000 held-out queries. Both servers get the same HNSW index
 (M=16, EF_CONSTRUCTION=200, L2), loaded by one redis-py client with pipelined
 HSET; then KNN k=10 queries (``SORTBY d RETURN 1 d``, EF_RUNTIME 10 and 100)
 from 1, 8 and 32 concurrent client processes, all on loopback; each setting runs
---trials times per server, interleaved, and the best run is reported (the machine
-is shared). Recall@10 is measured against exact numpy search. Prints JSON lines, with the ratios
+--trials times per server, the servers taking turns, and the best run is reported
+(the machine is shared). Recall@10 is measured against exact numpy search. Prints JSON lines, with the ratios
 nearkit / Redis from this one run and the load average, and each server's CPU time
 per query (steadier than queries/s when other jobs share the machine).
 
@@ -231,31 +231,34 @@ def main():
         efs = [int(x) for x in args.efs.split(",")]
 
         def measure(ef_by_server, clients):
-            """Best of --trials runs per server, interleaved (the machine is shared, and
-            a stall in one trial says nothing about a server); recall from the first
-            1-client pass over all the queries."""
-            for name, port in servers.items():
-                ef = ef_by_server[name]
-                best, cpu = None, []
-                for t in range(args.trials):
+            """Best of --trials runs per server, the servers taking turns trial by trial
+            (the machine is shared: a burst of other work then hits both, and a stall in
+            one trial says nothing about a server); recall from the first 1-client pass
+            over all the queries."""
+            best, cpu, first_ids = {}, {}, {}
+            for t in range(args.trials):
+                for name, port in servers.items():
+                    ef = ef_by_server[name]
                     c0 = cpu_seconds(pids[name])
                     got = run_clients(port, queries, ef, clients, args.duration,
                                       first_pass=clients == 1 and t == 0)
                     c1 = cpu_seconds(pids[name])
                     if c0 is not None and c1 is not None:
-                        cpu.append((c1 - c0) / len(got[1]))
-                    if best is None or got[0] > best[0]:
-                        best = (got[0], got[1], best[2] if best else got[2])
+                        cpu.setdefault(name, []).append((c1 - c0) / len(got[1]))
+                    if name not in best or got[0] > best[name][0]:
+                        best[name] = got
                     if t == 0:
-                        first_ids = got[2]
-                qps, lat, ids = best[0], best[1], first_ids
-                if cpu:
-                    # Server CPU time per query, the lowest over the trials: much steadier
-                    # than queries/s on a shared machine (it does not count waiting).
-                    results[("cpu", name, ef, clients)] = min(cpu) * 1e6
-                rec = recall(ids, truth)
+                        first_ids[name] = got[2]
+            for name in servers:
+                ef = ef_by_server[name]
+                qps, lat = best[name][0], best[name][1]
+                rec = recall(first_ids[name], truth)
                 if rec is not None:
                     results[("recall", name, ef)] = rec
+                if cpu.get(name):
+                    # Server CPU time per query, the lowest over the trials: much steadier
+                    # than queries/s on a shared machine (it does not count waiting).
+                    results[("cpu", name, ef, clients)] = min(cpu[name]) * 1e6
                 results[("qps", name, ef, clients)] = qps
                 results[("p99", name, ef, clients)] = float(np.percentile(lat, 99) * 1e3)
                 emit(phase="query", server=name, ef_runtime=ef, clients=clients, qps=round(qps),
