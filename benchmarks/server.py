@@ -7,9 +7,14 @@ clusters), 1,000 held-out queries. Both servers get the same HNSW index
 (M=16, EF_CONSTRUCTION=200, L2), loaded by one redis-py client with pipelined
 HSET; then KNN k=10 queries (``SORTBY d RETURN 1 d``, EF_RUNTIME 10 and 100)
 from 1, 8 and 32 concurrent client processes, all on loopback; each setting runs
---trials times per server, interleaved, and the best run is reported (the machine
-is shared). Recall@10 is measured against exact numpy search. Prints JSON lines, with the ratios
-nearkit / Redis from this one run and the load average.
+--trials times per server, the servers taking turns, and the best run is reported
+(the machine is shared). Recall@10 is measured against exact numpy search. Prints JSON lines, with the ratios
+nearkit / Redis from this one run and the load average, and each server's CPU time
+per query (steadier than queries/s when other jobs share the machine).
+
+Then the same at equal recall (``knn_qps_equal_recall`` lines): for each EF_RUNTIME
+given to Redis, nearkit gets the smallest EF_RUNTIME (from the same one up) whose
+recall@10 on the same queries is at least Redis's, and both are measured again.
 
 ``--durability MODE`` runs nearkit with ``--data`` (a temporary directory) in that
 mode, to see what the durable record costs the load; by default it keeps nothing.
@@ -135,6 +140,22 @@ def run_clients(port, queries, ef, clients, duration, first_pass=False):
     return len(lat) / wall, lat, ids
 
 
+def server_pid(port):
+    import redis
+
+    return int(redis.Redis(port=port).info("server")["process_id"])
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process on this machine (None if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def recall(ids, truth):
     if not ids:
         return None
@@ -152,6 +173,9 @@ def main():
     ap.add_argument("--efs", default="10,100")
     ap.add_argument("--redis-port", type=int, default=None)
     ap.add_argument("--trials", type=int, default=2, help="runs per setting; the best is kept")
+    ap.add_argument("--no-equal-recall", dest="equal_recall", action="store_false",
+                    help="skip the comparison at equal recall (nearkit's EF_RUNTIME raised until "
+                         "its recall@10 reaches Redis's)")
     ap.add_argument("--durability", choices=("always", "everysec", "off"), default=None,
                     help="run nearkit with --data (a temporary directory) and this durability "
                          "mode; default: memory only, like a Redis without persistence")
@@ -193,6 +217,7 @@ def main():
     nk = subprocess.Popen(nk_args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(nk_port)
     servers = {"redis": redis_port, "nearkit": nk_port}
+    pids = {name: server_pid(port) for name, port in servers.items()}
     results = {}
     try:
         for name, port in servers.items():
@@ -202,37 +227,89 @@ def main():
                  vectors_per_s=round(args.n_base / secs), loadavg=loadavg())
         emit(phase="ratio", what="load_rate", nearkit_over_redis=round(
             results[("load", "nearkit")] / results[("load", "redis")], 3))
-        for ef in [int(x) for x in args.efs.split(",")]:
-            for clients in [int(x) for x in args.clients.split(",")]:
+        clients_list = [int(x) for x in args.clients.split(",")]
+        efs = [int(x) for x in args.efs.split(",")]
+
+        def measure(ef_by_server, clients):
+            """Best of --trials runs per server, the servers taking turns trial by trial
+            (the machine is shared: a burst of other work then hits both, and a stall in
+            one trial says nothing about a server); recall from the first 1-client pass
+            over all the queries."""
+            best, cpu, first_ids = {}, {}, {}
+            for t in range(args.trials):
                 for name, port in servers.items():
-                    # Best of --trials runs, interleaved with the other server's: the
-                    # machine is shared, and a stall in one trial says nothing about a server.
-                    best = None
-                    for t in range(args.trials):
-                        got = run_clients(port, queries, ef, clients, args.duration,
-                                          first_pass=clients == 1 and t == 0)
-                        if best is None or got[0] > best[0]:
-                            best = (got[0], got[1], best[2] if best else got[2])
-                        if t == 0:
-                            first_ids = got[2]
-                    qps, lat, ids = best[0], best[1], first_ids
-                    rec = recall(ids, truth)
-                    if rec is not None:
-                        results[("recall", name, ef)] = rec
-                    results[("qps", name, ef, clients)] = qps
-                    results[("p99", name, ef, clients)] = float(np.percentile(lat, 99) * 1e3)
-                    emit(phase="query", server=name, ef_runtime=ef, clients=clients, qps=round(qps),
-                         p50_ms=round(float(np.percentile(lat, 50) * 1e3), 3),
-                         p99_ms=round(float(np.percentile(lat, 99) * 1e3), 3),
-                         recall_at_10=round(results.get(("recall", name, ef), float("nan")), 4),
-                         loadavg=loadavg())
+                    ef = ef_by_server[name]
+                    c0 = cpu_seconds(pids[name])
+                    got = run_clients(port, queries, ef, clients, args.duration,
+                                      first_pass=clients == 1 and t == 0)
+                    c1 = cpu_seconds(pids[name])
+                    if c0 is not None and c1 is not None:
+                        cpu.setdefault(name, []).append((c1 - c0) / len(got[1]))
+                    if name not in best or got[0] > best[name][0]:
+                        best[name] = got
+                    if t == 0:
+                        first_ids[name] = got[2]
+            for name in servers:
+                ef = ef_by_server[name]
+                qps, lat = best[name][0], best[name][1]
+                rec = recall(first_ids[name], truth)
+                if rec is not None:
+                    results[("recall", name, ef)] = rec
+                if cpu.get(name):
+                    # Server CPU time per query, the lowest over the trials: much steadier
+                    # than queries/s on a shared machine (it does not count waiting).
+                    results[("cpu", name, ef, clients)] = min(cpu[name]) * 1e6
+                results[("qps", name, ef, clients)] = qps
+                results[("p99", name, ef, clients)] = float(np.percentile(lat, 99) * 1e3)
+                emit(phase="query", server=name, ef_runtime=ef, clients=clients, qps=round(qps),
+                     p50_ms=round(float(np.percentile(lat, 50) * 1e3), 3),
+                     p99_ms=round(float(np.percentile(lat, 99) * 1e3), 3),
+                     recall_at_10=round(results.get(("recall", name, ef), float("nan")), 4),
+                     server_cpu_us_per_query=round(results.get(("cpu", name, ef, clients), float("nan")), 1),
+                     loadavg=loadavg())
+
+        def ratio(ef_nk, ef_redis, clients, **extra):
+            q_nk, q_r = ("qps", "nearkit", ef_nk, clients), ("qps", "redis", ef_redis, clients)
+            p_nk, p_r = ("p99", "nearkit", ef_nk, clients), ("p99", "redis", ef_redis, clients)
+            c_nk, c_r = ("cpu", "nearkit", ef_nk, clients), ("cpu", "redis", ef_redis, clients)
+            cpu_ratio = (round(results[c_nk] / results[c_r], 3)
+                         if c_nk in results and c_r in results else None)
+            return dict(nearkit_over_redis=round(results[q_nk] / results[q_r], 3),
+                        p99_nearkit_over_redis=round(results[p_nk] / results[p_r], 3),
+                        server_cpu_per_query_nearkit_over_redis=cpu_ratio,
+                        recall_nearkit=round(results.get(("recall", "nearkit", ef_nk), float("nan")), 4),
+                        recall_redis=round(results.get(("recall", "redis", ef_redis), float("nan")), 4),
+                        loadavg=loadavg(), **extra)
+
+        for ef in efs:
+            for clients in clients_list:
+                measure({"redis": ef, "nearkit": ef}, clients)
                 emit(phase="ratio", what="knn_qps", ef_runtime=ef, clients=clients,
-                     nearkit_over_redis=round(results[("qps", "nearkit", ef, clients)]
-                                              / results[("qps", "redis", ef, clients)], 3),
-                     p99_nearkit_over_redis=round(results[("p99", "nearkit", ef, clients)]
-                                                  / results[("p99", "redis", ef, clients)], 3),
-                     recall_nearkit=round(results.get(("recall", "nearkit", ef), float("nan")), 4),
-                     recall_redis=round(results.get(("recall", "redis", ef), float("nan")), 4))
+                     **ratio(ef, ef, clients))
+        if args.equal_recall:
+            # The same comparison at equal recall: for each EF_RUNTIME given to Redis, the
+            # smallest nearkit EF_RUNTIME (from that one up) whose recall@10 on the same
+            # queries is at least Redis's; both measured again, interleaved.
+            for ef in efs:
+                target = results.get(("recall", "redis", ef))
+                if target is None:
+                    break  # recall is measured on the 1-client pass only
+                step = max(1, ef // 20)
+                ef_nk = ef
+                while True:
+                    if ("recall", "nearkit", ef_nk) not in results:
+                        ids = run_clients(nk_port, queries, ef_nk, 1, 0.0, first_pass=True)[2]
+                        results[("recall", "nearkit", ef_nk)] = recall(ids, truth)
+                    got = results[("recall", "nearkit", ef_nk)]
+                    emit(phase="equal_recall_search", redis_ef_runtime=ef, recall_redis=round(target, 4),
+                         nearkit_ef_runtime=ef_nk, recall_nearkit=round(got, 4))
+                    if got >= target or ef_nk >= 4 * ef:
+                        break
+                    ef_nk += step
+                for clients in clients_list:
+                    measure({"redis": ef, "nearkit": ef_nk}, clients)
+                    emit(phase="ratio", what="knn_qps_equal_recall", redis_ef_runtime=ef,
+                         nearkit_ef_runtime=ef_nk, clients=clients, **ratio(ef_nk, ef, clients))
     finally:
         nk.send_signal(signal.SIGTERM)
         nk.wait(120)

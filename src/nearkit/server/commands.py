@@ -282,7 +282,10 @@ def _info_text(ctx, section: str | None) -> str:
         "persistence": [("loading", 0), ("aof_enabled", 0),
                         ("nearkit_durability", s.config.durability)],
         "stats": [("total_commands_processed", s.commands_processed),
-                  ("total_connections_received", s.connections_received)],
+                  ("total_connections_received", s.connections_received),
+                  # KNN requests answered by multi-query graph searches, and the loop ticks that ran them.
+                  ("nearkit_knn_batched_queries", s.knn_batched_queries),
+                  ("nearkit_knn_batches", s.knn_batches)],
         "replication": [("role", "master"), ("connected_slaves", 0)],
         "modules": [("module", f"name=search,ver={SEARCH_MODULE_VERSION},api=1,filters=0,"
                                f"usedby=[],using=[],options=[]")],

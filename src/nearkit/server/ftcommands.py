@@ -388,9 +388,9 @@ def _parse_dialect(args, i):
 def ft_search(ctx, args):
     if len(args) < 2:
         return Error("No query string provided")
-    reply = execute.try_fast_search(ctx, args)
-    if reply is not None:
-        return reply
+    job = execute.fast_knn_job(ctx, args)
+    if job is not None:
+        return job  # the server runs it, batched with other connections' (KnnJob)
     idx = _index(ctx, args[0], "{name}: no such index")
     req = execute.SearchRequest(query=_t(args[1]))
     i = 2

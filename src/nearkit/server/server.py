@@ -26,6 +26,7 @@ from ..store import StoreLockedError
 from . import commands as _commands  # noqa: F401  (registers the commands)
 from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
 from .commands import COMMANDS, NOAUTH, CommandError, Offload, wrong_args
+from .execute import KnnJob, run_knn_batch
 from .keyspace import Keyspace
 from .persist import Durable, OldDataError
 from .protocol import Error, ProtocolError, RequestReader, encode_into
@@ -129,6 +130,21 @@ class Connection(asyncio.Protocol):
                 self.closing = True
                 break
             reply = self.execute(req)
+            if type(reply) is KnnJob:
+                if server.batch_knn:
+                    # Answered with the other connections' KNN requests of this loop
+                    # tick, in one graph search (Server._run_knn_jobs); the queue waits.
+                    self._busy = True
+                    self._flush_out()
+                    server.queue_knn(self, reply)
+                    return
+                try:
+                    reply = reply.run()
+                except CommandError as exc:
+                    reply = exc.reply
+                except Exception as exc:  # never let one request take the server down
+                    log.exception("search failed")
+                    reply = Error(f"ERR internal error: {type(exc).__name__}: {exc}")
             if type(reply) is Offload:
                 if not reply.heavy:
                     try:
@@ -191,8 +207,16 @@ class Connection(asyncio.Protocol):
         else:
             self._run()
 
+    def _knn_done(self, reply):
+        """The reply to this connection's queued KnnJob: send it, go on with the queue."""
+        self._busy = False
+        if self.closing:
+            return
+        encode_into(reply, self.resp3, self._out)
+        self._run()
+
     def execute(self, req: list):
-        """Run one request; returns a reply value or an Offload."""
+        """Run one request; returns a reply value, an Offload or a KnnJob."""
         self.server.commands_processed += 1
         name = req[0].lower()
         cmd = COMMANDS.get(name)
@@ -243,7 +267,12 @@ class Connection(asyncio.Protocol):
         replies = []
         for cmd, req in queued:
             reply = self._call(cmd, req)
-            if type(reply) is Offload:
+            if type(reply) is KnnJob:
+                try:
+                    reply = reply.run()
+                except CommandError as exc:
+                    reply = exc.reply
+            elif type(reply) is Offload:
                 # Inside a transaction everything runs in order on the loop.
                 try:
                     reply = reply.finish(reply.inline())
@@ -279,6 +308,9 @@ class Server:
                                        thread_name_prefix="nearkit-search")
         self.loop = None
         self._pending_sends: list = []
+        self._knn_jobs: list = []  # (connection, KnnJob) waiting for this tick's batch
+        self.knn_batched_queries = 0  # KNN requests answered by a multi-query graph search
+        self.knn_batches = 0  # such searches
         self._after: list = []
         self._tick_scheduled = False
         self._server = None
@@ -324,6 +356,33 @@ class Server:
     def next_client_id(self) -> int:
         self._client_ids += 1
         return self._client_ids
+
+    # -- batched KNN -------------------------------------------------------------------
+    def queue_knn(self, conn: Connection, job: KnnJob):
+        """Answer ``job`` once this loop tick's reads are done, together with the KNN
+        requests other connections send meanwhile (one graph search for all)."""
+        self._knn_jobs.append((conn, job))
+        if len(self._knn_jobs) == 1:
+            self.loop.call_soon(self._run_knn_jobs)
+
+    @property
+    def batch_knn(self) -> bool:
+        """Whether KNN requests wait for the end of the loop tick to run batched; with
+        a single client there is nobody to batch with and waiting costs a loop turn."""
+        return self.loop is not None and (len(self.clients) > 1 or bool(self._knn_jobs))
+
+    def _run_knn_jobs(self):
+        pending, self._knn_jobs = self._knn_jobs, []
+        try:
+            replies, batched = run_knn_batch([job for _, job in pending])
+            if batched:
+                self.knn_batched_queries += batched
+                self.knn_batches += 1
+        except Exception as exc:  # never let one batch take the server down
+            log.exception("batched search failed")
+            replies = [Error(f"ERR internal error: {type(exc).__name__}: {exc}")] * len(pending)
+        for (conn, _), reply in zip(pending, replies):
+            conn._knn_done(reply)
 
     # -- group commit ------------------------------------------------------------------
     def send(self, transport, data: bytes):

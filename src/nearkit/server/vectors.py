@@ -242,6 +242,26 @@ class VectorField:
             ids, dist = ids[keep], dist[keep]
         return ids, dist
 
+    def knn_raw_many(self, blobs: list, k: int, ef: int | None):
+        """``knn_raw`` for several FLOAT32 query blobs (each of the right size) in one
+        graph call: (ids, dist, ok), ids/dist (len(blobs), min(k, count)) with rows
+        padded by id -1; ``ok`` is None when every query was searched, else a bool
+        per query, False where it holds NaN/inf (not searched: the caller answers
+        those through the general path, which sanitises them)."""
+        b = len(blobs)
+        k = min(k, self.count)
+        q = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(b, self.dim)
+        if k <= 0:
+            return np.zeros((b, 0), np.int64), np.zeros((b, 0), np.float32), None
+        ok = None
+        if not np.isfinite(q).all():
+            ok = np.isfinite(q).all(axis=1)
+            q = q[ok]
+            if q.shape[0] == 0:
+                return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32), ok
+        ids, dist = self._index._core.search(q, k, max(int(ef or self.ef_runtime), k), None, 1)
+        return ids, dist, ok
+
     def knn(self, q: np.ndarray, k: int, allowed: np.ndarray | None, ef: int | None):
         """Up to k (slot, distance) pairs nearest q among slots with a vector (and in
         ``allowed``, a bool mask over slots, if given); sorted by distance then slot."""
