@@ -26,6 +26,7 @@ import os
 import secrets
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -308,8 +309,28 @@ def _check_fields(path, header: dict) -> None:
         _fail(path, "header damaged: params is not an object")
 
 
+_PARALLEL_CHECK_BYTES = 1 << 20  # smaller sections are checked inline
+
+
 def section_checksum_ok(info: SectionInfo, arr: np.ndarray) -> bool:
     return zlib.crc32(_bytes_of(arr)) == info.crc32
+
+
+def _read_section(path, f, info: SectionInfo, mapped) -> np.ndarray:
+    """One section's array: read into memory, or a view of ``mapped`` (read-only)."""
+    dtype = np.dtype(info.dtype)
+    if info.nbytes == 0:
+        arr = np.empty(info.shape, dtype)
+        arr.flags.writeable = mapped is None
+        return arr
+    if mapped is not None:
+        # frombuffer over a read-only map: the array is read-only and keeps the map alive.
+        return np.frombuffer(mapped, dtype, info.nbytes // dtype.itemsize, info.offset).reshape(info.shape)
+    arr = np.empty(info.shape, dtype)
+    f.seek(info.offset)
+    if f.readinto(_bytes_of(arr).data) != info.nbytes:
+        _fail(path, f"truncated while reading section {info.name!r}")
+    return arr
 
 
 def read_index(path, mmap: bool = False, verify: bool = True) -> IndexFile:
@@ -334,25 +355,25 @@ def read_index(path, mmap: bool = False, verify: bool = True) -> IndexFile:
             _fail(path, f"damaged: {size - expected} unexpected bytes after the last section")
 
         sections = {}
-        if mmap:
-            mapped = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
-        for info in table:
-            dtype = np.dtype(info.dtype)
-            count = info.nbytes // dtype.itemsize
-            if info.nbytes == 0:
-                arr = np.empty(info.shape, dtype)
-                arr.flags.writeable = not mmap
-            elif mmap:
-                # frombuffer over a read-only map: the array is read-only and keeps the map alive.
-                arr = np.frombuffer(mapped, dtype, count, info.offset).reshape(info.shape)
-            else:
-                arr = np.empty(info.shape, dtype)
-                f.seek(info.offset)
-                if f.readinto(_bytes_of(arr).data) != info.nbytes:
-                    _fail(path, f"truncated while reading section {info.name!r}")
-            if verify and not section_checksum_ok(info, arr):
+        mapped = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if mmap else None
+        # Checksums run on worker threads (zlib releases the GIL) while the next
+        # section is read: on a large file this hides most of their cost.
+        checks = []
+        pool = ThreadPoolExecutor(max_workers=2) if verify and len(table) > 1 else None
+        try:
+            for info in table:
+                arr = _read_section(path, f, info, mapped if mmap else None)
+                if pool is not None and info.nbytes >= _PARALLEL_CHECK_BYTES:
+                    checks.append((info, pool.submit(section_checksum_ok, info, arr)))
+                elif verify and not section_checksum_ok(info, arr):
+                    _fail(path, f"checksum mismatch in section {info.name!r}: the file is damaged")
+                sections[info.name] = arr
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for info, ok in checks:
+            if not ok.result():
                 _fail(path, f"checksum mismatch in section {info.name!r}: the file is damaged")
-            sections[info.name] = arr
 
     return IndexFile(
         kind=header["kind"],

@@ -264,11 +264,16 @@ class Collection:
         self._vectors = sec["vectors"]
         self._sqnorm = sec["sqnorm"]
         self._reserve(n)
-        live_list = live.tolist()
-        self._slot_keys = [k if ok else None for k, ok in zip(keys, live_list)]
-        self._slot_payload = [t if (ok and t) else None for t, ok in zip(texts, live_list)]
+        if live.all():  # the common case: no free slot to blank out
+            self._slot_keys = keys
+            self._slot_payload = [t or None for t in texts]
+        else:
+            live_list = live.tolist()
+            self._slot_keys = [k if ok else None for k, ok in zip(keys, live_list)]
+            self._slot_payload = [t if (ok and t) else None for t, ok in zip(texts, live_list)]
         self._free = np.flatnonzero(~live).tolist()[::-1]
-        self._key_to_slot = {k: i for i, k in enumerate(self._slot_keys) if k is not None}
+        self._key_to_slot = dict(zip(self._slot_keys, range(n)))  # built in C: ~3x a comprehension
+        self._key_to_slot.pop(None, None)  # free slots
         if len(self._key_to_slot) != int(live.sum()):
             raise ValueError("state holds duplicate keys")
         self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
