@@ -17,8 +17,9 @@ Lines printed (JSON):
 - ``filtered``: per selectivity (1%, 10%, 50%): recall@10 against numpy brute
   force on the allowed rows, p50/p99 latency of one-query calls, and which
   path answered (exact scan or filtered index walk).
-- ``reopen``: seconds to open a collection from its snapshot and to rebuild it
-  from SQLite (snapshots removed), and the speed-up.
+- ``reopen``: seconds to open a collection from its snapshot (best of three
+  opens, each listed) and to rebuild it from SQLite (snapshots removed), and
+  the speed-up.
 """
 
 from __future__ import annotations
