@@ -290,8 +290,10 @@ class Collection:
             g = g[g < self._slot_of_id.shape[0]]
             slots = self._slot_of_id[g]
             self._apply_delete(slots[slots >= 0].tolist())
+        # "ORDER BY seq, id" is id order (ids only grow) and lets SQLite walk the seq
+        # index; "ORDER BY id" made it scan the whole table.
         for rows in self._sql.iter_rows(f"SELECT id, key, vector, payload FROM items_{cid} WHERE seq > ? "
-                                        "ORDER BY id", (since,)):
+                                        "ORDER BY seq, id", (since,)):
             keys = [r[1] for r in rows]
             if any(k in self._key_to_slot for k in keys):
                 raise ValueError("a replayed row's key is already present: state and SQLite disagree")
