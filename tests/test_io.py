@@ -416,3 +416,29 @@ def test_damaged_flat_file_is_refused_by_load(tmp_path, rng, mmap):
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(FormatError, match="truncated"):
         nearkit.load(p, mmap=mmap)
+
+
+def test_private_map_is_writable_and_leaves_the_file_alone(tmp_path):
+    x = np.arange(4096 * 3, dtype=np.float32).reshape(-1, 8)
+    path = tmp_path / "f.nki"
+    io.write_index(path, "raw", 8, "l2", {}, {"x": x, "empty": np.zeros(0, np.int64)})
+    f = io.read_index(path, mmap="private")
+    arr = f.sections["x"]
+    assert arr.flags.writeable and f.sections["empty"].flags.writeable
+    arr[0, :] = -1
+    np.testing.assert_array_equal(io.read_index(path).sections["x"], x)  # the file is unchanged
+    assert io.read_index(path, mmap="private").sections["x"][0, 0] == 0
+    assert not io.read_index(path, mmap=True).sections["x"].flags.writeable
+    with pytest.raises(ValueError, match="mmap must be"):
+        io.read_index(path, mmap="shared")
+
+
+def test_private_map_still_checks_checksums(tmp_path):
+    x = np.ones((1024, 8), np.float32)
+    path = tmp_path / "f.nki"
+    io.write_index(path, "raw", 8, "l2", {}, {"x": x})
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="checksum mismatch"):
+        io.read_index(path, mmap="private")

@@ -316,15 +316,15 @@ def section_checksum_ok(info: SectionInfo, arr: np.ndarray) -> bool:
     return zlib.crc32(_bytes_of(arr)) == info.crc32
 
 
-def _read_section(path, f, info: SectionInfo, mapped) -> np.ndarray:
-    """One section's array: read into memory, or a view of ``mapped`` (read-only)."""
+def _read_section(path, f, info: SectionInfo, mapped, writable: bool) -> np.ndarray:
+    """One section's array: read into memory, or a view of ``mapped`` (the array
+    keeps the map alive; it is read-only over a read-only map)."""
     dtype = np.dtype(info.dtype)
     if info.nbytes == 0:
         arr = np.empty(info.shape, dtype)
-        arr.flags.writeable = mapped is None
+        arr.flags.writeable = writable
         return arr
     if mapped is not None:
-        # frombuffer over a read-only map: the array is read-only and keeps the map alive.
         return np.frombuffer(mapped, dtype, info.nbytes // dtype.itemsize, info.offset).reshape(info.shape)
     arr = np.empty(info.shape, dtype)
     f.seek(info.offset)
@@ -333,12 +333,17 @@ def _read_section(path, f, info: SectionInfo, mapped) -> np.ndarray:
     return arr
 
 
-def read_index(path, mmap: bool = False, verify: bool = True) -> IndexFile:
+def read_index(path, mmap: bool | str = False, verify: bool = True) -> IndexFile:
     """Parse an index file. Raises FormatError (a ValueError) saying what is wrong.
 
     With ``mmap=True`` sections are read-only memory maps of the file (still
-    checksummed unless ``verify=False``, which reads each page once).
+    checksummed unless ``verify=False``, which reads each page once). With
+    ``mmap="private"`` they are writable copy-on-write maps: nothing is copied up
+    front, a page is copied when first written, and the file never changes (for
+    files that are replaced, never rewritten in place, as snapshots are).
     """
+    if mmap not in (False, True, "private"):
+        raise ValueError(f"mmap must be False, True or 'private', got {mmap!r}")
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path}: is a directory, not an index file")
@@ -355,14 +360,17 @@ def read_index(path, mmap: bool = False, verify: bool = True) -> IndexFile:
             _fail(path, f"damaged: {size - expected} unexpected bytes after the last section")
 
         sections = {}
-        mapped = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if mmap else None
+        mapped = None
+        if mmap and size > 0:
+            access = _mmap.ACCESS_COPY if mmap == "private" else _mmap.ACCESS_READ
+            mapped = _mmap.mmap(f.fileno(), 0, access=access)
         # Checksums run on worker threads (zlib releases the GIL) while the next
         # section is read: on a large file this hides most of their cost.
         checks = []
         pool = ThreadPoolExecutor(max_workers=2) if verify and len(table) > 1 else None
         try:
             for info in table:
-                arr = _read_section(path, f, info, mapped if mmap else None)
+                arr = _read_section(path, f, info, mapped, writable=mmap is not True)
                 if pool is not None and info.nbytes >= _PARALLEL_CHECK_BYTES:
                     checks.append((info, pool.submit(section_checksum_ok, info, arr)))
                 elif verify and not section_checksum_ok(info, arr):
@@ -407,10 +415,15 @@ def index_kinds() -> dict:
     return INDEX_KINDS
 
 
-def load(path, mmap: bool = False, verify: bool = True):
+def load(path, mmap: bool | str = False, verify: bool = True):
     """Load an index saved with ``index.save(path)``.
 
     With ``mmap=True`` the index searches the file's pages in place (read-only).
+    ``mmap="private"`` gives a normal, modifiable index read through a
+    copy-on-write map: an index that copies its arrays anyway copies straight
+    from the file's pages (one copy instead of two), one that adopts them copies
+    a page only when it writes to it. Only for files that are never rewritten in
+    place (nearkit's own writes replace files).
     """
     f = read_index(path, mmap=mmap, verify=verify)
     kinds = index_kinds()

@@ -82,7 +82,7 @@ def _load_in_background(path: str) -> Future:
     from ..io import load
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearkit-load")
-    future = pool.submit(load, path)
+    future = pool.submit(load, path, mmap="private")
     future.path = path
     pool.shutdown(wait=False)
     return future
@@ -238,7 +238,9 @@ class Collection:
     def _import_state(self, path: str, seq: int) -> None:
         from ..io import read_index
 
-        f = read_index(path)
+        # Copy-on-write map: the big arrays (vectors above all) are adopted as they
+        # are, no copy up front; snapshot files are only ever replaced, never rewritten.
+        f = read_index(path, mmap="private")
         if f.kind != snapshots.STATE_KIND or f.dim != self.dim or f.metric != self.metric:
             raise ValueError(f"not this collection's state (kind {f.kind!r}, dim {f.dim}, metric {f.metric!r})")
         if f.params.get("fields") != self._fields.schema:
@@ -318,7 +320,10 @@ class Collection:
             try:
                 if snap_seq > self._seq:
                     raise ValueError(f"snapshot seq {snap_seq} is ahead of the store (seq {self._seq})")
-                idx = early.result() if early is not None and early.path == path else load(path)
+                if early is not None and early.path == path:
+                    idx = early.result()
+                else:
+                    idx = load(path, mmap="private")  # snapshots are replaced, never rewritten
                 if not isinstance(idx, cls) or idx.dim != self.dim or idx.metric != self.metric:
                     raise ValueError(f"snapshot holds a {type(idx).__name__} dim={idx.dim} metric={idx.metric}")
                 gone = np.array([r[0] for r in self._sql.read(
