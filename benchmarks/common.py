@@ -84,5 +84,19 @@ def machine_load() -> float:
     return os.getloadavg()[0]
 
 
+def loadavg() -> float:
+    """machine_load() rounded, for JSON lines."""
+    return round(machine_load(), 2)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for a server the benchmark starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)

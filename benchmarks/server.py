@@ -37,6 +37,8 @@ import time
 
 import numpy as np
 
+from common import free_port, loadavg
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "src"))
@@ -46,16 +48,6 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 def emit(**fields):
     fields.setdefault("bench", "server")
     print(json.dumps(fields), flush=True)
-
-
-def loadavg():
-    return round(os.getloadavg()[0], 2)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, timeout=60):

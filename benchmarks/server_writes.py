@@ -34,6 +34,8 @@ import time
 
 import numpy as np
 
+from common import free_port, loadavg
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -41,18 +43,6 @@ ROOT = os.path.dirname(HERE)
 def emit(**fields):
     fields.setdefault("bench", "server_writes")
     print(json.dumps(fields), flush=True)
-
-
-def loadavg():
-    return round(os.getloadavg()[0], 2)
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(src, port, data, mode):
