@@ -63,6 +63,19 @@ def test_distances_are_exact(built, glove):
     assert np.all(np.diff(dist, axis=1) >= 0)
 
 
+def test_unfiltered_walk_matches_the_filtered_walk_allowing_everything(built, glove):
+    # Unfiltered searches (and builds) take the sorted-array walk, filtered ones the
+    # heap walk with eligibility checks: given the same graph they visit the same
+    # nodes in the same order, so a filter allowing every id changes nothing.
+    base, queries = glove
+    everyone = np.ones(len(base), dtype=bool)
+    for ef in (10, 64):
+        plain = built.search(queries, 10, ef=ef, threads=1)
+        filtered = built.search(queries, 10, ef=ef, threads=1, filter=everyone)
+        np.testing.assert_array_equal(plain[0], filtered[0])
+        np.testing.assert_array_equal(plain[1], filtered[1])
+
+
 def test_single_query_fast_path_matches_batch(built, glove):
     _, queries = glove
     batch_ids, batch_dist = built.search(queries[:30], 10, ef=40)
