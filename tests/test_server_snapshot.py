@@ -2,6 +2,8 @@
 same answers, replays changes made after them, and survives a damaged one."""
 
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -24,6 +26,17 @@ def _load(r, x, start=0):
     for i, v in enumerate(x, start):
         p.hset(f"d:{i}", mapping={"tag": "a" if i % 3 else "b", "v": v.tobytes()})
     p.execute()
+
+
+def _create_and_stop(data, x):
+    """A server on ``data`` indexes ``x`` and shuts down cleanly (writing its snapshot)."""
+    s = ThreadServer(data=data)
+    try:
+        r = redis.Redis(port=s.port, protocol=2)
+        _create(r)
+        _load(r, x)
+    finally:
+        s.stop()
 
 
 def _ask(r, q, ef=10, k=10, filt="*"):
@@ -77,13 +90,7 @@ def test_changes_after_the_snapshot_are_replayed_after_kill9(tmp_path):
     data = str(tmp_path / "data")
     rng = np.random.default_rng(1)
     x = rng.normal(size=(600, DIM)).astype(np.float32)
-    s = ThreadServer(data=data)
-    try:
-        r = redis.Redis(port=s.port, protocol=2)
-        _create(r)
-        _load(r, x)
-    finally:
-        s.stop()  # clean shutdown: snapshot covering all 600 keys
+    _create_and_stop(data, x)  # clean shutdown: snapshot covering all 600 keys
     docs = {f"d:{i}".encode(): x[i] for i in range(600)}
     # Changes the snapshot does not cover, then a crash (no shutdown snapshot).
     p = ProcessServer("--data", data, "--durability", "always", "--snapshot-every", "0")
@@ -122,13 +129,7 @@ def test_damaged_snapshot_means_rebuild(tmp_path):
     data = str(tmp_path / "data")
     rng = np.random.default_rng(2)
     x = rng.normal(size=(500, DIM)).astype(np.float32)
-    s = ThreadServer(data=data)
-    try:
-        r = redis.Redis(port=s.port, protocol=2)
-        _create(r)
-        _load(r, x)
-    finally:
-        s.stop()
+    _create_and_stop(data, x)
     graphs = [f for f in _snapshot_files(data) if f.endswith(".nki")]
     assert graphs
     with open(graphs[-1], "r+b") as f:  # flip bytes in the middle of the graph
@@ -164,8 +165,6 @@ def test_periodic_snapshot_and_drop_removes_them(tmp_path):
         r = redis.Redis(port=s.port, protocol=2)
         _create(r)
         _load(r, x)
-        import time
-
         deadline = time.time() + 10
         while not any(f.endswith(".state") for f in _snapshot_files(data)):
             assert time.time() < deadline, "no periodic snapshot"
@@ -179,8 +178,6 @@ def test_periodic_snapshot_and_drop_removes_them(tmp_path):
 def test_snapshot_with_insertions_still_pending(tmp_path):
     # Graph insertions are batched per loop tick; a snapshot taken before the batch
     # went in must put it in first (and not deadlock on the index lock doing so).
-    import threading
-
     from nearkit.server import Config, Server
 
     data = str(tmp_path / "data")
@@ -209,8 +206,6 @@ def test_background_snapshot_holds_the_state_when_taken(tmp_path, monkeypatch):
     # A periodic snapshot is copied on the loop and written by another thread while
     # writes go on: held back until after later changes, it must still be the state
     # at its own change count, and a crash + restart must replay the rest.
-    import threading
-
     from nearkit.server import snapshot as snapmod
 
     gate = threading.Event()
@@ -231,8 +226,6 @@ def test_background_snapshot_holds_the_state_when_taken(tmp_path, monkeypatch):
         _create(r)
         _load(r, x)  # passes 250 writes: a snapshot is taken and held at the gate
         idx = s.server.search.indexes[b"idx"]
-        import time
-
         deadline = time.time() + 10
         while not s.server.search.snapshot_writer._pending:
             assert time.time() < deadline, "no periodic snapshot was taken"

@@ -78,12 +78,11 @@ def _grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
 
 
 def _load_in_background(path: str) -> Future:
-    """``nearkit.load(path)`` on a worker thread; the Future remembers the path."""
+    """``nearkit.load(path, mmap="private")`` on a worker thread."""
     from ..io import load
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearkit-load")
     future = pool.submit(load, path, mmap="private")
-    future.path = path
     pool.shutdown(wait=False)
     return future
 
@@ -172,10 +171,10 @@ class Collection:
         # Reading, checking and attaching the newest index snapshot is mostly I/O,
         # checksums and C++ without the GIL: do it on another thread while this one
         # rebuilds the Python-side memory.
-        early = None
+        early = None  # (path, Future)
         newest = snapshots.list_snapshots(self._snapdir)[:1]
         if newest and newest[0][0] <= self._seq:
-            early = _load_in_background(newest[0][1])
+            early = (newest[0][1], _load_in_background(newest[0][1]))
         state_errors, state_seq = [], None
         for seq, path in snapshots.list_snapshots(self._snapdir, snapshots.STATE):
             try:
@@ -310,7 +309,7 @@ class Collection:
 
     def _recover_index(self, early=None):
         """The index: newest usable snapshot + SQLite's changes after it, else a rebuild.
-        ``early`` is a Future loading one snapshot file, started by _load."""
+        ``early`` is (path, Future loading that snapshot file), started by _load."""
         from ..io import load
 
         errors = []
@@ -320,8 +319,8 @@ class Collection:
             try:
                 if snap_seq > self._seq:
                     raise ValueError(f"snapshot seq {snap_seq} is ahead of the store (seq {self._seq})")
-                if early is not None and early.path == path:
-                    idx = early.result()
+                if early is not None and early[0] == path:
+                    idx = early[1].result()
                 else:
                     idx = load(path, mmap="private")  # snapshots are replaced, never rewritten
                 if not isinstance(idx, cls) or idx.dim != self.dim or idx.metric != self.metric:
@@ -366,20 +365,21 @@ class Collection:
     # not worth a thread.
     OVERLAP_MIN_ROWS = 1000
 
-    def _write_and_index(self, make_tx, x, new_ids):
-        """Add the new rows to the index and write ``make_tx()``'s transaction to SQLite.
+    def _write_and_index(self, prepare, x, new_ids):
+        """Add the new rows to the index and write ``prepare()``'s transaction to SQLite.
 
-        ``make_tx`` validates the payloads and returns the transaction. If it or the
-        write raises, the exception propagates and the index keeps none of the rows.
-        A failed index add after a good write is returned, for the caller to raise
-        once its counters match SQLite."""
+        ``prepare()`` checks the payloads and returns ``(tx, prepared)``; this returns
+        ``(prepared, index_error)``. If ``prepare`` or the write raises, the exception
+        propagates and the index keeps none of the rows. A failed index add after a
+        good write is returned, for the caller to raise once its counters match SQLite."""
         if len(new_ids) < self.OVERLAP_MIN_ROWS:
-            self._sql.write(make_tx())
+            tx, prepared = prepare()
+            self._sql.write(tx)
             try:
                 self._index_add(self._index, x, new_ids)
             except Exception as exc:
-                return exc
-            return None
+                return prepared, exc
+            return prepared, None
 
         failure = []
 
@@ -392,14 +392,15 @@ class Collection:
         worker = threading.Thread(target=build, name="nearkit-index-add")
         worker.start()
         try:
-            self._sql.write(make_tx())
+            tx, prepared = prepare()
+            self._sql.write(tx)
         except BaseException:
             worker.join()
             if not failure:
                 self._index.remove(new_ids)
             raise
         worker.join()
-        return failure[0] if failure else None
+        return prepared, (failure[0] if failure else None)
 
     # -- slot bookkeeping ------------------------------------------------------------------
     def _reserve(self, n: int) -> None:
@@ -466,33 +467,14 @@ class Collection:
             old_ids = self._slot_ids[replaced] if replaced else np.empty(0, np.int64)
             new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             seq = self._seq + 1
-            cid = self._cid
-            rows = {}
 
-            def make_tx():
+            def prepare():
                 # Runs while a bulk index build is under way (see _write_and_index).
-                recs = [self._fields.extract(p) for p in payloads]
-                try:
-                    texts = [None if p is None else json.dumps(p) for p in payloads]
-                except (TypeError, ValueError) as exc:
-                    raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
-                rows.update(recs=recs, texts=texts)
-
-                def tx(conn):
-                    blobs = [x[i].tobytes() for i in range(n)]
-                    if old_ids.size:
-                        conn.executemany(f"INSERT OR REPLACE INTO tomb_{cid}(id, seq) VALUES (?, ?)",
-                                         [(int(i), seq) for i in old_ids])
-                        conn.executemany(f"DELETE FROM items_{cid} WHERE id = ?", [(int(i),) for i in old_ids])
-                    conn.executemany(
-                        f"INSERT INTO items_{cid}(id, key, seq, vector, payload) VALUES (?, ?, ?, ?, ?)",
-                        zip(new_ids.tolist(), keys, [seq] * n, blobs, texts))
-                    conn.execute("UPDATE collections SET next_id = ?, seq = ? WHERE cid = ?",
-                                 (int(new_ids[-1]) + 1, seq, cid))
-                return tx
+                recs, texts = self._encode_payloads(payloads)
+                return self._upsert_tx(keys, x, new_ids, old_ids, seq, texts), (recs, texts)
 
             with self._rw.write():
-                index_error = self._write_and_index(make_tx, x, new_ids)
+                (recs, texts), index_error = self._write_and_index(prepare, x, new_ids)
                 self._next_id += n
                 self._seq = seq
                 if index_error is not None:  # SQLite has the rows; a reopen rebuilds them
@@ -500,10 +482,37 @@ class Collection:
                 self._version += 1
                 if old_ids.size:
                     self._index.remove(old_ids)
-                self._apply_upsert(keys, x, new_ids, rows["texts"], rows["recs"])
+                self._apply_upsert(keys, x, new_ids, texts, recs)
             n_new = sum(s is None for s in old_slots)
         self._after_write(n)
         return n_new
+
+    def _encode_payloads(self, payloads) -> tuple[list, list]:
+        """Field records (checked against the schema) and JSON texts of the payloads."""
+        recs = [self._fields.extract(p) for p in payloads]
+        try:
+            texts = [None if p is None else json.dumps(p) for p in payloads]
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
+        return recs, texts
+
+    def _upsert_tx(self, keys, x, new_ids, old_ids, seq, texts):
+        """The SQLite transaction of one upsert: tombstone replaced ids, insert the rows."""
+        cid, n = self._cid, len(keys)
+
+        def tx(conn):
+            blobs = [x[i].tobytes() for i in range(n)]
+            if old_ids.size:
+                conn.executemany(f"INSERT OR REPLACE INTO tomb_{cid}(id, seq) VALUES (?, ?)",
+                                 [(int(i), seq) for i in old_ids])
+                conn.executemany(f"DELETE FROM items_{cid} WHERE id = ?", [(int(i),) for i in old_ids])
+            conn.executemany(
+                f"INSERT INTO items_{cid}(id, key, seq, vector, payload) VALUES (?, ?, ?, ?, ?)",
+                zip(new_ids.tolist(), keys, [seq] * n, blobs, texts))
+            conn.execute("UPDATE collections SET next_id = ?, seq = ? WHERE cid = ?",
+                         (int(new_ids[-1]) + 1, seq, cid))
+
+        return tx
 
     def delete(self, keys) -> int:
         """Delete keys (missing ones are ignored); returns how many were deleted."""
