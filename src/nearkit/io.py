@@ -367,11 +367,12 @@ def read_index(path, mmap: bool | str = False, verify: bool = True) -> IndexFile
         # Checksums run on worker threads (zlib releases the GIL) while the next
         # section is read: on a large file this hides most of their cost.
         checks = []
-        pool = ThreadPoolExecutor(max_workers=2) if verify and len(table) > 1 else None
+        pool = None  # started by the first large section: small files never pay for threads
         try:
             for info in table:
                 arr = _read_section(path, f, info, mapped, writable=mmap is not True)
-                if pool is not None and info.nbytes >= _PARALLEL_CHECK_BYTES:
+                if verify and info.nbytes >= _PARALLEL_CHECK_BYTES:
+                    pool = pool or ThreadPoolExecutor(max_workers=2)
                     checks.append((info, pool.submit(section_checksum_ok, info, arr)))
                 elif verify and not section_checksum_ok(info, arr):
                     _fail(path, f"checksum mismatch in section {info.name!r}: the file is damaged")
