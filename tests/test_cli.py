@@ -226,3 +226,87 @@ def test_real_process_exit_status_and_clean_stderr(tmp_path):
     assert proc.returncode == 1
     assert "format version 2" in proc.stderr and "upgrade nearkit" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- a base install: no server extra, plain errors ------------------------------------------
+
+
+def _child(code, *argv):
+    """Run ``code`` in a fresh interpreter importing this nearkit (src/ or installed)."""
+    here = os.path.dirname(os.path.dirname(nearkit.__file__))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_cli_does_not_import_the_server_until_serve_runs():
+    proc = _child("import sys\nfrom nearkit import cli\ncli.build_parser()\n"
+                  "print('nearkit.server' in sys.modules, 'hiredis' in sys.modules)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]
+
+
+def test_serve_without_hiredis_names_the_extra(tmp_path):
+    # None in sys.modules makes `import hiredis` fail as if it were not installed.
+    code = ("import sys\nsys.modules['hiredis'] = None\nfrom nearkit import cli\n"
+            "np_ok = cli.main(['build', sys.argv[1], sys.argv[2], '-q'])\n"
+            "sys.exit(cli.main(['serve', '--port', '0']) * 10 + np_ok)")
+    np.save(tmp_path / "b.npy", np.ones((4, 3), np.float32))
+    proc = _child(code, str(tmp_path / "b.npy"), str(tmp_path / "b.nk"))
+    assert proc.returncode == 20, proc.stderr  # serve: 2 (usage / missing extra); build: 0
+    assert "pip install 'nearkit[server]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_help_comes_from_the_server(capsys):
+    pytest.importorskip("hiredis")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["serve", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: nearkit serve") and "--port" in out and "--data" in out
+
+
+def test_build_error_names_the_users_path_not_a_temporary_file(tmp_path, capsys, vectors):
+    target = tmp_path / "no-such-dir" / "out.nk"
+    code, out, err = run(capsys, "build", tmp_path / "base.npy", target, "-q")
+    assert code == 1
+    assert f"{target}: cannot write" in err and ".tmp" not in err
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"hello, not numpy", "not a NumPy .npy file"),
+    (None, "holds Python objects, not numbers"),
+    ("strings", "holds <U1 values, not real numbers"),
+])
+def test_a_non_numpy_npy_gives_a_plain_error(tmp_path, capsys, content, message):
+    path = tmp_path / "x.npy"
+    if content is None:
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif content == "strings":
+        np.save(path, np.array([["a", "b"]]))
+    else:
+        path.write_bytes(content)
+    code, out, err = run(capsys, "build", path, tmp_path / "x.nk", "-q")
+    assert code == 1
+    assert err.strip().startswith(f"nearkit build: error: {path}: {message}")
+    assert "pickle" not in err and len(err.strip().splitlines()) == 1
+    code, out, err = run(capsys, "search", tmp_path / "x.nk", path, "-k", 1)
+    assert code == 1 and "x.nk" in err  # the index is missing: named first
+
+
+def test_index_help_lists_the_kinds(capsys):
+    for command in ("build", "demo"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        out = capsys.readouterr().out.replace("\n", " ")
+        for kind in ("flat", "hnsw", "ivf", "trees"):
+            assert kind in out
+
+
+def test_demo_says_what_it_is_doing_and_full_is_exclusive(capsys):
+    code, out, err = run(capsys, "demo", "--synthetic", "--n-base", 2000, "--index", "flat", "-q")
+    assert code == 0, err
+    assert out.index("generating") < out.index("building a flat index") < out.index("measuring recall")
+    code, out, err = run(capsys, "demo", "--synthetic", "--full")
+    assert code == 1 and "--full" in err

@@ -59,6 +59,12 @@ def _index_class(kind: str):
     return kinds[kind]
 
 
+def _kinds_text() -> str:
+    from .io import index_kinds
+
+    return ", ".join(sorted(k for k in index_kinds() if not k.startswith("_")))
+
+
 def _default_kind() -> str:
     from .io import index_kinds
 
@@ -107,26 +113,42 @@ def _as_matrix(x, path) -> np.ndarray:
 # -- demo ----------------------------------------------------------------------------
 
 
+DEMO_N_BASE = 100_000  # GloVe's most frequent words: the default demo runs in seconds
+
+
 def _demo_data(args):
     """(base, base_ids, queries, metric, label_of, probes) for GloVe or synthetic data."""
     if args.synthetic:
         n = args.n_base or 20_000
+        print(f"generating {n:,} synthetic clustered vectors ...", flush=True)
         x = datasets.synthetic_clustered(n + 1000, 32, seed=0)
         base, queries = x[:n], x[n:]
         probes = [(f"vector #{i}", base[i], i) for i in (0, 1, 2, 3)]
         return base, np.arange(n, dtype=np.int64), queries, "l2", str, probes
 
-    split = datasets.glove_split(n_base=args.n_base, n_queries=1000, seed=0)
+    print("loading GloVe 6B 50-d ...", flush=True)
     words = datasets.glove_words()
     vectors = datasets.glove_vectors()
+    if args.full:
+        split = datasets.glove_split(n_queries=1000, seed=0)
+        base, base_ids, queries = split.base, split.base_ids.astype(np.int64), split.queries
+    else:
+        # The vocabulary is sorted by frequency: the first rows are the common words
+        # the probes look for. 1,000 of them, drawn at random, are held out as queries.
+        n = min(args.n_base or DEMO_N_BASE, vectors.shape[0] - 1000)
+        rows = np.arange(n + 1000)
+        held = np.zeros(rows.size, bool)
+        held[np.random.default_rng(0).choice(rows.size, 1000, replace=False)] = True
+        base_ids, query_ids = rows[~held].astype(np.int64), rows[held]
+        base = np.ascontiguousarray(vectors[: n + 1000][~held], dtype=np.float32)
+        queries = np.ascontiguousarray(vectors[query_ids], dtype=np.float32)
     row_of = {w: i for i, w in enumerate(words)}
     probes = []
     for word in DEMO_WORDS:
         if word in row_of:
             row = row_of[word]
             probes.append((word, np.asarray(vectors[row]), row))
-    base_ids = split.base_ids.astype(np.int64)  # ids are rows of the vocabulary
-    return split.base, base_ids, split.queries, "cosine", words.__getitem__, probes
+    return base, base_ids, queries, "cosine", words.__getitem__, probes
 
 
 def cmd_demo(args) -> int:
@@ -134,11 +156,16 @@ def cmd_demo(args) -> int:
 
     kind = args.index or _default_kind()
     cls, exact_cls = _index_class(kind), _index_class("flat")
+    if args.full and (args.synthetic or args.n_base):
+        raise CliError("--full takes the whole GloVe set: leave out --synthetic and --n-base")
     base, base_ids, queries, metric, label_of, probes = _demo_data(args)
     source = "synthetic clusters" if args.synthetic else "GloVe 6B 50-d"
     print(f"{source}: {base.shape[0]:,} base vectors of dim {base.shape[1]}, "
           f"{queries.shape[0]:,} held-out queries, metric {metric}")
+    if not (args.synthetic or args.full or args.n_base):
+        print("(the most frequent words; `nearkit demo --full` indexes all 399,000)")
 
+    print(f"building a {kind} index ...", flush=True)
     t0 = time.perf_counter()
     index = cls(base.shape[1], metric)
     _add_in_batches(index, base, base_ids, args.batch, f"building {kind}", args.quiet)
@@ -152,6 +179,7 @@ def cmd_demo(args) -> int:
         print(f"  {label:<{width}}  {', '.join(str(label_of(i)) for i in near)}")
 
     k = 10
+    print(f"\nmeasuring recall@{k} against exact search ...", flush=True)
     exact = exact_cls(base.shape[1], metric)
     exact.add(base, ids=base_ids)
     t0 = time.perf_counter()
@@ -161,7 +189,7 @@ def cmd_demo(args) -> int:
     found, _ = index.search(queries, k)
     qps = queries.shape[0] / (time.perf_counter() - t0)
     recall = recall_at_k(found, truth, k)
-    print(f"\n{kind}: recall@{k} = {recall:.4f} at {qps:,.0f} queries/s "
+    print(f"{kind}: recall@{k} = {recall:.4f} at {qps:,.0f} queries/s "
           f"(exact search: {exact_qps:,.0f} queries/s; {queries.shape[0]:,} queries, 1 thread)")
     return 0
 
@@ -188,7 +216,10 @@ def cmd_build(args) -> int:
         raise CliError(f"bad --param for {args.index}: {exc}") from None
     ids = np.arange(x.shape[0], dtype=np.int64)
     _add_in_batches(index, x, ids, args.batch, f"adding to {args.index}", args.quiet)
-    index.save(args.output)
+    try:
+        index.save(args.output)
+    except OSError as exc:  # name the user's path, not the temporary file it is written through
+        raise CliError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
     size = read_index(args.output, verify=False, mmap=True).file_size
     print(f"wrote {args.output}: {args.index} index, {len(index):,} vectors of dim {x.shape[1]}, "
           f"metric {index.metric}, {_human_bytes(size)} in {time.perf_counter() - t0:.2f} s")
@@ -275,9 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="nearest words in GloVe, and recall/speed against exact search")
-    demo.add_argument("--index", help="index kind (default: hnsw if available, else flat)")
+    demo.add_argument("--index", help=f"index kind: {_kinds_text()} (default: hnsw)")
     demo.add_argument("--synthetic", action="store_true", help="use synthetic clusters instead of GloVe")
-    demo.add_argument("--n-base", type=_positive_int, help="base vectors (default: all 399,000 GloVe rows)")
+    demo.add_argument("--n-base", type=_positive_int,
+                      help=f"base vectors (default: the {DEMO_N_BASE:,} most frequent GloVe words; "
+                           "synthetic: 20,000)")
+    demo.add_argument("--full", action="store_true", help="index all 399,000 GloVe words (minutes)")
     demo.add_argument("--batch", type=_positive_int, default=50_000, help=argparse.SUPPRESS)
     demo.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
@@ -285,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build an index file from .npy, .fvecs/.bvecs/.ivecs or HDF5")
     build.add_argument("input")
     build.add_argument("output")
-    build.add_argument("--index", default="flat", help="index kind (default: flat)")
+    build.add_argument("--index", default="flat",
+                       help=f"index kind: {_kinds_text()} (default: flat)")
     build.add_argument("--metric", help="l2, ip or cosine (default: the HDF5 file's, else l2)")
     build.add_argument("--dataset", default="train", help="HDF5 data set to index (default: train)")
     build.add_argument("--batch", type=_positive_int, default=50_000, help="vectors per add (default: 50000)")
@@ -309,10 +344,35 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
 
-    from .server.server import add_serve_subcommand  # the Redis-compatible server
-
-    add_serve_subcommand(sub)
+    # Listed here for --help; main() hands `serve` to the server's own parser, so the
+    # server (and hiredis, from the `server` extra) is imported only when it runs.
+    sub.add_parser("serve", help="run the Redis-compatible vector search server "
+                                 "(needs the `server` extra)", add_help=False)
     return parser
+
+
+class MissingExtra(Exception):
+    """A command needs an optional dependency: the message says what to install."""
+
+
+def cmd_serve(argv) -> int:
+    try:
+        from .server.server import add_serve_arguments, config_from_args, run
+    except ModuleNotFoundError as exc:
+        if exc.name not in _SERVER_EXTRA_MODULES:
+            raise
+        raise MissingExtra(
+            f"the server needs the package {exc.name!r}, which comes with the `server` extra: "
+            "pip install 'nearkit[server]'"
+        ) from None
+    parser = argparse.ArgumentParser(prog="nearkit serve",
+                                     description="Redis-compatible vector search server")
+    add_serve_arguments(parser)
+    return run(config_from_args(parser.parse_args(argv)))
+
+
+# Imported by nearkit.server but not by the base install (see pyproject's `server` extra).
+_SERVER_EXTRA_MODULES = ("hiredis",)
 
 
 def _describe_os_error(exc: OSError) -> str:
@@ -322,10 +382,17 @@ def _describe_os_error(exc: OSError) -> str:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        args = argparse.Namespace(command="serve", func=lambda _: cmd_serve(argv[1:]))
+    else:
+        args = build_parser().parse_args(argv)
     prog = f"nearkit {args.command}"
     try:
         return args.func(args)
+    except MissingExtra as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except DatasetUnavailable as exc:
         hint = "; or run `nearkit demo --synthetic` without it" if args.command == "demo" else ""
         print(f"{prog}: {exc}{hint}", file=sys.stderr)

@@ -211,6 +211,27 @@ def _read_hdf5_dataset(path, dataset: str) -> np.ndarray:
 VECTOR_EXTENSIONS = (".npy", ".fvecs", ".ivecs", ".bvecs", ".hdf5", ".h5")
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _load_npy(path: str, mmap: bool) -> np.ndarray:
+    """A numeric array from a .npy file, or a ValueError in plain words."""
+    with open(path, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+    if head != _NPY_MAGIC:
+        raise ValueError(f"{path}: not a NumPy .npy file (it does not start with the .npy header)")
+    try:
+        x = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Python objects" in str(exc):
+            raise ValueError(f"{path}: holds Python objects, not numbers; "
+                             "save a numeric array (e.g. float32)") from None
+        raise ValueError(f"{path}: not a readable .npy file ({exc})") from None
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x):
+        raise ValueError(f"{path}: holds {x.dtype} values, not real numbers")
+    return x
+
+
 def load_vectors(path, dataset: str = "train", mmap: bool = False) -> np.ndarray:
     """Vectors from .npy, .fvecs, .ivecs, .bvecs or an HDF5 file (its ``dataset``).
 
@@ -223,10 +244,7 @@ def load_vectors(path, dataset: str = "train", mmap: bool = False) -> np.ndarray
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
     ext = _ext(path)
     if ext == ".npy":
-        try:
-            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except ValueError as exc:
-            raise ValueError(f"{path}: not a readable .npy file ({exc})") from None
+        return _load_npy(path, mmap)
     if ext in _VECS_DTYPES:
         return read_vecs(path, mmap=mmap)
     if ext in (".hdf5", ".h5"):
