@@ -19,7 +19,7 @@ recall@10 on the same queries is at least Redis's, and both are measured again.
 ``--durability MODE`` runs nearkit with ``--data`` (a temporary directory) in that
 mode, to see what the durable record costs the load; by default it keeps nothing.
 
-The reference Redis is started with ../shared/redis/start_reference_redis.sh
+The reference Redis is started with scripts/start_reference_redis.sh
 (or pass --redis-port of a running one).
 """
 

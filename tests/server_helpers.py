@@ -12,12 +12,10 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The reference-server script lives beside the repository (../shared/redis) in the main
-# checkout, two levels up from a worktree; NEARKIT_REFERENCE_REDIS names it explicitly.
-_CANDIDATES = [os.path.join(ROOT, *up, "shared", "redis", "start_reference_redis.sh")
-               for up in (("..",), ("..", ".."))]
-REFERENCE_SCRIPT = os.environ.get("NEARKIT_REFERENCE_REDIS") or next(
-    (p for p in _CANDIDATES if os.path.exists(p)), _CANDIDATES[0])
+# The script that starts a real Redis with its search module (NEARKIT_REFERENCE_REDIS
+# names another one).
+REFERENCE_SCRIPT = os.environ.get("NEARKIT_REFERENCE_REDIS") or os.path.join(
+    ROOT, "scripts", "start_reference_redis.sh")
 
 
 def free_port() -> int:

@@ -2,7 +2,7 @@
 against nearkit, FLAT (exact) indexes; the normalised replies must agree (same keys,
 same order up to ties, same scores within 1e-6 relative).
 
-The reference server comes from ../shared/redis/start_reference_redis.sh (or an
+The reference server comes from scripts/start_reference_redis.sh (or an
 already running one named by NEARKIT_REFERENCE_REDIS_PORT); the test is skipped
 when it cannot be started here.
 """

@@ -1,6 +1,6 @@
 """A Faiss look-alike on top of nearkit: ``from nearkit.compat import faiss``.
 
-Covers the subset most code uses (see /shared/compat/faiss-subset.md for the
+Covers the subset most code uses (see docs/ivf.md for the
 conventions, observed with faiss-cpu side by side):
 
 - ``search`` returns ``(D, I)``; L2 distances are squared; inner-product
