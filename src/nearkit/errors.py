@@ -7,3 +7,11 @@ class FormatError(ValueError):
 
 class NotTrainedError(RuntimeError):
     """An index that needs training (IVF, PQ, SQ) was used before ``train()``."""
+
+
+class ReadOnlyIndexError(ValueError, RuntimeError):
+    """A change (add, remove, train) to an index loaded with ``mmap=True``.
+
+    A ValueError like every other refused call (and a RuntimeError, which HNSW raised
+    before the kinds agreed on one type).
+    """

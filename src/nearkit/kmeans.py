@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validate
+from . import _progress, _validate
 
 # Rows per assignment chunk: bounds the (chunk, k) float32 product matrix.
 _CHUNK_BYTES = 16 << 20
@@ -140,6 +140,7 @@ def kmeans(
     int_centroids: bool = False,
     init_centroids=None,
     verbose: bool = False,
+    progress=None,
 ) -> KMeansResult:
     """Cluster the rows of ``x`` into ``k`` groups with ``niter`` Lloyd iterations.
 
@@ -148,6 +149,8 @@ def kmeans(
     there are fewer points than clusters; warns when there are fewer than
     ``min_points_per_centroid * k``. ``spherical`` keeps unit-norm centroids and
     assigns by inner product; ``int_centroids`` rounds coordinates after each update.
+    ``progress``: a callable ``progress(done, total)`` or True for a tqdm bar, over the
+    iterations.
     """
     x, _ = _validate.as_vectors(x, None, "training vectors")
     k = _validate.check_positive_int(k, "k")
@@ -193,6 +196,7 @@ def kmeans(
     # Lloyd iterations as Faiss counts them: assign, record the objective, update.
     objective = []
     labels = dist = None
+    bar = _progress.start(progress, niter, "k-means")
     for it in range(niter):
         labels, dist = assign(x, centroids, spherical, x_norms)
         objective.append(float(dist.sum(dtype=np.float64)))
@@ -207,6 +211,10 @@ def kmeans(
             centroids = _normalize(centroids)
         if int_centroids:  # integer coordinates after every update (faiss's option)
             centroids = np.rint(centroids).astype(np.float32)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.__exit__(None, None, None)
     if labels is None:
         labels, dist = assign(x, centroids, spherical, x_norms)
     inertia = objective[-1] if objective else float(dist.sum(dtype=np.float64))

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core, _validate
+from . import _core, _progress, _validate
 from .metrics import COSINE, METRIC_CODES, normalize_metric, normalize_rows
 
 
-def knn_graph(X, k: int, metric: str = "l2", threads=None, exact: bool = True):
+def knn_graph(X, k: int, metric: str = "l2", threads=None, exact: bool = True, progress=None):
     """Return (ids int64 (n, k), distances float32 (n, k)) of each row's k nearest
     other rows, ascending; rows with fewer than k others are padded with -1 / +inf.
 
     ``exact=False`` builds the graph approximately (needs the HNSW index).
+    ``progress``: a callable ``progress(done, total)`` or True for a tqdm bar (rows done).
     """
     metric = normalize_metric(metric)
     x, was_1d = _validate.as_vectors(X, None, "X")
@@ -30,12 +31,36 @@ def knn_graph(X, k: int, metric: str = "l2", threads=None, exact: bool = True):
     if metric == COSINE:
         x = normalize_rows(x)
     if not exact:
-        return _approximate_knn_graph(x, k, metric, threads)
+        return _approximate_knn_graph(x, k, metric, threads, progress)
     sqn = np.einsum("ij,ij->i", x, x).astype(np.float32)
-    return _core.flat_search(x, sqn, None, x, k, METRIC_CODES[metric], None, threads, True)
+    bar = _progress.start(progress, x.shape[0], "k-NN graph")
+    if bar is None:
+        return _core.flat_search(x, sqn, None, x, k, METRIC_CODES[metric], None, threads, True)
+    return _exact_in_blocks(x, sqn, k, metric, threads, bar)
 
 
-def _approximate_knn_graph(x: np.ndarray, k: int, metric: str, threads: int):
+def _exact_in_blocks(x, sqn, k, metric, threads, bar):
+    """The exact graph a block of rows at a time, so that progress can be reported.
+
+    A block searches k + 1 and drops each row's own index. Ties are ordered by row in
+    the core, so the k others left are the very ones the one-call path returns.
+    """
+    n = x.shape[0]
+    ids = np.empty((n, k), np.int64)
+    dist = np.empty((n, k), np.float32)
+    with bar:
+        for start, stop in _progress.chunks(n, parts=50, minimum=256):
+            bi, bd = _core.flat_search(x, sqn, None, x[start:stop], k + 1, METRIC_CODES[metric],
+                                       None, threads, False)
+            own = np.arange(start, stop, dtype=np.int64)[:, None]
+            order = np.argsort(bi == own, axis=1, kind="stable")[:, :k]
+            ids[start:stop] = np.take_along_axis(bi, order, 1)
+            dist[start:stop] = np.take_along_axis(bd, order, 1)
+            bar.update(stop - start)
+    return ids, dist
+
+
+def _approximate_knn_graph(x: np.ndarray, k: int, metric: str, threads: int, progress=None):
     """Approximate graph from an HNSW index; x is already prepared for the metric.
 
     Each row asks the graph for k + 1 neighbours and drops itself (by index, so
@@ -46,7 +71,7 @@ def _approximate_knn_graph(x: np.ndarray, k: int, metric: str, threads: int):
 
     n = x.shape[0]
     index = HNSW(x.shape[1], metric)
-    index.add(x, ids=np.arange(n, dtype=np.int64), threads=threads)
+    index.add(x, ids=np.arange(n, dtype=np.int64), threads=threads, progress=progress)
     ef = max(index.ef_search, 2 * (k + 1))
     ids, dist = index.search(x, k + 1, ef=ef, threads=threads)
     is_self = ids == np.arange(n, dtype=np.int64)[:, None]

@@ -22,7 +22,7 @@ METRIC_CODES = {L2: 0, IP: 1, COSINE: 2}
 METRIC_NAMES = {code: name for name, code in METRIC_CODES.items()}
 
 _ALIASES = {
-    "l2": L2, "euclidean": L2, "sqeuclidean": L2,
+    "l2": L2, "sqeuclidean": L2,
     "ip": IP, "dot": IP, "inner_product": IP,
     "cosine": COSINE, "angular": COSINE, "cos": COSINE,
 }
@@ -32,6 +32,13 @@ def normalize_metric(metric: str) -> str:
     """Return the canonical metric name, or raise ValueError naming the choices."""
     if not isinstance(metric, str):
         raise TypeError(f"metric must be a string, not {type(metric).__name__}")
+    if metric.lower() in ("euclidean", "euclid"):
+        # Not an alias of "l2": that would hand squared distances to someone asking for
+        # true Euclidean ones.
+        raise ValueError(
+            f"metric {metric!r} is not supported: use 'l2', the squared Euclidean distance "
+            "(the same neighbours in the same order; np.sqrt of the distances gives Euclidean ones)"
+        )
     try:
         return _ALIASES[metric.lower()]
     except KeyError:

@@ -307,7 +307,7 @@ class IndexFlat(Index):
         removed = super().remove_ids(sel)
         if removed:  # faiss compacts the storage: ids become positions again
             vecs = np.array(self._nk.vectors)
-            order = np.argsort(self._nk.ids, kind="stable")
+            order = np.argsort(self._nk.slot_labels(), kind="stable")
             self._nk = _Flat(self._d, self._metric)
             if vecs.shape[0]:
                 self._nk.add(vecs[order])
@@ -317,7 +317,7 @@ class IndexFlat(Index):
         key = int(key)
         if not 0 <= key < self.ntotal:
             raise RuntimeError(f"Error: 'key < ntotal' failed: key {key}, ntotal {self.ntotal}")
-        pos = int(np.flatnonzero(self._nk.ids == key)[0])
+        pos = int(np.flatnonzero(self._nk.slot_labels() == key)[0])
         return np.array(self._nk.vectors[pos])
 
 
@@ -398,6 +398,7 @@ class _IVFBased(Index):
     """Shared behaviour of the quantised indexes."""
 
     def _init_nk(self, **kw):
+        kw.setdefault("nprobe", 1)  # faiss's default (nearkit's own is about sqrt(nlist))
         self._nk = _IVF(self._d, self._metric, **kw)
 
     @property
@@ -676,7 +677,7 @@ class IndexIDMap2(IndexIDMap):
             raise RuntimeError(f"Error: key {int(key)} not found")
         inner = self.index
         if isinstance(inner, IndexFlat):
-            pos = int(np.flatnonzero(inner._nk.ids == hit[0])[0])
+            pos = int(np.flatnonzero(inner._nk.slot_labels() == hit[0])[0])
             return np.array(inner._nk.vectors[pos])
         return inner._nk.reconstruct([int(hit[0])])[0]
 

@@ -17,11 +17,14 @@ clean float32 / int64 arrays:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import time
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _validate
+from .. import _progress, _validate
+from ..errors import ReadOnlyIndexError
 from ..metrics import COSINE, normalize_metric, normalize_rows
 
 # kind name (as stored in index files) -> class; filled by @register.
@@ -68,10 +71,75 @@ class IndexImage:
         write_index(path, self.kind, self.dim, self.metric, self.params, self.sections)
 
 
+@dataclass(frozen=True)
+class TunePoint:
+    """One setting tried by :meth:`Index.tune`: recall@k and queries/s (one thread)."""
+
+    value: int | None
+    recall: float
+    qps: float
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What :meth:`Index.tune` measured and chose.
+
+    ``param`` is the search parameter (``ef``, ``nprobe``, ``search_k``; None for an
+    exact index), ``value`` the setting now used by default, ``reached`` whether it
+    meets ``target_recall``; ``curve`` holds every setting tried, in order.
+    """
+
+    param: str | None
+    value: int | None
+    recall: float
+    qps: float
+    target_recall: float
+    reached: bool
+    k: int
+    n_queries: int
+    curve: list = field(default_factory=list)
+
+
+def _index_from_bytes(data: bytes):
+    """Unpickle: the index file's bytes back into an index (see Index.__reduce__)."""
+    import os
+    import tempfile
+
+    from ..io import load
+
+    fd, path = tempfile.mkstemp(suffix=".nk")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return load(path)
+    finally:
+        os.remove(path)
+
+
+def _without_self(ids: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """Each row's first k ids other than its own (rows were searched with k + 1)."""
+    keep = ids != own[:, None]
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(ids, order, 1)
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = total = 0
+    for f, t in zip(found, truth):
+        t = t[t >= 0]
+        hits += np.intersect1d(f[f >= 0], t).size
+        total += t.size
+    return hits / total if total else 1.0
+
+
 class Index:
     kind = "abstract"
     # True when add() takes ``threads`` (building the structure on several cores).
     parallel_add = False
+    # True when adding an id already present replaces its vector (else: ValueError).
+    _add_replaces = False
+    # The search parameter tune() sets (None: exact search, nothing to tune).
+    _tune_param: str | None = None
 
     def __init__(self, dim: int, metric: str = "l2"):
         self._dim = _validate.check_positive_int(dim, "dim")
@@ -104,12 +172,155 @@ class Index:
         return np.arange(start, start + n, dtype=np.int64)
 
     # -- public API -----------------------------------------------------------
-    def add(self, vectors, ids=None, **params) -> None:
-        """Add vectors; ``ids`` are int64 (consecutive after the largest id when omitted)."""
+    def add(self, vectors, ids=None, progress=None, **params) -> None:
+        """Add vectors; ``ids`` are int64 (consecutive after the largest id when omitted).
+
+        ``progress``: a callable ``progress(done, total)`` or True for a tqdm bar; the
+        vectors then go in chunks (all or nothing still: ids are checked first).
+        """
         x, _ = self._vectors(vectors)
         ids = self._default_ids(x.shape[0]) if ids is None else _validate.as_ids(ids, x.shape[0])
-        if x.shape[0]:
+        if not x.shape[0]:
+            return
+        bar = _progress.start(progress, x.shape[0], f"adding to {self.kind}")
+        if bar is None:
             self._add(x, ids, **params)
+            return
+        if not self._add_replaces and len(self):
+            present = ids[np.isin(ids, self._slot_labels())]
+            if present.size:
+                raise ValueError(f"id {int(present[0])} is already in the index")
+        with bar:
+            self._add_with_progress(x, ids, bar, **params)
+
+    def _add_with_progress(self, x, ids, bar, **params) -> None:
+        for start, stop in _progress.chunks(x.shape[0]):
+            self._add(x[start:stop], ids[start:stop], **params)
+            bar.update(stop - start)
+
+    # -- what is stored ---------------------------------------------------------
+    def ids(self) -> np.ndarray:
+        """Every stored id, ascending (int64)."""
+        labels = self._slot_labels()
+        return np.sort(labels[labels >= 0])
+
+    def __contains__(self, id_) -> bool:
+        if isinstance(id_, bool) or not isinstance(id_, (int, np.integer)):
+            return False
+        return bool(np.any(self._slot_labels() == int(id_)))
+
+    def get(self, ids) -> np.ndarray:
+        """The stored vectors of ``ids`` (float32 (n, dim); 1-D for one id), as stored:
+        normalised for cosine. An id not in the index raises KeyError."""
+        want = _validate.as_ids(ids, unique=False, name="ids")
+        labels = self._slot_labels()
+        order = np.argsort(labels, kind="stable")
+        pos = np.searchsorted(labels[order], want)
+        pos = np.minimum(pos, max(labels.size - 1, 0))
+        found = labels.size > 0
+        slots = order[pos] if found else pos
+        hit = (labels[slots] == want) if found else np.zeros(want.shape, bool)
+        if not hit.all():
+            raise KeyError(f"id {int(want[np.argmin(hit)])} is not in the index")
+        out = self._vectors_at(slots)
+        return out[0] if np.ndim(ids) == 0 else out
+
+    def _vectors_at(self, slots: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- pickle / copy: through the file format ----------------------------------
+    def __reduce__(self):
+        import os
+        import tempfile
+
+        fd, path = tempfile.mkstemp(suffix=".nk")
+        os.close(fd)
+        try:
+            self.save(path)
+            with open(path, "rb") as f:
+                data = f.read()
+        finally:
+            os.remove(path)
+        return _index_from_bytes, (data,)
+
+    def _read_only_error(self, action: str) -> ReadOnlyIndexError:
+        return ReadOnlyIndexError(
+            f"cannot {action}: this {type(self).__name__} index is memory-mapped and read-only; "
+            "load it with mmap=False to change it")
+
+    # -- auto-tuning ----------------------------------------------------------------
+    def _tune_values(self, k: int) -> list:
+        return [None]
+
+    def _set_search_default(self, value) -> None:
+        pass
+
+    def tune(self, queries=None, target_recall: float = 0.95, k: int = 10,
+             n_queries: int = 200, seed: int = 0, progress=None) -> TuneResult:
+        """Pick the fastest search setting reaching ``target_recall`` at ``k``, and keep it.
+
+        Recall is measured against exact search (a Flat index over the stored vectors)
+        on ``queries``, or, when None, on up to ``n_queries`` stored vectors held out:
+        each one's own id is left out of both answers. Settings are tried from cheap to
+        expensive (HNSW ``ef``, IVF ``nprobe``, Trees ``search_k``) until one reaches the
+        target; the fastest that does becomes the index's default (saved with it). If none
+        does, the one with the best recall is kept and a RuntimeWarning says so.
+        """
+        from .flat import Flat
+
+        k = _validate.check_k(k)
+        target = float(target_recall)
+        if not 0.0 < target <= 1.0:
+            raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+        if len(self) == 0:
+            raise ValueError("tune needs an index that holds vectors")
+        all_ids = self.ids()
+        base = self.get(all_ids)  # raises for an index keeping only codes
+        try:
+            exact = Flat(self.dim, self.metric)
+        except ValueError:
+            raise ValueError(f"tune measures recall with exact search, which does not support "
+                             f"metric {self.metric!r}") from None
+        exact.add(base, ids=all_ids)
+        if queries is None:
+            rng = np.random.default_rng(seed)
+            rows = np.sort(rng.choice(all_ids.size, min(n_queries, all_ids.size), replace=False))
+            q, own, k_search = base[rows], all_ids[rows], k + 1
+        else:
+            q, _ = _validate.as_vectors(queries, self.dim, "queries")
+            own, k_search = None, k
+        truth, _ = exact.search(q, k_search)
+        if own is not None:
+            truth = _without_self(truth, own, k)
+        curve = []
+        values = self._tune_values(k)
+        bar = _progress.start(progress, len(values), f"tuning {self.kind}")
+        try:
+            for value in values:
+                params = {} if value is None else {self._tune_param: value}
+                t0 = time.perf_counter()
+                found, _ = self.search(q, k_search, **params)
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                if own is not None:
+                    found = _without_self(found, own, k)
+                curve.append(TunePoint(value, _recall(found, truth), q.shape[0] / elapsed))
+                if bar is not None:
+                    bar.update(1)
+                if curve[-1].recall >= target:
+                    break
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        reached = [p for p in curve if p.recall >= target]
+        best = max(reached, key=lambda p: p.qps) if reached else max(curve, key=lambda p: p.recall)
+        if not reached:
+            warnings.warn(f"tune: no {self._tune_param} reached recall {target} at k={k}; "
+                          f"keeping {self._tune_param}={best.value} (recall {best.recall:.3f})",
+                          RuntimeWarning, stacklevel=2)
+        if best.value is not None:
+            self._set_search_default(best.value)
+        return TuneResult(self._tune_param, best.value, best.recall, best.qps, target,
+                          bool(reached), k, int(q.shape[0]), curve)
 
     def search(self, queries, k: int, filter=None, threads=None, **params):
         """Return (ids, distances) of the k nearest, shapes (nq, k) (1-D for one query).

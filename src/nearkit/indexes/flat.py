@@ -59,34 +59,29 @@ class Flat(Index):
 
     @property
     def vectors(self) -> np.ndarray:
-        """The stored vectors (normalised for cosine), read-only view."""
+        """The stored vectors (normalised for cosine), read-only view; row i holds the id
+        ``slot_labels()[i]``."""
         v = self._live()[0].view()
         v.flags.writeable = False
         return v
 
-    @property
-    def ids(self) -> np.ndarray:
-        """The stored ids, in storage order (row i of ``vectors``), read-only view."""
-        v = self._live()[1].view()
-        v.flags.writeable = False
-        return v
+    def _vectors_at(self, slots: np.ndarray) -> np.ndarray:
+        return self._live()[0][slots]
 
     # -- mutation -------------------------------------------------------------------
     def _check_writable(self, action: str) -> None:
         if self._readonly:
-            raise ValueError(
-                f"cannot {action}: this Flat index is memory-mapped read-only; "
-                "load it with mmap=False to modify it"
-            )
+            raise self._read_only_error(action)
 
-    def add(self, vectors, ids=None) -> None:
+    def add(self, vectors, ids=None, progress=None) -> None:
         """Add vectors (n, dim) with int64 ids (consecutive after the largest when omitted).
 
         An id already in the index, or repeated in ``ids``, raises ValueError.
+        ``progress``: see Index.add.
         """
         self._check_writable("add vectors")
         with self._write_lock:
-            super().add(vectors, ids)
+            super().add(vectors, ids, progress=progress)
 
     def remove(self, ids) -> int:
         self._check_writable("remove vectors")

@@ -21,12 +21,6 @@ from .base import Index, register
 _SECTION_NAMES = ("blocks", "vectors", "labels", "levels", "upper_offsets", "upper_links", "quant")
 
 
-def _read_only_error() -> RuntimeError:
-    return RuntimeError(
-        "this HNSW index is memory-mapped and read-only; load it with mmap=False to add or remove"
-    )
-
-
 @register("hnsw")
 class HNSW(Index):
     """Hierarchical navigable small-world graph.
@@ -106,19 +100,37 @@ class HNSW(Index):
     # -- mutation ---------------------------------------------------------------
     parallel_add = True
 
-    def add(self, vectors, ids=None, threads=None) -> None:
-        """Add vectors (re-adding an id replaces its vector); ``threads`` builds in parallel."""
+    _add_replaces = True
+
+    def add(self, vectors, ids=None, threads=None, progress=None) -> None:
+        """Add vectors (re-adding an id replaces its vector); ``threads`` builds in parallel.
+        ``progress``: see Index.add."""
         if self._core.readonly:
-            raise _read_only_error()
-        super().add(vectors, ids, threads=_validate.check_threads(threads))
+            raise self._read_only_error("add vectors")
+        super().add(vectors, ids, progress=progress, threads=_validate.check_threads(threads))
 
     def _add(self, x, ids, threads=1):
         self._core.add(x, ids, threads)
 
     def _remove(self, ids) -> int:
         if self._core.readonly:
-            raise _read_only_error()
+            raise self._read_only_error("remove vectors")
         return int(self._core.remove(np.unique(ids)))
+
+    def _vectors_at(self, slots: np.ndarray) -> np.ndarray:
+        if self._mapped is not None:
+            return np.array(self._mapped["vectors"][slots], np.float32)
+        return self._core.export_arrays()["vectors"][slots]
+
+    # -- tuning -----------------------------------------------------------------
+    _tune_param = "ef"
+
+    def _tune_values(self, k: int) -> list:
+        steps = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048)
+        return sorted({max(k, e) for e in steps})
+
+    def _set_search_default(self, value) -> None:
+        self.ef_search = value
 
     def _slot_labels(self) -> np.ndarray:
         if self._mapped is not None:

@@ -76,8 +76,8 @@ _FOREST_SECTIONS = ("planes", "offsets", "children", "leaf_off", "leaf_cnt", "le
 class Trees(Index):
     """Forest of random-projection trees; see the module docstring."""
 
-    def __init__(self, dim: int, metric: str = "cosine", n_trees: int = 50,
-                 leaf_size: int | None = None, seed: int = 0):
+    def __init__(self, dim: int, metric: str = "l2", n_trees: int = 50,
+                 leaf_size: int | None = None, seed: int = 0, search_k: int | None = None):
         self._dim = _validate.check_positive_int(dim, "dim")
         self._metric = tree_metric(metric)
         self._n_trees = _validate.check_positive_int(n_trees, "n_trees")
@@ -87,6 +87,7 @@ class Trees(Index):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
         self._seed = int(seed) % 2**64
+        self.search_k = search_k
         hamming = self._metric == HAMMING
         self._row_dim = (self._dim + 63) // 64 if hamming else self._dim
         self._dtype = np.uint64 if hamming else np.float32
@@ -113,6 +114,15 @@ class Trees(Index):
     @property
     def leaf_size(self) -> int:
         return self._leaf_size
+
+    @property
+    def search_k(self) -> int | None:
+        """Default ``search_k`` of search() (None: ``k * n_trees * 8``); tune() sets it."""
+        return self._search_k
+
+    @search_k.setter
+    def search_k(self, value) -> None:
+        self._search_k = None if value is None else _check_search_k(value)
 
     @property
     def is_built(self) -> bool:
@@ -144,9 +154,9 @@ class Trees(Index):
             )
         return pack_bits(x.astype(np.uint8), self._dim), was_1d
 
-    def _check_writable(self):
+    def _check_writable(self, action: str = "change it"):
         if self._readonly:
-            raise ValueError("this Trees index is memory-mapped read-only; load it with mmap=False to change it")
+            raise self._read_only_error(action)
 
     # -- rows -------------------------------------------------------------------------
     def _append_rows(self, x: np.ndarray) -> np.ndarray:
@@ -207,7 +217,10 @@ class Trees(Index):
 
     def search(self, queries, k, filter=None, threads=None, search_k=None):
         """(ids, distances) of the k nearest; see Index.search. ``search_k``: leaf
-        entries to gather before re-ranking (default k * n_trees * 8; -1 = all)."""
+        entries to gather before re-ranking (default ``self.search_k``, else
+        k * n_trees * 8; -1 = all)."""
+        if search_k is None:
+            search_k = self._search_k
         # Fast lane for the common single-query call (one clean float32 vector):
         # the same checks as the general path, without its generality.
         if (filter is None and threads is None and search_k is not None and self._built
@@ -254,12 +267,8 @@ class Trees(Index):
         if not self._built:
             self.build()
         if search_k is None:
-            search_k = k * max(self._n_trees, 1) * 8
-        if isinstance(search_k, bool) or not isinstance(search_k, (int, np.integer)):
-            raise TypeError(f"search_k must be an integer, got {type(search_k).__name__}")
-        search_k = int(search_k)
-        if search_k == 0 or search_k < -1:
-            raise ValueError(f"search_k must be positive or -1 (unlimited), got {search_k}")
+            search_k = self._search_k or k * max(self._n_trees, 1) * 8
+        search_k = _check_search_k(search_k)
         slots, dist = self._forest.search(self._rows[: self._n], q, k, search_k, mask, threads)
         if self._identity is None:
             self._identity = bool(np.array_equal(self._labels[: self._n], np.arange(self._n)))
@@ -285,6 +294,24 @@ class Trees(Index):
     def _slot_labels(self):
         return self._labels[: self._n]
 
+    def _vectors_at(self, slots: np.ndarray) -> np.ndarray:
+        return self._rows[slots].copy()
+
+    def __contains__(self, id_) -> bool:
+        if isinstance(id_, bool) or not isinstance(id_, (int, np.integer)):
+            return False
+        return int(id_) in self._slots_map()
+
+    # -- tuning -----------------------------------------------------------------
+    _tune_param = "search_k"
+
+    def _tune_values(self, k: int) -> list:
+        per_tree = k * max(self._n_trees, 1)
+        return [per_tree * f for f in (1, 2, 4, 8, 16, 32, 64, 128)] + [-1]
+
+    def _set_search_default(self, value) -> None:
+        self.search_k = value
+
     def get_vectors(self, ids) -> np.ndarray:
         """Stored vectors of the given ids (normalised for cosine; uint64 words for hamming)."""
         ids = _validate.as_ids(ids, unique=False)
@@ -297,7 +324,8 @@ class Trees(Index):
     # -- files --------------------------------------------------------------------------
     def _params(self):
         return {"n_trees": self._n_trees, "leaf_size": self._leaf_size, "seed": self._seed,
-                "built": self._built, "max_norm": float(self._forest.max_norm)}
+                "built": self._built, "max_norm": float(self._forest.max_norm),
+                "search_k": self._search_k}
 
     def save(self, path) -> None:
         if not self._built and not self._readonly:
@@ -313,7 +341,7 @@ class Trees(Index):
     @classmethod
     def _from_sections(cls, dim, metric, params, sections):
         self = cls(dim, metric, n_trees=int(params["n_trees"]), leaf_size=int(params["leaf_size"]),
-                   seed=int(params["seed"]))
+                   seed=int(params["seed"]), search_k=params.get("search_k"))
         rows, labels = sections["vectors"], sections["labels"]
         if rows.ndim != 2 or rows.shape[1] != self._row_dim or rows.dtype != self._dtype:
             raise _format_error(f"vectors section has shape {rows.shape} {rows.dtype}, "
@@ -366,6 +394,15 @@ class Trees(Index):
         self.__dict__.update(loaded.__dict__)
         self._disk = None
         disk.close(remove=True)
+
+
+def _check_search_k(search_k) -> int:
+    if isinstance(search_k, bool) or not isinstance(search_k, (int, np.integer)):
+        raise TypeError(f"search_k must be an integer, got {type(search_k).__name__}")
+    search_k = int(search_k)
+    if search_k == 0 or search_k < -1:
+        raise ValueError(f"search_k must be positive or -1 (unlimited), got {search_k}")
+    return search_k
 
 
 def _format_error(msg):
