@@ -1,7 +1,7 @@
 """nearkit: nearest-neighbour search over dense vectors."""
 
 from . import _core
-from .errors import FormatError, NotTrainedError
+from .errors import FormatError, NotTrainedError, ReadOnlyIndexError
 from .indexes import Index
 from .indexes.factory import index_factory
 from .indexes.flat import Flat
@@ -16,6 +16,7 @@ from .store import open  # noqa: A004  (nearkit.open(path) opens a vector store)
 __version__ = "0.1.0"
 
 __all__ = [
-    "Flat", "FormatError", "HNSW", "IVF", "Index", "NotTrainedError", "Trees", "_core",
+    "Flat", "FormatError", "HNSW", "IVF", "Index", "NotTrainedError", "ReadOnlyIndexError", "Trees",
+    "_core",
     "__version__", "index_factory", "kmeans", "knn_graph", "load", "open",
 ]

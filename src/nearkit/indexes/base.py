@@ -75,7 +75,7 @@ class IndexImage:
 class TunePoint:
     """One setting tried by :meth:`Index.tune`: recall@k and queries/s (one thread)."""
 
-    value: int | None
+    params: dict
     recall: float
     qps: float
 
@@ -84,13 +84,13 @@ class TunePoint:
 class TuneResult:
     """What :meth:`Index.tune` measured and chose.
 
-    ``param`` is the search parameter (``ef``, ``nprobe``, ``search_k``; None for an
-    exact index), ``value`` the setting now used by default, ``reached`` whether it
-    meets ``target_recall``; ``curve`` holds every setting tried, in order.
+    ``params`` are the search parameters now used by default (``{"ef": 48}``,
+    ``{"nprobe": 8, "k_factor": 4}``, ``{"search_k": 800}``; empty for an exact index),
+    ``reached`` says whether they meet ``target_recall``; ``curve`` holds every setting
+    tried, in order.
     """
 
-    param: str | None
-    value: int | None
+    params: dict
     recall: float
     qps: float
     target_recall: float
@@ -138,8 +138,6 @@ class Index:
     parallel_add = False
     # True when adding an id already present replaces its vector (else: ValueError).
     _add_replaces = False
-    # The search parameter tune() sets (None: exact search, nothing to tune).
-    _tune_param: str | None = None
 
     def __init__(self, dim: int, metric: str = "l2"):
         self._dim = _validate.check_positive_int(dim, "dim")
@@ -205,8 +203,8 @@ class Index:
         return np.sort(labels[labels >= 0])
 
     def __contains__(self, id_) -> bool:
-        if isinstance(id_, bool) or not isinstance(id_, (int, np.integer)):
-            return False
+        if isinstance(id_, bool) or not isinstance(id_, (int, np.integer)) or id_ < 0:
+            return False  # -1 marks empty slots: never an id
         return bool(np.any(self._slot_labels() == int(id_)))
 
     def get(self, ids) -> np.ndarray:
@@ -249,10 +247,11 @@ class Index:
             "load it with mmap=False to change it")
 
     # -- auto-tuning ----------------------------------------------------------------
-    def _tune_values(self, k: int) -> list:
-        return [None]
+    def _tune_lines(self, k: int) -> list:
+        """Lists of search-parameter dicts for tune(), each ordered from cheap to costly."""
+        return [[{}]]
 
-    def _set_search_default(self, value) -> None:
+    def _set_search_defaults(self, params: dict) -> None:
         pass
 
     def tune(self, queries=None, target_recall: float = 0.95, k: int = 10,
@@ -263,8 +262,9 @@ class Index:
         on ``queries``, or, when None, on up to ``n_queries`` stored vectors held out:
         each one's own id is left out of both answers. Settings are tried from cheap to
         expensive (HNSW ``ef``, IVF ``nprobe``, Trees ``search_k``) until one reaches the
-        target; the fastest that does becomes the index's default (saved with it). If none
-        does, the one with the best recall is kept and a RuntimeWarning says so.
+        target or stop gaining (IVF with refine also tries larger ``k_factor``); the fastest
+        that reaches it becomes the index's default (saved with it). If none does, the one
+        with the best recall is kept and a RuntimeWarning says so.
         """
         from .flat import Flat
 
@@ -292,35 +292,42 @@ class Index:
         truth, _ = exact.search(q, k_search)
         if own is not None:
             truth = _without_self(truth, own, k)
-        curve = []
-        values = self._tune_values(k)
-        bar = _progress.start(progress, len(values), f"tuning {self.kind}")
-        try:
-            for value in values:
-                params = {} if value is None else {self._tune_param: value}
+        curve: list[TunePoint] = []
+        lines = self._tune_lines(k)
+        bar = _progress.start(progress, len(lines), f"tuning {self.kind}")
+        reached_in_line = None
+        for number, line in enumerate(lines):
+            line_curve: list[TunePoint] = []
+            for params in line:
                 t0 = time.perf_counter()
                 found, _ = self.search(q, k_search, **params)
                 elapsed = max(time.perf_counter() - t0, 1e-9)
                 if own is not None:
                     found = _without_self(found, own, k)
-                curve.append(TunePoint(value, _recall(found, truth), q.shape[0] / elapsed))
-                if bar is not None:
-                    bar.update(1)
-                if curve[-1].recall >= target:
+                line_curve.append(TunePoint(dict(params), _recall(found, truth),
+                                            q.shape[0] / elapsed))
+                if line_curve[-1].recall >= target:
                     break
-        finally:
+                # stop paying for a setting that no longer buys recall
+                if len(line_curve) >= 4 and line_curve[-1].recall <= line_curve[-4].recall + 0.002:
+                    break
+            curve += line_curve
             if bar is not None:
-                bar.__exit__(None, None, None)
+                bar.update(1)
+            if reached_in_line is None and line_curve[-1].recall >= target:
+                reached_in_line = number
+            elif reached_in_line is not None:
+                break  # one line past the first that reached the target: enough
+        if bar is not None:
+            bar.__exit__(None, None, None)
         reached = [p for p in curve if p.recall >= target]
         best = max(reached, key=lambda p: p.qps) if reached else max(curve, key=lambda p: p.recall)
         if not reached:
-            warnings.warn(f"tune: no {self._tune_param} reached recall {target} at k={k}; "
-                          f"keeping {self._tune_param}={best.value} (recall {best.recall:.3f})",
-                          RuntimeWarning, stacklevel=2)
-        if best.value is not None:
-            self._set_search_default(best.value)
-        return TuneResult(self._tune_param, best.value, best.recall, best.qps, target,
-                          bool(reached), k, int(q.shape[0]), curve)
+            warnings.warn(f"tune: no setting reached recall {target} at k={k}; keeping "
+                          f"{best.params} (recall {best.recall:.3f})", RuntimeWarning, stacklevel=2)
+        self._set_search_defaults(best.params)
+        return TuneResult(dict(best.params), best.recall, best.qps, target, bool(reached), k,
+                          int(q.shape[0]), curve)
 
     def search(self, queries, k: int, filter=None, threads=None, **params):
         """Return (ids, distances) of the k nearest, shapes (nq, k) (1-D for one query).

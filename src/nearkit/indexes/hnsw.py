@@ -123,14 +123,12 @@ class HNSW(Index):
         return self._core.export_arrays()["vectors"][slots]
 
     # -- tuning -----------------------------------------------------------------
-    _tune_param = "ef"
-
-    def _tune_values(self, k: int) -> list:
+    def _tune_lines(self, k: int) -> list:
         steps = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048)
-        return sorted({max(k, e) for e in steps})
+        return [[{"ef": ef} for ef in sorted({max(k, e) for e in steps})]]
 
-    def _set_search_default(self, value) -> None:
-        self.ef_search = value
+    def _set_search_defaults(self, params: dict) -> None:
+        self.ef_search = params["ef"]
 
     def _slot_labels(self) -> np.ndarray:
         if self._mapped is not None:

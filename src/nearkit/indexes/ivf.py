@@ -307,17 +307,20 @@ class IVF(Index):
             "or build it with refine=True (or codec='flat' without a transform) to keep them")
 
     # -- tuning -----------------------------------------------------------------
-    _tune_param = "nprobe"
-
-    def _tune_values(self, k: int) -> list:
-        values, p = [], 1
+    def _tune_lines(self, k: int) -> list:
+        probes, p = [], 1
         while p < self.nlist:
-            values.append(p)
+            probes.append(p)
             p = p * 2 if p < 8 else p + p // 2
-        return values + [self.nlist]
+        probes.append(self.nlist)
+        if not self.refine:
+            return [[{"nprobe": p} for p in probes]]
+        # With refine, recall is capped by how many candidates are re-ranked.
+        return [[{"nprobe": p, "k_factor": f} for p in probes] for f in (1, 2, 4, 8, 16, 32)]
 
-    def _set_search_default(self, value) -> None:
-        self.nprobe = int(value)
+    def _set_search_defaults(self, params: dict) -> None:
+        self.nprobe = int(params["nprobe"])
+        self.k_factor = int(params.get("k_factor", self.k_factor))
 
     # -- Index hooks --------------------------------------------------------------
     def _add_with_progress(self, x, ids, bar, **params):

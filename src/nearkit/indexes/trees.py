@@ -49,7 +49,9 @@ def tree_metric(metric) -> str:
         return _EXTRA_ALIASES[metric.lower()]
     try:
         return normalize_metric(metric)
-    except ValueError:
+    except ValueError as exc:
+        if "squared Euclidean" in str(exc):  # 'euclidean': the pointer to 'l2' says it all
+            raise
         raise ValueError(
             f"unknown metric {metric!r}; Trees support 'l2', 'ip', 'cosine', 'manhattan', 'hamming'"
         ) from None
@@ -303,14 +305,13 @@ class Trees(Index):
         return int(id_) in self._slots_map()
 
     # -- tuning -----------------------------------------------------------------
-    _tune_param = "search_k"
-
-    def _tune_values(self, k: int) -> list:
+    def _tune_lines(self, k: int) -> list:
         per_tree = k * max(self._n_trees, 1)
-        return [per_tree * f for f in (1, 2, 4, 8, 16, 32, 64, 128)] + [-1]
+        return [[{"search_k": per_tree * f} for f in (1, 2, 4, 8, 16, 32, 64, 128)]
+                + [{"search_k": -1}]]
 
-    def _set_search_default(self, value) -> None:
-        self.search_k = value
+    def _set_search_defaults(self, params: dict) -> None:
+        self.search_k = params["search_k"]
 
     def get_vectors(self, ids) -> np.ndarray:
         """Stored vectors of the given ids (normalised for cosine; uint64 words for hamming)."""
