@@ -461,31 +461,98 @@ class Collection:
             return 0
 
         with self._write_mutex:
-            self._check_writable()
-            old_slots = [self._key_to_slot.get(k) for k in keys]
-            replaced = [s for s in old_slots if s is not None]
-            old_ids = self._slot_ids[replaced] if replaced else np.empty(0, np.int64)
-            new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-            seq = self._seq + 1
-
-            def prepare():
-                # Runs while a bulk index build is under way (see _write_and_index).
-                recs, texts = self._encode_payloads(payloads)
-                return self._upsert_tx(keys, x, new_ids, old_ids, seq, texts), (recs, texts)
-
-            with self._rw.write():
-                (recs, texts), index_error = self._write_and_index(prepare, x, new_ids)
-                self._next_id += n
-                self._seq = seq
-                if index_error is not None:  # SQLite has the rows; a reopen rebuilds them
-                    raise index_error
-                self._version += 1
-                if old_ids.size:
-                    self._index.remove(old_ids)
-                self._apply_upsert(keys, x, new_ids, texts, recs)
-            n_new = sum(s is None for s in old_slots)
+            n_new = self._upsert_locked(keys, x, payloads)
         self._after_write(n)
         return n_new
+
+    def _upsert_locked(self, keys, x, payloads) -> int:
+        """The body of upsert, with its arguments checked; the caller holds the write mutex."""
+        n = len(keys)
+        self._check_writable()
+        old_slots = [self._key_to_slot.get(k) for k in keys]
+        replaced = [s for s in old_slots if s is not None]
+        old_ids = self._slot_ids[replaced] if replaced else np.empty(0, np.int64)
+        new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        seq = self._seq + 1
+
+        def prepare():
+            # Runs while a bulk index build is under way (see _write_and_index).
+            recs, texts = self._encode_payloads(payloads)
+            return self._upsert_tx(keys, x, new_ids, old_ids, seq, texts), (recs, texts)
+
+        with self._rw.write():
+            (recs, texts), index_error = self._write_and_index(prepare, x, new_ids)
+            self._next_id += n
+            self._seq = seq
+            if index_error is not None:  # SQLite has the rows; a reopen rebuilds them
+                raise index_error
+            self._version += 1
+            if old_ids.size:
+                self._index.remove(old_ids)
+            self._apply_upsert(keys, x, new_ids, texts, recs)
+        return sum(s is None for s in old_slots)
+
+    def update_payloads(self, keys, payloads) -> None:
+        """Replace the payloads of existing ``keys``, keeping their vectors.
+
+        Atomic and durable as ``upsert`` (it is one: the stored vectors are written
+        again under the new payloads). A missing key raises KeyError and changes nothing.
+        """
+        self._check_writable()
+        keys, single = _as_keys(keys)
+        if single and (payloads is None or isinstance(payloads, dict)):
+            payloads = [payloads]
+        if isinstance(payloads, dict) or payloads is None:
+            raise TypeError(f"payloads must be a list of {len(keys)} dicts (one per key)")
+        payloads = list(payloads)
+        if len(payloads) != len(keys):
+            raise ValueError(f"got {len(payloads)} payloads for {len(keys)} keys")
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate key in one update_payloads call")
+        if not keys:
+            return
+        with self._write_mutex:  # the vectors read here are the ones written back
+            records = self.get(keys)
+            missing = [k for k, r in zip(keys, records) if r is None]
+            if missing:
+                raise KeyError(f"no key {missing[0]!r} in collection {self.name!r}")
+            # get() gives what upsert was given (the original vector for cosine)
+            self._upsert_locked(keys, np.stack([r.vector for r in records]), payloads)
+        self._after_write(len(keys))
+
+    def add_field(self, name: str, field_type) -> None:
+        """Declare a payload field on an existing collection; rows already stored are indexed
+        from their payloads at once (a payload whose value does not fit the type raises
+        TypeError/ValueError naming its key, and nothing changes)."""
+        from .fields import normalize_schema
+
+        self._check_writable()
+        if name in self._fields.schema:
+            raise ValueError(f"collection {self.name!r} already has a field {name!r}")
+        schema = normalize_schema({**self._fields.schema, name: field_type})
+        with self._write_mutex:
+            fields = FieldIndex(schema)
+            fields.reserve(max(self._live.shape[0], self._n_slots))
+            live = np.flatnonzero(self._live[: self._n_slots])
+            recs = []
+            for s in live.tolist():
+                p = self._slot_payload[s]
+                try:
+                    recs.append(fields.extract(json.loads(p)) if p is not None else {})
+                except (TypeError, ValueError) as exc:
+                    raise type(exc)(f"key {self._slot_keys[s]!r}: {exc}") from None
+            fields.insert_many(live, recs)
+            seq, cid = self._seq + 1, self._cid
+
+            def tx(conn):
+                conn.execute("UPDATE collections SET fields = ?, seq = ? WHERE cid = ?",
+                             (json.dumps(schema), seq, cid))
+
+            self._sql.write(tx)
+            with self._rw.write():
+                self._seq = seq
+                self._fields = fields
+                self._version += 1
 
     def _encode_payloads(self, payloads) -> tuple[list, list]:
         """Field records (checked against the schema) and JSON texts of the payloads."""

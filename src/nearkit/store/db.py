@@ -15,6 +15,7 @@ share the store's SQLite, writer lock and durability mode.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import threading
 import weakref
@@ -94,7 +95,12 @@ class Database:
     def create_collection(self, name: str, dim: int, metric: str = "l2", index: str = "hnsw",
                           index_params: dict | None = None, fields: dict | None = None,
                           exist_ok: bool = False) -> Collection:
-        """Create a collection (its definition is durable at once) and return it."""
+        """Create a collection (its definition is durable at once) and return it.
+
+        ``exist_ok=True`` returns the existing collection of that name if its definition
+        is the one asked for (``index_params`` / ``fields`` left as None are not compared),
+        and raises ValueError naming what differs otherwise.
+        """
         from .. import _validate
 
         self._check()
@@ -107,6 +113,7 @@ class Database:
         if not isinstance(index, str):
             raise TypeError(f"index must be an index kind name such as 'hnsw' or 'flat', got {index!r}")
         index = index.lower()
+        given_params = index_params
         index_params = dict(index_params or {})
         schema = normalize_schema(fields)
         with self._mutex:
@@ -114,8 +121,21 @@ class Database:
             if existing is not None:
                 if not exist_ok:
                     raise ValueError(f"collection {name!r} already exists")
+                # compared as stored (JSON), so (1, 2) and [1, 2] are the same parameter;
+                # index_params / fields left out (None) are not compared
+                wanted = dict(dim=dim, metric=metric, index_kind=index)
+                if given_params is not None:
+                    wanted["index_params"] = index_params
+                if fields is not None:
+                    wanted["fields"] = schema
+                wanted = json.loads(json.dumps(wanted))
+                _check_same_definition(name, existing, wanted)
                 return self.get_collection(name)
-            make_index(index, dim, metric, index_params)  # fail now on a bad kind or bad params
+            probe = make_index(index, dim, metric, index_params)  # fail now on a bad kind or params
+            if getattr(probe, "is_trained", True) is False:
+                raise ValueError(
+                    f"index={index!r} must be trained on sample vectors before it holds any, which "
+                    "a collection does not do: use index='hnsw' (approximate) or 'flat' (exact)")
             self._sql.create_collection(name, dim, metric, index, index_params, schema)
             return self.get_collection(name)
 
@@ -225,6 +245,15 @@ class Database:
                 if self._lock:
                     self._lock.release()
                 _OPEN.discard(self)
+
+
+def _check_same_definition(name: str, existing: dict, wanted: dict) -> None:
+    """create_collection(exist_ok=True) returns an existing collection only if it is the one asked for."""
+    differ = [f"{key} {existing[key]!r} (asked for {value!r})" for key, value in wanted.items()
+              if existing[key] != value]
+    if differ:
+        raise ValueError(f"collection {name!r} already exists with another definition: "
+                         + "; ".join(differ))
 
 
 def open(path, durability: str = "always", read_only: bool = False,  # noqa: A001

@@ -711,7 +711,10 @@ def _field_type(schema: dict, field: str) -> str:
     spec = schema.get(field)
     if spec is None:
         known = ", ".join(sorted(schema)) or "none"
-        raise FilterError(f"unknown field {field!r} in filter (declared fields: {known})")
+        raise FilterError(
+            f"unknown field {field!r} in filter (declared fields: {known}); only declared payload "
+            f"fields can be filtered: declare it with collection.add_field({field!r}, 'tag'), "
+            "'numeric' or 'text' (existing payloads are indexed), or in create_collection(fields=...)")
     return spec if isinstance(spec, str) else spec["type"]
 
 
