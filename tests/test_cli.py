@@ -310,3 +310,28 @@ def test_demo_says_what_it_is_doing_and_full_is_exclusive(capsys):
     assert out.index("generating") < out.index("building a flat index") < out.index("measuring recall")
     code, out, err = run(capsys, "demo", "--synthetic", "--full")
     assert code == 1 and "--full" in err
+
+
+def test_build_trains_an_ivf_index_or_says_what_to_change(tmp_path, capsys, vectors):
+    base, queries = vectors
+    code, out, err = run(capsys, "build", tmp_path / "base.npy", tmp_path / "ivf.nk", "--index", "ivf")
+    assert code == 1 and "nlist=16" in err and "Traceback" not in err
+    code, out, err = run(capsys, "build", tmp_path / "base.npy", tmp_path / "ivf.nk", "--index", "ivf",
+                         "-p", "nlist=4", "-p", "nprobe=4")
+    assert code == 0, err
+    assert "training ivf on 300 vectors" in err
+    code, out, err = run(capsys, "search", tmp_path / "ivf.nk", tmp_path / "queries.npy", "-k", 5)
+    assert code == 0, err
+    got = [json.loads(line)["ids"] for line in out.splitlines()]
+    np.testing.assert_array_equal(got, brute_force(base, queries, 5))  # all lists probed: exact
+
+
+def test_info_json_also_exits_1_on_a_checksum_mismatch(tmp_path, capsys, vectors):
+    run(capsys, "build", tmp_path / "base.npy", tmp_path / "idx.nk", "-q")
+    victim = io.read_index(tmp_path / "idx.nk").table[0]
+    data = bytearray((tmp_path / "idx.nk").read_bytes())
+    data[victim.offset] ^= 0xFF
+    (tmp_path / "idx.nk").write_bytes(data)
+    code, out, err = run(capsys, "info", tmp_path / "idx.nk", "--json")
+    assert code == 1
+    assert not json.loads(out)["sections"][0]["checksum_ok"]

@@ -214,6 +214,8 @@ def cmd_build(args) -> int:
         index = cls(x.shape[1], metric, **_parse_params(args.param))
     except TypeError as exc:
         raise CliError(f"bad --param for {args.index}: {exc}") from None
+    if getattr(index, "is_trained", True) is False:
+        _train_on_sample(index, x, args)
     ids = np.arange(x.shape[0], dtype=np.int64)
     _add_in_batches(index, x, ids, args.batch, f"adding to {args.index}", args.quiet)
     try:
@@ -224,6 +226,21 @@ def cmd_build(args) -> int:
     print(f"wrote {args.output}: {args.index} index, {len(index):,} vectors of dim {x.shape[1]}, "
           f"metric {index.metric}, {_human_bytes(size)} in {time.perf_counter() - t0:.2f} s")
     return 0
+
+
+def _train_on_sample(index, x, args) -> None:
+    """Train an index that needs it (IVF) on up to 256 rows per list of the input."""
+    n = x.shape[0]
+    want = min(n, 256 * getattr(index, "nlist", 1))
+    rows = np.sort(np.random.default_rng(0).choice(n, want, replace=False)) if want < n else slice(None)
+    sample = np.ascontiguousarray(x[rows], dtype=np.float32)
+    if not args.quiet:
+        print(f"training {args.index} on {sample.shape[0]:,} vectors ...", file=sys.stderr)
+    try:
+        index.train(sample)
+    except ValueError as exc:
+        raise CliError(f"cannot train {args.index} on {args.input}: {exc}; "
+                       "fewer lists fit small inputs, e.g. -p nlist=16") from None
 
 
 def _json_floats(row) -> list:
