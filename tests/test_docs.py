@@ -59,11 +59,10 @@ def run_python_blocks(path: str, replace=None) -> dict:
     return namespace
 
 
-@pytest.mark.parametrize("path", [p for p in doc_files() if not p.endswith("server.md")],
+@pytest.mark.parametrize("path", [p for p in doc_files() if not p.endswith("server.md")
+                                  and any(lang == "python" for lang, _ in blocks(p))],
                          ids=relative)
 def test_python_blocks_run_in_order(path, tmp_path, monkeypatch):
-    if not any(lang == "python" for lang, _ in blocks(path)):
-        pytest.skip(f"{relative(path)} has no python blocks")
     monkeypatch.chdir(tmp_path)
     runs = 2 if path.endswith("README.md") else 1
     for _ in range(runs):

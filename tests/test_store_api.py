@@ -92,8 +92,10 @@ def test_add_field_back_fills_and_survives_reopening(tmp_path):
     with nearkit.open(tmp_path / "s") as db:
         col = db.get_collection("films")
         assert sorted(col.keys("@year:[2000 +inf]")) == ["k1", "k4", "k5"]
+        assert films(db, exist_ok=True) is col  # asked for genre only: year came later
         with pytest.raises(ValueError, match="another definition"):
-            films(db, exist_ok=True)  # fields are now genre and year
+            db.create_collection("films", dim=4, metric="cosine", fields={"year": "tag"},
+                                 exist_ok=True)
 
 
 def test_filter_on_an_undeclared_field_explains_itself(db):

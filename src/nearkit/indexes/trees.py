@@ -189,7 +189,7 @@ class Trees(Index):
 
     # -- hooks --------------------------------------------------------------------------
     def _add(self, x, ids, threads=None):
-        self._check_writable()
+        self._check_writable("add vectors")
         if self._n + x.shape[0] >= 2**31:
             raise ValueError("Trees hold at most 2**31 - 1 vectors")
         slot_of = self._slots_map()
@@ -206,7 +206,7 @@ class Trees(Index):
 
     def build(self, threads=None) -> "Trees":
         """Grow the forest over every vector added so far (replaces existing trees)."""
-        self._check_writable()
+        self._check_writable("build it")
         threads = _validate.check_threads(threads)
         slots = np.flatnonzero(self._labels[: self._n] >= 0).astype(np.int32)
         self._forest.build(self._rows[: self._n], slots, self._n_trees, threads)
@@ -280,7 +280,7 @@ class Trees(Index):
         return ids, dist
 
     def _remove(self, ids) -> int:
-        self._check_writable()
+        self._check_writable("remove vectors")
         slot_of = self._slots_map()
         slots = [slot_of.pop(i) for i in dict.fromkeys(ids.tolist()) if i in slot_of]
         if not slots:

@@ -98,8 +98,9 @@ class Database:
         """Create a collection (its definition is durable at once) and return it.
 
         ``exist_ok=True`` returns the existing collection of that name if its definition
-        is the one asked for (``index_params`` / ``fields`` left as None are not compared),
-        and raises ValueError naming what differs otherwise.
+        is the one asked for (``index_params`` / ``fields`` left as None are not compared;
+        fields it has beyond those asked for, from ``add_field``, are fine), and raises
+        ValueError naming what differs otherwise.
         """
         from .. import _validate
 
@@ -249,8 +250,11 @@ class Database:
 
 def _check_same_definition(name: str, existing: dict, wanted: dict) -> None:
     """create_collection(exist_ok=True) returns an existing collection only if it is the one asked for."""
-    differ = [f"{key} {existing[key]!r} (asked for {value!r})" for key, value in wanted.items()
-              if existing[key] != value]
+    have = dict(existing)
+    if "fields" in wanted:  # fields added later (add_field) do not make it another collection
+        have["fields"] = {f: s for f, s in existing["fields"].items() if f in wanted["fields"]}
+    differ = [f"{key} {have[key]!r} (asked for {value!r})" for key, value in wanted.items()
+              if have[key] != value]
     if differ:
         raise ValueError(f"collection {name!r} already exists with another definition: "
                          + "; ".join(differ))
