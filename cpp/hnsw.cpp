@@ -98,7 +98,8 @@ void Buffer::release() {
 struct Hnsw::Query {
   std::vector<int16_t> qi;   // q (ip) or q - mu (l2) ~= qscale * qi, zero in the padding
   std::vector<float> xbuf;   // prepare_slot: the decoded vector
-  float cs[kMaxCentres];     // per centre: l2 |q - c_a|^2, ip 1 - q.c_a
+  mutable float cs[kMaxCentres];  // per centre: l2 |q - c_a|^2, ip 1 - q.c_a
+  mutable uint32_t ready = 0;     // bit a: cs[a] computed (on first use)
   float qscale = 0.f, sum = 0.f;
   float err = 0.f;           // error scale of q's side (see code_error)
   const float* xf = nullptr;  // the float query (exact distances)
@@ -293,10 +294,10 @@ void Hnsw::decode_slot(size_t s, float* out) const {
   for (size_t j = 0; j < dim_; ++j) out[j] = c[j] + ax[0] + ax[1] * float(code[j]);
 }
 
-// Encodes new slots. The first batch sets the centres (origin and mean); a
-// later batch whose codes come out much coarser than the first batch's (it
-// drifted away from every centre) adds its own mean as a centre, so that it
-// is served as finely as the first.
+// Encodes new slots. The first batch sets the centres (origin and mean). A
+// later batch whose own mean would leave its vectors much narrower residuals
+// than the centres so far (it drifted away from them) adds that mean as a
+// centre, so that it is served as finely as the first batch.
 void Hnsw::update_codes_locked(const std::vector<uint32_t>& slots) {
   if (slots.empty()) return;
   auto mean_of = [&](const std::vector<uint32_t>& ss, float* out) {
@@ -305,27 +306,80 @@ void Hnsw::update_codes_locked(const std::vector<uint32_t>& slots) {
       for (size_t j = 0; j < dim_; ++j) acc[j] += vec(s)[j];
     for (size_t j = 0; j < dim_; ++j) out[j] = float(acc[j] / double(ss.size()));
   };
-  if (n_centres_ == 0) {
+  auto median = [](std::vector<float> v) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  const bool first = n_centres_ == 0;
+  if (first) {
     mean_of(slots, centres_.data() + dpad_);
     n_centres_ = 2;
+    add_cluster_centres_locked(slots);
   }
   for (uint32_t s : slots) encode_slot(s);
-  std::vector<float> deltas;
-  deltas.reserve(slots.size());
-  for (uint32_t s : slots) deltas.push_back(aux(s)[1]);
-  std::nth_element(deltas.begin(), deltas.begin() + deltas.size() / 2, deltas.end());
-  const float median = deltas[deltas.size() / 2];
-  if (ref_delta_ <= 0.f) {
-    ref_delta_ = median;
-    return;
+  std::vector<float> steps, own;
+  steps.reserve(slots.size());
+  for (uint32_t s : slots) steps.push_back(aux(s)[1]);
+  if (first || ref_delta_ <= 0.f) ref_delta_ = median(steps);
+  if (first || n_centres_ >= kMaxCentres) return;
+  float* cand = centres_.data() + n_centres_ * dpad_;
+  mean_of(slots, cand);
+  own.reserve(slots.size());
+  for (uint32_t s : slots) {
+    float lo = kInf, hi = -kInf;
+    for (size_t j = 0; j < dim_; ++j) {
+      float r = vec(s)[j] - cand[j];
+      lo = std::min(lo, r);
+      hi = std::max(hi, r);
+    }
+    own.push_back((hi - lo) / 255.f);
   }
-  if (!(median > 2.f * ref_delta_) || n_centres_ >= kMaxCentres) return;
-  std::vector<uint32_t> coarse;
-  for (uint32_t s : slots)
-    if (aux(s)[1] > 2.f * ref_delta_) coarse.push_back(s);
-  mean_of(coarse, centres_.data() + n_centres_ * dpad_);
-  ++n_centres_;
-  for (uint32_t s : coarse) encode_slot(s);
+  if (median(own) < 0.5f * median(steps)) {
+    ++n_centres_;
+    for (uint32_t s : slots) encode_slot(s);
+  } else {
+    std::fill(cand, cand + dpad_, 0.f);
+  }
+}
+
+// Clustered data (embeddings usually are) leaves far narrower residuals around
+// its own cluster than around the global mean: a few rounds of k-means on a
+// sample of the first batch add up to kClusters centres.
+void Hnsw::add_cluster_centres_locked(const std::vector<uint32_t>& slots) {
+  constexpr size_t kClusters = 8, kSample = 4096, kRounds = 5;
+  if (slots.size() < 50 * kClusters) return;
+  std::vector<uint32_t> sample(slots);
+  std::shuffle(sample.begin(), sample.end(), guard_rng_);
+  if (sample.size() > kSample) sample.resize(kSample);
+  const Kernels& K = kernels();
+  float* cent = centres_.data() + n_centres_ * dpad_;
+  for (size_t c = 0; c < kClusters; ++c)
+    std::copy(vec(sample[c]), vec(sample[c]) + dim_, cent + c * dpad_);
+  std::vector<uint32_t> assign(sample.size());
+  std::vector<double> acc(kClusters * dim_);
+  std::vector<size_t> count(kClusters);
+  for (size_t round = 0; round < kRounds; ++round) {
+    for (size_t i = 0; i < sample.size(); ++i) {
+      float best = kInf;
+      for (size_t c = 0; c < kClusters; ++c) {
+        float d = K.l2sq(vec(sample[i]), cent + c * dpad_, dim_);
+        if (d < best) {
+          best = d;
+          assign[i] = uint32_t(c);
+        }
+      }
+    }
+    std::fill(acc.begin(), acc.end(), 0.0);
+    std::fill(count.begin(), count.end(), 0);
+    for (size_t i = 0; i < sample.size(); ++i) {
+      ++count[assign[i]];
+      for (size_t j = 0; j < dim_; ++j) acc[assign[i] * dim_ + j] += vec(sample[i])[j];
+    }
+    for (size_t c = 0; c < kClusters; ++c)
+      if (count[c])
+        for (size_t j = 0; j < dim_; ++j) cent[c * dpad_ + j] = float(acc[c * dim_ + j] / double(count[c]));
+  }
+  n_centres_ += kClusters;
 }
 
 // The guard: do code distances keep the float order on this data? On a sample
@@ -405,7 +459,7 @@ void Hnsw::check_codes_locked(const std::vector<uint32_t>& slots) {
   guard_.references = refs.size();
   guard_.max_error = worst;
   guard_.confusable = median;
-  guard_.codes_ok = worst <= 12.f && median <= 48.f;
+  guard_.codes_ok = worst <= 12.f && median <= 32.f;
   if (guard_.codes_ok) {
     z_ = std::max(z_, z);
   } else {
@@ -443,10 +497,8 @@ void Hnsw::prepare(const float* x, Query& q, const CodeKernels& ck, bool codes) 
     q.qi[j] = int16_t(std::nearbyint((q.l2 ? x[j] - mu[j] : x[j]) * inv));
   for (size_t j = dim_; j < dpad_; ++j) q.qi[j] = 0;
   q.sum = float(sum);
-  for (size_t a = 0; a < n_centres_; ++a) {
-    if (a == 0) q.cs[a] = q.l2 ? float(n2) : 1.f;
-    else q.cs[a] = q.l2 ? q.K->l2sq(x, centre(a), dim_) : 1.f - q.K->dot(x, centre(a), dim_);
-  }
+  q.cs[0] = q.l2 ? float(n2) : 1.f;
+  q.ready = 1;
   // Rounding the query: error per dimension uniform within qscale/2, times a
   // code of at most 255, over dim dimensions (as a standard deviation).
   const float qround = q.qscale * 255.f * std::sqrt(float(dim_) / 12.f);
@@ -469,7 +521,12 @@ inline float Hnsw::dist(const Query& q, size_t s) const {
   const float* ax = aux(s);
   const float dot = q.qscale * float(q.ck->dot_i16(q.qi.data(), block(s), dpad_));
   const float r = ax[0] * q.sum + ax[1] * dot;
-  const float c = q.cs[centre_of(s)];
+  const uint32_t a = centre_of(s);
+  if (!(q.ready >> a & 1u)) {  // a query meets few centres: each is measured on first use
+    q.cs[a] = q.l2 ? q.K->l2sq(q.xf, centre(a), dim_) : 1.f - q.K->dot(q.xf, centre(a), dim_);
+    q.ready |= 1u << a;
+  }
+  const float c = q.cs[a];
   return q.l2 ? c - 2.f * r + ax[2] : c - r;
 }
 

@@ -3,7 +3,8 @@
 //
 // Codes (locally adaptive, one byte per dimension): each vector x is stored as
 // a residual from one of a few centres c_a (the origin, the first batch's mean,
-// the means of later batches that drifted away), x ~= c_a + m + delta * code,
+// k-means centres of the first batch, the means of later batches that drifted
+// away), x ~= c_a + m + delta * code,
 // where the offset m and step delta are the vector's own (its residual's
 // minimum and range / 255). The error of a code therefore scales with the
 // vector's own spread, never with the data's global range: outliers, heavy
@@ -179,6 +180,7 @@ class Hnsw {
   void encode_slot(size_t s);
   void decode_slot(size_t s, float* out) const;
   void update_codes_locked(const std::vector<uint32_t>& slots);
+  void add_cluster_centres_locked(const std::vector<uint32_t>& slots);
   void check_codes_locked(const std::vector<uint32_t>& slots);
   void normalize(float* v) const;
   // The query form of x; with codes=false (or on the float walk) distances are exact.
