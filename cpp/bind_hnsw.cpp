@@ -61,6 +61,21 @@ NEARKIT_BIND(bind_hnsw) {
       .def_prop_rw("exact_threshold", &nk::Hnsw::exact_threshold, &nk::Hnsw::set_exact_threshold)
       .def_prop_rw("rerank", &nk::Hnsw::rerank, &nk::Hnsw::set_rerank)
       .def_prop_rw("exact_scale", &nk::Hnsw::exact_scale, &nk::Hnsw::set_exact_scale)
+      .def_prop_ro("float_walk", &nk::Hnsw::float_walk)
+      .def("use_float_walk", &nk::Hnsw::use_float_walk)
+      .def_prop_ro("error_z", &nk::Hnsw::error_z)
+      .def_prop_ro("n_centres", &nk::Hnsw::n_centres)
+      .def("guard_report",
+           [](nk::Hnsw& h) {
+             nk::GuardReport g = h.guard_report();
+             nb::dict out;
+             out["queries"] = g.queries;
+             out["references"] = g.references;
+             out["max_error"] = g.max_error;
+             out["confusable"] = g.confusable;
+             out["codes_ok"] = g.codes_ok;
+             return out;
+           })
       .def(
           "add",
           [](nk::Hnsw& h, In<float, 2> x, In<int64_t, 1> ids, int threads) {
@@ -154,23 +169,24 @@ NEARKIT_BIND(bind_hnsw) {
           "attach",
           [](nk::Hnsw& h, In<uint8_t, 2> blocks, In<float, 2> vectors, In<int64_t, 1> labels,
              In<uint8_t, 1> levels, In<int64_t, 1> offsets, In<uint32_t, 1> upper,
-             In<float, 2> quant, int64_t entry, int max_level, bool borrow) {
+             In<float, 2> quant, int64_t entry, int max_level, bool borrow, bool legacy) {
             size_t n = labels.shape(0);
             if (blocks.shape(0) != n || vectors.shape(0) != n || levels.shape(0) != n ||
                 offsets.shape(0) != n + 1)
               throw std::invalid_argument("HNSW file: sections disagree on the number of slots");
             if (vectors.shape(1) != h.dim())
               throw std::invalid_argument("HNSW file: vectors section has the wrong dimension");
-            if (quant.shape(0) != 2 || quant.shape(1) != (h.dim() + 15) / 16 * 16)
+            if (quant.shape(0) < 1 || quant.shape(1) != (h.dim() + 15) / 16 * 16 ||
+                (legacy && quant.shape(0) != 2))
               throw std::invalid_argument("HNSW file: bad quantiser section");
             nk::HnswState st{entry, max_level, n};
             // The arrays stay referenced by the caller for the whole call.
             nb::gil_scoped_release release;
             h.attach(blocks.data(), blocks.shape(0) * blocks.shape(1), vectors.data(),
                      labels.data(), levels.data(), offsets.data(), upper.data(), upper.shape(0),
-                     quant.data(), st, borrow);
+                     quant.data(), quant.shape(0), st, borrow, legacy);
           },
           nb::arg("blocks"), nb::arg("vectors"), nb::arg("labels"), nb::arg("levels"),
           nb::arg("upper_offsets"), nb::arg("upper_links"), nb::arg("quant"), nb::arg("entry"),
-          nb::arg("max_level"), nb::arg("borrow"));
+          nb::arg("max_level"), nb::arg("borrow"), nb::arg("legacy") = false);
 }

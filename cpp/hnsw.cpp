@@ -96,12 +96,16 @@ void Buffer::release() {
 // ---------------------------------------------------------------- scratch
 
 struct Hnsw::Query {
-  std::vector<float> qp;
-  std::vector<int16_t> qi;  // inner-product metrics: qp ~= qscale * qi
-  float qscale = 0.f;
-  float bias = 0.f;
-  bool l2 = true;
+  std::vector<int16_t> qi;   // q (ip) or q - mu (l2) ~= qscale * qi, zero in the padding
+  std::vector<float> xbuf;   // prepare_slot: the decoded vector
+  mutable float cs[kMaxCentres];  // per centre: l2 |q - c_a|^2, ip 1 - q.c_a
+  mutable uint32_t ready = 0;     // bit a: cs[a] computed (on first use)
+  float qscale = 0.f, sum = 0.f;
+  float err = 0.f;           // error scale of q's side (see code_error)
+  const float* xf = nullptr;  // the float query (exact distances)
+  bool exact = false, l2 = true;
   const CodeKernels* ck = nullptr;
+  const Kernels* K = nullptr;
 };
 
 // Per-thread working memory, pooled so that searches allocate nothing.
@@ -111,7 +115,7 @@ struct Hnsw::Scratch {
   std::vector<std::pair<float, uint32_t>> pool, pool2;
   std::vector<uint32_t> todo, sel, sel2, links;
   std::vector<std::vector<uint32_t>> per_level;  // insert: chosen neighbours per layer
-  std::vector<float> tmp, qnorm, dbuf;
+  std::vector<float> qnorm, dbuf;
   Query q, qn;
   std::vector<Query> kept;  // select_neighbours: prepared form of each kept neighbour
 
@@ -143,14 +147,13 @@ Hnsw::Scratch* Hnsw::acquire() const {
   auto* s = new Scratch();
   s->kept.resize(M0_ + 1);
   for (Query* q : {&s->q, &s->qn}) {
-    q->qp.assign(dpad_, 0.f);
     q->qi.assign(dpad_, 0);
+    q->xbuf.assign(dpad_, 0.f);
   }
   for (Query& q : s->kept) {
-    q.qp.assign(dpad_, 0.f);
     q.qi.assign(dpad_, 0);
+    q.xbuf.assign(dpad_, 0.f);
   }
-  s->tmp.assign(dpad_, 0.f);
   s->qnorm.assign(dim_, 0.f);
   s->todo.resize(M0_ + 1);
   s->dbuf.resize(M0_ + 1);
@@ -179,17 +182,18 @@ void Hnsw::read_lock() const {
 // ---------------------------------------------------------------- setup
 
 Hnsw::Hnsw(size_t dim, Metric metric, size_t M, size_t ef_construction, uint64_t seed)
-    : dim_(dim), M_(M), efc_(std::max(ef_construction, M)), metric_(metric), rng_(seed) {
+    : dim_(dim), M_(M), efc_(std::max(ef_construction, M)), metric_(metric), rng_(seed),
+      guard_rng_(seed ^ 0x9E3779B97F4A7C15ull) {
   if (dim == 0) throw std::invalid_argument("dim must be positive");
   if (M < 2 || M > 2048) throw std::invalid_argument("M must be between 2 and 2048");
   M0_ = 2 * M;
   dpad_ = round_up(dim, 16);
-  dcode_ = round_up(dim, 4);
+  caux_ = round_up(dim, 4);
+  naux_ = metric == Metric::L2 ? 3 : 2;
+  dcode_ = caux_ + 4 * naux_;
   bsize_ = round_up(dcode_ + 4 + 4 * M0_, 64);
   level_mult_ = 1.0 / std::log(double(M));
-  lo_.assign(dpad_, 0.f);
-  hi_.assign(dpad_, 0.f);
-  scale_.assign(dpad_, 0.f);
+  centres_.assign(kMaxCentres * dpad_, 0.f);
   node_locks_.reset(new std::mutex[kStripes]);
 }
 
@@ -218,14 +222,7 @@ void Hnsw::reserve_locked(size_t slots) {
   capacity_ = cap;
 }
 
-// ---------------------------------------------------------------- quantiser
-
-void Hnsw::encode(const float* x, uint8_t* out) const {
-  for (size_t j = 0; j < dim_; ++j) {
-    float c = scale_[j] > 0.f ? std::nearbyint((x[j] - lo_[j]) / scale_[j]) : 0.f;
-    out[j] = uint8_t(std::min(255.f, std::max(0.f, c)));
-  }
-}
+// ---------------------------------------------------------------- codes
 
 // Unit length for cosine (zero vectors stay zero), as metrics.normalize_rows.
 void Hnsw::normalize(float* v) const {
@@ -236,88 +233,311 @@ void Hnsw::normalize(float* v) const {
   for (size_t j = 0; j < dim_; ++j) v[j] *= inv;
 }
 
-void Hnsw::decode(const uint8_t* c, float* out) const {
-  for (size_t j = 0; j < dim_; ++j) out[j] = lo_[j] + scale_[j] * float(c[j]);
+inline uint32_t Hnsw::centre_of(size_t s) const {
+  return load_relaxed(hdr(s)) >> kCentreShift;
 }
 
-// Grows the per-dimension code range to cover x (with a margin so that a slowly
-// widening stream does not re-encode at every batch). Returns true if changed.
-bool Hnsw::widen_range(const std::vector<uint32_t>& slots) {
-  std::vector<float> mn(dim_, kInf), mx(dim_, -kInf);
-  for (uint32_t s : slots)
+// Encodes slot s from its float vector: the centre that leaves the narrowest
+// residual (among near ties the closest one: distances are sums of terms of
+// the size of |x - c|^2, whose float rounding must stay below the code error),
+// then the residual's own offset and step.
+void Hnsw::encode_slot(size_t s) {
+  const float* x = vec(s);
+  std::vector<float> lo(n_centres_), range(n_centres_);
+  std::vector<double> far(n_centres_);
+  float narrowest = kInf;
+  for (size_t a = 0; a < n_centres_; ++a) {
+    const float* c = centre(a);
+    float mn = kInf, mx = -kInf;
+    double n2 = 0;
     for (size_t j = 0; j < dim_; ++j) {
-      float v = vec(s)[j];
-      mn[j] = std::min(mn[j], v);
-      mx[j] = std::max(mx[j], v);
+      float r = x[j] - c[j];
+      mn = std::min(mn, r);
+      mx = std::max(mx, r);
+      n2 += double(r) * r;
     }
-  bool changed = false;
+    lo[a] = mn;
+    range[a] = mx - mn;
+    far[a] = n2;
+    narrowest = std::min(narrowest, range[a]);
+  }
+  uint32_t best = 0;
+  for (size_t a = 1; a < n_centres_; ++a)
+    if (range[a] <= 1.25f * narrowest && (range[best] > 1.25f * narrowest || far[a] < far[best]))
+      best = uint32_t(a);
+  const float best_range = range[best], best_lo = lo[best];
+  const float* c = centre(best);
+  const float m = best_lo;
+  const float delta = best_range > 0.f && std::isfinite(best_range) ? best_range / 255.f : 0.f;
+  const float inv = delta > 0.f ? 1.f / delta : 0.f;
+  uint8_t* code = block(s);
+  const float* mu = centre(1);
+  double n2 = 0, cross = 0;
   for (size_t j = 0; j < dim_; ++j) {
-    float lo = range_set_ ? std::min(lo_[j], mn[j]) : mn[j];
-    float hi = range_set_ ? std::max(hi_[j], mx[j]) : mx[j];
-    if (range_set_ && lo == lo_[j] && hi == hi_[j]) continue;
-    float span = hi - lo;
-    if (span <= 0.f) span = 1e-3f * (1.f + std::fabs(lo));
-    float margin = range_set_ ? 0.1f * span : 0.01f * span;
-    if (!range_set_ || lo < lo_[j]) lo -= margin;
-    if (!range_set_ || hi > hi_[j]) hi += margin;
-    lo_[j] = lo;
-    hi_[j] = hi;
-    scale_[j] = (hi - lo) / 255.f;
-    changed = true;
+    float q = std::nearbyint((x[j] - c[j] - m) * inv);
+    code[j] = uint8_t(std::min(255.f, std::max(0.f, q)));
+    double r = double(m) + double(delta) * code[j];  // the decoded residual
+    n2 += r * r;
+    cross += (double(mu[j]) - c[j]) * r;
   }
-  range_set_ = true;
-  return changed;
+  for (size_t j = dim_; j < caux_; ++j) code[j] = 0;
+  float ax[3] = {m, delta, float(n2 - 2.0 * cross)};
+  std::memcpy(code + caux_, ax, naux_ * sizeof(float));
+  uint32_t* h = hdr(s);
+  store_relaxed(h, (load_relaxed(h) & ((1u << kCentreShift) - 1)) | (best << kCentreShift));
 }
 
-void Hnsw::reencode_locked() {
-  for (size_t s = 0; s < n_slots_; ++s)
-    if (labels()[s] >= 0) encode(vec(s), block(s));
+void Hnsw::decode_slot(size_t s, float* out) const {
+  const uint8_t* code = block(s);
+  const float* ax = aux(s);
+  const float* c = centre(centre_of(s));
+  for (size_t j = 0; j < dim_; ++j) out[j] = c[j] + ax[0] + ax[1] * float(code[j]);
 }
 
-void Hnsw::prepare(const float* x, Query& q, const CodeKernels& ck) const {
-  q.ck = &ck;
-  q.l2 = metric_ == Metric::L2;
-  float* qp = q.qp.data();
-  if (q.l2) {
-    for (size_t j = 0; j < dim_; ++j) qp[j] = x[j] - lo_[j];
-    q.bias = 0.f;
-  } else {
-    float b = 1.f, amax = 0.f;
+// Encodes new slots. The first batch sets the centres (origin and mean). A
+// later batch whose own mean would leave its vectors much narrower residuals
+// than the centres so far (it drifted away from them) adds that mean as a
+// centre, so that it is served as finely as the first batch.
+void Hnsw::update_codes_locked(const std::vector<uint32_t>& slots) {
+  if (slots.empty()) return;
+  auto mean_of = [&](const std::vector<uint32_t>& ss, float* out) {
+    std::vector<double> acc(dim_, 0.0);
+    for (uint32_t s : ss)
+      for (size_t j = 0; j < dim_; ++j) acc[j] += vec(s)[j];
+    for (size_t j = 0; j < dim_; ++j) out[j] = float(acc[j] / double(ss.size()));
+  };
+  auto median = [](std::vector<float> v) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  const bool first = n_centres_ == 0;
+  if (first) {
+    mean_of(slots, centres_.data() + dpad_);
+    n_centres_ = 2;
+    add_cluster_centres_locked(slots);
+  }
+  for (uint32_t s : slots) encode_slot(s);
+  std::vector<float> steps, own;
+  steps.reserve(slots.size());
+  for (uint32_t s : slots) steps.push_back(aux(s)[1]);
+  if (first || ref_delta_ <= 0.f) ref_delta_ = median(steps);
+  if (first || n_centres_ >= kMaxCentres) return;
+  float* cand = centres_.data() + n_centres_ * dpad_;
+  mean_of(slots, cand);
+  own.reserve(slots.size());
+  for (uint32_t s : slots) {
+    float lo = kInf, hi = -kInf;
     for (size_t j = 0; j < dim_; ++j) {
-      qp[j] = x[j] * scale_[j];
-      b -= x[j] * lo_[j];
-      amax = std::max(amax, std::fabs(qp[j]));
+      float r = vec(s)[j] - cand[j];
+      lo = std::min(lo, r);
+      hi = std::max(hi, r);
     }
-    q.bias = b;
-    // int16 query: each int32 lane sums dpad/16 products of at most 255 * limit.
-    const double limit = std::min(32767.0, 2147483647.0 / (255.0 * double(dpad_ / 16 + 1)));
-    q.qscale = amax > 0.f ? float(amax / limit) : 1.f;
-    const float inv = amax > 0.f ? float(limit / amax) : 0.f;
-    for (size_t j = 0; j < dim_; ++j) q.qi[j] = int16_t(std::nearbyint(qp[j] * inv));
-    for (size_t j = dim_; j < dpad_; ++j) q.qi[j] = 0;
+    own.push_back((hi - lo) / 255.f);
   }
-  for (size_t j = dim_; j < dpad_; ++j) qp[j] = 0.f;
+  if (median(own) < 0.5f * median(steps)) {
+    ++n_centres_;
+    for (uint32_t s : slots) encode_slot(s);
+  } else {
+    std::fill(cand, cand + dpad_, 0.f);
+  }
 }
 
-// The query form of a stored code. For l2 the walk's query is x - lo, which
-// for a decoded code is scale * code: one multiply per dimension.
-void Hnsw::prepare_code(const uint8_t* c, Query& q, const CodeKernels& ck, float* tmp) const {
-  if (metric_ != Metric::L2) {
-    decode(c, tmp);
-    prepare(tmp, q, ck);
+// Clustered data (embeddings usually are) leaves far narrower residuals around
+// its own cluster than around the global mean: a few rounds of k-means on a
+// sample of the first batch add up to kClusters centres.
+void Hnsw::add_cluster_centres_locked(const std::vector<uint32_t>& slots) {
+  constexpr size_t kClusters = 8, kSample = 4096, kRounds = 5;
+  if (slots.size() < 50 * kClusters) return;
+  std::vector<uint32_t> sample(slots);
+  std::shuffle(sample.begin(), sample.end(), guard_rng_);
+  if (sample.size() > kSample) sample.resize(kSample);
+  const Kernels& K = kernels();
+  float* cent = centres_.data() + n_centres_ * dpad_;
+  for (size_t c = 0; c < kClusters; ++c)
+    std::copy(vec(sample[c]), vec(sample[c]) + dim_, cent + c * dpad_);
+  std::vector<uint32_t> assign(sample.size());
+  std::vector<double> acc(kClusters * dim_);
+  std::vector<size_t> count(kClusters);
+  for (size_t round = 0; round < kRounds; ++round) {
+    for (size_t i = 0; i < sample.size(); ++i) {
+      float best = kInf;
+      for (size_t c = 0; c < kClusters; ++c) {
+        float d = K.l2sq(vec(sample[i]), cent + c * dpad_, dim_);
+        if (d < best) {
+          best = d;
+          assign[i] = uint32_t(c);
+        }
+      }
+    }
+    std::fill(acc.begin(), acc.end(), 0.0);
+    std::fill(count.begin(), count.end(), 0);
+    for (size_t i = 0; i < sample.size(); ++i) {
+      ++count[assign[i]];
+      for (size_t j = 0; j < dim_; ++j) acc[assign[i] * dim_ + j] += vec(sample[i])[j];
+    }
+    for (size_t c = 0; c < kClusters; ++c)
+      if (count[c])
+        for (size_t j = 0; j < dim_; ++j) cent[c * dpad_ + j] = float(acc[c * dim_ + j] / double(count[c]));
+  }
+  n_centres_ += kClusters;
+}
+
+// The guard: do code distances keep the float order on this data? On a sample
+// (up to 48 of the new vectors as queries against up to 2048 stored ones) it
+// measures each code distance's error in units of its modelled scale
+// (code_error), which sets the re-rank's multiplier, and counts how many
+// stored vectors the error-bounded codes cannot tell from each query's true
+// nearest neighbour (scaled to the whole index). When the model fails (errors
+// far beyond their scale) or too many vectors are confusable for a walk of
+// ordinary ef to sort out, the walk switches to float vectors for good.
+void Hnsw::check_codes_locked(const std::vector<uint32_t>& slots) {
+  if (float_walk_ || n_centres_ == 0 || n_live_ < 2) return;
+  unchecked_ += slots.size();
+  if (guard_.queries > 0 && unchecked_ < 256 && slots.size() < 32) return;
+  unchecked_ = 0;
+
+  constexpr size_t kQueries = 48, kRefs = 2048;
+  std::vector<uint32_t> queries(slots);
+  std::shuffle(queries.begin(), queries.end(), guard_rng_);
+  if (queries.size() > kQueries) queries.resize(kQueries);
+  std::vector<uint32_t> refs;
+  const int64_t* lab = labels();
+  if (n_live_ <= kRefs) {
+    for (size_t s = 0; s < n_slots_; ++s)
+      if (lab[s] >= 0) refs.push_back(uint32_t(s));
+  } else {
+    std::vector<uint8_t> taken(n_slots_, 0);
+    std::uniform_int_distribution<size_t> pick(0, n_slots_ - 1);
+    while (refs.size() < kRefs) {
+      size_t s = pick(guard_rng_);
+      if (lab[s] >= 0 && !taken[s]) {
+        taken[s] = 1;
+        refs.push_back(uint32_t(s));
+      }
+    }
+  }
+
+  Query q;
+  q.qi.assign(dpad_, 0);
+  const CodeKernels& ck = code_kernels();
+  const Kernels& K = kernels();
+  struct Pair { float exact, code, sigma; };
+  std::vector<std::vector<Pair>> rows(queries.size());
+  float worst = 0.f;
+  for (size_t i = 0; i < queries.size(); ++i) {
+    prepare(vec(queries[i]), q, ck, true);
+    for (uint32_t r : refs) {
+      if (r == queries[i]) continue;
+      const float d = exact_dist(q.xf, r, K);
+      const float delta = aux(r)[1];
+      const float dc = dist(q, r) - 0.25f * float(dim_) * delta * delta;
+      const float sigma = code_error(q, r, dc);
+      const float over = dc - d;  // > 0: the code distance would hide r
+      const float slack = 1e-5f * (std::fabs(d) + std::fabs(dc)) + 1e-30f;
+      if (over > slack) worst = std::max(worst, sigma > 0.f ? over / sigma : 1e30f);
+      rows[i].push_back({d, dc, sigma});
+    }
+  }
+  const float z = std::max(4.f, 1.25f * worst);
+  std::vector<float> confusable;
+  const double scale = double(n_live_) / double(std::max<size_t>(refs.size(), 1));
+  for (auto& row : rows) {
+    if (row.empty()) continue;
+    float d1 = kInf;
+    for (auto& p : row) d1 = std::min(d1, p.exact);
+    size_t count = 0;  // vectors truly farther than the nearest that codes may put first
+    for (auto& p : row)
+      if (p.exact > d1 + 1e-6f * std::fabs(d1) && p.code - z * p.sigma <= d1) ++count;
+    confusable.push_back(float(double(count) * scale));
+  }
+  float median = 0.f;
+  if (!confusable.empty()) {
+    std::nth_element(confusable.begin(), confusable.begin() + confusable.size() / 2, confusable.end());
+    median = confusable[confusable.size() / 2];
+  }
+  guard_.queries = queries.size();
+  guard_.references = refs.size();
+  guard_.max_error = worst;
+  guard_.confusable = median;
+  guard_.codes_ok = worst <= 12.f && median <= 32.f;
+  if (guard_.codes_ok) {
+    z_ = std::max(z_, z);
+  } else {
+    float_walk_ = true;
+  }
+}
+
+void Hnsw::use_float_walk() {
+  write_lock();
+  float_walk_ = true;
+  write_unlock();
+}
+
+void Hnsw::prepare(const float* x, Query& q, const CodeKernels& ck, bool codes) const {
+  q.ck = &ck;
+  q.K = &kernels();
+  q.xf = x;
+  q.l2 = metric_ == Metric::L2;
+  q.exact = !codes || float_walk_ || n_centres_ == 0;
+  if (q.exact) return;
+  const float* mu = centre(1);
+  float amax = 0.f;
+  double sum = 0, n2 = 0;
+  for (size_t j = 0; j < dim_; ++j) {
+    const float v = q.l2 ? x[j] - mu[j] : x[j];
+    amax = std::max(amax, std::fabs(v));
+    sum += v;
+    n2 += double(x[j]) * x[j];
+  }
+  // int16 query: each int32 lane sums dpad/16 products of at most 255 * limit.
+  const double limit = std::min(32767.0, 2147483647.0 / (255.0 * double(dpad_ / 16 + 1)));
+  q.qscale = amax > 0.f ? float(amax / limit) : 1.f;
+  const float inv = amax > 0.f ? float(limit / amax) : 0.f;
+  for (size_t j = 0; j < dim_; ++j)
+    q.qi[j] = int16_t(std::nearbyint((q.l2 ? x[j] - mu[j] : x[j]) * inv));
+  for (size_t j = dim_; j < dpad_; ++j) q.qi[j] = 0;
+  q.sum = float(sum);
+  q.cs[0] = q.l2 ? float(n2) : 1.f;
+  q.ready = 1;
+  // Rounding the query: error per dimension uniform within qscale/2, times a
+  // code of at most 255, over dim dimensions (as a standard deviation).
+  const float qround = q.qscale * 255.f * std::sqrt(float(dim_) / 12.f);
+  q.err = q.l2 ? 2.f * qround : float(std::sqrt(n2) / std::sqrt(12.0)) + qround;
+}
+
+// The query form of a stored vector, from its code (in cache) rather than its
+// float vector (which is not); on the float walk, the float vector.
+void Hnsw::prepare_slot(size_t s, Query& q, const CodeKernels& ck) const {
+  if (float_walk_) {
+    prepare(vec(s), q, ck, false);
     return;
   }
-  q.ck = &ck;
-  q.l2 = true;
-  q.bias = 0.f;
-  float* qp = q.qp.data();
-  for (size_t j = 0; j < dim_; ++j) qp[j] = scale_[j] * float(c[j]);
-  for (size_t j = dim_; j < dpad_; ++j) qp[j] = 0.f;
+  decode_slot(s, q.xbuf.data());
+  prepare(q.xbuf.data(), q, ck);
 }
 
 inline float Hnsw::dist(const Query& q, size_t s) const {
-  return q.l2 ? q.ck->l2(q.qp.data(), scale_.data(), code(s), dpad_)
-              : q.bias - q.qscale * float(q.ck->dot_i16(q.qi.data(), code(s), dpad_));
+  if (q.exact) return exact_dist(q.xf, s, *q.K);
+  const float* ax = aux(s);
+  const float dot = q.qscale * float(q.ck->dot_i16(q.qi.data(), block(s), dpad_));
+  const float r = ax[0] * q.sum + ax[1] * dot;
+  const uint32_t a = centre_of(s);
+  if (!(q.ready >> a & 1u)) {  // a query meets few centres: each is measured on first use
+    q.cs[a] = q.l2 ? q.K->l2sq(q.xf, centre(a), dim_) : 1.f - q.K->dot(q.xf, centre(a), dim_);
+    q.ready |= 1u << a;
+  }
+  const float c = q.cs[a];
+  return q.l2 ? c - 2.f * r + ax[2] : c - r;
+}
+
+// Standard deviation of a code distance's error for stored slot s, modelling
+// each dimension's rounding error as uniform within +-delta/2 and independent
+// of the query: l2 |q - x|^2 moves by 2 (q - x).e, ip by q.e. The guard checks
+// the model on the data (and falls back to floats when it fails); the bias
+// |e|^2 <= dim * delta^2 / 4 is handled by the callers.
+inline float Hnsw::code_error(const Query& q, size_t s, float d) const {
+  const float delta = aux(s)[1];
+  return q.l2 ? delta * (0.57735027f * std::sqrt(std::max(d, 0.f)) + q.err) : delta * q.err;
 }
 
 float Hnsw::exact_dist(const float* q, size_t s, const Kernels& K) const {
@@ -385,8 +605,13 @@ inline size_t Hnsw::unvisited_neighbours(uint32_t c, int level, size_t maxl, Scr
     const uint32_t t = load_relaxed(lp + 1 + j);
     if (!sc.test_and_set(t)) {
       todo[nt++] = t;
-      const uint8_t* ct = code(t);
-      for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
+      if (float_walk_) {
+        const uint8_t* vt = reinterpret_cast<const uint8_t*>(vec(t));
+        for (size_t off = 0; off < dim_ * sizeof(float); off += 64) __builtin_prefetch(vt + off);
+      } else {
+        const uint8_t* ct = code(t);
+        for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
+      }
     }
   }
   return nt;
@@ -544,8 +769,15 @@ void Hnsw::select_neighbours(std::vector<std::pair<float, uint32_t>>& cands, siz
       }
     if (!good) continue;
     // Prepared only if a later candidate will be measured against it.
-    if (out.size() + 1 < m && i < last) prepare_code(code(c), sc.kept[out.size()], ck, sc.tmp.data());
+    if (out.size() + 1 < m && i < last) prepare_slot(c, sc.kept[out.size()], ck);
     out.push_back(c);
+  }
+  // Inner product is no metric: on nearly parallel vectors (codes make points
+  // on a line exactly parallel) the heuristic keeps a single neighbour and
+  // strands the rest. Top such lists up with the closest pruned candidates.
+  if (metric_ == Metric::IP && out.size() < m / 2) {
+    for (size_t i = 0; i <= last && out.size() < m / 2; ++i)
+      if (std::find(out.begin(), out.end(), cands[i].second) == out.end()) out.push_back(cands[i].second);
   }
 }
 
@@ -572,7 +804,7 @@ void Hnsw::connect(uint32_t s, int level, const std::vector<uint32_t>& selected,
     // n's code was just read by the walk and is likely cached; its float vector
     // (4x the bytes) never is. The heuristic already measures kept neighbours
     // on codes, so the pruning stays on one scale.
-    prepare_code(code(n), sc.qn, *sc.q.ck, sc.tmp.data());
+    prepare_slot(n, sc.qn, *sc.q.ck);
     auto& pool = sc.pool2;
     pool.clear();
     pool.emplace_back(dist(sc.qn, s), s);
@@ -665,12 +897,10 @@ void Hnsw::add(const float* x, const int64_t* ids, size_t n, int threads) {
       upper_[s] = level > 0 ? new uint32_t[size_t(level) * (M_ + 1)]() : nullptr;
     }
     n_live_ += n;
-    // Codes last: a wider range re-encodes everything, new rows included.
-    if (widen_range(slots)) {
-      reencode_locked();
-    } else {
-      for (uint32_t s : slots) encode(vec(s), block(s));
-    }
+    // Codes last (they follow the float vectors), then the guard, which
+    // decides before any link is built whether this batch walks on codes.
+    update_codes_locked(slots);
+    check_codes_locked(slots);
   } catch (...) {
     write_unlock();
     throw;
@@ -933,20 +1163,40 @@ void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, 
   if (top_level(top) > 0) cur = greedy(sc.q, cur, top_level(top), 1);
   search_layer(sc.q, cur, 0, std::max(ef, k), sc, mask, mask_len);
 
-  // Exact re-rank of the walk's best candidates (by code distance).
   auto& res = sc.res;
-  size_t n_rerank = rerank_ ? std::min(res.size(), std::max(k, rerank_ * k)) : res.size();
-  if (n_rerank < res.size()) {
-    std::nth_element(res.begin(), res.begin() + n_rerank, res.end());
-    res.resize(n_rerank);
-  }
-  const Kernels& K = kernels();
-  for (auto& r : res)
-    for (size_t off = 0; off < dim_ * sizeof(float); off += 64)
-      __builtin_prefetch(reinterpret_cast<const uint8_t*>(vec(r.second)) + off);
   TopK best(k);
   const int64_t* lab = labels();
-  for (auto& r : res) best.push(exact_dist(q, r.second, K), lab[r.second]);
+  if (sc.q.exact) {  // the float walk: distances are exact already
+    for (auto& r : res) best.push(r.first, lab[r.second]);
+    best.write_sorted(out_ids, out_dist);
+    return;
+  }
+  // Exact re-rank, in order of each candidate's lower bound (code distance
+  // minus its bias bound and z error scales), of every candidate whose bound
+  // can still enter the top k: a close call between codes is settled by the
+  // float vectors whatever k is.
+  auto& order = sc.pool;
+  order.clear();
+  const float bias = 0.25f * float(dim_);
+  for (auto& r : res) {
+    const float delta = aux(r.second)[1];
+    order.emplace_back(r.first - bias * delta * delta - z_ * code_error(sc.q, r.second, r.first),
+                       r.second);
+  }
+  std::sort(order.begin(), order.end());
+  const Kernels& K = kernels();
+  constexpr size_t kAhead = 4;
+  auto prefetch_vec = [&](size_t i) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(vec(order[i].second));
+    for (size_t off = 0; off < dim_ * sizeof(float); off += 64) __builtin_prefetch(p + off);
+  };
+  for (size_t i = 0; i < std::min(order.size(), kAhead); ++i) prefetch_vec(i);
+  const size_t at_least = rerank_ * k;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i >= at_least && order[i].first > best.threshold()) break;
+    if (i + kAhead < order.size()) prefetch_vec(i + kAhead);
+    best.push(exact_dist(q, order[i].second, K), lab[order[i].second]);
+  }
   best.write_sorted(out_ids, out_dist);
 }
 
@@ -1035,9 +1285,14 @@ void Hnsw::export_arrays(std::vector<uint8_t>& blocks, std::vector<float>& vecto
     if (levels()[s] > 0)
       std::memcpy(upper_links.data() + upper_offsets[s], upper_[s],
                   size_t(levels()[s]) * (M_ + 1) * sizeof(uint32_t));
-  quant.assign(2 * dpad_, 0.f);
-  std::copy(lo_.begin(), lo_.end(), quant.begin());
-  std::copy(scale_.begin(), scale_.end(), quant.begin() + dpad_);
+  // [header row, centres]: header = format 2, centre count, float walk, z, reference step.
+  quant.assign((1 + n_centres_) * dpad_, 0.f);
+  quant[0] = 2.f;
+  quant[1] = float(n_centres_);
+  quant[2] = float_walk_ ? 1.f : 0.f;
+  quant[3] = z_;
+  quant[4] = ref_delta_;
+  std::copy(centres_.begin(), centres_.begin() + n_centres_ * dpad_, quant.begin() + dpad_);
   st = state();
   read_unlock();
 }
@@ -1045,8 +1300,35 @@ void Hnsw::export_arrays(std::vector<uint8_t>& blocks, std::vector<float>& vecto
 void Hnsw::attach(const uint8_t* blocks, size_t blocks_bytes, const float* vectors,
                   const int64_t* labels_in, const uint8_t* levels_in, const int64_t* upper_offsets,
                   const uint32_t* upper_links, size_t upper_len, const float* quant,
-                  const HnswState& st, bool borrow) {
+                  size_t quant_rows, const HnswState& st, bool borrow, bool legacy) {
   const size_t n = st.n_slots;
+  const bool want_readonly = borrow;
+  std::vector<uint8_t> converted;
+  if (legacy) {
+    // Old layout: [per-dimension codes, padded to 4][hdr][links]. Keep the
+    // header and links; the codes are rebuilt below from the float vectors.
+    const size_t old_hdr = round_up(dim_, 4);
+    const size_t old_bsize = round_up(old_hdr + 4 + 4 * M0_, 64);
+    if (blocks_bytes != n * old_bsize)
+      throw std::invalid_argument("HNSW file: link block section does not match the parameters");
+    converted.assign(n * bsize_, 0);
+    for (size_t s = 0; s < n; ++s) {
+      std::memcpy(converted.data() + s * bsize_ + dcode_, blocks + s * old_bsize + old_hdr,
+                  4 + 4 * M0_);
+      uint32_t* h = reinterpret_cast<uint32_t*>(converted.data() + s * bsize_ + dcode_);
+      *h &= (1u << kCentreShift) - 1;
+    }
+    blocks = converted.data();
+    blocks_bytes = converted.size();
+    borrow = false;
+  } else {
+    if (quant_rows < 1 || quant[0] != 2.f)
+      throw std::invalid_argument("HNSW file: unknown code format (rebuild the index)");
+    const float k = quant[1];
+    if (!(k >= 0.f && k <= float(kMaxCentres) && k == std::floor(k)) || quant_rows != 1 + size_t(k) ||
+        (n > 0 && k < 2.f) || !(quant[3] >= 4.f && quant[3] < 1e6f) || !std::isfinite(quant[4]))
+      throw std::invalid_argument("HNSW file: bad code section");
+  }
   if (blocks_bytes != n * bsize_)
     throw std::invalid_argument("HNSW file: link block section does not match the parameters");
   if (upper_offsets[0] != 0 || size_t(upper_offsets[n]) != upper_len)
@@ -1070,12 +1352,18 @@ void Hnsw::attach(const uint8_t* blocks, size_t blocks_bytes, const float* vecto
   if (st.entry >= int64_t(n) || (st.entry >= 0 && st.max_level != int(levels_in[st.entry])))
     throw std::invalid_argument("HNSW file: bad entry point");
 
-  for (size_t j = 0; j < dpad_; ++j) {
-    lo_[j] = quant[j];
-    scale_[j] = quant[dpad_ + j];
-    hi_[j] = lo_[j] + 255.f * scale_[j];
+  if (!legacy) {
+    n_centres_ = size_t(quant[1]);
+    float_walk_ = quant[2] != 0.f;
+    z_ = quant[3];
+    ref_delta_ = quant[4];
+    std::copy(quant + dpad_, quant + (1 + n_centres_) * dpad_, centres_.begin());
+    for (size_t s = 0; s < n; ++s) {
+      const uint32_t* h = reinterpret_cast<const uint32_t*>(blocks + s * bsize_ + dcode_);
+      if ((h[0] >> kCentreShift) >= std::max<size_t>(n_centres_, 1))
+        throw std::invalid_argument("HNSW file: a code refers to a missing centre");
+    }
   }
-  range_set_ = n > 0;
   if (borrow) {
     readonly_ = true;
     blocks_.borrow(blocks, n * bsize_);
@@ -1114,6 +1402,14 @@ void Hnsw::attach(const uint8_t* blocks, size_t blocks_bytes, const float* vecto
     }
   }
   top_.store(st.entry < 0 ? uint64_t(kNone) : pack_top(uint32_t(st.entry), st.max_level));
+  if (legacy) {  // codes from the float vectors, checked as a fresh build would be
+    std::vector<uint32_t> live;
+    for (size_t s = 0; s < n; ++s)
+      if (labels_in[s] >= 0) live.push_back(uint32_t(s));
+    update_codes_locked(live);
+    check_codes_locked(live);
+    readonly_ = want_readonly;
+  }
 }
 
 }  // namespace nk

@@ -1,19 +1,37 @@
 // Hierarchical navigable small-world graph (Malkov & Yashunin) with a
 // quantised walk and an exact re-rank.
 //
+// Codes (locally adaptive, one byte per dimension): each vector x is stored as
+// a residual from one of a few centres c_a (the origin, the first batch's mean,
+// k-means centres of the first batch, the means of later batches that drifted
+// away), x ~= c_a + m + delta * code,
+// where the offset m and step delta are the vector's own (its residual's
+// minimum and range / 255). The error of a code therefore scales with the
+// vector's own spread, never with the data's global range: outliers, heavy
+// tails, a wide dimension or spread norms cannot coarsen anybody else's code.
+// A distance is one int16 x uint8 dot product plus per-vector scalars:
+//   ip:  1 - q.x^ = (1 - q.c_a) - m * sum(q) - delta * q.code
+//   l2:  |q - x^|^2 = |q - c_a|^2 - 2 (m * sum(q') + delta * q'.code) + N_x
+//        with q' = q - mu, N_x = |r^|^2 - 2 (mu - c_a).r^, r^ = x^ - c_a.
+// Each code's rounding error is at most delta/2 per dimension, which gives the
+// re-rank a per-candidate error scale (see search_one); a guard measures on a
+// sample how well code distances keep the float order and switches the walk to
+// float vectors when they cannot (see check_codes_locked).
+//
 // Memory layout, chosen because a query is bound by memory latency, not
 // arithmetic:
 //   level-0 block per slot, 64-byte aligned:
-//     [codes: dim bytes, padded to 4][hdr u32: link count | FREE flag][M0 x u32 links]
-//   so the code read for a distance and the node's own header share the first
-//   cache line and the links follow in the next ones;
+//     [codes: dim bytes, padded to 4][m, delta (, N for l2): f32]
+//     [hdr u32: link count | FREE flag | centre << 24][M0 x u32 links]
+//   so the code read for a distance, its correction terms and the node's own
+//   header share the first cache line (up to ~50-d) and the links follow;
 //   float vectors in a separate array, touched only by the final re-rank, the
-//   exact (filtered) scan and the build's neighbour selection inputs;
+//   exact (filtered) scan, the float walk and encoding;
 //   upper-level links per node: level * (1 + M) u32 = [count, links...].
 //
 // Concurrency: one reader/writer lock for the index shape. Searches and the
 // link-building phase of add() hold it shared; growing storage, assigning
-// slots, re-encoding and remove() hold it exclusively. Within the shared phase
+// slots, encoding and remove() hold it exclusively. Within the shared phase
 // a striped mutex guards each node's link lists against concurrent writers;
 // readers copy a link list without locking (every stored id is always a valid
 // slot, so a read that races a rewrite sees old or new neighbours, never junk).
@@ -59,6 +77,14 @@ class Buffer {
   bool owned_ = true;
 };
 
+// What the last code check measured (see Hnsw::check_codes_locked).
+struct GuardReport {
+  size_t queries = 0, references = 0;  // sample sizes; 0: never ran
+  float max_error = 0.f;   // worst code error seen, in units of its modelled scale
+  float confusable = 0.f;  // median number of vectors the codes cannot tell from the nearest
+  bool codes_ok = true;
+};
+
 struct HnswState {  // what a file needs besides the arrays
   int64_t entry;
   int max_level;
@@ -70,6 +96,8 @@ class Hnsw {
   static constexpr uint32_t kFree = 1u << 16;  // hdr flag: slot holds no vector
   static constexpr uint32_t kCountMask = 0xFFFFu;
   static constexpr uint32_t kNone = 0xFFFFFFFFu;
+  static constexpr uint32_t kCentreShift = 24;  // hdr bits 24..31: the code's centre
+  static constexpr size_t kMaxCentres = 16;
 
   Hnsw(size_t dim, Metric metric, size_t M, size_t ef_construction, uint64_t seed);
   ~Hnsw();
@@ -105,6 +133,15 @@ class Hnsw {
   void set_rerank(size_t v) { rerank_ = v; }
   double exact_scale() const { return exact_scale_; }
   void set_exact_scale(double v) { exact_scale_ = v; }
+  // True when the guard found that codes cannot keep the float order on this
+  // data: the walk (and the build) then measure float vectors.
+  bool float_walk() const { return float_walk_; }
+  void use_float_walk();  // asked for by the user: every later walk and build on floats
+  // Multiplier of each candidate's code error scale in the re-rank bound
+  // (measured by the guard, never below 4).
+  float error_z() const { return z_; }
+  size_t n_centres() const { return n_centres_; }
+  GuardReport guard_report() const { return guard_; }
 
   // --- persistence: flat arrays ---
   // Export copies of the arrays (under a shared lock).
@@ -113,10 +150,14 @@ class Hnsw {
                      std::vector<int64_t>& upper_offsets, std::vector<uint32_t>& upper_links,
                      std::vector<float>& quant, HnswState& st) const;
   // Attach arrays from a file; borrow=true keeps pointers into them (read-only).
+  // quant: [header row, centres...] x dpad. legacy: a file written before the
+  // per-vector codes (blocks hold per-dimension codes and quant is [lo, scale]):
+  // its links are copied into the current layout and the codes rebuilt from the
+  // float vectors (into owned memory, even when borrow is asked for).
   void attach(const uint8_t* blocks, size_t blocks_bytes, const float* vectors,
               const int64_t* labels, const uint8_t* levels, const int64_t* upper_offsets,
               const uint32_t* upper_links, size_t upper_len, const float* quant,
-              const HnswState& st, bool borrow);
+              size_t quant_rows, const HnswState& st, bool borrow, bool legacy);
 
  private:
   struct Scratch;
@@ -132,14 +173,21 @@ class Hnsw {
   uint8_t* levels() const { return levels_.data(); }
   size_t max_links(int level) const { return level == 0 ? M0_ : M_; }
 
-  // quantiser
-  void encode(const float* x, uint8_t* out) const;
-  void decode(const uint8_t* c, float* out) const;
-  bool widen_range(const std::vector<uint32_t>& slots);  // true if the range changed
+  // codes
+  const float* aux(size_t s) const { return reinterpret_cast<const float*>(block(s) + caux_); }
+  const float* centre(size_t a) const { return centres_.data() + a * dpad_; }
+  uint32_t centre_of(size_t s) const;
+  void encode_slot(size_t s);
+  void decode_slot(size_t s, float* out) const;
+  void update_codes_locked(const std::vector<uint32_t>& slots);
+  void add_cluster_centres_locked(const std::vector<uint32_t>& slots);
+  void check_codes_locked(const std::vector<uint32_t>& slots);
   void normalize(float* v) const;
-  void prepare(const float* q, Query& out, const CodeKernels& ck) const;
-  void prepare_code(const uint8_t* c, Query& q, const CodeKernels& ck, float* tmp) const;
+  // The query form of x; with codes=false (or on the float walk) distances are exact.
+  void prepare(const float* q, Query& out, const CodeKernels& ck, bool codes = true) const;
+  void prepare_slot(size_t s, Query& q, const CodeKernels& ck) const;
   float dist(const Query& q, size_t s) const;
+  float code_error(const Query& q, size_t s, float d) const;  // modelled error scale
 
   // graph primitives (callers hold the shape lock)
   size_t read_links(size_t s, int level, uint32_t* out) const;
@@ -165,7 +213,6 @@ class Hnsw {
   void relink(uint32_t s, int level, bool force, Scratch& sc);
   void fix_stranded_locked();
   void reserve_locked(size_t slots);
-  void reencode_locked();
   int random_level();
   float exact_dist(const float* q, size_t s, const Kernels& K) const;
 
@@ -191,17 +238,25 @@ class Hnsw {
   // of 399k (~21k rows) and near 10% of 100k, i.e. c ~ 1200.
   size_t exact_min_ = 1000;
   double exact_scale_ = 1200.0;
-  // Re-rank the best rerank_ * k walk candidates exactly (0: all ef of them);
-  // 2 and 3 gave the same recall as all of them on GloVe, and are faster.
-  size_t rerank_ = 3;
+  // The re-rank covers every candidate whose error-bounded code distance can
+  // still enter the top k; rerank_ > 0 also re-ranks at least rerank_ * k.
+  size_t rerank_ = 0;
 
   // storage
   Buffer blocks_, vectors_, labels_, levels_;
   std::vector<uint32_t*> upper_;  // per slot, nullptr for level 0 nodes
   bool upper_owned_ = true;
-  std::vector<float> lo_, scale_;  // quantiser, dpad_ long, zero in the padding
-  bool range_set_ = false;
-  std::vector<float> hi_;
+  // codes: centre 0 is the origin, centre 1 the first batch's mean (mu); each
+  // dpad_ long, zero in the padding.
+  std::vector<float> centres_;
+  size_t n_centres_ = 0;
+  size_t caux_ = 0, naux_ = 0;  // per-vector floats: offset in the block, count
+  float ref_delta_ = 0.f;      // median code step of the first batch
+  float z_ = 4.f;
+  bool float_walk_ = false;
+  size_t unchecked_ = 0;       // vectors added since the guard last ran
+  GuardReport guard_;
+  std::mt19937_64 guard_rng_;
   size_t capacity_ = 0, n_slots_ = 0, n_live_ = 0;
   std::vector<uint32_t> free_;
   std::unordered_map<int64_t, uint32_t> slot_of_;

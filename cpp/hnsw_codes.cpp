@@ -3,21 +3,6 @@
 namespace nk {
 namespace {
 
-float code_l2_scalar(const float* qp, const float* scale, const uint8_t* code, size_t dpad) {
-  float s = 0.f;
-  for (size_t i = 0; i < dpad; ++i) {
-    float t = qp[i] - scale[i] * static_cast<float>(code[i]);
-    s += t * t;
-  }
-  return s;
-}
-
-float code_dot_scalar(const float* qp, const uint8_t* code, size_t dpad) {
-  float s = 0.f;
-  for (size_t i = 0; i < dpad; ++i) s += qp[i] * static_cast<float>(code[i]);
-  return s;
-}
-
 int32_t code_dot_i16_scalar(const int16_t* qi, const uint8_t* code, size_t dpad) {
   int32_t s = 0;
   for (size_t i = 0; i < dpad; ++i) s += int32_t(qi[i]) * int32_t(code[i]);
@@ -26,8 +11,7 @@ int32_t code_dot_i16_scalar(const int16_t* qi, const uint8_t* code, size_t dpad)
 
 }  // namespace
 
-const CodeKernels kScalarCodeKernels = {"scalar", code_l2_scalar, code_dot_scalar,
-                                        code_dot_i16_scalar};
+const CodeKernels kScalarCodeKernels = {"scalar", code_dot_i16_scalar};
 
 const CodeKernels& code_kernels() {
   switch (active_isa()) {

@@ -1,13 +1,12 @@
-// Distances between a prepared float query and 8-bit scalar codes.
+// Dot products between a prepared int16 query and 8-bit codes.
 //
 // The HNSW graph walk runs on a compact copy of the vectors: one byte per
-// dimension, x_j ~= lo_j + scale_j * code_j. The query is prepared once per
-// search so that each distance is a short SIMD loop over the codes:
-//   l2:  sum_j (qp_j - scale_j * code_j)^2       with qp_j = q_j - lo_j
-//   dot: sum_j qp_j * code_j                     with qp_j = q_j * scale_j
-// `dpad` is the dimension rounded up to 16; qp and scale are zero beyond the
-// real dimension, so the padding bytes read from the code row (which belong to
-// the node's link block) contribute nothing.
+// dimension with a per-vector offset and step (see hnsw.h), so every distance
+// reduces to one integer dot product sum_j qi_j * code_j plus a few per-vector
+// scalars. The query is rounded to int16 (q ~= qscale * qi) once per search.
+// `dpad` is the dimension rounded up to 16; qi is zero beyond the real
+// dimension, so the padding bytes read from the code row (which belong to the
+// node's correction terms and links) contribute nothing.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -16,18 +15,13 @@
 
 namespace nk {
 
-using CodeL2Fn = float (*)(const float* qp, const float* scale, const uint8_t* code, size_t dpad);
-using CodeDotFn = float (*)(const float* qp, const uint8_t* code, size_t dpad);
-// Integer form of `dot` for inner-product metrics: the prepared query is
-// rounded to int16 (qp ~= qscale * qi), so a distance is a few multiply-add
-// instructions on integers with no float conversion of the codes. The caller
-// keeps |qi| small enough that the int32 lanes cannot overflow.
+// A distance is a few multiply-add instructions on integers with no float
+// conversion of the codes. The caller keeps |qi| small enough that the int32
+// lanes cannot overflow.
 using CodeDotI16Fn = int32_t (*)(const int16_t* qi, const uint8_t* code, size_t dpad);
 
 struct CodeKernels {
   const char* name;
-  CodeL2Fn l2;
-  CodeDotFn dot;
   CodeDotI16Fn dot_i16;
 };
 

@@ -5,41 +5,6 @@
 namespace nk {
 namespace {
 
-float code_l2_avx512(const float* qp, const float* scale, const uint8_t* code, size_t dpad) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  size_t i = 0;
-  for (; i + 32 <= dpad; i += 32) {
-    __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(code + i))));
-    __m512 c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(code + i + 16))));
-    __m512 t0 = _mm512_fnmadd_ps(_mm512_loadu_ps(scale + i), c0, _mm512_loadu_ps(qp + i));
-    __m512 t1 = _mm512_fnmadd_ps(_mm512_loadu_ps(scale + i + 16), c1, _mm512_loadu_ps(qp + i + 16));
-    acc0 = _mm512_fmadd_ps(t0, t0, acc0);
-    acc1 = _mm512_fmadd_ps(t1, t1, acc1);
-  }
-  if (i < dpad) {
-    __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(code + i))));
-    __m512 t0 = _mm512_fnmadd_ps(_mm512_loadu_ps(scale + i), c0, _mm512_loadu_ps(qp + i));
-    acc0 = _mm512_fmadd_ps(t0, t0, acc0);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
-float code_dot_avx512(const float* qp, const uint8_t* code, size_t dpad) {
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-  size_t i = 0;
-  for (; i + 32 <= dpad; i += 32) {
-    __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(code + i))));
-    __m512 c1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(code + i + 16))));
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(qp + i), c0, acc0);
-    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(qp + i + 16), c1, acc1);
-  }
-  if (i < dpad) {
-    __m512 c0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(code + i))));
-    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(qp + i), c0, acc0);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-}
-
 int32_t code_dot_i16_avx512(const int16_t* qi, const uint8_t* code, size_t dpad) {
   __m512i acc = _mm512_setzero_si512();
   for (size_t i = 0; i < dpad; i += 32) {
@@ -57,7 +22,6 @@ int32_t code_dot_i16_avx512(const int16_t* qi, const uint8_t* code, size_t dpad)
 
 }  // namespace
 
-const CodeKernels kAvx512CodeKernels = {"avx512", code_l2_avx512, code_dot_avx512,
-                                        code_dot_i16_avx512};
+const CodeKernels kAvx512CodeKernels = {"avx512", code_dot_i16_avx512};
 
 }  // namespace nk

@@ -1,8 +1,12 @@
 """HNSW: a hierarchical navigable small-world graph (approximate search).
 
-The graph lives in the C++ core (cpp/hnsw.h). The walk runs on 8-bit scalar
-codes kept next to each node's links, and the best ``ef`` candidates are
-re-ranked with the exact float vectors, so distances returned are exact.
+The graph lives in the C++ core (cpp/hnsw.h). The walk runs on 8-bit codes
+kept next to each node's links, each with its own offset and step (so one
+vector's range never coarsens another's code), and every candidate whose
+error-bounded code distance can still enter the top k is re-ranked with the
+float vectors, so distances returned are exact. A guard measures on a sample of
+each build how well codes keep the float order; where they cannot, the walk
+uses the float vectors and says so (``walk``, ``repr``, a warning once).
 
     index = nearkit.HNSW(50, metric="cosine")
     index.add(vectors)                       # grows as needed; threads=n builds in parallel
@@ -12,11 +16,17 @@ re-ranked with the exact float vectors, so distances returned are exact.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import _core, _validate
 from ..metrics import METRIC_CODES
 from .base import Index, register
+
+# Marks files whose codes are per-vector (format 2); files without it hold the
+# earlier per-dimension codes, which are rebuilt from the float vectors on load.
+_CODES = "lvq8-residual"
 
 _SECTION_NAMES = ("blocks", "vectors", "labels", "levels", "upper_offsets", "upper_links", "quant")
 
@@ -27,11 +37,13 @@ class HNSW(Index):
 
     M: links per node (2*M on the bottom layer); ef_construction: candidate list
     size while building; ef_search: default candidate list size for search
-    (raise it for recall, lower it for speed); seed: level assignment.
+    (raise it for recall, lower it for speed); seed: level assignment;
+    walk: ``"auto"`` (8-bit codes unless the guard finds they cannot serve the
+    data) or ``"float"`` (always float vectors: exact walk, slower).
     """
 
     def __init__(self, dim: int, metric: str = "l2", M: int = 16, ef_construction: int = 200,
-                 ef_search: int = 64, seed: int = 0):
+                 ef_search: int = 64, seed: int = 0, walk: str = "auto"):
         super().__init__(dim, metric)
         self._M = _validate.check_positive_int(M, "M", minimum=2)
         if self._M > 2048:
@@ -41,7 +53,12 @@ class HNSW(Index):
         self._seed = _validate.check_positive_int(seed, "seed", minimum=0)
         self._core = _core.Hnsw(self._dim, METRIC_CODES[self._metric], self._M,
                                 self._ef_construction, self._seed)
+        if walk not in ("auto", "float"):
+            raise ValueError(f"walk must be 'auto' or 'float', got {walk!r}")
+        if walk == "float":
+            self._core.use_float_walk()
         self._mapped = None  # file sections kept alive while the core borrows them
+        self._warned_float_walk = False
 
     # -- parameters -----------------------------------------------------------
     @property
@@ -59,6 +76,30 @@ class HNSW(Index):
     @ef_search.setter
     def ef_search(self, value: int) -> None:
         self._ef_search = _validate.check_positive_int(value, "ef_search")
+
+    @property
+    def walk(self) -> str:
+        """``"codes"`` (8-bit codes, exact re-rank) or ``"float"``: the guard found
+        that codes cannot keep the float-distance order on this data."""
+        return "float" if self._core.float_walk else "codes"
+
+    @property
+    def code_check(self) -> dict:
+        """What the guard measured on its last sample: sizes, the worst code
+        error in units of its modelled scale, the median number of vectors codes
+        cannot tell from a query's nearest, and whether codes serve."""
+        return dict(self._core.guard_report())
+
+    def _warn_float_walk(self) -> None:
+        if self._core.float_walk and not self._warned_float_walk:
+            self._warned_float_walk = True
+            report = self._core.guard_report()
+            warnings.warn(
+                "HNSW: 8-bit codes cannot keep the distance order on this data "
+                f"(worst error {report['max_error']:.3g} scales, "
+                f"{report['confusable']:.3g} vectors confusable with the nearest); "
+                "the graph walk uses float vectors instead (exact, slower)",
+                RuntimeWarning, stacklevel=3)
 
     @property
     def readonly(self) -> bool:
@@ -111,6 +152,7 @@ class HNSW(Index):
 
     def _add(self, x, ids, threads=1):
         self._core.add(x, ids, threads)
+        self._warn_float_walk()
 
     def _remove(self, ids) -> int:
         if self._core.readonly:
@@ -148,7 +190,8 @@ class HNSW(Index):
     # -- persistence ----------------------------------------------------------
     def _params(self) -> dict:
         return {"M": self._M, "ef_construction": self._ef_construction,
-                "ef_search": self._ef_search, "seed": self._seed}
+                "ef_search": self._ef_search, "seed": self._seed, "codes": _CODES,
+                "walk": self.walk}
 
     _sections_are_copies = True  # export_arrays copies under the index's shared lock
 
@@ -180,18 +223,24 @@ class HNSW(Index):
         state = sections["state"]
         if state.shape != (2,):
             raise FormatError("HNSW section 'state' must hold [entry, max_level]")
+        codes = params.get("codes")
+        if codes not in (None, _CODES):
+            raise FormatError(f"HNSW file has codes {codes!r} that this nearkit does not know; "
+                              "rebuild the index with this version")
         mapped = any(not s.flags.writeable for s in sections.values())
         try:
             index._core.attach(sections["blocks"], sections["vectors"], sections["labels"],
                                sections["levels"], sections["upper_offsets"],
                                sections["upper_links"], sections["quant"], int(state[0]),
-                               int(state[1]), mapped)
+                               int(state[1]), mapped, legacy=codes is None)
         except (ValueError, TypeError) as exc:
             raise FormatError(str(exc)) from None
-        if mapped:
+        if mapped and codes is not None:  # a legacy file was converted into owned memory
             index._mapped = dict(sections)
+        index._warn_float_walk()
         return index
 
     def __repr__(self) -> str:
         return (f"HNSW(dim={self.dim}, metric={self.metric!r}, M={self._M}, "
-                f"ef_construction={self._ef_construction}, ef_search={self._ef_search}, n={len(self)})")
+                f"ef_construction={self._ef_construction}, ef_search={self._ef_search}, n={len(self)}, "
+                f"walk={self.walk!r})")
