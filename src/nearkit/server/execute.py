@@ -25,6 +25,7 @@ import numpy as np
 from .. import _core
 
 from ..store.filters import (
+    Geo,
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
@@ -106,7 +107,7 @@ def _leaf_ok(idx, node) -> bool:
     if isinstance(node, TextTerm) and node.field is None:
         return any(f.type == "TEXT" for f in idx.fields)
     f = idx.field(node.field)
-    want = {Tag: "TAG", Numeric: "NUMERIC", TextTerm: "TEXT"}[type(node)]
+    want = {Tag: "TAG", Numeric: "NUMERIC", TextTerm: "TEXT", Geo: "GEO"}[type(node)]
     return f is not None and f.type == want
 
 

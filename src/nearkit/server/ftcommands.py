@@ -39,6 +39,8 @@ _TEXT_FLAGS = {"NOSTEM", "NOINDEX", "WITHSUFFIXTRIE", "INDEXEMPTY", "INDEXMISSIN
 _TAG_FLAGS = {"CASESENSITIVE", "NOINDEX", "WITHSUFFIXTRIE", "INDEXEMPTY", "INDEXMISSING",
               "SORTABLE", "UNF"}
 _NUM_FLAGS = {"NOINDEX", "INDEXMISSING", "SORTABLE", "UNF"}
+_GEO_FLAGS = {"NOINDEX", "INDEXMISSING", "SORTABLE"}
+_GEOSHAPE_FLAGS = {"NOINDEX", "INDEXMISSING", "FLAT", "SPHERICAL"}
 _FLAT_PARAMS = {"TYPE", "DIM", "DISTANCE_METRIC", "INITIAL_CAP", "BLOCK_SIZE"}
 _HNSW_PARAMS = {"TYPE", "DIM", "DISTANCE_METRIC", "INITIAL_CAP", "M", "EF_CONSTRUCTION",
                 "EF_RUNTIME", "EPSILON"}
@@ -126,8 +128,9 @@ def parse_schema(args, i, on_json: bool, existing=()):
         options, flags = {}, []
         if ftype == "VECTOR":
             options, i = _parse_vector(args, i, alias)
-        elif ftype in ("TEXT", "TAG", "NUMERIC"):
-            allowed = {"TEXT": _TEXT_FLAGS, "TAG": _TAG_FLAGS, "NUMERIC": _NUM_FLAGS}[ftype]
+        elif ftype in ("TEXT", "TAG", "NUMERIC", "GEO", "GEOSHAPE"):
+            allowed = {"TEXT": _TEXT_FLAGS, "TAG": _TAG_FLAGS, "NUMERIC": _NUM_FLAGS,
+                       "GEO": _GEO_FLAGS, "GEOSHAPE": _GEOSHAPE_FLAGS}[ftype]
             if ftype == "TEXT":
                 options["WEIGHT"] = 1.0
             if ftype == "TAG":

@@ -38,7 +38,7 @@ class FieldSpec:
     def __init__(self, identifier: str, alias: str, type_: str, options: dict, flags: list):
         self.identifier = identifier
         self.alias = alias
-        self.type = type_  # TAG NUMERIC TEXT VECTOR (upper case)
+        self.type = type_  # TAG NUMERIC TEXT GEO GEOSHAPE VECTOR (upper case)
         self.options = options
         self.flags = flags
         self.path = jsonpath.parse(identifier) if identifier.startswith("$") else None
@@ -105,6 +105,9 @@ class SearchIndex:
                 schema[f.alias] = {"type": "numeric"}
             elif f.type == "TEXT":
                 schema[f.alias] = {"type": "text"}
+            elif f.type == "GEO":
+                schema[f.alias] = {"type": "geo"}
+            # GEOSHAPE fields are declared but not indexed: a query on one is an error.
         return schema
 
     def add_fields(self, fields: list, keyspace) -> None:
@@ -167,6 +170,8 @@ class SearchIndex:
                         vecs[f.alias] = vf.decode_list(raw)
                     except ValueError:
                         raise IndexingError("N/A") from None
+            elif f.type == "GEOSHAPE":
+                continue
             elif f.type == "NUMERIC":
                 if isinstance(raw, bytes):
                     raw = raw.decode("utf-8", "replace")
