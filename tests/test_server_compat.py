@@ -87,3 +87,44 @@ def test_geo_query_errors(nk):
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_matches_reference(nk, ref, name):
     assert SCENARIOS[name](nk) == SCENARIOS[name](ref)
+
+
+@scenario
+def aggregate_implicit_load(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "a", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA",
+                      "t1", "TAG", "SORTABLE", "age", "NUMERIC", "name", "TEXT",
+                      "s", "NUMERIC", "SORTABLE", "x", "TAG")
+    for i, (t, age, nm, x) in enumerate([("a", 20, "bob", "p"), ("b", 35, "al", "q"),
+                                         ("a", 28, "cy", "q"), ("c", 40, "di", "p")]):
+        r.hset(f"d:{i}", mapping={"t1": t, "age": age, "name": nm, "s": i, "x": x, "extra": "e"})
+    out = {}
+    for q in [("SORTBY", "2", "@t1", "ASC"), ("SORTBY", "2", "@age", "DESC"),
+              ("SORTBY", "2", "@name", "ASC"), ("LOAD", "1", "@name", "SORTBY", "2", "@s", "DESC"),
+              ("APPLY", "@s*10", "AS", "y", "SORTBY", "2", "@y", "ASC"),
+              ("GROUPBY", "1", "@t1", "REDUCE", "COUNT_DISTINCT", "1", "@x", "AS", "n"),
+              ("GROUPBY", "1", "@x", "REDUCE", "SUM", "1", "@age", "AS", "n"),
+              ("APPLY", "@age*10", "AS", "y"), ("FILTER", "@age<30"), ("GROUPBY", "1", "@extra")]:
+        try:
+            reply = r.execute_command("FT.AGGREGATE", "a", "*", *q)
+            rows = reply[1:]
+            out[q] = sorted(rows) if q[0] == "GROUPBY" else rows
+        except redis.ResponseError as exc:
+            out[q] = str(exc)
+    return out
+
+
+def test_aggregate_loads_what_the_pipeline_names(nk):
+    out = aggregate_implicit_load(nk)
+    assert out[("SORTBY", "2", "@t1", "ASC")] == [["t1", "a"], ["t1", "a"], ["t1", "b"], ["t1", "c"]]
+    assert out[("SORTBY", "2", "@age", "DESC")] == [["age", v] for v in ("40", "35", "28", "20")]
+    assert out[("APPLY", "@s*10", "AS", "y", "SORTBY", "2", "@y", "ASC")] == [
+        ["s", str(i), "y", str(10 * i)] for i in range(4)]
+    assert out[("GROUPBY", "1", "@t1", "REDUCE", "COUNT_DISTINCT", "1", "@x", "AS", "n")] == [
+        ["t1", "a", "n", "2"], ["t1", "b", "n", "1"], ["t1", "c", "n", "1"]]
+    assert out[("GROUPBY", "1", "@x", "REDUCE", "SUM", "1", "@age", "AS", "n")] == [
+        ["x", "p", "n", "60"], ["x", "q", "n", "63"]]
+    # APPLY/FILTER read only SORTABLE fields without LOAD; GROUPBY only schema fields.
+    assert out[("APPLY", "@age*10", "AS", "y")] == "Property `age` not loaded nor in pipeline"
+    assert out[("FILTER", "@age<30")] == "Property `age` not loaded nor in pipeline"
+    assert out[("GROUPBY", "1", "@extra")] == "No such property `extra`"

@@ -748,6 +748,25 @@ class _Expr:
     def eval(self, row: dict):
         return self._ev(self.tree, row)
 
+    def fields(self) -> list:
+        """The @names the expression reads, in order of appearance."""
+        out = []
+
+        def walk(n):
+            if n[0] == "field":
+                if n[1] not in out:
+                    out.append(n[1])
+            elif n[0] == "un":
+                walk(n[2])
+            elif n[0] == "bin":
+                walk(n[2])
+                walk(n[3])
+            elif n[0] == "call":
+                for a in n[2]:
+                    walk(a)
+        walk(self.tree)
+        return out
+
     def _ev(self, n, row):
         kind = n[0]
         if kind == "const":
@@ -1020,8 +1039,14 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
     visible = [n for n in scores]
     if addscores:
         visible.append("__score")
+    grouped = False
     for step in steps:
         kind = step[0]
+        if not grouped:
+            # Redis loads schema fields a step names without LOAD: SORTBY any schema field
+            # (which then shows in the rows), APPLY/FILTER the SORTABLE ones, GROUPBY/REDUCE
+            # any schema field (read for grouping only).
+            _implicit_load(idx, rows, visible, step)
         if kind == "load":
             names = step[1]
             for row in rows:
@@ -1068,6 +1093,7 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
                 new_rows.append(out)
             rows = new_rows
             visible = list(gkeys) + [r[2] for r in reducers]
+            grouped = True
         elif kind == "sort":
             _, skeys, mx = step
             for name, desc in reversed(skeys):
@@ -1085,6 +1111,34 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
             rows = rows[step[1]:step[1] + step[2]]
     return [[(n, _value_bytes(r[n])) for n in visible if n in r and r[n] is not None]
             for r in rows]
+
+
+def _implicit_load(idx, rows, visible, step) -> None:
+    kind = step[0]
+    if kind == "sort":
+        names, show, sortable_only = [name for name, _ in step[1]], True, False
+    elif kind in ("apply", "filter"):
+        names, show, sortable_only = step[1].fields(), True, True
+    elif kind == "group":
+        names = list(step[1]) + [a for _, rargs, _ in step[2] for a in rargs[:1]]
+        show, sortable_only = False, False
+    else:
+        return
+    for name in names:
+        if name in visible or (rows and name in rows[0]):
+            continue
+        f = idx.field(name)
+        if f is None or f.type == "VECTOR" or (sortable_only and "SORTABLE" not in f.flags):
+            if kind in ("apply", "filter"):
+                raise CommandError(f"Property `{name}` not loaded nor in pipeline")
+            if kind == "group":
+                raise CommandError(f"No such property `{name}`")
+            continue
+        for row in rows:
+            if name not in row and "__doc" in row:
+                row[name] = _load_field(idx, row["__doc"], name)
+        if show:
+            visible.append(name)
 
 
 def _aggregate_reply(ctx, rows):
