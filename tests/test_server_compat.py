@@ -39,6 +39,16 @@ def scenario(fn):
     return fn
 
 
+def pytest_generate_tests(metafunc):
+    # Every scenario defined anywhere in this module also runs on the reference.
+    if metafunc.function.__name__ == "test_matches_reference":
+        metafunc.parametrize("name", sorted(SCENARIOS))
+
+
+def test_matches_reference(nk, ref, name):
+    assert SCENARIOS[name](nk) == SCENARIOS[name](ref)
+
+
 def _search(r, index, query, *args):
     reply = r.execute_command("FT.SEARCH", index, query, *args, "DIALECT", "2")
     return reply[0], reply[1:]
@@ -84,10 +94,6 @@ def test_geo_query_errors(nk):
             _search(nk, "g", bad)
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_matches_reference(nk, ref, name):
-    assert SCENARIOS[name](nk) == SCENARIOS[name](ref)
-
 
 @scenario
 def aggregate_implicit_load(r):
@@ -128,3 +134,73 @@ def test_aggregate_loads_what_the_pipeline_names(nk):
     assert out[("APPLY", "@age*10", "AS", "y")] == "Property `age` not loaded nor in pipeline"
     assert out[("FILTER", "@age<30")] == "Property `age` not loaded nor in pipeline"
     assert out[("GROUPBY", "1", "@extra")] == "No such property `extra`"
+
+
+@scenario
+def query_syntax(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "q", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA",
+                      "title", "TEXT", "f", "TAG", "n", "NUMERIC")
+    for i, (t, f, n) in enumerate([("quick brown fox", "a-b", 1), ("lazy dog", "c d", 2),
+                                   ("fox and dog", "a-b,e", 3), ("hello world", "x", 4)]):
+        r.hset(f"d:{i}", mapping={"title": t, "f": f, "n": n})
+    out = {}
+    for q in ["(@title:fox) AND (@n:[1 3])", "(@title:fox)=>{$weight: 2.0}", '@f:{"a-b"}',
+              '@f:{"c d"}', "@f:{a\\-b}", "fox AND dog", "@title:fox=>{$weight:3; $slop:1}",
+              "(@title:dog)=>{$inorder:true}", "the", "@n:[3]"]:
+        out[q] = _search(r, "q", q, "NOCONTENT", "SORTBY", "n")
+    return out
+
+
+def test_query_syntax_redis_accepts(nk):
+    out = query_syntax(nk)
+    assert out["(@title:fox) AND (@n:[1 3])"] == (2, ["d:0", "d:2"])  # AND: a stop word
+    assert out["(@title:fox)=>{$weight: 2.0}"] == (2, ["d:0", "d:2"])
+    assert out['@f:{"a-b"}'] == (2, ["d:0", "d:2"]) == out["@f:{a\\-b}"]
+    assert out['@f:{"c d"}'] == (1, ["d:1"])
+    assert out["fox AND dog"] == (1, ["d:2"])
+    assert out["@title:fox=>{$weight:3; $slop:1}"] == (2, ["d:0", "d:2"])
+    assert out["(@title:dog)=>{$inorder:true}"] == (2, ["d:1", "d:2"])
+    assert out["the"] == (0, [])
+    assert out["@n:[3]"] == (1, ["d:2"])
+
+
+@scenario
+def ft_config_and_stopwords(r):
+    r.flushall()
+    out = {}
+    for name, value in [("TIMEOUT", "100"), ("TIMEOUT", "null"), ("DEFAULT_DIALECT", "7"),
+                        ("NOPE", "1"), ("DEFAULT_DIALECT", "2")]:
+        try:
+            out[(name, value)] = r.execute_command("FT.CONFIG", "SET", name, value)
+        except redis.ResponseError as exc:
+            out[(name, value)] = str(exc)
+    out["timeout"] = r.execute_command("FT.CONFIG", "GET", "TIMEOUT")
+    out["dialect"] = r.execute_command("FT.CONFIG", "GET", "DEFAULT_DIALECT")
+    r.execute_command("FT.CREATE", "sw", "PREFIX", "1", "s:", "STOPWORDS", "2", "foo", "Bar",
+                      "SCHEMA", "t", "TEXT", "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32",
+                      "DIM", "2", "DISTANCE_METRIC", "L2")
+    r.hset("s:1", mapping={"t": "foo and bar", "v": b"\0" * 8})
+    info = r.execute_command("FT.INFO", "sw")
+    out["stopwords_list"] = info[info.index("stopwords_list") + 1]
+    out["and"] = _search(r, "sw", "and", "NOCONTENT")
+    out["foo"] = _search(r, "sw", "foo", "NOCONTENT")
+    # DEFAULT_DIALECT 2: a KNN query without DIALECT is accepted.
+    out["knn"] = r.execute_command("FT.SEARCH", "sw", "*=>[KNN 1 @v $b]", "PARAMS", "2", "b",
+                                   b"\0" * 8, "NOCONTENT")
+    r.execute_command("FT.CONFIG", "SET", "DEFAULT_DIALECT", "1")
+    r.execute_command("FT.CONFIG", "SET", "TIMEOUT", "500")
+    return out
+
+
+def test_ft_config_and_stopwords(nk):
+    out = ft_config_and_stopwords(nk)
+    assert out[("TIMEOUT", "100")] == "OK" and out["timeout"] == [["TIMEOUT", "100"]]
+    assert out[("TIMEOUT", "null")] == "Could not convert argument to expected type"
+    assert out[("DEFAULT_DIALECT", "7")] == "Default dialect version cannot be higher than 4"
+    assert out[("NOPE", "1")] == "Invalid option"
+    assert out["dialect"] == [["DEFAULT_DIALECT", "2"]]
+    assert out["stopwords_list"] == ["bar", "foo"]
+    assert out["and"] == (1, ["s:1"])  # a custom list replaces the default one
+    assert out["foo"] == (0, [])
+    assert out["knn"] == [1, "s:1"]

@@ -135,6 +135,29 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
     return idx.fi.mask(node, live)
 
 
+_NOTHING = Not(MatchAll())
+
+
+def drop_stopwords(node: Node, stopwords) -> Node:
+    """The query without its stop-word terms, as Redis ignores them ("a AND b" is "a b")."""
+    if isinstance(node, TextTerm):
+        return None if not node.prefix and node.word.lower() in stopwords else node
+    if isinstance(node, (And, Or)):
+        kids = [drop_stopwords(c, stopwords) for c in node.children]
+        kids = [c for c in kids if c is not None]
+        if len(kids) == len(node.children) and all(a is b for a, b in zip(kids, node.children)):
+            return node
+        if not kids:
+            return None
+        return kids[0] if len(kids) == 1 else type(node)(tuple(kids))
+    if isinstance(node, (Not, Optional)):
+        child = drop_stopwords(node.child, stopwords)
+        if child is node.child:
+            return node
+        return None if child is None else type(node)(child)
+    return node
+
+
 def _is_match_all(node) -> bool:
     return isinstance(node, MatchAll)
 
@@ -189,7 +212,9 @@ def cached_plan(query: str, params: dict, dialect: int):
 def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None):
     idx.flush_vectors()
     plan = cached_plan(query, params, dialect)
-    tree = plan.tree
+    tree = drop_stopwords(plan.tree, idx.stopwords)
+    if tree is None:  # a query of stop words only matches nothing
+        tree = _NOTHING
     extra = []
     for fname, lo, hi in numeric_filters:
         lo_v, lo_inc = _parse_bound(lo)
@@ -892,7 +917,7 @@ _cursor_ids = itertools.count(1000003, 7919)
 
 def aggregate(ctx, idx, query: str, args: list):
     """Parse the pipeline, select documents like FT.SEARCH, then run the steps in order."""
-    steps, params, dialect, cursor, i = [], {}, 1, None, 0
+    steps, params, dialect, cursor, i = [], {}, ctx.server.search.default_dialect, None, 0
     addscores = False
     while i < len(args):
         kw = args[i].upper()

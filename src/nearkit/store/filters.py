@@ -378,6 +378,13 @@ class _Parser:
         return _and(parts)
 
     def unary(self) -> Node:
+        node = self._unary()
+        self.skip_ws()
+        if self.s.startswith("=>{", self.i):
+            self.attributes()
+        return node
+
+    def _unary(self) -> Node:
         c = self.peek()
         if c == "-":
             self.i += 1
@@ -514,6 +521,8 @@ class _Parser:
             start = self.i
             if self.i < self.n and self.s[self.i] == "$":
                 values.append(self.param())
+            elif self.i < self.n and self.s[self.i] == '"':  # {"a-b"}: the quoted text as is
+                values.append(self.quoted_tag(open_at))
             else:
                 buf, raw_end, prefix = [], None, False
                 while self.i < self.n:
@@ -550,6 +559,42 @@ class _Parser:
                 break
             self.error("expected '|' or '}' in tag list")
         return Tag(field, tuple(values), tuple(prefixes))
+
+    def quoted_tag(self, open_at: int) -> str:
+        start = self.i
+        self.i += 1
+        buf = []
+        while self.i < self.n and self.s[self.i] != '"':
+            if self.s[self.i] == "\\" and self.i + 1 < self.n:
+                self.i += 1
+            buf.append(self.s[self.i])
+            self.i += 1
+        if self.i >= self.n:
+            self.error(f"unterminated quoted tag (opened at offset {start})", start)
+        self.i += 1
+        if not buf:
+            self.error("empty tag", start)
+        return "".join(buf)
+
+    def attributes(self) -> dict:
+        """``=>{$name: value; ...}`` after an expression (weight, slop, inorder, phonetic):
+        accepted and returned; nearkit's filters do not score, so none changes a match."""
+        start = self.i
+        self.i += 3  # '=>{'
+        close = self.s.find("}", self.i)
+        if close < 0:
+            self.error("unterminated query attributes", start)
+        out = {}
+        for item in self.s[self.i:close].split(";"):
+            if not item.strip():
+                continue
+            name, sep, value = item.partition(":")
+            name, value = name.strip(), value.strip()
+            if not sep or not name.startswith("$") or not value:
+                self.error("expected $name: value in query attributes", start)
+            out[name[1:].lower()] = value
+        self.i = close + 1
+        return out
 
     def number(self, what: str) -> tuple[float, bool]:
         self.skip_ws()
