@@ -74,8 +74,9 @@ def test_parse_prefix_stops_at_knn_clause():
 @pytest.mark.parametrize("query, offset, near, words", [
     ("@genre:{drama", 7, "{drama", "unterminated tag list"),
     ("@year:[1990 x]", 12, "x]", "expected a number for the upper bound"),
-    ("@year:[1990]", 11, "]", "upper bound"),
-    ("@year:[1 2 3]", 11, "3]", "expected ']'"),
+    ("@year:[1990 2000 5]", 18, "]", "geo radius unit"),
+    ("@year:[1 2 3]", 12, "]", "geo radius unit"),
+    ("@year:[1 2 3 parsecs]", 13, "parsecs]", "geo radius unit"),
     ("(@genre:{a}", 11, "", "expected ')'"),
     ("@genre:{a})", 10, ")", "unbalanced ')'"),
     ("", 0, "", "empty query"),

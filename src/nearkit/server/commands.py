@@ -12,6 +12,8 @@ Error texts follow redis-vector-spec.md section 3 (checked against Redis 7.4).
 from __future__ import annotations
 
 import json
+import platform
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -275,7 +277,8 @@ def _info_text(ctx, section: str | None) -> str:
     s = ctx.server
     sections = {
         "server": [("redis_version", SERVER_VERSION), ("nearkit_version", s.version),
-                   ("redis_mode", "standalone"), ("process_id", s.pid), ("tcp_port", s.port),
+                   ("redis_mode", "standalone"), ("os", f"{platform.system()} {platform.machine()}"),
+                   ("arch_bits", 64 if sys.maxsize > 2**32 else 32), ("process_id", s.pid), ("tcp_port", s.port),
                    ("uptime_in_seconds", int(time.time() - s.started))],
         "clients": [("connected_clients", len(s.clients)), ("maxclients", s.config.max_clients)],
         "memory": [("used_memory", 0)],
@@ -287,8 +290,12 @@ def _info_text(ctx, section: str | None) -> str:
                   ("nearkit_knn_batched_queries", s.knn_batched_queries),
                   ("nearkit_knn_batches", s.knn_batches)],
         "replication": [("role", "master"), ("connected_slaves", 0)],
-        "modules": [("module", f"name=search,ver={SEARCH_MODULE_VERSION},api=1,filters=0,"
-                               f"usedby=[],using=[],options=[]")],
+        # Clients' test set-ups (redis-py's) look for both modules here.
+        "modules": [("module", f"name=ReJSON,ver={JSON_MODULE_VERSION},api=1,filters=0,"
+                               f"usedby=[search],using=[],options=[]"),
+                    ("module", f"name=search,ver={SEARCH_MODULE_VERSION},api=1,filters=0,"
+                               f"usedby=[],using=[ReJSON],options=[]")],
+        "cluster": [("cluster_enabled", 0)],
         "keyspace": ([("db0", f"keys={len(s.keyspace)},expires={len(s.keyspace.expires)},"
                               f"avg_ttl=0,subexpiry=0")] if len(s.keyspace) else []),
     }

@@ -25,6 +25,7 @@ import numpy as np
 from .. import _core
 
 from ..store.filters import (
+    Geo,
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
@@ -106,7 +107,7 @@ def _leaf_ok(idx, node) -> bool:
     if isinstance(node, TextTerm) and node.field is None:
         return any(f.type == "TEXT" for f in idx.fields)
     f = idx.field(node.field)
-    want = {Tag: "TAG", Numeric: "NUMERIC", TextTerm: "TEXT"}[type(node)]
+    want = {Tag: "TAG", Numeric: "NUMERIC", TextTerm: "TEXT", Geo: "GEO"}[type(node)]
     return f is not None and f.type == want
 
 
@@ -132,6 +133,29 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
     if not _leaf_ok(idx, node):
         return np.zeros(live.shape[0], bool)
     return idx.fi.mask(node, live)
+
+
+_NOTHING = Not(MatchAll())
+
+
+def drop_stopwords(node: Node, stopwords) -> Node:
+    """The query without its stop-word terms, as Redis ignores them ("a AND b" is "a b")."""
+    if isinstance(node, TextTerm):
+        return None if not node.prefix and node.word.lower() in stopwords else node
+    if isinstance(node, (And, Or)):
+        kids = [drop_stopwords(c, stopwords) for c in node.children]
+        kids = [c for c in kids if c is not None]
+        if len(kids) == len(node.children) and all(a is b for a, b in zip(kids, node.children)):
+            return node
+        if not kids:
+            return None
+        return kids[0] if len(kids) == 1 else type(node)(tuple(kids))
+    if isinstance(node, (Not, Optional)):
+        child = drop_stopwords(node.child, stopwords)
+        if child is node.child:
+            return node
+        return None if child is None else type(node)(child)
+    return node
 
 
 def _is_match_all(node) -> bool:
@@ -188,7 +212,9 @@ def cached_plan(query: str, params: dict, dialect: int):
 def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None):
     idx.flush_vectors()
     plan = cached_plan(query, params, dialect)
-    tree = plan.tree
+    tree = drop_stopwords(plan.tree, idx.stopwords)
+    if tree is None:  # a query of stop words only matches nothing
+        tree = _NOTHING
     extra = []
     for fname, lo, hi in numeric_filters:
         lo_v, lo_inc = _parse_bound(lo)
@@ -747,6 +773,25 @@ class _Expr:
     def eval(self, row: dict):
         return self._ev(self.tree, row)
 
+    def fields(self) -> list:
+        """The @names the expression reads, in order of appearance."""
+        out = []
+
+        def walk(n):
+            if n[0] == "field":
+                if n[1] not in out:
+                    out.append(n[1])
+            elif n[0] == "un":
+                walk(n[2])
+            elif n[0] == "bin":
+                walk(n[2])
+                walk(n[3])
+            elif n[0] == "call":
+                for a in n[2]:
+                    walk(a)
+        walk(self.tree)
+        return out
+
     def _ev(self, n, row):
         kind = n[0]
         if kind == "const":
@@ -872,7 +917,7 @@ _cursor_ids = itertools.count(1000003, 7919)
 
 def aggregate(ctx, idx, query: str, args: list):
     """Parse the pipeline, select documents like FT.SEARCH, then run the steps in order."""
-    steps, params, dialect, cursor, i = [], {}, 1, None, 0
+    steps, params, dialect, cursor, i = [], {}, ctx.server.search.default_dialect, None, 0
     addscores = False
     while i < len(args):
         kw = args[i].upper()
@@ -1019,8 +1064,14 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
     visible = [n for n in scores]
     if addscores:
         visible.append("__score")
+    grouped = False
     for step in steps:
         kind = step[0]
+        if not grouped:
+            # Redis loads schema fields a step names without LOAD: SORTBY any schema field
+            # (which then shows in the rows), APPLY/FILTER the SORTABLE ones, GROUPBY/REDUCE
+            # any schema field (read for grouping only).
+            _implicit_load(idx, rows, visible, step)
         if kind == "load":
             names = step[1]
             for row in rows:
@@ -1067,6 +1118,7 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
                 new_rows.append(out)
             rows = new_rows
             visible = list(gkeys) + [r[2] for r in reducers]
+            grouped = True
         elif kind == "sort":
             _, skeys, mx = step
             for name, desc in reversed(skeys):
@@ -1084,6 +1136,34 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
             rows = rows[step[1]:step[1] + step[2]]
     return [[(n, _value_bytes(r[n])) for n in visible if n in r and r[n] is not None]
             for r in rows]
+
+
+def _implicit_load(idx, rows, visible, step) -> None:
+    kind = step[0]
+    if kind == "sort":
+        names, show, sortable_only = [name for name, _ in step[1]], True, False
+    elif kind in ("apply", "filter"):
+        names, show, sortable_only = step[1].fields(), True, True
+    elif kind == "group":
+        names = list(step[1]) + [a for _, rargs, _ in step[2] for a in rargs[:1]]
+        show, sortable_only = False, False
+    else:
+        return
+    for name in names:
+        if name in visible or (rows and name in rows[0]):
+            continue
+        f = idx.field(name)
+        if f is None or f.type == "VECTOR" or (sortable_only and "SORTABLE" not in f.flags):
+            if kind in ("apply", "filter"):
+                raise CommandError(f"Property `{name}` not loaded nor in pipeline")
+            if kind == "group":
+                raise CommandError(f"No such property `{name}`")
+            continue
+        for row in rows:
+            if name not in row and "__doc" in row:
+                row[name] = _load_field(idx, row["__doc"], name)
+        if show:
+            visible.append(name)
 
 
 def _aggregate_reply(ctx, rows):

@@ -39,6 +39,8 @@ _TEXT_FLAGS = {"NOSTEM", "NOINDEX", "WITHSUFFIXTRIE", "INDEXEMPTY", "INDEXMISSIN
 _TAG_FLAGS = {"CASESENSITIVE", "NOINDEX", "WITHSUFFIXTRIE", "INDEXEMPTY", "INDEXMISSING",
               "SORTABLE", "UNF"}
 _NUM_FLAGS = {"NOINDEX", "INDEXMISSING", "SORTABLE", "UNF"}
+_GEO_FLAGS = {"NOINDEX", "INDEXMISSING", "SORTABLE"}
+_GEOSHAPE_FLAGS = {"NOINDEX", "INDEXMISSING", "FLAT", "SPHERICAL"}
 _FLAT_PARAMS = {"TYPE", "DIM", "DISTANCE_METRIC", "INITIAL_CAP", "BLOCK_SIZE"}
 _HNSW_PARAMS = {"TYPE", "DIM", "DISTANCE_METRIC", "INITIAL_CAP", "M", "EF_CONSTRUCTION",
                 "EF_RUNTIME", "EPSILON"}
@@ -126,8 +128,9 @@ def parse_schema(args, i, on_json: bool, existing=()):
         options, flags = {}, []
         if ftype == "VECTOR":
             options, i = _parse_vector(args, i, alias)
-        elif ftype in ("TEXT", "TAG", "NUMERIC"):
-            allowed = {"TEXT": _TEXT_FLAGS, "TAG": _TAG_FLAGS, "NUMERIC": _NUM_FLAGS}[ftype]
+        elif ftype in ("TEXT", "TAG", "NUMERIC", "GEO", "GEOSHAPE"):
+            allowed = {"TEXT": _TEXT_FLAGS, "TAG": _TAG_FLAGS, "NUMERIC": _NUM_FLAGS,
+                       "GEO": _GEO_FLAGS, "GEOSHAPE": _GEOSHAPE_FLAGS}[ftype]
             if ftype == "TEXT":
                 options["WEIGHT"] = 1.0
             if ftype == "TAG":
@@ -175,7 +178,7 @@ _CREATE_1ARG = {b"LANGUAGE", b"LANGUAGE_FIELD", b"SCORE", b"SCORE_FIELD", b"PAYL
 @command("FT.CREATE", -2, ("write",), display="FT.CREATE")
 def ft_create(ctx, args):
     name = args[0]
-    on, prefixes, score = "HASH", [], 1.0
+    on, prefixes, score, stopwords = "HASH", [], 1.0, None
     i = 1
     while i < len(args):
         kw = args[i].upper()
@@ -196,7 +199,11 @@ def ft_create(ctx, args):
         elif kw == b"FILTER":
             return Error("FILTER expressions are not supported by nearkit")
         elif kw == b"STOPWORDS" and i + 1 < len(args):
-            i += 2 + parse_int(args[i + 1])
+            n = parse_int(args[i + 1])
+            if n < 0 or i + 2 + n > len(args):
+                return Error("Bad arguments for STOPWORDS: Could not convert argument to expected type")
+            stopwords = sorted({_t(w).lower() for w in args[i + 2:i + 2 + n]})
+            i += 2 + n
         elif kw == b"SCORE" and i + 1 < len(args):
             try:
                 score = float(args[i + 1])
@@ -214,7 +221,10 @@ def ft_create(ctx, args):
     if name in ctx.server.search.indexes:
         return Error("Index already exists")
     fields = parse_schema(args, i + 1, on == "JSON")
-    idx = SearchIndex(name, on, prefixes or [b""], fields, {"default_score": score})
+    options = {"default_score": score}
+    if stopwords is not None:
+        options["stopwords"] = stopwords  # a custom list (default: Redis's own)
+    idx = SearchIndex(name, on, prefixes or [b""], fields, options)
     ctx.server.search.create(idx)
     return OK
 
@@ -334,6 +344,8 @@ def ft_info(ctx, args):
             "last_run_time_ms", "gc_numeric_trees_missed", "gc_blocks_denied")])),
         (S("cursor_stats"), Map([(S("global_idle"), 0), (S("global_total"), 0),
                                  (S("index_capacity"), 128), (S("index_total"), 0)])),
+    ] + ([(S("stopwords_list"), [S(w) for w in idx.options["stopwords"]])]
+         if "stopwords" in idx.options else []) + [
         (S("dialect_stats"), Map([(S(f"dialect_{d}"), 0) for d in (1, 2, 3, 4)])),
         (S("Index Errors"), _errors_block(idx.failures, idx.last_error)),
         (S("field statistics"), field_stats),
@@ -392,7 +404,7 @@ def ft_search(ctx, args):
     if job is not None:
         return job  # the server runs it, batched with other connections' (KnnJob)
     idx = _index(ctx, args[0], "{name}: no such index")
-    req = execute.SearchRequest(query=_t(args[1]))
+    req = execute.SearchRequest(query=_t(args[1]), dialect=ctx.server.search.default_dialect)
     i = 2
     n_args = len(args)
     while i < n_args:
@@ -490,17 +502,39 @@ def ft_cursor(ctx, args):
     return execute.cursor(ctx, args)
 
 
+# FT.CONFIG options nearkit keeps (as Redis's search module names them), with their checks.
+_CONFIG_INT = {"MAXSEARCHRESULTS", "MAXAGGREGATERESULTS", "TIMEOUT", "DEFAULT_DIALECT",
+               "MINPREFIX", "MAXEXPANSIONS", "MAXPREFIXEXPANSIONS", "CURSOR_MAX_IDLE"}
+
+
 @command("FT.CONFIG", -3, ("readonly",), display="FT.CONFIG")
 def ft_config(ctx, args):
-    if args[0].upper() == b"GET":
-        conf = {"DEFAULT_DIALECT": "1", "MAXSEARCHRESULTS": "10000",
-                "MAXAGGREGATERESULTS": "10000", "TIMEOUT": "500"}
+    conf = ctx.server.search.config
+    sub = args[0].upper()
+    if sub == b"GET":
         name = _t(args[1]).upper()
         items = [(k, v) for k, v in conf.items() if name in ("*", k)]
         if ctx.resp3:
             return Map([(k, v) for k, v in items])
         return [[k, v] for k, v in items]
-    if args[0].upper() == b"SET":
+    if sub == b"SET":
+        if len(args) < 3:
+            return Error("ERR wrong number of arguments for 'FT.CONFIG' command")
+        name, value = _t(args[1]).upper(), _t(args[2])
+        if name not in conf:
+            return Error("Invalid option")
+        if name in _CONFIG_INT:
+            try:
+                n = int(value)
+            except ValueError:
+                return Error("Could not convert argument to expected type")
+            if name == "DEFAULT_DIALECT" and not 1 <= n <= 4:
+                return Error("Default dialect version cannot be higher than 4" if n > 4
+                             else "Default dialect version cannot be lower than 1")
+            if n < 0:
+                return Error("Value is outside acceptable bounds")
+            value = str(n)
+        conf[name] = value
         return OK
     return Error("Unknown subcommand")
 
@@ -522,7 +556,7 @@ def ft_explain(ctx, args):
     _index(ctx, args[0], "{name}: no such index")
     from .query import parse_query
 
-    params, dialect, i = {}, 1, 2
+    params, dialect, i = {}, ctx.server.search.default_dialect, 2
     while i < len(args):
         if args[i].upper() == b"PARAMS":
             params, i = parse_params(args, i)
@@ -535,6 +569,10 @@ def ft_explain(ctx, args):
         plan = parse_query(_t(args[1]), params, dialect)
     except QueryError as exc:
         return Error(str(exc))
+    for name in ([plan.knn.vector_param] if plan.knn is not None else []) + [
+            r.vector_param for r in plan.ranges]:
+        if name not in params:
+            return Error(f"No such parameter `{name}`")
     text = str(plan.tree)
     if plan.knn is not None:
         text = f"VECTOR {{{text} => KNN {plan.knn.k} @{plan.knn.field}}}"

@@ -30,6 +30,12 @@ from .vectors import BlobSizeError, VectorField
 log = logging.getLogger("nearkit.server")
 
 
+# Redis's default stop words: left out of queries (and of FT.INFO unless an index sets its own).
+DEFAULT_STOPWORDS = frozenset(
+    "a is the an and are as at be but by for if in into it no not of on or such that their "
+    "then there these they this to was will with".split())
+
+
 class FieldSpec:
     """One schema field as FT.CREATE declared it."""
 
@@ -38,7 +44,7 @@ class FieldSpec:
     def __init__(self, identifier: str, alias: str, type_: str, options: dict, flags: list):
         self.identifier = identifier
         self.alias = alias
-        self.type = type_  # TAG NUMERIC TEXT VECTOR (upper case)
+        self.type = type_  # TAG NUMERIC TEXT GEO GEOSHAPE VECTOR (upper case)
         self.options = options
         self.flags = flags
         self.path = jsonpath.parse(identifier) if identifier.startswith("$") else None
@@ -61,7 +67,9 @@ class SearchIndex:
         self.name = name
         self.on = on  # "HASH" or "JSON"
         self.prefixes = prefixes  # list[bytes]
-        self.options = options  # default_score etc.
+        self.options = options  # default_score, stopwords (a custom list) etc.
+        sw = options.get("stopwords")
+        self.stopwords = DEFAULT_STOPWORDS if sw is None else frozenset(sw)
         self.fields: list[FieldSpec] = []
         self.lock = RWLock()
         self.key_slot: dict[bytes, int] = {}
@@ -105,6 +113,9 @@ class SearchIndex:
                 schema[f.alias] = {"type": "numeric"}
             elif f.type == "TEXT":
                 schema[f.alias] = {"type": "text"}
+            elif f.type == "GEO":
+                schema[f.alias] = {"type": "geo"}
+            # GEOSHAPE fields are declared but not indexed: a query on one is an error.
         return schema
 
     def add_fields(self, fields: list, keyspace) -> None:
@@ -167,6 +178,8 @@ class SearchIndex:
                         vecs[f.alias] = vf.decode_list(raw)
                     except ValueError:
                         raise IndexingError("N/A") from None
+            elif f.type == "GEOSHAPE":
+                continue
             elif f.type == "NUMERIC":
                 if isinstance(raw, bytes):
                     raw = raw.decode("utf-8", "replace")
@@ -283,8 +296,17 @@ class SearchEngine:
         self.server = server
         self.indexes: dict[bytes, SearchIndex] = {}
         self._flush_scheduled = False
+        # FT.CONFIG values (strings, as FT.CONFIG GET shows them).
+        self.config = {"MAXSEARCHRESULTS": "10000", "MAXAGGREGATERESULTS": "10000",
+                       "TIMEOUT": "500", "DEFAULT_DIALECT": "1", "MINPREFIX": "2",
+                       "MAXEXPANSIONS": "200", "MAXPREFIXEXPANSIONS": "200",
+                       "CURSOR_MAX_IDLE": "300000", "ON_TIMEOUT": "return"}
         self.snapshot_writer = _snapshot.Writer()
         server.keyspace.listeners.append(self.on_key_change)
+
+    @property
+    def default_dialect(self) -> int:
+        return int(self.config["DEFAULT_DIALECT"])
 
     def on_key_change(self, key: bytes, value) -> None:
         for idx in self.indexes.values():

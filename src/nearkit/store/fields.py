@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from .filters import (
-    FIELD_TYPES, And, FilterError, MatchAll, Node, Not, Numeric, Optional, Or, Tag,
-    TextTerm, VectorRange, bind, numeric_value, tag_values, text_tokens,
+    FIELD_TYPES, And, FilterError, Geo, MatchAll, Node, Not, Numeric, Optional, Or, Tag,
+    TextTerm, VectorRange, bind, geo_distance_m, geo_value, numeric_value, tag_values,
+    text_tokens,
 )
 
 
@@ -56,6 +57,8 @@ class FieldIndex:
     def __init__(self, schema: dict):
         self.schema = normalize_schema(schema)
         self._numeric = {f: np.full(0, np.nan) for f, s in self.schema.items() if s["type"] == "numeric"}
+        # GEO: one (longitude, latitude) row per slot, NaN where absent.
+        self._geo = {f: np.full((0, 2), np.nan) for f, s in self.schema.items() if s["type"] == "geo"}
         self._inverted = {f: {} for f, s in self.schema.items() if s["type"] in ("tag", "text")}
         self._cache: dict = {}    # (field, term) -> sorted int64 slots; dropped when the term changes
         self._text_fields = [f for f, s in self.schema.items() if s["type"] == "text"]
@@ -84,6 +87,11 @@ class FieldIndex:
                     rec[f] = numeric_value(v)
                 except ValueError as exc:
                     raise ValueError(f"payload field {f!r}: {exc}") from None
+            elif t == "geo":
+                try:
+                    rec[f] = geo_value(v)
+                except ValueError as exc:
+                    raise ValueError(f"payload field {f!r}: {exc}") from None
             elif t == "tag":
                 if type(v) is str and sep not in v:  # one tag: skip the general splitter
                     tag = v.strip() if cs else v.strip().lower()
@@ -101,11 +109,18 @@ class FieldIndex:
                 grown = np.full(max(n_slots, 2 * col.shape[0], 1024), np.nan)
                 grown[: col.shape[0]] = col
                 self._numeric[f] = grown
+        for f, col in self._geo.items():
+            if col.shape[0] < n_slots:
+                grown = np.full((max(n_slots, 2 * col.shape[0], 1024), 2), np.nan)
+                grown[: col.shape[0]] = col
+                self._geo[f] = grown
 
     def insert(self, slot: int, rec: dict) -> None:
         for f, v in rec.items():
             if f in self._numeric:
                 self._numeric[f][slot] = v
+            elif f in self._geo:
+                self._geo[f][slot] = v
             else:
                 inv = self._inverted[f]
                 for term in v:
@@ -117,6 +132,9 @@ class FieldIndex:
         for f in self._numeric:
             vals = np.array([r.get(f, np.nan) for r in recs], dtype=np.float64)
             self._numeric[f][slots] = vals
+        for f in self._geo:
+            self._geo[f][slots] = np.array([r.get(f, (np.nan, np.nan)) for r in recs],
+                                           dtype=np.float64).reshape(-1, 2)
         for f, inv in self._inverted.items():
             for slot, r in zip(slots.tolist(), recs):
                 for term in r.get(f, ()):
@@ -130,6 +148,8 @@ class FieldIndex:
     def remove(self, slot: int, rec: dict) -> None:
         for f in self._numeric:
             self._numeric[f][slot] = np.nan
+        for f in self._geo:
+            self._geo[f][slot] = np.nan
         for f, terms in rec.items():
             if f in self._inverted:
                 inv = self._inverted[f]
@@ -170,6 +190,10 @@ class FieldIndex:
             lo = col >= node.lo if node.lo_inclusive else col > node.lo
             hi = col <= node.hi if node.hi_inclusive else col < node.hi
             return lo & hi
+        if isinstance(node, Geo):
+            col = self._geo[node.field][:n]
+            with np.errstate(invalid="ignore"):
+                return geo_distance_m(node.lon, node.lat, col[:, 0], col[:, 1]) <= node.radius_m
         if isinstance(node, Tag):
             cs = self.schema[node.field]["case_sensitive"]
             fold = (lambda v: v) if cs else str.lower
@@ -216,6 +240,8 @@ class FieldIndex:
         out = {}
         for f, col in self._numeric.items():
             out[f"num:{f}"] = col[:n_slots]
+        for f, col in self._geo.items():
+            out[f"geo:{f}"] = col[:n_slots]
         for f, inv in self._inverted.items():
             terms = list(inv)
             out[f"terms:{f}"], out[f"terms_off:{f}"] = pack_strings(terms)
@@ -233,6 +259,11 @@ class FieldIndex:
             if col.shape != (n_slots,):
                 raise ValueError(f"numeric column {f!r} has shape {col.shape}, expected ({n_slots},)")
             self._numeric[f][:n_slots] = col
+        for f in self._geo:
+            col = sections[f"geo:{f}"]
+            if col.shape != (n_slots, 2):
+                raise ValueError(f"geo column {f!r} has shape {col.shape}, expected ({n_slots}, 2)")
+            self._geo[f][:n_slots] = col
         for f in self._inverted:
             terms = unpack_strings(sections[f"terms:{f}"], sections[f"terms_off:{f}"])
             off, post = sections[f"post_off:{f}"], sections[f"post:{f}"]

@@ -29,12 +29,17 @@ from dataclasses import dataclass
 
 __all__ = [
     "And", "FilterError", "FilterSyntaxError", "MatchAll", "Node", "Not", "Numeric",
-    "Optional", "Or", "Tag", "TextTerm", "VectorRange",
+    "Optional", "Or", "Tag", "TextTerm", "VectorRange", "Geo",
     "bind", "from_python", "matches", "parse_filter", "parse_prefix", "to_filter",
     "text_tokens", "tag_values", "FIELD_TYPES",
 ]
 
-FIELD_TYPES = ("tag", "numeric", "text")
+FIELD_TYPES = ("tag", "numeric", "text", "geo")
+
+# Redis's GEO radius units in metres, and the earth radius its haversine uses.
+GEO_UNITS = {"m": 1.0, "km": 1000.0, "mi": 1609.34, "ft": 0.3048}
+EARTH_RADIUS_M = 6372797.560856
+GEO_LAT_LIMIT = 85.05112878
 
 
 class FilterError(ValueError):
@@ -97,6 +102,53 @@ class Numeric(Node):
         lo_ok = x >= self.lo if self.lo_inclusive else x > self.lo
         hi_ok = x <= self.hi if self.hi_inclusive else x < self.hi
         return lo_ok and hi_ok
+
+
+@dataclass(frozen=True)
+class Geo(Node):
+    """Field's point lies within ``radius`` ``unit`` of (lon, lat) (Redis's haversine)."""
+
+    field: str
+    lon: float
+    lat: float
+    radius: float
+    unit: str = "m"
+
+    def __str__(self):
+        return f"@{self.field}:[{_num(self.lon)} {_num(self.lat)} {_num(self.radius)} {self.unit}]"
+
+    @property
+    def radius_m(self) -> float:
+        return self.radius * GEO_UNITS[self.unit]
+
+
+def geo_value(value):
+    """A "lon,lat" payload value as (lon, lat) floats (None if absent); ValueError if invalid."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        parts = list(value)
+    else:
+        parts = str(value).replace(",", " ").split()
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lon, lat = float(parts[0]), float(parts[1])
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid geo value {value!r}: expected 'longitude,latitude'") from None
+    if not (-180.0 <= lon <= 180.0 and -GEO_LAT_LIMIT <= lat <= GEO_LAT_LIMIT):
+        raise ValueError(f"invalid geo value {value!r}: longitude or latitude out of range")
+    return lon, lat
+
+
+def geo_distance_m(lon1, lat1, lon2, lat2):
+    """Haversine distance in metres (numpy arrays or floats)."""
+    import numpy as np
+
+    lon1, lat1, lon2, lat2 = (np.radians(x) for x in (lon1, lat1, lon2, lat2))
+    a = (np.sin((lat2 - lat1) / 2) ** 2
+         + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2)
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
 
 
 @dataclass(frozen=True)
@@ -326,6 +378,13 @@ class _Parser:
         return _and(parts)
 
     def unary(self) -> Node:
+        node = self._unary()
+        self.skip_ws()
+        if self.s.startswith("=>{", self.i):
+            self.attributes()
+        return node
+
+    def _unary(self) -> Node:
         c = self.peek()
         if c == "-":
             self.i += 1
@@ -462,6 +521,8 @@ class _Parser:
             start = self.i
             if self.i < self.n and self.s[self.i] == "$":
                 values.append(self.param())
+            elif self.i < self.n and self.s[self.i] == '"':  # {"a-b"}: the quoted text as is
+                values.append(self.quoted_tag(open_at))
             else:
                 buf, raw_end, prefix = [], None, False
                 while self.i < self.n:
@@ -499,6 +560,42 @@ class _Parser:
             self.error("expected '|' or '}' in tag list")
         return Tag(field, tuple(values), tuple(prefixes))
 
+    def quoted_tag(self, open_at: int) -> str:
+        start = self.i
+        self.i += 1
+        buf = []
+        while self.i < self.n and self.s[self.i] != '"':
+            if self.s[self.i] == "\\" and self.i + 1 < self.n:
+                self.i += 1
+            buf.append(self.s[self.i])
+            self.i += 1
+        if self.i >= self.n:
+            self.error(f"unterminated quoted tag (opened at offset {start})", start)
+        self.i += 1
+        if not buf:
+            self.error("empty tag", start)
+        return "".join(buf)
+
+    def attributes(self) -> dict:
+        """``=>{$name: value; ...}`` after an expression (weight, slop, inorder, phonetic):
+        accepted and returned; nearkit's filters do not score, so none changes a match."""
+        start = self.i
+        self.i += 3  # '=>{'
+        close = self.s.find("}", self.i)
+        if close < 0:
+            self.error("unterminated query attributes", start)
+        out = {}
+        for item in self.s[self.i:close].split(";"):
+            if not item.strip():
+                continue
+            name, sep, value = item.partition(":")
+            name, value = name.strip(), value.strip()
+            if not sep or not name.startswith("$") or not value:
+                self.error("expected $name: value in query attributes", start)
+            out[name[1:].lower()] = value
+        self.i = close + 1
+        return out
+
     def number(self, what: str) -> tuple[float, bool]:
         self.skip_ws()
         inclusive = True
@@ -535,11 +632,35 @@ class _Parser:
         if self.s.startswith("VECTOR_RANGE", self.i):
             return self.vector_range(field)
         lo, lo_inc = self.number("lower")
+        if self.peek() == "]":  # @n:[4] is @n:[4 4]
+            self.i += 1
+            return Numeric(field, lo, lo, lo_inc, lo_inc)
         hi, hi_inc = self.number("upper")
+        if self.peek() not in ("]", ""):  # @g:[lon lat radius unit]
+            return self.geo_radius(field, lo, hi)
         if self.peek() != "]":
             self.error("expected ']' after the two bounds of a numeric range")
         self.i += 1
         return Numeric(field, lo, hi, lo_inc, hi_inc)
+
+    def geo_radius(self, field, lon, lat) -> Node:
+        radius, _ = self.number("radius")
+        self.skip_ws()
+        start = self.i
+        if self.i < self.n and self.s[self.i] == "$":
+            unit = self.param().strip()
+        else:
+            m = re.compile(r"[A-Za-z]+").match(self.s, self.i)
+            unit = m.group(0) if m else ""
+            self.i = m.end() if m else self.i
+        if unit.lower() not in GEO_UNITS:
+            self.error("expected a geo radius unit (m, km, mi, ft)", start)
+        if self.peek() != "]":
+            self.error("expected ']' after a geo radius")
+        self.i += 1
+        if radius < 0:
+            self.error("a geo radius cannot be negative", start)
+        return Geo(field, lon, lat, radius, unit.lower())
 
     def vector_range(self, field) -> Node:
         self.i += len("VECTOR_RANGE")
@@ -737,6 +858,11 @@ def bind(node: Node, schema: dict) -> Node:
                 raise FilterError(f"text filter on {node.field!r} has no words")
             return _or(alts)
         raise FilterError(f"field {node.field!r} is {t}, not tag: use a numeric range")
+    if isinstance(node, Geo):
+        t = _field_type(schema, node.field)
+        if t != "geo":
+            raise FilterError(f"field {node.field!r} is {t}, not geo: a radius does not apply")
+        return node
     if isinstance(node, Numeric):
         t = _field_type(schema, node.field)
         if t != "numeric":
@@ -803,6 +929,12 @@ def matches(node: Node, payload: dict | None, schema: dict) -> bool:
         except ValueError:
             return False
         return v is not None and node.test(v)
+    if isinstance(node, Geo):
+        try:
+            p = geo_value(payload.get(node.field))
+        except ValueError:
+            return False
+        return p is not None and float(geo_distance_m(node.lon, node.lat, *p)) <= node.radius_m
     if isinstance(node, TextTerm):
         fields = [node.field] if node.field else [f for f in schema if _spec(schema, f)["type"] == "text"]
         word = node.word.lower()

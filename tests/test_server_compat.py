@@ -1,0 +1,206 @@
+"""What redis-py's and redisvl's own test suites need from the server (issue 16): GEO
+fields, INFO fields, aggregation, query syntax, ... Each scenario runs on nearkit with
+its expected answer, and (when the reference Redis Stack 7.4 can be started here) on both
+servers, whose answers must be equal."""
+
+import os
+import signal
+
+import pytest
+
+redis = pytest.importorskip("redis")
+
+from server_helpers import ThreadServer, start_reference_redis  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def nk():
+    s = ThreadServer()
+    yield redis.Redis(port=s.port, decode_responses=True, protocol=2)
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def ref():
+    started = start_reference_redis()
+    if started is None:
+        pytest.skip("reference Redis with the search module cannot be started here")
+    port, pid = started
+    yield redis.Redis(port=port, decode_responses=True, protocol=2)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+
+
+SCENARIOS = {}
+
+
+def scenario(fn):
+    SCENARIOS[fn.__name__] = fn
+    return fn
+
+
+def pytest_generate_tests(metafunc):
+    # Every scenario defined anywhere in this module also runs on the reference.
+    if metafunc.function.__name__ == "test_matches_reference":
+        metafunc.parametrize("name", sorted(SCENARIOS))
+
+
+def test_matches_reference(nk, ref, name):
+    assert SCENARIOS[name](nk) == SCENARIOS[name](ref)
+
+
+def _search(r, index, query, *args):
+    reply = r.execute_command("FT.SEARCH", index, query, *args, "DIALECT", "2")
+    return reply[0], reply[1:]
+
+
+@scenario
+def geo_radius(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "g", "ON", "HASH", "PREFIX", "1", "p:", "SCHEMA",
+                      "loc", "GEO", "n", "NUMERIC", "SORTABLE")
+    r.hset("p:1", mapping={"loc": "-122.4194,37.7749", "n": 1})  # San Francisco
+    r.hset("p:2", mapping={"loc": "-122.2711,37.8044", "n": 2})  # Oakland, ~13 km away
+    r.hset("p:3", mapping={"loc": "-118.2437,34.0522", "n": 3})  # Los Angeles, ~560 km
+    r.hset("p:4", mapping={"loc": "not a point", "n": 4})  # an indexing failure
+    out = {}
+    for q in ["@loc:[-122.4194 37.7749 1 m]", "@loc:[-122.4194 37.7749 20 km]",
+              "@loc:[-122.4194 37.7749 12 mi]", "@loc:[-122.4194 37.7749 600 km]",
+              "-@loc:[-122.4194 37.7749 20 km]", "@loc:[$lon $lat $r $u]", "@n:[2]"]:
+        out[q] = _search(r, "g", q, "NOCONTENT", "SORTBY", "n", "PARAMS", "8", "lon",
+                         "-122.3", "lat", "37.8", "r", "5", "u", "km")
+    info = r.ft("g").info()
+    out["failures"] = int(info["hash_indexing_failures"])
+    out["types"] = [a[5] for a in info["attributes"]]
+    return out
+
+
+def test_geo_radius_queries(nk):
+    out = geo_radius(nk)
+    assert out["@loc:[-122.4194 37.7749 1 m]"] == (1, ["p:1"])
+    assert out["@loc:[-122.4194 37.7749 20 km]"] == (2, ["p:1", "p:2"])
+    assert out["@loc:[-122.4194 37.7749 12 mi]"] == (2, ["p:1", "p:2"])
+    assert out["@loc:[-122.4194 37.7749 600 km]"] == (3, ["p:1", "p:2", "p:3"])
+    assert out["-@loc:[-122.4194 37.7749 20 km]"] == (1, ["p:3"])
+    assert out["@loc:[$lon $lat $r $u]"] == (1, ["p:2"])
+    assert out["@n:[2]"] == (1, ["p:2"])
+    assert out["failures"] == 1 and out["types"] == ["GEO", "NUMERIC"]
+
+
+def test_geo_query_errors(nk):
+    geo_radius(nk)
+    for bad in ["@loc:[1 2 3 parsecs]", "@loc:[1 2 -3 km]", "@loc:[1 2 3]"]:
+        with pytest.raises(redis.ResponseError):
+            _search(nk, "g", bad)
+
+
+
+@scenario
+def aggregate_implicit_load(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "a", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA",
+                      "t1", "TAG", "SORTABLE", "age", "NUMERIC", "name", "TEXT",
+                      "s", "NUMERIC", "SORTABLE", "x", "TAG")
+    for i, (t, age, nm, x) in enumerate([("a", 20, "bob", "p"), ("b", 35, "al", "q"),
+                                         ("a", 28, "cy", "q"), ("c", 40, "di", "p")]):
+        r.hset(f"d:{i}", mapping={"t1": t, "age": age, "name": nm, "s": i, "x": x, "extra": "e"})
+    out = {}
+    for q in [("SORTBY", "2", "@t1", "ASC"), ("SORTBY", "2", "@age", "DESC"),
+              ("SORTBY", "2", "@name", "ASC"), ("LOAD", "1", "@name", "SORTBY", "2", "@s", "DESC"),
+              ("APPLY", "@s*10", "AS", "y", "SORTBY", "2", "@y", "ASC"),
+              ("GROUPBY", "1", "@t1", "REDUCE", "COUNT_DISTINCT", "1", "@x", "AS", "n"),
+              ("GROUPBY", "1", "@x", "REDUCE", "SUM", "1", "@age", "AS", "n"),
+              ("APPLY", "@age*10", "AS", "y"), ("FILTER", "@age<30"), ("GROUPBY", "1", "@extra")]:
+        try:
+            reply = r.execute_command("FT.AGGREGATE", "a", "*", *q)
+            rows = reply[1:]
+            out[q] = sorted(rows) if q[0] == "GROUPBY" else rows
+        except redis.ResponseError as exc:
+            out[q] = str(exc)
+    return out
+
+
+def test_aggregate_loads_what_the_pipeline_names(nk):
+    out = aggregate_implicit_load(nk)
+    assert out[("SORTBY", "2", "@t1", "ASC")] == [["t1", "a"], ["t1", "a"], ["t1", "b"], ["t1", "c"]]
+    assert out[("SORTBY", "2", "@age", "DESC")] == [["age", v] for v in ("40", "35", "28", "20")]
+    assert out[("APPLY", "@s*10", "AS", "y", "SORTBY", "2", "@y", "ASC")] == [
+        ["s", str(i), "y", str(10 * i)] for i in range(4)]
+    assert out[("GROUPBY", "1", "@t1", "REDUCE", "COUNT_DISTINCT", "1", "@x", "AS", "n")] == [
+        ["t1", "a", "n", "2"], ["t1", "b", "n", "1"], ["t1", "c", "n", "1"]]
+    assert out[("GROUPBY", "1", "@x", "REDUCE", "SUM", "1", "@age", "AS", "n")] == [
+        ["x", "p", "n", "60"], ["x", "q", "n", "63"]]
+    # APPLY/FILTER read only SORTABLE fields without LOAD; GROUPBY only schema fields.
+    assert out[("APPLY", "@age*10", "AS", "y")] == "Property `age` not loaded nor in pipeline"
+    assert out[("FILTER", "@age<30")] == "Property `age` not loaded nor in pipeline"
+    assert out[("GROUPBY", "1", "@extra")] == "No such property `extra`"
+
+
+@scenario
+def query_syntax(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "q", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA",
+                      "title", "TEXT", "f", "TAG", "n", "NUMERIC")
+    for i, (t, f, n) in enumerate([("quick brown fox", "a-b", 1), ("lazy dog", "c d", 2),
+                                   ("fox and dog", "a-b,e", 3), ("hello world", "x", 4)]):
+        r.hset(f"d:{i}", mapping={"title": t, "f": f, "n": n})
+    out = {}
+    for q in ["(@title:fox) AND (@n:[1 3])", "(@title:fox)=>{$weight: 2.0}", '@f:{"a-b"}',
+              '@f:{"c d"}', "@f:{a\\-b}", "fox AND dog", "@title:fox=>{$weight:3; $slop:1}",
+              "(@title:dog)=>{$inorder:true}", "the", "@n:[3]"]:
+        out[q] = _search(r, "q", q, "NOCONTENT", "SORTBY", "n")
+    return out
+
+
+def test_query_syntax_redis_accepts(nk):
+    out = query_syntax(nk)
+    assert out["(@title:fox) AND (@n:[1 3])"] == (2, ["d:0", "d:2"])  # AND: a stop word
+    assert out["(@title:fox)=>{$weight: 2.0}"] == (2, ["d:0", "d:2"])
+    assert out['@f:{"a-b"}'] == (2, ["d:0", "d:2"]) == out["@f:{a\\-b}"]
+    assert out['@f:{"c d"}'] == (1, ["d:1"])
+    assert out["fox AND dog"] == (1, ["d:2"])
+    assert out["@title:fox=>{$weight:3; $slop:1}"] == (2, ["d:0", "d:2"])
+    assert out["(@title:dog)=>{$inorder:true}"] == (2, ["d:1", "d:2"])
+    assert out["the"] == (0, [])
+    assert out["@n:[3]"] == (1, ["d:2"])
+
+
+@scenario
+def ft_config_and_stopwords(r):
+    r.flushall()
+    out = {}
+    for name, value in [("TIMEOUT", "100"), ("TIMEOUT", "null"), ("DEFAULT_DIALECT", "7"),
+                        ("NOPE", "1"), ("DEFAULT_DIALECT", "2")]:
+        try:
+            out[(name, value)] = r.execute_command("FT.CONFIG", "SET", name, value)
+        except redis.ResponseError as exc:
+            out[(name, value)] = str(exc)
+    out["timeout"] = r.execute_command("FT.CONFIG", "GET", "TIMEOUT")
+    out["dialect"] = r.execute_command("FT.CONFIG", "GET", "DEFAULT_DIALECT")
+    r.execute_command("FT.CREATE", "sw", "PREFIX", "1", "s:", "STOPWORDS", "2", "foo", "Bar",
+                      "SCHEMA", "t", "TEXT", "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32",
+                      "DIM", "2", "DISTANCE_METRIC", "L2")
+    r.hset("s:1", mapping={"t": "foo and bar", "v": b"\0" * 8})
+    info = r.execute_command("FT.INFO", "sw")
+    out["stopwords_list"] = info[info.index("stopwords_list") + 1]
+    out["and"] = _search(r, "sw", "and", "NOCONTENT")
+    out["foo"] = _search(r, "sw", "foo", "NOCONTENT")
+    # DEFAULT_DIALECT 2: a KNN query without DIALECT is accepted.
+    out["knn"] = r.execute_command("FT.SEARCH", "sw", "*=>[KNN 1 @v $b]", "PARAMS", "2", "b",
+                                   b"\0" * 8, "NOCONTENT")
+    r.execute_command("FT.CONFIG", "SET", "DEFAULT_DIALECT", "1")
+    r.execute_command("FT.CONFIG", "SET", "TIMEOUT", "500")
+    return out
+
+
+def test_ft_config_and_stopwords(nk):
+    out = ft_config_and_stopwords(nk)
+    assert out[("TIMEOUT", "100")] == "OK" and out["timeout"] == [["TIMEOUT", "100"]]
+    assert out[("TIMEOUT", "null")] == "Could not convert argument to expected type"
+    assert out[("DEFAULT_DIALECT", "7")] == "Default dialect version cannot be higher than 4"
+    assert out[("NOPE", "1")] == "Invalid option"
+    assert out["dialect"] == [["DEFAULT_DIALECT", "2"]]
+    assert out["stopwords_list"] == ["bar", "foo"]
+    assert out["and"] == (1, ["s:1"])  # a custom list replaces the default one
+    assert out["foo"] == (0, [])
+    assert out["knn"] == [1, "s:1"]
