@@ -169,14 +169,33 @@ def test_holes_in_ids():
 def test_deliberate_divergences():
     t = filled(NkAnnoy, "angular", data("angular", 20, 4))
     t.build(2)
-    with pytest.raises(Exception, match="You can't add an item to a built index"):
-        t.add_item(30, [1, 2, 3, 4])  # annoy would corrupt its forest here
+    with pytest.raises(AttributeError):
+        t.f = 2
     with pytest.raises(ValueError, match="positive"):
         NkAnnoy(0, "angular")
     with pytest.raises(ValueError, match="n_jobs"):
         filled(NkAnnoy, "angular", data("angular", 20, 4)).build(2, n_jobs=0)
-    with pytest.raises(AttributeError):
-        t.f = 2
+
+
+def test_add_item_after_build_is_accepted_as_in_annoy():
+    x = data("euclidean", 300, 6, seed=3)
+    real, ours = filled(RealAnnoy, "euclidean", x), filled(NkAnnoy, "euclidean", x)
+    real.build(4, n_jobs=1)
+    ours.build(4, n_jobs=1)
+    moved = [9.0] * 6
+    # an existing id: annoy keeps its tree place and scores it with the new vector
+    assert real.add_item(5, moved) is None and ours.add_item(5, moved) is None
+    for t in (real, ours):
+        assert t.get_item_vector(5) == moved
+        assert t.get_distance(5, 5) == 0.0
+        assert t.get_n_items() == 300
+    ids, dist = ours.get_nns_by_vector(x[5], 300, search_k=-2, include_distances=True)
+    assert ids[-1] == 5 and dist[-1] == pytest.approx(np.linalg.norm(x[5] - 9.0), rel=1e-5)
+    # a new id: annoy would overwrite a tree node; here it joins the trees
+    ours.add_item(300, [20.0] * 6)
+    assert ours.get_n_items() == 301
+    assert ours.get_nns_by_vector([20.0] * 6, 1, search_k=-2) == [300]
+    assert ours.get_nns_by_vector([20.0] * 6, 1) == [300]
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -308,8 +327,13 @@ def test_damaged_annoy_files_refused(tmp_path):
     raw[split * node + 8: split * node + 12] = np.int32(10**7).tobytes()
     bad = tmp_path / "bad.ann"
     bad.write_bytes(bytes(raw))
-    with pytest.raises(OSError, match="outside the file"):
-        NkAnnoy(4, "euclidean").load(str(bad))
+    # load maps the file without reading it (O(1), as annoy); the query that
+    # reaches the damaged node refuses it instead of reading past the file
+    damaged = NkAnnoy(4, "euclidean")
+    damaged.load(str(bad))
+    with pytest.raises(ValueError, match="outside the file"):
+        for v in x:
+            damaged.get_nns_by_vector(v, 5, search_k=-2)
     # a file of the right size for another f/metric: same node size, wrong structure
     noise = tmp_path / "noise.ann"
     noise.write_bytes(np.random.default_rng(0).integers(0, 2**31, 64 * 8, dtype=np.int32).tobytes())

@@ -6,19 +6,26 @@ Same methods, arguments, return types, distances and exceptions as annoy 1.17.3
 (see docs of ``annoy``), and the same file format both ways: ``load()`` opens
 ``.ann`` files written by annoy, and ``save()`` writes files annoy can open.
 
+Loading maps the file and searches annoy's node array in place (C++,
+``nearkit._core.AnnoyNodes``): O(1) in the file size, shared between processes,
+and a query on an annoy file visits the nodes in annoy's own order, so the
+answers are annoy's. An index built here searches nearkit's tree forest.
+
 Deliberate differences (each one replaces a crash or a silent corruption in annoy):
 
-- ``add_item`` on a built index raises ``Exception("You can't add an item to a
-  built index")`` (annoy accepts it and corrupts the forest); call ``unbuild()``.
+- ``add_item`` on a built (unsaved) index is accepted, as in annoy 1.17.3: an
+  existing id gets its new vector (scored with it, trees unchanged, as annoy);
+  a new id is inserted into the trees (annoy overwrites a tree node with it).
 - ``f <= 0`` raises ``ValueError`` (annoy aborts the interpreter on the first add);
   ``f`` is read-only.
 - ``build(n_jobs=0)`` and ``build(n_trees < -1)`` raise ``ValueError``
   (annoy silently builds 0 trees / an odd count).
 - The same seed gives the same forest whatever ``n_jobs`` is (annoy's forest
   depends on the thread count).
-- ``load`` checks the tree structure and raises ``OSError`` for a file whose
-  nodes do not form a forest for this ``f`` and metric (annoy loads it and
-  answers garbage).
+- ``load`` checks the roots, and searches check every node they visit: a file
+  whose nodes do not form a forest for this ``f`` and metric raises ``OSError``
+  on load or ``ValueError`` on the query that meets the damage (annoy answers
+  garbage or crashes).
 - ``on_disk_build`` keeps item vectors in a file beside ``fn`` until ``build()``
   writes the index into ``fn``.
 """
@@ -26,15 +33,17 @@ Deliberate differences (each one replaces a crash or a silent corruption in anno
 from __future__ import annotations
 
 import errno as _errno
+import mmap
 import operator
 import os
+import stat
 import sys
 import warnings
 
 import numpy as np
 
 from .. import _core
-from ..indexes.trees import TREE_METRIC_CODES, _DiskRows, pack_bits
+from ..indexes.trees import TREE_METRIC_CODES, _DiskRows, pack_bits, unpack_bits
 
 _METRICS = ("angular", "euclidean", "manhattan", "hamming", "dot")
 _CORE_METRIC = {"angular": "cosine", "euclidean": "l2", "manhattan": "manhattan",
@@ -43,6 +52,9 @@ _DEFAULT_SEED = 0
 _INT_MAX = 2**31 - 1
 _INT_MIN = -(2**31)
 _MISSING = object()
+# metric codes of cpp/annoy_nodes.h (4 = hamming, 3 = dot are tested below by number)
+_NODE_CODES = {"angular": 0, "euclidean": 1, "manhattan": 2, "dot": 3, "hamming": 4}
+_F32 = np.dtype(np.float32)
 
 
 def _c_int(value) -> int:
@@ -96,7 +108,9 @@ class AnnoyIndex:
         if f <= 0:
             raise ValueError(f"f must be a positive number of dimensions, got {f}")
         self._f = f
+        self._shape = (f,)
         self._metric = metric
+        self._code = _NODE_CODES[metric]
         self._layout = _Layout(metric, f)
         self._verbose = False
         self._on_disk_done = False
@@ -111,11 +125,14 @@ class AnnoyIndex:
         self._core_rows = None
         self._n_trees = 0
         self._built = False
-        self._loaded = False
+        self._nodes = None  # a loaded file: annoy's node array, searched in place
         self._seed = _DEFAULT_SEED
         self._disk: _DiskRows | None = None
         self._disk_path: str | None = None
-        self._mmap = None
+
+    @property
+    def _loaded(self) -> bool:
+        return self._nodes is not None
 
     @property
     def f(self) -> int:
@@ -123,21 +140,37 @@ class AnnoyIndex:
 
     # -- items -------------------------------------------------------------------
     def _vector(self, vector) -> np.ndarray:
-        n = len(vector)  # TypeError: object of type 'X' has no len()
-        if n != self._f:
-            raise IndexError(f"Vector has wrong length (expected {self._f}, got {n})")
-        if isinstance(vector, np.ndarray) and vector.ndim == 1 and vector.dtype.kind in "biuf":
+        """One vector as float32 (hamming: 0/1), with annoy's errors for bad input."""
+        if type(vector) is np.ndarray and vector.ndim == 1 and vector.dtype.kind in "biuf":
+            if vector.shape[0] != self._f:
+                raise IndexError(f"Vector has wrong length (expected {self._f}, got {vector.shape[0]})")
             out = vector.astype(np.float32)
         else:
-            out = np.empty(self._f, np.float32)
-            for z in range(self._f):
-                item = vector[z]  # TypeError: 'X' object is not subscriptable
-                if isinstance(item, (str, bytes)) or not hasattr(item, "__float__"):
-                    raise TypeError(f"must be real number, not {type(item).__name__}")
-                out[z] = float(item)
+            n = len(vector)  # TypeError: object of type 'X' has no len()
+            if n != self._f:
+                raise IndexError(f"Vector has wrong length (expected {self._f}, got {n})")
+            if type(vector) in (list, tuple) and all(type(x) is float or type(x) is int for x in vector):
+                out = np.array(vector, dtype=np.float32)
+            else:
+                out = np.empty(self._f, np.float32)
+                for z in range(self._f):
+                    item = vector[z]  # TypeError: 'X' object is not subscriptable
+                    if isinstance(item, (str, bytes)) or not hasattr(item, "__float__"):
+                        raise TypeError(f"must be real number, not {type(item).__name__}")
+                    out[z] = float(item)
         if self._metric == "hamming":
             out = (out > 0.5).astype(np.float32)
         return out
+
+    def _query_vector(self, vector) -> np.ndarray:
+        """A query as the searches take it: float32, or packed words for hamming."""
+        if (self._code != 4 and type(vector) is np.ndarray and vector.dtype == _F32
+                and vector.shape == self._shape and vector.flags.c_contiguous):
+            return vector
+        x = self._vector(vector)
+        if self._code == 4:
+            return pack_bits(x[None, :].astype(np.uint8), self._f)[0]
+        return x
 
     def _check_item(self, i) -> int:
         i = _c_int(i)
@@ -152,12 +185,9 @@ class AnnoyIndex:
         i = _c_int(i)
         if i < 0:
             raise IndexError("Item index can not be negative")
-        if self._loaded:
+        if self._nodes is not None:
             _report("You can't add an item to a loaded index")
             raise Exception("You can't add an item to a loaded index")
-        if self._built:
-            _report("You can't add an item to a built index")
-            raise Exception("You can't add an item to a built index")
         v = self._vector(vector)
         if i >= self._vecs.shape[0]:
             cap = max(i + 1, int(self._vecs.shape[0] * 1.5) + 16)
@@ -172,13 +202,33 @@ class AnnoyIndex:
             flags[: self._n_items] = self._is_item[: self._n_items]
             self._is_item = flags
         self._vecs[i] = v
+        new = not self._is_item[i]
         self._is_item[i] = True
         self._n_items = max(self._n_items, i + 1)
+        if self._built:
+            self._add_after_build(i, new)
+
+    def _add_after_build(self, i, new):
+        """annoy 1.17.3 accepts add_item on a built index without an error. An
+        existing item keeps its place in the trees and is scored with its new
+        vector (as in annoy); a new item is inserted into the trees (annoy would
+        overwrite a tree node with it and damage the forest)."""
+        n = self._n_items
+        if n > self._core_rows.shape[0]:
+            grown = np.zeros((max(n, int(self._core_rows.shape[0] * 1.5) + 16),) + self._core_rows.shape[1:],
+                             self._core_rows.dtype)
+            grown[: self._core_rows.shape[0]] = self._core_rows
+            self._core_rows = grown
+        self._core_rows[i] = self._core_vectors(self._vecs[i: i + 1])[0]
+        if new:
+            self._forest.insert(self._core_rows[:n], np.array([i], np.int32))
 
     def get_item_vector(self, i, /):
         """The stored vector of item ``i`` as a list of floats."""
+        if self._nodes is not None:
+            return self._nodes.item(i if type(i) is int else _c_int(i), self._f)
         i = self._check_item(i)
-        return self._raw(np.array([i]))[0].tolist()
+        return self._vecs[i].tolist()
 
     def get_n_items(self) -> int:
         return self._n_items
@@ -188,12 +238,8 @@ class AnnoyIndex:
 
     def _raw(self, ids: np.ndarray) -> np.ndarray:
         """float32 rows of the given ids as annoy stores them (hamming: 0/1)."""
-        if self._loaded and self._metric == "hamming":
-            words = np.ascontiguousarray(self._mmap_vec[ids])
-            bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")[:, : self._f]
-            return bits.astype(np.float32)
-        if self._loaded:
-            return np.ascontiguousarray(self._mmap_vec[ids], dtype=np.float32)
+        if self._nodes is not None:
+            return np.array([self._nodes.item(int(i), self._f) for i in ids], np.float32).reshape(-1, self._f)
         return self._vecs[ids]
 
     # -- distances as annoy reports them ------------------------------------------
@@ -218,9 +264,11 @@ class AnnoyIndex:
 
     def get_distance(self, i, j, /) -> float:
         """Distance between items i and j (angular: sqrt(2 - 2 cos); dot: the inner product)."""
+        if self._nodes is not None:
+            return self._nodes.distance(_c_int(i), _c_int(j))
         i, j = self._check_item(i), self._check_item(j)
-        rows = self._raw(np.array([i, j]))
-        return float(self._distances(rows[0], rows[1:2])[0])
+        x, y = self._vecs[i], self._vecs[j]
+        return float(self._distances(x, y[None, :])[0])
 
     # -- building -------------------------------------------------------------------
     def _core_vectors(self, vecs: np.ndarray) -> np.ndarray:
@@ -243,7 +291,7 @@ class AnnoyIndex:
         """Build a forest of ``n_trees`` trees (-1: as many as fit in twice the item
         memory); ``n_jobs`` threads (-1: all cores). No items can be added afterwards."""
         n_trees, n_jobs = _c_int(n_trees), _c_int(n_jobs)
-        if self._loaded:
+        if self._nodes is not None:
             _report("You can't build a loaded index")
             raise Exception("You can't build a loaded index")
         if self._built:
@@ -281,7 +329,7 @@ class AnnoyIndex:
 
     def unbuild(self):
         """Drop the trees (items stay) so that items can be added again."""
-        if self._loaded:
+        if self._nodes is not None:
             _report("You can't unbuild a loaded index")
             raise Exception("You can't unbuild a loaded index")
         self._forest, self._core_rows, self._n_trees, self._built = None, None, 0, False
@@ -296,45 +344,64 @@ class AnnoyIndex:
         return True
 
     # -- queries --------------------------------------------------------------------------
-    def _query(self, x: np.ndarray, n, search_k, include_distances):
-        n, search_k = _c_int(n), _c_int(search_k)
-        include = bool(_c_int(include_distances))
-        if n < 0:  # annoy reads n as unsigned: "everything found"
-            n = self._n_items
-        empty = ([], []) if include else []
+    @staticmethod
+    def _query_args(n, search_k, include_distances):
+        if type(n) is not int or not 0 <= n <= _INT_MAX:
+            n = _c_int(n)
+            if n < 0:  # annoy reads n as unsigned: "everything found"
+                n = _INT_MAX
+        if type(search_k) is not int or not -1 <= search_k <= _INT_MAX:
+            search_k = _c_int(search_k)
+            if search_k < -1:
+                search_k = -2  # any other negative: unlimited
+        if include_distances is not True and include_distances is not False:
+            include_distances = bool(_c_int(include_distances))
+        return n, search_k, include_distances
+
+    def _forest_query(self, q: np.ndarray, n, search_k, include):
+        """A query on the forest built in memory, answered as annoy answers."""
         if not self._built or n == 0 or search_k == 0 or self._n_items == 0 or self._n_trees == 0:
-            return empty
+            return ([], []) if include else []
         if search_k == -1:
             search_k = n * self._n_trees
         elif search_k < 0:
             search_k = -1  # unlimited
         k = min(n, self._n_items)
         if self._metric == "angular":
-            sq = float(np.dot(x, x))
-            q = (x * np.float32(1 / sq ** 0.5) if sq > 0 else x).reshape(1, -1)
-        elif self._metric == "hamming":
-            q = pack_bits((x > 0.5)[None, :].astype(np.uint8), self._f)
+            sq = float(np.dot(q, q))
+            cq = q * np.float32(1 / sq ** 0.5) if sq > 0 else q
         else:
-            q = x[None, :]
-        slots, _ = self._forest.search(self._core_rows, q, k, search_k, None, 1)
-        ids = slots[0][slots[0] >= 0]
-        if ids.size == 0:
-            return empty
-        dist = self._distances(x if self._metric != "hamming" else (x > 0.5).astype(np.float32),
-                               self._raw(ids))
-        key = -dist if self._metric == "dot" else dist
-        order = np.lexsort((ids, key))  # annoy's final sort: (distance, id)
-        ids, dist = ids[order].tolist(), dist[order].tolist()
-        return (ids, dist) if include else ids
+            cq = q
+        slots, dist = self._forest.search(self._core_rows, cq.reshape(1, -1), k, search_k, None, 1)
+        ids, dist = slots[0], dist[0]
+        found = ids >= 0
+        if not found.all():
+            ids, dist = ids[found], dist[found]
+        if ids.size > 1 or include:
+            # annoy's own float32 formulas and its final (distance, id) order
+            x = q if self._code != 4 else unpack_bits(q[None, :], self._f)[0].astype(np.float32)
+            dist = self._distances(x, self._vecs[ids])
+            order = np.lexsort((ids, -dist if self._code == 3 else dist))
+            ids, dist = ids[order], dist[order]
+        return (ids.tolist(), dist.tolist()) if include else ids.tolist()
 
     def get_nns_by_item(self, i, n, search_k=-1, include_distances=False):
         """The n closest items to item i: a list, or (ids, distances) with include_distances."""
+        n, search_k, include = self._query_args(n, search_k, include_distances)
+        if self._nodes is not None:
+            return self._nodes.search_item(_c_int(i), n, search_k, include)
         i = self._check_item(i)
-        return self._query(self._raw(np.array([i]))[0], n, search_k, include_distances)
+        v = self._vecs[i]
+        return self._forest_query(pack_bits(v[None, :].astype(np.uint8), self._f)[0] if self._code == 4 else v,
+                                  n, search_k, include)
 
     def get_nns_by_vector(self, vector, n, search_k=-1, include_distances=False):
         """The n closest items to a vector: a list, or (ids, distances) with include_distances."""
-        return self._query(self._vector(vector), n, search_k, include_distances)
+        q = self._query_vector(vector)
+        n, search_k, include = self._query_args(n, search_k, include_distances)
+        if self._nodes is not None:
+            return self._nodes.search(q, n, search_k, include)
+        return self._forest_query(q, n, search_k, include)
 
     # -- files ----------------------------------------------------------------------------------
     def on_disk_build(self, fn):
@@ -354,10 +421,10 @@ class AnnoyIndex:
 
     def save(self, fn, prefault=False):
         """Write the index to ``fn`` in annoy's format, then serve it from the file."""
-        if not self._built:
+        if not self._built and self._nodes is None:
             _report("You can't save an index that hasn't been built")
             raise OSError("You can't save an index that hasn't been built")
-        if getattr(self, "_on_disk_done", False):
+        if self._on_disk_done:
             return True
         fn = os.fspath(fn)
         try:
@@ -396,51 +463,35 @@ class AnnoyIndex:
             self._fail(f"Unable to open: {exc.strerror} ({exc.errno})")
         try:
             size = os.fstat(fd).st_size
+            if stat.S_ISDIR(os.fstat(fd).st_mode) or (size and size % L.size):
+                self._fail("Index size is not a multiple of vector size. Ensure you are opening using "
+                           "the same metric you used to create the index.: Success (0)")
+            if size == 0:
+                self._fail(f"Size of file is zero: {os.strerror(_errno.ENOTTY)} ({_errno.ENOTTY})")
+            flags = mmap.MAP_SHARED | (getattr(mmap, "MAP_POPULATE", 0) if prefault else 0)
+            mm = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ)
         finally:
             os.close(fd)
-        if os.path.isdir(fn) or (size and size % L.size):
-            self._fail("Index size is not a multiple of vector size. Ensure you are opening using "
-                       "the same metric you used to create the index.: Success (0)")
-        if size == 0:
-            self._fail(f"Size of file is zero: {os.strerror(_errno.ENOTTY)} ({_errno.ENOTTY})")
-        mm = np.memmap(fn, dtype=np.uint8, mode="r")
-        if prefault:
-            mm.sum(dtype=np.uint64)  # touch every page now rather than at the first queries
+        data = np.frombuffer(mm, np.uint8)
         try:
-            parsed = _parse_annoy(mm, L)
+            nodes = _core.AnnoyNodes(data, data, self._code, self._f)
         except ValueError as exc:
-            self._fail(f"{fn} is not an annoy index for f={self._f}, metric={self._metric!r}: {exc}")
+            self._fail(f"{fn}: {exc} (f={self._f}, metric={self._metric!r})")
         seed = self._seed
         self._reset()
         if keep_seed:
             self._seed = seed
-        n_items, roots, forest_arrays, vec_view, tie_keys = parsed
-        self._mmap = mm
-        self._mmap_vec = vec_view
-        self._n_items = n_items
-        self._is_item = np.asarray(mm.view("<i4")[:: L.size // 4][:n_items] == 1)  # holes: 0
-        forest = self._new_forest()
-        if self._metric == "hamming":
-            core_rows = np.ascontiguousarray(vec_view, dtype=np.uint64)
-        else:
-            core_rows = self._core_vectors(np.asarray(vec_view, dtype=np.float32))
-        max_norm = 0.0
-        if self._metric == "dot" and n_items:
-            max_norm = float(np.sqrt(np.einsum("ij,ij->i", core_rows, core_rows).max()))
-        try:
-            forest.attach(*forest_arrays, max_norm, False)
-            forest.set_tie_keys(*tie_keys)
-        except ValueError as exc:
-            self._fail(f"{fn} is not an annoy index for f={self._f}, metric={self._metric!r}: {exc}")
-        self._forest, self._core_rows, self._n_trees = forest, core_rows, len(roots)
-        self._built = self._loaded = True
+        self._nodes = nodes
+        self._n_items = nodes.n_items
+        self._n_trees = nodes.n_trees
+        self._built = True
         if self._verbose:
-            _report(f"found {len(roots)} roots with degree {n_items}")
+            _report(f"found {nodes.n_trees} roots with degree {nodes.n_items}")
 
     def _write(self, fn):
         # A loaded index is written back node for node, as annoy does: the node
         # order decides which of two equal priorities annoy's search takes first.
-        data = self._mmap if self._loaded else _encode_annoy(self, self._layout)
+        data = self._nodes.owner if self._nodes is not None else _encode_annoy(self, self._layout)
         try:
             with open(fn, "wb") as fh:
                 fh.write(memoryview(data).cast("B"))  # the node array itself, no bytes copy
@@ -451,141 +502,8 @@ class AnnoyIndex:
         raise TypeError("cannot pickle 'AnnoyIndex' object")
 
 
+
 # -- annoy's file format ------------------------------------------------------------------
-
-
-def _find_roots(nd: np.ndarray, children0: np.ndarray) -> tuple[list[int], int]:
-    """Annoy's own rule: the trailing run of nodes with equal n_descendants are the roots."""
-    roots, m = [], None
-    for i in range(len(nd) - 1, -1, -1):
-        k = int(nd[i])
-        if m is None or k == m:
-            roots.append(i)
-            m = k
-        else:
-            break
-    if len(roots) > 1 and children0[roots[0]] == children0[roots[-1]]:
-        roots.pop()
-    return roots, m
-
-
-def _parse_annoy(mm: np.ndarray, L: _Layout):
-    """Read annoy's nodes into forest arrays (planes, offsets, children, leaves, roots)."""
-    n_nodes = mm.size // L.size
-    words = mm.view("<i4").reshape(n_nodes, L.size // 4)
-    nd = words[:, 0]
-    roots, n_items = _find_roots(nd, words[:, L.child])
-    if n_items < 0 or n_items > n_nodes:
-        raise ValueError(f"root nodes claim {n_items} items in a file of {n_nodes} nodes")
-    if L.metric == "hamming":
-        vec_view = mm.view("<u8").reshape(n_nodes, L.size // 8)[:n_items, 2: 2 + L.words]
-    else:
-        vec_view = mm.view("<f4").reshape(n_nodes, L.size // 4)[:n_items, L.vec: L.vec + L.f]
-    is_item = np.zeros(n_items, bool)
-    if n_items:
-        is_item = nd[:n_items] == 1
-    pdim = L.f + 1 if L.metric == "dot" else (0 if L.metric == "hamming" else L.f)
-    floats = mm.view("<f4").reshape(n_nodes, L.size // 4)
-
-    planes, offsets, split_children = [], [], []
-    leaf_cnt, leaf_items = [], []
-    n_splits = n_leaves = 0
-    seen = np.zeros(n_nodes, bool)
-    # Frontier: node indices to decode, and where their reference goes
-    # (-1: a root; otherwise 2 * split + side).
-    frontier = np.asarray(roots, np.int64)
-    dest = np.full(len(roots), -1, np.int64)
-    root_refs = np.zeros(len(roots), np.int32)
-    split_keys, leaf_keys = [], []  # annoy node numbers: equal priorities pop the larger first
-    first = True
-    child_refs: list[tuple[np.ndarray, np.ndarray]] = []
-    while frontier.size:
-        if frontier.min() < 0 or frontier.max() >= n_nodes:
-            raise ValueError("a child index points outside the file")
-        k = nd[frontier]
-        item = (k == 1) & (frontier < n_items)
-        split = (k > L.K) & ~item
-        bucket = ~item & ~split
-        if (k[bucket] < 0).any():
-            raise ValueError("negative descendant count")
-        inner = frontier[~item]
-        if seen[inner].any():
-            raise ValueError("a node is reached twice (the trees are not trees)")
-        seen[inner] = True
-        refs = np.zeros(frontier.size, np.int32)
-        # leaves: single items and buckets
-        leaf_pos = np.flatnonzero(~split)
-        refs[leaf_pos] = -(n_leaves + np.arange(leaf_pos.size)) - 1
-        # every leaf's entries at once: a single item lists itself, a bucket its ids
-        lnodes = frontier[leaf_pos]
-        litem = item[leaf_pos]
-        lcnt = np.where(litem, 1, k[leaf_pos]).astype(np.int64)
-        if (~litem & (L.child + lcnt > words.shape[1])).any():
-            raise ValueError("a bucket lists more items than a node can hold")
-        starts = np.cumsum(lcnt) - lcnt
-        within = np.arange(int(lcnt.sum())) - np.repeat(starts, lcnt)
-        rows = np.repeat(lnodes, lcnt)
-        ids = np.where(np.repeat(litem, lcnt), rows, words[rows, L.child + within]).astype(np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= max(n_items, 1)):
-            raise ValueError("a bucket lists an item that does not exist")
-        keep = is_item[ids] if n_items else np.zeros(ids.size, bool)  # holes never appear
-        owner = np.repeat(np.arange(leaf_pos.size), lcnt)
-        leaf_cnt.append(np.bincount(owner[keep], minlength=leaf_pos.size))
-        leaf_items.append(ids[keep].astype(np.int32))
-        n_leaves += leaf_pos.size
-        leaf_keys.append(frontier[leaf_pos])
-        # splits
-        sp = np.flatnonzero(split)
-        nodes = frontier[sp]
-        refs[sp] = n_splits + np.arange(sp.size)
-        split_keys.append(nodes)
-        if sp.size:
-            if L.metric == "hamming":
-                raw = mm.view("<u8").reshape(n_nodes, L.size // 8)[nodes, 2].astype(np.int64)
-                bit = (raw // 64) * 64 + (63 - raw % 64)
-                if (raw < 0).any() or (raw >= L.words * 64).any():
-                    raise ValueError("a split names a bit beyond f")
-                offsets.append(bit.astype(np.float32))
-                planes.append(np.zeros((sp.size, 0), np.float32))
-            else:
-                v = floats[nodes, L.vec: L.vec + L.f]
-                if L.metric == "dot":
-                    v = np.hstack([v, floats[nodes, 3:4]])
-                planes.append(np.asarray(v, np.float32))
-                if L.metric in ("euclidean", "manhattan"):
-                    offsets.append(np.asarray(floats[nodes, 1], np.float32))
-                elif L.metric == "dot":  # annoy 1.17.3's query margin adds dot_factor**2
-                    offsets.append(np.square(np.asarray(floats[nodes, 3], np.float32)))
-                else:
-                    offsets.append(np.zeros(sp.size, np.float32))
-            kids = words[nodes, L.child: L.child + 2].astype(np.int64)
-            split_children.append(np.zeros((sp.size, 2), np.int32))
-        # hand the references to their parents (the first frontier is the roots)
-        if first:
-            root_refs = refs.copy()
-            first = False
-        else:
-            child_refs.append((dest, refs))
-        base = n_splits
-        n_splits += sp.size
-        if sp.size:
-            frontier = kids.reshape(-1)
-            dest = (2 * (base + np.arange(sp.size))[:, None] + np.array([0, 1])[None, :]).reshape(-1)
-        else:
-            frontier = np.zeros(0, np.int64)
-            dest = np.zeros(0, np.int64)
-    children = np.zeros(2 * n_splits, np.int32)
-    for d, r in child_refs:
-        children[d] = r
-    cnt = np.concatenate(leaf_cnt).astype(np.int32) if leaf_cnt else np.zeros(0, np.int32)
-    off = (np.cumsum(cnt, dtype=np.int64) - cnt).astype(np.int64)
-    items = np.concatenate(leaf_items).astype(np.int32) if leaf_items else np.zeros(0, np.int32)
-    planes_a = np.ascontiguousarray(np.vstack(planes) if planes else np.zeros((0, pdim), np.float32))
-    offsets_a = np.concatenate(offsets).astype(np.float32) if offsets else np.zeros(0, np.float32)
-    arrays = (planes_a, offsets_a, children, off, cnt, items, root_refs)
-    keys = (np.concatenate(split_keys).astype(np.int32) if split_keys else np.zeros(0, np.int32),
-            np.concatenate(leaf_keys).astype(np.int32) if leaf_keys else np.zeros(0, np.int32))
-    return n_items, roots, arrays, vec_view, keys
 
 
 def _encode_annoy(index: AnnoyIndex, L: _Layout) -> np.ndarray:
