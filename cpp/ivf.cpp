@@ -1,4 +1,5 @@
 #include "ivf.h"
+#include "thread_pool.h"
 
 #include <algorithm>
 #if defined(__SSE2__)
@@ -442,17 +443,13 @@ void ivf_search(const IvfView& v, const float* q, const float* q_orig, size_t nq
                  k_factor, mask, out_ids + i * k, out_dist + i * k, ws, K, P, B);
   };
   threads = std::max<size_t>(1, std::min(threads, nq));
-  if (threads == 1) {
-    run(0, nq);
-    return;
-  }
-  std::vector<std::thread> pool;
-  size_t per = (nq + threads - 1) / threads;
-  for (size_t t = 0; t < threads; ++t) {
-    size_t a = t * per, b = std::min(nq, a + per);
-    if (a < b) pool.emplace_back(run, a, b);
-  }
-  for (auto& th : pool) th.join();
+  StopToken stop;
+  parallel_ranges(nq, int(threads), 1, [&](size_t a, size_t b) {
+    for (size_t i = a; i < b; i += 64) {
+      if (stop.stop_requested()) return;
+      run(i, std::min(b, i + 64));
+    }
+  }, &stop);
 }
 
 }  // namespace nk
