@@ -216,7 +216,11 @@ __attribute__((noinline)) void search_one(const IvfView& v, const float* q, cons
     }
   }
   const bool refine = v.refine != nullptr;
-  const size_t kc = refine ? k * std::max<size_t>(k_factor, 1) : k;
+  // Candidates kept for the re-rank: k * k_factor, but never more than there
+  // are slots (and never a product that wraps around).
+  size_t kc = k;
+  if (refine && (__builtin_mul_overflow(k, std::max<size_t>(k_factor, 1), &kc) || kc > v.nslots))
+    kc = std::max(k, v.nslots);
   Reservoir heap(kc);
 
   // Per-query tables that do not depend on the list.
