@@ -70,6 +70,8 @@ def unpack_bits(words: np.ndarray, nbits: int) -> np.ndarray:
     return b[:, :nbits]
 
 
+_MAX_TREES = 1 << 16
+_MAX_LEAF = 1 << 16
 _FOREST_SECTIONS = ("planes", "offsets", "children", "leaf_off", "leaf_cnt", "leaf_items", "roots")
 
 
@@ -85,6 +87,10 @@ class Trees(Index):
         if leaf_size is None:
             leaf_size = 100  # measured best on GloVe-50 (fewer plane fetches per candidate)
         self._leaf_size = _validate.check_positive_int(leaf_size, "leaf_size")
+        # Bounds that keep a (possibly crafted) parameter from sizing memory.
+        if self._n_trees > _MAX_TREES or self._leaf_size > _MAX_LEAF:
+            raise ValueError(f"n_trees must be <= {_MAX_TREES} and leaf_size <= {_MAX_LEAF}, "
+                             f"got {self._n_trees} and {self._leaf_size}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
         self._seed = int(seed) % 2**64
