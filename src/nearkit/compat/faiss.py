@@ -795,6 +795,9 @@ def read_index(fname, io_flags=0):
         cls = globals().get(name) if isinstance(name, str) else None
         if not (isinstance(cls, type) and issubclass(cls, type(obj))):
             raise FormatError(f"{fname}: class {name!r} does not fit a {f.kind!r} index")
+        fixed = {IndexFlatL2: METRIC_L2, IndexFlatIP: METRIC_INNER_PRODUCT}.get(cls, metric)
+        if fixed != metric:
+            raise FormatError(f"{fname}: class {name!r} disagrees with the index metric {f.metric!r}")
         obj.__class__ = cls
     if isinstance(obj, IndexHNSWFlat) and meta and "ef_search" in meta:
         ef = meta["ef_search"]
