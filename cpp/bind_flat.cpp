@@ -11,6 +11,7 @@
 #include <string>
 
 #include "flat.h"
+#include "bounds.h"
 #include "registry.h"
 
 namespace nb = nanobind;
@@ -65,9 +66,10 @@ NEARKIT_BIND(bind_flat) {
           throw std::invalid_argument("exclude_self needs the queries to be the base");
         job.k = k;
         job.exclude_self = exclude_self;
-        int64_t* ids = new int64_t[std::max<size_t>(job.nq * k, 1)];
-        float* dist = new float[std::max<size_t>(job.nq * k, 1)];
+        const size_t entries = std::max<size_t>(nk::result_entries(job.nq, k), 1);
+        int64_t* ids = new int64_t[entries];
         auto ids_arr = owned(ids, {job.nq, k});
+        float* dist = new float[entries];
         auto dist_arr = owned(dist, {job.nq, k});
         job.out_ids = ids;
         job.out_dist = dist;

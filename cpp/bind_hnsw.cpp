@@ -5,11 +5,13 @@
 #include <nanobind/stl/tuple.h>
 
 #include <cmath>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "hnsw.h"
+#include "bounds.h"
 #include "registry.h"
 
 namespace nb = nanobind;
@@ -99,7 +101,7 @@ NEARKIT_BIND(bind_hnsw) {
             if (q.shape(1) != h.dim()) throw std::invalid_argument("queries have the wrong dimension");
             if (k == 0) throw std::invalid_argument("k must be positive");
             size_t nq = q.shape(0);
-            std::vector<int64_t> ids(nq * k);
+            std::vector<int64_t> ids(nk::result_entries(nq, k));
             std::vector<float> dist(nq * k);
             {
               nb::gil_scoped_release release;
@@ -123,12 +125,17 @@ NEARKIT_BIND(bind_hnsw) {
               if (!std::isfinite(qd[j]))
                 throw std::invalid_argument("queries contain NaN or infinity (first at row 0)");
             if (k == 0) throw std::invalid_argument("k must be positive");
-            int64_t* ids = new int64_t[k];
-            float* dist = new float[k];
+            nk::result_entries(1, k);
+            std::unique_ptr<int64_t[]> ids_owner(new int64_t[k]);
+            std::unique_ptr<float[]> dist_owner(new float[k]);
+            int64_t* ids = ids_owner.get();
+            float* dist = dist_owner.get();
             {
               nb::gil_scoped_release release;
               h.search(qd, 1, k, ef, nullptr, 0, 1, ids, dist);
             }
+            ids_owner.release();
+            dist_owner.release();
             nb::capsule own_ids(ids, [](void* p) noexcept { delete[] static_cast<int64_t*>(p); });
             nb::capsule own_dist(dist, [](void* p) noexcept { delete[] static_cast<float*>(p); });
             return nb::make_tuple(Out1<int64_t>(ids, {k}, own_ids), Out1<float>(dist, {k}, own_dist));

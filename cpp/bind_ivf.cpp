@@ -9,6 +9,7 @@
 #include <nanobind/stl/string.h>
 
 #include <cmath>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -19,6 +20,7 @@
 #include "ivf.h"
 #include "ivfscan.h"
 #include "pq4.h"
+#include "bounds.h"
 #include "registry.h"
 
 namespace nb = nanobind;
@@ -162,12 +164,17 @@ struct IvfSearcher {
       if (mask->shape(0) != v.nslots) throw std::invalid_argument("mask length differs from slots");
       mp = mask->data();
     }
-    int64_t* ids = new int64_t[nq * k > 0 ? nq * k : 1];
-    float* dist = new float[nq * k > 0 ? nq * k : 1];
+    const size_t entries = std::max<size_t>(nk::result_entries(nq, k), 1);
+    std::unique_ptr<int64_t[]> ids_owner(new int64_t[entries]);
+    std::unique_ptr<float[]> dist_owner(new float[entries]);
+    int64_t* ids = ids_owner.get();
+    float* dist = dist_owner.get();
     {
       nb::gil_scoped_release release;
       nk::ivf_search(v, q.data(), qo, nq, k, nprobe, k_factor, mp, threads, ids, dist);
     }
+    ids_owner.release();
+    dist_owner.release();
     return {owned(ids, nq, k), owned(dist, nq, k)};
   }
 };

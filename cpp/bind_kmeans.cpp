@@ -17,6 +17,7 @@
 #include "cpu.h"
 #include "kmeans_kernels.h"
 #include "registry.h"
+#include "thread_pool.h"
 
 namespace nb = nanobind;
 
@@ -107,15 +108,9 @@ NEARKIT_BIND(bind_kmeans) {
           if (nt <= 1) {
             kernel(prod.data(), bias.data(), mrows, k, labels, best);
           } else {
-            std::vector<std::thread> pool;
-            size_t per = (mrows + nt - 1) / nt;
-            for (size_t t = 0; t < nt; ++t) {
-              size_t r0 = t * per, r1 = std::min(mrows, r0 + per);
-              if (r0 >= r1) break;
-              pool.emplace_back(kernel, prod.data() + r0 * k, bias.data(), r1 - r0, k,
-                                labels + r0, best + r0);
-            }
-            for (auto& th : pool) th.join();
+            nk::parallel_ranges(mrows, int(nt), 1, [&](size_t r0, size_t r1) {
+              kernel(prod.data() + r0 * k, bias.data(), r1 - r0, k, labels + r0, best + r0);
+            });
           }
         }
         return std::make_pair(owned(labels, {mrows}), owned(best, {mrows}));

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bounds.h"
 #include "registry.h"
 #include "tree_kernels.h"
 #include "trees.h"
@@ -125,14 +126,15 @@ NEARKIT_BIND(bind_trees) {
             if (k == 0) throw std::invalid_argument("k must be positive");
             if (mask && mask->shape(0) < v.n) throw std::invalid_argument("mask shorter than the vectors");
             size_t nq = q.n;
-            int64_t* ids = new int64_t[(nq * k) > 0 ? nq * k : 1];
-            float* d = new float[(nq * k) > 0 ? nq * k : 1];
+            const size_t entries = std::max<size_t>(nk::result_entries(nq, k), 1);
+            int64_t* ids = new int64_t[entries];
+            nb::capsule oi(ids, [](void* p) noexcept { delete[] static_cast<int64_t*>(p); });
+            float* d = new float[entries];
+            nb::capsule od(d, [](void* p) noexcept { delete[] static_cast<float*>(p); });
             {
               nb::gil_scoped_release r;
               f.search(v, q.data, nq, k, search_k, mask ? mask->data() : nullptr, threads, ids, d);
             }
-            nb::capsule oi(ids, [](void* p) noexcept { delete[] static_cast<int64_t*>(p); });
-            nb::capsule od(d, [](void* p) noexcept { delete[] static_cast<float*>(p); });
             return nb::make_tuple(nb::ndarray<nb::numpy, int64_t, nb::ndim<2>>(ids, {nq, k}, oi),
                                   nb::ndarray<nb::numpy, float, nb::ndim<2>>(d, {nq, k}, od));
           },

@@ -2,6 +2,7 @@
 // cache-sized blocks, run the fused scan kernels of the active ISA, and turn
 // the surviving candidates into sorted results with exact float32 distances.
 #include "flat.h"
+#include "thread_pool.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -64,40 +65,6 @@ class AlignedFloats {
   float* data_ = nullptr;
   size_t cap_ = 0;
 };
-
-// Runs f(begin, end) over [0, n) split into `threads` contiguous ranges whose
-// sizes are multiples of `grain`; rethrows the first exception on this thread.
-template <class F>
-void parallel_ranges(size_t n, int threads, size_t grain, F f) {
-  size_t per = (n + threads - 1) / std::max(threads, 1);
-  per = (per + grain - 1) / grain * grain;
-  size_t parts = per ? (n + per - 1) / per : 0;
-  if (parts <= 1) {
-    f(size_t(0), n);
-    return;
-  }
-  std::vector<std::exception_ptr> errors(parts);
-  auto run = [&](size_t p) {
-    try {
-      f(p * per, std::min(n, (p + 1) * per));
-    } catch (...) {
-      errors[p] = std::current_exception();
-    }
-  };
-  std::vector<std::thread> pool;
-  pool.reserve(parts);
-  size_t spawned = 1;
-  try {
-    for (; spawned < parts; ++spawned) pool.emplace_back(run, spawned);
-  } catch (const std::system_error&) {
-    // The system refused another thread: this thread does the rest itself.
-  }
-  run(0);
-  for (size_t p = spawned; p < parts; ++p) run(p);
-  for (auto& t : pool) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-}
 
 // A block of base rows as the kernels see it: contiguous rows, their score
 // offsets, and (after filtering) the slot of each row.
@@ -302,7 +269,7 @@ void pack_queries(const float* queries, size_t c0, size_t c1, size_t d, size_t T
 // its thresholds; finish(c0, nc) collects the chunk's results.
 template <class Setup, class Finish>
 void scan_queries(const KnnJob& job, const FlatKernels& F, size_t qa, size_t qb, void* state,
-                  PushFn push, Setup setup, Finish finish, size_t ba = 0,
+                  PushFn push, Setup setup, Finish finish, StopToken& stop, size_t ba = 0,
                   size_t bb = SIZE_MAX) {
   bb = std::min(bb, job.n);
   const size_t d = job.d, T = F.tile;
@@ -322,6 +289,7 @@ void scan_queries(const KnnJob& job, const FlatKernels& F, size_t qa, size_t qb,
     Block blk;
     ScanCtx ctx{state, 0, &blk};
     for (size_t b0 = ba; b0 < bb; b0 += brows) {
+      if (stop.stop_requested()) return;
       if (!source.get(b0, std::min(bb, b0 + brows), blk)) continue;
       if (tiled) {
         ctx.q0 = 0;
@@ -386,6 +354,7 @@ void knn_self_symmetric(const KnnJob& job) {
   else
     std::fill_n(qbterm.begin(), n, 0.0f);
   std::vector<KnnState> states(workers);
+  StopToken stop;
   parallel_ranges(workers, static_cast<int>(workers), 1, [&](size_t wa, size_t wb) {
     for (size_t w = wa; w < wb; ++w) {
       KnnState& st = states[w];
@@ -402,6 +371,7 @@ void knn_self_symmetric(const KnnJob& job) {
         ctx.q0 = c0;
         for (size_t b0 = c0; b0 < n; b0 += brows, ++it) {
           if (it % workers != w) continue;
+          if (stop.stop_requested()) return;
           if (packed != c0) {
             pack_queries(job.queries, c0, c1, d, T, qp);
             packed = c0;
@@ -421,7 +391,7 @@ void knn_self_symmetric(const KnnJob& job) {
         }
       }
     }
-  });
+  }, &stop);
   parallel_ranges(n, job.threads, 1, [&](size_t a, size_t b) {
     std::vector<std::pair<float, int64_t>> tmp;
     for (size_t i = a; i < b; ++i) finish_merged(job, K, states, i, tmp);
@@ -442,6 +412,7 @@ bool knn_base_split(const KnnJob& job, const FlatKernels& F, const Kernels& K) {
     return false;
   const size_t share = (job.n / workers + brows - 1) / brows * brows;
   std::vector<KnnState> states(workers);
+  StopToken stop;
   parallel_ranges(workers, static_cast<int>(workers), 1, [&](size_t wa, size_t wb) {
     for (size_t w = wa; w < wb; ++w) {
       KnnState& st = states[w];
@@ -450,10 +421,10 @@ bool knn_base_split(const KnnJob& job, const FlatKernels& F, const Kernels& K) {
         st.reset(nc, padded);
         return st.thr.data();
       };
-      scan_queries(job, F, 0, job.nq, &st, knn_push, setup, [](size_t, size_t) {}, w * share,
-                   w + 1 == workers ? job.n : (w + 1) * share);
+      scan_queries(job, F, 0, job.nq, &st, knn_push, setup, [](size_t, size_t) {}, stop,
+                   w * share, w + 1 == workers ? job.n : (w + 1) * share);
     }
-  });
+  }, &stop);
   std::vector<std::pair<float, int64_t>> tmp;
   for (size_t i = 0; i < job.nq; ++i) finish_merged(job, K, states, i, tmp);
   return true;
@@ -469,6 +440,7 @@ void knn_search(const KnnJob& job) {
     return;
   }
   if (knn_base_split(job, F, K)) return;
+  StopToken stop;
   parallel_ranges(job.nq, job.threads, query_grain(job, F), [&](size_t qa, size_t qb) {
     KnnState st;
     st.k = std::max<size_t>(std::min(job.k, job.n), 1);  // a heap never holds more than n
@@ -481,8 +453,8 @@ void knn_search(const KnnJob& job) {
     auto finish = [&](size_t c0, size_t nc) {
       for (size_t q = 0; q < nc; ++q) finish_query(job, K, st, q, c0 + q, tmp);
     };
-    scan_queries(job, F, qa, qb, &st, knn_push, setup, finish);
-  });
+    scan_queries(job, F, qa, qb, &st, knn_push, setup, finish, stop);
+  }, &stop);
 }
 
 void range_search(const KnnJob& job, float radius, RangeResult& out) {
@@ -495,6 +467,7 @@ void range_search(const KnnJob& job, float radius, RangeResult& out) {
   float max_sqnorm = 0.0f;
   for (size_t i = 0; i < job.n; ++i) max_sqnorm = std::max(max_sqnorm, job.sqnorms[i]);
   std::vector<std::vector<std::pair<float, int64_t>>> found(job.nq);
+  StopToken stop;
   parallel_ranges(job.nq, job.threads, query_grain(job, F), [&](size_t qa, size_t qb) {
     RangeState st;
     auto setup = [&](size_t c0, size_t nc, size_t padded) {
@@ -520,8 +493,8 @@ void range_search(const KnnJob& job, float radius, RangeResult& out) {
         std::sort(res.begin(), res.end());
       }
     };
-    scan_queries(job, F, qa, qb, &st, range_push, setup, finish);
-  });
+    scan_queries(job, F, qa, qb, &st, range_push, setup, finish, stop);
+  }, &stop);
   size_t total = 0;
   out.lims[0] = 0;
   for (size_t q = 0; q < job.nq; ++q) {

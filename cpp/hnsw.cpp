@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "thread_pool.h"
 #include "topk.h"
 
 namespace nk {
@@ -33,32 +34,6 @@ inline uint64_t pack_top(uint32_t entry, int level) {
 }
 inline uint32_t top_entry(uint64_t t) { return uint32_t(t & 0xFFFFFFFFu); }
 inline int top_level(uint64_t t) { return int(uint32_t(t >> 32)) - 1; }
-
-// Runs fn(worker_index) on `threads` threads (the caller is one of them) and
-// rethrows the first exception after all have finished.
-template <class Fn>
-void run_parallel(int threads, Fn fn) {
-  if (threads <= 1) {
-    fn(0);
-    return;
-  }
-  std::exception_ptr err;
-  std::mutex err_mutex;
-  auto guarded = [&](int t) {
-    try {
-      fn(t);
-    } catch (...) {
-      std::lock_guard<std::mutex> g(err_mutex);
-      if (!err) err = std::current_exception();
-    }
-  };
-  std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  for (int t = 1; t < threads; ++t) pool.emplace_back(guarded, t);
-  guarded(0);
-  for (auto& th : pool) th.join();
-  if (err) std::rethrow_exception(err);
-}
 
 }  // namespace
 
@@ -212,7 +187,11 @@ int Hnsw::random_level() {
 
 void Hnsw::reserve_locked(size_t slots) {
   if (slots <= capacity_) return;
-  size_t cap = std::max({slots, capacity_ * 2, size_t(1024)});
+  // Memory grows with use: doubling, from a first allocation of at most ~1 MiB
+  // (a large dim must not reserve 1024 slots of it up front).
+  const size_t first = std::max<size_t>(
+      1, std::min<size_t>(1024, (size_t(1) << 20) / (bsize_ + dim_ * sizeof(float) + 9)));
+  size_t cap = std::max({slots, capacity_ * 2, first});
   blocks_.grow(cap * bsize_);
   vectors_.grow(cap * dim_ * sizeof(float));
   labels_.grow(cap * sizeof(int64_t));
@@ -688,6 +667,7 @@ void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef
 
 void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
                         const uint8_t* mask, size_t mask_len) const {
+  ef = std::min(ef, std::max<size_t>(n_slots_, 1));  // never more candidates than nodes
   if (!mask && free_.empty() && n_slots_ < (size_t(1) << 31)) {
     search_layer_sorted(q, ep, level, ef, sc);
     return;
@@ -908,17 +888,39 @@ void Hnsw::add(const float* x, const int64_t* ids, size_t n, int threads) {
   write_unlock();
 
   // Link building: searches may run meanwhile; the shape cannot change.
+  // Ctrl-C (or a failing worker) stops it between two inserts.
+  StopToken stop;
+  std::vector<uint8_t> linked(n, 0);
   read_lock();
   try {
     std::atomic<size_t> next{0};
     int nt = std::max(1, std::min<int>(threads, int((n + 63) / 64)));
-    run_parallel(nt, [&](int) {
+    run_workers(nt, [&](int) {
       Scratch* sc = acquire();
-      for (size_t i; (i = next.fetch_add(1)) < n;) insert(slots[i], *sc);
+      try {
+        for (size_t i; !stop.stop_requested() && (i = next.fetch_add(1)) < n;) {
+          insert(slots[i], *sc);
+          linked[i] = 1;
+        }
+      } catch (...) {
+        release(sc);
+        throw;
+      }
       release(sc);
-    });
+    }, &stop);
   } catch (...) {
     read_unlock();
+    // Nodes not (fully) linked cannot be found: take them out again, so the
+    // index holds exactly the vectors whose insert completed.
+    std::vector<uint32_t> unfinished;
+    for (size_t i = 0; i < n; ++i)
+      if (!linked[i]) unfinished.push_back(slots[i]);
+    write_lock();
+    try {
+      remove_slots_locked(unfinished);
+    } catch (...) {
+    }
+    write_unlock();
     throw;
   }
   read_unlock();
@@ -992,7 +994,7 @@ void Hnsw::remove_slots_locked(const std::vector<uint32_t>& slots) {
     const int threads = std::max(1, int(std::min<unsigned>(std::thread::hardware_concurrency(), 8)));
     std::atomic<size_t> next{0};
     const size_t chunk = 256;
-    run_parallel(threads, [&](int) {
+    run_workers(threads, [&](int) {
       Scratch* sc = acquire();
       sc->q.ck = &code_kernels();
       for (size_t b; (b = next.fetch_add(chunk)) < n_slots_;) {
@@ -1215,7 +1217,7 @@ void Hnsw::search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t*
   }
   std::atomic<size_t> next{0};
   int nt = std::max(1, std::min<int>(threads, int(nq)));
-  run_parallel(nt, [&](int) {
+  run_workers(nt, [&](int) {
     Scratch* sc = acquire();
     for (size_t i; (i = next.fetch_add(1)) < nq;) {
       const float* qi = q + i * dim_;

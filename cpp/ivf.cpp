@@ -1,4 +1,5 @@
 #include "ivf.h"
+#include "thread_pool.h"
 
 #include <algorithm>
 #if defined(__SSE2__)
@@ -215,7 +216,11 @@ __attribute__((noinline)) void search_one(const IvfView& v, const float* q, cons
     }
   }
   const bool refine = v.refine != nullptr;
-  const size_t kc = refine ? k * std::max<size_t>(k_factor, 1) : k;
+  // Candidates kept for the re-rank: k * k_factor, but never more than there
+  // are slots (and never a product that wraps around).
+  size_t kc = k;
+  if (refine && (__builtin_mul_overflow(k, std::max<size_t>(k_factor, 1), &kc) || kc > v.nslots))
+    kc = std::max(k, v.nslots);
   Reservoir heap(kc);
 
   // Per-query tables that do not depend on the list.
@@ -442,17 +447,13 @@ void ivf_search(const IvfView& v, const float* q, const float* q_orig, size_t nq
                  k_factor, mask, out_ids + i * k, out_dist + i * k, ws, K, P, B);
   };
   threads = std::max<size_t>(1, std::min(threads, nq));
-  if (threads == 1) {
-    run(0, nq);
-    return;
-  }
-  std::vector<std::thread> pool;
-  size_t per = (nq + threads - 1) / threads;
-  for (size_t t = 0; t < threads; ++t) {
-    size_t a = t * per, b = std::min(nq, a + per);
-    if (a < b) pool.emplace_back(run, a, b);
-  }
-  for (auto& th : pool) th.join();
+  StopToken stop;
+  parallel_ranges(nq, int(threads), 1, [&](size_t a, size_t b) {
+    for (size_t i = a; i < b; i += 64) {
+      if (stop.stop_requested()) return;
+      run(i, std::min(b, i + 64));
+    }
+  }, &stop);
 }
 
 }  // namespace nk

@@ -203,8 +203,11 @@ int32_t Forest::new_leaf(NodeStore& ns, const int32_t* items, size_t n, size_t c
 
 // Split items (permuted in place) until every leaf holds at most leaf_size.
 int32_t Forest::make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_t n,
-                          Rng& rng) const {
+                          Rng& rng, StopToken* stop) const {
   if (n <= static_cast<size_t>(leaf_size_)) return new_leaf(ns, items, n, n);
+  // The build only publishes its trees once all are grown: stopping here leaves
+  // the old forest as it was.
+  if (stop && n >= 4096 && stop->stop_requested()) throw Interrupted();
   std::vector<float> plane(pdim_), best_plane(pdim_);
   std::vector<uint8_t> side(n), best_side(n);
   float off = 0, best_off = 0;
@@ -256,8 +259,8 @@ int32_t Forest::make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_
   ns.offsets.push_back(best_off);
   ns.children.push_back(0);
   ns.children.push_back(0);
-  int32_t left = make_tree(ns, v, items, nl, rng);
-  int32_t right = make_tree(ns, v, items + nl, n - nl, rng);
+  int32_t left = make_tree(ns, v, items, nl, rng, stop);
+  int32_t right = make_tree(ns, v, items + nl, n - nl, rng, stop);
   ns.children[2 * s] = left;
   ns.children[2 * s + 1] = right;
   return static_cast<int32_t>(s);
@@ -280,22 +283,17 @@ void Forest::build(const Vectors& v, const int32_t* slots, size_t n_slots, int n
   }
   std::vector<NodeStore> per_tree(static_cast<size_t>(n_trees));
   std::vector<int32_t> roots(static_cast<size_t>(n_trees));
-  auto work = [&](int first, int step) {
+  StopToken stop;
+  threads = std::max(1, std::min(threads, n_trees));
+  run_workers(threads, [&](int first) {
     std::vector<int32_t> items;
-    for (int t = first; t < n_trees; t += step) {
+    for (int t = first; t < n_trees; t += threads) {
+      if (stop.stop_requested()) return;
       items.assign(slots, slots + n_slots);
       Rng rng(seed_ * 0x2545F4914F6CDD1Dull + splitmix(static_cast<uint64_t>(t) + 1));
-      roots[t] = make_tree(per_tree[t], v, items.data(), items.size(), rng);
+      roots[t] = make_tree(per_tree[t], v, items.data(), items.size(), rng, &stop);
     }
-  };
-  threads = std::max(1, std::min(threads, n_trees));
-  if (threads == 1) {
-    work(0, 1);
-  } else {
-    std::vector<std::thread> pool;
-    for (int w = 0; w < threads; ++w) pool.emplace_back(work, w, threads);
-    for (auto& th : pool) th.join();
-  }
+  }, &stop);
   // Concatenate the trees in tree order, shifting their references.
   NodeStore all;
   for (int t = 0; t < n_trees; ++t) {
@@ -565,18 +563,14 @@ void Forest::search(const Vectors& v, const void* queries, size_t nq, size_t k, 
                     const uint8_t* mask, int threads, int64_t* out_ids, float* out_d) const {
   const size_t qbytes = metric_ == Hamming ? dim_ * 8 : dim_ * 4;
   const char* qs = static_cast<const char*>(queries);
-  auto run = [&](size_t lo, size_t hi) {
-    for (size_t i = lo; i < hi; ++i)
-      search_one(v, qs + i * qbytes, k, search_k, mask, out_ids + i * k, out_d + i * k);
-  };
+  StopToken stop;
   size_t nt = std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), nq));
-  if (nt == 1) {
-    run(0, nq);
-    return;
-  }
-  std::vector<std::thread> pool;
-  for (size_t t = 0; t < nt; ++t) pool.emplace_back(run, nq * t / nt, nq * (t + 1) / nt);
-  for (auto& th : pool) th.join();
+  parallel_ranges(nq, int(nt), 1, [&](size_t lo, size_t hi) {
+    for (size_t i = lo; i < hi; ++i) {
+      if (stop.stop_requested()) return;
+      search_one(v, qs + i * qbytes, k, search_k, mask, out_ids + i * k, out_d + i * k);
+    }
+  }, &stop);
 }
 
 // --- persistence -----------------------------------------------------------------------

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "thread_pool.h"
+
 namespace nk {
 namespace trees {
 
@@ -98,7 +100,8 @@ class Forest {
   float margin_row(const Vectors& v, int32_t slot, const float* plane, float offset) const;
   bool make_split(const Vectors& v, int32_t* items, size_t n, Rng& rng, float* plane,
                   float* offset) const;
-  int32_t make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_t n, Rng& rng) const;
+  int32_t make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_t n, Rng& rng,
+                    StopToken* stop = nullptr) const;
   int32_t new_leaf(NodeStore& ns, const int32_t* items, size_t n, size_t cap) const;
   void refresh_view();
   void search_one(const Vectors& v, const void* q, size_t k, int64_t search_k,

@@ -46,6 +46,9 @@ def as_vectors(x, dim: int | None = None, name: str = "vectors") -> tuple[np.nda
     return out, was_1d
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def as_ids(ids, n: int | None = None, name: str = "ids", unique: bool = True) -> np.ndarray:
     """Return int64 C-contiguous 1-D ids; checks count, integrality and uniqueness."""
     arr = np.asarray(ids)
@@ -53,8 +56,19 @@ def as_ids(ids, n: int | None = None, name: str = "ids", unique: bool = True) ->
         arr = arr[None]
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.dtype == object and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                   for v in arr.tolist()):
+        big = [int(v) for v in arr.tolist() if not _INT64_MIN <= int(v) <= _INT64_MAX]
+        if big:
+            raise ValueError(f"{name} must fit in int64 (0 .. 2**63 - 1), got {big[0]}")
+        arr = arr.astype(np.int64)
+    if arr.size and arr.dtype.kind == "u" and int(arr.max()) > _INT64_MAX:
+        raise ValueError(f"{name} must fit in int64 (0 .. 2**63 - 1), got {int(arr.max())}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
+        if (np.issubdtype(arr.dtype, np.floating) and np.isfinite(arr).all()
+                and np.all(np.mod(arr, 1) == 0)):
+            if np.abs(arr).max() >= 2.0**63:
+                raise ValueError(f"{name} must fit in int64 (0 .. 2**63 - 1), got {float(np.abs(arr).max()):.0f}")
             arr = arr.astype(np.int64)
         else:
             raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
@@ -71,12 +85,55 @@ def as_ids(ids, n: int | None = None, name: str = "ids", unique: bool = True) ->
     return arr
 
 
-def check_k(k) -> int:
+# Sizes a user passes are bounded by what is stored: k, ef, nprobe, search_k and
+# k_factor are clipped to the stored count before any native allocation. A
+# result is still (nq, k) wide, padded with id -1 / distance +inf past the hits;
+# that padding is the one allocation not bounded by the index, so it is capped:
+# a k beyond the stored count whose padded result would exceed this many
+# entries (12 bytes each) is refused with ValueError.
+MAX_PADDED_ENTRIES = 1 << 24
+# Largest vector dimension an index accepts (float32: 256 KiB per vector).
+MAX_DIM = 1 << 16
+
+
+def check_k(k, stored: int | None = None, nq: int = 1) -> int:
+    """A positive int k; with ``stored``, also refuses padding a result past MAX_PADDED_ENTRIES."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"k must be an integer, got {type(k).__name__}")
+    k = int(k)
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
-    return int(k)
+    if stored is not None and k > stored and max(nq, 1) * k > MAX_PADDED_ENTRIES:
+        raise ValueError(
+            f"k={k} asks for more neighbours than the {stored} vectors stored, and padding "
+            f"{max(nq, 1)} result rows to k would take {max(nq, 1) * k} entries (limit "
+            f"{MAX_PADDED_ENTRIES}); ask for k <= {max(stored, 1)}")
+    return k
+
+
+def clip_to_stored(value: int, stored: int) -> int:
+    """A size parameter (k, ef, nprobe...) bounded by what is stored, at least 1."""
+    return max(1, min(int(value), int(stored)))
+
+
+def pad_results(ids: np.ndarray, dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Widen (nq, w) results to (nq, k) with id -1 and distance +inf (w <= k)."""
+    nq, w = ids.shape
+    if w == k:
+        return ids, dist
+    out_ids = np.full((nq, k), -1, np.int64)
+    out_dist = np.full((nq, k), np.inf, np.float32)
+    out_ids[:, :w] = ids
+    out_dist[:, :w] = dist
+    return out_ids, out_dist
+
+
+def check_dim(dim, name: str = "dim") -> int:
+    """A vector dimension: a positive int no larger than MAX_DIM."""
+    d = check_positive_int(dim, name)
+    if d > MAX_DIM:
+        raise ValueError(f"{name}={d} exceeds the largest supported dimension ({MAX_DIM})")
+    return d
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
@@ -141,3 +198,14 @@ def filter_to_slot_mask(filter, slot_labels: np.ndarray) -> np.ndarray | None:
         return mask
     allowed = as_ids(f, name="filter ids", unique=False)
     return (np.isin(slot_labels, allowed) & live).astype(np.uint8)
+
+
+def all_finite(arr: np.ndarray, rows_per_chunk: int = 1 << 14) -> bool:
+    """True when a float array holds no NaN or infinity; checks by chunks of rows so
+    that a large (possibly memory-mapped) array needs no full-size temporary."""
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        return bool(np.isfinite(arr).all())
+    for start in range(0, arr.shape[0], rows_per_chunk):
+        if not np.isfinite(arr[start:start + rows_per_chunk]).all():
+            return False
+    return True

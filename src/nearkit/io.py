@@ -303,6 +303,10 @@ def _check_fields(path, header: dict) -> None:
         _fail(path, "header damaged: no index kind")
     if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
         _fail(path, f"header damaged: bad dimension {dim!r}")
+    from ._validate import MAX_DIM
+
+    if dim > MAX_DIM:
+        _fail(path, f"header damaged: dimension {dim} exceeds the largest supported ({MAX_DIM})")
     if not isinstance(metric, str):
         _fail(path, f"header damaged: bad metric {metric!r}")
     if not isinstance(params, dict):
@@ -435,9 +439,20 @@ def load(path, mmap: bool | str = False, verify: bool = True):
             f"{os.fspath(path)}: index kind {f.kind!r} is unknown to this nearkit "
             f"(known: {known}); it may need a newer nearkit"
         )
+    return build_index(cls, f, path)
+
+
+def build_index(cls, f: IndexFile, path):
+    """``cls`` rebuilt from a parsed file; whatever a damaged file makes the
+    loader trip on (a missing key, a wrong type, a number out of range) is
+    reported as FormatError naming the file."""
     try:
         return cls._from_sections(f.dim, f.metric, f.params, f.sections)
+    except FormatError:
+        raise
     except KeyError as exc:
         raise FormatError(
             f"{os.fspath(path)}: a {f.kind!r} index file lacks {exc}"
         ) from None
+    except (TypeError, ValueError, OverflowError, IndexError, AttributeError) as exc:
+        raise FormatError(f"{os.fspath(path)}: damaged {f.kind!r} index file: {exc}") from None

@@ -28,10 +28,13 @@ import warnings
 
 import numpy as np
 
+from .. import _validate
 from .. import io as _io
 from ..indexes import INDEX_KINDS
 from ..indexes.factory import index_factory as _nk_factory
+from ..errors import FormatError
 from ..indexes.flat import Flat as _Flat
+from ..indexes.hnsw import HNSW as _HNSW
 from ..indexes.ivf import IVF as _IVF
 from ..kmeans import assign as _km_assign
 from ..kmeans import kmeans as _kmeans
@@ -206,6 +209,7 @@ class Index:
         x = _as_x(x, self._d)
         k = _as_k(k)
         n = x.shape[0]
+        _validate.check_k(k, self.ntotal, n)  # a padded result past the stored count is bounded
         if n == 0 or self.ntotal == 0:
             self._require_trained("search")
             dist = np.full((n, k), -_FLT_MAX if self._metric == "ip" else _FLT_MAX, np.float32)
@@ -761,28 +765,66 @@ def write_index(index, fname) -> None:
 
 
 def read_index(fname, io_flags=0):
+    """Read a file written by ``write_index`` (or ``nearkit`` itself).
+
+    Nothing from the file is trusted: the index kind must be a known one, the
+    recorded class must be the compat class of that index or one of its
+    subclasses (IndexFlatL2 for a Flat...), the metric must agree with the
+    index's, and an id map must cover every internal id. A file that breaks
+    these raises nearkit.FormatError.
+    """
     try:
         f = _io.read_index(fname)
     except FileNotFoundError:
         raise RuntimeError(f"Error: could not open {fname} for reading: No such file or directory") from None
+    kinds = _io.index_kinds()
+    if f.kind not in kinds:
+        raise FormatError(f"{fname}: index kind {f.kind!r} is unknown")
     meta = f.params.get("faiss")
-    nk = INDEX_KINDS[f.kind]._from_sections(f.dim, f.metric, f.params, f.sections)
-    metric = meta["metric"] if meta else (METRIC_L2 if f.metric == "l2" else METRIC_INNER_PRODUCT)
+    if meta is not None and not isinstance(meta, dict):
+        raise FormatError(f"{fname}: the faiss metadata is not an object")
+    nk = _io.build_index(kinds[f.kind], f, fname)
+    own_metric = METRIC_L2 if f.metric == "l2" else METRIC_INNER_PRODUCT
+    metric = meta.get("metric", own_metric) if meta else own_metric
+    if metric != own_metric or isinstance(metric, bool):
+        raise FormatError(f"{fname}: faiss metric {metric!r} disagrees with the index metric {f.metric!r}")
+    if not isinstance(nk, (_Flat, _IVF, _HNSW)):
+        raise FormatError(f"{fname}: a {f.kind!r} index has no faiss counterpart")
     obj = _wrap(nk, metric)
-    if meta and meta.get("class") in globals() and type(obj).__name__ != meta["class"]:
-        cls = globals()[meta["class"]]
+    name = meta.get("class") if meta else None
+    if name is not None and name != type(obj).__name__:
+        cls = globals().get(name) if isinstance(name, str) else None
+        if not (isinstance(cls, type) and issubclass(cls, type(obj))):
+            raise FormatError(f"{fname}: class {name!r} does not fit a {f.kind!r} index")
+        fixed = {IndexFlatL2: METRIC_L2, IndexFlatIP: METRIC_INNER_PRODUCT}.get(cls, metric)
+        if fixed != metric:
+            raise FormatError(f"{fname}: class {name!r} disagrees with the index metric {f.metric!r}")
         obj.__class__ = cls
-    if isinstance(obj, IndexHNSWFlat) and meta:
-        obj._ef_search = meta.get("ef_search", obj._ef_search)
-    if meta and meta.get("idmap"):
-        wrapper = (IndexIDMap2 if meta["idmap"] == "IndexIDMap2" else IndexIDMap).__new__(
-            IndexIDMap2 if meta["idmap"] == "IndexIDMap2" else IndexIDMap)
-        Index.__init__(wrapper, obj.d, obj.metric_type)
-        wrapper.index = obj
-        wrapper._ext = np.array(f.sections["faiss_id_map"], dtype=np.int64)
-        wrapper._next = int(meta.get("next", wrapper._ext.shape[0]))
-        return wrapper
-    return obj
+    if isinstance(obj, IndexHNSWFlat) and meta and "ef_search" in meta:
+        ef = meta["ef_search"]
+        if isinstance(ef, bool) or not isinstance(ef, int) or ef < 1:
+            raise FormatError(f"{fname}: bad efSearch {ef!r}")
+        obj._ef_search = ef
+    idmap = meta.get("idmap") if meta else None
+    if idmap is None:
+        return obj
+    if idmap not in ("IndexIDMap", "IndexIDMap2"):
+        raise FormatError(f"{fname}: unknown id map {idmap!r}")
+    ext = f.sections.get("faiss_id_map")
+    nxt = meta.get("next")
+    if (not isinstance(ext, np.ndarray) or ext.dtype != np.int64 or ext.ndim != 1
+            or isinstance(nxt, bool) or not isinstance(nxt, int) or nxt != ext.shape[0]):
+        raise FormatError(f"{fname}: the id map section does not match its header")
+    labels = obj._labels()
+    if labels.size and (labels.min() < 0 or labels.max() >= ext.shape[0]):
+        raise FormatError(f"{fname}: the id map does not cover every stored vector")
+    cls = IndexIDMap2 if idmap == "IndexIDMap2" else IndexIDMap
+    wrapper = cls.__new__(cls)
+    Index.__init__(wrapper, obj.d, obj.metric_type)
+    wrapper.index = obj
+    wrapper._ext = np.array(ext, dtype=np.int64)
+    wrapper._next = nxt
+    return wrapper
 
 
 def serialize_index(index) -> np.ndarray:

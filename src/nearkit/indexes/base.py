@@ -140,7 +140,7 @@ class Index:
     _add_replaces = False
 
     def __init__(self, dim: int, metric: str = "l2"):
-        self._dim = _validate.check_positive_int(dim, "dim")
+        self._dim = _validate.check_dim(dim)
         self._metric = normalize_metric(metric)
 
     # -- properties ---------------------------------------------------------
@@ -336,7 +336,8 @@ class Index:
         boolean mask over ids, an array of allowed ids, or a :class:`SlotFilter`.
         """
         q, was_1d = self._vectors(queries, "queries")
-        k = _validate.check_k(k)
+        stored = len(self)
+        k = _validate.check_k(k, stored, q.shape[0])
         threads = _validate.check_threads(threads)
         if isinstance(filter, SlotFilter):
             mask = _validate.check_slot_mask(filter.mask, self._slot_count())
@@ -347,7 +348,11 @@ class Index:
             ids = np.empty((0, k), np.int64)
             dist = np.empty((0, k), np.float32)
         else:
-            ids, dist = self._search(q, k, mask, threads, **params)
+            # The core computes at most as many neighbours as are stored (at
+            # least 1); the rest of the width is padding.
+            width = _validate.clip_to_stored(k, stored)
+            ids, dist = self._search(q, width, mask, threads, **params)
+            ids, dist = _validate.pad_results(ids, dist, k)
         return (ids[0], dist[0]) if was_1d else (ids, dist)
 
     def slot_labels(self) -> np.ndarray:

@@ -104,7 +104,9 @@ class Flat(Index):
                     raise ValueError(f"id {int(new_ids[np.argmax(hit)])} is already in the index")
         m = x.shape[0]
         if n + m > buf_x.shape[0]:  # grow geometrically; old arrays stay valid for readers
-            cap = max(n + m, 2 * buf_x.shape[0], 1024)
+            # At least 1024 rows, but never more than ~1 MiB up front (large dims).
+            first = max(1, min(1024, (1 << 20) // (4 * self._dim + 12)))
+            cap = max(n + m, 2 * buf_x.shape[0], first)
             grown = (np.empty((cap, self._dim), np.float32), np.empty(cap, np.int64),
                      np.empty(cap, np.float32))
             for new, old in zip(grown, (buf_x, buf_ids, buf_sqn)):

@@ -31,6 +31,56 @@ _CODES = "lvq8-residual"
 _SECTION_NAMES = ("blocks", "vectors", "labels", "levels", "upper_offsets", "upper_links", "quant")
 
 
+def _check_graph(index: "HNSW", sections: dict) -> None:
+    """What the core's attach does not check and later calls rely on: slot labels
+    agree with the graph (each id on one live slot; -1 only on free slots, which
+    carry no links and no levels), the quantiser is finite, and the entry point is
+    a live node whenever one exists. Raises FormatError."""
+    from ..errors import FormatError
+
+    labels, levels, blocks = sections["labels"], sections["levels"], sections["blocks"]
+    n = labels.shape[0] if labels.ndim == 1 else -1
+    if n < 0 or levels.shape != (n,) or blocks.ndim != 2 or blocks.shape[0] != n:
+        raise FormatError("HNSW sections disagree on the number of slots")
+    if n >= 2**32 - 1:
+        raise FormatError(f"HNSW file claims {n} slots, more than a graph can address")
+    core = index._core
+    if blocks.shape[1] != core.block_bytes:
+        raise FormatError(f"HNSW link blocks are {blocks.shape[1]} bytes, the parameters give "
+                          f"{core.block_bytes}")
+    quant = sections["quant"]
+    if quant.size and not np.isfinite(quant).all():
+        raise FormatError("HNSW quantiser holds NaN or infinity")
+    live = labels >= 0
+    if (labels < -1).any():
+        raise FormatError("HNSW file has a label below -1")
+    ids = labels[live]
+    if ids.size != np.unique(ids).size:
+        raise FormatError("HNSW file gives one id to two live slots")
+    # The level-0 header sits after the codes (dim padded to 4): count | FREE flag.
+    hdr_at = (index.dim + 3) // 4 * 4
+    hdr = np.ascontiguousarray(blocks[:, hdr_at:hdr_at + 4]).view("<u4").reshape(-1)
+    free_flag, count_mask = 1 << 16, 0xFFFF
+    free = ~live
+    if ((hdr[free] & count_mask) != 0).any() or (levels[free] != 0).any():
+        raise FormatError("HNSW file has a free slot (label -1) that still has links")
+    if ((hdr[free] & free_flag) == 0).any() or ((hdr[live] & free_flag) != 0).any():
+        raise FormatError("HNSW slot labels disagree with the free-slot flags")
+    if (hdr & ~np.uint32(free_flag | count_mask)).any():
+        raise FormatError("HNSW link header has unknown flag bits")
+    if (levels > 60).any():
+        raise FormatError("HNSW node level above 60")
+    entry, max_level = (int(v) for v in sections["state"])
+    if ids.size:
+        if not (0 <= entry < n) or not live[entry]:
+            raise FormatError("HNSW entry point is not a live node")
+        if max_level != int(levels[entry]):
+            raise FormatError("HNSW top level disagrees with the entry node's level")
+    elif entry != -1 or max_level != -1:
+        raise FormatError("HNSW file without live nodes has an entry point")
+    if not _validate.all_finite(sections["vectors"]):
+        raise FormatError("HNSW vectors hold NaN or infinity")
+
 @register("hnsw")
 class HNSW(Index):
     """Hierarchical navigable small-world graph.
@@ -130,12 +180,16 @@ class HNSW(Index):
         if (filter is None and threads is None and type(queries) is np.ndarray
                 and queries.dtype == np.float32 and queries.ndim == 1
                 and queries.shape[0] == self._dim and queries.flags.c_contiguous
-                and type(k) is int and k > 0 and (ef is None or (type(ef) is int and ef > 0))):
-            return self._core.search_one(queries, k, self._ef_search if ef is None else ef)
+                and type(k) is int and 0 < k <= len(self._core)
+                and (ef is None or (type(ef) is int and ef > 0))):
+            ef = self._ef_search if ef is None else ef
+            return self._core.search_one(queries, k, min(ef, len(self._core)))
         return super().search(queries, k, filter=filter, threads=threads, ef=ef)
 
     def _search(self, q, k, mask, threads, ef=None):
         ef = self._ef_search if ef is None else _validate.check_positive_int(ef, "ef")
+        # A candidate list longer than the graph only costs memory (ef=10**8 kept GBs).
+        ef = _validate.clip_to_stored(ef, max(len(self._core), k))
         return self._core.search(q, k, ef, mask, threads)
 
     # -- mutation ---------------------------------------------------------------
@@ -227,6 +281,7 @@ class HNSW(Index):
         if codes not in (None, _CODES):
             raise FormatError(f"HNSW file has codes {codes!r} that this nearkit does not know; "
                               "rebuild the index with this version")
+        _check_graph(index, sections)
         mapped = any(not s.flags.writeable for s in sections.values())
         try:
             index._core.attach(sections["blocks"], sections["vectors"], sections["labels"],

@@ -30,11 +30,13 @@ rebuilds them in one vectorised pass, which suits batch updates.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 
 import numpy as np
 
 from .. import _core, _validate
+from .._sync import RWLock
 from ..kmeans import assign as _assign
 from ..kmeans import kmeans as _kmeans
 from ..errors import FormatError, NotTrainedError
@@ -118,6 +120,11 @@ class IVF(Index):
         self._count = 0
         self._searcher = None
         self._read_only = False
+        # Searches hold the read side; train, add, remove and reset the write
+        # side. The searcher (the core's view of the arrays) is made lazily,
+        # once, under its own lock.
+        self._lock = RWLock()
+        self._searcher_lock = threading.Lock()
 
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         # Same contract as Index._prepare, in C++: numpy's norm costs ~10 us
@@ -168,6 +175,10 @@ class IVF(Index):
 
         ``progress`` (a callable ``progress(done, total)`` or True for tqdm) follows the
         k-means iterations."""
+        with self._lock.write():
+            self._train(vectors, progress)
+
+    def _train(self, vectors, progress=None) -> None:
         self._check_writable()
         if self._count:
             raise ValueError("the index already holds vectors; call reset() before training again")
@@ -279,6 +290,10 @@ class IVF(Index):
 
     def reconstruct(self, ids) -> np.ndarray:
         """Approximate (decoded) vectors of the given ids, in the coded space."""
+        with self._lock.read():
+            return self._reconstruct(ids)
+
+    def _reconstruct(self, ids) -> np.ndarray:
         self._require_trained()
         want = _validate.as_ids(ids, unique=False)
         lists, codes, have, refine = self._unpacked()
@@ -370,16 +385,29 @@ class IVF(Index):
             self._rebuild_from(*self._unpacked())
         return n
 
+    def add(self, vectors, ids=None, **params) -> None:
+        with self._lock.write():
+            super().add(vectors, ids, **params)
+
+    def remove(self, ids) -> int:
+        with self._lock.write():
+            return super().remove(ids)
+
     def reset(self) -> None:
         """Remove every vector; keep the training."""
-        self._check_writable()
-        if self._count:
-            self._remove(self._ids[self._ids >= 0])
+        with self._lock.write():
+            self._check_writable()
+            if self._count:
+                self._remove(self._ids[self._ids >= 0])
 
     def _slot_labels(self) -> np.ndarray:
         return self._ids
 
     def _get_searcher(self):
+        with self._searcher_lock:
+            return self._make_searcher()
+
+    def _make_searcher(self):
         if self._searcher is None:
             sq, pq = self._sq, self._pq
             self._searcher = _core.IvfSearcher(
@@ -394,12 +422,24 @@ class IVF(Index):
     def search(self, queries, k, filter=None, threads=None, nprobe=None, k_factor=None):
         """(ids, distances) of the k nearest, scanning ``nprobe`` lists (default
         ``self.nprobe``); with refine, ``k * k_factor`` candidates are re-ranked."""
+        with self._lock.read():
+            return self._search_locked(queries, k, filter, threads, nprobe, k_factor)
+
+    def save(self, path) -> None:
+        with self._lock.read():
+            super().save(path)
+
+    def image(self):
+        with self._lock.read():
+            return super().image()
+
+    def _search_locked(self, queries, k, filter, threads, nprobe, k_factor):
         # Lean path for the one-query loop: a clean float32 vector, no filter, no
         # pre-transform. The core checks finiteness; the rest is as Index.search.
         if (filter is None and threads is None and type(queries) is np.ndarray
                 and queries.dtype == np.float32 and queries.ndim == 1
                 and queries.shape[0] == self._dim and queries.flags.c_contiguous
-                and type(k) is int and k > 0 and self._transform is None
+                and type(k) is int and 0 < k <= self._count and self._transform is None
                 and self._centroids is not None
                 and (nprobe is None or (type(nprobe) is int and nprobe > 0))
                 and (k_factor is None or (type(k_factor) is int and k_factor > 0))):
@@ -407,8 +447,8 @@ class IVF(Index):
             if self.metric == COSINE:
                 q = _core.normalized_rows(q)
             ids, dist = self._get_searcher().search(
-                q, q if self.refine else None, k, nprobe or self.nprobe,
-                k_factor or self.k_factor, None, 1)
+                q, q if self.refine else None, k, min(nprobe or self.nprobe, self.nlist),
+                self._clip_k_factor(k, k_factor or self.k_factor), None, 1)
             return ids[0], dist[0]
         return super().search(queries, k, filter=filter, threads=threads, nprobe=nprobe,
                               k_factor=k_factor)
@@ -417,9 +457,15 @@ class IVF(Index):
         self._require_trained()
         nprobe = self.nprobe if nprobe is None else _validate.check_positive_int(nprobe, "nprobe")
         k_factor = self.k_factor if k_factor is None else _validate.check_positive_int(k_factor, "k_factor")
+        nprobe = min(nprobe, self.nlist)
+        k_factor = self._clip_k_factor(k, k_factor)
         qt = self._apply_transform(q) if self._transform is not None else q
         return self._get_searcher().search(qt, q if self.refine else None, k, nprobe, k_factor,
                                            mask, threads)
+
+    def _clip_k_factor(self, k: int, k_factor: int) -> int:
+        """k * k_factor re-rank candidates, never (much) more than are stored."""
+        return _validate.clip_to_stored(k_factor, -(-max(self._count, 1) // k))
 
     # -- files ------------------------------------------------------------------
     def _params(self) -> dict:
@@ -476,5 +522,65 @@ class IVF(Index):
         if ix.refine:
             ix._refine_vecs = sections["refine"]
         ix._count = int(params.get("count", int((ix._ids >= 0).sum())))
+        ix._check_loaded()
         ix._read_only = not getattr(ix._ids, "flags", None) or not ix._ids.flags.writeable
         return ix
+
+    def _check_loaded(self) -> None:
+        """Every array from a file against the parameters, before any C++ reads
+        it: dtypes, shapes, list offsets, ids, and codebooks of exactly the size
+        the codes can index (a PQ8 code is any byte: 256 entries per sub-quantiser)."""
+
+        def need(name, arr, dtype, shape):
+            if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != shape:
+                got = f"{arr.dtype}{arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__
+                raise FormatError(f"IVF section {name!r} is {got}, expected {np.dtype(dtype)}{shape}")
+
+        def finite(name, arr):
+            if not _validate.all_finite(arr):
+                raise FormatError(f"IVF section {name!r} holds NaN or infinity")
+
+        off, ids = self._offsets, self._ids
+        need("offsets", off, np.int64, (self.nlist + 1,))
+        if ids.ndim != 1:
+            raise FormatError("IVF section 'ids' must be 1-D")
+        nslots = ids.shape[0]
+        need("ids", ids, np.int64, (nslots,))
+        if off[0] != 0 or off[-1] != nslots or (np.diff(off) < 0).any():
+            raise FormatError("IVF list offsets do not cover the id array in order")
+        if (off % self._list_pad).any():
+            raise FormatError(f"IVF lists must start at multiples of {self._list_pad}")
+        live = ids[ids >= 0]
+        if (ids < -1).any() or np.unique(live).size != live.size:
+            raise FormatError("IVF ids are negative (other than -1) or repeated")
+        if self._count != live.size:
+            raise FormatError(f"IVF header counts {self._count} vectors, the lists hold {live.size}")
+        if self.codec == "flat":
+            need("codes", self._codes, np.uint8, (nslots // FLAT_BLOCK, self._block_bytes))
+        elif self.codec == "pq4fs":
+            need("codes", self._codes, np.uint8, (nslots // PQ4_BLOCK, self._block_bytes))
+        else:
+            need("codes", self._codes, np.uint8, (nslots, self.code_size))
+        if self._centroids is None:
+            if nslots:
+                raise FormatError("an untrained IVF file holds vectors")
+            return
+        need("centroids", self._centroids, np.float32, (self.nlist, self.inner_dim))
+        finite("centroids", self._centroids)
+        if self._sq is not None:
+            need("sq_vmin", self._sq.vmin, np.float32, (self.inner_dim,))
+            need("sq_step", self._sq.step, np.float32, (self.inner_dim,))
+            finite("sq_vmin", self._sq.vmin)
+            finite("sq_step", self._sq.step)
+        if self._pq is not None:
+            pq = self._pq
+            need("pq_codebooks", pq.codebooks, np.float32, (pq.m, pq.ksub, pq.dsub))
+            finite("pq_codebooks", pq.codebooks)
+        if self._transform is not None:
+            t = self._transform
+            need("transform_matrix", t.matrix, np.float32, (t.d_out, t.d_in))
+            need("transform_mean", t.mean, np.float32, (t.d_in,))
+            finite("transform_matrix", t.matrix)
+            finite("transform_mean", t.mean)
+        if self.refine:
+            need("refine", self._refine_vecs, np.float32, (nslots, self.dim))

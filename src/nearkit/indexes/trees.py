@@ -32,6 +32,7 @@ import os
 import numpy as np
 
 from .. import _core, _validate
+from .._sync import RWLock
 from ..metrics import COSINE, IP, L2, normalize_metric
 from .base import Index, register
 
@@ -71,6 +72,8 @@ def unpack_bits(words: np.ndarray, nbits: int) -> np.ndarray:
     return b[:, :nbits]
 
 
+_MAX_TREES = 1 << 16
+_MAX_LEAF = 1 << 16
 _FOREST_SECTIONS = ("planes", "offsets", "children", "leaf_off", "leaf_cnt", "leaf_items", "roots")
 
 
@@ -80,12 +83,16 @@ class Trees(Index):
 
     def __init__(self, dim: int, metric: str = "l2", n_trees: int = 50,
                  leaf_size: int | None = None, seed: int = 0, search_k: int | None = None):
-        self._dim = _validate.check_positive_int(dim, "dim")
+        self._dim = _validate.check_dim(dim)
         self._metric = tree_metric(metric)
         self._n_trees = _validate.check_positive_int(n_trees, "n_trees")
         if leaf_size is None:
             leaf_size = 100  # measured best on GloVe-50 (fewer plane fetches per candidate)
         self._leaf_size = _validate.check_positive_int(leaf_size, "leaf_size")
+        # Bounds that keep a (possibly crafted) parameter from sizing memory.
+        if self._n_trees > _MAX_TREES or self._leaf_size > _MAX_LEAF:
+            raise ValueError(f"n_trees must be <= {_MAX_TREES} and leaf_size <= {_MAX_LEAF}, "
+                             f"got {self._n_trees} and {self._leaf_size}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
         self._seed = int(seed) % 2**64
@@ -107,6 +114,9 @@ class Trees(Index):
         self._readonly = False
         self._disk: _DiskRows | None = None
         self._disk_path: str | None = None
+        # Searches hold the read side; add, remove and every build (including the
+        # lazy one of a first search, which renumbers the rows) hold the write side.
+        self._lock = RWLock()
 
     # -- properties -------------------------------------------------------------
     @property
@@ -204,8 +214,28 @@ class Trees(Index):
         if self._built:
             self._forest.insert(self._rows[: self._n], slots)
 
+    def add(self, vectors, ids=None, **params) -> None:
+        with self._lock.write():
+            super().add(vectors, ids, **params)
+
+    def remove(self, ids) -> int:
+        with self._lock.write():
+            return super().remove(ids)
+
     def build(self, threads=None) -> "Trees":
         """Grow the forest over every vector added so far (replaces existing trees)."""
+        with self._lock.write():
+            return self._build(threads)
+
+    def _ensure_built(self) -> None:
+        """The lazy build of a first search: once, under the write lock, however
+        many threads make their first search at the same time."""
+        if not self._built:
+            with self._lock.write():
+                if not self._built:
+                    self._build()
+
+    def _build(self, threads=None) -> "Trees":
         self._check_writable("build it")
         threads = _validate.check_threads(threads)
         slots = np.flatnonzero(self._labels[: self._n] >= 0).astype(np.int32)
@@ -223,18 +253,25 @@ class Trees(Index):
         k * n_trees * 8; -1 = all)."""
         if search_k is None:
             search_k = self._search_k
+        self._ensure_built()
+        with self._lock.read():
+            return self._search_locked(queries, k, filter, threads, search_k)
+
+    def _search_locked(self, queries, k, filter, threads, search_k):
         # Fast lane for the common single-query call (one clean float32 vector):
         # the same checks as the general path, without its generality.
         if (filter is None and threads is None and search_k is not None and self._built
                 and type(queries) is np.ndarray and queries.dtype == np.float32
                 and queries.ndim == 1 and queries.shape[0] == self._dim
-                and self._metric != HAMMING and type(k) is int and k > 0
+                and self._metric != HAMMING and type(k) is int and 0 < k <= self._live
                 and type(search_k) is int and (search_k > 0 or search_k == -1)):
             sq = float(np.dot(queries, queries))
             if sq == sq and sq != float("inf"):  # finite (NaN or inf would show here)
                 q = queries
                 if self._metric == COSINE and sq > 0:
                     q = queries * np.float32(1.0 / sq ** 0.5)
+                if search_k >= self._n * self._n_trees:
+                    search_k = -1
                 slots, dist = self._forest.search(self._rows[: self._n], q.reshape(1, -1), k,
                                                   search_k, None, 1)
                 if self._identity is None:
@@ -266,11 +303,11 @@ class Trees(Index):
         self._identity = None
 
     def _search(self, q, k, mask, threads, search_k=None):
-        if not self._built:
-            self.build()
         if search_k is None:
             search_k = self._search_k or k * max(self._n_trees, 1) * 8
         search_k = _check_search_k(search_k)
+        if search_k >= self._n * self._n_trees:  # a budget past every leaf entry is "all"
+            search_k = -1
         slots, dist = self._forest.search(self._rows[: self._n], q, k, search_k, mask, threads)
         if self._identity is None:
             self._identity = bool(np.array_equal(self._labels[: self._n], np.arange(self._n)))
@@ -316,11 +353,12 @@ class Trees(Index):
     def get_vectors(self, ids) -> np.ndarray:
         """Stored vectors of the given ids (normalised for cosine; uint64 words for hamming)."""
         ids = _validate.as_ids(ids, unique=False)
-        slot_of = self._slots_map()
-        missing = [i for i in ids.tolist() if i not in slot_of]
-        if missing:
-            raise KeyError(f"id {missing[0]} is not in the index")
-        return self._rows[[slot_of[i] for i in ids.tolist()]].copy()
+        with self._lock.read():
+            slot_of = self._slots_map()
+            missing = [i for i in ids.tolist() if i not in slot_of]
+            if missing:
+                raise KeyError(f"id {missing[0]} is not in the index")
+            return self._rows[[slot_of[i] for i in ids.tolist()]].copy()
 
     # -- files --------------------------------------------------------------------------
     def _params(self):
@@ -329,9 +367,14 @@ class Trees(Index):
                 "search_k": self._search_k}
 
     def save(self, path) -> None:
-        if not self._built and not self._readonly:
-            self.build()  # files always carry their trees, so a mapped copy can search
-        super().save(path)
+        if not self._readonly:
+            self._ensure_built()  # files always carry their trees, so a mapped copy can search
+        with self._lock.read():
+            super().save(path)
+
+    def image(self):
+        with self._lock.read():
+            return super().image()
 
     def _sections(self):
         out = {"vectors": self._rows[: self._n], "labels": self._labels[: self._n]}
@@ -341,6 +384,19 @@ class Trees(Index):
 
     @classmethod
     def _from_sections(cls, dim, metric, params, sections):
+        from ..errors import FormatError
+
+        try:
+            return cls._load_sections(dim, metric, params, sections)
+        except FormatError:
+            raise
+        except KeyError as exc:
+            raise _format_error(f"{exc.args[0]!r} is missing") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _format_error(str(exc)) from None
+
+    @classmethod
+    def _load_sections(cls, dim, metric, params, sections):
         self = cls(dim, metric, n_trees=int(params["n_trees"]), leaf_size=int(params["leaf_size"]),
                    seed=int(params["seed"]), search_k=params.get("search_k"))
         rows, labels = sections["vectors"], sections["labels"]
@@ -349,6 +405,11 @@ class Trees(Index):
                                 f"expected (n, {self._row_dim}) {np.dtype(self._dtype)}")
         if labels.shape != (rows.shape[0],) or labels.dtype != np.int64:
             raise _format_error("labels section does not match the vectors")
+        live = labels[labels >= 0]
+        if (labels < -1).any() or np.unique(live).size != live.size:
+            raise _format_error("labels are negative (other than -1) or repeated")
+        if self._dtype == np.float32 and not _validate.all_finite(rows):
+            raise _format_error("vectors hold NaN or infinity")
         frozen = not (rows.flags.writeable and labels.flags.writeable)
         self._rows, self._labels, self._n = rows, labels, rows.shape[0]
         self._live = int(np.count_nonzero(labels >= 0))
@@ -362,13 +423,18 @@ class Trees(Index):
                     raise _format_error(f"section {name!r} is missing")
                 arrays.append(sections[name])
             planes, offsets, children, leaf_off, leaf_cnt, leaf_items, roots = arrays
+            if leaf_items.dtype != np.int32 or leaf_items.ndim != 1:
+                raise _format_error("leaf items must be a 1-D int32 array")
+            if len(leaf_items) and (leaf_items.min() < 0 or leaf_items.max() >= self._n):
+                raise _format_error("leaf items refer to vectors that do not exist")
+            for name, arr in (("planes", planes), ("offsets", offsets)):
+                if arr.dtype.kind == "f" and not _validate.all_finite(arr):
+                    raise _format_error(f"{name} hold NaN or infinity")
             try:
                 self._forest.attach(planes, offsets, children.reshape(-1), leaf_off, leaf_cnt,
                                     leaf_items, roots, float(params.get("max_norm", 0.0)), frozen)
             except (ValueError, TypeError) as exc:
                 raise _format_error(str(exc)) from None
-            if len(leaf_items) and (leaf_items.min() < 0 or leaf_items.max() >= self._n):
-                raise _format_error("leaf items refer to vectors that do not exist")
             self._keep = arrays  # the mapped arrays must outlive the forest's pointers
             self._built = True
         return self
@@ -390,9 +456,11 @@ class Trees(Index):
 
         path, disk = self._disk_path, self._disk
         self._disk_path = None
-        self.save(path)
+        Index.save(self, path)  # built already; the caller holds the write lock
         loaded = load(path, mmap=True)
+        lock = self._lock
         self.__dict__.update(loaded.__dict__)
+        self._lock = lock
         self._disk = None
         disk.close(remove=True)
 
