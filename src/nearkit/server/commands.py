@@ -317,7 +317,7 @@ def cmd_config(ctx, args):
                  "requirepass": "", "port": str(ctx.server.port)}
         pairs = []
         for pat in args[1:]:
-            rx = glob_to_regex(pat.lower())
+            rx = glob_to_regex(pat, nocase=True)
             pairs += [(k, v) for k, v in known.items() if rx.match(k.encode())]
         return Map(pairs)
     if sub == b"SET":
