@@ -1,0 +1,123 @@
+"""Bounded resources in the server: request framing limits, nesting limits, sizes a
+client passes (EF_RUNTIME, DIM, K), client count and idle clients."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nearkit.server.protocol import ProtocolError, RequestReader
+from server_helpers import ThreadServer
+
+
+def _cmd(*args) -> bytes:
+    args = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+class Raw:
+    def __init__(self, port, timeout=5):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+    def send(self, data: bytes):
+        self.s.sendall(data)
+
+    def line(self, timeout=5.0) -> bytes:
+        """Everything received until a CRLF ends it (or the peer closes)."""
+        self.s.settimeout(timeout)
+        buf = b""
+        while not buf.endswith(b"\r\n"):
+            try:
+                chunk = self.s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            buf += chunk
+        return buf
+
+    def call(self, *args) -> bytes:
+        self.send(_cmd(*args))
+        return self.line()
+
+    def closed(self, timeout=5.0) -> bool:
+        self.s.settimeout(timeout)
+        try:
+            while self.s.recv(65536):
+                pass
+            return True
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+
+    def close(self):
+        self.s.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = ThreadServer(max_request_bytes=1 << 20)
+    yield s
+    s.stop()
+
+
+# -- request framing ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("head,message", [
+    (b"*4294967295\r\n", "invalid multibulk length"),
+    (b"*2147483647\r\n", "invalid multibulk length"),
+    (b"*9223372036854775807\r\n", "invalid multibulk length"),
+    (b"*1\r\n$99999999999\r\n", "invalid bulk length"),
+    (b"*2\r\n$4294967296\r\nab", "invalid bulk length"),
+])
+def test_reader_refuses_huge_counts_before_allocating(head, message):
+    r = RequestReader(max_request_bytes=1 << 20)
+    got = r.feed(_cmd("PING") + head)
+    assert got[0] == [b"PING"] and isinstance(got[1], ProtocolError) and message in str(got[1])
+    # the same header arriving a byte at a time
+    r = RequestReader(max_request_bytes=1 << 20)
+    got = []
+    for i in range(len(head)):
+        got += r.feed(head[i:i + 1])
+    assert len(got) == 1 and message in str(got[0])
+
+
+_arg = st.one_of(st.binary(max_size=40), st.sampled_from(
+    [b"*4294967295\r\n", b"$99999999999\r\n", b"\r\n", b"*", b"x" * 300]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(_arg, min_size=1, max_size=5), min_size=1, max_size=6), st.data())
+def test_reader_framing_is_exact_across_splits(requests, data):
+    # Bodies that look like huge headers must not be taken for headers, wherever the
+    # stream is cut: the reader knows exactly where each request starts.
+    stream = b"".join(_cmd(*r) for r in requests)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    r = RequestReader(max_request_bytes=1 << 20)
+    got, last = [], 0
+    for c in cuts + [len(stream)]:
+        got += r.feed(stream[last:c])
+        last = c
+    assert got == requests
+
+
+def test_huge_multibulk_answered_and_closed_without_traceback(server, caplog):
+    caplog.set_level(logging.INFO)
+    for head, message in ((b"*4294967295\r\n", b"invalid multibulk length"),
+                          (b"*1\r\n$99999999999\r\n", b"invalid bulk length")):
+        c = Raw(server.port)
+        c.send(head)
+        assert c.line() == b"-ERR Protocol error: " + message + b"\r\n"
+        assert c.closed()
+        c.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    ok = Raw(server.port)
+    assert ok.call("PING") == b"+PONG\r\n"
+    ok.close()
