@@ -121,3 +121,47 @@ def test_huge_multibulk_answered_and_closed_without_traceback(server, caplog):
     ok = Raw(server.port)
     assert ok.call("PING") == b"+PONG\r\n"
     ok.close()
+
+
+# -- nesting -----------------------------------------------------------------------------------
+
+def test_deep_query_nesting_is_a_syntax_error(server):
+    import redis
+    r = redis.Redis(port=server.port, socket_timeout=10, protocol=2)
+    r.execute_command("FT.CREATE", "nest", "ON", "HASH", "PREFIX", "1", "nest:", "SCHEMA",
+                      "t", "TEXT", "n", "NUMERIC")
+    r.hset("nest:1", mapping={"t": "hello", "n": 1})
+    for q in ("(" * 1000 + "hello" + ")" * 1000, "-" * 1000 + "hello",
+              "@t:(" + "(" * 1000 + "hello" + ")" * 1001, "~" * 5000 + "hello"):
+        with pytest.raises(redis.ResponseError, match="Syntax error") as exc:
+            r.execute_command("FT.SEARCH", "nest", q)
+        assert "internal" not in str(exc.value) and "Recursion" not in str(exc.value)
+    # moderate nesting still works
+    assert r.execute_command("FT.SEARCH", "nest", "(" * 50 + "hello" + ")" * 50, "NOCONTENT")[0] == 1
+    for expr in ("(" * 1000 + "1" + ")" * 1000, "+".join(["1"] * 2000), "-" * 1000 + "1"):
+        with pytest.raises(redis.ResponseError, match="Syntax error") as exc:
+            r.execute_command("FT.AGGREGATE", "nest", "*", "LOAD", "1", "@n", "APPLY", expr, "AS", "x")
+        assert "internal" not in str(exc.value)
+    assert r.execute_command("FT.AGGREGATE", "nest", "*", "LOAD", "1", "@n",
+                             "APPLY", "+".join(["@n"] * 20), "AS", "x")[1] == [b"n", b"1", b"x", b"20"]
+    assert r.ping()
+
+
+def test_deep_json_is_refused(server):
+    import redis
+    r = redis.Redis(port=server.port, socket_timeout=10, protocol=2)
+    for depth in (129, 100_000):
+        with pytest.raises(redis.ResponseError, match="recursion limit exceeded"):
+            r.execute_command("JSON.SET", "deep", "$", "[" * depth + "]" * depth)
+    assert r.execute_command("JSON.SET", "deep", "$", "[" * 128 + "]" * 128) == b"OK"
+    # brackets inside strings do not count
+    assert r.execute_command("JSON.SET", "str", "$", '{"a": "' + "[{" * 500 + '\\" ["}') == b"OK"
+    # the depth a value may have shrinks with the path it goes under
+    r.execute_command("JSON.SET", "doc", "$", '{"a": {"b": {}}}')
+    with pytest.raises(redis.ResponseError, match="recursion limit exceeded"):
+        r.execute_command("JSON.SET", "doc", "$.a.b.c", "[" * 126 + "]" * 126)
+    assert r.execute_command("JSON.SET", "doc", "$.a.b.c", "[" * 125 + "]" * 125) == b"OK"
+    assert r.execute_command("JSON.GET", "doc", "$.a.b.c").startswith(b"[" * 126)
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("JSON.GET", "doc", "$" + ".a" * 5000)
+    assert r.ping()

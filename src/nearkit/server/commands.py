@@ -766,15 +766,21 @@ def cmd_json_set(ctx, args):
     if len(args) > 4 or cond not in (None, b"NX", b"XX"):
         return SYNTAX
     try:
+        p, path_error = jsonpath.parse(path), None
+    except ValueError as exc:
+        p, path_error = None, exc
+    # The document's depth is bounded: the value's own plus the path it goes under.
+    col = jsonpath.too_deep(text, jsonpath.MAX_DEPTH - (len(p.steps) if p else 0))
+    if col is not None:
+        return Error(f"ERR recursion limit exceeded at line 1 column {col}")
+    try:
         value = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         return Error(f"ERR expected value at line 1 column {getattr(exc, 'colno', 1)}")
     doc = _json_doc(ctx, key)
     ks = ctx.server.keyspace
-    try:
-        p = jsonpath.parse(path)
-    except ValueError as exc:
-        return Error(f"ERR {exc}")
+    if path_error is not None:
+        return Error(f"ERR {path_error}")
     if p.is_root:
         if (cond == b"NX" and doc is not None) or (cond == b"XX" and doc is None):
             return None

@@ -668,6 +668,7 @@ class _Expr:
             self.toks.append((kind, m.group(kind)))
             pos = m.end()
         self.i = 0
+        self.depth = 0
         self.tree = self._or()
         if self.i != len(self.toks):
             raise CommandError(f"Syntax error near {self.toks[self.i][1]}")
@@ -680,12 +681,25 @@ class _Expr:
         self.i += 1
         return t
 
+    # Deepest expression tree: parsing and evaluating recurse once per level.
+    MAX_DEPTH = 100
+
+    def _nest(self, levels: int = 1):
+        self.depth += levels
+        if self.depth > self.MAX_DEPTH:
+            raise CommandError(f"Syntax error: expression nested too deeply "
+                               f"(more than {self.MAX_DEPTH} levels)")
+
     def _bin(self, sub, ops):
         left = sub()
+        chain = 0
         while self._peek() in ops:
             op = self._take()[1]
+            chain += 1
+            self._nest()  # a chain of n operators is a tree n levels deep
             right = sub()
             left = ("bin", op, left, right)
+        self.depth -= chain
         return left
 
     def _or(self):
@@ -709,7 +723,10 @@ class _Expr:
     def _unary(self):
         if self._peek() in ("-", "!"):
             op = self._take()[1]
-            return ("un", op, self._unary())
+            self._nest()
+            node = ("un", op, self._unary())
+            self.depth -= 1
+            return node
         return self._atom()
 
     def _atom(self):
@@ -723,13 +740,16 @@ class _Expr:
         if kind == "field":
             return ("field", val[1:])
         if val == "(":
+            self._nest()
             e = self._or()
             if self._peek() != ")":
                 raise CommandError("Syntax error: missing ')'")
             self._take()
+            self.depth -= 1
             return e
         if kind == "name" and self._peek() == "(":
             self._take()
+            self._nest()
             args = []
             if self._peek() != ")":
                 args.append(self._or())
@@ -741,6 +761,7 @@ class _Expr:
             self._take()
             if val.lower() not in self._FUNCS:
                 raise CommandError(f"Unknown function name '{val}'")
+            self.depth -= 1
             return ("call", val.lower(), args)
         raise CommandError(f"Syntax error near {val}")
 

@@ -255,6 +255,8 @@ class Connection(asyncio.Protocol):
             return cmd.handler(self, req[1:])
         except CommandError as exc:
             return exc.reply
+        except RecursionError:  # a backstop: the parsers bound nesting themselves
+            return Error("ERR Syntax error: the request is nested too deeply")
         except Exception as exc:
             log.exception("command %r failed", req[0])
             return Error(f"ERR internal error: {type(exc).__name__}: {exc}")

@@ -231,6 +231,11 @@ def tag_values(value, separator: str = ",", case_sensitive: bool = False) -> lis
 
 # -- the Redis query-language parser --------------------------------------------------------
 
+# Deepest nesting of groups and prefix operators a query may have: the parser and
+# every walk over the tree recurse once per level, and Python's stack is finite.
+MAX_NESTING = 100
+
+
 class _Parser:
     def __init__(self, text: str, params: dict | None, start: int = 0):
         if not isinstance(text, str):
@@ -239,6 +244,13 @@ class _Parser:
         self.n = len(text)
         self.i = start
         self.params = params or {}
+        self.depth = 0
+
+    def nest(self):
+        """Enter one more level of nesting (a group or a prefix operator)."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.error(f"query nested too deeply (more than {MAX_NESTING} levels)")
 
     # low-level ------------------------------------------------------------------
     def error(self, detail: str, at: int | None = None):
@@ -331,12 +343,18 @@ class _Parser:
             self.i += 1
             if self.peek() in ("", ")", "|"):
                 self.error("expected an expression after '-'")
-            return Not(self.unary())
+            self.nest()
+            node = Not(self.unary())
+            self.depth -= 1
+            return node
         if c == "~":
             self.i += 1
             if self.peek() in ("", ")", "|"):
                 self.error("expected an expression after '~'")
-            return Optional(self.unary())
+            self.nest()
+            node = Optional(self.unary())
+            self.depth -= 1
+            return node
         return self.atom()
 
     def atom(self) -> Node:
@@ -344,10 +362,12 @@ class _Parser:
         start = self.i
         if c == "(":
             self.i += 1
+            self.nest()
             node = self.union()
             if self.peek() != ")":
                 self.error("expected ')' to close the '(' at offset %d" % start)
             self.i += 1
+            self.depth -= 1
             return node
         if c == "*":
             self.i += 1
@@ -385,14 +405,19 @@ class _Parser:
             return self.numeric_range(name)
         if c == "(":
             self.i += 1
+            self.nest()
             node = self.text_union(name)
             if self.peek() != ")":
                 self.error("expected ')' to close the text group")
             self.i += 1
+            self.depth -= 1
             return node
         if c == "-":
             self.i += 1
-            return Not(self.text_unary(name))
+            self.nest()
+            node = Not(self.text_unary(name))
+            self.depth -= 1
+            return node
         if c == '"':
             return self.phrase(name)
         if c == "" or c in ")|}]":
@@ -433,18 +458,19 @@ class _Parser:
 
     def text_unary(self, field) -> Node:
         c = self.peek()
-        if c == "-":
+        if c in "-~(" and c:
             self.i += 1
-            return Not(self.text_unary(field))
-        if c == "~":
-            self.i += 1
-            return Optional(self.text_unary(field))
-        if c == "(":
-            self.i += 1
-            node = self.text_union(field)
-            if self.peek() != ")":
-                self.error("expected ')'")
-            self.i += 1
+            self.nest()
+            if c == "-":
+                node = Not(self.text_unary(field))
+            elif c == "~":
+                node = Optional(self.text_unary(field))
+            else:
+                node = self.text_union(field)
+                if self.peek() != ")":
+                    self.error("expected ')'")
+                self.i += 1
+            self.depth -= 1
             return node
         if c == '"':
             return self.phrase(field)
@@ -658,7 +684,7 @@ def _python_value(field: str, value) -> Node:
     raise FilterError(f"field {field!r}: cannot use a {type(value).__name__} as a filter value")
 
 
-def from_python(obj) -> Node:
+def from_python(obj, _depth: int = 0) -> Node:
     """``{"genre": ["drama"], "year": (1990, 2000)}`` -> tree.
 
     Each key is a field (all must hold: AND). Values: a string or list of strings
@@ -674,6 +700,8 @@ def from_python(obj) -> Node:
         raise FilterError(f"a Python filter must be a dict, got {type(obj).__name__}")
     if not obj:
         return MatchAll()
+    if _depth >= MAX_NESTING:
+        raise FilterError(f"filter nested too deeply (more than {MAX_NESTING} levels of $and/$or/$not)")
     parts = []
     for key, value in obj.items():
         if not isinstance(key, str):
@@ -681,10 +709,10 @@ def from_python(obj) -> Node:
         if key in ("$and", "$or"):
             if not isinstance(value, (list, tuple)) or not value:
                 raise FilterError(f"{key} needs a non-empty list of filters")
-            kids = [from_python(v) for v in value]
+            kids = [from_python(v, _depth + 1) for v in value]
             parts.append(_and(kids) if key == "$and" else _or(kids))
         elif key == "$not":
-            parts.append(Not(from_python(value)))
+            parts.append(Not(from_python(value, _depth + 1)))
         elif key.startswith("$"):
             raise FilterError(f"unknown operator {key!r}; use $and, $or or $not")
         else:
