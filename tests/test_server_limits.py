@@ -165,3 +165,66 @@ def test_deep_json_is_refused(server):
     with pytest.raises(redis.ResponseError):
         r.execute_command("JSON.GET", "doc", "$" + ".a" * 5000)
     assert r.ping()
+
+
+# -- clients -------------------------------------------------------------------------------------
+
+def test_max_clients_capped_to_the_open_file_limit():
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    import nearkit
+    from server_helpers import free_port, wait_port
+
+    port = free_port()
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(nearkit.__file__)))
+    env = dict(os.environ, PYTHONPATH=parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nearkit.server", "--port", str(port), "--no-uvloop"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+    clients = []
+    try:
+        wait_port(port, 60, proc)
+        first = Raw(port)
+        assert first.call("CONFIG", "GET", "maxclients") == b"*2\r\n$10\r\nmaxclients\r\n$2\r\n32\r\n"
+        clients.append(first)
+        for _ in range(31):
+            c = Raw(port)
+            assert c.call("PING") == b"+PONG\r\n"
+            clients.append(c)
+        extra = Raw(port)
+        assert extra.line() == b"-ERR max number of clients reached\r\n"
+        assert extra.closed()
+        extra.close()
+        assert clients[0].call("PING") == b"+PONG\r\n"
+    finally:
+        for c in clients:
+            c.close()
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert b"maxclients reduced to 32" in err
+    assert b"Traceback" not in err
+
+
+def test_idle_clients_are_closed_after_timeout():
+    s = ThreadServer(timeout=1)
+    try:
+        idle, busy = Raw(s.port), Raw(s.port)
+        assert idle.call("CONFIG", "GET", "timeout") == b"*2\r\n$7\r\ntimeout\r\n$1\r\n1\r\n"
+        for _ in range(8):  # 2.4 s of activity: never idle for a whole second
+            assert busy.call("PING") == b"+PONG\r\n"
+            time.sleep(0.3)
+        assert idle.closed(timeout=5)
+        assert busy.call("PING") == b"+PONG\r\n"
+        # CONFIG SET timeout 0 turns it off
+        assert busy.call("CONFIG", "SET", "timeout", "0") == b"+OK\r\n"
+        time.sleep(2.5)
+        assert busy.call("PING") == b"+PONG\r\n"
+        assert busy.call("CONFIG", "SET", "timeout", "-1").startswith(b"-ERR CONFIG SET failed")
+        assert busy.call("CONFIG", "SET", "timeout", "x").startswith(b"-ERR CONFIG SET failed")
+        assert busy.call("CONFIG", "GET", "timeout") == b"*2\r\n$7\r\ntimeout\r\n$1\r\n0\r\n"
+    finally:
+        s.stop()

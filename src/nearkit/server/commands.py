@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import jsonpath
+from .fdlimit import clients_within_fd_limit
 from .keyspace import JsonDoc, glob_to_regex, now_ms, type_name
 from .protocol import NULL_ARRAY, OK, PONG, Error, Map, Set, Simple, Verbatim
 
@@ -314,17 +315,51 @@ def cmd_config(ctx, args):
         cfg = ctx.server.config
         known = {"appendonly": "no", "save": "", "maxclients": str(cfg.max_clients),
                  "databases": "1", "proto-max-bulk-len": str(cfg.max_request_bytes),
-                 "requirepass": "", "port": str(ctx.server.port)}
+                 "requirepass": "", "port": str(ctx.server.port), "timeout": str(cfg.timeout)}
         pairs = []
         for pat in args[1:]:
             rx = glob_to_regex(pat, nocase=True)
             pairs += [(k, v) for k, v in known.items() if rx.match(k.encode())]
         return Map(pairs)
     if sub == b"SET":
-        return OK
+        return _config_set(ctx, args[1:])
     if sub == b"RESETSTAT":
         return OK
     return Error(f"ERR unknown subcommand '{_text(args[0])}'. Try CONFIG HELP.")
+
+
+def _config_set(ctx, args):
+    """CONFIG SET for the settings the server acts on (timeout, maxclients); the
+    others are accepted and ignored, as before."""
+    if not args or len(args) % 2:
+        return wrong_args("config|set")
+    cfg = ctx.server.config
+    changes = {}
+    for name, value in zip(args[::2], args[1::2]):
+        key = _text(name).lower()
+        if key not in ("timeout", "maxclients"):
+            continue
+        try:
+            n = int(value)
+        except ValueError:
+            n = -1
+        if n < (0 if key == "timeout" else 1):
+            return Error(f"ERR CONFIG SET failed (possibly related to argument '{key}') - "
+                         "argument couldn't be parsed into an integer" if n == -1 else
+                         f"ERR CONFIG SET failed (possibly related to argument '{key}') - "
+                         "argument must be between 0 and 2147483647 inclusive")
+        changes[key] = n
+    if "timeout" in changes:
+        cfg.timeout = changes["timeout"]
+    if "maxclients" in changes:
+        want = changes["maxclients"]
+        got = clients_within_fd_limit(want)
+        if got < want:
+            return Error(f"ERR CONFIG SET failed (possibly related to argument 'maxclients') - "
+                         f"The operating system is not able to handle the specified number of "
+                         f"clients, try with {got}")
+        cfg.max_clients = want
+    return OK
 
 
 @command("MODULE", -2, ("admin",))

@@ -26,6 +26,7 @@ from ..store import StoreLockedError
 from . import commands as _commands  # noqa: F401  (registers the commands)
 from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
 from .commands import COMMANDS, NOAUTH, CommandError, Offload, wrong_args
+from .fdlimit import clients_within_fd_limit
 from .execute import KnnJob, run_knn_batch
 from .keyspace import Keyspace
 from .persist import Durable, OldDataError
@@ -45,7 +46,8 @@ class Config:
     data: str | None = None  # directory for the durable record; None = memory only
     requirepass: str | None = None
     durability: str = "always"
-    max_clients: int = 10000
+    max_clients: int = 10000  # lowered to the open-file limit minus a reserve, as Redis does
+    timeout: int = 0  # seconds a client may stay idle before it is closed (0: never)
     max_request_bytes: int = 64 << 20  # one unfinished request (also caps a bulk string)
     max_pending_requests: int = 4096  # parsed but unanswered requests per connection
     threads: int | None = None  # search worker threads (default: number of CPUs)
@@ -75,6 +77,7 @@ class Connection(asyncio.Protocol):
         self._out: list = []  # encoded reply pieces not yet written
         self._paused = False
         self._write_paused = False  # the client is not reading its replies
+        self.last_active = time.monotonic()  # the idle timeout counts from here
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport):
@@ -110,6 +113,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes):
         if self.closing:
             return
+        self.last_active = time.monotonic()
         self._queue.extend(self._reader.feed(data))
         if not self._busy and not self._write_paused:
             self._run()
@@ -294,6 +298,7 @@ class Server:
     def __init__(self, config: Config):
         from .. import __version__
 
+        config.max_clients = clients_within_fd_limit(config.max_clients)
         self.config = config
         self.version = __version__
         self.keyspace = Keyspace()
@@ -434,11 +439,29 @@ class Server:
         self.keyspace.flush()
 
     # -- lifecycle -------------------------------------------------------------------------
+    def close_idle_clients(self) -> int:
+        """Close the clients idle longer than ``config.timeout`` seconds (Redis's
+        ``timeout``); a client waiting for its reply is not idle. Returns how many."""
+        limit = self.config.timeout
+        if limit <= 0:
+            return 0
+        deadline = time.monotonic() - limit
+        idle = [c for c in self.clients
+                if c.last_active < deadline and not c._busy and not c._queue and not c.closing]
+        for c in idle:
+            c.closing = True
+            c.transport.close()
+        return len(idle)
+
     async def _housekeeping(self):
+        ticks = 0
         while True:
             await asyncio.sleep(0.1)
+            ticks += 1
             try:
                 self.keyspace.expire_some()
+                if ticks % 10 == 0:
+                    self.close_idle_clients()
                 if self.durable is not None and not self._tick_scheduled:
                     self.durable_flush()
                     self.maybe_snapshot()
@@ -534,7 +557,11 @@ def add_serve_arguments(parser) -> None:
                         help="password clients must give (AUTH / HELLO ... AUTH) before any command")
     parser.add_argument("--durability", choices=("always", "everysec", "off"), default="always",
                         help="when writes reach disk (default always: before the reply)")
-    parser.add_argument("--max-clients", type=int, default=10000)
+    parser.add_argument("--max-clients", type=int, default=10000,
+                        help="most clients at once (default 10000; lowered to the open-file "
+                             "limit minus 32 when that is smaller)")
+    parser.add_argument("--timeout", type=int, default=0,
+                        help="close a client after this many idle seconds (default 0: never)")
     parser.add_argument("--max-request-bytes", type=int, default=64 << 20)
     parser.add_argument("--threads", type=int, default=None, help="search worker threads")
     parser.add_argument("--snapshot-every", type=int, default=100_000,
@@ -546,7 +573,7 @@ def add_serve_arguments(parser) -> None:
 
 def config_from_args(ns) -> Config:
     return Config(host=ns.host, port=ns.port, data=ns.data, requirepass=ns.requirepass,
-                  durability=ns.durability, max_clients=ns.max_clients,
+                  durability=ns.durability, max_clients=ns.max_clients, timeout=ns.timeout,
                   max_request_bytes=ns.max_request_bytes, threads=ns.threads, uvloop=ns.uvloop,
                   snapshot_every=ns.snapshot_every)
 
