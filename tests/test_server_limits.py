@@ -131,37 +131,55 @@ def test_deep_query_nesting_is_a_syntax_error(server):
     r.execute_command("FT.CREATE", "nest", "ON", "HASH", "PREFIX", "1", "nest:", "SCHEMA",
                       "t", "TEXT", "n", "NUMERIC")
     r.hset("nest:1", mapping={"t": "hello", "n": 1})
-    for q in ("(" * 1000 + "hello" + ")" * 1000, "-" * 1000 + "hello",
-              "@t:(" + "(" * 1000 + "hello" + ")" * 1001, "~" * 5000 + "hello"):
+    for q in ("(" * 1000 + "hello" + ")" * 1000, "@t:(" + "(" * 1000 + "hello" + ")" * 1001,
+              "-~" * 500 + "hello", "@t:" + "-~" * 500 + "hello"):
         with pytest.raises(redis.ResponseError, match="Syntax error") as exc:
             r.execute_command("FT.SEARCH", "nest", q)
         assert "internal" not in str(exc.value) and "Recursion" not in str(exc.value)
-    # moderate nesting still works
+    # moderate nesting still works, and runs of one prefix operator any length (as Redis)
     assert r.execute_command("FT.SEARCH", "nest", "(" * 50 + "hello" + ")" * 50, "NOCONTENT")[0] == 1
-    for expr in ("(" * 1000 + "1" + ")" * 1000, "+".join(["1"] * 2000), "-" * 1000 + "1"):
+    assert r.execute_command("FT.SEARCH", "nest", "-" * 1000 + "hello", "NOCONTENT")[0] == 1
+    assert r.execute_command("FT.SEARCH", "nest", "-" * 1001 + "hello", "NOCONTENT")[0] == 0
+    assert r.execute_command("FT.SEARCH", "nest", "~" * 5000 + "hello", "NOCONTENT")[0] == 1
+    for expr in ("(" * 1000 + "1" + ")" * 1000, "-" * 1000 + "1", "abs(" * 500 + "1" + ")" * 500):
         with pytest.raises(redis.ResponseError, match="Syntax error") as exc:
             r.execute_command("FT.AGGREGATE", "nest", "*", "LOAD", "1", "@n", "APPLY", expr, "AS", "x")
         assert "internal" not in str(exc.value)
-    assert r.execute_command("FT.AGGREGATE", "nest", "*", "LOAD", "1", "@n",
-                             "APPLY", "+".join(["@n"] * 20), "AS", "x")[1] == [b"n", b"1", b"x", b"20"]
+    # a long run of one operator is flat, not deep (Redis computes it too)
+    for expr, value in (("+".join(["@n"] * 2000), b"2000"), ("+".join(["@n"] * 20), b"20"),
+                        ("10-@n-@n*2^3", b"1"), ("2^3^2", b"64")):
+        assert r.execute_command("FT.AGGREGATE", "nest", "*", "LOAD", "1", "@n",
+                                 "APPLY", expr, "AS", "x")[1] == [b"n", b"1", b"x", value]
     assert r.ping()
 
 
 def test_deep_json_is_refused(server):
     import redis
     r = redis.Redis(port=server.port, socket_timeout=10, protocol=2)
-    for depth in (129, 100_000):
-        with pytest.raises(redis.ResponseError, match="recursion limit exceeded"):
+    for depth in (128, 100_000):  # RedisJSON's words and limit (127 levels)
+        with pytest.raises(redis.ResponseError, match="^recursion limit exceeded at line 1 column 128$"):
             r.execute_command("JSON.SET", "deep", "$", "[" * depth + "]" * depth)
-    assert r.execute_command("JSON.SET", "deep", "$", "[" * 128 + "]" * 128) == b"OK"
+    assert r.execute_command("JSON.SET", "deep", "$", "[" * 127 + "]" * 127) == b"OK"
     # brackets inside strings do not count
     assert r.execute_command("JSON.SET", "str", "$", '{"a": "' + "[{" * 500 + '\\" ["}') == b"OK"
-    # the depth a value may have shrinks with the path it goes under
+    # values nest under paths (as in Redis), but a document stays within MAX_DOCUMENT_DEPTH
+    from nearkit.server.jsonpath import MAX_DOCUMENT_DEPTH
     r.execute_command("JSON.SET", "doc", "$", '{"a": {"b": {}}}')
-    with pytest.raises(redis.ResponseError, match="recursion limit exceeded"):
-        r.execute_command("JSON.SET", "doc", "$.a.b.c", "[" * 126 + "]" * 126)
-    assert r.execute_command("JSON.SET", "doc", "$.a.b.c", "[" * 125 + "]" * 125) == b"OK"
-    assert r.execute_command("JSON.GET", "doc", "$.a.b.c").startswith(b"[" * 126)
+    assert r.execute_command("JSON.SET", "doc", "$.a.b.c", "[" * 127 + "]" * 127) == b"OK"
+    assert r.execute_command("JSON.GET", "doc", "$.a.b.c").startswith(b"[" * 128)
+    r.execute_command("JSON.SET", "doc", "$", "{}")
+    path = "$"
+    for level in range(MAX_DOCUMENT_DEPTH // 100 + 1):
+        value = "{" + '"a":{' * 99 + "}" * 100
+        if len(path.split(".")) - 1 + 100 > MAX_DOCUMENT_DEPTH:
+            with pytest.raises(redis.ResponseError, match="recursion limit exceeded"):
+                r.execute_command("JSON.SET", "doc", path + ".a", value)
+            break
+        assert r.execute_command("JSON.SET", "doc", path + ".a", value) == b"OK"
+        path += ".a" * 100
+    else:
+        raise AssertionError("the document never reached its depth limit")
+    assert r.execute_command("JSON.GET", "doc").startswith(b'{"a":{"a":')
     with pytest.raises(redis.ResponseError):
         r.execute_command("JSON.GET", "doc", "$" + ".a" * 5000)
     assert r.ping()

@@ -804,10 +804,11 @@ def cmd_json_set(ctx, args):
         p, path_error = jsonpath.parse(path), None
     except ValueError as exc:
         p, path_error = None, exc
-    # The document's depth is bounded: the value's own plus the path it goes under.
-    col = jsonpath.too_deep(text, jsonpath.MAX_DEPTH - (len(p.steps) if p else 0))
+    # Bounded depth: the value's own, and the document's (the value plus its path).
+    steps = len(p.steps) if p else 0
+    col = jsonpath.too_deep(text, min(jsonpath.MAX_VALUE_DEPTH, jsonpath.MAX_DOCUMENT_DEPTH - steps))
     if col is not None:
-        return Error(f"ERR recursion limit exceeded at line 1 column {col}")
+        return Error(f"recursion limit exceeded at line 1 column {col}")
     try:
         value = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -691,16 +691,14 @@ class _Expr:
                                f"(more than {self.MAX_DEPTH} levels)")
 
     def _bin(self, sub, ops):
-        left = sub()
-        chain = 0
+        # A run of operators of one precedence is one flat node, folded left to right
+        # by a loop: "1+1+...+1" must not make a tree as deep as it is long.
+        first = sub()
+        rest = []
         while self._peek() in ops:
             op = self._take()[1]
-            chain += 1
-            self._nest()  # a chain of n operators is a tree n levels deep
-            right = sub()
-            left = ("bin", op, left, right)
-        self.depth -= chain
-        return left
+            rest.append((op, sub()))
+        return ("chain", first, tuple(rest)) if rest else first
 
     def _or(self):
         return self._bin(self._and, ("||",))
@@ -784,7 +782,13 @@ class _Expr:
                 return self._FUNCS[n[1]](*args)
             except (TypeError, ValueError):
                 return None
-        op, a, b = n[1], self._ev(n[2], row), self._ev(n[3], row)
+        v = self._ev(n[1], row)
+        for op, right in n[2]:
+            v = self._apply(op, v, self._ev(right, row))
+        return v
+
+    @staticmethod
+    def _apply(op, a, b):
         if op == "&&":
             return float(_truthy(a) and _truthy(b))
         if op == "||":

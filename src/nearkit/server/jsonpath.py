@@ -15,13 +15,15 @@ _STEP = re.compile(r"""\.(?P<name>[A-Za-z_$][\w$-]*)|\.(?P<star>\*)|\[(?P<idx>-?
 
 _MISSING = object()
 
-# Deepest JSON a document may reach (RedisJSON's limit for a value): walks over a
-# document and json.dumps recurse once per level.
-MAX_DEPTH = 128
+# Deepest JSON value one command may pass (RedisJSON's parser stops at 128 levels),
+# and deepest a document may grow by setting values under paths: walks over a
+# document and json.dumps recurse once per level, and Python's stack is finite.
+MAX_VALUE_DEPTH = 127
+MAX_DOCUMENT_DEPTH = 512
 _STRUCTURE = re.compile(rb'["\\\[\]{}]')
 
 
-def too_deep(text: bytes, limit: int = MAX_DEPTH) -> int | None:
+def too_deep(text: bytes, limit: int = MAX_VALUE_DEPTH) -> int | None:
     """The 1-based column where the JSON ``text`` nests deeper than ``limit``, or None.
 
     Called before parsing, so that a 100,000-deep document is refused instead of
@@ -83,8 +85,9 @@ def parse(path) -> Path:
         else:
             steps.append(("key", re.sub(r"\\(.)", r"\1", m.group("key"))))
         pos = m.end()
-        if len(steps) > MAX_DEPTH:
-            raise ValueError(f"JSONPath '{text[:40]}...' is nested deeper than {MAX_DEPTH} levels")
+        if len(steps) > MAX_DOCUMENT_DEPTH:
+            raise ValueError(f"JSONPath '{text[:40]}...' is nested deeper than "
+                             f"{MAX_DOCUMENT_DEPTH} levels")
     return Path(text, tuple(steps), legacy)
 
 

@@ -337,25 +337,39 @@ class _Parser:
             self.error("expected an expression")
         return _and(parts)
 
+    def prefixes(self, check_next: bool) -> list:
+        """The run of prefix operators (``-``, ``~``) at this point, read in a loop:
+        a long run must not cost one stack frame per operator."""
+        ops = []
+        while True:
+            c = self.peek()
+            if c not in ("-", "~") or not c:
+                return ops
+            self.i += 1
+            if check_next and self.peek() in ("", ")", "|"):
+                self.error(f"expected an expression after '{c}'")
+            ops.append(c)
+
+    def apply_prefixes(self, ops: list, node: Node) -> Node:
+        """Wrap ``node`` in the operators, innermost last; ``--x`` is ``x`` and ``~~x``
+        is ``~x``, so only alternations deepen the tree (and count as nesting)."""
+        wraps = 0
+        for op in reversed(ops):
+            if op == "-" and isinstance(node, Not):
+                node = node.child
+                wraps -= 1
+            elif op == "~" and isinstance(node, Optional):
+                continue
+            else:
+                node = Not(node) if op == "-" else Optional(node)
+                wraps += 1
+            if self.depth + wraps > MAX_NESTING:
+                self.error(f"query nested too deeply (more than {MAX_NESTING} levels)")
+        return node
+
     def unary(self) -> Node:
-        c = self.peek()
-        if c == "-":
-            self.i += 1
-            if self.peek() in ("", ")", "|"):
-                self.error("expected an expression after '-'")
-            self.nest()
-            node = Not(self.unary())
-            self.depth -= 1
-            return node
-        if c == "~":
-            self.i += 1
-            if self.peek() in ("", ")", "|"):
-                self.error("expected an expression after '~'")
-            self.nest()
-            node = Optional(self.unary())
-            self.depth -= 1
-            return node
-        return self.atom()
+        ops = self.prefixes(check_next=True)
+        return self.apply_prefixes(ops, self.atom()) if ops else self.atom()
 
     def atom(self) -> Node:
         c = self.peek()
@@ -413,11 +427,7 @@ class _Parser:
             self.depth -= 1
             return node
         if c == "-":
-            self.i += 1
-            self.nest()
-            node = Not(self.text_unary(name))
-            self.depth -= 1
-            return node
+            return self.text_unary(name)
         if c == '"':
             return self.phrase(name)
         if c == "" or c in ")|}]":
@@ -457,19 +467,17 @@ class _Parser:
         return _and(parts)
 
     def text_unary(self, field) -> Node:
+        ops = self.prefixes(check_next=False)
+        if ops:
+            return self.apply_prefixes(ops, self.text_unary(field))
         c = self.peek()
-        if c in "-~(" and c:
+        if c == "(":
             self.i += 1
             self.nest()
-            if c == "-":
-                node = Not(self.text_unary(field))
-            elif c == "~":
-                node = Optional(self.text_unary(field))
-            else:
-                node = self.text_union(field)
-                if self.peek() != ")":
-                    self.error("expected ')'")
-                self.i += 1
+            node = self.text_union(field)
+            if self.peek() != ")":
+                self.error("expected ')'")
+            self.i += 1
             self.depth -= 1
             return node
         if c == '"':
