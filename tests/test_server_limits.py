@@ -246,3 +246,87 @@ def test_idle_clients_are_closed_after_timeout():
         assert busy.call("CONFIG", "GET", "timeout") == b"*2\r\n$7\r\ntimeout\r\n$1\r\n0\r\n"
     finally:
         s.stop()
+
+
+# -- sizes a client passes ---------------------------------------------------------------------
+
+class _EfSpy:
+    """Stands in for an HNSW index's core object and records each search's ef."""
+
+    def __init__(self, core):
+        self._core_obj, self.efs = core, []
+
+    def search_one(self, *args):
+        self.efs.append(args[2])
+        return self._core_obj.search_one(*args)
+
+    def search(self, *args):
+        self.efs.append(args[2])
+        return self._core_obj.search(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._core_obj, name)
+
+
+def test_ef_runtime_and_k_are_bounded_by_what_is_stored(server):
+    # (Values kept to 10**7 so that on a server without the bound this fails by the
+    # recorded ef, after ~100 MB and a fraction of a second, rather than by exhausting memory.)
+    import redis
+    r = redis.Redis(port=server.port, socket_timeout=30, protocol=2)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((200, 8)).astype(np.float32)
+    r.execute_command("FT.CREATE", "efidx", "ON", "HASH", "PREFIX", "1", "ef:", "SCHEMA", "v", "VECTOR",
+                      "HNSW", "8", "TYPE", "FLOAT32", "DIM", "8", "DISTANCE_METRIC", "L2",
+                      "EF_RUNTIME", "10000000")
+    p = r.pipeline(transaction=False)
+    for i, v in enumerate(x):
+        p.hset(f"ef:{i}", "v", v.tobytes())
+    p.execute()
+    vf = server.server.search.indexes[b"efidx"].vectors["v"]
+    spy = _EfSpy(vf._index._core)
+    vf._index._core = spy
+    try:
+        q = x[7] + 0.01
+        exact = np.argsort(((x - q) ** 2).sum(1))[:10]
+        for query, params in (("*=>[KNN 10 @v $b]", []),
+                              ("*=>[KNN 10 @v $b EF_RUNTIME 20000000]", []),
+                              ("*=>[KNN 10 @v $b EF_RUNTIME $ef]", ["ef", "30000000"]),
+                              ("*=>[KNN 4294967295 @v $b EF_RUNTIME 20000000]", [])):
+            res = r.execute_command("FT.SEARCH", "efidx", query, "PARAMS", str(2 + len(params)),
+                                    "b", q.tobytes(), *params, "NOCONTENT", "LIMIT", "0", "1000000000",
+                                    "DIALECT", "2")
+            ids = [int(k.split(b":")[1]) for k in res[1:]]
+            if "4294967295" in query:
+                assert res[0] == 200 and sorted(ids) == list(range(200))
+            else:
+                assert ids == exact.tolist()
+        assert spy.efs and max(spy.efs) <= 200
+    finally:
+        vf._index._core = spy._core_obj
+
+
+def test_dimension_and_graph_limits(server):
+    import redis
+
+    from nearkit.server.ftcommands import MAX_DIM
+    r = redis.Redis(port=server.port, socket_timeout=30, protocol=2)
+
+    def create(name, *params):
+        return r.execute_command("FT.CREATE", name, "ON", "HASH", "PREFIX", "1", name + ":", "SCHEMA",
+                                 "v", "VECTOR", "HNSW", str(4 + len(params)), "TYPE", "FLOAT32",
+                                 "DISTANCE_METRIC", "L2", *params)
+
+    for params in (("DIM", str(MAX_DIM + 1)), ("DIM", "50000000"), ("DIM", "4", "M", "2049")):
+        with pytest.raises(redis.ResponseError, match="outside acceptable bounds"):
+            create("big", *params)
+    assert create("wide", "DIM", str(MAX_DIM)) == b"OK"
+    assert create("deep", "DIM", "4", "M", "2048", "EF_CONSTRUCTION", "1000000000") == b"OK"
+    r.hset("deep:1", "v", np.ones(4, np.float32).tobytes())
+    assert r.execute_command("FT.SEARCH", "deep", "*", "NOCONTENT")[0] == 1
+    # the first vector of a wide field reserves a few rows, not 1024 x DIM
+    r.hset("wide:1", "v", np.ones(MAX_DIM, np.float32).tobytes())
+    vf = server.server.search.indexes[b"wide"].vectors["v"]
+    assert vf.count == 1 and vf.memory_bytes <= 8 << 20
+    res = r.execute_command("FT.SEARCH", "wide", "*=>[KNN 3 @v $b]", "PARAMS", "2", "b",
+                            np.ones(MAX_DIM, np.float32).tobytes(), "NOCONTENT", "DIALECT", "2")
+    assert res == [1, b"wide:1"]
