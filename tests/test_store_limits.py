@@ -152,3 +152,33 @@ def test_lock_released_when_open_fails_on_a_damaged_file(tmp_path):
     with pytest.raises(StoreLockedError):
         with nearkit.open(path):
             nearkit.open(path)
+
+
+# -- numbers JSON cannot hold -----------------------------------------------------------------------
+
+def test_payload_nan_and_infinity_refused_alike(tmp_path):
+    import math
+    with nearkit.open(tmp_path / "s") as db:
+        col = db.create_collection("c", dim=2, index="flat", fields={"n": "numeric"})
+        for bad in ({"n": math.nan}, {"n": math.inf}, {"n": -math.inf}, {"x": math.inf},
+                    {"x": math.nan}, {"x": [1.0, {"y": -math.inf}]}):
+            with pytest.raises(ValueError, match="NaN|infinity"):
+                col.upsert(["a"], np.ones((1, 2)), [bad])
+        assert len(col) == 0
+        col.upsert(["a"], np.ones((1, 2)), [{"n": 1e308, "x": -1e308}])
+        assert col.get("a").payload == {"n": 1e308, "x": -1e308}
+
+
+def test_integers_beyond_float64_are_value_errors(tmp_path):
+    with nearkit.open(tmp_path / "s") as db:
+        col = db.create_collection("c", dim=2, index="flat", fields={"n": "numeric"})
+        for big in (10**400, -10**400):
+            with pytest.raises(ValueError, match="float64 range"):
+                col.upsert(["a"], np.ones((1, 2)), [{"n": big}])
+        # outside the declared fields a big integer is plain JSON and round-trips
+        col.upsert(["a"], np.ones((1, 2)), [{"n": 2, "x": 10**400}])
+        assert col.get("a").payload["x"] == 10**400
+        for where in ({"n": 10**400}, {"n": (0, 10**400)}, {"n": {"gt": -10**400}}, {"n": [1, 10**400]}):
+            with pytest.raises(FilterError, match="float64 range"):
+                col.search([1, 1], 1, where=where)
+        assert col.search([1, 1], 1, where={"n": (0, float("inf"))})[0].key == "a"

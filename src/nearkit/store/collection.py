@@ -519,8 +519,15 @@ class Collection:
         """Field records (checked against the schema) and JSON texts of the payloads."""
         recs = [self._fields.extract(p) for p in payloads]
         try:
-            texts = [None if p is None else json.dumps(p) for p in payloads]
-        except (TypeError, ValueError) as exc:
+            # JSON has no NaN or infinity (json.dumps would write the non-standard NaN and
+            # Infinity): refused anywhere in a payload, as NaN always was in numeric fields.
+            texts = [None if p is None else json.dumps(p, allow_nan=False) for p in payloads]
+        except ValueError as exc:
+            if "Out of range float" in str(exc):
+                raise ValueError("payloads must not hold NaN or infinity: JSON (the payloads' "
+                                 "stored form) has no such numbers") from None
+            raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
+        except TypeError as exc:
             raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
         return recs, texts
 

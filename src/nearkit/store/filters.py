@@ -649,17 +649,26 @@ def _is_number(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def _bound(field: str, v) -> float:
+    """A Python number as a filter bound; FilterError (not OverflowError) past float64."""
+    try:
+        return float(v)
+    except OverflowError:
+        raise FilterError(f"field {field!r}: {'-' if v < 0 else ''}an integer beyond the "
+                          "float64 range is not a valid bound (use math.inf)") from None
+
+
 def _python_value(field: str, value) -> Node:
     if isinstance(value, Node):
         return value
     if isinstance(value, str):
         return Tag(field, (value,))
     if _is_number(value):
-        v = float(value)
+        v = _bound(field, value)
         return Numeric(field, v, v)
     if isinstance(value, tuple) and len(value) == 2 and all(v is None or _is_number(v) for v in value):
-        lo = -math.inf if value[0] is None else float(value[0])
-        hi = math.inf if value[1] is None else float(value[1])
+        lo = -math.inf if value[0] is None else _bound(field, value[0])
+        hi = math.inf if value[1] is None else _bound(field, value[1])
         if math.isnan(lo) or math.isnan(hi):
             raise FilterError(f"field {field!r}: NaN is not a valid bound")
         return Numeric(field, lo, hi)
@@ -670,7 +679,7 @@ def _python_value(field: str, value) -> Node:
         if all(isinstance(v, str) for v in items):
             return Tag(field, tuple(items))
         if all(_is_number(v) for v in items):
-            return _or(Numeric(field, float(v), float(v)) for v in items)
+            return _or(Numeric(field, _bound(field, v), _bound(field, v)) for v in items)
         raise FilterError(f"field {field!r}: a list must hold only strings or only numbers")
     if isinstance(value, dict):
         unknown = set(value) - _NUM_OPS
@@ -681,7 +690,7 @@ def _python_value(field: str, value) -> Node:
         for op, v in value.items():
             if not _is_number(v):
                 raise FilterError(f"field {field!r}: {op} needs a number, got {v!r}")
-            v = float(v)
+            v = _bound(field, v)
             if op == "eq":
                 lo = hi = v
             elif op in ("gt", "gte"):
@@ -810,6 +819,8 @@ def numeric_value(value):
         raise ValueError(f"invalid numeric value {value!r}")
     try:
         v = float(value)
+    except OverflowError:  # an int past float64's range (10**400)
+        raise ValueError("invalid numeric value: an integer beyond the float64 range") from None
     except (TypeError, ValueError):
         raise ValueError(f"invalid numeric value {value!r}") from None
     if math.isnan(v):
