@@ -330,3 +330,96 @@ def test_dimension_and_graph_limits(server):
     res = r.execute_command("FT.SEARCH", "wide", "*=>[KNN 3 @v $b]", "PARAMS", "2", "b",
                             np.ones(MAX_DIM, np.float32).tobytes(), "NOCONTENT", "DIALECT", "2")
     assert res == [1, b"wide:1"]
+
+
+# -- the password: out of the process list, compared in constant time ---------------------------
+
+def _parse(*argv):
+    import argparse
+
+    from nearkit.server.server import add_serve_arguments
+    p = argparse.ArgumentParser()
+    add_serve_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_config_file_and_environment(tmp_path, monkeypatch):
+    from nearkit.server.server import REQUIREPASS_ENV, config_from_args
+    monkeypatch.delenv(REQUIREPASS_ENV, raising=False)
+    conf = tmp_path / "nearkit.conf"
+    conf.write_text('# a Redis-style file\nrequirepass "s3 cret"  # quoted: holds a space\n'
+                    "port 7001\nbind 127.0.0.2 ::1\ntimeout 30\nmaxclients 50\n")
+    c = config_from_args(_parse("--config", str(conf)))
+    assert (c.requirepass, c.port, c.host, c.timeout, c.max_clients) == ("s3 cret", 7001, "127.0.0.2", 30, 50)
+    c = config_from_args(_parse("--config", str(conf), "--port", "7002", "--requirepass", "flag"))
+    assert (c.requirepass, c.port, c.timeout) == ("flag", 7002, 30)  # flags win
+    c = config_from_args(_parse())
+    assert (c.requirepass, c.port, c.host, c.timeout, c.max_clients) == (None, 6379, "127.0.0.1", 0, 10000)
+    monkeypatch.setenv(REQUIREPASS_ENV, "from-env")
+    assert config_from_args(_parse()).requirepass == "from-env"
+    assert config_from_args(_parse("--config", str(conf))).requirepass == "s3 cret"
+    for bad, why in (("save 900 1\n", "unknown directive 'save'"), ("port x\n", "port needs an integer"),
+                     ("requirepass\n", "wrong number of arguments"), ('requirepass "open\n', "line 2: No closing")):
+        conf.write_text("timeout 1\n" + bad)
+        with pytest.raises(ValueError, match=why):
+            config_from_args(_parse("--config", str(conf)))
+
+
+def test_password_from_a_file_is_not_in_the_process_list(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import nearkit
+    from server_helpers import free_port, wait_port
+
+    conf = tmp_path / "nearkit.conf"
+    conf.write_text("requirepass hunter2-secret\n")
+    port = free_port()
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(nearkit.__file__)))
+    env = dict(os.environ, PYTHONPATH=parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "nearkit.server", "--port", str(port),
+                             "--config", str(conf), "--no-uvloop"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, 60, proc)
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            assert b"hunter2" not in f.read()
+        c = Raw(port)
+        assert c.call("PING") == b"-NOAUTH Authentication required.\r\n"
+        assert c.call("AUTH", "hunter2-secret") == b"+OK\r\n"
+        assert c.call("PING") == b"+PONG\r\n"
+        c.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    bad = tmp_path / "bad.conf"
+    bad.write_text("requirepass\n")
+    out = subprocess.run([sys.executable, "-m", "nearkit.server", "--config", str(bad)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "wrong number of arguments" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_password_compared_in_constant_time(monkeypatch):
+    import hmac
+
+    from nearkit.server import commands
+    calls, real = [], hmac.compare_digest
+
+    def spy(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(commands.hmac, "compare_digest", spy)
+    s = ThreadServer(requirepass="pässword")
+    try:
+        c = Raw(s.port)
+        assert c.call("AUTH", "p").startswith(b"-WRONGPASS")
+        assert c.call("AUTH", "pässword".encode()) == b"+OK\r\n"
+        assert c.call("HELLO", "2", "AUTH", "default", "nope").startswith(b"-WRONGPASS")
+        c.close()
+    finally:
+        s.stop()
+    assert calls == [(b"p", "pässword".encode()), ("pässword".encode(),) * 2,
+                     (b"nope", "pässword".encode())]

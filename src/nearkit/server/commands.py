@@ -11,6 +11,7 @@ Error texts follow redis-vector-spec.md section 3 (checked against Redis 7.4).
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from dataclasses import dataclass, field
@@ -121,7 +122,8 @@ def _check_password(ctx, user: bytes | None, password: bytes) -> bool:
     pw = ctx.server.config.requirepass
     if user is not None and user != b"default":
         return False
-    return pw is None or password == pw.encode()
+    # Constant time: how long a wrong guess takes says nothing about the password.
+    return pw is None or hmac.compare_digest(password, pw.encode())
 
 
 @command("AUTH", -2, ("fast", "noauth"))

@@ -547,20 +547,28 @@ def run(config: Config) -> int:
     return 0
 
 
+REQUIREPASS_ENV = "NEARKIT_REQUIREPASS"
+
+
 def add_serve_arguments(parser) -> None:
-    parser.add_argument("--host", default="127.0.0.1",
+    # Flags the config file can also set default to None: flag, then file, then default.
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="Redis-style config file (requirepass, port, bind, maxclients, "
+                             "timeout); flags override it")
+    parser.add_argument("--host", default=None,
                         help="address to bind (default 127.0.0.1: loopback only)")
-    parser.add_argument("--port", type=int, default=6379, help="TCP port (default 6379; 0 = any free)")
+    parser.add_argument("--port", type=int, default=None, help="TCP port (default 6379; 0 = any free)")
     parser.add_argument("--data", default=None,
                         help="directory for the durable record (default: memory only, nothing kept)")
     parser.add_argument("--requirepass", default=None,
-                        help="password clients must give (AUTH / HELLO ... AUTH) before any command")
+                        help="password clients must give (AUTH / HELLO ... AUTH) before any command; "
+                             f"visible in the process list: prefer ${REQUIREPASS_ENV} or --config")
     parser.add_argument("--durability", choices=("always", "everysec", "off"), default="always",
                         help="when writes reach disk (default always: before the reply)")
-    parser.add_argument("--max-clients", type=int, default=10000,
+    parser.add_argument("--max-clients", type=int, default=None,
                         help="most clients at once (default 10000; lowered to the open-file "
                              "limit minus 32 when that is smaller)")
-    parser.add_argument("--timeout", type=int, default=0,
+    parser.add_argument("--timeout", type=int, default=None,
                         help="close a client after this many idle seconds (default 0: never)")
     parser.add_argument("--max-request-bytes", type=int, default=64 << 20)
     parser.add_argument("--threads", type=int, default=None, help="search worker threads")
@@ -572,17 +580,37 @@ def add_serve_arguments(parser) -> None:
 
 
 def config_from_args(ns) -> Config:
-    return Config(host=ns.host, port=ns.port, data=ns.data, requirepass=ns.requirepass,
-                  durability=ns.durability, max_clients=ns.max_clients, timeout=ns.timeout,
-                  max_request_bytes=ns.max_request_bytes, threads=ns.threads, uvloop=ns.uvloop,
-                  snapshot_every=ns.snapshot_every)
+    """The Config for parsed flags: each setting from its flag, else the ``--config`` file,
+    else (the password) ``$NEARKIT_REQUIREPASS``, else its default. Raises OSError or
+    ValueError for an unreadable or bad config file."""
+    from .conffile import read_config_file
+
+    file = read_config_file(ns.config) if ns.config else {}
+    given = {"host": ns.host, "port": ns.port, "requirepass": ns.requirepass,
+             "max_clients": ns.max_clients, "timeout": ns.timeout}
+    settings = {k: v if v is not None else file.get(k) for k, v in given.items()}
+    if settings["requirepass"] is None:
+        settings["requirepass"] = os.environ.get(REQUIREPASS_ENV) or None
+    settings = {k: v for k, v in settings.items() if v is not None}
+    return Config(data=ns.data, durability=ns.durability, max_request_bytes=ns.max_request_bytes,
+                  threads=ns.threads, uvloop=ns.uvloop, snapshot_every=ns.snapshot_every,
+                  **settings)
+
+
+def run_from_args(ns) -> int:
+    try:
+        config = config_from_args(ns)
+    except (OSError, ValueError) as exc:
+        print(f"nearkit serve: error: config: {exc}", file=sys.stderr)
+        return 1
+    return run(config)
 
 
 def add_serve_subcommand(subparsers):
     """Register ``nearkit serve`` on the CLI's subparsers."""
     p = subparsers.add_parser("serve", help="run the Redis-compatible vector search server")
     add_serve_arguments(p)
-    p.set_defaults(func=lambda ns: run(config_from_args(ns)))
+    p.set_defaults(func=run_from_args)
     return p
 
 
@@ -593,7 +621,7 @@ def main(argv=None) -> int:
                                      description="Redis-compatible vector search server")
     add_serve_arguments(parser)
     ns = parser.parse_args(argv)
-    return run(config_from_args(ns))
+    return run_from_args(ns)
 
 
 if __name__ == "__main__":  # pragma: no cover
