@@ -182,3 +182,11 @@ def test_integers_beyond_float64_are_value_errors(tmp_path):
             with pytest.raises(FilterError, match="float64 range"):
                 col.search([1, 1], 1, where=where)
         assert col.search([1, 1], 1, where={"n": (0, float("inf"))})[0].key == "a"
+
+
+def test_wide_collection_memory_follows_rows(tmp_path):
+    with nearkit.open(tmp_path / "s") as db:
+        col = db.create_collection("c", dim=20000, index="flat")
+        col.upsert(["a"], np.ones((1, 20000)))
+        assert col._vectors.nbytes <= 8 << 20  # not 1024 rows x 80 KB up front
+        assert col.search(np.ones(20000), 5)[0].key == "a"

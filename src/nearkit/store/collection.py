@@ -69,9 +69,13 @@ def _as_keys(keys, name="keys") -> tuple[list[str], bool]:
 
 
 def _grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
+    """``arr`` with room for n rows: doubling, from 1024 rows or ~4 MB for wide rows
+    (memory follows the rows stored, not the declared dimension)."""
     if arr.shape[0] >= n:
         return arr
-    shape = (max(n, 2 * arr.shape[0], 1024),) + arr.shape[1:]
+    row_bytes = arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
+    first = max(1, min(1024, (4 << 20) // max(1, row_bytes)))
+    shape = (max(n, 2 * arr.shape[0], first),) + arr.shape[1:]
     new = np.zeros(shape, dtype=arr.dtype) if not fill else np.full(shape, fill, dtype=arr.dtype)
     new[: arr.shape[0]] = arr
     return new
