@@ -11,6 +11,7 @@ Error texts follow redis-vector-spec.md section 3 (checked against Redis 7.4).
 
 from __future__ import annotations
 
+import hmac
 import json
 import platform
 import sys
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import jsonpath
+from .fdlimit import clients_within_fd_limit
 from .keyspace import JsonDoc, glob_to_regex, now_ms, type_name
 from .protocol import NULL_ARRAY, OK, PONG, Error, Map, Set, Simple, Verbatim
 
@@ -122,7 +124,8 @@ def _check_password(ctx, user: bytes | None, password: bytes) -> bool:
     pw = ctx.server.config.requirepass
     if user is not None and user != b"default":
         return False
-    return pw is None or password == pw.encode()
+    # Constant time: how long a wrong guess takes says nothing about the password.
+    return pw is None or hmac.compare_digest(password, pw.encode())
 
 
 @command("AUTH", -2, ("fast", "noauth"))
@@ -321,17 +324,51 @@ def cmd_config(ctx, args):
         cfg = ctx.server.config
         known = {"appendonly": "no", "save": "", "maxclients": str(cfg.max_clients),
                  "databases": "1", "proto-max-bulk-len": str(cfg.max_request_bytes),
-                 "requirepass": "", "port": str(ctx.server.port)}
+                 "requirepass": "", "port": str(ctx.server.port), "timeout": str(cfg.timeout)}
         pairs = []
         for pat in args[1:]:
-            rx = glob_to_regex(pat.lower())
+            rx = glob_to_regex(pat, nocase=True)
             pairs += [(k, v) for k, v in known.items() if rx.match(k.encode())]
         return Map(pairs)
     if sub == b"SET":
-        return OK
+        return _config_set(ctx, args[1:])
     if sub == b"RESETSTAT":
         return OK
     return Error(f"ERR unknown subcommand '{_text(args[0])}'. Try CONFIG HELP.")
+
+
+def _config_set(ctx, args):
+    """CONFIG SET for the settings the server acts on (timeout, maxclients); the
+    others are accepted and ignored, as before."""
+    if not args or len(args) % 2:
+        return wrong_args("config|set")
+    cfg = ctx.server.config
+    changes = {}
+    for name, value in zip(args[::2], args[1::2]):
+        key = _text(name).lower()
+        if key not in ("timeout", "maxclients"):
+            continue
+        try:
+            n = int(value)
+        except ValueError:
+            n = -1
+        if n < (0 if key == "timeout" else 1):
+            return Error(f"ERR CONFIG SET failed (possibly related to argument '{key}') - "
+                         "argument couldn't be parsed into an integer" if n == -1 else
+                         f"ERR CONFIG SET failed (possibly related to argument '{key}') - "
+                         "argument must be between 0 and 2147483647 inclusive")
+        changes[key] = n
+    if "timeout" in changes:
+        cfg.timeout = changes["timeout"]
+    if "maxclients" in changes:
+        want = changes["maxclients"]
+        got = clients_within_fd_limit(want)
+        if got < want:
+            return Error(f"ERR CONFIG SET failed (possibly related to argument 'maxclients') - "
+                         f"The operating system is not able to handle the specified number of "
+                         f"clients, try with {got}")
+        cfg.max_clients = want
+    return OK
 
 
 @command("MODULE", -2, ("admin",))
@@ -773,15 +810,22 @@ def cmd_json_set(ctx, args):
     if len(args) > 4 or cond not in (None, b"NX", b"XX"):
         return SYNTAX
     try:
+        p, path_error = jsonpath.parse(path), None
+    except ValueError as exc:
+        p, path_error = None, exc
+    # Bounded depth: the value's own, and the document's (the value plus its path).
+    steps = len(p.steps) if p else 0
+    col = jsonpath.too_deep(text, min(jsonpath.MAX_VALUE_DEPTH, jsonpath.MAX_DOCUMENT_DEPTH - steps))
+    if col is not None:
+        return Error(f"recursion limit exceeded at line 1 column {col}")
+    try:
         value = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         return Error(f"ERR expected value at line 1 column {getattr(exc, 'colno', 1)}")
     doc = _json_doc(ctx, key)
     ks = ctx.server.keyspace
-    try:
-        p = jsonpath.parse(path)
-    except ValueError as exc:
-        return Error(f"ERR {exc}")
+    if path_error is not None:
+        return Error(f"ERR {path_error}")
     if p.is_root:
         if (cond == b"NX" and doc is not None) or (cond == b"XX" and doc is None):
             return None

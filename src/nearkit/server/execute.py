@@ -694,6 +694,7 @@ class _Expr:
             self.toks.append((kind, m.group(kind)))
             pos = m.end()
         self.i = 0
+        self.depth = 0
         self.tree = self._or()
         if self.i != len(self.toks):
             raise CommandError(f"Syntax error near {self.toks[self.i][1]}")
@@ -706,13 +707,24 @@ class _Expr:
         self.i += 1
         return t
 
+    # Deepest expression tree: parsing and evaluating recurse once per level.
+    MAX_DEPTH = 100
+
+    def _nest(self, levels: int = 1):
+        self.depth += levels
+        if self.depth > self.MAX_DEPTH:
+            raise CommandError(f"Syntax error: expression nested too deeply "
+                               f"(more than {self.MAX_DEPTH} levels)")
+
     def _bin(self, sub, ops):
-        left = sub()
+        # A run of operators of one precedence is one flat node, folded left to right
+        # by a loop: "1+1+...+1" must not make a tree as deep as it is long.
+        first = sub()
+        rest = []
         while self._peek() in ops:
             op = self._take()[1]
-            right = sub()
-            left = ("bin", op, left, right)
-        return left
+            rest.append((op, sub()))
+        return ("chain", first, tuple(rest)) if rest else first
 
     def _or(self):
         return self._bin(self._and, ("||",))
@@ -735,7 +747,10 @@ class _Expr:
     def _unary(self):
         if self._peek() in ("-", "!"):
             op = self._take()[1]
-            return ("un", op, self._unary())
+            self._nest()
+            node = ("un", op, self._unary())
+            self.depth -= 1
+            return node
         return self._atom()
 
     def _atom(self):
@@ -749,13 +764,16 @@ class _Expr:
         if kind == "field":
             return ("field", val[1:])
         if val == "(":
+            self._nest()
             e = self._or()
             if self._peek() != ")":
                 raise CommandError("Syntax error: missing ')'")
             self._take()
+            self.depth -= 1
             return e
         if kind == "name" and self._peek() == "(":
             self._take()
+            self._nest()
             args = []
             if self._peek() != ")":
                 args.append(self._or())
@@ -767,6 +785,7 @@ class _Expr:
             self._take()
             if val.lower() not in self._FUNCS:
                 raise CommandError(f"Unknown function name '{val}'")
+            self.depth -= 1
             return ("call", val.lower(), args)
         raise CommandError(f"Syntax error near {val}")
 
@@ -808,7 +827,13 @@ class _Expr:
                 return self._FUNCS[n[1]](*args)
             except (TypeError, ValueError):
                 return None
-        op, a, b = n[1], self._ev(n[2], row), self._ev(n[3], row)
+        v = self._ev(n[1], row)
+        for op, right in n[2]:
+            v = self._apply(op, v, self._ev(right, row))
+        return v
+
+    @staticmethod
+    def _apply(op, a, b):
         if op == "&&":
             return float(_truthy(a) and _truthy(b))
         if op == "||":

@@ -41,6 +41,12 @@ _TAG_FLAGS = {"CASESENSITIVE", "NOINDEX", "WITHSUFFIXTRIE", "INDEXEMPTY", "INDEX
 _NUM_FLAGS = {"NOINDEX", "INDEXMISSING", "SORTABLE", "UNF"}
 _GEO_FLAGS = {"NOINDEX", "INDEXMISSING", "SORTABLE"}
 _GEOSHAPE_FLAGS = {"NOINDEX", "INDEXMISSING", "FLAT", "SPHERICAL"}
+# Widest vector a field may declare: a FLOAT64 vector of it is 512 KiB, well inside a
+# request; Redis itself accepts any DIM and fails later, when memory runs out.
+MAX_DIM = 65536
+# Most links per graph node nearkit.HNSW builds (Redis accepts more).
+MAX_M = 2048
+
 _FLAT_PARAMS = {"TYPE", "DIM", "DISTANCE_METRIC", "INITIAL_CAP", "BLOCK_SIZE"}
 _HNSW_PARAMS = {"TYPE", "DIM", "DISTANCE_METRIC", "INITIAL_CAP", "M", "EF_CONSTRUCTION",
                 "EF_RUNTIME", "EPSILON"}
@@ -96,7 +102,8 @@ def _parse_vector(args, i, name):
             except ValueError:
                 _err(f"Bad arguments for vector similarity {algo} index {key.lower()}: Could not "
                      "convert argument to expected type")
-            if n < (1 if key in ("DIM", "M", "EF_CONSTRUCTION", "EF_RUNTIME") else 0) or n > 1 << 31:
+            if n < (1 if key in ("DIM", "M", "EF_CONSTRUCTION", "EF_RUNTIME") else 0) or n > 1 << 31 \
+                    or (key == "DIM" and n > MAX_DIM) or (key == "M" and n > MAX_M):
                 _err(f"Bad arguments for vector similarity {algo} index {key.lower()}: Value is "
                      "outside acceptable bounds")
             opts[key] = n

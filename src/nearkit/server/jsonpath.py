@@ -15,6 +15,42 @@ _STEP = re.compile(r"""\.(?P<name>[A-Za-z_$][\w$-]*)|\.(?P<star>\*)|\[(?P<idx>-?
 
 _MISSING = object()
 
+# Deepest JSON value one command may pass (RedisJSON's parser stops at 128 levels),
+# and deepest a document may grow by setting values under paths: walks over a
+# document and json.dumps recurse once per level, and Python's stack is finite.
+MAX_VALUE_DEPTH = 127
+MAX_DOCUMENT_DEPTH = 512
+_STRUCTURE = re.compile(rb'["\\\[\]{}]')
+
+
+def too_deep(text: bytes, limit: int = MAX_VALUE_DEPTH) -> int | None:
+    """The 1-based column where the JSON ``text`` nests deeper than ``limit``, or None.
+
+    Called before parsing, so that a 100,000-deep document is refused instead of
+    exhausting the parser's stack; only the structural characters are visited."""
+    if text.count(b"[") + text.count(b"{") <= limit:
+        return None
+    depth, in_string, skip_to = 0, False, -1
+    for m in _STRUCTURE.finditer(text):
+        i = m.start()
+        if i < skip_to:
+            continue
+        c = text[i]
+        if in_string:
+            if c == 0x5C:  # an escaped character, whatever it is
+                skip_to = i + 2
+            elif c == 0x22:
+                in_string = False
+        elif c == 0x22:
+            in_string = True
+        elif c in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return i + 1
+        elif c in (0x5D, 0x7D):
+            depth -= 1
+    return None
+
 
 @dataclass(frozen=True)
 class Path:
@@ -49,6 +85,9 @@ def parse(path) -> Path:
         else:
             steps.append(("key", re.sub(r"\\(.)", r"\1", m.group("key"))))
         pos = m.end()
+        if len(steps) > MAX_DOCUMENT_DEPTH:
+            raise ValueError(f"JSONPath '{text[:40]}...' is nested deeper than "
+                             f"{MAX_DOCUMENT_DEPTH} levels")
     return Path(text, tuple(steps), legacy)
 
 

@@ -14,8 +14,9 @@ nothing can change a key behind their backs.
 from __future__ import annotations
 
 import bisect
-import re
 import time
+
+from .glob import compile_glob
 
 
 class JsonDoc:
@@ -41,47 +42,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def glob_to_regex(pattern: bytes) -> re.Pattern:
-    """Compile a Redis glob (``*``, ``?``, ``[a-z]``, ``[^x]``, ``\\x``) to a bytes regex."""
-    out, i, n = [], 0, len(pattern)
-    while i < n:
-        c = pattern[i:i + 1]
-        if c == b"*":
-            out.append(b".*")
-        elif c == b"?":
-            out.append(b".")
-        elif c == b"\\" and i + 1 < n:
-            i += 1
-            out.append(re.escape(pattern[i:i + 1]))
-        elif c == b"[":
-            j = pattern.find(b"]", i + 1)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1:j]
-                neg = body[:1] == b"^"
-                if neg:
-                    body = body[1:]
-                parts, k = [], 0
-                while k < len(body):
-                    ch = body[k:k + 1]
-                    if ch == b"\\" and k + 1 < len(body):
-                        parts.append(re.escape(body[k + 1:k + 2]))
-                        k += 2
-                    elif k + 2 < len(body) and body[k + 1:k + 2] == b"-":
-                        lo, hi = sorted((body[k:k + 1], body[k + 2:k + 3]))
-                        parts.append(re.escape(lo) + b"-" + re.escape(hi))
-                        k += 3
-                    else:
-                        parts.append(re.escape(ch))
-                        k += 1
-                out.append(b"[" + (b"^" if neg else b"") + b"".join(parts) + b"]" if parts
-                           else (b"[^\\s\\S]" if not neg else b"[\\s\\S]"))
-                i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile(b"".join(out) + b"\\Z", re.DOTALL)
+def glob_to_regex(pattern: bytes, nocase: bool = False):
+    """A Redis glob (``*``, ``?``, ``[a-z]``, ``[^x]``, ``\\x``) compiled for ``.match(key)``
+    in time linear in the key for each pattern piece (see ``glob.py``)."""
+    return compile_glob(pattern, nocase)
 
 
 class Keyspace:

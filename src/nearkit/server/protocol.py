@@ -25,6 +25,7 @@ Python value       RESP2                RESP3
 from __future__ import annotations
 
 import math
+import re
 
 import hiredis
 
@@ -180,6 +181,11 @@ class ProtocolError(Exception):
     """The request stream is malformed; the connection cannot be resynchronised."""
 
 
+_COUNT_LINE = re.compile(rb"\*(-?\d{1,19})\r\n")
+_BULK_LINE = re.compile(rb"\$(-?\d{1,19})\r\n")
+_HEAD_BYTES = 64  # holds "*<count>\r\n$<length>\r\n" with 19-digit numbers
+
+
 class RequestReader:
     """Split an incoming byte stream into requests (lists of bytes arguments).
 
@@ -187,17 +193,35 @@ class RequestReader:
     must be arrays of bulk strings, the bytes buffered for one unfinished request
     are capped, and a connection whose first byte is not ``*`` speaks inline
     commands (``PING\r\n``, as telnet sends them) instead.
+
+    Each request's argument count (and its first argument's length) is checked
+    before hiredis sees it: hiredis allocates the argument list as soon as it reads
+    the count, so ``*4294967295`` would otherwise raise MemoryError and a count of
+    2**31 reserve (and later walk) gigabytes. hiredis accepts only the canonical
+    encoding, so the wire length of every request is known exactly and with it
+    where the next one starts.
     """
 
     def __init__(self, max_request_bytes: int = 64 << 20, max_inline_bytes: int = 64 << 10):
         self._reader = hiredis.Reader()
-        self._max_request = max_request_bytes
         self._max_inline = max_inline_bytes
+        self.set_limits(max_request_bytes)
         self._fed = 0  # bytes given to hiredis
-        self._consumed = 0  # bytes of the requests it returned (canonical encoding)
+        self._consumed = 0  # wire bytes of the requests it returned (exact)
+        self._head = b""  # the first bytes of the unfinished request, while unchecked
+        self._head_ok = False  # the unfinished request's header passed the checks
         self._inline = None  # None: not decided yet; True/False once the first byte arrived
         self._line = b""  # an unfinished inline command line
         self._broken = False
+
+    def set_limits(self, max_request_bytes: int, max_args: int | None = None,
+                   max_bulk: int | None = None) -> None:
+        """Bytes one unfinished request may buffer, and its argument count and length
+        limits (by default whatever fits in ``max_request_bytes``)."""
+        self._max_request = max_request_bytes
+        # Each argument takes at least 6 bytes on the wire ("$0\r\n\r\n").
+        self._max_args = max_args if max_args is not None else max(1024, max_request_bytes // 6)
+        self._max_bulk = max_bulk if max_bulk is not None else max_request_bytes
 
     def feed(self, data: bytes) -> list:
         """Feed bytes; return the complete requests they finish (may be empty).
@@ -212,30 +236,73 @@ class RequestReader:
         if self._inline:
             return self._feed_inline(data)
         requests = []
+        base = self._fed  # stream offset of data[0]
         self._fed += len(data)
         self._reader.feed(data)
         while True:
+            if not self._head_ok:
+                problem = self._check_head(self._head_bytes(data, base))
+                if problem is not None:
+                    return self._fail(requests, problem)
             try:
                 req = self._reader.gets()
             except hiredis.ProtocolError as exc:
                 return self._fail(requests, f"Protocol error: {exc}")
+            except MemoryError:  # a count the checks let through but memory cannot hold
+                return self._fail(requests, "Protocol error: invalid multibulk length")
             if req is False:
                 break
+            self._head_ok = False
             if type(req) is not list:
                 return self._fail(requests, "Protocol error: expected '*', got a non-array request")
             if not req:
+                self._consumed += 4  # "*0\r\n"
                 continue
             if len(set(map(type, req))) != 1 or type(req[0]) is not bytes:
                 return self._fail(requests, "Protocol error: expected '$', got a non-bulk argument")
-            # Bytes this request took on the wire, near enough (headers <= 16 bytes each):
-            # only the size limit of an unfinished request depends on it.
-            self._consumed += sum(map(len, req)) + 8 * len(req) + 4
+            # Exact wire length: "*n\r\n" + "$len\r\n<bytes>\r\n" per argument; repr of
+            # the length list spends 2 characters per item beyond the digits.
+            lens = list(map(len, req))
+            n = len(lens)
+            self._consumed += sum(lens) + len(repr(lens)) + 3 * n + len(str(n)) + 3
             requests.append(req)
-        if self._consumed > self._fed:
-            self._consumed = self._fed
         if self._fed - self._consumed > self._max_request:
             return self._fail(requests, "Protocol error: request too large")
+        self._head = self._head_bytes(data, base) if not self._head_ok else b""
         return requests
+
+    def _head_bytes(self, data: bytes, base: int) -> bytes:
+        """The first bytes of the request starting at stream offset ``_consumed``."""
+        off = self._consumed - base
+        if off >= 0:
+            return data[off:off + _HEAD_BYTES]
+        return (self._head + data[:_HEAD_BYTES])[:_HEAD_BYTES]
+
+    def _check_head(self, head: bytes) -> str | None:
+        """The protocol error in a request's header, or None (also while it is incomplete:
+        hiredis allocates nothing for a count line it has not read in full)."""
+        if head[:1] != b"*":
+            self._head_ok = bool(head)  # not an array: hiredis's own checks answer it
+            return None
+        m = _COUNT_LINE.match(head)
+        if m is None:
+            self._head_ok = b"\n" in head or len(head) >= _HEAD_BYTES  # malformed: hiredis says so
+            return None
+        count = int(m.group(1))
+        if count > self._max_args:
+            return "Protocol error: invalid multibulk length"
+        rest = head[m.end():]
+        if count <= 0 or rest[:1] not in (b"", b"$"):
+            self._head_ok = True
+            return None
+        b = _BULK_LINE.match(rest)
+        if b is None:
+            self._head_ok = b"\n" in rest or len(head) >= _HEAD_BYTES
+            return None
+        if int(b.group(1)) > self._max_bulk:
+            return "Protocol error: invalid bulk length"
+        self._head_ok = True
+        return None
 
     def _fail(self, requests: list, message: str) -> list:
         """The stream cannot be resynchronised: the requests before the damage still

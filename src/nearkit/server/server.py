@@ -27,6 +27,7 @@ from . import commands as _commands  # noqa: F401  (registers the commands)
 from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
 from . import scripting as _scripting  # noqa: F401  (registers EVAL, EVALSHA, SCRIPT)
 from .commands import COMMANDS, NOAUTH, CommandError, Offload, wrong_args
+from .fdlimit import clients_within_fd_limit
 from .execute import KnnJob, run_knn_batch
 from .keyspace import Keyspace
 from .persist import Durable, OldDataError
@@ -46,7 +47,8 @@ class Config:
     data: str | None = None  # directory for the durable record; None = memory only
     requirepass: str | None = None
     durability: str = "always"
-    max_clients: int = 10000
+    max_clients: int = 10000  # lowered to the open-file limit minus a reserve, as Redis does
+    timeout: int = 0  # seconds a client may stay idle before it is closed (0: never)
     max_request_bytes: int = 64 << 20  # one unfinished request (also caps a bulk string)
     max_pending_requests: int = 4096  # parsed but unanswered requests per connection
     threads: int | None = None  # search worker threads (default: number of CPUs)
@@ -76,6 +78,7 @@ class Connection(asyncio.Protocol):
         self._out: list = []  # encoded reply pieces not yet written
         self._paused = False
         self._write_paused = False  # the client is not reading its replies
+        self.last_active = time.monotonic()  # the idle timeout counts from here
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport):
@@ -111,6 +114,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes):
         if self.closing:
             return
+        self.last_active = time.monotonic()
         self._queue.extend(self._reader.feed(data))
         if not self._busy and not self._write_paused:
             self._run()
@@ -256,6 +260,8 @@ class Connection(asyncio.Protocol):
             return cmd.handler(self, req[1:])
         except CommandError as exc:
             return exc.reply
+        except RecursionError:  # a backstop: the parsers bound nesting themselves
+            return Error("ERR Syntax error: the request is nested too deeply")
         except Exception as exc:
             log.exception("command %r failed", req[0])
             return Error(f"ERR internal error: {type(exc).__name__}: {exc}")
@@ -293,6 +299,7 @@ class Server:
     def __init__(self, config: Config):
         from .. import __version__
 
+        config.max_clients = clients_within_fd_limit(config.max_clients)
         self.config = config
         self.version = __version__
         self.keyspace = Keyspace()
@@ -433,11 +440,29 @@ class Server:
         self.keyspace.flush()
 
     # -- lifecycle -------------------------------------------------------------------------
+    def close_idle_clients(self) -> int:
+        """Close the clients idle longer than ``config.timeout`` seconds (Redis's
+        ``timeout``); a client waiting for its reply is not idle. Returns how many."""
+        limit = self.config.timeout
+        if limit <= 0:
+            return 0
+        deadline = time.monotonic() - limit
+        idle = [c for c in self.clients
+                if c.last_active < deadline and not c._busy and not c._queue and not c.closing]
+        for c in idle:
+            c.closing = True
+            c.transport.close()
+        return len(idle)
+
     async def _housekeeping(self):
+        ticks = 0
         while True:
             await asyncio.sleep(0.1)
+            ticks += 1
             try:
                 self.keyspace.expire_some()
+                if ticks % 10 == 0:
+                    self.close_idle_clients()
                 if self.durable is not None and not self._tick_scheduled:
                     self.durable_flush()
                     self.maybe_snapshot()
@@ -523,17 +548,29 @@ def run(config: Config) -> int:
     return 0
 
 
+REQUIREPASS_ENV = "NEARKIT_REQUIREPASS"
+
+
 def add_serve_arguments(parser) -> None:
-    parser.add_argument("--host", default="127.0.0.1",
+    # Flags the config file can also set default to None: flag, then file, then default.
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="Redis-style config file (requirepass, port, bind, maxclients, "
+                             "timeout); flags override it")
+    parser.add_argument("--host", default=None,
                         help="address to bind (default 127.0.0.1: loopback only)")
-    parser.add_argument("--port", type=int, default=6379, help="TCP port (default 6379; 0 = any free)")
+    parser.add_argument("--port", type=int, default=None, help="TCP port (default 6379; 0 = any free)")
     parser.add_argument("--data", default=None,
                         help="directory for the durable record (default: memory only, nothing kept)")
     parser.add_argument("--requirepass", default=None,
-                        help="password clients must give (AUTH / HELLO ... AUTH) before any command")
+                        help="password clients must give (AUTH / HELLO ... AUTH) before any command; "
+                             f"visible in the process list: prefer ${REQUIREPASS_ENV} or --config")
     parser.add_argument("--durability", choices=("always", "everysec", "off"), default="always",
                         help="when writes reach disk (default always: before the reply)")
-    parser.add_argument("--max-clients", type=int, default=10000)
+    parser.add_argument("--max-clients", type=int, default=None,
+                        help="most clients at once (default 10000; lowered to the open-file "
+                             "limit minus 32 when that is smaller)")
+    parser.add_argument("--timeout", type=int, default=None,
+                        help="close a client after this many idle seconds (default 0: never)")
     parser.add_argument("--max-request-bytes", type=int, default=64 << 20)
     parser.add_argument("--threads", type=int, default=None, help="search worker threads")
     parser.add_argument("--snapshot-every", type=int, default=100_000,
@@ -544,17 +581,37 @@ def add_serve_arguments(parser) -> None:
 
 
 def config_from_args(ns) -> Config:
-    return Config(host=ns.host, port=ns.port, data=ns.data, requirepass=ns.requirepass,
-                  durability=ns.durability, max_clients=ns.max_clients,
-                  max_request_bytes=ns.max_request_bytes, threads=ns.threads, uvloop=ns.uvloop,
-                  snapshot_every=ns.snapshot_every)
+    """The Config for parsed flags: each setting from its flag, else the ``--config`` file,
+    else (the password) ``$NEARKIT_REQUIREPASS``, else its default. Raises OSError or
+    ValueError for an unreadable or bad config file."""
+    from .conffile import read_config_file
+
+    file = read_config_file(ns.config) if ns.config else {}
+    given = {"host": ns.host, "port": ns.port, "requirepass": ns.requirepass,
+             "max_clients": ns.max_clients, "timeout": ns.timeout}
+    settings = {k: v if v is not None else file.get(k) for k, v in given.items()}
+    if settings["requirepass"] is None:
+        settings["requirepass"] = os.environ.get(REQUIREPASS_ENV) or None
+    settings = {k: v for k, v in settings.items() if v is not None}
+    return Config(data=ns.data, durability=ns.durability, max_request_bytes=ns.max_request_bytes,
+                  threads=ns.threads, uvloop=ns.uvloop, snapshot_every=ns.snapshot_every,
+                  **settings)
+
+
+def run_from_args(ns) -> int:
+    try:
+        config = config_from_args(ns)
+    except (OSError, ValueError) as exc:
+        print(f"nearkit serve: error: config: {exc}", file=sys.stderr)
+        return 1
+    return run(config)
 
 
 def add_serve_subcommand(subparsers):
     """Register ``nearkit serve`` on the CLI's subparsers."""
     p = subparsers.add_parser("serve", help="run the Redis-compatible vector search server")
     add_serve_arguments(p)
-    p.set_defaults(func=lambda ns: run(config_from_args(ns)))
+    p.set_defaults(func=run_from_args)
     return p
 
 
@@ -565,7 +622,7 @@ def main(argv=None) -> int:
                                      description="Redis-compatible vector search server")
     add_serve_arguments(parser)
     ns = parser.parse_args(argv)
-    return run(config_from_args(ns))
+    return run_from_args(ns)
 
 
 if __name__ == "__main__":  # pragma: no cover

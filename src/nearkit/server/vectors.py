@@ -38,6 +38,9 @@ def _nearkit_index_class(name: str):
     return getattr(nearkit, name, None)
 
 
+MAX_EF_CONSTRUCTION = 4096
+
+
 class VectorField:
     def __init__(self, algorithm: str, data_type: str, dim: int, metric: str, params: dict):
         self.algorithm = algorithm
@@ -69,8 +72,12 @@ class VectorField:
                 self._index = self._make_index(cls)
 
     def _make_index(self, cls):
+        # The build's candidate list is sized up front on every insert: past a few
+        # thousand it only costs time and memory (EF_CONSTRUCTION 10**8 took 50 s and
+        # 800 MB for 100 vectors), so the graph is built with at most MAX_EF_CONSTRUCTION.
         kw = {"M": int(self.params.get("M", 16)),
-              "ef_construction": int(self.params.get("EF_CONSTRUCTION", 200))}
+              "ef_construction": min(int(self.params.get("EF_CONSTRUCTION", 200)),
+                                     MAX_EF_CONSTRUCTION)}
         try:
             return cls(self.dim, metric=self.metric, **kw)
         except TypeError:
@@ -121,7 +128,10 @@ class VectorField:
     # -- maintenance (event-loop thread, under the index's write lock) -------------------
     def _reserve(self, slot: int) -> None:
         if slot >= self._has.shape[0]:
-            cap = max(slot + 1, 2 * self._has.shape[0], 1024)
+            # Grow by doubling; the first block is 1024 rows, or fewer for wide vectors
+            # (at most ~4 MB): memory follows what is stored, not the declared DIM.
+            first = max(1, min(1024, (4 << 20) // (4 * self.dim)))
+            cap = max(slot + 1, 2 * self._has.shape[0], first)
             vecs = np.zeros((cap, self.dim), np.float32)
             vecs[: self._vecs.shape[0]] = self._vecs
             sqn = np.zeros(cap, np.float32)
@@ -209,6 +219,12 @@ class VectorField:
         return int(self._vecs.nbytes + self._sqn.nbytes)
 
     # -- search (worker threads, under the index's read lock) -----------------------------
+    def _ef(self, ef: int | None, k: int) -> int:
+        """The graph's candidate list size: EF_RUNTIME (the query's, else the field's),
+        at least k, and at most what is stored: a longer list finds nothing more, and
+        a client's EF_RUNTIME 1000000000 must not make the search reserve gigabytes."""
+        return max(k, min(int(ef or self.ef_runtime), self.count))
+
     def _exact(self, q: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Redis-convention distances from q to the vectors in ``slots`` (float32,
         computed directly, not through the |x|^2 - 2xq + |q|^2 expansion)."""
@@ -236,7 +252,7 @@ class VectorField:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         k = min(k, self.count)
         q = np.frombuffer(blob, dtype=np.float32)
-        ids, dist = self._index._core.search_one(q, k, max(int(ef or self.ef_runtime), k))
+        ids, dist = self._index._core.search_one(q, k, self._ef(ef, k))
         if ids.shape[0] and ids[-1] < 0:
             keep = ids >= 0
             ids, dist = ids[keep], dist[keep]
@@ -259,7 +275,7 @@ class VectorField:
             q = q[ok]
             if q.shape[0] == 0:
                 return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32), ok
-        ids, dist = self._index._core.search(q, k, max(int(ef or self.ef_runtime), k), None, 1)
+        ids, dist = self._index._core.search(q, k, self._ef(ef, k), None, 1)
         return ids, dist, ok
 
     def knn(self, q: np.ndarray, k: int, allowed: np.ndarray | None, ef: int | None):
@@ -270,7 +286,7 @@ class VectorField:
             if k <= 0 or self.count == 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
             k = min(k, self.count)
-            ids, dist = self._index.search(q, k, ef=max(int(ef or self.ef_runtime), k))
+            ids, dist = self._index.search(q, k, ef=self._ef(ef, k))
             if ids.shape[0] and ids[-1] < 0:
                 keep = ids >= 0
                 ids, dist = ids[keep], dist[keep]
@@ -283,7 +299,7 @@ class VectorField:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         k = min(k, count)
         if self._index is not None and not (allowed is not None and count <= 8 * k + 1024):
-            ef = max(int(ef or self.ef_runtime), k)
+            ef = self._ef(ef, k)
             if allowed is None:
                 ids, dist = self._index.search(q, k, ef=ef)
             else:

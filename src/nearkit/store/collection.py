@@ -69,9 +69,13 @@ def _as_keys(keys, name="keys") -> tuple[list[str], bool]:
 
 
 def _grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
+    """``arr`` with room for n rows: doubling, from 1024 rows or ~4 MB for wide rows
+    (memory follows the rows stored, not the declared dimension)."""
     if arr.shape[0] >= n:
         return arr
-    shape = (max(n, 2 * arr.shape[0], 1024),) + arr.shape[1:]
+    row_bytes = arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
+    first = max(1, min(1024, (4 << 20) // max(1, row_bytes)))
+    shape = (max(n, 2 * arr.shape[0], first),) + arr.shape[1:]
     new = np.zeros(shape, dtype=arr.dtype) if not fill else np.full(shape, fill, dtype=arr.dtype)
     new[: arr.shape[0]] = arr
     return new
@@ -339,17 +343,45 @@ class Collection:
                 if len(idx) != len(self._key_to_slot):
                     raise ValueError(f"after replay the snapshot index holds {len(idx)} vectors, "
                                      f"the store {len(self._key_to_slot)}")
+                self._check_index_ids(idx)
                 self._snapshot_seq = snap_seq
                 self.recovery.update(source="snapshot", snapshot_seq=snap_seq, replayed=replayed, errors=errors)
+                self._warn_unused_snapshots(errors)
                 return idx
             except Exception as exc:  # damaged, foreign or stale: fall back to an older one or a rebuild
                 errors.append(f"{path}: {type(exc).__name__}: {exc}")
+        self._warn_unused_snapshots(errors)
         idx = make_index(self.index_kind, self.dim, self.metric, self.index_params)
         live = np.flatnonzero(self._live[: self._n_slots])
         if live.size:
             self._index_add(idx, self._vectors[live], self._slot_ids[live])
         self.recovery.update(source="rebuild", snapshot_seq=None, replayed=int(live.size), errors=errors)
         return idx
+
+    def _check_index_ids(self, idx) -> None:
+        """Raise unless the index holds exactly the ids of the live rows: a snapshot with
+        the right count but ids this store never issued (another store's file, a damaged
+        one) would make every later search fail to map its hits to keys."""
+        labels = idx.slot_labels()
+        labels = labels[labels >= 0]
+        n_ids = self._slot_of_id.shape[0]
+        if labels.size and (labels.max() >= n_ids):
+            raise ValueError(f"the snapshot index holds id {int(labels.max())}, which this store "
+                             f"never issued (next id {self._next_id})")
+        known = self._slot_of_id[labels] >= 0
+        if not known.all():
+            raise ValueError(f"the snapshot index holds id {int(labels[~known][0])}, which is not a "
+                             "live row of this store")
+        seen = np.zeros(n_ids, bool)
+        seen[labels] = True
+        if int(np.count_nonzero(seen)) != len(self._key_to_slot):
+            raise ValueError("the snapshot index holds an id twice (or misses a live row)")
+
+    def _warn_unused_snapshots(self, errors: list) -> None:
+        if errors:
+            warnings.warn(f"collection {self.name!r}: index snapshot(s) not used, recovered from "
+                          f"{'an older snapshot' if self.recovery.get('source') == 'snapshot' else 'SQLite'}"
+                          f" instead: {'; '.join(errors)}", RuntimeWarning, stacklevel=4)
 
     @staticmethod
     def _index_add(index, vecs, ids):
@@ -558,8 +590,15 @@ class Collection:
         """Field records (checked against the schema) and JSON texts of the payloads."""
         recs = [self._fields.extract(p) for p in payloads]
         try:
-            texts = [None if p is None else json.dumps(p) for p in payloads]
-        except (TypeError, ValueError) as exc:
+            # JSON has no NaN or infinity (json.dumps would write the non-standard NaN and
+            # Infinity): refused anywhere in a payload, as NaN always was in numeric fields.
+            texts = [None if p is None else json.dumps(p, allow_nan=False) for p in payloads]
+        except ValueError as exc:
+            if "Out of range float" in str(exc):
+                raise ValueError("payloads must not hold NaN or infinity: JSON (the payloads' "
+                                 "stored form) has no such numbers") from None
+            raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
+        except TypeError as exc:
             raise TypeError(f"payloads must be JSON-serialisable: {exc}") from None
         return recs, texts
 
@@ -729,6 +768,9 @@ class Collection:
         k = _validate.check_k(k)
         tree = self._bind(where, params)
         with self._rw.read():
+            # More hits than rows cannot exist: k=10**8 on 50 rows must not size
+            # result arrays (and the index's heaps) for 10**8.
+            k = min(k, max(1, len(self._key_to_slot)))
             slots, dists = self._search_slots(q, k, tree, search_params)
             hits = [[Hit(self._slot_keys[s], float(d), self._payload(s))
                      for s, d in zip(srow.tolist(), drow.tolist()) if s >= 0]

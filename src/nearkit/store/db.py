@@ -242,10 +242,14 @@ class Database:
                     col._close(snapshot)
             finally:
                 self._closed = True
-                self._sql.close()
-                if self._lock:
-                    self._lock.release()
-                _OPEN.discard(self)
+                try:
+                    self._sql.close()
+                finally:
+                    # Even when SQLite cannot commit (damaged pages): another open must
+                    # not find the store locked by a Database that is gone.
+                    if self._lock:
+                        self._lock.release()
+                    _OPEN.discard(self)
 
 
 def _check_same_definition(name: str, existing: dict, wanted: dict) -> None:

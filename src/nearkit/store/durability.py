@@ -90,10 +90,14 @@ class SqliteStore:
                                         check_same_thread=False)
         else:
             self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            sync = "OFF" if durability == "off" else "FULL"
-            self.conn.execute(f"PRAGMA synchronous={sync}")
-            self._create_catalog()
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                sync = "OFF" if durability == "off" else "FULL"
+                self.conn.execute(f"PRAGMA synchronous={sync}")
+                self._create_catalog()
+            except BaseException:  # e.g. "file is not a database": no connection left behind
+                self.conn.close()
+                raise
         self._in_txn = False
         self._stop = threading.Event()
         self._flusher = None
@@ -170,13 +174,15 @@ class SqliteStore:
         if self._flusher is not None:
             self._flusher.join()
         with self.lock:
-            if not self.read_only:
-                self._commit()
-                try:
-                    self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                except sqlite3.Error:
-                    pass
-            self.conn.close()
+            try:
+                if not self.read_only:
+                    self._commit()
+                    try:
+                        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    except sqlite3.Error:
+                        pass
+            finally:
+                self.conn.close()
 
     # -- catalog -------------------------------------------------------------------------
     def collections(self) -> list[dict]:

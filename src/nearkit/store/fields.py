@@ -13,6 +13,8 @@ Not thread-safe on its own: the collection's lock orders writers and readers.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .filters import (
@@ -53,6 +55,9 @@ def normalize_schema(fields) -> dict:
     return out
 
 
+_FLOAT_MAX = sys.float_info.max
+
+
 class FieldIndex:
     def __init__(self, schema: dict):
         self.schema = normalize_schema(schema)
@@ -81,6 +86,9 @@ class FieldIndex:
                 if type(v) is float or type(v) is int:  # the common case, no conversion needed
                     if v != v:
                         raise ValueError(f"payload field {f!r}: invalid numeric value NaN")
+                    if type(v) is int and not -_FLOAT_MAX <= v <= _FLOAT_MAX:
+                        raise ValueError(f"payload field {f!r}: invalid numeric value: an integer "
+                                         "beyond the float64 range")
                     rec[f] = v
                     continue
                 try:

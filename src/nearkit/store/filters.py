@@ -283,6 +283,11 @@ def tag_values(value, separator: str = ",", case_sensitive: bool = False) -> lis
 
 # -- the Redis query-language parser --------------------------------------------------------
 
+# Deepest nesting of groups and prefix operators a query may have: the parser and
+# every walk over the tree recurse once per level, and Python's stack is finite.
+MAX_NESTING = 100
+
+
 class _Parser:
     def __init__(self, text: str, params: dict | None, start: int = 0):
         if not isinstance(text, str):
@@ -291,6 +296,13 @@ class _Parser:
         self.n = len(text)
         self.i = start
         self.params = params or {}
+        self.depth = 0
+
+    def nest(self):
+        """Enter one more level of nesting (a group or a prefix operator)."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.error(f"query nested too deeply (more than {MAX_NESTING} levels)")
 
     # low-level ------------------------------------------------------------------
     def error(self, detail: str, at: int | None = None):
@@ -377,36 +389,55 @@ class _Parser:
             self.error("expected an expression")
         return _and(parts)
 
+    def prefixes(self, check_next: bool) -> list:
+        """The run of prefix operators (``-``, ``~``) at this point, read in a loop:
+        a long run must not cost one stack frame per operator."""
+        ops = []
+        while True:
+            c = self.peek()
+            if c not in ("-", "~") or not c:
+                return ops
+            self.i += 1
+            if check_next and self.peek() in ("", ")", "|"):
+                self.error(f"expected an expression after '{c}'")
+            ops.append(c)
+
+    def apply_prefixes(self, ops: list, node: Node) -> Node:
+        """Wrap ``node`` in the operators, innermost last; ``--x`` is ``x`` and ``~~x``
+        is ``~x``, so only alternations deepen the tree (and count as nesting)."""
+        wraps = 0
+        for op in reversed(ops):
+            if op == "-" and isinstance(node, Not):
+                node = node.child
+                wraps -= 1
+            elif op == "~" and isinstance(node, Optional):
+                continue
+            else:
+                node = Not(node) if op == "-" else Optional(node)
+                wraps += 1
+            if self.depth + wraps > MAX_NESTING:
+                self.error(f"query nested too deeply (more than {MAX_NESTING} levels)")
+        return node
+
     def unary(self) -> Node:
-        node = self._unary()
+        ops = self.prefixes(check_next=True)
+        node = self.apply_prefixes(ops, self.atom()) if ops else self.atom()
         self.skip_ws()
         if self.s.startswith("=>{", self.i):
             self.attributes()
         return node
-
-    def _unary(self) -> Node:
-        c = self.peek()
-        if c == "-":
-            self.i += 1
-            if self.peek() in ("", ")", "|"):
-                self.error("expected an expression after '-'")
-            return Not(self.unary())
-        if c == "~":
-            self.i += 1
-            if self.peek() in ("", ")", "|"):
-                self.error("expected an expression after '~'")
-            return Optional(self.unary())
-        return self.atom()
 
     def atom(self) -> Node:
         c = self.peek()
         start = self.i
         if c == "(":
             self.i += 1
+            self.nest()
             node = self.union()
             if self.peek() != ")":
                 self.error("expected ')' to close the '(' at offset %d" % start)
             self.i += 1
+            self.depth -= 1
             return node
         if c == "*":
             self.i += 1
@@ -444,14 +475,15 @@ class _Parser:
             return self.numeric_range(name)
         if c == "(":
             self.i += 1
+            self.nest()
             node = self.text_union(name)
             if self.peek() != ")":
                 self.error("expected ')' to close the text group")
             self.i += 1
+            self.depth -= 1
             return node
         if c == "-":
-            self.i += 1
-            return Not(self.text_unary(name))
+            return self.text_unary(name)
         if c == '"':
             return self.phrase(name)
         if c == "" or c in ")|}]":
@@ -491,19 +523,18 @@ class _Parser:
         return _and(parts)
 
     def text_unary(self, field) -> Node:
+        ops = self.prefixes(check_next=False)
+        if ops:
+            return self.apply_prefixes(ops, self.text_unary(field))
         c = self.peek()
-        if c == "-":
-            self.i += 1
-            return Not(self.text_unary(field))
-        if c == "~":
-            self.i += 1
-            return Optional(self.text_unary(field))
         if c == "(":
             self.i += 1
+            self.nest()
             node = self.text_union(field)
             if self.peek() != ")":
                 self.error("expected ')'")
             self.i += 1
+            self.depth -= 1
             return node
         if c == '"':
             return self.phrase(field)
@@ -736,17 +767,26 @@ def _is_number(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def _bound(field: str, v) -> float:
+    """A Python number as a filter bound; FilterError (not OverflowError) past float64."""
+    try:
+        return float(v)
+    except OverflowError:
+        raise FilterError(f"field {field!r}: {'-' if v < 0 else ''}an integer beyond the "
+                          "float64 range is not a valid bound (use math.inf)") from None
+
+
 def _python_value(field: str, value) -> Node:
     if isinstance(value, Node):
         return value
     if isinstance(value, str):
         return Tag(field, (value,))
     if _is_number(value):
-        v = float(value)
+        v = _bound(field, value)
         return Numeric(field, v, v)
     if isinstance(value, tuple) and len(value) == 2 and all(v is None or _is_number(v) for v in value):
-        lo = -math.inf if value[0] is None else float(value[0])
-        hi = math.inf if value[1] is None else float(value[1])
+        lo = -math.inf if value[0] is None else _bound(field, value[0])
+        hi = math.inf if value[1] is None else _bound(field, value[1])
         if math.isnan(lo) or math.isnan(hi):
             raise FilterError(f"field {field!r}: NaN is not a valid bound")
         return Numeric(field, lo, hi)
@@ -757,7 +797,7 @@ def _python_value(field: str, value) -> Node:
         if all(isinstance(v, str) for v in items):
             return Tag(field, tuple(items))
         if all(_is_number(v) for v in items):
-            return _or(Numeric(field, float(v), float(v)) for v in items)
+            return _or(Numeric(field, _bound(field, v), _bound(field, v)) for v in items)
         raise FilterError(f"field {field!r}: a list must hold only strings or only numbers")
     if isinstance(value, dict):
         unknown = set(value) - _NUM_OPS
@@ -768,7 +808,7 @@ def _python_value(field: str, value) -> Node:
         for op, v in value.items():
             if not _is_number(v):
                 raise FilterError(f"field {field!r}: {op} needs a number, got {v!r}")
-            v = float(v)
+            v = _bound(field, v)
             if op == "eq":
                 lo = hi = v
             elif op in ("gt", "gte"):
@@ -779,7 +819,7 @@ def _python_value(field: str, value) -> Node:
     raise FilterError(f"field {field!r}: cannot use a {type(value).__name__} as a filter value")
 
 
-def from_python(obj) -> Node:
+def from_python(obj, _depth: int = 0) -> Node:
     """``{"genre": ["drama"], "year": (1990, 2000)}`` -> tree.
 
     Each key is a field (all must hold: AND). Values: a string or list of strings
@@ -795,6 +835,8 @@ def from_python(obj) -> Node:
         raise FilterError(f"a Python filter must be a dict, got {type(obj).__name__}")
     if not obj:
         return MatchAll()
+    if _depth >= MAX_NESTING:
+        raise FilterError(f"filter nested too deeply (more than {MAX_NESTING} levels of $and/$or/$not)")
     parts = []
     for key, value in obj.items():
         if not isinstance(key, str):
@@ -802,10 +844,10 @@ def from_python(obj) -> Node:
         if key in ("$and", "$or"):
             if not isinstance(value, (list, tuple)) or not value:
                 raise FilterError(f"{key} needs a non-empty list of filters")
-            kids = [from_python(v) for v in value]
+            kids = [from_python(v, _depth + 1) for v in value]
             parts.append(_and(kids) if key == "$and" else _or(kids))
         elif key == "$not":
-            parts.append(Not(from_python(value)))
+            parts.append(Not(from_python(value, _depth + 1)))
         elif key.startswith("$"):
             raise FilterError(f"unknown operator {key!r}; use $and, $or or $not")
         else:
@@ -903,6 +945,8 @@ def numeric_value(value):
         raise ValueError(f"invalid numeric value {value!r}")
     try:
         v = float(value)
+    except OverflowError:  # an int past float64's range (10**400)
+        raise ValueError("invalid numeric value: an integer beyond the float64 range") from None
     except (TypeError, ValueError):
         raise ValueError(f"invalid numeric value {value!r}") from None
     if math.isnan(v):
