@@ -612,18 +612,100 @@ class _IVFBased(Index):
         if ivf.nlist > 1 and n < 39 * ivf.nlist:
             print(f"WARNING clustering {n} points to {ivf.nlist} centroids: please provide at "
                   f"least {39 * ivf.nlist} training points", file=sys.stderr)
+        shared = self._shared_centroids()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             if self.ntotal:  # faiss would keep stale codes; re-training here starts empty
                 self._init_nk(**self._nk_kwargs())
+            if "_cp" in self.__dict__:
+                self._nk.niter, self._nk.seed = int(self._cp.niter), int(self._cp.seed)
             self._nk.train(x)
+            if shared is not None:  # keep the pre-trained quantizer's centroids (shared quantizer)
+                self._use_centroids(shared, x)
         self._after_train()
 
+    def _use_centroids(self, cents, x):
+        ivf = self._nk
+        ivf._centroids = cents
+        if ivf._pq is not None and ivf.by_residual:
+            xt = ivf._apply_transform(x)
+            ivf._pq.train(xt - cents[ivf._assign(xt)], seed=ivf.seed)
+        ivf._searcher = None
+
     def _after_train(self):
-        q = getattr(self, "quantizer", None)
-        if isinstance(q, IndexFlat) and self._nk.nlist > 1:
+        q = self.__dict__.get("quantizer")
+        if q is not None and self._nk.nlist > 1 and q.ntotal != self._nk.nlist:
             q.reset()
-            q._nk.add(self._nk._centroids, np.arange(self._nk.nlist, dtype=np.int64))
+            q.add(self._nk._centroids)
+
+    def _shared_centroids(self):
+        """The centroids of a quantizer that already holds nlist vectors (shared, pre-trained)."""
+        q = self.__dict__.get("quantizer")
+        ivf = self._nk
+        if q is None or ivf.nlist <= 1 or q.ntotal != ivf.nlist or ivf.transform_name:
+            return None
+        return np.ascontiguousarray(q.reconstruct_n(0, ivf.nlist), dtype=np.float32)
+
+    def _adopt_quantizer(self):
+        """faiss: an IVF whose quantizer is trained and full counts as trained (flat/SQfp16 codecs)."""
+        cents = self._shared_centroids()
+        if cents is not None and self._nk.codec in ("flat", "fp16"):
+            self._nk._centroids = cents
+            self._nk._searcher = None
+
+    @property
+    def cp(self):
+        if "_cp" not in self.__dict__:
+            self._cp = ClusteringParameters()
+        return self._cp
+
+    @property
+    def invlists(self):
+        return InvertedLists(self)
+
+    @property
+    def by_residual(self) -> bool:
+        return bool(self._nk.by_residual)
+
+    def search_preassigned(self, x, k, assign, centroid_dis=None, *, params=None, D=None, I=None):  # noqa: E741
+        """Search only the lists given per query in ``assign`` (n, nprobe)."""
+        x = _as_x(x, self._d)
+        k = _as_k(k)
+        self._require_trained("search")
+        assign = np.asarray(assign, np.int64)
+        dist = np.full((x.shape[0], k), -_FLT_MAX if self._metric == "ip" else _FLT_MAX, np.float32)
+        ids = np.full((x.shape[0], k), -1, np.int64)
+        inv = self.invlists
+        allowed_sel = self._filter(params)
+        for i in range(x.shape[0]):
+            lists = [int(l) for l in assign[i] if l >= 0]
+            cand = np.concatenate([inv._slots(l) for l in lists]) if lists else np.empty(0, np.int64)
+            if allowed_sel is not None:
+                cand = cand[np.isin(cand, allowed_sel)]
+            if cand.size:
+                ii, dd = self._nk.search(x[i:i + 1], k, filter=cand, nprobe=self._nk.nlist)
+                dist[i], ids[i] = self._to_faiss(ii[0], dd[0])
+        return _fill(D, I, dist, ids)
+
+    def merge_from(self, other, add_id=0) -> None:
+        """Move other's vectors into this index (ids shifted by add_id); other ends empty."""
+        if other.d != self.d or other.metric_type != self.metric_type:
+            raise RuntimeError("Error: merge_from: incompatible indexes (d or metric differ)")
+        if not isinstance(other, _IVFBased) or other._nk.nlist != self._nk.nlist:
+            raise RuntimeError("Error: merge_from: the other index must be an IVF with the same nlist")
+        if other.ntotal:
+            labels = other._labels()
+            vecs = other._nk.reconstruct(labels)
+            new_ids = labels + int(add_id)
+            if self.ntotal and np.isin(new_ids, self._labels()).any():
+                raise RuntimeError("Error: merge_from: ids overlap (nearkit IVF indexes hold unique ids; "
+                                   "pass add_id to shift them)")
+            self._nk.add(vecs, new_ids)
+        other.reset()
+
+    def check_ids_sorted(self) -> bool:
+        inv = self.invlists
+        return all(np.all(np.diff(inv.get_ids(l)) >= 0) for l in range(inv.nlist))
 
     def _nk_kwargs(self) -> dict:
         ivf = self._nk
@@ -675,11 +757,67 @@ class _IVFBased(Index):
         return None
 
 
+class ClusteringParameters:
+    """faiss.ClusteringParameters: the k-means settings of an IVF's ``cp``."""
+
+    def __init__(self):
+        self.niter, self.nredo, self.seed, self.verbose, self.spherical = 10, 1, 1234, False, False
+        self.min_points_per_centroid, self.max_points_per_centroid = 39, 256
+        self.int_centroids, self.update_index, self.frozen_centroids = False, False, False
+
+
+class InvertedLists:
+    """Read-only view of an IVF's lists (faiss's ``index.invlists``)."""
+
+    def __init__(self, owner):
+        self._owner = owner
+
+    @property
+    def nlist(self) -> int:
+        return self._owner._nk.nlist
+
+    @property
+    def code_size(self) -> int:
+        return self._owner._nk.code_size
+
+    def _slots(self, list_no):
+        ivf = self._owner._nk
+        list_no = int(list_no)
+        if not 0 <= list_no < ivf.nlist:
+            raise RuntimeError(f"Error: 'list_no < nlist' failed: list {list_no}, nlist {ivf.nlist}")
+        if not ivf.is_trained or not len(ivf):
+            return np.empty(0, np.int64)
+        lo, hi = int(ivf._offsets[list_no]), int(ivf._offsets[list_no + 1])
+        ids = ivf._ids[lo:hi]
+        return ids[ids >= 0]
+
+    def list_size(self, list_no) -> int:
+        return int(self._slots(list_no).size)
+
+    def get_ids(self, list_no) -> np.ndarray:
+        """The ids of a list, in insertion order (faiss returns a pointer; use rev_swig_ptr)."""
+        return np.array(self._slots(list_no), dtype=np.int64)
+
+    def compute_ntotal(self) -> int:
+        return sum(self.list_size(i) for i in range(self.nlist))
+
+    def imbalance_factor(self) -> float:
+        sizes = np.array([self.list_size(i) for i in range(self.nlist)], np.float64)
+        tot = sizes.sum()
+        return float((sizes ** 2).sum() * self.nlist / (tot * tot)) if tot else 0.0
+
+
+def rev_swig_ptr(ptr, n):
+    """faiss turns a C pointer into an array; here the 'pointer' already is one."""
+    return np.asarray(ptr)[: int(n)]
+
+
 class IndexIVFFlat(_IVFBased):
     def __init__(self, quantizer, d, nlist, metric=METRIC_L2):
         super().__init__(d, metric)
         self.quantizer = quantizer  # kept alive, and filled with the centroids by train()
         self._init_nk(nlist=int(nlist), codec="flat")
+        self._adopt_quantizer()
 
 
 class IndexIVFPQ(_IVFBased):
@@ -692,6 +830,11 @@ class IndexIVFPQ(_IVFBased):
             raise RuntimeError("Error: 'd % M == 0' failed: The dimension of the vector (d) should "
                                "be a multiple of the number of subquantizers (M)")
         self._init_nk(nlist=int(nlist), codec=f"pq{M}" + ("x4fs" if nbits == 4 else ""))
+        self.do_polysemous_training = False
+
+    @property
+    def pq(self):
+        return self._nk._pq
 
 
 class ScalarQuantizer:
