@@ -175,6 +175,48 @@ class _Cvar:
         self.distance_compute_blas_query_bs = 4096
         self.distance_compute_blas_database_bs = 1024
         self.distance_compute_min_k_reservoir = 100
+        self.bucket_sort_verbose = 0
 
 
 cvar = _Cvar()
+
+
+def bucket_sort(tab, nbucket=None, nt=0):
+    """(lims, perm): perm lists the positions of tab grouped by value, lims the group bounds."""
+    tab = np.asarray(tab, np.int64).ravel()
+    nbucket = int(tab.max()) + 1 if nbucket is None else int(nbucket)
+    perm = np.argsort(tab, kind="stable").astype(np.int64)
+    lims = np.zeros(nbucket + 1, np.int64)
+    np.cumsum(np.bincount(tab, minlength=nbucket)[:nbucket], out=lims[1:])
+    return lims, perm
+
+
+def matrix_bucket_sort_inplace(tab, nbucket=None, nt=0):
+    """Replace tab's entries by row numbers grouped by bucket (the old value); returns lims."""
+    if not tab.flags.c_contiguous:
+        raise ValueError("array is not C-contiguous")
+    nrow, ncol = tab.shape
+    flat = tab.reshape(-1)
+    nbucket = int(flat.max()) + 1 if nbucket is None else int(nbucket)
+    lims, perm = bucket_sort(flat, nbucket)
+    flat[:] = (perm // ncol).astype(flat.dtype)
+    return lims
+
+
+class ResultHeap:
+    """Accumulate (D, I) blocks and keep the k best per query (faiss.ResultHeap)."""
+
+    def __init__(self, nq, k, keep_max=False):
+        self.nq, self.k, self.keep_max = int(nq), int(k), bool(keep_max)
+        pad = -np.inf if keep_max else np.inf
+        self.D = np.full((self.nq, self.k), pad, np.float32)
+        self.I = np.full((self.nq, self.k), -1, np.int64)  # noqa: E741
+
+    def add_result(self, D, I):  # noqa: E741
+        D = np.concatenate([self.D, np.asarray(D, np.float32)], axis=1)
+        I = np.concatenate([self.I, np.asarray(I, np.int64)], axis=1)  # noqa: E741
+        order = np.argsort(-D if self.keep_max else D, axis=1, kind="stable")[:, : self.k]
+        self.D, self.I = np.take_along_axis(D, order, 1), np.take_along_axis(I, order, 1)
+
+    def finalize(self):
+        """Nothing left to do: the heap is kept sorted."""

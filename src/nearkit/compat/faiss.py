@@ -43,7 +43,8 @@ from ._faiss_utils import (  # noqa: F401 - re-exported as faiss's module-level 
     MapInt64ToInt64, MapLong2Long, cvar, eval_intersection, fvec_inner_products_ny,
     fvec_L2sqr_ny, fvec_madd, fvec_madd_and_argmin, lrand, merge_knn_results,
     pairwise_indexed_inner_product, pairwise_indexed_L2sqr, rand, rand_smooth_vectors, randint,
-    randn, ranklist_intersection_size, swig_ptr, vector_float_to_array, vector_to_array)
+    randn, ranklist_intersection_size, swig_ptr, vector_float_to_array, vector_to_array,
+    ResultHeap, bucket_sort, matrix_bucket_sort_inplace)
 
 from .. import __version__  # noqa: E402,F401 - nearkit's version, "x.y.z" like faiss's
 
@@ -110,6 +111,13 @@ class IDSelectorRange(IDSelector):
 
     def is_member(self, ids: np.ndarray) -> np.ndarray:
         return (ids >= self.imin) & (ids < self.imax)
+
+    def find_sorted_ids_bounds(self, n, ids, jmin, jmax) -> None:
+        """For sorted ids: the slice [jmin, jmax) of those inside the range (written into
+        the one-element arrays jmin / jmax, as faiss's pointers)."""
+        a = np.asarray(ids)[: int(n)]
+        jmin[0] = np.searchsorted(a, self.imin, "left")
+        jmax[0] = max(int(jmin[0]), int(np.searchsorted(a, self.imax, "left")))
 
 
 class IDSelectorBatch(IDSelector):
@@ -184,6 +192,12 @@ class SearchParametersIVF(SearchParameters):
     def __init__(self, nprobe=None, sel=None, **kw):
         super().__init__(sel=sel, **kw)
         self.nprobe = nprobe
+
+
+class SearchParametersPQ(SearchParameters):
+    def __init__(self, sel=None, polysemous_ht=0, search_type=None, **kw):
+        super().__init__(sel=sel, **kw)
+        self.polysemous_ht, self.search_type = polysemous_ht, search_type
 
 
 class SearchParametersHNSW(SearchParameters):
@@ -340,6 +354,37 @@ class Index:
     def assign(self, x, k):
         return self.search(x, k)[1]
 
+    # IndexIDMap drives its inner index through these (internal ids it chooses)
+    def _add_internal(self, x, ids):
+        self._require_trained("add")
+        self._nk.add(x, ids)
+
+    def _remove_internal(self, ids):
+        self._nk.remove(ids)
+
+    def sa_code_size(self) -> int:
+        return 4 * self._d
+
+    def search_and_reconstruct(self, x, k, *, params=None, D=None, I=None, R=None):  # noqa: E741
+        """search, plus the stored (decoded) vector of each result (zeros for -1)."""
+        dist, ids = self.search(x, k, params=params, D=D, I=I)
+        rec = self.reconstruct_batch(np.maximum(ids.ravel(), 0)).reshape(ids.shape + (self._d,))
+        rec[ids < 0] = 0
+        if R is not None:
+            R[...] = rec
+            rec = R
+        return dist, ids, rec
+
+    def reconstruct_batch(self, keys) -> np.ndarray:
+        keys = np.asarray(keys, np.int64).ravel()
+        if not keys.size:
+            return np.empty((0, self._d), np.float32)
+        return np.stack([self.reconstruct(int(k)) for k in keys])
+
+    def __reduce__(self):
+        """Pickling goes through serialize_index, as faiss's."""
+        return (deserialize_index, (serialize_index(self),))
+
     def remove_ids(self, sel) -> int:
         """Remove by id array or IDSelector; returns the number removed."""
         if isinstance(sel, IDSelector):
@@ -422,6 +467,17 @@ class IndexFlat(Index):
             raise RuntimeError(f"Error: 'key < ntotal' failed: key {key}, ntotal {self.ntotal}")
         pos = int(np.flatnonzero(self._nk.ids == key)[0])
         return np.array(self._nk.vectors[pos])
+
+    @property
+    def codes(self) -> np.ndarray:
+        """The stored vectors as bytes (faiss's IndexFlat.codes)."""
+        return self.reconstruct_n().view(np.uint8).ravel()
+
+    def sync_l2norms(self) -> None:
+        """faiss caches norms for IndexFlatL2; nearkit keeps them in step on every add."""
+
+    def clear_l2norms(self) -> None:
+        """See sync_l2norms."""
 
     def reconstruct_n(self, n0=0, ni=-1) -> np.ndarray:
         ni = self.ntotal - n0 if ni < 0 else ni
@@ -667,6 +723,37 @@ class _IVFBased(Index):
     def by_residual(self) -> bool:
         return bool(self._nk.by_residual)
 
+    @by_residual.setter
+    def by_residual(self, value):
+        if bool(value) != bool(self._nk.by_residual):
+            raise RuntimeError(f"Error: by_residual={bool(value)} is not supported for this codec "
+                               f"(nearkit's {self._nk.codec} is fixed at {bool(self._nk.by_residual)})")
+
+    def range_search_preassigned(self, x, radius, assign, centroid_dis=None, *, params=None):
+        """range_search restricted to the lists given per query in ``assign``."""
+        x = _as_x(x, self._d)
+        self._require_trained("search")
+        assign = np.asarray(assign, np.int64)
+        inv = self.invlists
+        out_d, out_i, counts = [], [], []
+        for i in range(x.shape[0]):
+            lists = [int(l) for l in assign[i] if l >= 0]
+            cand = np.concatenate([inv._slots(l) for l in lists]) if lists else np.empty(0, np.int64)
+            sel = getattr(params, "sel", None) if params is not None else None
+            if sel is not None:
+                cand = cand[sel.is_member(cand)]
+            if cand.size:
+                p = SearchParametersIVF(nprobe=self._nk.nlist, sel=IDSelectorBatch(cand))
+                _, dd, ii = Index.range_search(self, x[i:i + 1], radius, params=p)
+            else:
+                dd, ii = np.empty(0, np.float32), np.empty(0, np.int64)
+            out_d.append(dd)
+            out_i.append(ii)
+            counts.append(ii.size)
+        lims = np.zeros(x.shape[0] + 1, np.uint64)
+        lims[1:] = np.cumsum(counts)
+        return lims, np.concatenate(out_d).astype(np.float32), np.concatenate(out_i).astype(np.int64)
+
     def search_preassigned(self, x, k, assign, centroid_dis=None, *, params=None, D=None, I=None):  # noqa: E741
         """Search only the lists given per query in ``assign`` (n, nprobe)."""
         x = _as_x(x, self._d)
@@ -830,7 +917,8 @@ class IndexIVFPQ(_IVFBased):
             raise RuntimeError("Error: 'd % M == 0' failed: The dimension of the vector (d) should "
                                "be a multiple of the number of subquantizers (M)")
         self._init_nk(nlist=int(nlist), codec=f"pq{M}" + ("x4fs" if nbits == 4 else ""))
-        self.do_polysemous_training = False
+
+    do_polysemous_training = False  # nearkit has no polysemous codes
 
     @property
     def pq(self):
@@ -867,6 +955,12 @@ class _CodecIndex(Index):
 
     def sa_code_size(self) -> int:
         return self._codec.code_size
+
+    @property
+    def codes(self) -> np.ndarray:
+        """The stored codes, one row per vector (one value per dimension / sub-quantizer,
+        not bit-packed as in faiss)."""
+        return np.empty((0, self._d), np.uint8) if self._codes is None else self._codes
 
     def train(self, x) -> None:
         self._codec.train(_as_x(x, self._d))
@@ -917,6 +1011,22 @@ class _CodecIndex(Index):
         if ni == 0:
             return np.empty((0, self._d), np.float32)
         return self._codec.decode(self._codes[n0:n0 + ni])
+
+
+def _append_only(index, x, ids):
+    """Indexes that number vectors by position accept internal ids only in order."""
+    if not np.array_equal(ids, np.arange(index.ntotal, index.ntotal + ids.shape[0])):
+        raise RuntimeError(f"Error: {type(index).__name__} inside an IndexIDMap does not support "
+                           "adding after remove_ids")
+    index.add(x)
+
+
+def _no_remove(index, ids):
+    raise RuntimeError(f"Error: remove_ids not implemented for {type(index).__name__} inside an IndexIDMap")
+
+
+_CodecIndex._add_internal = _HNSWCodec._add_internal = _append_only
+_CodecIndex._remove_internal = _HNSWCodec._remove_internal = _no_remove
 
 
 class IndexScalarQuantizer(_CodecIndex):
@@ -1017,7 +1127,7 @@ class IndexIDMap(Index):
         self._require_trained("add")
         internal = np.arange(self._next, self._next + x.shape[0], dtype=np.int64)
         if x.shape[0]:
-            self.index._nk.add(x, internal)
+            self.index._add_internal(x, internal)
         self._ext = np.concatenate([self._ext, ids])
         self._next += x.shape[0]
 
@@ -1053,7 +1163,7 @@ class IndexIDMap(Index):
             hit = np.isin(ext, np.asarray(sel).astype(np.int64))
         gone = internal[hit]
         if gone.size:
-            self.index._nk.remove(gone)
+            self.index._remove_internal(gone)
             self._ext[gone] = -1
         return int(gone.size)
 
@@ -1081,7 +1191,9 @@ class IndexIDMap2(IndexIDMap):
         if isinstance(inner, IndexFlat):
             pos = int(np.flatnonzero(inner._nk.ids == hit[0])[0])
             return np.array(inner._nk.vectors[pos])
-        return inner._nk.reconstruct([int(hit[0])])[0]
+        if isinstance(inner, _IVFBased):
+            return inner._nk.reconstruct([int(hit[0])])[0]
+        return inner.reconstruct(int(hit[0]))
 
 
 # -- factory, files, helpers ---------------------------------------------------------
@@ -1220,6 +1332,9 @@ def _factory_main(d, parts, metric, desc):
         mp = _PQ_BITS_RE.match(p)
         if mp and mp.group(2) == "8":
             parts[i] = f"PQ{mp.group(1)}"
+        elif mp and mp.group(2) == "4" and i > 0:
+            # IVF with 4-bit PQ runs on nearkit's 4-bit fast-scan codec (not by residual)
+            parts[i] = f"PQ{mp.group(1)}x4fs"
     from ..indexes.factory import parse
 
     text = ",".join(parts)
@@ -1318,6 +1433,10 @@ class IndexRefine(Index):
         dist = np.concatenate(out_d) if out_d else np.empty(0, np.float32)
         ids = np.concatenate(out_i) if out_i else np.empty(0, np.int64)
         return new_lims, dist.astype(np.float32), ids.astype(np.int64)
+
+
+IndexRefine._add_internal = _append_only
+IndexRefine._remove_internal = _no_remove
 
 
 class IndexRefineFlat(IndexRefine):
