@@ -15,13 +15,36 @@ from . import _core, _progress, _validate
 from .metrics import COSINE, METRIC_CODES, normalize_metric, normalize_rows
 
 
-def knn_graph(X, k: int, metric: str = "l2", threads=None, exact: bool = True, progress=None):
+def knn_graph(X, k: int, metric: str = "l2", threads=None, exact: bool = True,
+              output: str = "arrays", progress=None):
     """Return (ids int64 (n, k), distances float32 (n, k)) of each row's k nearest
     other rows, ascending; rows with fewer than k others are padded with -1 / +inf.
 
     ``exact=False`` builds the graph approximately (needs the HNSW index).
     ``progress``: a callable ``progress(done, total)`` or True for a tqdm bar (rows done).
+    ``output="csr"`` returns instead a ``scipy.sparse.csr_matrix`` (n, n) whose row i
+    holds the distances (nearkit's convention: squared L2, 1 - ip, 1 - cos) to its
+    neighbours, in ascending order, zeros stored explicitly; padding is left out.
+    Needs scipy. For true Euclidean distances use ``nearkit.sklearn``.
     """
+    if output not in ("arrays", "csr"):
+        raise ValueError(f"output must be 'arrays' or 'csr', got {output!r}")
+    ids, dist = _knn_graph_arrays(X, k, metric, threads, exact, progress)
+    return _to_csr(ids, dist) if output == "csr" else (ids, dist)
+
+
+def _to_csr(ids: np.ndarray, dist: np.ndarray):
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("knn_graph(output='csr') needs scipy (pip install scipy)") from None
+    n = ids.shape[0]
+    keep = ids >= 0
+    indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64)
+    return sp.csr_matrix((dist[keep].astype(np.float32), ids[keep], indptr), shape=(n, n))
+
+
+def _knn_graph_arrays(X, k, metric, threads, exact, progress):
     metric = normalize_metric(metric)
     x, was_1d = _validate.as_vectors(X, None, "X")
     if was_1d:

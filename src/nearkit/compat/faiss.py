@@ -23,6 +23,7 @@ ValueError, with a message); ``k`` may be a numpy integer; nearkit indexes
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 
@@ -30,19 +31,29 @@ import numpy as np
 
 from .. import _validate
 from .. import io as _io
+from ..errors import FormatError
 from ..indexes import INDEX_KINDS
 from ..indexes.factory import index_factory as _nk_factory
-from ..errors import FormatError
+from ..indexes.base import Index as _NkIndex
 from ..indexes.flat import Flat as _Flat
 from ..indexes.hnsw import HNSW as _HNSW
 from ..indexes.ivf import IVF as _IVF
 from ..kmeans import assign as _km_assign
 from ..kmeans import kmeans as _kmeans
+from . import _faiss_codecs as _codecs
+from ._faiss_utils import (  # noqa: F401 - re-exported as faiss's module-level helpers
+    MapInt64ToInt64, MapLong2Long, cvar, eval_intersection, fvec_inner_products_ny,
+    fvec_L2sqr_ny, fvec_madd, fvec_madd_and_argmin, lrand, merge_knn_results,
+    pairwise_indexed_inner_product, pairwise_indexed_L2sqr, rand, rand_smooth_vectors, randint,
+    randn, ranklist_intersection_size, swig_ptr, vector_float_to_array, vector_to_array,
+    ResultHeap, bucket_sort, matrix_bucket_sort_inplace)
 
 from .. import __version__  # noqa: E402,F401 - nearkit's version, "x.y.z" like faiss's
 
 METRIC_INNER_PRODUCT = 0
 METRIC_L2 = 1
+METRIC_L1 = 2  # named for code that refers to them; indexes support L2 and inner product only
+METRIC_Linf = 3
 _FLT_MAX = np.float32(np.finfo(np.float32).max)
 
 
@@ -55,7 +66,7 @@ def _metric_name(metric) -> str:
         return "l2"
     if metric == METRIC_INNER_PRODUCT:
         return "ip"
-    raise RuntimeError(f"metric {metric!r} is not supported (only METRIC_L2 and METRIC_INNER_PRODUCT)")
+    raise RuntimeError(f"Error: metric {metric!r} is not supported (only METRIC_L2 and METRIC_INNER_PRODUCT)")
 
 
 def _as_x(x, d: int) -> np.ndarray:
@@ -82,24 +93,94 @@ def _as_ids(ids, n: int) -> np.ndarray:
 
 # -- selectors and search parameters -----------------------------------------------
 
-class IDSelectorRange:
+class IDSelector:
+    """Base of the id selectors: ``is_member(ids) -> bool array``."""
+
+    def is_member(self, ids: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def this(self):  # faiss's SWIG handle; selectors are plain Python objects here
+        return self
+
+
+class IDSelectorRange(IDSelector):
     """Ids with imin <= id < imax."""
 
     def __init__(self, imin, imax, assume_sorted=False):
         self.imin, self.imax = int(imin), int(imax)
+        self.assume_sorted = bool(assume_sorted)
 
     def is_member(self, ids: np.ndarray) -> np.ndarray:
         return (ids >= self.imin) & (ids < self.imax)
 
+    def find_sorted_ids_bounds(self, n, ids, jmin, jmax) -> None:
+        """For sorted ids: the slice [jmin, jmax) of those inside the range (written into
+        the one-element arrays jmin / jmax, as faiss's pointers)."""
+        a = np.asarray(ids)[: int(n)]
+        jmin[0] = np.searchsorted(a, self.imin, "left")
+        jmax[0] = max(int(jmin[0]), int(np.searchsorted(a, self.imax, "left")))
 
-class IDSelectorBatch:
-    """Ids in a given set."""
+
+class IDSelectorBatch(IDSelector):
+    """Ids in a given set: ``IDSelectorBatch(ids)`` or faiss's ``(n, ids)``."""
 
     def __init__(self, ids, *rest):
-        self.ids = np.asarray(ids if not rest else rest[0], dtype=np.int64).ravel()
+        arr = np.asarray(ids if not rest else rest[0], dtype=np.int64).ravel()
+        self.ids = arr[: int(ids)] if rest else arr
 
     def is_member(self, ids: np.ndarray) -> np.ndarray:
         return np.isin(ids, self.ids)
+
+
+class IDSelectorArray(IDSelectorBatch):
+    """Ids in a given array (faiss scans it; same membership as IDSelectorBatch)."""
+
+
+class IDSelectorBitmap(IDSelector):
+    """Id i is a member when bit i of the packed (little-endian bit order) uint8 bitmap is set."""
+
+    def __init__(self, bitmap, *rest):
+        arr = np.asarray(bitmap if not rest else rest[0], dtype=np.uint8).ravel()
+        self.bits = np.unpackbits(arr, bitorder="little").astype(bool)
+
+    def is_member(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, np.int64)
+        inside = (ids >= 0) & (ids < self.bits.size)
+        out = np.zeros(ids.shape, bool)
+        out[inside] = self.bits[ids[inside]]
+        return out
+
+
+class IDSelectorNot(IDSelector):
+    def __init__(self, sel):
+        self.sel = sel
+
+    def is_member(self, ids):
+        return ~self.sel.is_member(ids)
+
+
+class IDSelectorAnd(IDSelector):
+    def __init__(self, lhs, rhs):
+        self.lhs, self.rhs = lhs, rhs
+
+    def is_member(self, ids):
+        return self.lhs.is_member(ids) & self.rhs.is_member(ids)
+
+
+class IDSelectorOr(IDSelectorAnd):
+    def is_member(self, ids):
+        return self.lhs.is_member(ids) | self.rhs.is_member(ids)
+
+
+class IDSelectorXOr(IDSelectorAnd):
+    def is_member(self, ids):
+        return self.lhs.is_member(ids) ^ self.rhs.is_member(ids)
+
+
+class IDSelectorAll(IDSelector):
+    def is_member(self, ids):
+        return np.ones(np.shape(ids), bool)
 
 
 class SearchParameters:
@@ -113,6 +194,12 @@ class SearchParametersIVF(SearchParameters):
     def __init__(self, nprobe=None, sel=None, **kw):
         super().__init__(sel=sel, **kw)
         self.nprobe = nprobe
+
+
+class SearchParametersPQ(SearchParameters):
+    def __init__(self, sel=None, polysemous_ht=0, search_type=None, **kw):
+        super().__init__(sel=sel, **kw)
+        self.polysemous_ht, self.search_type = polysemous_ht, search_type
 
 
 class SearchParametersHNSW(SearchParameters):
@@ -160,6 +247,16 @@ class Index:
 
     def train(self, x) -> None:
         _as_x(x, self._d)
+
+    def __deepcopy__(self, memo):
+        """clone_index: nearkit indexes are copied through their file image."""
+        import copy
+
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = _copy_nk(value) if isinstance(value, _NkIndex) else copy.deepcopy(value, memo)
+        return new
 
     # ids: faiss numbers added vectors ntotal, ntotal + 1, ...
     def add(self, x) -> None:
@@ -236,7 +333,7 @@ class Index:
         if isinstance(self._nk, _Flat) and not self._search_params(params):
             lim, ids, dist = self._nk.search_radius(x, radius, filter=flt)
             dist, ids = self._to_faiss(ids, dist)
-            return lim.astype(np.uint64), dist, ids
+            return _scan_order(lim.astype(np.uint64), dist, ids)
         # Approximate indexes: widen k until the k-th result falls outside the radius.
         all_d, all_i = [], []
         kw = self._search_params(params)
@@ -254,14 +351,46 @@ class Index:
             all_d.append(dd)
             all_i.append(ii)
         lims[1:] = np.cumsum([a.shape[0] for a in all_i])
-        return lims, np.concatenate(all_d).astype(np.float32), np.concatenate(all_i).astype(np.int64)
+        return _scan_order(lims, np.concatenate(all_d).astype(np.float32),
+                           np.concatenate(all_i).astype(np.int64))
 
     def assign(self, x, k):
         return self.search(x, k)[1]
 
+    # IndexIDMap drives its inner index through these (internal ids it chooses)
+    def _add_internal(self, x, ids):
+        self._require_trained("add")
+        self._nk.add(x, ids)
+
+    def _remove_internal(self, ids):
+        self._nk.remove(ids)
+
+    def sa_code_size(self) -> int:
+        return 4 * self._d
+
+    def search_and_reconstruct(self, x, k, *, params=None, D=None, I=None, R=None):  # noqa: E741
+        """search, plus the stored (decoded) vector of each result (zeros for -1)."""
+        dist, ids = self.search(x, k, params=params, D=D, I=I)
+        rec = self.reconstruct_batch(np.maximum(ids.ravel(), 0)).reshape(ids.shape + (self._d,))
+        rec[ids < 0] = 0
+        if R is not None:
+            R[...] = rec
+            rec = R
+        return dist, ids, rec
+
+    def reconstruct_batch(self, keys) -> np.ndarray:
+        keys = np.asarray(keys, np.int64).ravel()
+        if not keys.size:
+            return np.empty((0, self._d), np.float32)
+        return np.stack([self.reconstruct(int(k)) for k in keys])
+
+    def __reduce__(self):
+        """Pickling goes through serialize_index, as faiss's."""
+        return (deserialize_index, (serialize_index(self),))
+
     def remove_ids(self, sel) -> int:
         """Remove by id array or IDSelector; returns the number removed."""
-        if isinstance(sel, (IDSelectorRange, IDSelectorBatch)):
+        if isinstance(sel, IDSelector):
             labels = self._labels()
             ids = labels[sel.is_member(labels)]
         else:
@@ -281,6 +410,24 @@ class Index:
     def reconstruct_n(self, n0=0, ni=-1) -> np.ndarray:
         ni = self.ntotal - n0 if ni < 0 else ni
         return np.stack([self.reconstruct(i) for i in range(n0, n0 + ni)]) if ni else np.empty((0, self._d), np.float32)
+
+
+def _copy_nk(nk):
+    if isinstance(nk, _IVF) and not nk.is_trained:
+        return _IVF(nk.dim, nk.metric, nlist=nk.nlist, codec=nk._codec_name, transform=nk.transform_name,
+                    refine=nk.refine, nprobe=nk.nprobe, k_factor=nk.k_factor)
+    img = nk.image()
+    return INDEX_KINDS[img.kind]._from_sections(img.dim, img.metric, img.params, img.sections)
+
+
+def _scan_order(lims, dist, ids):
+    """faiss lists range results in scan order, not by distance: for a flat index
+    that is ascending position (= id); nearkit sorts by distance, so reorder by id."""
+    if ids.size:
+        row = np.repeat(np.arange(lims.shape[0] - 1), np.diff(lims).astype(np.int64))
+        order = np.lexsort((ids, row))
+        dist, ids = dist[order], ids[order]
+    return lims, np.ascontiguousarray(dist), np.ascontiguousarray(ids)
 
 
 def _fill(D, I, dist, ids):  # noqa: E741
@@ -324,6 +471,24 @@ class IndexFlat(Index):
         pos = int(np.flatnonzero(self._nk.slot_labels() == key)[0])
         return np.array(self._nk.vectors[pos])
 
+    @property
+    def codes(self) -> np.ndarray:
+        """The stored vectors as bytes (faiss's IndexFlat.codes)."""
+        return self.reconstruct_n().view(np.uint8).ravel()
+
+    def sync_l2norms(self) -> None:
+        """faiss caches norms for IndexFlatL2; nearkit keeps them in step on every add."""
+
+    def clear_l2norms(self) -> None:
+        """See sync_l2norms."""
+
+    def reconstruct_n(self, n0=0, ni=-1) -> np.ndarray:
+        ni = self.ntotal - n0 if ni < 0 else ni
+        if n0 < 0 or n0 + ni > self.ntotal:
+            raise RuntimeError(f"Error: 'ni + i0 <= ntotal' failed")
+        order = np.argsort(self._nk.ids, kind="stable")
+        return np.ascontiguousarray(np.asarray(self._nk.vectors)[order[n0:n0 + ni]])
+
 
 class IndexFlatL2(IndexFlat):
     def __init__(self, d):
@@ -363,6 +528,14 @@ class _HNSWParams:
     def M(self) -> int:
         return self._owner._M
 
+    def nb_neighbors(self, level) -> int:
+        """Links per node: 2 * M on level 0, M above (as faiss)."""
+        return 2 * self._owner._M if int(level) == 0 else self._owner._M
+
+    @property
+    def is_similarity(self) -> bool:
+        return self._owner._metric == "ip"
+
 
 class IndexHNSWFlat(Index):
     def __init__(self, d, M, metric=METRIC_L2):
@@ -395,6 +568,81 @@ class IndexHNSWFlat(Index):
     def reset(self):
         self._new_graph()
 
+    def _stored(self):
+        """(vectors, labels) as held by the graph (the graph's own copy)."""
+        sec = self._nk._sections()
+        return sec["vectors"], sec["labels"]
+
+    def reconstruct(self, key) -> np.ndarray:
+        key = int(key)
+        vectors, labels = self._stored()
+        hit = np.flatnonzero(labels == key)
+        if not 0 <= key < self.ntotal or not hit.size:
+            raise RuntimeError(f"Error: 'key < ntotal' failed: key {key}, ntotal {self.ntotal}")
+        return np.array(vectors[hit[0]])
+
+    def reconstruct_n(self, n0=0, ni=-1) -> np.ndarray:
+        vectors, labels = self._stored()
+        ni = self.ntotal - n0 if ni < 0 else ni
+        order = np.argsort(labels, kind="stable")
+        return np.ascontiguousarray(vectors[order][n0:n0 + ni])
+
+    @property
+    def storage(self):
+        """The stored vectors as an IndexFlat (a copy: adding to it does not change the graph)."""
+        flat = IndexFlat(self._d, self._metric_type)
+        if self.ntotal:
+            flat.add(self.reconstruct_n())
+        return flat
+
+
+class _HNSWCodec(IndexHNSWFlat):
+    """HNSW over coded vectors (faiss's IndexHNSWSQ / IndexHNSWPQ): the graph is built
+    on the decoded vectors, so its distances are faiss's (to the decoded vectors)."""
+
+    def _init_storage(self, storage):
+        self._storage = storage
+
+    @property
+    def storage(self):
+        return self._storage
+
+    @property
+    def is_trained(self) -> bool:
+        return self._storage.is_trained
+
+    def train(self, x) -> None:
+        self._storage.train(x)
+
+    def add(self, x) -> None:
+        """Adds vectors to the index (ids are ntotal, ntotal + 1, ...)."""
+        x = _as_x(x, self._d)
+        self._require_trained("add")
+        if x.shape[0]:
+            start = self._storage.ntotal
+            self._storage.add(x)
+            decoded = self._storage.reconstruct_n(start, x.shape[0])
+            self._nk.add(decoded, np.arange(start, start + x.shape[0], dtype=np.int64))
+
+    def reset(self):
+        self._storage.reset()
+        self._new_graph()
+
+    def reconstruct(self, key):
+        return self._storage.reconstruct(key)
+
+
+class IndexHNSWSQ(_HNSWCodec):
+    def __init__(self, d, qtype, M, metric=METRIC_L2):
+        super().__init__(d, M, metric)
+        self._init_storage(IndexScalarQuantizer(d, qtype, metric))
+
+
+class IndexHNSWPQ(_HNSWCodec):
+    def __init__(self, d, pq_m, M, pq_nbits=8, metric=METRIC_L2):
+        super().__init__(d, M, metric)
+        self._init_storage(IndexPQ(d, pq_m, pq_nbits, metric))
+
 
 # -- IVF, PQ, SQ (all nearkit.IVF underneath) ---------------------------------------------
 
@@ -424,18 +672,131 @@ class _IVFBased(Index):
         if ivf.nlist > 1 and n < 39 * ivf.nlist:
             print(f"WARNING clustering {n} points to {ivf.nlist} centroids: please provide at "
                   f"least {39 * ivf.nlist} training points", file=sys.stderr)
+        shared = self._shared_centroids()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             if self.ntotal:  # faiss would keep stale codes; re-training here starts empty
                 self._init_nk(**self._nk_kwargs())
+            if "_cp" in self.__dict__:
+                self._nk.niter, self._nk.seed = int(self._cp.niter), int(self._cp.seed)
             self._nk.train(x)
+            if shared is not None:  # keep the pre-trained quantizer's centroids (shared quantizer)
+                self._use_centroids(shared, x)
         self._after_train()
 
+    def _use_centroids(self, cents, x):
+        ivf = self._nk
+        ivf._centroids = cents
+        if ivf._pq is not None and ivf.by_residual:
+            xt = ivf._apply_transform(x)
+            ivf._pq.train(xt - cents[ivf._assign(xt)], seed=ivf.seed)
+        ivf._searcher = None
+
     def _after_train(self):
-        q = getattr(self, "quantizer", None)
-        if isinstance(q, IndexFlat) and self._nk.nlist > 1:
+        q = self.__dict__.get("quantizer")
+        if q is not None and self._nk.nlist > 1 and q.ntotal != self._nk.nlist:
             q.reset()
-            q._nk.add(self._nk._centroids, np.arange(self._nk.nlist, dtype=np.int64))
+            q.add(self._nk._centroids)
+
+    def _shared_centroids(self):
+        """The centroids of a quantizer that already holds nlist vectors (shared, pre-trained)."""
+        q = self.__dict__.get("quantizer")
+        ivf = self._nk
+        if q is None or ivf.nlist <= 1 or q.ntotal != ivf.nlist or ivf.transform_name:
+            return None
+        return np.ascontiguousarray(q.reconstruct_n(0, ivf.nlist), dtype=np.float32)
+
+    def _adopt_quantizer(self):
+        """faiss: an IVF whose quantizer is trained and full counts as trained (flat/SQfp16 codecs)."""
+        cents = self._shared_centroids()
+        if cents is not None and self._nk.codec in ("flat", "fp16"):
+            self._nk._centroids = cents
+            self._nk._searcher = None
+
+    @property
+    def cp(self):
+        if "_cp" not in self.__dict__:
+            self._cp = ClusteringParameters()
+        return self._cp
+
+    @property
+    def invlists(self):
+        return InvertedLists(self)
+
+    @property
+    def by_residual(self) -> bool:
+        return bool(self._nk.by_residual)
+
+    @by_residual.setter
+    def by_residual(self, value):
+        if bool(value) != bool(self._nk.by_residual):
+            raise RuntimeError(f"Error: by_residual={bool(value)} is not supported for this codec "
+                               f"(nearkit's {self._nk.codec} is fixed at {bool(self._nk.by_residual)})")
+
+    def range_search_preassigned(self, x, radius, assign, centroid_dis=None, *, params=None):
+        """range_search restricted to the lists given per query in ``assign``."""
+        x = _as_x(x, self._d)
+        self._require_trained("search")
+        assign = np.asarray(assign, np.int64)
+        inv = self.invlists
+        out_d, out_i, counts = [], [], []
+        for i in range(x.shape[0]):
+            lists = [int(l) for l in assign[i] if l >= 0]
+            cand = np.concatenate([inv._slots(l) for l in lists]) if lists else np.empty(0, np.int64)
+            sel = getattr(params, "sel", None) if params is not None else None
+            if sel is not None:
+                cand = cand[sel.is_member(cand)]
+            if cand.size:
+                p = SearchParametersIVF(nprobe=self._nk.nlist, sel=IDSelectorBatch(cand))
+                _, dd, ii = Index.range_search(self, x[i:i + 1], radius, params=p)
+            else:
+                dd, ii = np.empty(0, np.float32), np.empty(0, np.int64)
+            out_d.append(dd)
+            out_i.append(ii)
+            counts.append(ii.size)
+        lims = np.zeros(x.shape[0] + 1, np.uint64)
+        lims[1:] = np.cumsum(counts)
+        return lims, np.concatenate(out_d).astype(np.float32), np.concatenate(out_i).astype(np.int64)
+
+    def search_preassigned(self, x, k, assign, centroid_dis=None, *, params=None, D=None, I=None):  # noqa: E741
+        """Search only the lists given per query in ``assign`` (n, nprobe)."""
+        x = _as_x(x, self._d)
+        k = _as_k(k)
+        self._require_trained("search")
+        assign = np.asarray(assign, np.int64)
+        dist = np.full((x.shape[0], k), -_FLT_MAX if self._metric == "ip" else _FLT_MAX, np.float32)
+        ids = np.full((x.shape[0], k), -1, np.int64)
+        inv = self.invlists
+        allowed_sel = self._filter(params)
+        for i in range(x.shape[0]):
+            lists = [int(l) for l in assign[i] if l >= 0]
+            cand = np.concatenate([inv._slots(l) for l in lists]) if lists else np.empty(0, np.int64)
+            if allowed_sel is not None:
+                cand = cand[np.isin(cand, allowed_sel)]
+            if cand.size:
+                ii, dd = self._nk.search(x[i:i + 1], k, filter=cand, nprobe=self._nk.nlist)
+                dist[i], ids[i] = self._to_faiss(ii[0], dd[0])
+        return _fill(D, I, dist, ids)
+
+    def merge_from(self, other, add_id=0) -> None:
+        """Move other's vectors into this index (ids shifted by add_id); other ends empty."""
+        if other.d != self.d or other.metric_type != self.metric_type:
+            raise RuntimeError("Error: merge_from: incompatible indexes (d or metric differ)")
+        if not isinstance(other, _IVFBased) or other._nk.nlist != self._nk.nlist:
+            raise RuntimeError("Error: merge_from: the other index must be an IVF with the same nlist")
+        if other.ntotal:
+            labels = other._labels()
+            vecs = other._nk.reconstruct(labels)
+            new_ids = labels + int(add_id)
+            if self.ntotal and np.isin(new_ids, self._labels()).any():
+                raise RuntimeError("Error: merge_from: ids overlap (nearkit IVF indexes hold unique ids; "
+                                   "pass add_id to shift them)")
+            self._nk.add(vecs, new_ids)
+        other.reset()
+
+    def check_ids_sorted(self) -> bool:
+        inv = self.invlists
+        return all(np.all(np.diff(inv.get_ids(l)) >= 0) for l in range(inv.nlist))
 
     def _nk_kwargs(self) -> dict:
         ivf = self._nk
@@ -487,11 +848,67 @@ class _IVFBased(Index):
         return None
 
 
+class ClusteringParameters:
+    """faiss.ClusteringParameters: the k-means settings of an IVF's ``cp``."""
+
+    def __init__(self):
+        self.niter, self.nredo, self.seed, self.verbose, self.spherical = 10, 1, 1234, False, False
+        self.min_points_per_centroid, self.max_points_per_centroid = 39, 256
+        self.int_centroids, self.update_index, self.frozen_centroids = False, False, False
+
+
+class InvertedLists:
+    """Read-only view of an IVF's lists (faiss's ``index.invlists``)."""
+
+    def __init__(self, owner):
+        self._owner = owner
+
+    @property
+    def nlist(self) -> int:
+        return self._owner._nk.nlist
+
+    @property
+    def code_size(self) -> int:
+        return self._owner._nk.code_size
+
+    def _slots(self, list_no):
+        ivf = self._owner._nk
+        list_no = int(list_no)
+        if not 0 <= list_no < ivf.nlist:
+            raise RuntimeError(f"Error: 'list_no < nlist' failed: list {list_no}, nlist {ivf.nlist}")
+        if not ivf.is_trained or not len(ivf):
+            return np.empty(0, np.int64)
+        lo, hi = int(ivf._offsets[list_no]), int(ivf._offsets[list_no + 1])
+        ids = ivf._ids[lo:hi]
+        return ids[ids >= 0]
+
+    def list_size(self, list_no) -> int:
+        return int(self._slots(list_no).size)
+
+    def get_ids(self, list_no) -> np.ndarray:
+        """The ids of a list, in insertion order (faiss returns a pointer; use rev_swig_ptr)."""
+        return np.array(self._slots(list_no), dtype=np.int64)
+
+    def compute_ntotal(self) -> int:
+        return sum(self.list_size(i) for i in range(self.nlist))
+
+    def imbalance_factor(self) -> float:
+        sizes = np.array([self.list_size(i) for i in range(self.nlist)], np.float64)
+        tot = sizes.sum()
+        return float((sizes ** 2).sum() * self.nlist / (tot * tot)) if tot else 0.0
+
+
+def rev_swig_ptr(ptr, n):
+    """faiss turns a C pointer into an array; here the 'pointer' already is one."""
+    return np.asarray(ptr)[: int(n)]
+
+
 class IndexIVFFlat(_IVFBased):
     def __init__(self, quantizer, d, nlist, metric=METRIC_L2):
         super().__init__(d, metric)
         self.quantizer = quantizer  # kept alive, and filled with the centroids by train()
         self._init_nk(nlist=int(nlist), codec="flat")
+        self._adopt_quantizer()
 
 
 class IndexIVFPQ(_IVFBased):
@@ -505,32 +922,140 @@ class IndexIVFPQ(_IVFBased):
                                "be a multiple of the number of subquantizers (M)")
         self._init_nk(nlist=int(nlist), codec=f"pq{M}" + ("x4fs" if nbits == 4 else ""))
 
+    do_polysemous_training = False  # nearkit has no polysemous codes
 
-class IndexPQ(_IVFBased):
-    def __init__(self, d, M, nbits, metric=METRIC_L2):
-        super().__init__(d, metric)
-        if nbits not in (4, 8):
-            raise RuntimeError(f"nbits={nbits} is not supported (4 or 8)")
-        if d % M:
-            raise RuntimeError("Error: 'd % M == 0' failed: The dimension of the vector (d) should "
-                               "be a multiple of the number of subquantizers (M)")
-        self._init_nk(nlist=1, codec=f"pq{M}" + ("x4fs" if nbits == 4 else ""))
+    @property
+    def pq(self):
+        return self._nk._pq
 
 
 class ScalarQuantizer:
+    """faiss.ScalarQuantizer's type constants (the codec itself: ``index.sq``)."""
+
     QT_8bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16 = 0, 1, 2, 3, 4
     QT_8bit_direct, QT_6bit, QT_bf16, QT_8bit_direct_signed = 5, 6, 7, 8
 
 
-class IndexScalarQuantizer(_IVFBased):
+class _CodecIndex(Index):
+    """A flat index over coded vectors (faiss's IndexPQ / IndexScalarQuantizer).
+
+    Codes are kept with their decoded vectors in a nearkit.Flat, so distances are
+    faiss's (to the decoded vectors: for PQ that is exactly the ADC distance).
+    Ids are positions, renumbered by remove_ids as in faiss.
+    """
+
+    def _init_codec(self, codec):
+        self._codec = codec
+        self._codes = None
+        self._nk = _Flat(self._d, self._metric)
+
+    @property
+    def is_trained(self) -> bool:
+        return self._codec.is_trained
+
+    @property
+    def code_size(self) -> int:
+        return self._codec.code_size
+
+    def sa_code_size(self) -> int:
+        return self._codec.code_size
+
+    @property
+    def codes(self) -> np.ndarray:
+        """The stored codes, one row per vector (one value per dimension / sub-quantizer,
+        not bit-packed as in faiss)."""
+        return np.empty((0, self._d), np.uint8) if self._codes is None else self._codes
+
+    def train(self, x) -> None:
+        self._codec.train(_as_x(x, self._d))
+
+    def sa_encode(self, x):
+        self._require_trained("encoding")
+        return self._codec.encode(_as_x(x, self._d))
+
+    def sa_decode(self, codes):
+        return self._codec.decode(np.asarray(codes))
+
+    def add(self, x) -> None:
+        """Adds vectors to the index (ids are ntotal, ntotal + 1, ...)."""
+        x = _as_x(x, self._d)
+        self._require_trained("add")
+        if x.shape[0]:
+            codes = self._codec.encode(x)
+            self._codes = codes if self._codes is None else np.concatenate([self._codes, codes])
+            self._nk.add(self._codec.decode(codes), np.arange(self.ntotal, self.ntotal + x.shape[0]))
+
+    def add_with_ids(self, x, ids):
+        raise RuntimeError("Error: add_with_ids not implemented for this type of index (wrap it in IndexIDMap)")
+
+    def remove_ids(self, sel) -> int:
+        before = self.ntotal
+        Index.remove_ids(self, sel)
+        removed = before - self.ntotal
+        if removed:  # compact: survivors keep their order and become positions again
+            keep = np.sort(self._nk.ids)
+            codes = self._codes[keep]
+            self._codes, self._nk = None, _Flat(self._d, self._metric)
+            if codes.shape[0]:
+                self._codes = codes
+                self._nk.add(self._codec.decode(codes), np.arange(codes.shape[0]))
+        return removed
+
+    def reset(self) -> None:
+        self._codes, self._nk = None, _Flat(self._d, self._metric)
+
+    def reconstruct(self, key) -> np.ndarray:
+        key = int(key)
+        if not 0 <= key < self.ntotal:
+            raise RuntimeError(f"Error: 'key < ntotal' failed: key {key}, ntotal {self.ntotal}")
+        return self._codec.decode(self._codes[key:key + 1])[0]
+
+    def reconstruct_n(self, n0=0, ni=-1) -> np.ndarray:
+        ni = self.ntotal - n0 if ni < 0 else ni
+        if ni == 0:
+            return np.empty((0, self._d), np.float32)
+        return self._codec.decode(self._codes[n0:n0 + ni])
+
+
+def _append_only(index, x, ids):
+    """Indexes that number vectors by position accept internal ids only in order."""
+    if not np.array_equal(ids, np.arange(index.ntotal, index.ntotal + ids.shape[0])):
+        raise RuntimeError(f"Error: {type(index).__name__} inside an IndexIDMap does not support "
+                           "adding after remove_ids")
+    index.add(x)
+
+
+def _no_remove(index, ids):
+    raise RuntimeError(f"Error: remove_ids not implemented for {type(index).__name__} inside an IndexIDMap")
+
+
+_CodecIndex._add_internal = _HNSWCodec._add_internal = _append_only
+_CodecIndex._remove_internal = _HNSWCodec._remove_internal = _no_remove
+
+
+class IndexScalarQuantizer(_CodecIndex):
     def __init__(self, d, qtype, metric=METRIC_L2):
         super().__init__(d, metric)
-        codec = {ScalarQuantizer.QT_8bit: "sq8", ScalarQuantizer.QT_fp16: "fp16"}.get(qtype)
-        if codec is None:
-            raise RuntimeError(f"scalar quantizer type {qtype} is not supported (QT_8bit or QT_fp16)")
-        self._init_nk(nlist=1, codec=codec)
-        if codec == "fp16":  # needs no training, as in faiss
-            self._nk._centroids = np.zeros((1, self._d), np.float32)
+        self._init_codec(_codecs.SQCodec(self._d, qtype))
+
+    @property
+    def sq(self):
+        return self._codec
+
+
+class IndexPQ(_CodecIndex):
+    def __init__(self, d, M, nbits, metric=METRIC_L2):
+        super().__init__(d, metric)
+        self._init_codec(_codecs.PQCodec(self._d, M, nbits))
+        self.do_polysemous_training = False  # nearkit has no polysemous codes
+
+    @property
+    def pq(self):
+        return self._codec
+
+    def train(self, x) -> None:
+        x = _as_x(x, self._d)
+        self._codec.train(x)
 
 
 class IndexIVFScalarQuantizer(_IVFBased):
@@ -547,22 +1072,6 @@ class IndexPQFastScan(_IVFBased):
 
 class IndexPreTransform(_IVFBased):
     pass
-
-
-class IndexRefineFlat(_IVFBased):
-    """Exact re-ranking of the base index's k * k_factor candidates (k_factor default 1)."""
-
-    @property
-    def k_factor(self) -> float:
-        return float(self._nk.k_factor)
-
-    @k_factor.setter
-    def k_factor(self, v):
-        self._nk.k_factor = max(1, int(round(v)))
-
-    @property
-    def base_index(self):
-        return _IVFView(self)
 
 
 class _IVFView:
@@ -622,32 +1131,35 @@ class IndexIDMap(Index):
         self._require_trained("add")
         internal = np.arange(self._next, self._next + x.shape[0], dtype=np.int64)
         if x.shape[0]:
-            self.index._nk.add(x, internal)
+            self.index._add_internal(x, internal)
         self._ext = np.concatenate([self._ext, ids])
         self._next += x.shape[0]
 
+    def _inner_params(self, params):
+        """The same parameters with the selector moved from external to internal ids."""
+        if params is None or getattr(params, "sel", None) is None:
+            return params
+        internal = self._ext_live()
+        allowed = internal[params.sel.is_member(self._ext[internal])]
+        inner = SearchParameters(sel=IDSelectorBatch(allowed))
+        for key, value in vars(params).items():
+            if key != "sel":
+                setattr(inner, key, value)
+        return inner
+
     def search(self, x, k, *, params=None, D=None, I=None):  # noqa: E741
-        inner_params = params
-        if params is not None and getattr(params, "sel", None) is not None:
-            # translate the selector on external ids into internal ids
-            internal = self._ext_live()
-            allowed = internal[params.sel.is_member(self._ext[internal])]
-            inner_params = SearchParameters(sel=IDSelectorBatch(allowed))
-            for key, value in vars(params).items():
-                if key != "sel":
-                    setattr(inner_params, key, value)
-        dist, ids = self.index.search(x, k, params=inner_params)
+        dist, ids = self.index.search(x, k, params=self._inner_params(params))
         ids = np.where(ids >= 0, self._ext[np.maximum(ids, 0)] if self._ext.size else -1, -1)
         return _fill(D, I, dist, ids.astype(np.int64))
 
     def range_search(self, x, thresh, *, params=None):
-        lims, dist, ids = self.index.range_search(x, thresh, params=params)
+        lims, dist, ids = self.index.range_search(x, thresh, params=self._inner_params(params))
         return lims, dist, self._ext[ids] if ids.size else ids
 
     def remove_ids(self, sel) -> int:
         internal = self._ext_live()
         ext = self._ext[internal]
-        if isinstance(sel, (IDSelectorRange, IDSelectorBatch)):
+        if isinstance(sel, IDSelector):
             hit = sel.is_member(ext)
         else:
             if sel.ndim != 1:
@@ -655,7 +1167,7 @@ class IndexIDMap(Index):
             hit = np.isin(ext, np.asarray(sel).astype(np.int64))
         gone = internal[hit]
         if gone.size:
-            self.index._nk.remove(gone)
+            self.index._remove_internal(gone)
             self._ext[gone] = -1
         return int(gone.size)
 
@@ -683,7 +1195,9 @@ class IndexIDMap2(IndexIDMap):
         if isinstance(inner, IndexFlat):
             pos = int(np.flatnonzero(inner._nk.slot_labels() == hit[0])[0])
             return np.array(inner._nk.vectors[pos])
-        return inner._nk.reconstruct([int(hit[0])])[0]
+        if isinstance(inner, _IVFBased):
+            return inner._nk.reconstruct([int(hit[0])])[0]
+        return inner.reconstruct(int(hit[0]))
 
 
 # -- factory, files, helpers ---------------------------------------------------------
@@ -696,12 +1210,10 @@ def _wrap(nk_index, metric, idmap=None):
         Index.__init__(obj, d, metric)
     elif isinstance(nk_index, _IVF):
         ivf = nk_index
-        if ivf.refine:
-            cls = IndexRefineFlat
-        elif ivf.transform_name:
+        if ivf.transform_name:
             cls = IndexPreTransform
-        elif ivf.nlist == 1:
-            cls = {"pq8": IndexPQ, "pq4fs": IndexPQFastScan}.get(ivf.codec, IndexScalarQuantizer)
+        elif ivf.nlist == 1 and ivf.codec == "pq4fs":
+            cls = IndexPQFastScan
         else:
             cls = {"flat": IndexIVFFlat, "pq8": IndexIVFPQ, "pq4fs": IndexIVFPQFastScan}.get(
                 ivf.codec, IndexIVFScalarQuantizer)
@@ -720,18 +1232,267 @@ def _wrap(nk_index, metric, idmap=None):
     return obj
 
 
+class FactoryError(RuntimeError, ValueError):
+    """A description index_factory cannot build (faiss raises RuntimeError)."""
+
+
+_PQ_BITS_RE = re.compile(r"^PQ(\d+)(?:x(\d+))?(np)?$")
+_HNSW_HEAD_RE = re.compile(r"^HNSW(\d*)(?:_(.+))?$")
+_IVF_HNSW_RE = re.compile(r"^IVF(\d+[kM]?)_HNSW(\d*)$")
+_IVF_NLIST_RE = re.compile(r"^IVF(\d+)([kM]?)$")
+
+
+def _split_top(desc: str) -> list[str]:
+    """Split on commas outside parentheses."""
+    parts, depth, cur = [], 0, ""
+    for ch in desc:
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        depth += (ch == "(") - (ch == ")")
+        cur += ch
+    parts.append(cur)
+    return parts
+
+
+def _codec_index(d, part, metric):
+    """A standalone SQ / PQ index from one component, or None."""
+    if part in _codecs.SQ_NAMES:
+        return IndexScalarQuantizer(d, _codecs.SQ_NAMES[part], metric)
+    mt = _PQ_BITS_RE.match(part)
+    if mt:
+        return IndexPQ(d, int(mt.group(1)), int(mt.group(2) or 8), metric)
+    return None
+
+
 def index_factory(d, description, metric=METRIC_L2, /):
-    """Faiss's factory grammar for the parts nearkit has (see nearkit.index_factory)."""
+    """Faiss's factory grammar for the parts nearkit has; see docs/compat.md.
+
+    Raises FactoryError (a RuntimeError, as faiss, and a ValueError) for what it
+    cannot build.
+    """
+    if not isinstance(description, str):
+        raise TypeError(f"index description must be a string, got {type(description).__name__}")
+    d = int(d)
+    _metric_name(metric)
+    try:
+        return _factory(d, description, metric)
+    except FactoryError:
+        raise
+    except ValueError as exc:
+        raise FactoryError(f"Error: could not parse index string {description}: {exc}") from None
+
+
+def _factory(d, desc, metric):
+    parts = _split_top(desc)
+    idmap = None
+    if parts[0] in ("IDMap", "IDMap2"):
+        idmap = parts.pop(0)
+    elif len(parts) > 1 and parts[-1] in ("IDMap", "IDMap2"):
+        idmap = parts.pop()
+    refine = None
+    if len(parts) > 1 and parts[-1].startswith("Refine(") and parts[-1].endswith(")"):
+        refine = parts.pop()[len("Refine("):-1]
+    elif len(parts) > 1 and parts[-1] == "RFlat":
+        refine = parts.pop()
+    index = _factory_main(d, parts, metric, desc)
+    if refine == "RFlat":
+        index = IndexRefineFlat(index)
+    elif refine is not None:
+        index = IndexRefine(index, _factory(d, refine, metric))
+    if idmap:
+        index = (IndexIDMap2 if idmap == "IDMap2" else IndexIDMap)(index)
+    return index
+
+
+def _factory_main(d, parts, metric, desc):
+    # "np" (no polysemous training) changes nothing here: nearkit has no polysemous codes
+    parts = [re.sub(r"^(PQ\d+(?:x\d+)?)np$", r"\1", p) for p in parts]
+    if len(parts) == 1:
+        codec = _codec_index(d, parts[0], metric)
+        if codec is not None:
+            return codec
+    mt = _HNSW_HEAD_RE.match(parts[0])
+    if mt and len(parts) <= 2:
+        M = int(mt.group(1) or 32)
+        storage = mt.group(2) or (parts[1] if len(parts) == 2 else "Flat")
+        if storage != "Flat":
+            if storage in _codecs.SQ_NAMES:
+                index = IndexHNSWSQ(d, _codecs.SQ_NAMES[storage], M, metric)
+            elif _PQ_BITS_RE.match(storage):
+                mp = _PQ_BITS_RE.match(storage)
+                index = IndexHNSWPQ(d, int(mp.group(1)), M, int(mp.group(2) or 8), metric)
+            else:
+                raise FactoryError(f"Error: could not parse index string {desc}: HNSW storage {storage!r}")
+            return index
+        parts = [f"HNSW{M}"]
+    hnsw_quantizer = None
+    for i, p in enumerate(parts):
+        mq = _IVF_HNSW_RE.match(p)
+        if mq:  # IVF<n>_HNSW<m>: an HNSW coarse quantizer
+            parts[i] = f"IVF{mq.group(1)}"
+            hnsw_quantizer = int(mq.group(2) or 32)
+        mp = _PQ_BITS_RE.match(p)
+        if mp and mp.group(2) == "8":
+            parts[i] = f"PQ{mp.group(1)}"
+        elif mp and mp.group(2) == "4" and i > 0:
+            # IVF with 4-bit PQ runs on nearkit's 4-bit fast-scan codec (not by residual)
+            parts[i] = f"PQ{mp.group(1)}x4fs"
     from ..indexes.factory import parse
 
-    spec = parse(description)
-    options = {}
-    if spec["kind"] == "hnsw":
-        options = {"ef_construction": 40, "ef_search": 16}
-    nk_index = _nk_factory(int(d), description, _metric_name(metric), **options)
-    if isinstance(nk_index, _IVF) and nk_index.codec == "fp16" and nk_index.nlist == 1 and not nk_index.transform_name:
-        nk_index._centroids = np.zeros((1, nk_index.inner_dim), np.float32)
-    return _wrap(nk_index, metric, spec["idmap"])
+    text = ",".join(parts)
+    spec = parse(text)
+    options = {"ef_construction": 40, "ef_search": 16} if spec["kind"] == "hnsw" else {}
+    nk_index = _nk_factory(d, text, _metric_name(metric), **options)
+    obj = _wrap(nk_index, metric, spec["idmap"])
+    if hnsw_quantizer is not None:
+        inner = obj.index if isinstance(obj, IndexIDMap) else obj
+        inner.quantizer = IndexHNSWFlat(nk_index.inner_dim, hnsw_quantizer, metric)
+    return obj
+
+
+class IndexRefine(Index):
+    """Search ``base_index`` for k * k_factor candidates, re-rank them with
+    ``refine_index``'s (decoded) vectors. Both receive every added vector."""
+
+    def __init__(self, base_index, refine_index=None):
+        super().__init__(base_index.d, base_index.metric_type)
+        self.base_index = base_index
+        self.refine_index = refine_index if refine_index is not None else IndexFlat(base_index.d, base_index.metric_type)
+        self.k_factor = 1.0
+
+    @property
+    def ntotal(self) -> int:
+        return self.base_index.ntotal
+
+    @property
+    def is_trained(self) -> bool:
+        return self.base_index.is_trained and self.refine_index.is_trained
+
+    def train(self, x) -> None:
+        self.base_index.train(x)
+        self.refine_index.train(x)
+
+    def add(self, x) -> None:
+        """Adds vectors to the index (ids are ntotal, ntotal + 1, ...)."""
+        self._require_trained("add")
+        self.base_index.add(x)
+        self.refine_index.add(x)
+
+    def reset(self) -> None:
+        self.base_index.reset()
+        self.refine_index.reset()
+
+    def reconstruct(self, key):
+        return self.refine_index.reconstruct(key)
+
+    def _exact(self, x, ids):
+        """Distances (faiss convention) from each query to its candidate ids' refined vectors."""
+        vecs = self.refine_index.reconstruct_n(0, self.refine_index.ntotal)
+        cand = vecs[np.maximum(ids, 0)]
+        if self._metric == "ip":
+            dist = np.einsum("nkd,nd->nk", cand, x)
+            dist[ids < 0] = -_FLT_MAX
+        else:
+            dist = ((cand - x[:, None, :]) ** 2).sum(-1)
+            dist[ids < 0] = _FLT_MAX
+        return dist.astype(np.float32)
+
+    def search(self, x, k, *, params=None, D=None, I=None):  # noqa: E741
+        x = _as_x(x, self._d)
+        k = _as_k(k)
+        self._require_trained("search")
+        kf = getattr(params, "k_factor", None) if params is not None else None
+        kf = float(kf) if kf else float(self.k_factor)
+        base_params = getattr(params, "base_index_params", None) if params is not None else None
+        if base_params is None and params is not None and getattr(params, "sel", None) is not None:
+            base_params = params
+        kb = max(k, int(k * kf))
+        _, ids = self.base_index.search(x, kb, params=base_params)
+        dist = self._exact(x, ids)
+        order = np.argsort(-dist if self._metric == "ip" else dist, axis=1, kind="stable")[:, :k]
+        dist, ids = np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
+        if kb < k:  # pragma: no cover - kb >= k always
+            pass
+        return _fill(D, I, np.ascontiguousarray(dist), np.ascontiguousarray(ids))
+
+    def range_search(self, x, thresh, *, params=None):
+        """The base index's range results, with refined distances, kept inside the radius."""
+        x = _as_x(x, self._d)
+        lims, _, ids = self.base_index.range_search(x, thresh, params=params)
+        out_d, out_i, counts = [], [], []
+        vecs = self.refine_index.reconstruct_n(0, self.ntotal) if ids.size else None
+        for q in range(x.shape[0]):
+            ii = ids[int(lims[q]):int(lims[q + 1])]
+            if ii.size:
+                v = vecs[ii]
+                dd = v @ x[q] if self._metric == "ip" else ((v - x[q]) ** 2).sum(1)
+                keep = dd > thresh if self._metric == "ip" else dd < thresh
+                out_d.append(dd[keep].astype(np.float32))
+                out_i.append(ii[keep])
+            counts.append(int(out_i[-1].size) if ii.size else 0)
+        new_lims = np.zeros(x.shape[0] + 1, np.uint64)
+        new_lims[1:] = np.cumsum(counts)
+        dist = np.concatenate(out_d) if out_d else np.empty(0, np.float32)
+        ids = np.concatenate(out_i) if out_i else np.empty(0, np.int64)
+        return new_lims, dist.astype(np.float32), ids.astype(np.int64)
+
+
+IndexRefine._add_internal = _append_only
+IndexRefine._remove_internal = _no_remove
+
+
+class IndexRefineFlat(IndexRefine):
+    """IndexRefine with exact (IndexFlat) re-ranking: ``IndexRefineFlat(base_index)``."""
+
+    def __init__(self, base_index, xb=None):
+        super().__init__(base_index, IndexFlat(base_index.d, base_index.metric_type))
+        if xb is not None:
+            self.refine_index.add(xb)
+
+
+def clone_index(index):
+    """A deep, independent copy (as faiss.clone_index)."""
+    import copy
+
+    return copy.deepcopy(index)
+
+
+class ParameterSpace:
+    """Set run-time parameters by name: ``set_index_parameter(index, "nprobe", 8)`` or
+    ``set_index_parameters(index, "nprobe=8,efSearch=32")``; reaches through IDMap,
+    Refine (``k_factor``) and the HNSW quantizer of an IVF (``quantizer_efSearch``)."""
+
+    def set_index_parameters(self, index, description: str) -> None:
+        for item in description.split(","):
+            if not item:
+                continue
+            name, _, value = item.partition("=")
+            self.set_index_parameter(index, name, float(value))
+
+    def set_index_parameter(self, index, name: str, value) -> None:
+        if isinstance(index, IndexIDMap):
+            return self.set_index_parameter(index.index, name, value)
+        if isinstance(index, IndexRefine):
+            if name == "k_factor":
+                index.k_factor = float(value)
+                return None
+            return self.set_index_parameter(index.base_index, name, value)
+        if name == "nprobe" and hasattr(type(index), "nprobe"):
+            index.nprobe = int(value)
+        elif name == "efSearch" and hasattr(index, "hnsw"):
+            index.hnsw.efSearch = int(value)
+        elif name == "k_factor" and hasattr(type(index), "k_factor"):
+            index.k_factor = float(value)
+        elif name.startswith("quantizer_") and getattr(index, "quantizer", None) is not None:
+            self.set_index_parameter(index.quantizer, name[len("quantizer_"):], value)
+        else:
+            raise RuntimeError(f"Error: could not set parameter {name}")
+        return None
+
+    def initialize(self, index) -> None:
+        """faiss enumerates tunable values here; nothing to precompute in nearkit."""
 
 
 def downcast_index(index):
@@ -745,41 +1506,172 @@ def extract_index_ivf(index):
     return _IVFView(inner)
 
 
-def write_index(index, fname) -> None:
-    """Write in nearkit's own file format (readable by read_index and nearkit.load)."""
-    inner = index.index if isinstance(index, IndexIDMap) else index
-    nk = inner._nk
-    params = dict(nk._params())
-    params["faiss"] = {"class": type(inner).__name__, "metric": inner.metric_type,
-                       "idmap": type(index).__name__ if isinstance(index, IndexIDMap) else None,
-                       "next": getattr(index, "_next", 0)}
-    if isinstance(inner, IndexHNSWFlat):
-        params["faiss"]["ef_search"] = inner._ef_search
-    sections = dict(nk._sections())
+# Files: a plain nearkit-backed index is written as that nearkit index (so
+# nearkit.load reads it too) with a "faiss" entry in its params; composites
+# (IDMap, Refine, coded and HNSW-over-codes indexes) are written as kind
+# "faiss-compat": a JSON tree of nodes whose arrays are sections named by path.
+
+def _nk_node(nk, prefix, sections) -> dict:
+    for name, arr in nk._sections().items():
+        sections[prefix + name] = arr
+    return {"kind": nk.kind, "dim": nk.dim, "metric": nk.metric, "params": nk._params()}
+
+
+def _nk_from_node(node, prefix, sections):
+    own = {name[len(prefix):]: arr for name, arr in sections.items() if name.startswith(prefix)
+           and "/" not in name[len(prefix):]}
+    kind = node["kind"]
+    if kind not in INDEX_KINDS:
+        raise FormatError(f"index kind {kind!r} is unknown")
+    return INDEX_KINDS[kind]._from_sections(node["dim"], node["metric"], node["params"], own)
+
+
+def _to_node(index, prefix, sections) -> dict:
+    node = {"class": type(index).__name__, "d": index.d, "metric": index.metric_type}
     if isinstance(index, IndexIDMap):
-        sections["faiss_id_map"] = index._ext
+        node.update(inner=_to_node(index.index, prefix + "i/", sections), next=index._next)
+        sections[prefix + "id_map"] = index._ext
+    elif isinstance(index, IndexRefine):
+        node.update(k_factor=index.k_factor, base=_to_node(index.base_index, prefix + "b/", sections),
+                    refine=_to_node(index.refine_index, prefix + "r/", sections))
+    elif isinstance(index, _CodecIndex):
+        codec = index._codec
+        node["trained"] = bool(codec.is_trained)
+        if isinstance(codec, _codecs.SQCodec):
+            node["qtype"] = codec.qtype
+            sections[prefix + "sq_trained"] = codec.trained
+        else:
+            node.update(M=codec.M, nbits=codec.nbits)
+            sections[prefix + "pq_centroids"] = codec.centroids
+        sections[prefix + "codes"] = (index._codes if index._codes is not None
+                                      else np.empty((0, 0), np.uint8))
+    elif isinstance(index, _HNSWCodec):
+        node.update(M=index._M, ef_search=index._ef_search, ef_construction=index._ef_construction,
+                    storage=_to_node(index._storage, prefix + "s/", sections),
+                    nk=_nk_node(index._nk, prefix + "g/", sections))
+    else:
+        if index._nk is None or (isinstance(index._nk, _IVF) and not index._nk.is_trained):
+            raise RuntimeError(f"Error: write_index: cannot write an untrained {type(index).__name__}")
+        node["nk"] = _nk_node(index._nk, prefix + "n/", sections)
+        if isinstance(index, IndexHNSWFlat):
+            node["ef_search"] = index._ef_search
+    return node
+
+
+def _from_tree(tree, sections, fname):
+    """A composite index rebuilt from the node tree write_index stored. Nothing in
+    the file is trusted: class names must be compat index classes, id maps must
+    cover the inner index, and whatever else a damaged tree trips on is reported
+    as a FormatError (catchable as RuntimeError, as faiss raises)."""
     try:
-        _io.write_index(fname, nk.kind, nk.dim, nk.metric, params, sections)
+        return _from_node(tree, "", sections)
+    except FaissFormatError:
+        raise
+    except FormatError as exc:
+        raise FaissFormatError(f"{fname}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+        raise FaissFormatError(f"{fname}: damaged index tree ({type(exc).__name__}: {exc})") from None
+
+
+def _compat_class(name):
+    cls = globals().get(name) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, Index) and cls is not Index):
+        raise FormatError(f"class {name!r} is not a faiss index class")
+    return cls
+
+
+def _from_node(node, prefix, sections):
+    if not isinstance(node, dict):
+        raise FormatError("an index tree node is not an object")
+    cls = _compat_class(node["class"])
+    obj = cls.__new__(cls)
+    Index.__init__(obj, node["d"], node["metric"])
+    if issubclass(cls, IndexIDMap):
+        obj.index = _from_node(node["inner"], prefix + "i/", sections)
+        obj._ext = np.array(sections[prefix + "id_map"], dtype=np.int64)
+        obj._next = int(node["next"])
+        if obj._ext.ndim != 1 or obj._next != obj._ext.shape[0] or obj.index.ntotal > obj._ext.shape[0]:
+            raise FormatError("the id map does not cover the inner index")
+    elif issubclass(cls, IndexRefine):
+        obj.base_index = _from_node(node["base"], prefix + "b/", sections)
+        obj.refine_index = _from_node(node["refine"], prefix + "r/", sections)
+        obj.k_factor = float(node["k_factor"])
+    elif issubclass(cls, _CodecIndex):
+        if "qtype" in node:
+            codec = _codecs.SQCodec(node["d"], node["qtype"])
+            if node["trained"]:
+                codec.set_trained(sections[prefix + "sq_trained"])
+        else:
+            codec = _codecs.PQCodec(node["d"], node["M"], node["nbits"])
+            codec.centroids = np.array(sections[prefix + "pq_centroids"], np.float32)
+            codec.is_trained = bool(node["trained"])
+        obj._init_codec(codec)
+        codes = np.array(sections[prefix + "codes"])
+        if codes.size:
+            obj._codes = codes
+            obj._nk.add(codec.decode(codes), np.arange(codes.shape[0]))
+        if issubclass(cls, IndexPQ):
+            obj.do_polysemous_training = False
+    elif issubclass(cls, _HNSWCodec):
+        obj._M, obj._ef_search, obj._ef_construction = node["M"], node["ef_search"], node["ef_construction"]
+        obj.hnsw = _HNSWParams(obj)
+        obj._storage = _from_node(node["storage"], prefix + "s/", sections)
+        obj._nk = _nk_from_node(node["nk"], prefix + "g/", sections)
+    else:
+        nk = _nk_from_node(node["nk"], prefix + "n/", sections)
+        wrapped = _wrap(nk, node["metric"])
+        wrapped.__class__ = cls
+        obj = wrapped
+        if isinstance(obj, IndexHNSWFlat):
+            obj._ef_search = int(node.get("ef_search", obj._ef_search))
+    return obj
+
+
+def write_index(index, fname) -> None:
+    """Write in nearkit's own file format (read back by read_index; a plain Flat,
+    HNSWFlat or IVF index is also readable by nearkit.load)."""
+    plain = not isinstance(index, (IndexIDMap, IndexRefine, _CodecIndex, _HNSWCodec))
+    if plain and index._nk is not None and not (isinstance(index._nk, _IVF) and not index._nk.is_trained):
+        nk = index._nk
+        params = dict(nk._params())
+        params["faiss"] = {"class": type(index).__name__, "metric": index.metric_type}
+        if isinstance(index, IndexHNSWFlat):
+            params["faiss"]["ef_search"] = index._ef_search
+        kind, dim, metric, sections = nk.kind, nk.dim, nk.metric, dict(nk._sections())
+    else:
+        sections = {}
+        params = {"faiss_tree": _to_node(index, "", sections)}
+        kind, dim, metric = "faiss-compat", index.d, "ip" if index.metric_type == METRIC_INNER_PRODUCT else "l2"
+    try:
+        _io.write_index(fname, kind, dim, metric, params, sections)
     except OSError as exc:
         raise RuntimeError(f"Error: could not open {fname} for writing: {exc.strerror}") from None
 
 
-def read_index(fname, io_flags=0):
-    """Read a file written by ``write_index`` (or ``nearkit`` itself).
+class FaissFormatError(FormatError, RuntimeError):
+    """A file read_index cannot read (faiss raises RuntimeError; nearkit FormatError)."""
 
-    Nothing from the file is trusted: the index kind must be a known one, the
-    recorded class must be the compat class of that index or one of its
-    subclasses (IndexFlatL2 for a Flat...), the metric must agree with the
-    index's, and an id map must cover every internal id. A file that breaks
-    these raises nearkit.FormatError.
-    """
+
+def read_index(fname, io_flags=0):
+    """Read a file written by write_index, or one written by faiss itself (see docs/compat.md)."""
+    from . import _faiss_read
+
+    try:
+        with open(fname, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise RuntimeError(f"Error: could not open {fname} for reading: {exc.strerror}") from None
+    if _faiss_read.is_faiss_file(magic):
+        return _faiss_read.read(fname, sys.modules[__name__])
     try:
         f = _io.read_index(fname)
-    except FileNotFoundError:
-        raise RuntimeError(f"Error: could not open {fname} for reading: No such file or directory") from None
+    except FormatError as exc:
+        raise FaissFormatError(str(exc)) from None
     kinds = _io.index_kinds()
     if f.kind not in kinds:
-        raise FormatError(f"{fname}: index kind {f.kind!r} is unknown")
+        raise FaissFormatError(f"{fname}: index kind {f.kind!r} is unknown")
+    if "faiss_tree" in f.params:
+        return _from_tree(f.params["faiss_tree"], f.sections, fname)
     meta = f.params.get("faiss")
     if meta is not None and not isinstance(meta, dict):
         raise FormatError(f"{fname}: the faiss metadata is not an object")

@@ -134,6 +134,8 @@ def unpack_pq4(packed: np.ndarray, m: int, mpad: int) -> np.ndarray:
 def pack_flat(codes: np.ndarray, dim: int) -> np.ndarray:
     """(n, 4*dim) bytes of float32 rows, n a multiple of 16 -> blocks (n/16, 16*4*dim)."""
     rows = np.ascontiguousarray(codes).view(np.float32).reshape(-1, FLAT_BLOCK, dim)
+    if rows.shape[0] == 0:  # emptied index (reshape cannot infer a width from 0 rows)
+        return np.empty((0, FLAT_BLOCK * 4 * dim), np.uint8)
     return np.ascontiguousarray(rows.transpose(0, 2, 1)).view(np.uint8).reshape(rows.shape[0], -1)
 
 
