@@ -7,3 +7,15 @@ class FormatError(ValueError):
 
 class NotTrainedError(RuntimeError):
     """An index that needs training (IVF, PQ, SQ) was used before ``train()``."""
+
+
+class ShardUnavailableError(RuntimeError):
+    """A shard of a distributed index died and could not be restored; the message names it.
+
+    Raised instead of answering from the remaining shards: a partial answer would
+    be silently wrong.
+    """
+
+    def __init__(self, shard: int, message: str):
+        super().__init__(f"shard {shard}: {message}")
+        self.shard = shard
