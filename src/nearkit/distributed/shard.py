@@ -102,7 +102,9 @@ class Shard:
         hit = np.isin(ids, labels[labels >= 0])
         return int(ids[np.argmax(hit)]) if hit.any() else -1
 
-    def search(self, queries, k, params):
+    def search(self, queries, k, params, filter=None):
+        if filter is not None:  # a top-level argument, so Ray resolves its ref
+            params = {**params, "filter": filter}
         return self.index.search(queries, k, **params)
 
     def info(self) -> dict:

@@ -301,9 +301,8 @@ class ShardedIndex:
         else:
             q_ref = ray.put(q)
             params = dict(params)
-            if filter is not None:
-                params["filter"] = ray.put(np.asarray(filter))
-            parts = self._call("search", lambda i: (q_ref, k, params))
+            f_ref = None if filter is None else ray.put(np.asarray(filter))
+            parts = self._call("search", lambda i: (q_ref, k, params, f_ref))
             ids, dist = merge_topk([p[0] for p in parts], [p[1] for p in parts], k)
         return (ids[0], dist[0]) if was_1d else (ids, dist)
 
