@@ -376,6 +376,7 @@ class ShardedIndex:
         rows, on which the shared quantiser is trained before they are added).
         ``id_column=None`` numbers the rows in stream order.
         """
+        _check_columns(ds, column, id_column)  # before any actor starts
         index = cls(kind, dim=dim, metric=metric, shards=shards, actor_options=actor_options,
                     recoverable=recoverable, **index_kwargs)
         pending: list[tuple[np.ndarray, np.ndarray | None]] = []
@@ -405,9 +406,23 @@ class ShardedIndex:
             self.add(bx, bids)
 
 
-def _batch_arrays(batch: dict, column: str, id_column):
+def _check_columns(ds, column: str, id_column) -> None:
+    try:
+        names = ds.columns()  # from the schema; may run the first block
+    except Exception:  # noqa: BLE001 - schema unknown: each batch is checked instead
+        return
+    if names is not None:
+        _batch_arrays(dict.fromkeys(names), column, id_column, check_only=True)
+
+
+def _batch_arrays(batch: dict, column: str, id_column, check_only: bool = False):
     if column not in batch:
         raise KeyError(f"the dataset has no column {column!r} (columns: {sorted(batch)})")
+    if check_only:
+        if id_column is not None and id_column not in batch:
+            raise KeyError(f"the dataset has no id column {id_column!r} (columns: {sorted(batch)}); "
+                           "pass id_column=None to number rows in order")
+        return None
     x = batch[column]
     if x.dtype == object:  # a list-typed column arrives as an array of arrays
         x = np.stack(x)
