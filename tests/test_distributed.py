@@ -12,6 +12,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import nearkit  # noqa: E402
+from nearkit import datasets  # noqa: E402
 from nearkit.distributed import ShardedIndex, ShardUnavailableError, knn_graph  # noqa: E402
 from nearkit.distributed.merge import merge_topk  # noqa: E402
 from nearkit.distributed.routing import shard_of  # noqa: E402
@@ -278,6 +279,24 @@ def test_distributed_knn_graph_equals_the_local_one(metric):
     small = x[:6]  # fewer rows than k + 1: padded
     np.testing.assert_array_equal(knn_graph(small, 8, metric, shards=3)[0],
                                   nearkit.knn_graph(small, 8, metric)[0])
+
+
+def test_distributed_knn_graph_is_never_farther_than_the_local_one():
+    # 384-d clusters: squared norms in the hundreds, where the single-machine kernel's
+    # selection score (|x|^2 - 2 x.q) rounds enough to swap near-ties at the k-th place.
+    # The distributed merge picks by exact float32 distance, so where the two differ
+    # its neighbours must be the truly nearer ones (checked in float64).
+    x = datasets.synthetic_clustered(3000, 384, seed=7)
+    want_ids, want_dist = nearkit.knn_graph(x, 10)
+    got_ids, got_dist = knn_graph(x, 10, shards=2)
+    rows = np.flatnonzero((got_ids != want_ids).any(axis=1))
+    assert rows.size <= 0.01 * x.shape[0]  # rare: near-ties only
+    x64 = x.astype(np.float64)
+    for r in rows:
+        ours = np.sort(((x64[got_ids[r]] - x64[r]) ** 2).sum(1))
+        theirs = np.sort(((x64[want_ids[r]] - x64[r]) ** 2).sum(1))
+        assert (ours <= theirs + 1e-9).all(), r
+        np.testing.assert_allclose(got_dist[r], want_dist[r], rtol=1e-5)
 
 
 # -- bad input -------------------------------------------------------------------------------
