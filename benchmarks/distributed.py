@@ -114,8 +114,10 @@ def main():
         # the peer: one index in this process
         plain = make_index(kind, args.dim, args)
         build_s, _ = best_of(1, lambda: plain.add(base))
+        nbytes = plain.nbytes if kind == "hnsw" else n * (4 * args.dim + 12)  # flat: vector, id, norm
         emit(bench="distributed", what="build", kind=kind, shards=0, n=n, dim=args.dim,
-             seconds=round(build_s, 3), loadavg=loadavg())
+             seconds=round(build_s, 3), vectors_per_s=round(n / build_s), bytes_per_vector=round(nbytes / n),
+             loadavg=loadavg())
         plain_s, (ids, _) = best_of(args.repeat, lambda: plain.search(queries, K, **params))
         plain_qps = args.nq / plain_s
         emit(bench="distributed", what="search", kind=kind, shards=0, n=n, nq=args.nq,
@@ -126,7 +128,7 @@ def main():
             index = ShardedIndex(kind, dim=args.dim, shards=s, **kind_options(kind, args))
             build_s, _ = best_of(1, lambda: index.add(base))
             emit(bench="distributed", what="build", kind=kind, shards=s, n=n, dim=args.dim,
-                 seconds=round(build_s, 3), loadavg=loadavg())
+                 seconds=round(build_s, 3), vectors_per_s=round(n / build_s), loadavg=loadavg())
             index.search(queries[:args.small_nq], K, **params)  # warm the actors
             t, (ids, _) = best_of(args.repeat, lambda: index.search(queries, K, **params))
             qps = args.nq / t
