@@ -17,6 +17,11 @@ because the machine is shared and wall-clock times move with it):
 - ``what=search``: queries/s for one big batch (best of --repeat), recall@10
   against exact search, ``speedup_vs_1_shard`` and ``ratio_to_plain`` (sharded
   qps over the in-process index's qps);
+- ``what=shard_cpu``: CPU seconds each shard's thread spent on the batch (best
+  of --repeat): ``cpu_speedup_bound`` = in-process CPU / slowest shard's CPU (the
+  speed-up S idle cores would give, before Ray's and the merge's overhead),
+  ``work_ratio`` = all shards' CPU / in-process CPU (the work sharding adds);
+  steadier than wall-clock on a loaded machine;
 - ``what=merge``:  the driver's merge of S per-shard top-k lists for the batch
   (ms and share of the batch's search time), and the fixed cost per batch
   measured with a small batch;
@@ -50,6 +55,16 @@ def best_of(repeat, fn):
         out = fn()
         best = min(best, time.perf_counter() - t)
     return best, out
+
+
+def cpu_best_of(repeat, fn):
+    """Least CPU time of this thread over repeat calls of fn (single-threaded work)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.thread_time()
+        fn()
+        best = min(best, time.thread_time() - t)
+    return best
 
 
 def recall(found, truth):
@@ -113,15 +128,19 @@ def main():
         params = search_params(kind, args)
         # the peer: one index in this process
         plain = make_index(kind, args.dim, args)
+        cpu0 = time.thread_time()
         build_s, _ = best_of(1, lambda: plain.add(base))
+        build_cpu = time.thread_time() - cpu0
         nbytes = plain.nbytes if kind == "hnsw" else n * (4 * args.dim + 12)  # flat: vector, id, norm
         emit(bench="distributed", what="build", kind=kind, shards=0, n=n, dim=args.dim,
-             seconds=round(build_s, 3), vectors_per_s=round(n / build_s), bytes_per_vector=round(nbytes / n),
-             loadavg=loadavg())
+             seconds=round(build_s, 3), cpu_seconds=round(build_cpu, 3),
+             vectors_per_cpu_s=round(n / build_cpu), bytes_per_vector=round(nbytes / n), loadavg=loadavg())
         plain_s, (ids, _) = best_of(args.repeat, lambda: plain.search(queries, K, **params))
         plain_qps = args.nq / plain_s
+        plain_cpu = cpu_best_of(args.repeat, lambda: plain.search(queries, K, **params))
         emit(bench="distributed", what="search", kind=kind, shards=0, n=n, nq=args.nq,
-             qps=round(plain_qps, 1), recall=round(recall(ids, truth), 4), loadavg=loadavg())
+             qps=round(plain_qps, 1), cpu_s=round(plain_cpu, 4), qps_per_cpu_s=round(args.nq / plain_cpu, 1),
+             recall=round(recall(ids, truth), 4), loadavg=loadavg())
         del plain
         qps_one = None
         for s in shard_counts:
@@ -137,9 +156,19 @@ def main():
                  qps=round(qps, 1), recall=round(recall(ids, truth), 4),
                  speedup_vs_1_shard=round(qps / qps_one, 3) if qps_one else None,
                  ratio_to_plain=round(qps / plain_qps, 3), loadavg=loadavg())
+            # CPU seconds of each shard's own search of the batch (best of --repeat):
+            # on an idle machine with a core per shard the batch takes max(shard_cpu)
+            # plus Ray's and the merge's overhead; sum/plain is the extra work sharding adds.
+            q_ref = ray.put(queries)
+            shard_cpu = [float("inf")] * s
+            for _ in range(args.repeat):
+                parts = ray.get([a.search_timed.remote(q_ref, K, params) for a in index.actors])
+                shard_cpu = [min(c, p[2]) for c, p in zip(shard_cpu, parts)]
+            emit(bench="distributed", what="shard_cpu", kind=kind, shards=s, n=n, nq=args.nq,
+                 shard_cpu_s=[round(c, 4) for c in shard_cpu], plain_cpu_s=round(plain_cpu, 4),
+                 cpu_speedup_bound=round(plain_cpu / max(shard_cpu), 3),
+                 work_ratio=round(sum(shard_cpu) / plain_cpu, 3), loadavg=loadavg())
             # merge cost: the same merge the search did, on lists of the real shape
-            parts = [index.actors[i].search.remote(ray.put(queries), K, params) for i in range(s)]
-            parts = ray.get(parts)
             merge_s, _ = best_of(args.repeat, lambda: merge_topk([p[0] for p in parts],
                                                                  [p[1] for p in parts], K))
             small_s, _ = best_of(args.repeat,
