@@ -15,3 +15,15 @@ class ReadOnlyIndexError(ValueError, RuntimeError):
     A ValueError like every other refused call (and a RuntimeError, which HNSW raised
     before the kinds agreed on one type).
     """
+
+
+class ShardUnavailableError(RuntimeError):
+    """A shard of a distributed index died and could not be restored; the message names it.
+
+    Raised instead of answering from the remaining shards: a partial answer would
+    be silently wrong.
+    """
+
+    def __init__(self, shard: int, message: str):
+        super().__init__(f"shard {shard}: {message}")
+        self.shard = shard
