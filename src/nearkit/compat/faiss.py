@@ -486,7 +486,7 @@ class IndexFlat(Index):
         ni = self.ntotal - n0 if ni < 0 else ni
         if n0 < 0 or n0 + ni > self.ntotal:
             raise RuntimeError(f"Error: 'ni + i0 <= ntotal' failed")
-        order = np.argsort(self._nk.ids, kind="stable")
+        order = np.argsort(self._nk.slot_labels(), kind="stable")
         return np.ascontiguousarray(np.asarray(self._nk.vectors)[order[n0:n0 + ni]])
 
 
@@ -993,7 +993,7 @@ class _CodecIndex(Index):
         Index.remove_ids(self, sel)
         removed = before - self.ntotal
         if removed:  # compact: survivors keep their order and become positions again
-            keep = np.sort(self._nk.ids)
+            keep = self._nk.ids()
             codes = self._codes[keep]
             self._codes, self._nk = None, _Flat(self._d, self._metric)
             if codes.shape[0]:
