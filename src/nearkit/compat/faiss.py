@@ -1667,11 +1667,11 @@ def read_index(fname, io_flags=0):
         f = _io.read_index(fname)
     except FormatError as exc:
         raise FaissFormatError(str(exc)) from None
+    if "faiss_tree" in f.params:
+        return _from_tree(f.params["faiss_tree"], f.sections, fname)
     kinds = _io.index_kinds()
     if f.kind not in kinds:
         raise FaissFormatError(f"{fname}: index kind {f.kind!r} is unknown")
-    if "faiss_tree" in f.params:
-        return _from_tree(f.params["faiss_tree"], f.sections, fname)
     meta = f.params.get("faiss")
     if meta is not None and not isinstance(meta, dict):
         raise FormatError(f"{fname}: the faiss metadata is not an object")
