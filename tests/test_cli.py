@@ -335,3 +335,9 @@ def test_info_json_also_exits_1_on_a_checksum_mismatch(tmp_path, capsys, vectors
     code, out, err = run(capsys, "info", tmp_path / "idx.nk", "--json")
     assert code == 1
     assert not json.loads(out)["sections"][0]["checksum_ok"]
+
+
+def test_demo_trains_an_ivf_index(capsys):
+    code, out, err = run(capsys, "demo", "--synthetic", "--n-base", 2000, "--index", "ivf", "-q")
+    assert code == 0, err
+    assert "ivf: recall@10 = " in out

@@ -240,3 +240,28 @@ def test_one_default_metric_and_no_silent_euclidean():
         with pytest.raises(ValueError, match="'l2'.*squared Euclidean"):
             make_index("euclidean")
     assert nearkit.Flat(4, "sqeuclidean").metric == "l2"
+
+
+def test_ivf_with_train_size_keeps_vectors_exactly_then_trains_itself(data):
+    base, q = data
+    ix = nearkit.IVF(DIM, nlist=16, train_size=700)
+    exact = nearkit.Flat(DIM)
+    for start in range(0, 600, 100):  # kept as they are: searched exactly
+        ix.add(base[start:start + 100])
+        exact.add(base[start:start + 100])
+    assert not ix.is_trained and len(ix) == 600 and 599 in ix
+    np.testing.assert_array_equal(ix.search(q, 5)[0], exact.search(q, 5)[0])
+    np.testing.assert_array_equal(ix.search(q, 5, filter=np.arange(0, 600, 3))[0],
+                                  exact.search(q, 5, filter=np.arange(0, 600, 3))[0])
+    assert ix.remove([0, 1]) == 2 and len(ix) == 598
+    twin = pickle.loads(pickle.dumps(ix))  # the kept vectors travel with it
+    assert len(twin) == 598 and not twin.is_trained
+    ix.add(base[600:1000], ids=np.arange(600, 1000))
+    assert ix.is_trained and len(ix) == 998 and 0 not in ix and 999 in ix
+    truth = evaluate.ground_truth(base[2:1000], q, 10) + 2
+    assert evaluate.recall_at_k(ix.search(q, 10)[0], truth) >= 0.9
+    np.testing.assert_allclose(ix.get([5]), base[5:6], atol=1e-6)  # flat codec: exact
+    twin.add(base[600:1000], ids=np.arange(600, 1000))
+    np.testing.assert_array_equal(twin.search(q, 10)[0], ix.search(q, 10)[0])
+    with pytest.raises(nearkit.NotTrainedError):
+        nearkit.IVF(DIM, nlist=16).add(base[:10])  # without train_size: faiss's rule

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import nearkit
+import nearkit.datasets
+import nearkit.evaluate
 from nearkit.store.filters import FilterError
 
 
@@ -37,10 +39,40 @@ def test_exist_ok_returns_the_same_collection_only_for_the_same_definition(db):
         films(db)
 
 
-def test_an_index_that_needs_training_is_refused_at_creation(db):
-    with pytest.raises(ValueError, match="index='ivf' must be trained.*'hnsw'"):
-        db.create_collection("v", dim=4, index="ivf")
-    assert "v" not in db
+def test_an_ivf_collection_trains_itself_once_it_holds_enough(tmp_path):
+    x = nearkit.datasets.synthetic_clustered(700, 8, seed=5)
+    keys = [f"k{i}" for i in range(600)]
+    payloads = [{"genre": "a" if i % 2 else "b"} for i in range(600)]
+    exact = nearkit.Flat(8)
+    exact.add(x[:600])
+    path = tmp_path / "s"
+    with nearkit.open(path) as db:
+        col = db.create_collection("v", dim=8, index="ivf", index_params={"nlist": 8},
+                                   fields={"genre": "tag"})
+        col.upsert(keys[:200], x[:200], payloads[:200])  # 200 < 39 * 8: kept, searched exactly
+        assert not col._index.is_trained
+        got = [h.key for h in col.search(x[650], 5)]
+        small = nearkit.Flat(8)
+        small.add(x[:200])
+        assert got == [f"k{i}" for i in small.search(x[650], 5)[0]]
+        assert all(h.payload["genre"] == "a" for h in col.search(x[650], 5, where="@genre:{a}"))
+        col.snapshot()
+    with nearkit.open(path) as db:
+        col = db.get_collection("v")
+        assert len(col) == 200 and not col._index.is_trained
+        col.upsert(keys[200:], x[200:600], payloads[200:])
+        assert col._index.is_trained and len(col._index) == 600
+        q = x[600:]
+        found = [[int(h.key[1:]) for h in hits] for hits in col.search(q, 10)]
+        assert nearkit.evaluate.recall_at_k(found, exact.search(q, 10)[0]) >= 0.9
+        col.delete(["k1"])
+    with nearkit.open(path) as db:
+        col = db.get_collection("v")
+        assert len(col) == 599 and col._index.is_trained and "k1" not in col
+    with nearkit.open(path) as db:
+        with pytest.raises(ValueError, match="train_size=None must be trained"):
+            db.create_collection("w", dim=4, index="ivf", index_params={"train_size": None})
+        assert "w" not in db
 
 
 def test_update_payloads_keeps_vectors_and_is_durable(tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import datasets
 from .datasets import DatasetUnavailable
-from .errors import FormatError
+from .errors import FormatError, NotTrainedError
 
 DEMO_WORDS = ("king", "paris", "python", "computer")
 EXIT_ERROR, EXIT_USAGE = 1, 2
@@ -168,6 +168,8 @@ def cmd_demo(args) -> int:
     print(f"building a {kind} index ...", flush=True)
     t0 = time.perf_counter()
     index = cls(base.shape[1], metric)
+    if getattr(index, "is_trained", True) is False:
+        _train_on_sample(index, base, kind, source, args.quiet)
     _add_in_batches(index, base, base_ids, args.batch, f"building {kind}", args.quiet)
     print(f"built {kind} index in {time.perf_counter() - t0:.2f} s")
 
@@ -215,7 +217,7 @@ def cmd_build(args) -> int:
     except TypeError as exc:
         raise CliError(f"bad --param for {args.index}: {exc}") from None
     if getattr(index, "is_trained", True) is False:
-        _train_on_sample(index, x, args)
+        _train_on_sample(index, x, args.index, args.input, args.quiet)
     ids = np.arange(x.shape[0], dtype=np.int64)
     _add_in_batches(index, x, ids, args.batch, f"adding to {args.index}", args.quiet)
     try:
@@ -228,18 +230,18 @@ def cmd_build(args) -> int:
     return 0
 
 
-def _train_on_sample(index, x, args) -> None:
+def _train_on_sample(index, x, kind: str, source: str, quiet: bool) -> None:
     """Train an index that needs it (IVF) on up to 256 rows per list of the input."""
     n = x.shape[0]
     want = min(n, 256 * getattr(index, "nlist", 1))
     rows = np.sort(np.random.default_rng(0).choice(n, want, replace=False)) if want < n else slice(None)
     sample = np.ascontiguousarray(x[rows], dtype=np.float32)
-    if not args.quiet:
-        print(f"training {args.index} on {sample.shape[0]:,} vectors ...", file=sys.stderr)
+    if not quiet:
+        print(f"training {kind} on {sample.shape[0]:,} vectors ...", file=sys.stderr)
     try:
         index.train(sample)
     except ValueError as exc:
-        raise CliError(f"cannot train {args.index} on {args.input}: {exc}; "
+        raise CliError(f"cannot train {kind} on {source}: {exc}; "
                        "fewer lists fit small inputs, e.g. -p nlist=16") from None
 
 
@@ -414,7 +416,7 @@ def main(argv=None) -> int:
         hint = "; or run `nearkit demo --synthetic` without it" if args.command == "demo" else ""
         print(f"{prog}: {exc}{hint}", file=sys.stderr)
         return EXIT_USAGE
-    except (CliError, FormatError, ValueError, TypeError) as exc:
+    except (CliError, FormatError, NotTrainedError, ValueError, TypeError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # e.g. `nearkit search ... | head`: stop quietly

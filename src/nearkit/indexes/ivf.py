@@ -40,7 +40,7 @@ from .._sync import RWLock
 from ..kmeans import assign as _assign
 from ..kmeans import kmeans as _kmeans
 from ..errors import FormatError, NotTrainedError
-from ..metrics import COSINE, L2
+from ..metrics import COSINE, L2, METRIC_CODES
 from .._progress import chunks as _progress_chunks
 from .base import Index, register
 from .quant import (FLAT_BLOCK, PQ4_BLOCK, OPQTransform, PCATransform, ProductQuantizer,
@@ -73,10 +73,22 @@ def default_nprobe(nlist: int) -> int:
 
 @register("ivf")
 class IVF(Index):
+    # Cannot code vectors before train(); train_size= makes it train itself (the store does).
+    needs_training = True
+
     def __init__(self, dim: int, metric: str = "l2", nlist: int = 1024, codec: str = "flat", *,
                  transform: str | None = None, refine: bool = False, nprobe: int | None = None,
-                 k_factor: int = 1, seed: int = 0, niter: int = 10):
+                 k_factor: int = 1, seed: int = 0, niter: int = 10, train_size: int | None = None):
         super().__init__(dim, metric)
+        # train_size: vectors added before training are kept as they are (and searched
+        # exactly) until there are this many; then the index trains on them and codes
+        # them. None: add() before train() raises NotTrainedError (faiss's way).
+        # "auto": 39 vectors per list, the fewest k-means is happy with.
+        if train_size == "auto":
+            train_size = 39 * _validate.check_positive_int(nlist, "nlist")
+        self.train_size = (None if train_size is None
+                           else _validate.check_positive_int(train_size, "train_size"))
+        self._set_pending(np.empty((0, dim), np.float32), np.empty(0, np.int64))
         self.nlist = _validate.check_positive_int(nlist, "nlist")
         self.codec, self.pq_m = parse_codec(codec)
         self._codec_name = codec.lower()
@@ -162,7 +174,7 @@ class IVF(Index):
         return self._centroids is not None
 
     def __len__(self) -> int:
-        return self._count
+        return self._count + self._pending_ids.shape[0]
 
     def __repr__(self) -> str:
         extra = f", transform={self.transform_name!r}" if self.transform_name else ""
@@ -210,6 +222,10 @@ class IVF(Index):
             self._pq.train(sample, seed=self.seed)
         self._centroids = centroids
         self._searcher = None
+        if self._pending_ids.size:  # vectors kept before training (train_size) are coded now
+            px, pids = self._pending_x, self._pending_ids
+            self._set_pending(np.empty((0, self.dim), np.float32), np.empty(0, np.int64))
+            self._add(px, pids)
 
     def _apply_transform(self, x: np.ndarray) -> np.ndarray:
         return x if self._transform is None else self._transform.apply(x)
@@ -310,6 +326,8 @@ class IVF(Index):
         return x
 
     def _vectors_at(self, slots: np.ndarray) -> np.ndarray:
+        if self._centroids is None:
+            return self._pending_x[slots].copy()
         if self.refine:
             return np.array(self._refine_vecs[slots], np.float32)
         if self.codec == "flat" and self._transform is None:
@@ -339,6 +357,10 @@ class IVF(Index):
 
     # -- Index hooks --------------------------------------------------------------
     def _add_with_progress(self, x, ids, bar, **params):
+        if self._centroids is None and self.train_size is not None:
+            self._add_pending(x, ids)
+            bar.update(x.shape[0])
+            return
         # Encode chunk by chunk (the bar moves), then one rebuild of the lists.
         self._require_trained()
         self._check_writable("add vectors")
@@ -352,6 +374,9 @@ class IVF(Index):
                                    np.concatenate([p[1] for p in parts])))
 
     def _add(self, x, ids, encoded=None, **params):
+        if self._centroids is None and self.train_size is not None:
+            self._add_pending(x, ids)
+            return
         self._require_trained()
         self._check_writable("add vectors")
         if self._count and np.isin(ids, self._ids).any():
@@ -373,8 +398,43 @@ class IVF(Index):
             refine = x if self.refine else None
         self._rebuild_from(lists, codes, ids, refine)
 
+    @property
+    def _pending_x(self) -> np.ndarray:
+        return self._pbuf_x[: self._pending_n]
+
+    @property
+    def _pending_ids(self) -> np.ndarray:
+        return self._pbuf_ids[: self._pending_n]
+
+    def _set_pending(self, x: np.ndarray, ids: np.ndarray) -> None:
+        self._pbuf_x, self._pbuf_ids, self._pending_n = x, ids, ids.shape[0]
+
+    def _add_pending(self, x, ids) -> None:
+        """Keep vectors until there are train_size of them, then train on them and code them."""
+        self._check_writable("add vectors")
+        if self._pending_ids.size and np.isin(ids, self._pending_ids).any():
+            dup = ids[np.isin(ids, self._pending_ids)][0]
+            raise ValueError(f"duplicate id {int(dup)}: already in the index")
+        n, m = self._pending_n, x.shape[0]
+        if n + m > self._pbuf_ids.shape[0]:  # grow geometrically: one-row adds stay cheap
+            cap = max(n + m, 2 * self._pbuf_ids.shape[0], 256)
+            bx, bi = np.empty((cap, self.dim), np.float32), np.empty(cap, np.int64)
+            bx[:n], bi[:n] = self._pbuf_x[:n], self._pbuf_ids[:n]
+            self._pbuf_x, self._pbuf_ids = bx, bi
+        self._pbuf_x[n:n + m], self._pbuf_ids[n:n + m] = x, ids
+        self._pending_n = n + m
+        if self._pending_ids.shape[0] >= max(self.train_size, self.nlist):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # the caller chose train_size
+                self.train(self._pending_x)  # which codes the kept vectors
+
     def _remove(self, ids) -> int:
         self._check_writable("remove vectors")
+        if self._pending_ids.size:
+            gone = np.isin(self._pending_ids, ids)
+            if gone.any():
+                self._set_pending(self._pending_x[~gone], self._pending_ids[~gone])
+            return int(gone.sum())
         if not self._count:
             return 0
         gone = np.isin(self._ids, ids) & (self._ids >= 0)
@@ -397,11 +457,12 @@ class IVF(Index):
         """Remove every vector; keep the training."""
         with self._lock.write():
             self._check_writable()
+            self._set_pending(np.empty((0, self.dim), np.float32), np.empty(0, np.int64))
             if self._count:
                 self._remove(self._ids[self._ids >= 0])
 
     def _slot_labels(self) -> np.ndarray:
-        return self._ids
+        return self._pending_ids if self._centroids is None else self._ids
 
     def _get_searcher(self):
         with self._searcher_lock:
@@ -454,6 +515,12 @@ class IVF(Index):
                               k_factor=k_factor)
 
     def _search(self, q, k, mask, threads, nprobe=None, k_factor=None):
+        if self._centroids is None and self.train_size is not None:
+            # Not trained yet: the kept vectors, searched exactly.
+            px = self._pending_x
+            sqn = np.einsum("ij,ij->i", px, px).astype(np.float32)
+            return _core.flat_search(px, sqn, self._pending_ids, q, k, METRIC_CODES[self.metric],
+                                     mask, threads, False)
         self._require_trained()
         nprobe = self.nprobe if nprobe is None else _validate.check_positive_int(nprobe, "nprobe")
         k_factor = self.k_factor if k_factor is None else _validate.check_positive_int(k_factor, "k_factor")
@@ -472,7 +539,7 @@ class IVF(Index):
         return {"nlist": self.nlist, "codec": self._codec_name, "transform": self.transform_name,
                 "refine": self.refine, "nprobe": self.nprobe, "k_factor": self.k_factor,
                 "seed": self.seed, "niter": self.niter, "trained": self.is_trained,
-                "count": self._count}
+                "count": self._count, "train_size": self.train_size}
 
     def _sections(self) -> dict:
         s = {"offsets": self._offsets, "ids": self._ids, "codes": self._codes}
@@ -486,6 +553,8 @@ class IVF(Index):
             s["transform_matrix"], s["transform_mean"] = self._transform.matrix, self._transform.mean
         if self.refine:
             s["refine"] = self._refine_vecs
+        if self._pending_ids.size:
+            s["pending_vectors"], s["pending_ids"] = self._pending_x, self._pending_ids
         return s
 
     @classmethod
@@ -505,7 +574,14 @@ class IVF(Index):
         ix = cls(dim, metric, nlist=params["nlist"], codec=params["codec"],
                  transform=params.get("transform"), refine=params.get("refine", False),
                  nprobe=params.get("nprobe", default_nprobe(params["nlist"])), k_factor=params.get("k_factor", 1),
-                 seed=params.get("seed", 0), niter=params.get("niter", 10))
+                 seed=params.get("seed", 0), niter=params.get("niter", 10),
+                 train_size=params.get("train_size"))
+        if "pending_ids" in sections:
+            px, pids = sections["pending_vectors"], sections["pending_ids"]
+            if (px.dtype != np.float32 or px.shape != (pids.shape[0], dim) or pids.dtype != np.int64
+                    or params.get("trained")):
+                raise ValueError("pending sections do not fit the index")
+            ix._set_pending(px, pids)
         ix._offsets, ix._ids, ix._codes = sections["offsets"], sections["ids"], sections["codes"]
         if params.get("trained"):
             ix._centroids = sections["centroids"]

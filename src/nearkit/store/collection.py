@@ -93,6 +93,10 @@ def _load_in_background(path: str) -> Future:
 
 def make_index(kind: str, dim: int, metric: str, params: dict):
     cls = index_class(kind)
+    if getattr(cls, "needs_training", False) and "train_size" not in params:
+        # A collection never calls train(): the index trains itself on the first
+        # vectors (searching them exactly until then).
+        params = {**params, "train_size": "auto"}
     try:
         return cls(dim, metric, **params)
     except TypeError as exc:

@@ -133,10 +133,11 @@ class Database:
                 _check_same_definition(name, existing, wanted)
                 return self.get_collection(name)
             probe = make_index(index, dim, metric, index_params)  # fail now on a bad kind or params
-            if getattr(probe, "is_trained", True) is False:
+            if getattr(probe, "is_trained", True) is False and getattr(probe, "train_size", None) is None:
                 raise ValueError(
-                    f"index={index!r} must be trained on sample vectors before it holds any, which "
-                    "a collection does not do: use index='hnsw' (approximate) or 'flat' (exact)")
+                    f"index={index!r} with train_size=None must be trained before it holds "
+                    "vectors, which a collection does not do: leave train_size out (it trains "
+                    "itself once it holds enough) or use index='hnsw' or 'flat'")
             self._sql.create_collection(name, dim, metric, index, index_params, schema)
             return self.get_collection(name)
 
