@@ -270,7 +270,7 @@ class RequestReader:
         else:
             requests = self._parse(data, base)
         # A header still incomplete after a long number stays under check until it is read.
-        self._unsure = suspect and not self._head_ok
+        self._unsure = suspect and not self._head_ok and self._fed > self._consumed
         if requests and type(requests[-1]) is ProtocolError:
             return requests
         if self._fed - self._consumed > self._max_request:
