@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -106,10 +104,6 @@ def test_many_stars_are_fast_on_a_long_key():
         assert not compile_glob(pattern).match(key)
         assert not _GreedyMatcher(tokens(pattern), False).match(key[:2000])
     assert compile_glob(b"*a*a*a*a*a*a*a*a*a*a*a").match(key)
-
-
-def _call(sock, *args):
-    sock.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
 
 
 def test_server_keeps_answering_after_hostile_patterns():

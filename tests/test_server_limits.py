@@ -423,3 +423,18 @@ def test_password_compared_in_constant_time(monkeypatch):
         s.stop()
     assert calls == [(b"p", "pässword".encode()), ("pässword".encode(),) * 2,
                      (b"nope", "pässword".encode())]
+
+
+def test_reader_goes_back_to_the_fast_path():
+    # After a long number (here a 1 MB value's length) the reader checks headers only
+    # until that request is read; later input without long numbers is not checked.
+    r = RequestReader(max_request_bytes=64 << 20)
+    calls = []
+    real = r._check_head
+    r._check_head = lambda head: calls.append(head) or real(head)
+    big = _cmd("SET", "k", b"x" * (10**7 + 1))
+    assert r.feed(big[:100]) == [] and calls
+    assert r.feed(big[100:]) == [[b"SET", b"k", b"x" * (10**7 + 1)]]
+    calls.clear()
+    assert r.feed(_cmd("PING") * 3) == [[b"PING"]] * 3
+    assert calls == []

@@ -24,6 +24,7 @@ Python value       RESP2                RESP3
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -181,6 +182,17 @@ class ProtocolError(Exception):
     """The request stream is malformed; the connection cannot be resynchronised."""
 
 
+def _wire_length(requests) -> int:
+    """Exact bytes of these requests (non-empty lists of bulk strings) on the wire:
+    "*<n>\r\n" per request, "$<len>\r\n<bytes>\r\n" per argument. hiredis accepts only
+    the canonical form, so this is also what was read. The repr of a list of k
+    numbers spends 2k characters beyond the digits (brackets and ", ")."""
+    counts = list(map(len, requests))
+    lens = list(map(len, itertools.chain.from_iterable(requests)))
+    return (len(counts) + len(repr(counts))
+            + sum(lens) + 3 * len(lens) + len(repr(lens)))
+
+
 _COUNT_LINE = re.compile(rb"\*(-?\d{1,19})\r\n")
 _BULK_LINE = re.compile(rb"\$(-?\d{1,19})\r\n")
 _HEAD_BYTES = 64  # holds "*<count>\r\n$<length>\r\n" with 19-digit numbers
@@ -222,6 +234,15 @@ class RequestReader:
         # Each argument takes at least 6 bytes on the wire ("$0\r\n\r\n").
         self._max_args = max_args if max_args is not None else max(1024, max_request_bytes // 6)
         self._max_bulk = max_bulk if max_bulk is not None else max_request_bytes
+        # A count or length past a limit has at least as many digits as the limit. Input
+        # without "*" or "$" followed by that many digits holds no such header, and needs
+        # no per-request checks (regexes with a literal first byte search at C speed).
+        digits = len(str(min(self._max_args, self._max_bulk)))
+        self._long_count = re.compile(rb"\*\d{%d}" % digits).search
+        self._long_length = re.compile(rb"\$\d{%d}" % digits).search
+        self._edge = digits + 1  # bytes a "*"/"$" and its digits span
+        self._tail = b""  # the stream's last bytes, for a number split between feeds
+        self._unsure = False  # a long number was seen and its request's header is unchecked
 
     def feed(self, data: bytes) -> list:
         """Feed bytes; return the complete requests they finish (may be empty).
@@ -235,10 +256,58 @@ class RequestReader:
             self._inline = data[:1] != b"*"
         if self._inline:
             return self._feed_inline(data)
-        requests = []
         base = self._fed  # stream offset of data[0]
         self._fed += len(data)
         self._reader.feed(data)
+        n = self._edge
+        edge = self._tail + data[:n]
+        suspect = (self._unsure or self._long_count(data) is not None
+                   or self._long_length(data) is not None
+                   or self._long_count(edge) is not None or self._long_length(edge) is not None)
+        self._tail = (edge if len(data) < n else data)[-(n - 1):]
+        if suspect:
+            requests = self._parse_checked(data, base)
+        else:
+            requests = self._parse(data, base)
+        # A header still incomplete after a long number stays under check until it is read.
+        self._unsure = suspect and not self._head_ok and self._fed > self._consumed
+        if requests and type(requests[-1]) is ProtocolError:
+            return requests
+        if self._fed - self._consumed > self._max_request:
+            return self._fail(requests, "Protocol error: request too large")
+        self._head = self._head_bytes(data, base) if not self._head_ok else b""
+        return requests
+
+    def _parse(self, data: bytes, base: int) -> list:
+        """The requests hiredis completes, with no header checks (no long number in
+        ``data``); their exact wire length is added up once for the whole batch."""
+        requests = []
+        reader = self._reader
+        while True:
+            try:
+                req = reader.gets()
+            except hiredis.ProtocolError as exc:
+                return self._fail(requests, f"Protocol error: {exc}")
+            except MemoryError:  # cannot happen without a long number; kept as a backstop
+                return self._fail(requests, "Protocol error: invalid multibulk length")
+            if req is False:
+                break
+            self._head_ok = False
+            if type(req) is not list:
+                return self._fail(requests, "Protocol error: expected '*', got a non-array request")
+            if not req:
+                self._consumed += 4  # "*0\r\n"
+                continue
+            if len(set(map(type, req))) != 1 or type(req[0]) is not bytes:
+                return self._fail(requests, "Protocol error: expected '$', got a non-bulk argument")
+            requests.append(req)
+        if requests:
+            self._consumed += _wire_length(requests)
+        return requests
+
+    def _parse_checked(self, data: bytes, base: int) -> list:
+        """``_parse`` with each request's header checked before hiredis reads it."""
+        requests = []
         while True:
             if not self._head_ok:
                 problem = self._check_head(self._head_bytes(data, base))
@@ -260,15 +329,8 @@ class RequestReader:
                 continue
             if len(set(map(type, req))) != 1 or type(req[0]) is not bytes:
                 return self._fail(requests, "Protocol error: expected '$', got a non-bulk argument")
-            # Exact wire length: "*n\r\n" + "$len\r\n<bytes>\r\n" per argument; repr of
-            # the length list spends 2 characters per item beyond the digits.
-            lens = list(map(len, req))
-            n = len(lens)
-            self._consumed += sum(lens) + len(repr(lens)) + 3 * n + len(str(n)) + 3
+            self._consumed += _wire_length((req,))
             requests.append(req)
-        if self._fed - self._consumed > self._max_request:
-            return self._fail(requests, "Protocol error: request too large")
-        self._head = self._head_bytes(data, base) if not self._head_ok else b""
         return requests
 
     def _head_bytes(self, data: bytes, base: int) -> bytes:
