@@ -137,6 +137,14 @@ class ShardedIndex:
         A dead actor is restored and its call retried once; an error raised by
         the index itself is re-raised naming the shard, after every call ended.
         """
+        results, error = self._call_collect(method, args_of, which)
+        if error is not None:
+            raise error
+        return [results[i] for i in results]
+
+    def _call_collect(self, method: str, args_of, which=None) -> tuple[dict, Exception | None]:
+        """As :meth:`_call`, returning ({shard: result} of the calls that succeeded,
+        the first error or None): a mutation records what did happen before raising."""
         which = range(self.shards) if which is None else which
         refs = [(i, getattr(self._shards[i].actor, method).remote(*args_of(i))) for i in which]
         results, error = {}, None
@@ -153,9 +161,7 @@ class ShardedIndex:
                     error = error or _shard_error(i, exc)
             except RayTaskError as exc:
                 error = error or _shard_error(i, exc)
-        if error is not None:
-            raise error
-        return [results[i] for i, _ in refs]
+        return results, error
 
     def _restore(self, i: int) -> None:
         """Start a new actor for shard ``i`` from its base and replay its log."""
@@ -163,7 +169,7 @@ class ShardedIndex:
         if st.dirty and not self._recoverable:
             raise ShardUnavailableError(
                 i, "its actor died and the index was created with recoverable=False and "
-                   "never saved, so its contents are lost")
+                   "changed since it was last saved (or never saved), so its contents are lost")
         try:
             ray.kill(st.actor)
         except Exception:  # already gone
@@ -266,10 +272,12 @@ class ShardedIndex:
                     raise ValueError(f"id {dup} is already in the index (shard {i}); remove it first")
         vec_refs = {i: ray.put(x[parts[i]]) for i in which}
         params = dict(params)
-        counts = self._call("add", lambda i: (vec_refs[i], id_refs[i], params), which)
-        for i, n in zip(which, counts):
+        counts, error = self._call_collect("add", lambda i: (vec_refs[i], id_refs[i], params), which)
+        for i, n in counts.items():
             self._shards[i].count = n
             self._record(i, ("add", vec_refs[i], id_refs[i], params), int(parts[i].size) * (4 * self._dim + 8))
+        if error is not None:
+            raise error
         self._maybe_checkpoint(which)
 
     def remove(self, ids) -> int:
@@ -278,11 +286,13 @@ class ShardedIndex:
         parts = split_by_shard(ids, self.shards)
         which = [i for i, rows in enumerate(parts) if rows.size]
         refs = {i: ray.put(ids[parts[i]]) for i in which}
-        removed = self._call("remove", lambda i: (refs[i],), which)
-        for i, n in zip(which, removed):
+        removed, error = self._call_collect("remove", lambda i: (refs[i],), which)
+        for i, n in removed.items():
             self._shards[i].count -= n
             self._record(i, ("remove", refs[i]), int(parts[i].size) * 8)
-        return int(sum(removed))
+        if error is not None:
+            raise error
+        return int(sum(removed.values()))
 
     def search(self, queries, k: int, filter=None, **params):
         """(ids int64, distances float32) of the k nearest over all shards, (nq, k).
