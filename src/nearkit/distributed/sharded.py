@@ -377,18 +377,22 @@ class ShardedIndex:
     @classmethod
     def from_dataset(cls, ds, kind, dim, shards: int = 2, metric=None, *, column: str = "vector",
                      id_column: str | None = "id", batch_size: int = 8192,
-                     train_size: int = 100_000, actor_options=None, recoverable: bool = True,
-                     **index_kwargs):
+                     train_size: int = 100_000, train_sample=None, actor_options=None,
+                     recoverable: bool = True, **index_kwargs):
         """Build from a ``ray.data.Dataset`` with a vector column and an id column.
 
         Batches stream through ``ds.iter_batches`` straight to their shards; the
         driver holds one batch at a time (plus, for IVF, the first ``train_size``
-        rows, on which the shared quantiser is trained before they are added).
-        ``id_column=None`` numbers the rows in stream order.
+        rows, on which the shared quantiser is trained before they are added;
+        ``train_sample=`` gives it a sample of your choice instead, e.g.
+        ``ds.random_sample(0.01)`` as an array). ``id_column=None`` numbers the
+        rows in stream order.
         """
         _check_columns(ds, column, id_column)  # before any actor starts
         index = cls(kind, dim=dim, metric=metric, shards=shards, actor_options=actor_options,
                     recoverable=recoverable, **index_kwargs)
+        if train_sample is not None and index._needs_training:
+            index.train(train_sample)
         pending: list[tuple[np.ndarray, np.ndarray | None]] = []
         pending_rows = 0
         next_id = 0
