@@ -87,8 +87,10 @@ class ShardedIndex:
         self._actor_options = {"scheduling_strategy": "SPREAD", **(actor_options or {})}
         self._recoverable = bool(recoverable)
         self._mmap = mmap
-        self._needs_training = hasattr(proto, "train") and not getattr(proto, "is_trained", True)
-        self._needs_build = hasattr(proto, "build") and not getattr(proto, "is_built", True)
+        self._trainable = hasattr(proto, "train")
+        self._buildable = hasattr(proto, "build")
+        self._needs_training = self._trainable and not getattr(proto, "is_trained", True)
+        self._needs_build = self._buildable and not getattr(proto, "is_built", True)
         self._replaces = proto.kind == "hnsw"  # HNSW re-add replaces; others refuse duplicates
 
     def _spawn(self, i: int, source: tuple):
@@ -222,7 +224,7 @@ class ShardedIndex:
     # -- training and building ------------------------------------------------------
     def train(self, sample) -> None:
         """Train the coarse quantiser (IVF kinds) once, here, and give it to every shard."""
-        if not hasattr(make_index(self.kind, self._dim, self._metric, self._index_kwargs), "train"):
+        if not self._trainable:
             raise ValueError(f"a {self._index_kind!r} index needs no training")
         if len(self):
             raise ValueError("the index already holds vectors; training must come before add()")
@@ -237,7 +239,7 @@ class ShardedIndex:
 
     def build(self) -> None:
         """Build every shard's structure (Trees); later adds insert into it."""
-        if hasattr(make_index(self.kind, self._dim, self._metric, self._index_kwargs), "build"):
+        if self._buildable:
             self._call("build", lambda i: ())
             for i in range(self.shards):
                 self._record(i, ("build",), 0)
@@ -250,14 +252,14 @@ class ShardedIndex:
         An untrained IVF is first trained on (a sample of up to 100k rows of) this batch.
         """
         x, _ = _validate.as_vectors(vectors, self._dim)
+        if ids is not None:
+            ids = _validate.as_ids(ids, x.shape[0])
+        if x.shape[0] == 0:
+            return
         if ids is None:
             infos = self._call("info", lambda i: ())
             start = max(info["max_id"] for info in infos) + 1
             ids = np.arange(start, start + x.shape[0], dtype=np.int64)
-        else:
-            ids = _validate.as_ids(ids, x.shape[0])
-        if x.shape[0] == 0:
-            return
         if self._needs_training:
             rng = np.random.default_rng(0)
             sample = x if x.shape[0] <= 100_000 else x[rng.choice(x.shape[0], 100_000, replace=False)]
