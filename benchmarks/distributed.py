@@ -142,7 +142,7 @@ def main():
         emit(bench="distributed", what="search", kind=kind, shards=0, n=n, nq=args.nq,
              qps=round(plain_qps, 1), cpu_s=round(plain_cpu, 4), qps_per_cpu_s=round(args.nq / plain_cpu, 1),
              recall=round(recall(ids, truth), 4), loadavg=loadavg())
-        del plain
+        plain = None  # free it before the sharded runs
         qps_one = None
         for s in shard_counts:
             index = ShardedIndex(kind, dim=args.dim, shards=s, **kind_options(kind, args))
@@ -180,7 +180,7 @@ def main():
                  loadavg=loadavg())
             for a in index.actors:
                 ray.kill(a)
-            del index
+            index = None
 
     if args.graph_n:
         x = base_all[:args.graph_n]

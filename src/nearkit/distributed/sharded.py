@@ -29,7 +29,6 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from .. import _validate
 from ..errors import ShardUnavailableError
-from ..indexes.base import IndexImage
 from .merge import merge_topk
 from .routing import HASH_NAME, split_by_shard
 from .shard import ShardActor, make_index
