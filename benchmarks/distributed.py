@@ -26,7 +26,8 @@ because the machine is shared and wall-clock times move with it):
   (ms and share of the batch's search time), and the fixed cost per batch
   measured with a small batch;
 - ``what=knn_graph``: the all-pairs 10-NN graph of --graph-n rows, local
-  (one thread) against the distributed version on S tasks.
+  (one thread) against the distributed version on S tasks, with the number of
+  entries where the two differ (near-ties; see docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def main():
     truth_all = exact.search(queries, K)[0]
     del exact
 
-    for kind in args.kinds.split(","):
+    for kind in filter(None, args.kinds.split(",")):
         n = args.n if kind == "flat" else min(args.n, args.hnsw_n)
         base = base_all[:n]
         truth = truth_all if n == args.n else _truth(base, queries)
@@ -141,7 +142,7 @@ def main():
         emit(bench="distributed", what="search", kind=kind, shards=0, n=n, nq=args.nq,
              qps=round(plain_qps, 1), cpu_s=round(plain_cpu, 4), qps_per_cpu_s=round(args.nq / plain_cpu, 1),
              recall=round(recall(ids, truth), 4), loadavg=loadavg())
-        del plain
+        plain = None  # free it before the sharded runs
         qps_one = None
         for s in shard_counts:
             index = ShardedIndex(kind, dim=args.dim, shards=s, **kind_options(kind, args))
@@ -179,7 +180,7 @@ def main():
                  loadavg=loadavg())
             for a in index.actors:
                 ray.kill(a)
-            del index
+            index = None
 
     if args.graph_n:
         x = base_all[:args.graph_n]
@@ -188,10 +189,12 @@ def main():
              seconds=round(local_s, 3), loadavg=loadavg())
         for s in shard_counts:
             t, got = best_of(1, lambda: knn_graph(x, K, shards=s))
-            same = bool(np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]))
+            # Entries that differ from the local graph: near-ties at the k-th place,
+            # where the local kernel's selection score rounds (see docs/distributed.md).
+            differ = int((got[0] != want[0]).sum())
             emit(bench="distributed", what="knn_graph", shards=s, n=args.graph_n,
-                 seconds=round(t, 3), ratio_to_local=round(local_s / t, 3), equal_to_local=same,
-                 loadavg=loadavg())
+                 seconds=round(t, 3), ratio_to_local=round(local_s / t, 3),
+                 entries_differing=differ, entries=int(want[0].size), loadavg=loadavg())
     ray.shutdown()
 
 

@@ -3,6 +3,7 @@ match single-machine ones, routing, files, recovery of killed shard actors,
 Ray Data ingestion, the distributed k-NN graph and bad input."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -218,6 +219,13 @@ def test_killed_shard_is_restored_and_the_next_search_is_complete(tmp_path):
     assert index.actors[1] is not dead
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+    # a mutation that meets a dead actor: restored, then applied once
+    ray.kill(index.actors[0])
+    extra = _data(10, 8, 20)
+    index.add(extra, np.arange(5000, 5010))
+    flat.add(extra, np.arange(5000, 5010))
+    assert len(index) == len(flat)
+    np.testing.assert_array_equal(index.search(q, 10)[0], flat.search(q, 10)[0])
     # 2. snapshot in the object store, then more changes in the log
     index.checkpoint()
     index.remove([1999])
@@ -322,15 +330,18 @@ def test_bad_input_gives_clear_errors(tmp_path):
         knn_graph(np.zeros(4), 2)
     index.add(_data(50, 4, 18))
     index.save(tmp_path / "l2")
-    other = ShardedIndex("flat", dim=4, metric="ip", shards=2)
-    other.add(_data(50, 4, 19))
-    other.save(tmp_path / "ip")
-    # mixed metrics between shards
-    os.replace(tmp_path / "ip" / "shard-00001.nearkit", tmp_path / "l2" / "shard-00001.nearkit")
+    # mixed metrics between shards: shard 1's file replaced by an "ip" index's
+    shutil.copytree(tmp_path / "l2", tmp_path / "mixed")
+    ip = nearkit.Flat(4, "ip")
+    ip.add(_data(20, 4, 19))
+    ip.save(tmp_path / "mixed" / "shard-00001.nearkit")
     with pytest.raises(ValueError, match=r"shard 1 .* metric 'ip' .* 'l2'"):
-        ShardedIndex.load(tmp_path / "l2")
+        ShardedIndex.load(tmp_path / "mixed")
     # a missing shard file
+    shutil.copytree(tmp_path / "l2", tmp_path / "missing")
+    os.remove(tmp_path / "missing" / "shard-00001.nearkit")
     with pytest.raises(FileNotFoundError, match="shard 1 .*is missing"):
-        ShardedIndex.load(tmp_path / "ip")
+        ShardedIndex.load(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="no manifest.json"):
         ShardedIndex.load(tmp_path)
+    assert len(ShardedIndex.load(tmp_path / "l2")) == 50  # the intact copy still loads

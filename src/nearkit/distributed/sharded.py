@@ -29,7 +29,6 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from .. import _validate
 from ..errors import ShardUnavailableError
-from ..indexes.base import IndexImage
 from .merge import merge_topk
 from .routing import HASH_NAME, split_by_shard
 from .shard import ShardActor, make_index
@@ -87,8 +86,10 @@ class ShardedIndex:
         self._actor_options = {"scheduling_strategy": "SPREAD", **(actor_options or {})}
         self._recoverable = bool(recoverable)
         self._mmap = mmap
-        self._needs_training = hasattr(proto, "train") and not getattr(proto, "is_trained", True)
-        self._needs_build = hasattr(proto, "build") and not getattr(proto, "is_built", True)
+        self._trainable = hasattr(proto, "train")
+        self._buildable = hasattr(proto, "build")
+        self._needs_training = self._trainable and not getattr(proto, "is_trained", True)
+        self._needs_build = self._buildable and not getattr(proto, "is_built", True)
         self._replaces = proto.kind == "hnsw"  # HNSW re-add replaces; others refuse duplicates
 
     def _spawn(self, i: int, source: tuple):
@@ -137,6 +138,14 @@ class ShardedIndex:
         A dead actor is restored and its call retried once; an error raised by
         the index itself is re-raised naming the shard, after every call ended.
         """
+        results, error = self._call_collect(method, args_of, which)
+        if error is not None:
+            raise error
+        return [results[i] for i in results]
+
+    def _call_collect(self, method: str, args_of, which=None) -> tuple[dict, Exception | None]:
+        """As :meth:`_call`, returning ({shard: result} of the calls that succeeded,
+        the first error or None): a mutation records what did happen before raising."""
         which = range(self.shards) if which is None else which
         refs = [(i, getattr(self._shards[i].actor, method).remote(*args_of(i))) for i in which]
         results, error = {}, None
@@ -153,9 +162,7 @@ class ShardedIndex:
                     error = error or _shard_error(i, exc)
             except RayTaskError as exc:
                 error = error or _shard_error(i, exc)
-        if error is not None:
-            raise error
-        return [results[i] for i, _ in refs]
+        return results, error
 
     def _restore(self, i: int) -> None:
         """Start a new actor for shard ``i`` from its base and replay its log."""
@@ -163,7 +170,7 @@ class ShardedIndex:
         if st.dirty and not self._recoverable:
             raise ShardUnavailableError(
                 i, "its actor died and the index was created with recoverable=False and "
-                   "never saved, so its contents are lost")
+                   "changed since it was last saved (or never saved), so its contents are lost")
         try:
             ray.kill(st.actor)
         except Exception:  # already gone
@@ -216,7 +223,7 @@ class ShardedIndex:
     # -- training and building ------------------------------------------------------
     def train(self, sample) -> None:
         """Train the coarse quantiser (IVF kinds) once, here, and give it to every shard."""
-        if not hasattr(make_index(self.kind, self._dim, self._metric, self._index_kwargs), "train"):
+        if not self._trainable:
             raise ValueError(f"a {self._index_kind!r} index needs no training")
         if len(self):
             raise ValueError("the index already holds vectors; training must come before add()")
@@ -231,7 +238,7 @@ class ShardedIndex:
 
     def build(self) -> None:
         """Build every shard's structure (Trees); later adds insert into it."""
-        if hasattr(make_index(self.kind, self._dim, self._metric, self._index_kwargs), "build"):
+        if self._buildable:
             self._call("build", lambda i: ())
             for i in range(self.shards):
                 self._record(i, ("build",), 0)
@@ -244,14 +251,14 @@ class ShardedIndex:
         An untrained IVF is first trained on (a sample of up to 100k rows of) this batch.
         """
         x, _ = _validate.as_vectors(vectors, self._dim)
+        if ids is not None:
+            ids = _validate.as_ids(ids, x.shape[0])
+        if x.shape[0] == 0:
+            return
         if ids is None:
             infos = self._call("info", lambda i: ())
             start = max(info["max_id"] for info in infos) + 1
             ids = np.arange(start, start + x.shape[0], dtype=np.int64)
-        else:
-            ids = _validate.as_ids(ids, x.shape[0])
-        if x.shape[0] == 0:
-            return
         if self._needs_training:
             rng = np.random.default_rng(0)
             sample = x if x.shape[0] <= 100_000 else x[rng.choice(x.shape[0], 100_000, replace=False)]
@@ -266,10 +273,12 @@ class ShardedIndex:
                     raise ValueError(f"id {dup} is already in the index (shard {i}); remove it first")
         vec_refs = {i: ray.put(x[parts[i]]) for i in which}
         params = dict(params)
-        counts = self._call("add", lambda i: (vec_refs[i], id_refs[i], params), which)
-        for i, n in zip(which, counts):
+        counts, error = self._call_collect("add", lambda i: (vec_refs[i], id_refs[i], params), which)
+        for i, n in counts.items():
             self._shards[i].count = n
             self._record(i, ("add", vec_refs[i], id_refs[i], params), int(parts[i].size) * (4 * self._dim + 8))
+        if error is not None:
+            raise error
         self._maybe_checkpoint(which)
 
     def remove(self, ids) -> int:
@@ -278,11 +287,13 @@ class ShardedIndex:
         parts = split_by_shard(ids, self.shards)
         which = [i for i, rows in enumerate(parts) if rows.size]
         refs = {i: ray.put(ids[parts[i]]) for i in which}
-        removed = self._call("remove", lambda i: (refs[i],), which)
-        for i, n in zip(which, removed):
+        removed, error = self._call_collect("remove", lambda i: (refs[i],), which)
+        for i, n in removed.items():
             self._shards[i].count -= n
             self._record(i, ("remove", refs[i]), int(parts[i].size) * 8)
-        return int(sum(removed))
+        if error is not None:
+            raise error
+        return int(sum(removed.values()))
 
     def search(self, queries, k: int, filter=None, **params):
         """(ids int64, distances float32) of the k nearest over all shards, (nq, k).
@@ -367,18 +378,22 @@ class ShardedIndex:
     @classmethod
     def from_dataset(cls, ds, kind, dim, shards: int = 2, metric=None, *, column: str = "vector",
                      id_column: str | None = "id", batch_size: int = 8192,
-                     train_size: int = 100_000, actor_options=None, recoverable: bool = True,
-                     **index_kwargs):
+                     train_size: int = 100_000, train_sample=None, actor_options=None,
+                     recoverable: bool = True, **index_kwargs):
         """Build from a ``ray.data.Dataset`` with a vector column and an id column.
 
         Batches stream through ``ds.iter_batches`` straight to their shards; the
         driver holds one batch at a time (plus, for IVF, the first ``train_size``
-        rows, on which the shared quantiser is trained before they are added).
-        ``id_column=None`` numbers the rows in stream order.
+        rows, on which the shared quantiser is trained before they are added;
+        ``train_sample=`` gives it a sample of your choice instead, e.g.
+        ``ds.random_sample(0.01)`` as an array). ``id_column=None`` numbers the
+        rows in stream order.
         """
         _check_columns(ds, column, id_column)  # before any actor starts
         index = cls(kind, dim=dim, metric=metric, shards=shards, actor_options=actor_options,
                     recoverable=recoverable, **index_kwargs)
+        if train_sample is not None and index._needs_training:
+            index.train(train_sample)
         pending: list[tuple[np.ndarray, np.ndarray | None]] = []
         pending_rows = 0
         next_id = 0
