@@ -317,3 +317,17 @@ def test_faiss_read_index_unknown_kind(tmp_path):
     _rewrite(path, kind="nonesuch")
     with pytest.raises(FormatError):
         faiss.read_index(path)
+
+
+def test_trees_forest_section_of_another_dtype_is_refused(tmp_path):
+    # A float64 'planes' section was converted to a temporary that a memory-mapped
+    # forest kept pointing into after the load (a use after free; found by ASan).
+    ix = nearkit.Trees(DIM, "l2", n_trees=3)
+    ix.add(_x(200))
+    path = str(tmp_path / "t.nk")
+    ix.save(path)
+    planes = np.array(io.read_index(path).sections["planes"], np.float64)
+    _rewrite(path, {"planes": planes})
+    for mmap in (True, False):
+        with pytest.raises(FormatError, match="planes"):
+            nearkit.load(path, mmap=mmap)
