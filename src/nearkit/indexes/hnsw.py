@@ -196,7 +196,7 @@ class HNSW(Index):
     def _default_ids(self, n: int) -> np.ndarray:
         # Same rule as Index (after the largest id) without copying the label array.
         start = self._core.max_label + 1
-        return np.arange(start, start + n, dtype=np.int64)
+        return _validate.default_ids(start, n)
 
     # -- persistence ----------------------------------------------------------
     def _params(self) -> dict:
