@@ -11,7 +11,7 @@
 // thread, the caller runs that worker's share itself.
 //
 // StopToken: long loops poll stop_requested() (an atomic load; on the thread
-// that came from Python, a clock read every 64 polls and, at most every
+// that came from Python, a clock read and, at most every
 // kSignalPollMs, a brief GIL acquisition to run PyErr_CheckSignals). When a
 // signal handler raised (KeyboardInterrupt for SIGINT), the token stops every
 // worker and the call throws nk::Interrupted, which the bindings translate back
@@ -48,10 +48,12 @@ class StopToken {
   StopToken(const StopToken&) = delete;
   StopToken& operator=(const StopToken&) = delete;
 
-  // Cheap enough for an inner loop.
+  // Cheap enough for a loop whose steps take a microsecond or more: a clock
+  // read per poll on the calling thread (a tick counter instead would make the
+  // poll interval depend on how long a step takes: 64 slow steps were seconds).
   bool stop_requested() {
     if (stop_.load(std::memory_order_relaxed)) return true;
-    if (std::this_thread::get_id() != owner_ || (++tick_ & 63)) return false;
+    if (std::this_thread::get_id() != owner_) return false;
     auto now = clock::now();
     if (now < next_) return false;
     next_ = now + period();
@@ -76,7 +78,6 @@ class StopToken {
   std::atomic<bool> stop_{false}, interrupted_{false};
   std::thread::id owner_;
   clock::time_point next_;
-  unsigned tick_ = 0;
 };
 
 // See the file comment. `stop` (optional) is told to stop when a worker throws.

@@ -194,3 +194,11 @@ def test_ids_beyond_int64_are_named_without_a_negative_number():
         assert "int64" in str(err.value)
     with pytest.raises(ValueError, match="int64"):
         ix.remove([2**63])
+
+
+def test_default_ids_after_the_largest_int64_id():
+    for ix in (nearkit.Flat(DIM), nearkit.HNSW(DIM), nearkit.Trees(DIM, "l2")):
+        ix.add(X[:1], ids=[2**63 - 1])
+        with pytest.raises(ValueError, match="int64"):
+            ix.add(X[1:3])
+        assert len(ix) == 1

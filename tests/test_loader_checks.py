@@ -111,15 +111,36 @@ def test_valid_hnsw_file_still_loads_and_works(hnsw_file):
     assert ids[0] == 10
 
 
-def test_hnsw_crafted_wide_file_is_refused_before_allocating(tmp_path):
-    # A small file whose header claims a huge dimension used to reserve
-    # 1024 slots of it on load (a 1.6 MB file allocating 1 GB).
+def test_hnsw_small_wide_file_loads_without_reserving_memory(tmp_path):
+    # One 60,000-d vector: a file of ~0.3 MB. Loading it used to reserve 1024
+    # slots of that width (~300 MB; at 250,000-d a 1.6 MB file took 1 GB).
+    import subprocess
+    import sys
+
+    ix = nearkit.HNSW(60_000)
+    ix.add(np.ones((1, 60_000), np.float32))
+    path = str(tmp_path / "wide.nk")
+    ix.save(path)
+    assert os.path.getsize(path) < 1 << 20
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    code = ("import resource, nearkit\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            f"ix = nearkit.load({path!r})\n"
+            "assert len(ix) == 1\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=src), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split()[-1]) < 50_000  # kB
+
+
+def test_hnsw_file_wider_than_the_limit_is_refused(tmp_path):
     ix = nearkit.HNSW(DIM)
     path = str(tmp_path / "wide.nk")
     ix.save(path)
     f = io.read_index(path)
-    with pytest.raises(FormatError, match="dimension"):
-        io.write_index(path, f.kind, 250_000, f.metric, f.params, dict(f.sections))
+    io.write_index(path, f.kind, 250_000, f.metric, f.params, dict(f.sections))
+    with pytest.raises(FormatError, match="exceeds the largest supported"):
         nearkit.load(path)
 
 
@@ -296,3 +317,17 @@ def test_faiss_read_index_unknown_kind(tmp_path):
     _rewrite(path, kind="nonesuch")
     with pytest.raises(FormatError):
         faiss.read_index(path)
+
+
+def test_trees_forest_section_of_another_dtype_is_refused(tmp_path):
+    # A float64 'planes' section was converted to a temporary that a memory-mapped
+    # forest kept pointing into after the load (a use after free; found by ASan).
+    ix = nearkit.Trees(DIM, "l2", n_trees=3)
+    ix.add(_x(200))
+    path = str(tmp_path / "t.nk")
+    ix.save(path)
+    planes = np.array(io.read_index(path).sections["planes"], np.float64)
+    _rewrite(path, {"planes": planes})
+    for mmap in (True, False):
+        with pytest.raises(FormatError, match="planes"):
+            nearkit.load(path, mmap=mmap)

@@ -209,3 +209,12 @@ def all_finite(arr: np.ndarray, rows_per_chunk: int = 1 << 14) -> bool:
         if not np.isfinite(arr[start:start + rows_per_chunk]).all():
             return False
     return True
+
+
+def default_ids(start: int, n: int) -> np.ndarray:
+    """Ids start .. start + n - 1 for vectors added without ids; ValueError when they
+    would pass the largest int64 (the index already holds an id near 2**63)."""
+    if start + n - 1 > _INT64_MAX:
+        raise ValueError(f"cannot number {n} new vectors after id {start - 1}: ids must fit "
+                         "in int64; pass ids explicitly")
+    return np.arange(start, start + n, dtype=np.int64)

@@ -167,7 +167,7 @@ class Index:
     def _default_ids(self, n: int) -> np.ndarray:
         labels = self._slot_labels()
         start = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
-        return np.arange(start, start + n, dtype=np.int64)
+        return _validate.default_ids(start, n)
 
     # -- public API -----------------------------------------------------------
     def add(self, vectors, ids=None, progress=None, **params) -> None:

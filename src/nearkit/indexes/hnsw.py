@@ -70,6 +70,14 @@ def _check_graph(index: "HNSW", sections: dict) -> None:
         raise FormatError("HNSW link header has unknown flag bits")
     if (levels > 60).any():
         raise FormatError("HNSW node level above 60")
+    # Upper-level link lists: node s owns levels[s] * (M + 1) entries from its offset.
+    offsets, upper = sections["upper_offsets"], sections["upper_links"]
+    if offsets.shape != (n + 1,) or upper.ndim != 1:
+        raise FormatError("HNSW upper-level offsets do not match the slots")
+    want = np.zeros(n + 1, np.int64)
+    np.cumsum(levels.astype(np.int64) * (index.M + 1), out=want[1:])
+    if not np.array_equal(offsets, want) or want[-1] != upper.shape[0]:
+        raise FormatError("HNSW upper-level offsets disagree with the node levels")
     entry, max_level = (int(v) for v in sections["state"])
     if ids.size:
         if not (0 <= entry < n) or not live[entry]:
@@ -239,7 +247,7 @@ class HNSW(Index):
     def _default_ids(self, n: int) -> np.ndarray:
         # Same rule as Index (after the largest id) without copying the label array.
         start = self._core.max_label + 1
-        return np.arange(start, start + n, dtype=np.int64)
+        return _validate.default_ids(start, n)
 
     # -- persistence ----------------------------------------------------------
     def _params(self) -> dict:

@@ -74,6 +74,9 @@ def unpack_bits(words: np.ndarray, nbits: int) -> np.ndarray:
 
 _MAX_TREES = 1 << 16
 _MAX_LEAF = 1 << 16
+_FOREST_DTYPES = {"planes": np.float32, "offsets": np.float32, "children": np.int32,
+                  "leaf_off": np.int64, "leaf_cnt": np.int32, "leaf_items": np.int32,
+                  "roots": np.int32}
 _FOREST_SECTIONS = ("planes", "offsets", "children", "leaf_off", "leaf_cnt", "leaf_items", "roots")
 
 
@@ -423,7 +426,13 @@ class Trees(Index):
                     raise _format_error(f"section {name!r} is missing")
                 arrays.append(sections[name])
             planes, offsets, children, leaf_off, leaf_cnt, leaf_items, roots = arrays
-            if leaf_items.dtype != np.int32 or leaf_items.ndim != 1:
+            # Exact dtypes: a converted temporary would be borrowed by a frozen
+            # (memory-mapped) forest and freed after attach returned.
+            for name, arr in zip(_FOREST_SECTIONS, arrays):
+                want = _FOREST_DTYPES[name]
+                if arr.dtype != want or not arr.flags.c_contiguous:
+                    raise _format_error(f"section {name!r} is {arr.dtype}, expected {np.dtype(want)}")
+            if leaf_items.ndim != 1:
                 raise _format_error("leaf items must be a 1-D int32 array")
             if len(leaf_items) and (leaf_items.min() < 0 or leaf_items.max() >= self._n):
                 raise _format_error("leaf items refer to vectors that do not exist")
