@@ -109,6 +109,19 @@ def test_guard_falls_back_to_floats_and_says_so():
     assert recall_by_distance(ids, dist, 1, "l2") == 1.0
 
 
+def test_info_shows_the_walk(tmp_path, capsys):
+    from nearkit import cli
+
+    rng = np.random.default_rng(4)
+    distinct = rng.standard_normal((50, DIM)).astype(np.float32) * 100
+    base = distinct[np.repeat(np.arange(50), 40)] + 1e-3 * rng.standard_normal((2000, DIM)).astype(np.float32)
+    for data, used in ((base, "float"), (make("clusters", N, DIM, 1)[0], "codes")):
+        index = _build_nearkit(data, None, "l2", "auto")
+        index.save(tmp_path / f"{used}.nk")
+        assert cli.main(["info", str(tmp_path / f"{used}.nk")]) == 0
+        assert f'"walk_used": "{used}"' in capsys.readouterr().out
+
+
 def index_vectors(index, base):
     """The index's vectors by id (base, then the 10 shifted copies added later)."""
     return np.vstack([base, base[:10] + 1.0])
@@ -187,6 +200,30 @@ def test_unknown_code_format_is_refused(tmp_path):
     write_index(tmp_path / "x.nk", "hnsw", DIM, "l2", params, index._sections())
     with pytest.raises(FormatError, match="rebuild"):
         nearkit.load(tmp_path / "x.nk")
+
+
+def test_corrupt_code_sections_are_refused():
+    base, _, _ = make("clusters", 500, DIM, 1)
+    index = _build_nearkit(base, None, "cosine", "auto")
+    sections = {k: np.array(v) for k, v in index._sections().items()}
+    params = index._params()
+
+    def load_with(**changes):
+        return nearkit.HNSW._from_sections(DIM, "cosine", params, dict(sections, **changes))
+
+    blocks = sections["blocks"].copy()
+    blocks[:, 24 + 8 + 3] = 200  # the header's centre byte (after 24 code bytes, offset, step)
+    with pytest.raises(FormatError, match="centre"):
+        load_with(blocks=blocks)
+    quant = sections["quant"].copy()
+    quant[0, 0] = 7  # format number
+    with pytest.raises(FormatError, match="rebuild"):
+        load_with(quant=quant)
+    quant = sections["quant"].copy()
+    quant[0, 1] += 1  # centre count that disagrees with the rows
+    with pytest.raises(FormatError, match="code section"):
+        load_with(quant=quant)
+    assert load_with().walk == "codes"
 
 
 def test_store_points_on_a_line_k1(tmp_path):
