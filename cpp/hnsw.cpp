@@ -459,7 +459,7 @@ void Hnsw::check_codes_locked(const std::vector<uint32_t>& slots) {
   guard_.references = refs.size();
   guard_.max_error = worst;
   guard_.confusable = median;
-  guard_.codes_ok = worst <= 12.f && median <= 32.f;
+  guard_.codes_ok = worst <= 12.f && median <= 16.f;
   if (guard_.codes_ok) {
     z_ = std::max(z_, z);
   } else {

@@ -127,9 +127,10 @@ def index_vectors(index, base):
     return np.vstack([base, base[:10] + 1.0])
 
 
-def test_codes_serve_ordinary_data_without_warning():
-    base, _, _ = make("clusters", N, DIM, NQ)
-    index = nearkit.HNSW(DIM, "cosine", M=M, ef_construction=EFC)
+@pytest.mark.parametrize("name,metric", [("clusters", "l2"), ("correlated", "cosine"), ("sparse", "ip")])
+def test_codes_serve_ordinary_data_without_warning(name, metric):
+    base, _, _ = make(name, N, DIM, NQ)
+    index = nearkit.HNSW(DIM, metric, M=M, ef_construction=EFC)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         index.add(base)
