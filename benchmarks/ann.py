@@ -3,9 +3,15 @@
     python benchmarks/ann.py                       # every algorithm found
     python benchmarks/ann.py --algos nearkit-hnsw,hnswlib --n-base 100000
     python benchmarks/ann.py --plot docs/ann_glove50.png
+    python benchmarks/ann.py --algos nearkit-hnsw,hnswlib --data synth256   # 256-d, 100k
+    python benchmarks/ann.py --robustness                  # awkward data, HNSW vs hnswlib
 
 Data: GloVe 6B 50-d, angular, 1,000 held-out queries, k=10, one thread, a Python
-loop of single queries. Each algorithm runs in its own subprocess so that its
+loop of single queries; or (--data synth256) 100k synthetic 256-d vectors with
+24-d clustered structure (as embeddings have), angular. --robustness instead
+runs each awkward distribution of tests/hnsw_distributions.py (20k x 32, 200
+queries, M=16, ef_construction=100, ef=64, as in issue 11) through nearkit's
+HNSW and hnswlib and prints recall@1, recall@10 and queries/s per distribution. Each algorithm runs in its own subprocess so that its
 peak memory is its own. Algorithms live in benchmarks/algos/*.py: each module
 defines ``ALGOS``, a list of ``Algo``; a missing peer package skips its entries.
 
@@ -63,7 +69,27 @@ def available(algo: Algo) -> bool:
     return True
 
 
-def run_one(name: str, n_base: int | None, n_queries: int, k: int) -> None:
+def synth256(n_base: int | None, n_queries: int, seed: int = 0):
+    """100k (or n_base) 256-d vectors: 24-d Gaussian clusters embedded by a random
+    linear map plus a little isotropic noise, with held-out queries."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from nearkit import datasets
+
+    n = (n_base or 100_000) + n_queries
+    latent = datasets.synthetic_clustered(n, 24, n_clusters=64, spread=0.5, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    x = latent @ rng.standard_normal((24, 256)).astype(np.float32)
+    x += 0.3 * rng.standard_normal(x.shape).astype(np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return SimpleNamespace(base=x[n_queries:], queries=x[:n_queries])
+
+
+DATA = {"glove": glove, "synth256": synth256}
+
+
+def run_one(name: str, n_base: int | None, n_queries: int, k: int, data_name: str = "glove") -> None:
     """Build one algorithm and sweep its parameter (runs in a child process)."""
     single_thread_env()
     import numpy as np
@@ -71,7 +97,7 @@ def run_one(name: str, n_base: int | None, n_queries: int, k: int) -> None:
     from nearkit.evaluate import recall_at_k
 
     algo = all_algos()[name]
-    data = glove(n_base=n_base, n_queries=n_queries)
+    data = DATA[data_name](n_base=n_base, n_queries=n_queries)
     truth = ground_truth(data.base, data.queries, k, algo.metric)
     rss_before = peak_rss_mb()
     t0 = time.perf_counter()
@@ -91,13 +117,74 @@ def run_one(name: str, n_base: int | None, n_queries: int, k: int) -> None:
         elapsed = time.perf_counter() - t0
         cpu = max(time.thread_time() - c0, 1e-9)
         emit(
-            bench="ann", algo=name, n=int(data.base.shape[0]), dim=int(data.base.shape[1]),
+            bench="ann", data=data_name, algo=name, n=int(data.base.shape[0]), dim=int(data.base.shape[1]),
             params=params, recall=round(recall_at_k(found, truth, k), 4),
             qps=round(len(data.queries) / elapsed, 1), qps_cpu=round(len(data.queries) / cpu, 1),
             build_s=round(build_s, 2),
             peak_rss_mb=round(rss_after, 1), build_rss_mb=round(rss_after - rss_before, 1),
             index_bytes=nbytes, load=round(machine_load(), 2),
         )
+
+
+def run_robustness(metrics: list[str], n: int = 20_000, dim: int = 32, nq: int = 200) -> None:
+    """One line per (distribution, metric, algorithm): recall@1/@10 and queries/s at ef=64."""
+    single_thread_env()
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import hnswlib
+    import numpy as np
+    import warnings
+
+    import nearkit
+    from hnsw_distributions import DISTRIBUTIONS, exact_distances, make, recall_by_distance
+
+    M_, EFC, EF = 16, 100, 64
+    for metric in metrics:
+        for dist_name in DISTRIBUTIONS:
+            base, later, queries = make(dist_name, n, dim, nq)
+            full = base if later is None else np.vstack([base, later])
+            dist = exact_distances(full, queries, metric)
+            rows = {}
+            for algo in ("nearkit-hnsw", "hnswlib"):
+                t0 = time.perf_counter()
+                if algo == "nearkit-hnsw":
+                    index = nearkit.HNSW(dim, metric, M=M_, ef_construction=EFC)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        index.add(base)
+                        if later is not None:
+                            index.add(later)
+                    query = lambda q, k: index.search(q, k, ef=EF)[0]  # noqa: E731
+                    walk = index.walk
+                else:
+                    index = hnswlib.Index(space=metric, dim=dim)
+                    index.init_index(max_elements=len(full), M=M_, ef_construction=EFC, random_seed=100)
+                    index.set_num_threads(1)
+                    index.add_items(base, np.arange(len(base)), num_threads=1)
+                    if later is not None:
+                        index.add_items(later, np.arange(len(base), len(full)), num_threads=1)
+                    index.set_ef(EF)
+                    query = lambda q, k: index.knn_query(q, k=k, num_threads=1)[0][0]  # noqa: E731
+                    walk = None
+                build_s = time.perf_counter() - t0
+                found = {}
+                for k in (1, 10):
+                    ids = np.empty((nq, k), dtype=np.int64)
+                    c0 = time.thread_time()
+                    for i, q in enumerate(queries):
+                        ids[i] = query(q, k)
+                    cpu = max(time.thread_time() - c0, 1e-9)
+                    found[k] = (ids, nq / cpu)
+                rows[algo] = dict(
+                    recall1=round(recall_by_distance(found[1][0], dist, 1, metric), 4),
+                    recall10=round(recall_by_distance(found[10][0], dist, 10, metric), 4),
+                    qps_cpu=round(found[10][1], 1), build_s=round(build_s, 2))
+                emit(bench="ann-robust", dist=dist_name, metric=metric, algo=algo, n=len(full),
+                     dim=dim, ef=EF, walk=walk, **rows[algo], load=round(machine_load(), 2))
+            a, b = rows["nearkit-hnsw"], rows["hnswlib"]
+            emit(bench="ann-robust-ratio", dist=dist_name, metric=metric,
+                 recall1_diff=round(a["recall1"] - b["recall1"], 4),
+                 recall10_diff=round(a["recall10"] - b["recall10"], 4),
+                 qps_ratio=round(a["qps_cpu"] / b["qps_cpu"], 3))
 
 
 def qps_at_recall(rows: list[dict], target: float) -> float | None:
@@ -142,11 +229,18 @@ def main(argv=None) -> None:
     ap.add_argument("--recall", type=float, nargs="*", default=[0.9, 0.95],
                     help="recall levels at which to report ratios")
     ap.add_argument("--plot", type=Path, help="write the recall/qps plot to this PNG")
+    ap.add_argument("--data", choices=sorted(DATA), default="glove")
+    ap.add_argument("--robustness", action="store_true",
+                    help="awkward distributions (issue 11) through nearkit HNSW and hnswlib")
+    ap.add_argument("--robust-metrics", default="l2", help="comma-separated, for --robustness")
     ap.add_argument("--run-one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.run_one:
-        run_one(args.run_one, args.n_base, args.n_queries, args.k)
+        run_one(args.run_one, args.n_base, args.n_queries, args.k, args.data)
+        return
+    if args.robustness:
+        run_robustness(args.robust_metrics.split(","), n=args.n_base or 20_000)
         return
 
     algos = all_algos()
@@ -158,7 +252,8 @@ def main(argv=None) -> None:
         if not available(algos[name]):
             log(f"skip {name}: needs {algos[name].requires}")
             continue
-        cmd = [sys.executable, __file__, "--run-one", name, "--n-queries", str(args.n_queries), "-k", str(args.k)]
+        cmd = [sys.executable, __file__, "--run-one", name, "--n-queries", str(args.n_queries), "-k", str(args.k),
+               "--data", args.data]
         if args.n_base:
             cmd += ["--n-base", str(args.n_base)]
         log(f"running {name} ...")

@@ -166,8 +166,9 @@ NEARKIT_BIND(bind_hnsw) {
              out["levels"] = to_numpy(std::move(levels));
              out["upper_offsets"] = to_numpy(std::move(offsets));
              out["upper_links"] = to_numpy(std::move(upper));
-             size_t qcols = quant.size() / 2;
-             out["quant"] = to_numpy2(std::move(quant), 2, qcols);
+             size_t qcols = (h.dim() + 15) / 16 * 16;  // [header, centres...] x dpad
+             size_t qrows = quant.size() / qcols;
+             out["quant"] = to_numpy2(std::move(quant), qrows, qcols);
              out["entry"] = st.entry;
              out["max_level"] = st.max_level;
              return out;

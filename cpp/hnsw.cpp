@@ -438,7 +438,7 @@ void Hnsw::check_codes_locked(const std::vector<uint32_t>& slots) {
   guard_.references = refs.size();
   guard_.max_error = worst;
   guard_.confusable = median;
-  guard_.codes_ok = worst <= 12.f && median <= 32.f;
+  guard_.codes_ok = worst <= 12.f && median <= 16.f;
   if (guard_.codes_ok) {
     z_ = std::max(z_, z);
   } else {
@@ -511,12 +511,19 @@ inline float Hnsw::dist(const Query& q, size_t s) const {
 
 // Standard deviation of a code distance's error for stored slot s, modelling
 // each dimension's rounding error as uniform within +-delta/2 and independent
-// of the query: l2 |q - x|^2 moves by 2 (q - x).e, ip by q.e. The guard checks
-// the model on the data (and falls back to floats when it fails); the bias
-// |e|^2 <= dim * delta^2 / 4 is handled by the callers.
+// of the query: l2 |q - x|^2 moves by 2 (q - x).e, ip by q.e. Plus the float
+// rounding of the sum of terms as large as |q - c_a|^2 (l2) or q.c_a (ip). The
+// guard checks the model on the data (and falls back to floats when it fails);
+// the bias |e|^2 <= dim * delta^2 / 4 is handled by the callers. Called after
+// dist(q, s), which measured q against s's centre.
 inline float Hnsw::code_error(const Query& q, size_t s, float d) const {
-  const float delta = aux(s)[1];
-  return q.l2 ? delta * (0.57735027f * std::sqrt(std::max(d, 0.f)) + q.err) : delta * q.err;
+  const float* ax = aux(s);
+  const float delta = ax[1];
+  const float c = q.cs[centre_of(s)];
+  if (q.l2)
+    return delta * (0.57735027f * std::sqrt(std::max(d, 0.f)) + q.err) +
+           1e-6f * (std::fabs(c) + std::fabs(ax[2]));
+  return delta * q.err + 1e-6f * (std::fabs(c) + std::fabs(c - d) + 1.f);
 }
 
 float Hnsw::exact_dist(const float* q, size_t s, const Kernels& K) const {

@@ -131,10 +131,18 @@ def exact_distances(base: np.ndarray, queries: np.ndarray, metric: str) -> np.nd
     return 1.0 - q @ b.T
 
 
-def recall_by_distance(found: np.ndarray, dist: np.ndarray, k: int) -> float:
-    """Share of the k found ids within the true k-th distance (ties count as hits)."""
+def recall_by_distance(found: np.ndarray, dist: np.ndarray, k: int, metric: str) -> float:
+    """Share of the k found ids within the true k-th distance (ties count as hits).
+
+    Ties are what float32 cannot tell apart: for l2 a relative 1e-6 of the k-th
+    distance, for ip and cosine 1e-6 of the row's largest |dot product| (a dot
+    product is computed with that absolute error, whatever its difference).
+    """
     kth = np.sort(dist, axis=1)[:, k - 1]
-    tol = 1e-6 * (np.abs(kth) + np.abs(dist).max(axis=1) * 1e-3) + 1e-12
+    if metric == "l2":
+        tol = 1e-6 * np.abs(kth) + 1e-30
+    else:
+        tol = 1e-6 * np.abs(1.0 - dist).max(axis=1) + 1e-30
     rows = np.arange(len(found))[:, None]
     valid = found >= 0
     d_found = np.where(valid, dist[rows, np.where(valid, found, 0)], np.inf)

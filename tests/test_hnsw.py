@@ -462,7 +462,8 @@ def test_corrupt_sections_are_refused(built):
         return nearkit.HNSW._from_sections(built.dim, built.metric, params, s)
 
     blocks = sections["blocks"].copy()
-    blocks.view(np.uint32)[:, 13 + 1] = 10**8  # a link (after 52 code bytes + header) out of range
+    # a link (after 52 code bytes, the code's offset and step, the header) out of range
+    blocks.view(np.uint32)[:, 15 + 1] = 10**8
     with pytest.raises(FormatError, match="link"):
         load_with(blocks=blocks)
     with pytest.raises(FormatError, match="slots"):

@@ -113,6 +113,7 @@ class HNSW(Index):
                                 self._ef_construction, self._seed)
         if walk not in ("auto", "float"):
             raise ValueError(f"walk must be 'auto' or 'float', got {walk!r}")
+        self._walk = walk
         if walk == "float":
             self._core.use_float_walk()
         self._mapped = None  # file sections kept alive while the core borrows them
@@ -149,7 +150,7 @@ class HNSW(Index):
         return dict(self._core.guard_report())
 
     def _warn_float_walk(self) -> None:
-        if self._core.float_walk and not self._warned_float_walk:
+        if self._core.float_walk and self._walk == "auto" and not self._warned_float_walk:
             self._warned_float_walk = True
             report = self._core.guard_report()
             warnings.warn(
@@ -252,8 +253,8 @@ class HNSW(Index):
     # -- persistence ----------------------------------------------------------
     def _params(self) -> dict:
         return {"M": self._M, "ef_construction": self._ef_construction,
-                "ef_search": self._ef_search, "seed": self._seed, "codes": _CODES,
-                "walk": self.walk}
+                "ef_search": self._ef_search, "seed": self._seed, "walk": self._walk,
+                "codes": _CODES, "walk_used": self.walk}
 
     _sections_are_copies = True  # export_arrays copies under the index's shared lock
 
@@ -269,7 +270,8 @@ class HNSW(Index):
 
         try:
             index = cls(dim, metric, M=params["M"], ef_construction=params["ef_construction"],
-                        ef_search=params["ef_search"], seed=params["seed"])
+                        ef_search=params["ef_search"], seed=params["seed"],
+                        walk=params.get("walk", "auto"))
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"HNSW file has bad parameters: {exc}") from None
         missing = [n for n in _SECTION_NAMES + ("state",) if n not in sections]
