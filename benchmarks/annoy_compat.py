@@ -96,26 +96,42 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     split = glove(n_base=args.n, n_queries=args.queries)
     base, queries = split.base, split.queries
     truth = ground_truth(base, queries, K, "cosine")
-    results, tmp = {}, tempfile.mkdtemp(prefix="nearkit-annoy-compat-")
+    results, tmp, built = {}, tempfile.mkdtemp(prefix="nearkit-annoy-compat-"), {}
     for name, cls in _libraries().items():
         index, t_add, t_total = _build(cls, base)
+        built[name] = index
+        results[name] = {"build": t_total}
         emit(bench="annoy_compat", lib=name, phase="add+build", n=len(base), n_trees=N_TREES,
              add_s=round(t_add, 3), add_build_s=round(t_total, 3))
-        points = _sweep(index, queries, truth)
+    # the machine is shared: interleave the libraries and keep each one's best of `rounds`
+    sweeps = {name: {} for name in built}
+    for _ in range(args.rounds):
+        for name, index in built.items():
+            for sk, qps, rec in _sweep(index, queries, truth):
+                old = sweeps[name].get(sk)
+                sweeps[name][sk] = (sk, max(qps, old[1]) if old else qps, rec)
+    for name, index in built.items():
+        points = [sweeps[name][sk] for sk in SEARCH_K]
         for sk, qps, rec in points:
             emit(bench="annoy_compat", lib=name, phase="search", search_k=sk, qps=round(qps, 1),
                  recall=round(rec, 4))
+        results[name]["qps90"] = _qps_at(points, 0.9)
+    for name, index in built.items():
         calls = _per_call(index, queries[0], 7)
+        results[name]["calls"] = calls
         emit(bench="annoy_compat", lib=name, phase="per_call_us", **{k: round(v, 2) for k, v in calls.items()})
+    for name, index in built.items():
         path = os.path.join(tmp, f"{name}.ann")
         index.save(path)
         emit(bench="annoy_compat", lib=name, phase="load+unload_us", file_mb=round(os.path.getsize(path) / 2**20, 1),
-             us=round(_load_time(cls, path, base.shape[1]), 2))
-        results[name] = {"build": t_total, "qps90": _qps_at(points, 0.9), "calls": calls}
+             us=round(_load_time(_libraries()[name], path, base.shape[1]), 2))
+        calls = _per_call(index, queries[0], 7)
+        emit(bench="annoy_compat", lib=name, phase="per_call_us_after_save", **{k: round(v, 2) for k, v in calls.items()})
     a, n = results["annoy"], results["nearkit"]
     emit(bench="annoy_compat", phase="ratios", build_time_nearkit_over_annoy=round(n["build"] / a["build"], 3),
          qps_at_recall_0_9_annoy=a["qps90"] and round(a["qps90"], 1),
