@@ -164,6 +164,24 @@ nb::object forest_query(const nk::trees::Forest& forest, AnyRows core, FloatRows
 }  // namespace
 
 NEARKIT_BIND(bind_annoy) {
+  m.def(
+      "annoy_row_distance",
+      [](FloatRows raw, int64_t i, int64_t j, int metric) {
+        if (i < 0 || j < 0 || size_t(i) >= raw.shape(0) || size_t(j) >= raw.shape(0))
+          throw nb::index_error("Item index larger than the largest item index");
+        const size_t f = raw.shape(1);
+        const float* x = raw.data() + size_t(i) * f;
+        const float* y = raw.data() + size_t(j) * f;
+        if (metric == nk::annoy::Hamming) {  // rows hold 0/1 per bit
+          size_t d = 0;
+          for (size_t z = 0; z < f; ++z) d += x[z] != y[z];
+          return float(d);
+        }
+        float qnorm = metric == nk::annoy::Angular ? nk::kernels().dot(x, x, f) : 0.f;
+        return nk::annoy::reported_distance(metric, nk::annoy::row_distance(metric, x, qnorm, y, f));
+      },
+      nb::arg("raw_rows"), nb::arg("i"), nb::arg("j"), nb::arg("metric"),
+      "annoy's get_distance between rows i and j of raw float vectors.");
   m.def("annoy_forest_query", &forest_query, nb::arg("forest"), nb::arg("core_rows"), nb::arg("raw_rows"),
         nb::arg("query"), nb::arg("n_items"), nb::arg("metric"), nb::arg("n"), nb::arg("search_k"),
         nb::arg("include_distances"),

@@ -233,33 +233,12 @@ class AnnoyIndex:
             return np.array([self._nodes.item(int(i), self._f) for i in ids], np.float32).reshape(-1, self._f)
         return self._vecs[ids]
 
-    # -- distances as annoy reports them ------------------------------------------
-    def _distances(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        m = self._metric
-        if m == "angular":
-            pp = np.float32(x @ x)
-            qq = np.einsum("ij,ij->i", rows, rows)
-            pq = rows @ x
-            ppqq = pp * qq
-            ok = ppqq > 0
-            d = np.float32(2) - np.float32(2) * pq / np.sqrt(np.where(ok, ppqq, np.float32(1)))
-            return np.sqrt(np.maximum(np.where(ok, d, np.float32(2)), 0)).astype(np.float32)
-        if m == "euclidean":
-            diff = rows - x
-            return np.sqrt(np.maximum(np.einsum("ij,ij->i", diff, diff), 0)).astype(np.float32)
-        if m == "manhattan":
-            return np.maximum(np.abs(rows - x).sum(axis=1, dtype=np.float32), 0)
-        if m == "dot":
-            return (rows @ x).astype(np.float32)
-        return (rows != x).sum(axis=1).astype(np.float32)
-
     def get_distance(self, i, j, /) -> float:
         """Distance between items i and j (angular: sqrt(2 - 2 cos); dot: the inner product)."""
         if self._nodes is not None:
             return self._nodes.distance(_c_int(i), _c_int(j))
         i, j = self._check_item(i), self._check_item(j)
-        x, y = self._vecs[i], self._vecs[j]
-        return float(self._distances(x, y[None, :])[0])
+        return _core.annoy_row_distance(self._vecs, i, j, self._code)
 
     # -- building -------------------------------------------------------------------
     def _core_vectors(self, vecs: np.ndarray) -> np.ndarray:
