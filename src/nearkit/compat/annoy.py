@@ -216,7 +216,7 @@ class AnnoyIndex:
     def get_item_vector(self, i, /):
         """The stored vector of item ``i`` as a list of floats."""
         if self._nodes is not None:
-            return self._nodes.item(i if type(i) is int else _c_int(i), self._f)
+            return self._nodes.item(i if type(i) is int and 0 <= i <= _INT_MAX else _c_int(i), self._f)
         if type(i) is not int or not 0 <= i < self._n_items:
             i = self._check_item(i)
         return self._vecs[i].tolist()

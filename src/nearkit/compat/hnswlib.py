@@ -156,6 +156,11 @@ class Index:
         if not self._inited:
             raise RuntimeError(_NOT_INIT)
 
+    def _workers(self, num_threads) -> int:
+        """hnswlib's rule: num_threads <= 0 means the set_num_threads default
+        (itself <= 0: every hardware thread)."""
+        return _threads(num_threads if int(num_threads) > 0 else self._num_threads)
+
     def _grow(self, need: int) -> None:
         cap = self._labels.shape[0]
         if need <= cap:
@@ -219,7 +224,7 @@ class Index:
             _, last = np.unique(slot_list[::-1], return_index=True)
             keep = rows_idx[::-1][last]
             self._data[slot_list[keep]] = x[keep]
-            self._graph.add(x[keep], ids=slot_list[keep], threads=_threads(num_threads))
+            self._graph.add(x[keep], ids=slot_list[keep], threads=self._workers(num_threads))
         self._cur_l += rows
         if error is not None:
             raise error
@@ -244,8 +249,9 @@ class Index:
         if int(allowed.sum()) < k:
             raise RuntimeError(_NO_RESULT)
         mask = None if allowed.all() else allowed
+        workers = self._workers(num_threads)
         ids, dist = self._graph.search(x, k, ef=max(self._ef, k), filter=mask,
-                                       threads=_threads(num_threads) if nq > 4 * _threads(num_threads) else 1)
+                                       threads=workers if nq > 4 * workers else 1)
         if (ids < 0).any():
             raise RuntimeError(_NO_RESULT)
         return self._labels[ids], np.ascontiguousarray(dist, np.float32)
@@ -568,7 +574,7 @@ class BFIndex:
             allowed = self._count
         if allowed < k:
             raise RuntimeError(_NO_RESULT)
-        threads = _threads(num_threads if num_threads != -1 else self._num_threads)
+        threads = _threads(num_threads if int(num_threads) > 0 else self._num_threads)
         ids, dist = self._flat.search(x, k, filter=mask, threads=threads)
         return self._labels[ids], np.ascontiguousarray(dist, np.float32)
 
