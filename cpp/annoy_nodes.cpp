@@ -60,6 +60,29 @@ Nodes::Nodes(const uint8_t* data, size_t bytes, int metric, size_t f)
   }
 }
 
+float row_distance(int metric, const float* q, float qnorm, const float* x, size_t f) {
+  switch (metric) {
+    case Angular: {
+      float qq = kernels().dot(x, x, f);
+      float ppqq = qnorm * qq;
+      return ppqq > 0 ? 2.f - 2.f * kernels().dot(q, x, f) / std::sqrt(ppqq) : 2.f;
+    }
+    case Euclidean: return kernels().l2sq(q, x, f);
+    case Manhattan: return trees::tree_kernels().l1(q, x, f);
+    default: return -kernels().dot(q, x, f);
+  }
+}
+
+float reported_distance(int metric, float d) {
+  switch (metric) {
+    case Angular:
+    case Euclidean: return std::sqrt(std::max(d, 0.f));
+    case Manhattan: return std::max(d, 0.f);
+    case Dot: return -d;
+    default: return d;
+  }
+}
+
 float Nodes::raw_distance(const void* q, float qnorm, size_t j) const {
   const uint8_t* node = data_ + j * s_;
   switch (metric_) {
@@ -84,15 +107,7 @@ float Nodes::raw_distance(const void* q, float qnorm, size_t j) const {
   }
 }
 
-float Nodes::report(float d) const {
-  switch (metric_) {
-    case Angular:
-    case Euclidean: return std::sqrt(std::max(d, 0.f));
-    case Manhattan: return std::max(d, 0.f);
-    case Dot: return -d;
-    default: return d;
-  }
-}
+float Nodes::report(float d) const { return reported_distance(metric_, d); }
 
 template <class T>
 void Nodes::walk(const void* q, int64_t search_k, std::vector<int32_t>& nns) const {

@@ -26,6 +26,13 @@ namespace annoy {
 
 enum Metric : int { Angular = 0, Euclidean = 1, Manhattan = 2, Dot = 3, Hamming = 4 };
 
+// annoy's distance between a query and a stored float row, before the final
+// normalisation (angular: 2 - 2cos with qnorm = q.q; euclidean: squared L2;
+// manhattan: L1; dot: minus the inner product). Not for hamming.
+float row_distance(int metric, const float* q, float qnorm, const float* row, size_t f);
+// What annoy reports for such a distance (sqrt, clamping, sign).
+float reported_distance(int metric, float raw);
+
 class Nodes {
  public:
   // data: the whole file (n_nodes * node_size bytes), kept alive by the caller.
@@ -35,6 +42,7 @@ class Nodes {
   size_t n_items() const { return n_items_; }
   size_t n_nodes() const { return n_nodes_; }
   size_t node_size() const { return s_; }
+  int metric() const { return metric_; }
   const std::vector<int32_t>& roots() const { return roots_; }
   bool is_item(size_t i) const { return i < n_items_ && n_desc(i) == 1; }
 

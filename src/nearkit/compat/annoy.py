@@ -162,16 +162,6 @@ class AnnoyIndex:
             out = (out > 0.5).astype(np.float32)
         return out
 
-    def _query_vector(self, vector) -> np.ndarray:
-        """A query as the searches take it: float32, or packed words for hamming."""
-        if (self._code != 4 and type(vector) is np.ndarray and vector.dtype == _F32
-                and vector.shape == self._shape and vector.flags.c_contiguous):
-            return vector
-        x = self._vector(vector)
-        if self._code == 4:
-            return pack_bits(x[None, :].astype(np.uint8), self._f)[0]
-        return x
-
     def _check_item(self, i) -> int:
         i = _c_int(i)
         if i < 0:
@@ -226,8 +216,9 @@ class AnnoyIndex:
     def get_item_vector(self, i, /):
         """The stored vector of item ``i`` as a list of floats."""
         if self._nodes is not None:
-            return self._nodes.item(i if type(i) is int else _c_int(i), self._f)
-        i = self._check_item(i)
+            return self._nodes.item(i if type(i) is int and 0 <= i <= _INT_MAX else _c_int(i), self._f)
+        if type(i) is not int or not 0 <= i < self._n_items:
+            i = self._check_item(i)
         return self._vecs[i].tolist()
 
     def get_n_items(self) -> int:
@@ -242,33 +233,12 @@ class AnnoyIndex:
             return np.array([self._nodes.item(int(i), self._f) for i in ids], np.float32).reshape(-1, self._f)
         return self._vecs[ids]
 
-    # -- distances as annoy reports them ------------------------------------------
-    def _distances(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        m = self._metric
-        if m == "angular":
-            pp = np.float32(x @ x)
-            qq = np.einsum("ij,ij->i", rows, rows)
-            pq = rows @ x
-            ppqq = pp * qq
-            ok = ppqq > 0
-            d = np.float32(2) - np.float32(2) * pq / np.sqrt(np.where(ok, ppqq, np.float32(1)))
-            return np.sqrt(np.maximum(np.where(ok, d, np.float32(2)), 0)).astype(np.float32)
-        if m == "euclidean":
-            diff = rows - x
-            return np.sqrt(np.maximum(np.einsum("ij,ij->i", diff, diff), 0)).astype(np.float32)
-        if m == "manhattan":
-            return np.maximum(np.abs(rows - x).sum(axis=1, dtype=np.float32), 0)
-        if m == "dot":
-            return (rows @ x).astype(np.float32)
-        return (rows != x).sum(axis=1).astype(np.float32)
-
     def get_distance(self, i, j, /) -> float:
         """Distance between items i and j (angular: sqrt(2 - 2 cos); dot: the inner product)."""
         if self._nodes is not None:
             return self._nodes.distance(_c_int(i), _c_int(j))
         i, j = self._check_item(i), self._check_item(j)
-        x, y = self._vecs[i], self._vecs[j]
-        return float(self._distances(x, y[None, :])[0])
+        return _core.annoy_row_distance(self._vecs, i, j, self._code)
 
     # -- building -------------------------------------------------------------------
     def _core_vectors(self, vecs: np.ndarray) -> np.ndarray:
@@ -346,44 +316,16 @@ class AnnoyIndex:
     # -- queries --------------------------------------------------------------------------
     @staticmethod
     def _query_args(n, search_k, include_distances):
-        if type(n) is not int or not 0 <= n <= _INT_MAX:
-            n = _c_int(n)
-            if n < 0:  # annoy reads n as unsigned: "everything found"
-                n = _INT_MAX
-        if type(search_k) is not int or not -1 <= search_k <= _INT_MAX:
-            search_k = _c_int(search_k)
-            if search_k < -1:
-                search_k = -2  # any other negative: unlimited
+        """annoy's reading of the query arguments (C ints; n unsigned)."""
+        n = _c_int(n)
+        if n < 0:  # annoy reads n as unsigned: "everything found"
+            n = _INT_MAX
+        search_k = _c_int(search_k)
+        if search_k < -1:
+            search_k = -2  # any other negative: unlimited
         if include_distances is not True and include_distances is not False:
             include_distances = bool(_c_int(include_distances))
         return n, search_k, include_distances
-
-    def _forest_query(self, q: np.ndarray, n, search_k, include):
-        """A query on the forest built in memory, answered as annoy answers."""
-        if not self._built or n == 0 or search_k == 0 or self._n_items == 0 or self._n_trees == 0:
-            return ([], []) if include else []
-        if search_k == -1:
-            search_k = n * self._n_trees
-        elif search_k < 0:
-            search_k = -1  # unlimited
-        k = min(n, self._n_items)
-        if self._metric == "angular":
-            sq = float(np.dot(q, q))
-            cq = q * np.float32(1 / sq ** 0.5) if sq > 0 else q
-        else:
-            cq = q
-        slots, dist = self._forest.search(self._core_rows, cq.reshape(1, -1), k, search_k, None, 1)
-        ids, dist = slots[0], dist[0]
-        found = ids >= 0
-        if not found.all():
-            ids, dist = ids[found], dist[found]
-        if ids.size > 1 or include:
-            # annoy's own float32 formulas and its final (distance, id) order
-            x = q if self._code != 4 else unpack_bits(q[None, :], self._f)[0].astype(np.float32)
-            dist = self._distances(x, self._vecs[ids])
-            order = np.lexsort((ids, -dist if self._code == 3 else dist))
-            ids, dist = ids[order], dist[order]
-        return (ids.tolist(), dist.tolist()) if include else ids.tolist()
 
     def get_nns_by_item(self, i, n, search_k=-1, include_distances=False):
         """The n closest items to item i: a list, or (ids, distances) with include_distances."""
@@ -391,17 +333,26 @@ class AnnoyIndex:
         if self._nodes is not None:
             return self._nodes.search_item(_c_int(i), n, search_k, include)
         i = self._check_item(i)
-        v = self._vecs[i]
-        return self._forest_query(pack_bits(v[None, :].astype(np.uint8), self._f)[0] if self._code == 4 else v,
-                                  n, search_k, include)
+        if not self._built:
+            return ([], []) if include else []
+        return _core.annoy_forest_query(self._forest, self._core_rows, self._vecs, self._vecs[i],
+                                        self._n_items, self._code, n, search_k, include)
 
     def get_nns_by_vector(self, vector, n, search_k=-1, include_distances=False):
         """The n closest items to a vector: a list, or (ids, distances) with include_distances."""
-        q = self._query_vector(vector)
-        n, search_k, include = self._query_args(n, search_k, include_distances)
-        if self._nodes is not None:
-            return self._nodes.search(q, n, search_k, include)
-        return self._forest_query(q, n, search_k, include)
+        # the common call (small ints, a bool) goes straight to C++, which reads the
+        # vector as annoy does; anything else is converted with annoy's rules first
+        if (type(n) is not int or type(search_k) is not int or type(include_distances) is not bool
+                or not (0 <= n <= _INT_MAX and -1 <= search_k <= _INT_MAX)):
+            n, search_k, include_distances = self._query_args(n, search_k, include_distances)
+        nodes = self._nodes
+        if nodes is not None:
+            return nodes.search(vector, self._f, n, search_k, include_distances)
+        if not self._built:
+            self._vector(vector)  # the same errors for a bad vector, then annoy's empty answer
+            return ([], []) if include_distances else []
+        return _core.annoy_forest_query(self._forest, self._core_rows, self._vecs, vector, self._n_items,
+                                        self._code, n, search_k, include_distances)
 
     # -- files ----------------------------------------------------------------------------------
     def on_disk_build(self, fn):
