@@ -1,24 +1,18 @@
 """A Faiss look-alike on top of nearkit: ``from nearkit.compat import faiss``.
 
-Covers the subset most code uses (see /shared/compat/faiss-subset.md for the
-conventions, observed with faiss-cpu side by side):
-
-- ``search`` returns ``(D, I)``; L2 distances are squared; inner-product
-  indexes return similarities, largest first; missing results are ``I = -1``
-  with ``D = +/-3.4028235e38`` (float32 max, not inf).
-- ``range_search`` returns ``(lims uint64, D, I)`` with strict inequality.
-- ``ntotal``, ``d``, ``is_trained`` (read-only), ``metric_type``, ``nprobe``,
-  ``add_with_ids``, ``remove_ids`` (id arrays or ``IDSelectorRange`` /
-  ``IDSelectorBatch``), ``reconstruct``, ``reset``.
-- ``index_factory``, ``IndexFlatL2/IP``, ``IndexHNSWFlat``, ``IndexIVFFlat``,
-  ``IndexIVFPQ``, ``IndexPQ``, ``IndexScalarQuantizer``, ``IndexIDMap(2)``,
-  ``IndexRefineFlat``, ``Kmeans``, ``normalize_L2``, ``read_index`` /
-  ``write_index`` (nearkit's own file format).
+What it covers, where it deliberately differs and what it lacks: docs/compat.md.
+In short: faiss's conventions (``(D, I)``, squared L2, padding with -1 /
+float32 max, range results in faiss's order, RuntimeErrors), the common index
+classes and factory strings (Flat, HNSW over flat or coded storage, IVF with
+flat / SQ / PQ codes and flat or HNSW quantizers, SQ4/6/8, PQ of any nbits,
+Refine, IDMap), id selectors through SearchParameters, ParameterSpace,
+clone_index, IVF internals (quantizer, invlists, search_preassigned,
+merge_from), and read_index of faiss's own files for the main index types.
 
 Deliberate differences: errors that faiss raises as bare ``AssertionError``
 are raised as ``FaissAssertionError`` (an AssertionError that is also a
 ValueError, with a message); ``k`` may be a numpy integer; nearkit indexes
-(other than IndexIDMap) refuse duplicate ids.
+(other than IndexIDMap) refuse duplicate ids; ntotal / d / is_trained are read-only.
 """
 
 from __future__ import annotations
