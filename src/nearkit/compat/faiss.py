@@ -33,6 +33,9 @@ from ..indexes.ivf import IVF as _IVF
 from ..kmeans import assign as _km_assign
 from ..kmeans import kmeans as _kmeans
 from . import _faiss_codecs as _codecs
+from ._faiss_transforms import (  # noqa: F401 - faiss's stand-alone transforms
+    HadamardRotation, LinearTransform, MatrixStats, PCAMatrix, Vector, VectorTransform,
+    copy_array_to_vector, downcast_VectorTransform)
 from ._faiss_utils import (  # noqa: F401 - re-exported as faiss's module-level helpers
     MapInt64ToInt64, MapLong2Long, cvar, eval_intersection, fvec_inner_products_ny,
     fvec_L2sqr_ny, fvec_madd, fvec_madd_and_argmin, lrand, merge_knn_results,
@@ -375,6 +378,12 @@ class Index:
             return np.empty((0, self._d), np.float32)
         return np.stack([self.reconstruct(int(k)) for k in keys])
 
+    def get_distance_computer(self):
+        """A callable giving the distance from a set query to a stored vector (by id)."""
+        return _DistanceComputer(self)
+
+    get_FlatCodesDistanceComputer = get_distance_computer
+
     def __reduce__(self):
         """Pickling goes through serialize_index, as faiss's."""
         return (deserialize_index, (serialize_index(self),))
@@ -401,6 +410,35 @@ class Index:
     def reconstruct_n(self, n0=0, ni=-1) -> np.ndarray:
         ni = self.ntotal - n0 if ni < 0 else ni
         return np.stack([self.reconstruct(i) for i in range(n0, n0 + ni)]) if ni else np.empty((0, self._d), np.float32)
+
+
+class _Owned:
+    """faiss's SWIG ``.this`` handle: objects here always own themselves."""
+
+    def own(self, *value) -> bool:
+        return True
+
+
+class _DistanceComputer:
+    """faiss's DistanceComputer: ``set_query(x)``, then ``dc(i)`` is the index's distance to id i."""
+
+    this = _Owned()
+
+    def __init__(self, index):
+        self._index, self._q = index, None
+
+    def set_query(self, x):
+        self._q = np.asarray(x, np.float32).reshape(-1)[: self._index.d]
+
+    def __call__(self, i) -> float:
+        v = self._index.reconstruct(int(i))
+        if self._index.metric_type == METRIC_INNER_PRODUCT:
+            return float(np.dot(v, self._q))
+        return float(((v - self._q) ** 2).sum())
+
+    def symmetric_dis(self, i, j) -> float:
+        a, b = self._index.reconstruct(int(i)), self._index.reconstruct(int(j))
+        return float(np.dot(a, b)) if self._index.metric_type == METRIC_INNER_PRODUCT else float(((a - b) ** 2).sum())
 
 
 def _copy_nk(nk):
@@ -1023,6 +1061,9 @@ _CodecIndex._add_internal = _HNSWCodec._add_internal = _append_only
 _CodecIndex._remove_internal = _HNSWCodec._remove_internal = _no_remove
 
 
+IndexFlatCodes = _CodecIndex  # faiss's base of the flat coded indexes
+
+
 class IndexScalarQuantizer(_CodecIndex):
     def __init__(self, d, qtype, metric=METRIC_L2):
         super().__init__(d, metric)
@@ -1049,7 +1090,16 @@ class IndexPQ(_CodecIndex):
 
 
 class IndexIVFScalarQuantizer(_IVFBased):
-    pass
+    def __init__(self, quantizer, d, nlist, qtype=ScalarQuantizer.QT_8bit, metric=METRIC_L2,
+                 by_residual=True):
+        super().__init__(d, metric)
+        codec = {ScalarQuantizer.QT_8bit: "sq8", ScalarQuantizer.QT_fp16: "fp16"}.get(int(qtype))
+        if codec is None:
+            raise RuntimeError(f"Error: IndexIVFScalarQuantizer supports QT_8bit and QT_fp16 here "
+                               f"(got qtype {qtype}); use IndexScalarQuantizer for the others")
+        self.quantizer = quantizer
+        self._init_nk(nlist=int(nlist), codec=codec)
+        self._adopt_quantizer()
 
 
 class IndexIVFPQFastScan(_IVFBased):
