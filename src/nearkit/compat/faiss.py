@@ -96,7 +96,7 @@ class IDSelector:
 
     @property
     def this(self):  # faiss's SWIG handle; selectors are plain Python objects here
-        return self
+        return _Owned()
 
 
 class IDSelectorRange(IDSelector):
@@ -173,6 +173,18 @@ class IDSelectorXOr(IDSelectorAnd):
         return self.lhs.is_member(ids) ^ self.rhs.is_member(ids)
 
 
+class IDSelectorTranslated(IDSelector):
+    """A selector on an IndexIDMap's external ids, applied to its internal ids."""
+
+    def __init__(self, id_map, sel):
+        self.sel = sel
+        self._ext = id_map._ext if isinstance(id_map, IndexIDMap) else np.asarray(id_map, np.int64)
+
+    def is_member(self, ids):
+        ids = np.asarray(ids, np.int64)
+        return self.sel.is_member(self._ext[ids])
+
+
 class IDSelectorAll(IDSelector):
     def is_member(self, ids):
         return np.ones(np.shape(ids), bool)
@@ -191,10 +203,15 @@ class SearchParametersIVF(SearchParameters):
         self.nprobe = nprobe
 
 
+IVFSearchParameters = SearchParametersIVF  # faiss's older name
+
+
 class SearchParametersPQ(SearchParameters):
     def __init__(self, sel=None, polysemous_ht=0, search_type=None, **kw):
         super().__init__(sel=sel, **kw)
         self.polysemous_ht, self.search_type = polysemous_ht, search_type
+
+
 
 
 class SearchParametersHNSW(SearchParameters):
@@ -822,6 +839,49 @@ class _IVFBased(Index):
             self._nk.add(vecs, new_ids)
         other.reset()
 
+    def set_direct_map_type(self, kind) -> None:
+        """faiss needs a direct map to reconstruct by id; nearkit always can: nothing to do."""
+        if int(kind) not in (DirectMap.NoMap, DirectMap.Array, DirectMap.Hashtable):
+            raise RuntimeError(f"Error: unknown direct map type {kind}")
+
+    def make_direct_map(self, new_maintain=True) -> None:
+        """See set_direct_map_type."""
+
+    def copy_subset_to(self, other, subset_type, a1, a2) -> None:
+        """Copy part of this IVF's entries (codes as they are) into ``other`` (same training):
+        0 ids in [a1, a2); 1 id % a1 == a2; 2 entries [a1, a2) in list order;
+        3 lists l with l % a1 == a2; 4 lists in [a1, a2)."""
+        if not isinstance(other, _IVFBased) or other._nk.nlist != self._nk.nlist:
+            raise RuntimeError("Error: copy_subset_to: the other index must be an IVF with the same nlist")
+        if not self.ntotal:
+            return
+        lists, codes, ids, refine = self._nk._unpacked()
+        t, a1, a2 = int(subset_type), int(a1), int(a2)
+        if t == 0:
+            keep = (ids >= a1) & (ids < a2)
+        elif t == 1:
+            keep = ids % a1 == a2
+        elif t == 2:
+            order = np.arange(ids.size)
+            keep = (order >= a1) & (order < a2)
+        elif t == 3:
+            keep = lists % a1 == a2
+        elif t == 4:
+            keep = (lists >= a1) & (lists < a2)
+        else:
+            raise RuntimeError(f"Error: copy_subset_to: unknown subset type {t}")
+        if other.ntotal:
+            ol, oc, oi, orf = other._nk._unpacked()
+            lists, codes, ids = (np.concatenate([ol, lists[keep]]), np.concatenate([oc, codes[keep]]),
+                                 np.concatenate([oi, ids[keep]]))
+            refine = np.concatenate([orf, refine[keep]]) if refine is not None else None
+        else:
+            lists, codes, ids = lists[keep], codes[keep], ids[keep]
+            refine = refine[keep] if refine is not None else None
+        if other._nk._centroids is None:
+            other._nk._centroids = self._nk._centroids
+        other._nk._rebuild_from(lists, codes, ids, refine)
+
     def check_ids_sorted(self) -> bool:
         inv = self.invlists
         return all(np.all(np.diff(inv.get_ids(l)) >= 0) for l in range(inv.nlist))
@@ -874,6 +934,56 @@ class _IVFBased(Index):
 
     def make_direct_map(self, *a):
         return None
+
+
+class DirectMap:
+    NoMap, Array, Hashtable = 0, 1, 2
+
+
+class IndexShards(Index):
+    """Search several indexes and merge their results (faiss.IndexShards); add() fills
+    the shards in turn, with successive ids when ``successive_ids``."""
+
+    def __init__(self, d_or_threaded=None, threaded=False, successive_ids=True):
+        if isinstance(d_or_threaded, (bool, type(None))):
+            d, threaded = None, bool(d_or_threaded)
+        else:
+            d = int(d_or_threaded)
+        super().__init__(d or 1, METRIC_L2)
+        self._d_set = d is not None
+        self.shards, self.successive_ids = [], bool(successive_ids)
+
+    def add_shard(self, index) -> None:
+        if not self._d_set:
+            self._d, self._metric_type = index.d, index.metric_type
+            self._metric = _metric_name(index.metric_type)
+            self._d_set = True
+        elif index.d != self._d:
+            raise RuntimeError("Error: shards must have the same dimension")
+        self.shards.append(index)
+
+    @property
+    def ntotal(self) -> int:
+        return sum(s.ntotal for s in self.shards)
+
+    @property
+    def is_trained(self) -> bool:
+        return all(s.is_trained for s in self.shards)
+
+    def search(self, x, k, *, params=None, D=None, I=None):  # noqa: E741
+        x = _as_x(x, self._d)
+        k = _as_k(k)
+        dists, idss, base = [], [], 0
+        for shard in self.shards:
+            dd, ii = shard.search(x, k, params=params)
+            if self.successive_ids:
+                ii = np.where(ii >= 0, ii + base, -1)
+                base += shard.ntotal
+            dists.append(dd)
+            idss.append(ii)
+        dist, ids = merge_knn_results(np.stack(dists), np.stack(idss),
+                                      keep_max=self._metric == "ip")
+        return _fill(D, I, np.ascontiguousarray(dist), np.ascontiguousarray(ids))
 
 
 class ClusteringParameters:
@@ -1062,6 +1172,7 @@ _CodecIndex._remove_internal = _HNSWCodec._remove_internal = _no_remove
 
 
 IndexFlatCodes = _CodecIndex  # faiss's base of the flat coded indexes
+IndexPQ_ST_polysemous = 1
 
 
 class IndexScalarQuantizer(_CodecIndex):
@@ -1178,6 +1289,8 @@ class IndexIDMap(Index):
     def _inner_params(self, params):
         """The same parameters with the selector moved from external to internal ids."""
         if params is None or getattr(params, "sel", None) is None:
+            return params
+        if isinstance(params.sel, IDSelectorTranslated):  # already on internal ids
             return params
         internal = self._ext_live()
         allowed = internal[params.sel.is_member(self._ext[internal])]
