@@ -188,3 +188,28 @@ class MatrixStats:
 
 def downcast_VectorTransform(vt):
     return vt
+
+
+class NormalizationTransform(VectorTransform):
+    """Rows divided by their L2 norm (faiss's "L2norm"); zero rows stay zero."""
+
+    def __init__(self, d, norm=2.0):
+        super().__init__(d, d)
+        self.norm = float(norm)
+
+    def apply(self, x):
+        x = self._check(x)
+        n = np.linalg.norm(x, axis=1, keepdims=True)
+        n[n == 0] = 1
+        return np.ascontiguousarray(x / n, dtype=np.float32)
+
+
+class RandomRotationMatrix(LinearTransform):
+    """A random orthonormal (d_out, d_in) matrix (faiss's "RR<d>")."""
+
+    def __init__(self, d_in, d_out, seed=12345):
+        super().__init__(d_in, d_out, have_bias=False)
+        q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((max(d_in, d_out),) * 2))
+        copy_array_to_vector(q[:d_out, :d_in].astype(np.float32), self.A)
+        self.is_trained = True
+        self.is_orthonormal = d_out <= d_in

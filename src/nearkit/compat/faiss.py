@@ -34,7 +34,8 @@ from ..kmeans import assign as _km_assign
 from ..kmeans import kmeans as _kmeans
 from . import _faiss_codecs as _codecs
 from ._faiss_transforms import (  # noqa: F401 - faiss's stand-alone transforms
-    HadamardRotation, LinearTransform, MatrixStats, PCAMatrix, Vector, VectorTransform,
+    HadamardRotation, LinearTransform, MatrixStats, NormalizationTransform, PCAMatrix,
+    RandomRotationMatrix, Vector, VectorTransform,
     copy_array_to_vector, downcast_VectorTransform)
 from ._faiss_utils import (  # noqa: F401 - re-exported as faiss's module-level helpers
     MapInt64ToInt64, MapLong2Long, cvar, eval_intersection, fvec_inner_products_ny,
@@ -940,6 +941,90 @@ class DirectMap:
     NoMap, Array, Hashtable = 0, 1, 2
 
 
+class _IterationStats:
+    def __init__(self, obj, imbalance):
+        self.obj, self.imbalance_factor, self.time, self.time_search, self.nsplit = obj, imbalance, 0.0, 0.0, 0
+
+
+class Clustering:
+    """faiss.Clustering: weighted Lloyd k-means whose assignment step searches ``index``
+    (reset and filled with the centroids each iteration, as faiss does); ``nredo``
+    restarts keep the best objective (largest for inner-product indexes)."""
+
+    def __init__(self, d, k, cp=None):
+        self.d, self.k = int(d), int(k)
+        base = cp if cp is not None else ClusteringParameters()
+        for key, value in vars(base).items():
+            setattr(self, key, value)
+        if cp is None:
+            self.niter = 25
+        self.decode_block_size = 32768
+        self.centroids = Vector()
+        self.iteration_stats = _Stats()
+
+    def train(self, x, index, weights=None):
+        x = np.ascontiguousarray(_as_x(x, self.d), np.float32)
+        n, k = x.shape[0], self.k
+        if n < k:
+            raise RuntimeError(f"Error: 'nx >= k' failed: Number of training points ({n}) should be at "
+                               f"least as large as number of clusters ({k})")
+        w = np.ones(n) if weights is None else np.asarray(weights, np.float64).ravel()
+        if n > k * self.max_points_per_centroid and weights is None:
+            keep = np.sort(np.random.default_rng(self.seed).choice(n, k * self.max_points_per_centroid,
+                                                                   replace=False))
+            x, w, n = x[keep], w[keep], keep.size
+        maximize = index.metric_type == METRIC_INNER_PRODUCT
+        init = self.centroids.array.reshape(-1, self.d) if self.centroids.size() else None
+        best = None
+        for redo in range(max(1, int(self.nredo))):
+            rng = np.random.default_rng(int(self.seed) + 15486557 * redo)
+            cents = (init.copy() if init is not None and init.shape[0] == k
+                     else x[rng.choice(n, k, replace=False)].copy())
+            stats = []
+            for _ in range(int(self.niter)):
+                index.reset()
+                index.add(cents)
+                D, I = index.search(x, 1)
+                labels = I[:, 0]
+                sizes = np.bincount(labels, minlength=k)
+                stats.append(_IterationStats(float((D[:, 0] * w).sum()),
+                                             float((sizes ** 2).sum() * k / (n * n))))
+                sums = np.zeros((k, self.d))
+                np.add.at(sums, labels, x * w[:, None])
+                wsum = np.bincount(labels, weights=w, minlength=k)
+                full = wsum > 0
+                cents[full] = (sums[full] / wsum[full, None]).astype(np.float32)
+                for c in np.flatnonzero(~full):  # empty cluster: split the largest one
+                    big = int(np.argmax(sizes))
+                    cents[c] = cents[big] * (1 + 1e-5 * rng.standard_normal(self.d)).astype(np.float32)
+                if self.spherical:
+                    norms = np.linalg.norm(cents, axis=1, keepdims=True)
+                    norms[norms == 0] = 1
+                    cents = (cents / norms).astype(np.float32)
+                if self.int_centroids:
+                    cents = np.rint(cents).astype(np.float32)
+            final = stats[-1].obj if stats else 0.0
+            if best is None or (final > best[0] if maximize else final < best[0]):
+                best = (final, cents.copy(), stats)
+        copy_array_to_vector(best[1].ravel(), self.centroids)
+        self.iteration_stats = _Stats(best[2])
+        index.reset()
+        index.add(best[1])
+
+    def train_encoded(self, codes, codec, index, weights=None):
+        self.train(codec.sa_decode(codes), index, weights=weights)
+
+
+class _Stats(list):
+    """faiss's std::vector of iteration statistics: ``size()`` and ``at(i)``."""
+
+    def size(self):
+        return len(self)
+
+    def at(self, i):
+        return self[int(i)]
+
+
 class IndexShards(Index):
     """Search several indexes and merge their results (faiss.IndexShards); add() fills
     the shards in turn, with successive ids when ``successive_ids``."""
@@ -1221,8 +1306,102 @@ class IndexPQFastScan(_IVFBased):
     pass
 
 
-class IndexPreTransform(_IVFBased):
-    pass
+class _NkPreTransformBase(_IVFBased):
+    """A nearkit IVF with its own PCA / OPQ pre-transform (factory "OPQ<m>,IVF…")."""
+
+    ntotal = Index.ntotal
+    add, add_with_ids, search, range_search = Index.add, Index.add_with_ids, Index.search, Index.range_search
+    remove_ids, sa_code_size = Index.remove_ids, Index.sa_code_size
+
+
+class IndexPreTransform(Index):
+    """Vector transforms applied before an inner index: ``IndexPreTransform(vt, index)``
+    (``chain`` lists them; ``prepend_transform`` adds one in front)."""
+
+    def __init__(self, vt, index=None):
+        if index is None:  # IndexPreTransform(index): no transform yet
+            vt, index = None, vt
+        super().__init__(vt.d_in if vt is not None else index.d, index.metric_type)
+        self.index = index
+        self.chain = _Stats([vt] if vt is not None else [])
+
+    def prepend_transform(self, vt):
+        self.chain.insert(0, vt)
+        self._d = vt.d_in
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    @property
+    def is_trained(self) -> bool:
+        return all(t.is_trained for t in self.chain) and self.index.is_trained
+
+    def apply_chain(self, x):
+        x = _as_x(x, self._d)
+        for t in self.chain:
+            x = t.apply(x)
+        return x
+
+    def train(self, x):
+        x = _as_x(x, self._d)
+        for t in self.chain:
+            if not t.is_trained:
+                t.train(x)
+            x = t.apply(x)
+        self.index.train(x)
+
+    def add(self, x):
+        """Adds vectors to the index (ids are ntotal, ntotal + 1, ...)."""
+        self._require_trained("add")
+        self.index.add(self.apply_chain(x))
+
+    def add_with_ids(self, x, ids):
+        self._require_trained("add")
+        self.index.add_with_ids(self.apply_chain(x), ids)
+
+    def search(self, x, k, *, params=None, D=None, I=None):  # noqa: E741
+        self._require_trained("search")
+        return self.index.search(self.apply_chain(x), k, params=params, D=D, I=I)
+
+    def range_search(self, x, thresh, *, params=None):
+        return self.index.range_search(self.apply_chain(x), thresh, params=params)
+
+    def remove_ids(self, sel):
+        return self.index.remove_ids(sel)
+
+    def reset(self):
+        self.index.reset()
+
+    def reconstruct(self, key):
+        y = self.index.reconstruct(key)[None, :]
+        for t in reversed(self.chain):
+            if not getattr(t, "is_orthonormal", False):
+                raise RuntimeError("Error: reconstruct needs invertible (orthonormal) transforms")
+            y = t.reverse_transform(y)
+        return y[0]
+
+    def sa_code_size(self) -> int:
+        return self.index.sa_code_size()
+
+    _add_internal = None  # set below (not by position-independent ids)
+    _remove_internal = None
+
+
+class _NkPreTransform(_NkPreTransformBase, IndexPreTransform):
+    """What the factory builds for OPQ strings: an IndexPreTransform whose transform
+    lives inside a nearkit IVF (its ``chain`` is empty here)."""
+
+    @property
+    def chain(self):
+        return _Stats()
+
+    @chain.setter
+    def chain(self, value):
+        pass
+
+    def reconstruct(self, key):
+        return _IVFBased.reconstruct(self, key)
 
 
 class _IVFView:
@@ -1364,7 +1543,7 @@ def _wrap(nk_index, metric, idmap=None):
     elif isinstance(nk_index, _IVF):
         ivf = nk_index
         if ivf.transform_name:
-            cls = IndexPreTransform
+            cls = _NkPreTransform
         elif ivf.nlist == 1 and ivf.codec == "pq4fs":
             cls = IndexPQFastScan
         else:
@@ -1459,7 +1638,35 @@ def _factory(d, desc, metric):
     return index
 
 
+_VT_RE = re.compile(r"^(PCAW?R?|RR)(\d+)$|^(L2norm|L2Norm|HR)$")
+
+
+def _transform(d, part):
+    """(VectorTransform, d_out) for a transform component, or None."""
+    mt = _VT_RE.match(part)
+    if not mt:
+        return None
+    if mt.group(3):
+        if mt.group(3) == "HR":
+            vt = HadamardRotation(d)
+            return vt, vt.d_out
+        return NormalizationTransform(d), d
+    kind, d_out = mt.group(1), int(mt.group(2))
+    if kind == "RR":
+        return RandomRotationMatrix(d, d_out), d_out
+    return PCAMatrix(d, d_out, -0.5 if "W" in kind else 0.0, "R" in kind), d_out
+
+
 def _factory_main(d, parts, metric, desc):
+    chain, dd = [], d
+    while len(parts) > 1 and _transform(dd, parts[0]) is not None:
+        vt, dd = _transform(dd, parts.pop(0))
+        chain.append(vt)
+    if chain:
+        index = IndexPreTransform(chain[0], _factory_main(dd, parts, metric, desc))
+        index.chain = _Stats(chain)
+        return index
+
     # "np" (no polysemous training) changes nothing here: nearkit has no polysemous codes
     parts = [re.sub(r"^(PQ\d+(?:x\d+)?)np$", r"\1", p) for p in parts]
     if len(parts) == 1:
@@ -1592,7 +1799,8 @@ class IndexRefine(Index):
         return new_lims, dist.astype(np.float32), ids.astype(np.int64)
 
 
-IndexRefine._add_internal = _append_only
+IndexRefine._add_internal = IndexPreTransform._add_internal = _append_only
+IndexPreTransform._remove_internal = _no_remove
 IndexRefine._remove_internal = _no_remove
 
 
@@ -1695,6 +1903,24 @@ def _to_node(index, prefix, sections) -> dict:
             sections[prefix + "pq_centroids"] = codec.centroids
         sections[prefix + "codes"] = (index._codes if index._codes is not None
                                       else np.empty((0, 0), np.uint8))
+    elif isinstance(index, IndexPreTransform) and not isinstance(index, _IVFBased):
+        chain = []
+        for j, t in enumerate(index.chain):
+            item = {"type": type(t).__name__, "d_in": t.d_in, "d_out": t.d_out,
+                    "trained": bool(t.is_trained)}
+            if isinstance(t, HadamardRotation):
+                item["seed"] = t.seed
+            elif isinstance(t, NormalizationTransform):
+                item["norm"] = t.norm
+            elif isinstance(t, LinearTransform):
+                item.update(have_bias=t.have_bias, orthonormal=bool(t.is_orthonormal),
+                            eigen_power=getattr(t, "eigen_power", 0.0),
+                            random_rotation=getattr(t, "random_rotation", False),
+                            epsilon=getattr(t, "epsilon", 0.0))
+                sections[f"{prefix}t{j}A"] = t.A.array
+                sections[f"{prefix}t{j}b"] = t.b.array
+            chain.append(item)
+        node.update(chain=chain, inner=_to_node(index.index, prefix + "i/", sections))
     elif isinstance(index, _HNSWCodec):
         node.update(M=index._M, ef_search=index._ef_search, ef_construction=index._ef_construction,
                     storage=_to_node(index._storage, prefix + "s/", sections),
@@ -1736,6 +1962,27 @@ def _from_node(node, prefix, sections):
             obj._nk.add(codec.decode(codes), np.arange(codes.shape[0]))
         if issubclass(cls, IndexPQ):
             obj.do_polysemous_training = False
+    elif issubclass(cls, IndexPreTransform) and not issubclass(cls, _IVFBased):
+        obj.index = _from_node(node["inner"], prefix + "i/", sections)
+        chain = []
+        for j, item in enumerate(node["chain"]):
+            kind = item["type"]
+            if kind == "HadamardRotation":
+                t = HadamardRotation(item["d_in"], item["seed"])
+            elif kind == "NormalizationTransform":
+                t = NormalizationTransform(item["d_in"], item["norm"])
+            else:
+                t = globals()[kind].__new__(globals()[kind])
+                LinearTransform.__init__(t, item["d_in"], item["d_out"], item["have_bias"])
+                if kind == "PCAMatrix":
+                    t.eigen_power, t.random_rotation = item["eigen_power"], item["random_rotation"]
+                    t.epsilon, t.eigenvalues, t.mean = item["epsilon"], Vector(), Vector()
+                copy_array_to_vector(sections[f"{prefix}t{j}A"], t.A)
+                copy_array_to_vector(sections[f"{prefix}t{j}b"], t.b)
+                t.is_orthonormal = item["orthonormal"]
+            t.is_trained = item["trained"]
+            chain.append(t)
+        obj.chain = _Stats(chain)
     elif issubclass(cls, _HNSWCodec):
         obj._M, obj._ef_search, obj._ef_construction = node["M"], node["ef_search"], node["ef_construction"]
         obj.hnsw = _HNSWParams(obj)
@@ -1754,7 +2001,8 @@ def _from_node(node, prefix, sections):
 def write_index(index, fname) -> None:
     """Write in nearkit's own file format (read back by read_index; a plain Flat,
     HNSWFlat or IVF index is also readable by nearkit.load)."""
-    plain = not isinstance(index, (IndexIDMap, IndexRefine, _CodecIndex, _HNSWCodec))
+    plain = (not isinstance(index, (IndexIDMap, IndexRefine, _CodecIndex, _HNSWCodec, IndexPreTransform))
+             or isinstance(index, _NkPreTransform))
     if plain and index._nk is not None and not (isinstance(index._nk, _IVF) and not index._nk.is_trained):
         nk = index._nk
         params = dict(nk._params())
