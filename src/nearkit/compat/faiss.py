@@ -1029,11 +1029,16 @@ class IndexShards(Index):
     """Search several indexes and merge their results (faiss.IndexShards); add() fills
     the shards in turn, with successive ids when ``successive_ids``."""
 
-    def __init__(self, d_or_threaded=None, threaded=False, successive_ids=True):
-        if isinstance(d_or_threaded, (bool, type(None))):
-            d, threaded = None, bool(d_or_threaded)
-        else:
-            d = int(d_or_threaded)
+    def __init__(self, *args, successive_ids=True, threaded=False):
+        """``IndexShards(threaded=False, successive_ids=True)`` or ``IndexShards(d, threaded,
+        successive_ids)``, as faiss's overloads."""
+        d = None
+        if args and not isinstance(args[0], (bool, np.bool_)):
+            d, args = int(args[0]), args[1:]
+        if len(args) > 0:
+            threaded = bool(args[0])
+        if len(args) > 1:
+            successive_ids = bool(args[1])
         super().__init__(d or 1, METRIC_L2)
         self._d_set = d is not None
         self.shards, self.successive_ids = [], bool(successive_ids)
@@ -1834,6 +1839,8 @@ class ParameterSpace:
 
     def set_index_parameter(self, index, name: str, value) -> None:
         if isinstance(index, IndexIDMap):
+            return self.set_index_parameter(index.index, name, value)
+        if isinstance(index, IndexPreTransform) and not isinstance(index, _IVFBased):
             return self.set_index_parameter(index.index, name, value)
         if isinstance(index, IndexRefine):
             if name == "k_factor":
