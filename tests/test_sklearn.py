@@ -111,9 +111,9 @@ def test_transformer_equals_sklearn_and_feeds_precomputed_consumers(data):
 
     blobs, _ = make_blobs(500, n_features=5, centers=3, cluster_std=2.0, random_state=0)
     G = KNeighborsTransformer(n_neighbors=30).fit_transform(blobs)
-    labels = HDBSCAN(metric="precomputed", min_samples=10).fit_predict(G.maximum(G.T))
+    labels = HDBSCAN(metric="precomputed", min_samples=10, copy=True).fit_predict(G.maximum(G.T))
     Gs = SkTransformer(n_neighbors=30).fit_transform(blobs)
-    ref_labels = HDBSCAN(metric="precomputed", min_samples=10).fit_predict(Gs.maximum(Gs.T))
+    ref_labels = HDBSCAN(metric="precomputed", min_samples=10, copy=True).fit_predict(Gs.maximum(Gs.T))
     assert labels.max() >= 1 and np.array_equal(labels, ref_labels)
     db = make_pipeline(KNeighborsTransformer(n_neighbors=15),
                        DBSCAN(metric="precomputed", eps=3.0)).fit_predict(X)
