@@ -7,8 +7,12 @@ temporary directory. In a copy of them, `import faiss` becomes
 `from nearkit.compat import faiss`; `common_faiss_tests.py` and `faiss.contrib`
 stay on the real faiss-cpu (they only generate data and ground truth).
 
-Run on its own:  PYTHONPATH=src python scripts/upstream/faiss.py [--side nearkit|faiss|both]
-Prints one line per side: "faiss <side>: N passed, M failed, ... of T collected".
+Two ways to run it:
+
+- through the shared runner (scripts/upstream_suites.py, from the annoy/hnswlib
+  work), which imports ``suites()`` from this module;
+- on its own: ``python scripts/upstream/faiss.py [--side nearkit|faiss|both]``,
+  printing one line per side: "faiss <side>: N passed, M failed, ... of T collected".
 """
 
 from __future__ import annotations
@@ -60,9 +64,7 @@ def run_pytest(tests: Path, side: str, extra: list[str], timeout: float) -> dict
     env = dict(os.environ)
     if side == "nearkit":
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "ignore",
-           "-k", DESELECT, "--timeout-method=thread"] if False else \
-          [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "ignore", "-k", DESELECT]
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-W", "ignore", "-k", DESELECT]
     proc = subprocess.run(cmd + extra + FILES, cwd=tests, env=env, capture_output=True, text=True,
                           timeout=timeout)
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
@@ -71,6 +73,34 @@ def run_pytest(tests: Path, side: str, extra: list[str], timeout: float) -> dict
     counts["summary"] = tail
     counts["output"] = proc.stdout
     return counts
+
+
+def _prepare_flat(src: Path, run: Path) -> None:
+    """The nine files and their helper side by side; the helper keeps the real faiss
+    (it only generates data), spelled so that no import rewrite touches it."""
+    import shutil
+
+    for name in FILES:
+        shutil.copy2(src / "tests" / name, run / name)
+    helper = (src / "tests" / "common_faiss_tests.py").read_text()
+    (run / "common_faiss_tests.py").write_text(
+        re.sub(r"^import faiss$", "import faiss as faiss  # the real one: data and ground truth",
+               helper, flags=re.M))
+
+
+def suites():
+    """The suite for scripts/upstream_suites.py (needs the scripts/upstream package)."""
+    from . import Suite, git_snapshot
+
+    return [Suite(
+        name=NAME,
+        source=f"facebookresearch/faiss@{TAG} tests/ ({len(FILES)} files)",
+        obtain=git_snapshot("facebookresearch/faiss", TAG, ["tests"]),
+        prepare=_prepare_flat,
+        rewrites=[(r"^import faiss$", "from nearkit.compat import faiss")],
+        leftover=r"^import faiss$",
+        pytest_args=["-W", "ignore", "-k", DESELECT, *FILES],
+    )]
 
 
 def describe(side: str, c: dict) -> str:

@@ -75,7 +75,8 @@ def _build_index(algorithm: str, X: np.ndarray, metric: str, params: dict, n_job
         index.build(threads=n_jobs)
     else:  # ivf
         params.setdefault("nlist", max(1, min(int(np.sqrt(n)), n // 39 or 1)))
-        params.setdefault("nprobe", max(1, params["nlist"] // 8))
+        # at least 4 lists (and 1/8 of them): recall near 0.9 on clustered data
+        params.setdefault("nprobe", min(params["nlist"], max(4, params["nlist"] // 8)))
         index = IVF(dim, metric, **params)
         with warnings.catch_warnings():
             if params["nlist"] == 1:  # one list: nothing to cluster, the size warning is noise

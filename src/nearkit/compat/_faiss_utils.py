@@ -47,7 +47,7 @@ def rand_smooth_vectors(n, d, seed=1234):
     low = rng.standard_normal((n, d1))
     basis = rng.standard_normal((d1, d))
     scale = 1.0 / np.sqrt(np.arange(1, d1 + 1))
-    x = (low * scale) @ basis + 0.01 * rng.standard_normal((n, d))
+    x = (low * scale) @ basis + 1.1 * rng.standard_normal((n, d))
     return np.ascontiguousarray(x, dtype=np.float32)
 
 

@@ -1,24 +1,18 @@
 """A Faiss look-alike on top of nearkit: ``from nearkit.compat import faiss``.
 
-Covers the subset most code uses (see docs/ivf.md for the
-conventions, observed with faiss-cpu side by side):
-
-- ``search`` returns ``(D, I)``; L2 distances are squared; inner-product
-  indexes return similarities, largest first; missing results are ``I = -1``
-  with ``D = +/-3.4028235e38`` (float32 max, not inf).
-- ``range_search`` returns ``(lims uint64, D, I)`` with strict inequality.
-- ``ntotal``, ``d``, ``is_trained`` (read-only), ``metric_type``, ``nprobe``,
-  ``add_with_ids``, ``remove_ids`` (id arrays or ``IDSelectorRange`` /
-  ``IDSelectorBatch``), ``reconstruct``, ``reset``.
-- ``index_factory``, ``IndexFlatL2/IP``, ``IndexHNSWFlat``, ``IndexIVFFlat``,
-  ``IndexIVFPQ``, ``IndexPQ``, ``IndexScalarQuantizer``, ``IndexIDMap(2)``,
-  ``IndexRefineFlat``, ``Kmeans``, ``normalize_L2``, ``read_index`` /
-  ``write_index`` (nearkit's own file format).
+What it covers, where it deliberately differs and what it lacks: docs/compat.md.
+In short: faiss's conventions (``(D, I)``, squared L2, padding with -1 /
+float32 max, range results in faiss's order, RuntimeErrors), the common index
+classes and factory strings (Flat, HNSW over flat or coded storage, IVF with
+flat / SQ / PQ codes and flat or HNSW quantizers, SQ4/6/8, PQ of any nbits,
+Refine, IDMap), id selectors through SearchParameters, ParameterSpace,
+clone_index, IVF internals (quantizer, invlists, search_preassigned,
+merge_from), and read_index of faiss's own files for the main index types.
 
 Deliberate differences: errors that faiss raises as bare ``AssertionError``
 are raised as ``FaissAssertionError`` (an AssertionError that is also a
 ValueError, with a message); ``k`` may be a numpy integer; nearkit indexes
-(other than IndexIDMap) refuse duplicate ids.
+(other than IndexIDMap) refuse duplicate ids; ntotal / d / is_trained are read-only.
 """
 
 from __future__ import annotations
@@ -41,6 +35,10 @@ from ..indexes.ivf import IVF as _IVF
 from ..kmeans import assign as _km_assign
 from ..kmeans import kmeans as _kmeans
 from . import _faiss_codecs as _codecs
+from ._faiss_transforms import (  # noqa: F401 - faiss's stand-alone transforms
+    HadamardRotation, LinearTransform, MatrixStats, NormalizationTransform, PCAMatrix,
+    RandomRotationMatrix, Vector, VectorTransform,
+    copy_array_to_vector, downcast_VectorTransform)
 from ._faiss_utils import (  # noqa: F401 - re-exported as faiss's module-level helpers
     MapInt64ToInt64, MapLong2Long, cvar, eval_intersection, fvec_inner_products_ny,
     fvec_L2sqr_ny, fvec_madd, fvec_madd_and_argmin, lrand, merge_knn_results,
@@ -101,7 +99,7 @@ class IDSelector:
 
     @property
     def this(self):  # faiss's SWIG handle; selectors are plain Python objects here
-        return self
+        return _Owned()
 
 
 class IDSelectorRange(IDSelector):
@@ -178,6 +176,18 @@ class IDSelectorXOr(IDSelectorAnd):
         return self.lhs.is_member(ids) ^ self.rhs.is_member(ids)
 
 
+class IDSelectorTranslated(IDSelector):
+    """A selector on an IndexIDMap's external ids, applied to its internal ids."""
+
+    def __init__(self, id_map, sel):
+        self.sel = sel
+        self._ext = id_map._ext if isinstance(id_map, IndexIDMap) else np.asarray(id_map, np.int64)
+
+    def is_member(self, ids):
+        ids = np.asarray(ids, np.int64)
+        return self.sel.is_member(self._ext[ids])
+
+
 class IDSelectorAll(IDSelector):
     def is_member(self, ids):
         return np.ones(np.shape(ids), bool)
@@ -196,10 +206,15 @@ class SearchParametersIVF(SearchParameters):
         self.nprobe = nprobe
 
 
+IVFSearchParameters = SearchParametersIVF  # faiss's older name
+
+
 class SearchParametersPQ(SearchParameters):
     def __init__(self, sel=None, polysemous_ht=0, search_type=None, **kw):
         super().__init__(sel=sel, **kw)
         self.polysemous_ht, self.search_type = polysemous_ht, search_type
+
+
 
 
 class SearchParametersHNSW(SearchParameters):
@@ -384,6 +399,12 @@ class Index:
             return np.empty((0, self._d), np.float32)
         return np.stack([self.reconstruct(int(k)) for k in keys])
 
+    def get_distance_computer(self):
+        """A callable giving the distance from a set query to a stored vector (by id)."""
+        return _DistanceComputer(self)
+
+    get_FlatCodesDistanceComputer = get_distance_computer
+
     def __reduce__(self):
         """Pickling goes through serialize_index, as faiss's."""
         return (deserialize_index, (serialize_index(self),))
@@ -410,6 +431,35 @@ class Index:
     def reconstruct_n(self, n0=0, ni=-1) -> np.ndarray:
         ni = self.ntotal - n0 if ni < 0 else ni
         return np.stack([self.reconstruct(i) for i in range(n0, n0 + ni)]) if ni else np.empty((0, self._d), np.float32)
+
+
+class _Owned:
+    """faiss's SWIG ``.this`` handle: objects here always own themselves."""
+
+    def own(self, *value) -> bool:
+        return True
+
+
+class _DistanceComputer:
+    """faiss's DistanceComputer: ``set_query(x)``, then ``dc(i)`` is the index's distance to id i."""
+
+    this = _Owned()
+
+    def __init__(self, index):
+        self._index, self._q = index, None
+
+    def set_query(self, x):
+        self._q = np.asarray(x, np.float32).reshape(-1)[: self._index.d]
+
+    def __call__(self, i) -> float:
+        v = self._index.reconstruct(int(i))
+        if self._index.metric_type == METRIC_INNER_PRODUCT:
+            return float(np.dot(v, self._q))
+        return float(((v - self._q) ** 2).sum())
+
+    def symmetric_dis(self, i, j) -> float:
+        a, b = self._index.reconstruct(int(i)), self._index.reconstruct(int(j))
+        return float(np.dot(a, b)) if self._index.metric_type == METRIC_INNER_PRODUCT else float(((a - b) ** 2).sum())
 
 
 def _copy_nk(nk):
@@ -794,6 +844,49 @@ class _IVFBased(Index):
             self._nk.add(vecs, new_ids)
         other.reset()
 
+    def set_direct_map_type(self, kind) -> None:
+        """faiss needs a direct map to reconstruct by id; nearkit always can: nothing to do."""
+        if int(kind) not in (DirectMap.NoMap, DirectMap.Array, DirectMap.Hashtable):
+            raise RuntimeError(f"Error: unknown direct map type {kind}")
+
+    def make_direct_map(self, new_maintain=True) -> None:
+        """See set_direct_map_type."""
+
+    def copy_subset_to(self, other, subset_type, a1, a2) -> None:
+        """Copy part of this IVF's entries (codes as they are) into ``other`` (same training):
+        0 ids in [a1, a2); 1 id % a1 == a2; 2 entries [a1, a2) in list order;
+        3 lists l with l % a1 == a2; 4 lists in [a1, a2)."""
+        if not isinstance(other, _IVFBased) or other._nk.nlist != self._nk.nlist:
+            raise RuntimeError("Error: copy_subset_to: the other index must be an IVF with the same nlist")
+        if not self.ntotal:
+            return
+        lists, codes, ids, refine = self._nk._unpacked()
+        t, a1, a2 = int(subset_type), int(a1), int(a2)
+        if t == 0:
+            keep = (ids >= a1) & (ids < a2)
+        elif t == 1:
+            keep = ids % a1 == a2
+        elif t == 2:
+            order = np.arange(ids.size)
+            keep = (order >= a1) & (order < a2)
+        elif t == 3:
+            keep = lists % a1 == a2
+        elif t == 4:
+            keep = (lists >= a1) & (lists < a2)
+        else:
+            raise RuntimeError(f"Error: copy_subset_to: unknown subset type {t}")
+        if other.ntotal:
+            ol, oc, oi, orf = other._nk._unpacked()
+            lists, codes, ids = (np.concatenate([ol, lists[keep]]), np.concatenate([oc, codes[keep]]),
+                                 np.concatenate([oi, ids[keep]]))
+            refine = np.concatenate([orf, refine[keep]]) if refine is not None else None
+        else:
+            lists, codes, ids = lists[keep], codes[keep], ids[keep]
+            refine = refine[keep] if refine is not None else None
+        if other._nk._centroids is None:
+            other._nk._centroids = self._nk._centroids
+        other._nk._rebuild_from(lists, codes, ids, refine)
+
     def check_ids_sorted(self) -> bool:
         inv = self.invlists
         return all(np.all(np.diff(inv.get_ids(l)) >= 0) for l in range(inv.nlist))
@@ -846,6 +939,145 @@ class _IVFBased(Index):
 
     def make_direct_map(self, *a):
         return None
+
+
+class DirectMap:
+    NoMap, Array, Hashtable = 0, 1, 2
+
+
+class _IterationStats:
+    def __init__(self, obj, imbalance):
+        self.obj, self.imbalance_factor, self.time, self.time_search, self.nsplit = obj, imbalance, 0.0, 0.0, 0
+
+
+class Clustering:
+    """faiss.Clustering: weighted Lloyd k-means whose assignment step searches ``index``
+    (reset and filled with the centroids each iteration, as faiss does); ``nredo``
+    restarts keep the best objective (largest for inner-product indexes)."""
+
+    def __init__(self, d, k, cp=None):
+        self.d, self.k = int(d), int(k)
+        base = cp if cp is not None else ClusteringParameters()
+        for key, value in vars(base).items():
+            setattr(self, key, value)
+        if cp is None:
+            self.niter = 25
+        self.decode_block_size = 32768
+        self.centroids = Vector()
+        self.iteration_stats = _Stats()
+
+    def train(self, x, index, weights=None):
+        x = np.ascontiguousarray(_as_x(x, self.d), np.float32)
+        n, k = x.shape[0], self.k
+        if n < k:
+            raise RuntimeError(f"Error: 'nx >= k' failed: Number of training points ({n}) should be at "
+                               f"least as large as number of clusters ({k})")
+        w = np.ones(n) if weights is None else np.asarray(weights, np.float64).ravel()
+        if n > k * self.max_points_per_centroid and weights is None:
+            keep = np.sort(np.random.default_rng(self.seed).choice(n, k * self.max_points_per_centroid,
+                                                                   replace=False))
+            x, w, n = x[keep], w[keep], keep.size
+        maximize = index.metric_type == METRIC_INNER_PRODUCT
+        init = self.centroids.array.reshape(-1, self.d) if self.centroids.size() else None
+        best = None
+        for redo in range(max(1, int(self.nredo))):
+            rng = np.random.default_rng(int(self.seed) + 15486557 * redo)
+            cents = (init.copy() if init is not None and init.shape[0] == k
+                     else x[rng.choice(n, k, replace=False)].copy())
+            stats = []
+            for _ in range(int(self.niter)):
+                index.reset()
+                index.add(cents)
+                D, I = index.search(x, 1)
+                labels = I[:, 0]
+                sizes = np.bincount(labels, minlength=k)
+                stats.append(_IterationStats(float((D[:, 0] * w).sum()),
+                                             float((sizes ** 2).sum() * k / (n * n))))
+                sums = np.zeros((k, self.d))
+                np.add.at(sums, labels, x * w[:, None])
+                wsum = np.bincount(labels, weights=w, minlength=k)
+                full = wsum > 0
+                cents[full] = (sums[full] / wsum[full, None]).astype(np.float32)
+                for c in np.flatnonzero(~full):  # empty cluster: split the largest one
+                    big = int(np.argmax(sizes))
+                    cents[c] = cents[big] * (1 + 1e-5 * rng.standard_normal(self.d)).astype(np.float32)
+                if self.spherical:
+                    norms = np.linalg.norm(cents, axis=1, keepdims=True)
+                    norms[norms == 0] = 1
+                    cents = (cents / norms).astype(np.float32)
+                if self.int_centroids:
+                    cents = np.rint(cents).astype(np.float32)
+            final = stats[-1].obj if stats else 0.0
+            if best is None or (final > best[0] if maximize else final < best[0]):
+                best = (final, cents.copy(), stats)
+        copy_array_to_vector(best[1].ravel(), self.centroids)
+        self.iteration_stats = _Stats(best[2])
+        index.reset()
+        index.add(best[1])
+
+    def train_encoded(self, codes, codec, index, weights=None):
+        self.train(codec.sa_decode(codes), index, weights=weights)
+
+
+class _Stats(list):
+    """faiss's std::vector of iteration statistics: ``size()`` and ``at(i)``."""
+
+    def size(self):
+        return len(self)
+
+    def at(self, i):
+        return self[int(i)]
+
+
+class IndexShards(Index):
+    """Search several indexes and merge their results (faiss.IndexShards); add() fills
+    the shards in turn, with successive ids when ``successive_ids``."""
+
+    def __init__(self, *args, successive_ids=True, threaded=False):
+        """``IndexShards(threaded=False, successive_ids=True)`` or ``IndexShards(d, threaded,
+        successive_ids)``, as faiss's overloads."""
+        d = None
+        if args and not isinstance(args[0], (bool, np.bool_)):
+            d, args = int(args[0]), args[1:]
+        if len(args) > 0:
+            threaded = bool(args[0])
+        if len(args) > 1:
+            successive_ids = bool(args[1])
+        super().__init__(d or 1, METRIC_L2)
+        self._d_set = d is not None
+        self.shards, self.successive_ids = [], bool(successive_ids)
+
+    def add_shard(self, index) -> None:
+        if not self._d_set:
+            self._d, self._metric_type = index.d, index.metric_type
+            self._metric = _metric_name(index.metric_type)
+            self._d_set = True
+        elif index.d != self._d:
+            raise RuntimeError("Error: shards must have the same dimension")
+        self.shards.append(index)
+
+    @property
+    def ntotal(self) -> int:
+        return sum(s.ntotal for s in self.shards)
+
+    @property
+    def is_trained(self) -> bool:
+        return all(s.is_trained for s in self.shards)
+
+    def search(self, x, k, *, params=None, D=None, I=None):  # noqa: E741
+        x = _as_x(x, self._d)
+        k = _as_k(k)
+        dists, idss, base = [], [], 0
+        for shard in self.shards:
+            dd, ii = shard.search(x, k, params=params)
+            if self.successive_ids:
+                ii = np.where(ii >= 0, ii + base, -1)
+                base += shard.ntotal
+            dists.append(dd)
+            idss.append(ii)
+        dist, ids = merge_knn_results(np.stack(dists), np.stack(idss),
+                                      keep_max=self._metric == "ip")
+        return _fill(D, I, np.ascontiguousarray(dist), np.ascontiguousarray(ids))
 
 
 class ClusteringParameters:
@@ -1033,6 +1265,10 @@ _CodecIndex._add_internal = _HNSWCodec._add_internal = _append_only
 _CodecIndex._remove_internal = _HNSWCodec._remove_internal = _no_remove
 
 
+IndexFlatCodes = _CodecIndex  # faiss's base of the flat coded indexes
+IndexPQ_ST_polysemous = 1
+
+
 class IndexScalarQuantizer(_CodecIndex):
     def __init__(self, d, qtype, metric=METRIC_L2):
         super().__init__(d, metric)
@@ -1059,7 +1295,16 @@ class IndexPQ(_CodecIndex):
 
 
 class IndexIVFScalarQuantizer(_IVFBased):
-    pass
+    def __init__(self, quantizer, d, nlist, qtype=ScalarQuantizer.QT_8bit, metric=METRIC_L2,
+                 by_residual=True):
+        super().__init__(d, metric)
+        codec = {ScalarQuantizer.QT_8bit: "sq8", ScalarQuantizer.QT_fp16: "fp16"}.get(int(qtype))
+        if codec is None:
+            raise RuntimeError(f"Error: IndexIVFScalarQuantizer supports QT_8bit and QT_fp16 here "
+                               f"(got qtype {qtype}); use IndexScalarQuantizer for the others")
+        self.quantizer = quantizer
+        self._init_nk(nlist=int(nlist), codec=codec)
+        self._adopt_quantizer()
 
 
 class IndexIVFPQFastScan(_IVFBased):
@@ -1070,8 +1315,102 @@ class IndexPQFastScan(_IVFBased):
     pass
 
 
-class IndexPreTransform(_IVFBased):
-    pass
+class _NkPreTransformBase(_IVFBased):
+    """A nearkit IVF with its own PCA / OPQ pre-transform (factory "OPQ<m>,IVF…")."""
+
+    ntotal = Index.ntotal
+    add, add_with_ids, search, range_search = Index.add, Index.add_with_ids, Index.search, Index.range_search
+    remove_ids, sa_code_size = Index.remove_ids, Index.sa_code_size
+
+
+class IndexPreTransform(Index):
+    """Vector transforms applied before an inner index: ``IndexPreTransform(vt, index)``
+    (``chain`` lists them; ``prepend_transform`` adds one in front)."""
+
+    def __init__(self, vt, index=None):
+        if index is None:  # IndexPreTransform(index): no transform yet
+            vt, index = None, vt
+        super().__init__(vt.d_in if vt is not None else index.d, index.metric_type)
+        self.index = index
+        self.chain = _Stats([vt] if vt is not None else [])
+
+    def prepend_transform(self, vt):
+        self.chain.insert(0, vt)
+        self._d = vt.d_in
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    @property
+    def is_trained(self) -> bool:
+        return all(t.is_trained for t in self.chain) and self.index.is_trained
+
+    def apply_chain(self, x):
+        x = _as_x(x, self._d)
+        for t in self.chain:
+            x = t.apply(x)
+        return x
+
+    def train(self, x):
+        x = _as_x(x, self._d)
+        for t in self.chain:
+            if not t.is_trained:
+                t.train(x)
+            x = t.apply(x)
+        self.index.train(x)
+
+    def add(self, x):
+        """Adds vectors to the index (ids are ntotal, ntotal + 1, ...)."""
+        self._require_trained("add")
+        self.index.add(self.apply_chain(x))
+
+    def add_with_ids(self, x, ids):
+        self._require_trained("add")
+        self.index.add_with_ids(self.apply_chain(x), ids)
+
+    def search(self, x, k, *, params=None, D=None, I=None):  # noqa: E741
+        self._require_trained("search")
+        return self.index.search(self.apply_chain(x), k, params=params, D=D, I=I)
+
+    def range_search(self, x, thresh, *, params=None):
+        return self.index.range_search(self.apply_chain(x), thresh, params=params)
+
+    def remove_ids(self, sel):
+        return self.index.remove_ids(sel)
+
+    def reset(self):
+        self.index.reset()
+
+    def reconstruct(self, key):
+        y = self.index.reconstruct(key)[None, :]
+        for t in reversed(self.chain):
+            if not getattr(t, "is_orthonormal", False):
+                raise RuntimeError("Error: reconstruct needs invertible (orthonormal) transforms")
+            y = t.reverse_transform(y)
+        return y[0]
+
+    def sa_code_size(self) -> int:
+        return self.index.sa_code_size()
+
+    _add_internal = None  # set below (not by position-independent ids)
+    _remove_internal = None
+
+
+class _NkPreTransform(_NkPreTransformBase, IndexPreTransform):
+    """What the factory builds for OPQ strings: an IndexPreTransform whose transform
+    lives inside a nearkit IVF (its ``chain`` is empty here)."""
+
+    @property
+    def chain(self):
+        return _Stats()
+
+    @chain.setter
+    def chain(self, value):
+        pass
+
+    def reconstruct(self, key):
+        return _IVFBased.reconstruct(self, key)
 
 
 class _IVFView:
@@ -1138,6 +1477,8 @@ class IndexIDMap(Index):
     def _inner_params(self, params):
         """The same parameters with the selector moved from external to internal ids."""
         if params is None or getattr(params, "sel", None) is None:
+            return params
+        if isinstance(params.sel, IDSelectorTranslated):  # already on internal ids
             return params
         internal = self._ext_live()
         allowed = internal[params.sel.is_member(self._ext[internal])]
@@ -1211,7 +1552,7 @@ def _wrap(nk_index, metric, idmap=None):
     elif isinstance(nk_index, _IVF):
         ivf = nk_index
         if ivf.transform_name:
-            cls = IndexPreTransform
+            cls = _NkPreTransform
         elif ivf.nlist == 1 and ivf.codec == "pq4fs":
             cls = IndexPQFastScan
         else:
@@ -1306,7 +1647,35 @@ def _factory(d, desc, metric):
     return index
 
 
+_VT_RE = re.compile(r"^(PCAW?R?|RR)(\d+)$|^(L2norm|L2Norm|HR)$")
+
+
+def _transform(d, part):
+    """(VectorTransform, d_out) for a transform component, or None."""
+    mt = _VT_RE.match(part)
+    if not mt:
+        return None
+    if mt.group(3):
+        if mt.group(3) == "HR":
+            vt = HadamardRotation(d)
+            return vt, vt.d_out
+        return NormalizationTransform(d), d
+    kind, d_out = mt.group(1), int(mt.group(2))
+    if kind == "RR":
+        return RandomRotationMatrix(d, d_out), d_out
+    return PCAMatrix(d, d_out, -0.5 if "W" in kind else 0.0, "R" in kind), d_out
+
+
 def _factory_main(d, parts, metric, desc):
+    chain, dd = [], d
+    while len(parts) > 1 and _transform(dd, parts[0]) is not None:
+        vt, dd = _transform(dd, parts.pop(0))
+        chain.append(vt)
+    if chain:
+        index = IndexPreTransform(chain[0], _factory_main(dd, parts, metric, desc))
+        index.chain = _Stats(chain)
+        return index
+
     # "np" (no polysemous training) changes nothing here: nearkit has no polysemous codes
     parts = [re.sub(r"^(PQ\d+(?:x\d+)?)np$", r"\1", p) for p in parts]
     if len(parts) == 1:
@@ -1439,7 +1808,8 @@ class IndexRefine(Index):
         return new_lims, dist.astype(np.float32), ids.astype(np.int64)
 
 
-IndexRefine._add_internal = _append_only
+IndexRefine._add_internal = IndexPreTransform._add_internal = _append_only
+IndexPreTransform._remove_internal = _no_remove
 IndexRefine._remove_internal = _no_remove
 
 
@@ -1473,6 +1843,8 @@ class ParameterSpace:
 
     def set_index_parameter(self, index, name: str, value) -> None:
         if isinstance(index, IndexIDMap):
+            return self.set_index_parameter(index.index, name, value)
+        if isinstance(index, IndexPreTransform) and not isinstance(index, _IVFBased):
             return self.set_index_parameter(index.index, name, value)
         if isinstance(index, IndexRefine):
             if name == "k_factor":
@@ -1545,6 +1917,24 @@ def _to_node(index, prefix, sections) -> dict:
             sections[prefix + "pq_centroids"] = codec.centroids
         sections[prefix + "codes"] = (index._codes if index._codes is not None
                                       else np.empty((0, 0), np.uint8))
+    elif isinstance(index, IndexPreTransform) and not isinstance(index, _IVFBased):
+        chain = []
+        for j, t in enumerate(index.chain):
+            item = {"type": type(t).__name__, "d_in": t.d_in, "d_out": t.d_out,
+                    "trained": bool(t.is_trained)}
+            if isinstance(t, HadamardRotation):
+                item["seed"] = t.seed
+            elif isinstance(t, NormalizationTransform):
+                item["norm"] = t.norm
+            elif isinstance(t, LinearTransform):
+                item.update(have_bias=t.have_bias, orthonormal=bool(t.is_orthonormal),
+                            eigen_power=getattr(t, "eigen_power", 0.0),
+                            random_rotation=getattr(t, "random_rotation", False),
+                            epsilon=getattr(t, "epsilon", 0.0))
+                sections[f"{prefix}t{j}A"] = t.A.array
+                sections[f"{prefix}t{j}b"] = t.b.array
+            chain.append(item)
+        node.update(chain=chain, inner=_to_node(index.index, prefix + "i/", sections))
     elif isinstance(index, _HNSWCodec):
         node.update(M=index._M, ef_search=index._ef_search, ef_construction=index._ef_construction,
                     storage=_to_node(index._storage, prefix + "s/", sections),
@@ -1612,6 +2002,27 @@ def _from_node(node, prefix, sections):
             obj._nk.add(codec.decode(codes), np.arange(codes.shape[0]))
         if issubclass(cls, IndexPQ):
             obj.do_polysemous_training = False
+    elif issubclass(cls, IndexPreTransform) and not issubclass(cls, _IVFBased):
+        obj.index = _from_node(node["inner"], prefix + "i/", sections)
+        chain = []
+        for j, item in enumerate(node["chain"]):
+            kind = item["type"]
+            if kind == "HadamardRotation":
+                t = HadamardRotation(item["d_in"], item["seed"])
+            elif kind == "NormalizationTransform":
+                t = NormalizationTransform(item["d_in"], item["norm"])
+            else:
+                t = globals()[kind].__new__(globals()[kind])
+                LinearTransform.__init__(t, item["d_in"], item["d_out"], item["have_bias"])
+                if kind == "PCAMatrix":
+                    t.eigen_power, t.random_rotation = item["eigen_power"], item["random_rotation"]
+                    t.epsilon, t.eigenvalues, t.mean = item["epsilon"], Vector(), Vector()
+                copy_array_to_vector(sections[f"{prefix}t{j}A"], t.A)
+                copy_array_to_vector(sections[f"{prefix}t{j}b"], t.b)
+                t.is_orthonormal = item["orthonormal"]
+            t.is_trained = item["trained"]
+            chain.append(t)
+        obj.chain = _Stats(chain)
     elif issubclass(cls, _HNSWCodec):
         obj._M, obj._ef_search, obj._ef_construction = node["M"], node["ef_search"], node["ef_construction"]
         obj.hnsw = _HNSWParams(obj)
@@ -1630,7 +2041,8 @@ def _from_node(node, prefix, sections):
 def write_index(index, fname) -> None:
     """Write in nearkit's own file format (read back by read_index; a plain Flat,
     HNSWFlat or IVF index is also readable by nearkit.load)."""
-    plain = not isinstance(index, (IndexIDMap, IndexRefine, _CodecIndex, _HNSWCodec))
+    plain = (not isinstance(index, (IndexIDMap, IndexRefine, _CodecIndex, _HNSWCodec, IndexPreTransform))
+             or isinstance(index, _NkPreTransform))
     if plain and index._nk is not None and not (isinstance(index._nk, _IVF) and not index._nk.is_trained):
         nk = index._nk
         params = dict(nk._params())
