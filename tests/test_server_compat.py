@@ -3,6 +3,7 @@ fields, INFO fields, aggregation, query syntax, ... Each scenario runs on nearki
 its expected answer, and (when the reference Redis Stack 7.4 can be started here) on both
 servers, whose answers must be equal."""
 
+import json
 import os
 import signal
 
@@ -204,3 +205,62 @@ def test_ft_config_and_stopwords(nk):
     assert out["and"] == (1, ["s:1"])  # a custom list replaces the default one
     assert out["foo"] == (0, [])
     assert out["knn"] == [1, "s:1"]
+
+
+JSON_DOC = ('{"a": ["foo"], "nested1": {"a": ["hello", null, "world"], "b": {"x": 1}}, '
+            '"nested2": {"a": 31}, "s": "ab", "t": true, '
+            '"store": {"book": [{"price": 8.95, "size": [10, 20]}, {"price": 12.5, "size": [5]}]}}')
+
+JSON_STEPS = [
+    ("JSON.GET", "d", "$..a"), ("JSON.GET", "d", "$.store.book[?(@.price<10)].size"),
+    ("JSON.GET", "d", "$.nested1.a[1:]"), ("JSON.GET", "d", "$.nested1.a[::2]"),
+    ("JSON.GET", "d", "$.nested1.a[0,2]"), ("JSON.GET", "d", "$..book[-1].price"),
+    ("JSON.GET", "d", "$.store.book[?(@.price>9 || @.price<1)].price"),
+    ("JSON.STRLEN", "d", "$..a"), ("JSON.STRAPPEND", "d", "$.s", '"cd"'), ("JSON.STRLEN", "d", ".s"),
+    ("JSON.ARRLEN", "d", "$..a"), ("JSON.ARRAPPEND", "d", "$..a", '"x"', "2"),
+    ("JSON.ARRINSERT", "d", "$.a", "0", '"first"'), ("JSON.ARRINDEX", "d", "$.a", '"x"'),
+    ("JSON.ARRPOP", "d", "$..a", "1"), ("JSON.ARRTRIM", "d", "$.nested1.a", "0", "1"),
+    ("JSON.OBJKEYS", "d", "$.nested1"), ("JSON.OBJLEN", "d", "$..b"),
+    ("JSON.NUMINCRBY", "d", "$.nested2.a", "2"), ("JSON.NUMMULTBY", "d", "$.nested2.a", "1.5"),
+    ("JSON.TOGGLE", "d", "$.t"), ("JSON.TYPE", "d", "$..a"), ("JSON.RESP", "d", "$.nested1"),
+    ("JSON.CLEAR", "d", "$.nested1.*"), ("JSON.MERGE", "d", "$", '{"s": null, "m": {"k": 1}}'),
+    ("JSON.MSET", "e", "$", '{"z": 1}', "d", "$.n", "5"), ("JSON.GET", "e", "$"),
+    ("JSON.DEL", "d", "$..a"), ("JSON.GET", "d", "$"),
+    ("JSON.GET", "d", "NOESCAPE", "."), ("JSON.STRLEN", "nokey", "$..a"),
+    ("JSON.ARRAPPEND", "nokey", "$", "1"), ("JSON.GET", "d", "$.m[?(@.k==)]"),
+]
+
+
+@scenario
+def json_commands(r):
+    r.flushall()
+    r.execute_command("JSON.SET", "d", "$", JSON_DOC)
+    out = []
+    for step in JSON_STEPS:
+        try:
+            reply = r.execute_command(*step)
+        except redis.ResponseError:
+            reply = "error"  # the texts differ (RedisJSON's parser messages)
+        if step[0] == "JSON.GET" and reply != "error" and reply is not None:
+            reply = json.loads(reply)  # RedisJSON's member order is its own
+        out.append(reply)
+    return out
+
+
+def test_json_commands(nk):
+    out = dict(zip([" ".join(s) for s in JSON_STEPS], json_commands(nk)))
+    assert out["JSON.GET d $..a"] == [["foo"], ["hello", None, "world"], 31]
+    assert out["JSON.GET d $.store.book[?(@.price<10)].size"] == [[10, 20]]
+    assert out["JSON.GET d $.nested1.a[1:]"] == [None, "world"]
+    assert out["JSON.GET d $.nested1.a[::2]"] == ["hello", "world"]
+    assert out["JSON.GET d $..book[-1].price"] == [12.5]
+    assert out["JSON.STRLEN d $..a"] == [None, None, None]
+    assert out['JSON.STRAPPEND d $.s "cd"'] == [4]
+    assert out['JSON.ARRAPPEND d $..a "x" 2'] == [3, 5, None]
+    assert out["JSON.ARRPOP d $..a 1"] == ['"foo"', "null", None]
+    assert out["JSON.NUMINCRBY d $.nested2.a 2"] == "[33]"
+    assert out["JSON.NUMMULTBY d $.nested2.a 1.5"] == "[49.5]"
+    assert out["JSON.TOGGLE d $.t"] == [0]
+    assert out["JSON.DEL d $..a"] == 3
+    assert out["JSON.STRLEN nokey $..a"] == "error"
+    assert out["JSON.GET d $.m[?(@.k==)]"] == "error"

@@ -152,7 +152,7 @@ class SearchIndex:
         found = jsonpath.find(value.value, f.path)
         if not found:
             return None
-        if f.type in ("TAG", "TEXT") and (len(found) > 1 or "*" in f.identifier):
+        if f.type in ("TAG", "TEXT") and (len(found) > 1 or not f.path.definite):
             return found
         return found[0]
 
