@@ -264,3 +264,33 @@ def test_json_commands(nk):
     assert out["JSON.DEL d $..a"] == 3
     assert out["JSON.STRLEN nokey $..a"] == "error"
     assert out["JSON.GET d $.m[?(@.k==)]"] == "error"
+
+
+@scenario
+def knn_order_and_return(r):
+    import numpy as np
+
+    r.flushall()
+    r.execute_command("FT.CREATE", "k", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA", "t", "TAG",
+                      "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "2",
+                      "DISTANCE_METRIC", "L2")
+    for i in range(6):
+        r.hset(f"d:{i}", mapping={"t": "x", "v": np.array([i, 0], np.float32).tobytes()})
+    q = np.array([2.2, 0], np.float32).tobytes()
+    knn = ("FT.SEARCH", "k", "*=>[KNN 4 @v $b AS d]", "PARAMS", "2", "b", q)
+    out = []
+    for extra in [("RETURN", "1", "d"), ("RETURN", "2", "d", "d", "LIMIT", "0", "2"),
+                  ("RETURN", "1", "d", "SORTBY", "d"), ("RETURN", "1", "d")]:  # twice: cached path
+        out.append(r.execute_command(*knn, *extra, "DIALECT", "2"))
+    reply = r.execute_command(*knn, "RETURN", "3", "t", "d", "t", "DIALECT", "2")
+    out.append([reply[0]] + [x if isinstance(x, str) else sorted(zip(x[::2], x[1::2]))
+                             for x in reply[1:]])
+    return out
+
+
+def test_knn_without_sortby_is_in_document_order(nk):
+    out = knn_order_and_return(nk)
+    assert [k for k in out[0][1::2]] == ["d:1", "d:2", "d:3", "d:4"] == out[3][1::2]
+    assert out[1] == [4, "d:1", ["d", "1.44000005722"], "d:2", ["d", "0.0400000177324"]]
+    assert out[2][1::2] == ["d:2", "d:3", "d:1", "d:4"]
+    assert out[4][2] == [("d", "1.44000005722"), ("t", "x")]  # a repeated RETURN field once

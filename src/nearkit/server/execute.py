@@ -478,8 +478,8 @@ def _remember_fast(idx, req, prep, args, score_names):
     pos = req.param_pos.get(knn.vector_param)
     if (args is None or vf is None or pos is None or knn.k <= 0 or prep.range_queries
             or type(prep.tree) is not MatchAll or req.inkeys is not None or req.numeric_filters
-            or req.withscores or (req.sortby is not None and
-                                  (req.sortby != knn.score_name or req.sort_desc))):
+            or req.withscores or req.sortby is None
+            or req.sortby != knn.score_name or req.sort_desc):
         return
     if len(_FAST) >= 1024:
         _FAST.clear()
@@ -514,7 +514,10 @@ def search(ctx, idx, req: SearchRequest, args=None):
         slots, scores = select(idx, prep)
         total = int(slots.shape[0])
         order = None
-        if req.sortby is not None:
+        if req.sortby is None and knn_name is not None:
+            # Without SORTBY, Redis lists the k nearest in document order.
+            order = np.argsort(slots, kind="stable")
+        elif req.sortby is not None:
             if req.sortby == knn_name and not req.sort_desc:
                 order = None  # KNN results come sorted by distance already
             elif req.sortby in scores:

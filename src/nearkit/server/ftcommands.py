@@ -446,7 +446,8 @@ def ft_search(ctx, args):
                     j += 3
                 else:
                     j += 1
-                ret.append((fname, label))
+                if all(label != seen for _, seen in ret):  # Redis returns a field once
+                    ret.append((fname, label))
             req.return_fields = ret
             if n == 0:
                 req.nocontent = True
