@@ -294,3 +294,43 @@ def test_knn_without_sortby_is_in_document_order(nk):
     assert out[1] == [4, "d:1", ["d", "1.44000005722"], "d:2", ["d", "0.0400000177324"]]
     assert out[2][1::2] == ["d:2", "d:3", "d:1", "d:4"]
     assert out[4][2] == [("d", "1.44000005722"), ("t", "x")]  # a repeated RETURN field once
+
+
+@scenario
+def aliases_missing_and_skip_scan(r):
+    r.flushall()
+    out = []
+
+    def run(*cmd):
+        try:
+            out.append(r.execute_command(*cmd))
+        except redis.ResponseError as exc:
+            out.append(str(exc))
+    r.hset("old:1", mapping={"t": "x"})
+    run("FT.CREATE", "i1", "PREFIX", "1", "old:", "SKIPINITIALSCAN", "SCHEMA", "t", "TAG",
+        "INDEXMISSING", "n", "NUMERIC")
+    run("FT.CREATE", "i2", "PREFIX", "1", "old:", "SCHEMA", "t", "TAG", "n", "NUMERIC")
+    r.hset("old:2", mapping={"n": 1})
+    r.hset("old:3", mapping={"t": "y", "n": 2})
+    for cmd in [("FT.ALIASADD", "a", "i1"), ("FT.ALIASADD", "a", "i2"), ("FT.ALIASADD", "b", "nope"),
+                ("FT.SEARCH", "a", "*", "NOCONTENT", "SORTBY", "n"), ("FT.ALIASUPDATE", "a", "i2"),
+                ("FT.SEARCH", "a", "*", "NOCONTENT", "SORTBY", "n"), ("FT.ALIASDEL", "zz"),
+                ("FT.SEARCH", "i1", "ismissing(@t)", "NOCONTENT", "DIALECT", "2"),
+                ("FT.SEARCH", "i1", "-ismissing(@t)", "NOCONTENT", "DIALECT", "2"),
+                ("FT.SEARCH", "i2", "ismissing(@t)", "NOCONTENT", "DIALECT", "2"),
+                ("FT.DROPINDEX", "a"), ("FT.SEARCH", "a", "*"), ("FT._LIST",)]:
+        run(*cmd)
+    out[-1] = sorted(out[-1])
+    return out
+
+
+def test_aliases_missing_and_skip_scan(nk):
+    out = aliases_missing_and_skip_scan(nk)
+    assert out[2:5] == ["OK", "Alias already exists",
+                        "Unknown index name (or name is an alias itself)"]
+    assert out[5] == [2, "old:2", "old:3"]  # SKIPINITIALSCAN: old:1 left out
+    assert out[7] == [3, "old:2", "old:3", "old:1"]
+    assert out[8] == "Alias does not exist"
+    assert out[9] == [1, "old:2"] and out[10] == [1, "old:3"]
+    assert "INDEXMISSING" in out[11]
+    assert out[12] == "OK" and out[14] == ["i1"]

@@ -25,7 +25,7 @@ import numpy as np
 from .. import _core
 
 from ..store.filters import (
-    Geo,
+    Geo, Missing,
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
@@ -130,6 +130,16 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
         return m
     if isinstance(node, Not):
         return live & ~eval_mask(idx, node.child, live, ranges)
+    if isinstance(node, Missing):
+        f = idx.field(node.field)
+        if f is None or "INDEXMISSING" not in f.flags:
+            raise CommandError(f"'ismissing' requires field '{node.field}' to be defined with "
+                               "'INDEXMISSING'")
+        m = live.copy()
+        for slot, rec in idx.slot_rec.items():
+            if slot < m.shape[0] and f.alias in rec:
+                m[slot] = False
+        return m
     if not _leaf_ok(idx, node):
         return np.zeros(live.shape[0], bool)
     return idx.fi.mask(node, live)

@@ -25,7 +25,7 @@ def _err(msg: str):
 
 
 def _index(ctx, name: bytes, missing: str):
-    idx = ctx.server.search.indexes.get(name)
+    idx = ctx.server.search.lookup(name)
     if idx is None:
         _err(missing.format(name=_t(name)))
     return idx
@@ -178,7 +178,7 @@ _CREATE_1ARG = {b"LANGUAGE", b"LANGUAGE_FIELD", b"SCORE", b"SCORE_FIELD", b"PAYL
 @command("FT.CREATE", -2, ("write",), display="FT.CREATE")
 def ft_create(ctx, args):
     name = args[0]
-    on, prefixes, score, stopwords = "HASH", [], 1.0, None
+    on, prefixes, score, stopwords, skip_scan = "HASH", [], 1.0, None, False
     i = 1
     while i < len(args):
         kw = args[i].upper()
@@ -213,6 +213,7 @@ def ft_create(ctx, args):
         elif kw in _CREATE_1ARG and i + 1 < len(args):
             i += 2
         elif kw in _CREATE_FLAGS:
+            skip_scan = skip_scan or kw == b"SKIPINITIALSCAN"
             i += 1
         else:
             return Error(f"Unknown argument `{_t(args[i])}`")
@@ -222,6 +223,8 @@ def ft_create(ctx, args):
         return Error("Index already exists")
     fields = parse_schema(args, i + 1, on == "JSON")
     options = {"default_score": score}
+    if skip_scan:
+        options["skip_initial_scan"] = True
     if stopwords is not None:
         options["stopwords"] = stopwords  # a custom list (default: Redis's own)
     idx = SearchIndex(name, on, prefixes or [b""], fields, options)
@@ -247,12 +250,42 @@ def ft_alter(ctx, args):
 
 @command("FT.DROPINDEX", -2, ("write",), display="FT.DROPINDEX")
 def ft_dropindex(ctx, args):
-    _index(ctx, args[0], "Unknown Index name")
-    idx = ctx.server.search.drop(args[0])
+    idx = ctx.server.search.drop(_index(ctx, args[0], "Unknown Index name").name)
     if len(args) > 1 and args[1].upper() == b"DD":
         ks = ctx.server.keyspace
         for key in [k for k in idx.slot_key if k is not None]:
             ks.delete(key)
+    return OK
+
+
+@command("FT.ALIASADD", 3, ("write",), display="FT.ALIASADD")
+def ft_aliasadd(ctx, args):
+    engine = ctx.server.search
+    if args[0] in engine.aliases:
+        return Error("Alias already exists")
+    idx = engine.indexes.get(args[1])
+    if idx is None:
+        return Error("Unknown index name (or name is an alias itself)")
+    engine.set_alias(args[0], idx)
+    return OK
+
+
+@command("FT.ALIASUPDATE", 3, ("write",), display="FT.ALIASUPDATE")
+def ft_aliasupdate(ctx, args):
+    engine = ctx.server.search
+    idx = engine.indexes.get(args[1])
+    if idx is None:
+        return Error("Unknown index name (or name is an alias itself)")
+    engine.set_alias(args[0], idx)
+    return OK
+
+
+@command("FT.ALIASDEL", 2, ("write",), display="FT.ALIASDEL")
+def ft_aliasdel(ctx, args):
+    engine = ctx.server.search
+    if args[0] not in engine.aliases:
+        return Error("Alias does not exist")
+    engine.set_alias(args[0], None)
     return OK
 
 

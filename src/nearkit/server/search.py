@@ -295,6 +295,7 @@ class SearchEngine:
     def __init__(self, server):
         self.server = server
         self.indexes: dict[bytes, SearchIndex] = {}
+        self.aliases: dict[bytes, bytes] = {}  # FT.ALIASADD: alias -> index name
         self._flush_scheduled = False
         # FT.CONFIG values (strings, as FT.CONFIG GET shows them).
         self.config = {"MAXSEARCHRESULTS": "10000", "MAXAGGREGATERESULTS": "10000",
@@ -303,6 +304,27 @@ class SearchEngine:
                        "CURSOR_MAX_IDLE": "300000", "ON_TIMEOUT": "return"}
         self.snapshot_writer = _snapshot.Writer()
         server.keyspace.listeners.append(self.on_key_change)
+
+    def lookup(self, name: bytes):
+        """The index with this name, else the one this alias points at, else None."""
+        idx = self.indexes.get(name)
+        if idx is None:
+            target = self.aliases.get(name)
+            idx = self.indexes.get(target) if target is not None else None
+        return idx
+
+    def set_alias(self, alias: bytes, idx) -> None:
+        """Point ``alias`` at ``idx`` (None: remove it); kept in the indexes' definitions."""
+        old = self.aliases.pop(alias, None)
+        if old is not None and old in self.indexes:
+            prev = self.indexes[old]
+            prev.options["aliases"] = [a for a in prev.options.get("aliases", [])
+                                       if a != alias.decode("latin-1")]
+            self.save(prev)
+        if idx is not None:
+            self.aliases[alias] = idx.name
+            idx.options.setdefault("aliases", []).append(alias.decode("latin-1"))
+            self.save(idx)
 
     @property
     def default_dialect(self) -> int:
@@ -325,9 +347,14 @@ class SearchEngine:
 
     def create(self, idx: SearchIndex, persist: bool = True) -> None:
         self.indexes[idx.name] = idx
+        for alias in idx.options.get("aliases", []):
+            self.aliases[alias.encode("latin-1")] = idx.name
         if persist and self.server.durable is not None:
             self.server.durable.save_index(idx.name, idx.definition())
-        idx.backfill(self.server.keyspace)
+        # SKIPINITIALSCAN: keys already there stay out (only at creation; a restart
+        # rebuilds the index from every key, which Redis's RDB load would not do).
+        if not (persist and idx.options.get("skip_initial_scan")):
+            idx.backfill(self.server.keyspace)
         idx.flush_vectors()
 
     def restore_index(self, name: bytes, d: dict) -> None:
@@ -341,6 +368,8 @@ class SearchEngine:
 
     def drop(self, name: bytes) -> SearchIndex:
         idx = self.indexes.pop(name)
+        for alias in [a for a, n in self.aliases.items() if n == name]:
+            del self.aliases[alias]
         if self.server.durable is not None:
             self.server.durable.drop_index(name)
             self.snapshot_writer.wait()  # no snapshot file may land after the removal
@@ -350,6 +379,7 @@ class SearchEngine:
     def drop_all(self) -> None:
         names = list(self.indexes)
         self.indexes.clear()
+        self.aliases.clear()
         if self.server.durable is not None:
             self.server.durable.drop_all_indexes()
             self.snapshot_writer.wait()

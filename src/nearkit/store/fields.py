@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .filters import (
-    FIELD_TYPES, And, FilterError, Geo, MatchAll, Node, Not, Numeric, Optional, Or, Tag,
+    FIELD_TYPES, And, FilterError, Geo, MatchAll, Missing, Node, Not, Numeric, Optional, Or, Tag,
     TextTerm, VectorRange, bind, geo_distance_m, geo_value, numeric_value, tag_values,
     text_tokens,
 )
@@ -190,6 +190,8 @@ class FieldIndex:
             lo = col >= node.lo if node.lo_inclusive else col > node.lo
             hi = col <= node.hi if node.hi_inclusive else col < node.hi
             return lo & hi
+        if isinstance(node, Missing):
+            raise FilterError("ismissing() is evaluated by the caller (it knows which rows have the field)")
         if isinstance(node, Geo):
             col = self._geo[node.field][:n]
             with np.errstate(invalid="ignore"):

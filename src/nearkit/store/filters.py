@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "And", "FilterError", "FilterSyntaxError", "MatchAll", "Node", "Not", "Numeric",
-    "Optional", "Or", "Tag", "TextTerm", "VectorRange", "Geo",
+    "Optional", "Or", "Tag", "TextTerm", "VectorRange", "Geo", "Missing",
     "bind", "from_python", "matches", "parse_filter", "parse_prefix", "to_filter",
     "text_tokens", "tag_values", "FIELD_TYPES",
 ]
@@ -149,6 +149,16 @@ def geo_distance_m(lon1, lat1, lon2, lat2):
     a = (np.sin((lat2 - lat1) / 2) ** 2
          + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2)
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
+
+
+@dataclass(frozen=True)
+class Missing(Node):
+    """``ismissing(@field)``: the document has no value for the field."""
+
+    field: str
+
+    def __str__(self):
+        return f"ismissing(@{self.field})"
 
 
 @dataclass(frozen=True)
@@ -283,6 +293,9 @@ def tag_values(value, separator: str = ",", case_sensitive: bool = False) -> lis
 
 # -- the Redis query-language parser --------------------------------------------------------
 
+_ISMISSING = re.compile(r"ismissing\s*\(\s*@([A-Za-z_][\w.$-]*)\s*\)", re.IGNORECASE)
+
+
 class _Parser:
     def __init__(self, text: str, params: dict | None, start: int = 0):
         if not isinstance(text, str):
@@ -415,6 +428,10 @@ class _Parser:
             return self.field_expr()
         if c == '"':
             return self.phrase(None)
+        m = _ISMISSING.match(self.s, self.i)
+        if m:
+            self.i = m.end()
+            return Missing(m.group(1))
         if c in "{[":
             self.error(f"{c!r} must follow a field name (@field:{c}...)")
         if c in ")}]|:":
@@ -855,6 +872,9 @@ def bind(node: Node, schema: dict) -> Node:
                 raise FilterError(f"text filter on {node.field!r} has no words")
             return _or(alts)
         raise FilterError(f"field {node.field!r} is {t}, not tag: use a numeric range")
+    if isinstance(node, Missing):
+        _field_type(schema, node.field)
+        return node
     if isinstance(node, Geo):
         t = _field_type(schema, node.field)
         if t != "geo":
@@ -926,6 +946,8 @@ def matches(node: Node, payload: dict | None, schema: dict) -> bool:
         except ValueError:
             return False
         return v is not None and node.test(v)
+    if isinstance(node, Missing):
+        return payload.get(node.field) is None
     if isinstance(node, Geo):
         try:
             p = geo_value(payload.get(node.field))
