@@ -70,6 +70,8 @@ def geo_radius(r):
               "-@loc:[-122.4194 37.7749 20 km]", "@loc:[$lon $lat $r $u]", "@n:[2]"]:
         out[q] = _search(r, "g", q, "NOCONTENT", "SORTBY", "n", "PARAMS", "8", "lon",
                          "-122.3", "lat", "37.8", "r", "5", "u", "km")
+    out["GEOFILTER"] = r.execute_command("FT.SEARCH", "g", "*", "NOCONTENT", "SORTBY", "n",
+                                         "GEOFILTER", "loc", "-122.4194", "37.7749", "20", "km")
     info = r.ft("g").info()
     out["failures"] = int(info["hash_indexing_failures"])
     out["types"] = [a[5] for a in info["attributes"]]
@@ -85,6 +87,7 @@ def test_geo_radius_queries(nk):
     assert out["-@loc:[-122.4194 37.7749 20 km]"] == (1, ["p:3"])
     assert out["@loc:[$lon $lat $r $u]"] == (1, ["p:2"])
     assert out["@n:[2]"] == (1, ["p:2"])
+    assert out["GEOFILTER"] == [2, "p:1", "p:2"]
     assert out["failures"] == 1 and out["types"] == ["GEO", "NUMERIC"]
 
 

@@ -226,7 +226,11 @@ def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), ink
     if tree is None:  # a query of stop words only matches nothing
         tree = _NOTHING
     extra = []
-    for fname, lo, hi in numeric_filters:
+    for entry in numeric_filters:
+        if len(entry) == 5:  # GEOFILTER field lon lat radius unit
+            extra.append(Geo(*entry))
+            continue
+        fname, lo, hi = entry
         lo_v, lo_inc = _parse_bound(lo)
         hi_v, hi_inc = _parse_bound(hi)
         extra.append(Numeric(fname, lo_v, hi_v, lo_inc, hi_inc))

@@ -506,6 +506,18 @@ def ft_search(ctx, args):
                 return Error("Bad arguments for FILTER: Expected an argument, but none provided")
             req.numeric_filters.append((_t(args[i + 1]), _t(args[i + 2]), _t(args[i + 3])))
             i += 4
+        elif kw == b"GEOFILTER":
+            if i + 5 >= len(args):
+                return Error("Bad arguments for GEOFILTER: Expected an argument, but none provided")
+            try:
+                lon, lat, radius = (float(args[i + k]) for k in (2, 3, 4))
+            except ValueError:
+                return Error("Bad arguments for GEOFILTER: Could not convert argument to expected type")
+            unit = _t(args[i + 5]).lower()
+            if unit not in ("m", "km", "mi", "ft"):
+                return Error("Bad arguments for GEOFILTER: Unknown argument")
+            req.numeric_filters.append((_t(args[i + 1]), lon, lat, radius, unit))
+            i += 6
         elif kw in (b"INKEYS", b"INFIELDS"):
             n = parse_int(args[i + 1]) if i + 1 < len(args) else 0
             if kw == b"INKEYS":
