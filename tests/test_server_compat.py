@@ -337,3 +337,34 @@ def test_aliases_missing_and_skip_scan(nk):
     assert out[9] == [1, "old:2"] and out[10] == [1, "old:3"]
     assert "INDEXMISSING" in out[11]
     assert out[12] == "OK" and out[14] == ["i1"]
+
+
+@scenario
+def noindex_and_info_flags(r):
+    r.flushall()
+    out = []
+    try:
+        r.execute_command("FT.CREATE", "bad", "SCHEMA", "t", "TAG", "INDEXMISSING", "NOINDEX")
+    except redis.ResponseError as exc:
+        out.append(str(exc))
+    r.execute_command("FT.CREATE", "i", "PREFIX", "1", "d:", "SCHEMA", "t", "TAG", "INDEXMISSING",
+                      "INDEXEMPTY", "WITHSUFFIXTRIE", "CASESENSITIVE", "SORTABLE", "UNF",
+                      "n", "NUMERIC", "NOINDEX", "SORTABLE", "x", "TEXT", "NOSTEM", "SORTABLE",
+                      "g", "GEO", "SORTABLE", "m", "TEXT", "z", "TEXT", "NOINDEX")
+    r.hset("d:1", mapping={"t": "a", "n": 5, "x": "hello", "m": "m", "z": "q"})
+    r.hset("d:2", mapping={"t": "b", "n": 3, "x": "world", "m": "m", "z": "q"})
+    for q in ["@m:m", "@n:[0 10]", "@z:q"]:
+        out.append(r.execute_command("FT.SEARCH", "i", q, "NOCONTENT", "SORTBY", "n"))
+    out.append(r.execute_command("FT.INFO", "i")[7])
+    return out
+
+
+def test_noindex_fields_sort_but_do_not_match(nk):
+    out = noindex_and_info_flags(nk)
+    assert out[0] == "'Field `t` cannot be defined with both `NOINDEX` and `INDEXMISSING`'"
+    assert out[1] == [2, "d:2", "d:1"]  # sorted by the NOINDEX field n
+    assert out[2] == [0] and out[3] == [0]
+    attrs = {a[1]: a for a in out[4]}
+    assert attrs["n"][-3:] == ["SORTABLE", "UNF", "NOINDEX"]
+    assert attrs["t"][-6:] == ["CASESENSITIVE", "SORTABLE", "UNF", "WITHSUFFIXTRIE",
+                               "INDEXEMPTY", "INDEXMISSING"]

@@ -108,7 +108,7 @@ def _leaf_ok(idx, node) -> bool:
         return any(f.type == "TEXT" for f in idx.fields)
     f = idx.field(node.field)
     want = {Tag: "TAG", Numeric: "NUMERIC", TextTerm: "TEXT", Geo: "GEO"}[type(node)]
-    return f is not None and f.type == want
+    return f is not None and f.type == want and "NOINDEX" not in f.flags
 
 
 def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:

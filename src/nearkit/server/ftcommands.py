@@ -162,6 +162,8 @@ def parse_schema(args, i, on_json: bool, existing=()):
                     break
         else:
             _err(f"Invalid field type for field `{ident}`")
+        if "NOINDEX" in flags and "INDEXMISSING" in flags:
+            _err(f"'Field `{ident}` cannot be defined with both `NOINDEX` and `INDEXMISSING`'")
         if alias in names:
             _err(f"Duplicate field in schema - {alias}")
         names.add(alias)
@@ -298,6 +300,20 @@ def ft_list(ctx, args):
 # FT.INFO
 # --------------------------------------------------------------------------------------------
 
+_FLAG_ORDER = ["CASESENSITIVE", "SORTABLE", "UNF", "NOSTEM", "NOINDEX", "WITHSUFFIXTRIE",
+               "INDEXEMPTY", "INDEXMISSING"]
+
+
+def _info_flags(f: FieldSpec) -> list:
+    """The field's flags as FT.INFO lists them: Redis's order; a sortable NUMERIC is UNF."""
+    flags = set(f.flags)
+    if "SORTABLE" in flags and f.type == "NUMERIC":
+        flags.add("UNF")
+    if "SORTABLE" not in flags:
+        flags.discard("UNF")
+    return [x for x in _FLAG_ORDER if x in flags] + sorted(flags - set(_FLAG_ORDER))
+
+
 def _attr(f: FieldSpec, resp3: bool):
     pairs = [(S("identifier"), S(f.identifier)), (S("attribute"), S(f.alias)),
              (S("type"), S(f.type))]
@@ -312,7 +328,7 @@ def _attr(f: FieldSpec, resp3: bool):
         pairs.append((S("SEPARATOR"), S(f.options.get("SEPARATOR", ","))))
     elif f.type == "TEXT":
         pairs.append((S("WEIGHT"), Double(f.options.get("WEIGHT", 1.0))))
-    flags = [S(x) for x in f.flags]
+    flags = [S(x) for x in _info_flags(f)]
     if resp3:
         pairs.append((S("flags"), flags))
         return Map(pairs)

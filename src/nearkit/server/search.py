@@ -85,6 +85,7 @@ class SearchIndex:
         self.restored_from = None  # change seq of the snapshot the graphs started from
         self.snapshot_seq = None  # change seq of its newest snapshot on disk
         self.fi = FieldIndex({})
+        self.sort_only: list = []  # NOINDEX fields' aliases
         for f in fields:
             self._add_field(f)
 
@@ -97,6 +98,8 @@ class SearchIndex:
 
     def _add_field(self, f: FieldSpec) -> None:
         self.fields.append(f)
+        if "NOINDEX" in f.flags and f.type != "VECTOR":
+            self.sort_only.append(f.alias)
         if f.type == "VECTOR":
             o = f.options
             self.vectors[f.alias] = VectorField(o["algorithm"], o["TYPE"], int(o["DIM"]),
@@ -106,6 +109,8 @@ class SearchIndex:
     def _store_schema(self) -> dict:
         schema = {}
         for f in self.fields:
+            if "NOINDEX" in f.flags:
+                continue  # kept for SORTBY and RETURN only (see sort_only)
             if f.type == "TAG":
                 schema[f.alias] = {"type": "tag", "separator": f.options.get("SEPARATOR", ","),
                                    "case_sensitive": "CASESENSITIVE" in f.flags}
@@ -229,6 +234,11 @@ class SearchIndex:
             else:
                 self.fi.remove(slot, self.slot_rec.get(slot, {}))
             self.fi.insert(slot, rec)
+            for alias in self.sort_only:  # NOINDEX fields: their values, for SORTBY only
+                v = payload.get(alias)
+                if v is not None:
+                    rec = dict(rec) if alias not in rec else rec
+                    rec[alias] = v if isinstance(v, float) else [str(v).lower()]
             self.slot_rec[slot] = rec
             self.live[slot] = True
             for alias, vf in self.vectors.items():
