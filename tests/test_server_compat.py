@@ -368,3 +368,25 @@ def test_noindex_fields_sort_but_do_not_match(nk):
     assert attrs["n"][-3:] == ["SORTABLE", "UNF", "NOINDEX"]
     assert attrs["t"][-6:] == ["CASESENSITIVE", "SORTABLE", "UNF", "WITHSUFFIXTRIE",
                                "INDEXEMPTY", "INDEXMISSING"]
+
+
+@scenario
+def aggregate_quantile_and_numbers(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "a", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA",
+                      "p", "TAG", "SORTABLE", "n", "NUMERIC", "SORTABLE")
+    for i, v in enumerate([3, 8, 10, 1, 7, 2 ** 40]):
+        r.hset(f"d:{i}", mapping={"p": "x" if i < 3 else "y", "n": v})
+    return [sorted(r.execute_command("FT.AGGREGATE", "a", "*", *q)[1:]) for q in [
+        ("GROUPBY", "1", "@p", "REDUCE", "QUANTILE", "2", "@n", "0.5"),
+        ("GROUPBY", "1", "@p", "REDUCE", "QUANTILE", "2", "@n", "0.9", "AS", "q"),
+        ("APPLY", "@n*1000", "AS", "big", "SORTBY", "2", "@n", "ASC"),
+        ("APPLY", "@n/3", "AS", "f", "SORTBY", "2", "@n", "ASC")]]
+
+
+def test_aggregate_quantile_and_number_format(nk):
+    out = aggregate_quantile_and_numbers(nk)
+    assert out[0] == [["p", "x", "__generated_aliasquantilen,0.5", "8"],
+                      ["p", "y", "__generated_aliasquantilen,0.5", "7"]]
+    assert ["n", str(2 ** 40), "big", str(1000 * 2 ** 40)] in out[2]  # integral: no e-notation
+    assert ["n", "10", "f", "3.33333333333"] in out[3]

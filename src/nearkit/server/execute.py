@@ -55,6 +55,8 @@ def fmt_number(x) -> bytes:
             return b"nan"
         if math.isinf(x):
             return b"inf" if x > 0 else b"-inf"
+        if x.is_integer() and abs(x) < 2.0 ** 63:
+            return b"%d" % int(x)  # Redis prints integral values in full, not in e-notation
         return b"%.12g" % x
     return str(x).encode()
 
@@ -885,7 +887,7 @@ def _truthy(v) -> bool:
     return bool(v)
 
 
-def _reduce(fn: str, values: list):
+def _reduce(fn: str, values: list, extra=()):
     nums = [_num(v) for v in values if v is not None]
     nums = [x for x in nums if not math.isnan(x)]
     if fn == "COUNT":
@@ -913,6 +915,17 @@ def _reduce(fn: str, values: list):
         return seen
     if fn == "FIRST_VALUE":
         return values[0] if values else None
+    if fn == "QUANTILE":
+        try:
+            q = float(extra[0])
+        except (IndexError, ValueError):
+            raise CommandError("Bad arguments for QUANTILE: Could not convert argument to expected type") from None
+        if not 0.0 <= q <= 1.0:
+            raise CommandError("Quantile must be between 0.0 and 1.0")
+        if not nums:
+            return math.nan
+        ordered = sorted(nums)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
     raise CommandError(f"Unknown reducer `{fn}`")
 
 
@@ -961,7 +974,7 @@ def aggregate(ctx, idx, query: str, args: list):
                     name = _t(args[i + 1])
                     i += 2
                 if name is None:
-                    name = f"__generated_alias{fn.lower()}{''.join(rargs)}"
+                    name = f"__generated_alias{fn.lower()}{','.join(rargs)}"
                 reducers.append((fn, rargs, name))
             steps.append(("group", keys, reducers))
         elif kw == b"APPLY":
@@ -1131,7 +1144,7 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
                 out = {g: members[0].get(g) for g in gkeys}
                 for fn, rargs, name in reducers:
                     vals = [_as_number(m.get(rargs[0])) if rargs else 1 for m in members]
-                    out[name] = _reduce(fn, vals)
+                    out[name] = _reduce(fn, vals, rargs[1:])
                 new_rows.append(out)
             rows = new_rows
             visible = list(gkeys) + [r[2] for r in reducers]
