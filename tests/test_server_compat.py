@@ -390,3 +390,29 @@ def test_aggregate_quantile_and_number_format(nk):
                       ["p", "y", "__generated_aliasquantilen,0.5", "7"]]
     assert ["n", str(2 ** 40), "big", str(1000 * 2 ** 40)] in out[2]  # integral: no e-notation
     assert ["n", "10", "f", "3.33333333333"] in out[3]
+
+
+@scenario
+def dicts_and_payloads(r):
+    r.flushall()
+    out = []
+    for cmd in [("FT.DICTADD", "d", "a", "b", "a"), ("FT.DICTADD", "d", "b", "c"),
+                ("FT.DICTDEL", "d", "a", "zz"), ("FT.DICTDUMP", "d"), ("FT.DICTDUMP", "nope"),
+                ("FT.DICTDEL", "d", "b", "c"), ("FT.DICTDUMP", "d")]:
+        try:
+            out.append(r.execute_command(*cmd))
+        except redis.ResponseError as exc:
+            out.append(str(exc))
+    r.execute_command("FT.CREATE", "p", "SCHEMA", "txt", "TEXT")
+    r.hset("doc1", mapping={"txt": "foo bar"})
+    r.hset("doc2", mapping={"txt": "foo bar"})
+    out.append(r.execute_command("FT.SEARCH", "p", "foo bar", "WITHPAYLOADS"))
+    out.append(r.execute_command("FT.SEARCH", "p", "foo", "WITHPAYLOADS", "NOCONTENT"))
+    return out
+
+
+def test_dicts_and_payloads(nk):
+    out = dicts_and_payloads(nk)
+    assert out[:7] == [2, 1, 1, ["b", "c"], "could not open dict key", 2, []]
+    assert out[7] == [2, "doc1", None, ["txt", "foo bar"], "doc2", None, ["txt", "foo bar"]]
+    assert out[8] == [2, "doc1", None, "doc2", None]

@@ -494,7 +494,7 @@ def _remember_fast(idx, req, prep, args, score_names):
     pos = req.param_pos.get(knn.vector_param)
     if (args is None or vf is None or pos is None or knn.k <= 0 or prep.range_queries
             or type(prep.tree) is not MatchAll or req.inkeys is not None or req.numeric_filters
-            or req.withscores or req.sortby is None
+            or req.withscores or req.withpayloads or req.sortby is None
             or req.sortby != knn.score_name or req.sort_desc):
         return
     if len(_FAST) >= 1024:
@@ -627,7 +627,7 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
     rf = req.return_fields
     if not req.nocontent and rf and all(name in scores for name, _ in rf):
         # Only distances asked for (RETURN 1 dist): no document fields to read.
-        if len(rf) == 1 and not resp3 and not req.withscores:
+        if len(rf) == 1 and not resp3 and not req.withscores and not req.withpayloads:
             # The commonest query of all, encoded in one pass.
             label = rf[0][1].encode()
             head = b"*2\r\n$%d\r\n%s\r\n" % (len(label), label)
@@ -661,6 +661,8 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
             entry = [(S("id"), key)]
             if req.withscores:
                 entry.append((S("score"), Double(0.0 if is_knn else 1.0)))
+            if req.withpayloads:
+                entry.append((S("payload"), None))  # documents carry no payloads here
             if fields is not None:
                 entry.append((S("extra_attributes"), Map(fields)))
             entry.append((S("values"), []))
@@ -669,13 +671,15 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
                     (S("format"), S("STRING")), (S("results"), results), (S("warning"), [])])
     # RESP2 [total, id, (score,) [f, v, ...], ...], encoded here directly: this is the
     # hottest reply of the server.
-    per_row = 1 + bool(req.withscores) + (not req.nocontent)
+    per_row = 1 + bool(req.withscores) + bool(req.withpayloads) + (not req.nocontent)
     parts = [b"*%d\r\n:%d\r\n" % (1 + per_row * len(rows), total)]
     ap = parts.append
     for key, fields in rows:
         ap(b"$%d\r\n%s\r\n" % (len(key), key))
         if req.withscores:
             ap(b"$1\r\n%s\r\n" % score_text)
+        if req.withpayloads:
+            ap(b"$-1\r\n")
         if fields is not None:
             ap(b"*%d\r\n" % (2 * len(fields)))
             for k, v in fields:

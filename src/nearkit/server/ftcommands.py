@@ -643,5 +643,25 @@ def ft_explain(ctx, args):
 
 @command("FT.DICTADD", -3, ("write",), display="FT.DICTADD")
 def ft_dictadd(ctx, args):
-    return len(args) - 1
+    words = ctx.server.search.dicts.setdefault(args[0], set())
+    before = len(words)
+    words.update(args[1:])
+    return len(words) - before
+
+
+@command("FT.DICTDEL", -3, ("write",), display="FT.DICTDEL")
+def ft_dictdel(ctx, args):
+    dicts = ctx.server.search.dicts
+    words = dicts.get(args[0], set())
+    before = len(words)
+    words.difference_update(args[1:])
+    return before - len(words)
+
+
+@command("FT.DICTDUMP", 2, ("readonly",), display="FT.DICTDUMP")
+def ft_dictdump(ctx, args):
+    words = ctx.server.search.dicts.get(args[0])
+    if words is None:
+        return Error("could not open dict key")
+    return Set(sorted(words))
 

@@ -306,6 +306,8 @@ class SearchEngine:
         self.server = server
         self.indexes: dict[bytes, SearchIndex] = {}
         self.aliases: dict[bytes, bytes] = {}  # FT.ALIASADD: alias -> index name
+        # FT.DICTADD word lists (in memory only: not kept across a restart)
+        self.dicts: dict[bytes, set] = {}
         self._flush_scheduled = False
         # FT.CONFIG values (strings, as FT.CONFIG GET shows them).
         self.config = {"MAXSEARCHRESULTS": "10000", "MAXAGGREGATERESULTS": "10000",
