@@ -416,3 +416,28 @@ def test_dicts_and_payloads(nk):
     assert out[:7] == [2, 1, 1, ["b", "c"], "could not open dict key", 2, []]
     assert out[7] == [2, "doc1", None, ["txt", "foo bar"], "doc2", None, ["txt", "foo bar"]]
     assert out[8] == [2, "doc1", None, "doc2", None]
+
+
+@scenario
+def aggregate_load_keeps_yielded_distance(r):
+    import numpy as np
+
+    r.flushall()
+    r.execute_command("FT.CREATE", "mv", "PREFIX", "1", "d:", "SCHEMA",
+                      "v", "VECTOR", "FLAT", "6", "TYPE", "FLOAT32", "DIM", "2",
+                      "DISTANCE_METRIC", "L2")
+    for i in range(4):
+        r.hset(f"d:{i}", mapping={"v": np.array([i, 1], np.float32).tobytes()})
+    q = np.array([1, 1], np.float32).tobytes()
+    # redisvl's MultiVectorQuery shape: LOAD (first) names the yielded distance.
+    reply = r.execute_command(
+        "FT.AGGREGATE", "mv", "@v:[VECTOR_RANGE 5 $q]=>{$YIELD_DISTANCE_AS: dist}",
+        "LOAD", "1", "dist", "APPLY", "(2 - @dist)/2", "AS", "s",
+        "SORTBY", "2", "@s", "DESC", "PARAMS", "2", "q", q, "DIALECT", "2")
+    return reply[1:]
+
+
+def test_aggregate_load_keeps_yielded_distance(nk):
+    rows = aggregate_load_keeps_yielded_distance(nk)
+    assert rows == [["dist", "0", "s", "1"], ["dist", "1", "s", "0.5"], ["dist", "1", "s", "0.5"],
+                    ["dist", "4", "s", "-1"]]

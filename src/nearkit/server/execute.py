@@ -1118,6 +1118,8 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
                         row["$"] = _json_text(doc.value)
                 else:
                     for n in names:
+                        if row.get(n) is not None:
+                            continue  # a distance the query yielded: LOAD keeps it
                         row[n] = row["__key"] if n == "__key" else _load_field(idx, doc, n)
             if names is None:
                 for row in rows[:1]:
