@@ -46,8 +46,6 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("name", sorted(SCENARIOS))
 
 
-def test_matches_reference(nk, ref, name):
-    assert SCENARIOS[name](nk) == SCENARIOS[name](ref)
 
 
 def _search(r, index, query, *args):
@@ -441,3 +439,43 @@ def test_aggregate_load_keeps_yielded_distance(nk):
     rows = aggregate_load_keeps_yielded_distance(nk)
     assert rows == [["dist", "0", "s", "1"], ["dist", "1", "s", "0.5"], ["dist", "1", "s", "0.5"],
                     ["dist", "4", "s", "-1"]]
+
+
+@scenario
+def text_patterns_and_stems(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "q", "ON", "HASH", "PREFIX", "1", "d:", "SCHEMA",
+                      "title", "TEXT", "raw", "TEXT", "NOSTEM", "n", "NUMERIC")
+    for i, t in enumerate(["engine room", "engines roar", "the engineer", "machine",
+                           "enjine fail", "hello world"]):
+        r.hset(f"d:{i}", mapping={"title": t, "raw": t, "n": i})
+    out = {}
+    for q in ["%engine%", "%%engine%%", "@title:%engine%", "*gine*", "*gine", "*ine",
+              "@title:(%%engine%% | hello)", "@title:(engine=>{$weight:2} | hello)",
+              "@title:*orl*", "@title:engine", "@raw:engine", "@title:engineering"]:
+        out[q] = _search(r, "q", q, "NOCONTENT", "SORTBY", "n")
+    return out
+
+
+def test_fuzzy_infix_and_suffix_terms(nk):
+    out = text_patterns_and_stems(nk)
+    assert out["%engine%"] == (3, ["d:0", "d:1", "d:4"])  # one edit: engines, enjine
+    assert out["%%engine%%"] == (4, ["d:0", "d:1", "d:2", "d:4"])
+    assert out["*gine*"] == (3, ["d:0", "d:1", "d:2"])
+    assert out["*ine"] == (3, ["d:0", "d:3", "d:4"])
+    assert out["@title:*orl*"] == (1, ["d:5"])
+    assert out["@raw:engine"] == (1, ["d:0"])  # NOSTEM: the word itself only
+
+
+def test_words_match_by_english_stem(nk):
+    pytest.importorskip("snowballstemmer")
+    out = text_patterns_and_stems(nk)
+    assert out["@title:engine"] == (3, ["d:0", "d:1", "d:2"])
+    assert out["@title:engineering"] == (3, ["d:0", "d:1", "d:2"])
+    assert out["@title:(engine=>{$weight:2} | hello)"] == (4, ["d:0", "d:1", "d:2", "d:5"])
+
+
+def test_matches_reference(nk, ref, name):
+    if name == "text_patterns_and_stems":
+        pytest.importorskip("snowballstemmer")
+    assert SCENARIOS[name](nk) == SCENARIOS[name](ref)

@@ -25,7 +25,7 @@ import numpy as np
 from .. import _core
 
 from ..store.filters import (
-    Geo, Missing,
+    Geo, Missing, TextPattern, stemming_available,
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
@@ -106,6 +106,8 @@ def _parse_bound(text: str):
 
 def _leaf_ok(idx, node) -> bool:
     """Redis answers a leaf on an unknown field, or a field of another type, with no match."""
+    if isinstance(node, TextPattern):
+        node = TextTerm(node.field, node.word)
     if isinstance(node, TextTerm) and node.field is None:
         return any(f.type == "TEXT" for f in idx.fields)
     f = idx.field(node.field)
@@ -148,14 +150,22 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
 
 
 _NOTHING = Not(MatchAll())
+MIN_STEM_LEN = 4  # Redis's MINSTEMLEN: shorter words are matched as they are
 
 
-def drop_stopwords(node: Node, stopwords) -> Node:
-    """The query without its stop-word terms, as Redis ignores them ("a AND b" is "a b")."""
+def drop_stopwords(node: Node, stopwords, stem_fields=None) -> Node:
+    """The query without its stop-word terms, as Redis ignores them ("a AND b" is "a b");
+    with ``stem_fields`` (the TEXT fields without NOSTEM), a plain word also matches the
+    words sharing its English stem, as Redis expands it."""
     if isinstance(node, TextTerm):
-        return None if not node.prefix and node.word.lower() in stopwords else node
+        if not node.prefix and node.word.lower() in stopwords:
+            return None
+        if (stem_fields and not node.prefix and len(node.word) >= MIN_STEM_LEN
+                and (node.field is None or node.field in stem_fields)):
+            return TextPattern(node.field, node.word, "stem")
+        return node
     if isinstance(node, (And, Or)):
-        kids = [drop_stopwords(c, stopwords) for c in node.children]
+        kids = [drop_stopwords(c, stopwords, stem_fields) for c in node.children]
         kids = [c for c in kids if c is not None]
         if len(kids) == len(node.children) and all(a is b for a, b in zip(kids, node.children)):
             return node
@@ -163,7 +173,7 @@ def drop_stopwords(node: Node, stopwords) -> Node:
             return None
         return kids[0] if len(kids) == 1 else type(node)(tuple(kids))
     if isinstance(node, (Not, Optional)):
-        child = drop_stopwords(node.child, stopwords)
+        child = drop_stopwords(node.child, stopwords, stem_fields)
         if child is node.child:
             return node
         return None if child is None else type(node)(child)
@@ -224,7 +234,7 @@ def cached_plan(query: str, params: dict, dialect: int):
 def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None):
     idx.flush_vectors()
     plan = cached_plan(query, params, dialect)
-    tree = drop_stopwords(plan.tree, idx.stopwords)
+    tree = drop_stopwords(plan.tree, idx.stopwords, idx.stem_fields if stemming_available() else None)
     if tree is None:  # a query of stop words only matches nothing
         tree = _NOTHING
     extra = []

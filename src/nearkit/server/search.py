@@ -106,6 +106,12 @@ class SearchIndex:
                                                 o["DISTANCE_METRIC"], o)
         self.fi = FieldIndex(self._store_schema())
 
+    @property
+    def stem_fields(self) -> frozenset:
+        """TEXT fields whose words match by English stem (not NOSTEM)."""
+        return frozenset(f.alias for f in self.fields
+                         if f.type == "TEXT" and "NOSTEM" not in f.flags and "NOINDEX" not in f.flags)
+
     def _store_schema(self) -> dict:
         schema = {}
         for f in self.fields:

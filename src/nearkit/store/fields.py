@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .filters import (
-    FIELD_TYPES, And, FilterError, Geo, MatchAll, Missing, Node, Not, Numeric, Optional, Or, Tag,
+    FIELD_TYPES, And, FilterError, Geo, MatchAll, Missing, TextPattern, Node, Not, Numeric, Optional, Or, Tag,
     TextTerm, VectorRange, bind, geo_distance_m, geo_value, numeric_value, tag_values,
     text_tokens,
 )
@@ -205,6 +205,14 @@ class FieldIndex:
             for p in node.prefixes:
                 for arr in self._prefix_slots(node.field, fold(p)):
                     m[arr] = True
+            return m
+        if isinstance(node, TextPattern):
+            fields = [node.field] if node.field else self._text_fields
+            m = np.zeros(n, dtype=bool)
+            for f in fields:
+                for term in list(self._inverted[f]):
+                    if node.accepts(term):
+                        m[self._slots(f, term)] = True
             return m
         if isinstance(node, TextTerm):
             fields = [node.field] if node.field else self._text_fields
