@@ -475,6 +475,22 @@ def test_words_match_by_english_stem(nk):
     assert out["@title:(engine=>{$weight:2} | hello)"] == (4, ["d:0", "d:1", "d:2", "d:5"])
 
 
+@scenario
+def missing_is_not_empty(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "m", "PREFIX", "1", "d:", "SCHEMA", "t", "TAG", "INDEXMISSING",
+                      "x", "TEXT", "INDEXMISSING", "n", "NUMERIC", "SORTABLE")
+    r.hset("d:1", mapping={"t": "", "x": "", "n": 1})
+    r.hset("d:2", mapping={"n": 2})
+    r.hset("d:3", mapping={"t": "a", "x": "word", "n": 3})
+    return [_search(r, "m", q, "NOCONTENT", "SORTBY", "n")
+            for q in ["ismissing(@t)", "ismissing(@x)", "-ismissing(@t)"]]
+
+
+def test_missing_is_not_empty(nk):
+    assert missing_is_not_empty(nk) == [(1, ["d:2"]), (1, ["d:2"]), (2, ["d:1", "d:3"])]
+
+
 def test_matches_reference(nk, ref, name):
     if name == "text_patterns_and_stems":
         pytest.importorskip("snowballstemmer")

@@ -140,8 +140,8 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
             raise CommandError(f"'ismissing' requires field '{node.field}' to be defined with "
                                "'INDEXMISSING'")
         m = live.copy()
-        for slot, rec in idx.slot_rec.items():
-            if slot < m.shape[0] and f.alias in rec:
+        for slot, present in idx.slot_present.items():
+            if slot < m.shape[0] and f.alias in present:
                 m[slot] = False
         return m
     if not _leaf_ok(idx, node):

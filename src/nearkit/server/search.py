@@ -75,6 +75,7 @@ class SearchIndex:
         self.key_slot: dict[bytes, int] = {}
         self.slot_key: list = []
         self.slot_rec: dict[int, dict] = {}
+        self.slot_present: dict[int, frozenset] = {}  # for ismissing()
         self.live = np.zeros(0, bool)
         self.failures = 0
         self.last_error = ("N/A", "N/A")
@@ -137,6 +138,7 @@ class SearchIndex:
             self.key_slot.clear()
             self.slot_key = []
             self.slot_rec.clear()
+            self.slot_present.clear()
             self.live = np.zeros(0, bool)
             for v in self.vectors.values():
                 v.__init__(v.algorithm, v.data_type, v.dim, v.redis_metric, v.params)
@@ -246,6 +248,8 @@ class SearchIndex:
                     rec = dict(rec) if alias not in rec else rec
                     rec[alias] = v if isinstance(v, float) else [str(v).lower()]
             self.slot_rec[slot] = rec
+            # Fields the document has at all (an empty value is present, not missing).
+            self.slot_present[slot] = frozenset(payload) | frozenset(vecs)
             self.live[slot] = True
             for alias, vf in self.vectors.items():
                 v = vecs.get(alias)
@@ -263,6 +267,7 @@ class SearchIndex:
         with self.lock:
             del self.key_slot[key]
             self.fi.remove(slot, self.slot_rec.pop(slot, {}))
+            self.slot_present.pop(slot, None)
             self.live[slot] = False
             self.slot_key[slot] = None
             for vf in self.vectors.values():
