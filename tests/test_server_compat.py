@@ -48,6 +48,16 @@ def pytest_generate_tests(metafunc):
 
 
 
+def _wait_indexed(r, index):
+    import time
+
+    for _ in range(200):
+        info = r.execute_command("FT.INFO", index)
+        if str(info[info.index("indexing") + 1]) == "0":
+            return
+        time.sleep(0.01)
+
+
 def _search(r, index, query, *args):
     reply = r.execute_command("FT.SEARCH", index, query, *args, "DIALECT", "2")
     return reply[0], reply[1:]
@@ -311,6 +321,7 @@ def aliases_missing_and_skip_scan(r):
     run("FT.CREATE", "i1", "PREFIX", "1", "old:", "SKIPINITIALSCAN", "SCHEMA", "t", "TAG",
         "INDEXMISSING", "n", "NUMERIC")
     run("FT.CREATE", "i2", "PREFIX", "1", "old:", "SCHEMA", "t", "TAG", "n", "NUMERIC")
+    _wait_indexed(r, "i2")  # Redis scans existing keys in the background
     r.hset("old:2", mapping={"n": 1})
     r.hset("old:3", mapping={"t": "y", "n": 2})
     for cmd in [("FT.ALIASADD", "a", "i1"), ("FT.ALIASADD", "a", "i2"), ("FT.ALIASADD", "b", "nope"),
@@ -489,6 +500,20 @@ def missing_is_not_empty(r):
 
 def test_missing_is_not_empty(nk):
     assert missing_is_not_empty(nk) == [(1, ["d:2"]), (1, ["d:2"]), (2, ["d:1", "d:3"])]
+
+
+@scenario
+def sortby_text_and_unf(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "s", "PREFIX", "1", "d:", "SCHEMA", "a", "TEXT", "SORTABLE",
+                      "b", "TEXT", "SORTABLE", "UNF")
+    for i, t in enumerate(["ZEBRA", "apple", "Banana", "the shining"]):
+        r.hset(f"d:{i}", mapping={"a": t, "b": t})
+    return [_search(r, "s", "*", "NOCONTENT", "SORTBY", f)[1] for f in ("a", "b")]
+
+
+def test_sortby_text_lowercases_unless_unf(nk):
+    assert sortby_text_and_unf(nk) == [["d:1", "d:2", "d:3", "d:0"], ["d:2", "d:0", "d:1", "d:3"]]
 
 
 def test_matches_reference(nk, ref, name):

@@ -352,6 +352,9 @@ def select(idx, prep: Prepared):
 # --------------------------------------------------------------------------------------------
 
 def _sort_value(idx, slot, name):
+    sv = idx.slot_sort.get(int(slot))
+    if sv is not None and name in sv:
+        return sv[name]
     rec = idx.slot_rec.get(int(slot), {})
     v = rec.get(name)
     if v is None:

@@ -76,6 +76,7 @@ class SearchIndex:
         self.slot_key: list = []
         self.slot_rec: dict[int, dict] = {}
         self.slot_present: dict[int, frozenset] = {}  # for ismissing()
+        self.slot_sort: dict[int, dict] = {}  # TEXT/TAG sort strings by slot
         self.live = np.zeros(0, bool)
         self.failures = 0
         self.last_error = ("N/A", "N/A")
@@ -87,6 +88,7 @@ class SearchIndex:
         self.snapshot_seq = None  # change seq of its newest snapshot on disk
         self.fi = FieldIndex({})
         self.sort_only: list = []  # NOINDEX fields' aliases
+        self.sort_strings: list = []  # (alias, UNF) of TEXT and TAG fields
         for f in fields:
             self._add_field(f)
 
@@ -101,6 +103,8 @@ class SearchIndex:
         self.fields.append(f)
         if "NOINDEX" in f.flags and f.type != "VECTOR":
             self.sort_only.append(f.alias)
+        if f.type in ("TEXT", "TAG"):
+            self.sort_strings.append((f.alias, "UNF" in f.flags))
         if f.type == "VECTOR":
             o = f.options
             self.vectors[f.alias] = VectorField(o["algorithm"], o["TYPE"], int(o["DIM"]),
@@ -139,6 +143,7 @@ class SearchIndex:
             self.slot_key = []
             self.slot_rec.clear()
             self.slot_present.clear()
+            self.slot_sort.clear()
             self.live = np.zeros(0, bool)
             for v in self.vectors.values():
                 v.__init__(v.algorithm, v.data_type, v.dim, v.redis_metric, v.params)
@@ -242,11 +247,22 @@ class SearchIndex:
             else:
                 self.fi.remove(slot, self.slot_rec.get(slot, {}))
             self.fi.insert(slot, rec)
-            for alias in self.sort_only:  # NOINDEX fields: their values, for SORTBY only
+            for alias in self.sort_only:  # NOINDEX numeric fields: their values, for SORTBY only
+                v = payload.get(alias)
+                if isinstance(v, float):
+                    rec = dict(rec) if alias not in rec else rec
+                    rec[alias] = v
+            # TEXT/TAG values as SORTBY orders them: lower-cased unless UNF.
+            sv = {}
+            for alias, unf in self.sort_strings:
                 v = payload.get(alias)
                 if v is not None:
-                    rec = dict(rec) if alias not in rec else rec
-                    rec[alias] = v if isinstance(v, float) else [str(v).lower()]
+                    v = v if isinstance(v, str) else " ".join(map(str, v)) if isinstance(v, list) else str(v)
+                    sv[alias] = v if unf else v.lower()
+            if sv:
+                self.slot_sort[slot] = sv
+            else:
+                self.slot_sort.pop(slot, None)
             self.slot_rec[slot] = rec
             # Fields the document has at all (an empty value is present, not missing).
             self.slot_present[slot] = frozenset(payload) | frozenset(vecs)
@@ -268,6 +284,7 @@ class SearchIndex:
             del self.key_slot[key]
             self.fi.remove(slot, self.slot_rec.pop(slot, {}))
             self.slot_present.pop(slot, None)
+            self.slot_sort.pop(slot, None)
             self.live[slot] = False
             self.slot_key[slot] = None
             for vf in self.vectors.values():
