@@ -516,6 +516,28 @@ def test_sortby_text_lowercases_unless_unf(nk):
     assert sortby_text_and_unf(nk) == [["d:1", "d:2", "d:3", "d:0"], ["d:2", "d:0", "d:1", "d:3"]]
 
 
+@scenario
+def renamenx_and_spaced_attributes(r):
+    r.flushall()
+    out = []
+    r.set("a", "1")
+    r.set("b", "2")
+    for cmd in [("RENAMENX", "a", "b"), ("RENAMENX", "a", "c"), ("RENAMENX", "zz", "q"),
+                ("GET", "c"), ("EXISTS", "a")]:
+        try:
+            out.append(r.execute_command(*cmd))
+        except redis.ResponseError as exc:
+            out.append(str(exc))
+    r.execute_command("FT.CREATE", "w", "PREFIX", "1", "d:", "SCHEMA", "t", "TEXT")
+    r.hset("d:1", "t", "hello world")
+    out.append(_search(r, "w", "@t:(hello) => { $weight: 3 }", "NOCONTENT"))
+    return out
+
+
+def test_renamenx_and_spaced_attributes(nk):
+    assert renamenx_and_spaced_attributes(nk) == [False, True, "no such key", "1", 0, (1, ["d:1"])]
+
+
 def test_matches_reference(nk, ref, name):
     if name == "text_patterns_and_stems":
         pytest.importorskip("snowballstemmer")

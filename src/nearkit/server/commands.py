@@ -500,6 +500,17 @@ def cmd_rename(ctx, args):
     return OK
 
 
+@command("RENAMENX", 3, ("write",), (1, 2, 1))
+def cmd_renamenx(ctx, args):
+    ks = ctx.server.keyspace
+    if ks.get(args[0]) is None:
+        return Error("ERR no such key")
+    if ks.get(args[1]) is not None:
+        return 0
+    cmd_rename(ctx, args)
+    return 1
+
+
 # --------------------------------------------------------------------------------------------
 # strings
 # --------------------------------------------------------------------------------------------

@@ -356,6 +356,7 @@ def tag_values(value, separator: str = ",", case_sensitive: bool = False) -> lis
 
 # -- the Redis query-language parser --------------------------------------------------------
 
+_ATTRS = re.compile(r"=>\s*\{")
 _ISMISSING = re.compile(r"ismissing\s*\(\s*@([A-Za-z_][\w.$-]*)\s*\)", re.IGNORECASE)
 
 
@@ -456,7 +457,7 @@ class _Parser:
     def unary(self) -> Node:
         node = self._unary()
         self.skip_ws()
-        if self.s.startswith("=>{", self.i):
+        if _ATTRS.match(self.s, self.i):
             self.attributes()
         return node
 
@@ -625,7 +626,7 @@ class _Parser:
         w, prefix = self.word()
         node = TextTerm(field, w, prefix)
         self.skip_ws()
-        if self.s.startswith("=>{", self.i):  # @f:(word=>{$weight: 2} | ...)
+        if _ATTRS.match(self.s, self.i):  # @f:(word=>{$weight: 2} | ...)
             self.attributes()
         return node
 
@@ -697,7 +698,7 @@ class _Parser:
         """``=>{$name: value; ...}`` after an expression (weight, slop, inorder, phonetic):
         accepted and returned; nearkit's filters do not score, so none changes a match."""
         start = self.i
-        self.i += 3  # '=>{'
+        self.i = _ATTRS.match(self.s, self.i).end()  # '=>{', maybe with blanks
         close = self.s.find("}", self.i)
         if close < 0:
             self.error("unterminated query attributes", start)
