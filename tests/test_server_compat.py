@@ -239,6 +239,8 @@ JSON_STEPS = [
     ("JSON.DEL", "d", "$..a"), ("JSON.GET", "d", "$"),
     ("JSON.GET", "d", "NOESCAPE", "."), ("JSON.STRLEN", "nokey", "$..a"),
     ("JSON.ARRAPPEND", "nokey", "$", "1"), ("JSON.GET", "d", "$.m[?(@.k==)]"),
+    ("JSON.OBJLEN", "d", ".nowhere"), ("JSON.OBJKEYS", "d", ".nowhere"),
+    ("JSON.ARRLEN", "d", ".nowhere"),
 ]
 
 
@@ -275,6 +277,8 @@ def test_json_commands(nk):
     assert out["JSON.DEL d $..a"] == 3
     assert out["JSON.STRLEN nokey $..a"] == "error"
     assert out["JSON.GET d $.m[?(@.k==)]"] == "error"
+    assert out["JSON.OBJLEN d .nowhere"] is None and out["JSON.OBJKEYS d .nowhere"] is None
+    assert out["JSON.ARRLEN d .nowhere"] == "error"
 
 
 @scenario

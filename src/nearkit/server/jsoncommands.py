@@ -32,7 +32,7 @@ def _path(arg) -> jsonpath.Path:
         raise CommandError(f"ERR {exc}") from None
 
 
-def _apply(ctx, key: bytes, path_arg, fn, expected: str, missing_ok=False):
+def _apply(ctx, key: bytes, path_arg, fn, expected: str, missing_ok=False, nil_if_no_path=False):
     """Run ``fn(container, k)`` on every match; returns (results, path)."""
     doc = _json_doc(ctx, key)
     p = _path(path_arg)
@@ -50,6 +50,8 @@ def _apply(ctx, key: bytes, path_arg, fn, expected: str, missing_ok=False):
     if p.legacy:
         good = [r for r in results if r is not _WRONG]
         if not results:
+            if nil_if_no_path:  # OBJLEN / OBJKEYS answer nil there, as RedisJSON does
+                return None, p
             raise CommandError(f"ERR Path '{p.text}' does not exist")
         if not good:
             found = jsonpath.type_of(places[0][0][places[0][1]])
@@ -195,14 +197,14 @@ def json_arrindex(ctx, args):
 def json_objkeys(ctx, args):
     def fn(c, k):
         return [x.encode() for x in c[k]] if isinstance(c[k], dict) else _WRONG
-    return _apply(ctx, args[0], args[1] if len(args) > 1 else b".", fn, "object", True)[0]
+    return _apply(ctx, args[0], args[1] if len(args) > 1 else b".", fn, "object", True, True)[0]
 
 
 @command("JSON.OBJLEN", -2, ("readonly",), (1, 1, 1), display="JSON.OBJLEN")
 def json_objlen(ctx, args):
     def fn(c, k):
         return len(c[k]) if isinstance(c[k], dict) else _WRONG
-    return _apply(ctx, args[0], args[1] if len(args) > 1 else b".", fn, "object", True)[0]
+    return _apply(ctx, args[0], args[1] if len(args) > 1 else b".", fn, "object", True, True)[0]
 
 
 # -- numbers, booleans, clearing ------------------------------------------------------------
