@@ -537,6 +537,17 @@ def cmd_rename(ctx, args):
     return OK
 
 
+@command("RENAMENX", 3, ("write",), (1, 2, 1))
+def cmd_renamenx(ctx, args):
+    ks = ctx.server.keyspace
+    if ks.get(args[0]) is None:
+        return Error("ERR no such key")
+    if ks.get(args[1]) is not None:
+        return 0
+    cmd_rename(ctx, args)
+    return 1
+
+
 # --------------------------------------------------------------------------------------------
 # strings
 # --------------------------------------------------------------------------------------------
@@ -843,7 +854,15 @@ def cmd_json_set(ctx, args):
 @command("JSON.GET", -2, ("readonly",), (1, 1, 1), display="JSON.GET")
 def cmd_json_get(ctx, args):
     doc = _json_doc(ctx, args[0])
-    paths = [a for a in args[1:] if a.upper() not in (b"INDENT", b"NEWLINE", b"SPACE")]
+    paths, i = [], 1
+    while i < len(args):  # formatting options (each with its argument) and NOESCAPE
+        opt = args[i].upper()
+        if opt in (b"INDENT", b"NEWLINE", b"SPACE"):
+            i += 2
+            continue
+        if opt != b"NOESCAPE":
+            paths.append(args[i])
+        i += 1
     if doc is None:
         return None
     if not paths:

@@ -25,7 +25,7 @@ import numpy as np
 from .. import _core
 
 from ..store.filters import (
-    Geo,
+    Geo, Missing, TextPattern, stemming_available,
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
@@ -55,6 +55,8 @@ def fmt_number(x) -> bytes:
             return b"nan"
         if math.isinf(x):
             return b"inf" if x > 0 else b"-inf"
+        if x.is_integer() and abs(x) < 2.0 ** 63:
+            return b"%d" % int(x)  # Redis prints integral values in full, not in e-notation
         return b"%.12g" % x
     return str(x).encode()
 
@@ -104,11 +106,13 @@ def _parse_bound(text: str):
 
 def _leaf_ok(idx, node) -> bool:
     """Redis answers a leaf on an unknown field, or a field of another type, with no match."""
+    if isinstance(node, TextPattern):
+        node = TextTerm(node.field, node.word)
     if isinstance(node, TextTerm) and node.field is None:
         return any(f.type == "TEXT" for f in idx.fields)
     f = idx.field(node.field)
     want = {Tag: "TAG", Numeric: "NUMERIC", TextTerm: "TEXT", Geo: "GEO"}[type(node)]
-    return f is not None and f.type == want
+    return f is not None and f.type == want and "NOINDEX" not in f.flags
 
 
 def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
@@ -130,20 +134,38 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
         return m
     if isinstance(node, Not):
         return live & ~eval_mask(idx, node.child, live, ranges)
+    if isinstance(node, Missing):
+        f = idx.field(node.field)
+        if f is None or "INDEXMISSING" not in f.flags:
+            raise CommandError(f"'ismissing' requires field '{node.field}' to be defined with "
+                               "'INDEXMISSING'")
+        m = live.copy()
+        for slot, present in idx.slot_present.items():
+            if slot < m.shape[0] and f.alias in present:
+                m[slot] = False
+        return m
     if not _leaf_ok(idx, node):
         return np.zeros(live.shape[0], bool)
     return idx.fi.mask(node, live)
 
 
 _NOTHING = Not(MatchAll())
+MIN_STEM_LEN = 4  # Redis's MINSTEMLEN: shorter words are matched as they are
 
 
-def drop_stopwords(node: Node, stopwords) -> Node:
-    """The query without its stop-word terms, as Redis ignores them ("a AND b" is "a b")."""
+def drop_stopwords(node: Node, stopwords, stem_fields=None) -> Node:
+    """The query without its stop-word terms, as Redis ignores them ("a AND b" is "a b");
+    with ``stem_fields`` (the TEXT fields without NOSTEM), a plain word also matches the
+    words sharing its English stem, as Redis expands it."""
     if isinstance(node, TextTerm):
-        return None if not node.prefix and node.word.lower() in stopwords else node
+        if not node.prefix and node.word.lower() in stopwords:
+            return None
+        if (stem_fields and not node.prefix and len(node.word) >= MIN_STEM_LEN
+                and (node.field is None or node.field in stem_fields)):
+            return TextPattern(node.field, node.word, "stem")
+        return node
     if isinstance(node, (And, Or)):
-        kids = [drop_stopwords(c, stopwords) for c in node.children]
+        kids = [drop_stopwords(c, stopwords, stem_fields) for c in node.children]
         kids = [c for c in kids if c is not None]
         if len(kids) == len(node.children) and all(a is b for a, b in zip(kids, node.children)):
             return node
@@ -151,7 +173,7 @@ def drop_stopwords(node: Node, stopwords) -> Node:
             return None
         return kids[0] if len(kids) == 1 else type(node)(tuple(kids))
     if isinstance(node, (Not, Optional)):
-        child = drop_stopwords(node.child, stopwords)
+        child = drop_stopwords(node.child, stopwords, stem_fields)
         if child is node.child:
             return node
         return None if child is None else type(node)(child)
@@ -212,11 +234,15 @@ def cached_plan(query: str, params: dict, dialect: int):
 def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None):
     idx.flush_vectors()
     plan = cached_plan(query, params, dialect)
-    tree = drop_stopwords(plan.tree, idx.stopwords)
+    tree = drop_stopwords(plan.tree, idx.stopwords, idx.stem_fields if stemming_available() else None)
     if tree is None:  # a query of stop words only matches nothing
         tree = _NOTHING
     extra = []
-    for fname, lo, hi in numeric_filters:
+    for entry in numeric_filters:
+        if len(entry) == 5:  # GEOFILTER field lon lat radius unit
+            extra.append(Geo(*entry))
+            continue
+        fname, lo, hi = entry
         lo_v, lo_inc = _parse_bound(lo)
         hi_v, hi_inc = _parse_bound(hi)
         extra.append(Numeric(fname, lo_v, hi_v, lo_inc, hi_inc))
@@ -326,6 +352,9 @@ def select(idx, prep: Prepared):
 # --------------------------------------------------------------------------------------------
 
 def _sort_value(idx, slot, name):
+    sv = idx.slot_sort.get(int(slot))
+    if sv is not None and name in sv:
+        return sv[name]
     rec = idx.slot_rec.get(int(slot), {})
     v = rec.get(name)
     if v is None:
@@ -478,8 +507,8 @@ def _remember_fast(idx, req, prep, args, score_names):
     pos = req.param_pos.get(knn.vector_param)
     if (args is None or vf is None or pos is None or knn.k <= 0 or prep.range_queries
             or type(prep.tree) is not MatchAll or req.inkeys is not None or req.numeric_filters
-            or req.withscores or (req.sortby is not None and
-                                  (req.sortby != knn.score_name or req.sort_desc))):
+            or req.withscores or req.withpayloads or req.sortby is None
+            or req.sortby != knn.score_name or req.sort_desc):
         return
     if len(_FAST) >= 1024:
         _FAST.clear()
@@ -514,7 +543,10 @@ def search(ctx, idx, req: SearchRequest, args=None):
         slots, scores = select(idx, prep)
         total = int(slots.shape[0])
         order = None
-        if req.sortby is not None:
+        if req.sortby is None and knn_name is not None:
+            # Without SORTBY, Redis lists the k nearest in document order.
+            order = np.argsort(slots, kind="stable")
+        elif req.sortby is not None:
             if req.sortby == knn_name and not req.sort_desc:
                 order = None  # KNN results come sorted by distance already
             elif req.sortby in scores:
@@ -608,7 +640,7 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
     rf = req.return_fields
     if not req.nocontent and rf and all(name in scores for name, _ in rf):
         # Only distances asked for (RETURN 1 dist): no document fields to read.
-        if len(rf) == 1 and not resp3 and not req.withscores:
+        if len(rf) == 1 and not resp3 and not req.withscores and not req.withpayloads:
             # The commonest query of all, encoded in one pass.
             label = rf[0][1].encode()
             head = b"*2\r\n$%d\r\n%s\r\n" % (len(label), label)
@@ -642,6 +674,8 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
             entry = [(S("id"), key)]
             if req.withscores:
                 entry.append((S("score"), Double(0.0 if is_knn else 1.0)))
+            if req.withpayloads:
+                entry.append((S("payload"), None))  # documents carry no payloads here
             if fields is not None:
                 entry.append((S("extra_attributes"), Map(fields)))
             entry.append((S("values"), []))
@@ -650,13 +684,15 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
                     (S("format"), S("STRING")), (S("results"), results), (S("warning"), [])])
     # RESP2 [total, id, (score,) [f, v, ...], ...], encoded here directly: this is the
     # hottest reply of the server.
-    per_row = 1 + bool(req.withscores) + (not req.nocontent)
+    per_row = 1 + bool(req.withscores) + bool(req.withpayloads) + (not req.nocontent)
     parts = [b"*%d\r\n:%d\r\n" % (1 + per_row * len(rows), total)]
     ap = parts.append
     for key, fields in rows:
         ap(b"$%d\r\n%s\r\n" % (len(key), key))
         if req.withscores:
             ap(b"$1\r\n%s\r\n" % score_text)
+        if req.withpayloads:
+            ap(b"$-1\r\n")
         if fields is not None:
             ap(b"*%d\r\n" % (2 * len(fields)))
             for k, v in fields:
@@ -893,7 +929,7 @@ def _truthy(v) -> bool:
     return bool(v)
 
 
-def _reduce(fn: str, values: list):
+def _reduce(fn: str, values: list, extra=()):
     nums = [_num(v) for v in values if v is not None]
     nums = [x for x in nums if not math.isnan(x)]
     if fn == "COUNT":
@@ -921,6 +957,17 @@ def _reduce(fn: str, values: list):
         return seen
     if fn == "FIRST_VALUE":
         return values[0] if values else None
+    if fn == "QUANTILE":
+        try:
+            q = float(extra[0])
+        except (IndexError, ValueError):
+            raise CommandError("Bad arguments for QUANTILE: Could not convert argument to expected type") from None
+        if not 0.0 <= q <= 1.0:
+            raise CommandError("Quantile must be between 0.0 and 1.0")
+        if not nums:
+            return math.nan
+        ordered = sorted(nums)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
     raise CommandError(f"Unknown reducer `{fn}`")
 
 
@@ -969,7 +1016,7 @@ def aggregate(ctx, idx, query: str, args: list):
                     name = _t(args[i + 1])
                     i += 2
                 if name is None:
-                    name = f"__generated_alias{fn.lower()}{''.join(rargs)}"
+                    name = f"__generated_alias{fn.lower()}{','.join(rargs)}"
                 reducers.append((fn, rargs, name))
             steps.append(("group", keys, reducers))
         elif kw == b"APPLY":
@@ -1109,6 +1156,8 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
                         row["$"] = _json_text(doc.value)
                 else:
                     for n in names:
+                        if row.get(n) is not None:
+                            continue  # a distance the query yielded: LOAD keeps it
                         row[n] = row["__key"] if n == "__key" else _load_field(idx, doc, n)
             if names is None:
                 for row in rows[:1]:
@@ -1139,7 +1188,7 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
                 out = {g: members[0].get(g) for g in gkeys}
                 for fn, rargs, name in reducers:
                     vals = [_as_number(m.get(rargs[0])) if rargs else 1 for m in members]
-                    out[name] = _reduce(fn, vals)
+                    out[name] = _reduce(fn, vals, rargs[1:])
                 new_rows.append(out)
             rows = new_rows
             visible = list(gkeys) + [r[2] for r in reducers]

@@ -25,7 +25,7 @@ def _err(msg: str):
 
 
 def _index(ctx, name: bytes, missing: str):
-    idx = ctx.server.search.indexes.get(name)
+    idx = ctx.server.search.lookup(name)
     if idx is None:
         _err(missing.format(name=_t(name)))
     return idx
@@ -169,6 +169,8 @@ def parse_schema(args, i, on_json: bool, existing=()):
                     break
         else:
             _err(f"Invalid field type for field `{ident}`")
+        if "NOINDEX" in flags and "INDEXMISSING" in flags:
+            _err(f"'Field `{ident}` cannot be defined with both `NOINDEX` and `INDEXMISSING`'")
         if alias in names:
             _err(f"Duplicate field in schema - {alias}")
         names.add(alias)
@@ -185,7 +187,7 @@ _CREATE_1ARG = {b"LANGUAGE", b"LANGUAGE_FIELD", b"SCORE", b"SCORE_FIELD", b"PAYL
 @command("FT.CREATE", -2, ("write",), display="FT.CREATE")
 def ft_create(ctx, args):
     name = args[0]
-    on, prefixes, score, stopwords = "HASH", [], 1.0, None
+    on, prefixes, score, stopwords, skip_scan = "HASH", [], 1.0, None, False
     i = 1
     while i < len(args):
         kw = args[i].upper()
@@ -220,6 +222,7 @@ def ft_create(ctx, args):
         elif kw in _CREATE_1ARG and i + 1 < len(args):
             i += 2
         elif kw in _CREATE_FLAGS:
+            skip_scan = skip_scan or kw == b"SKIPINITIALSCAN"
             i += 1
         else:
             return Error(f"Unknown argument `{_t(args[i])}`")
@@ -229,6 +232,8 @@ def ft_create(ctx, args):
         return Error("Index already exists")
     fields = parse_schema(args, i + 1, on == "JSON")
     options = {"default_score": score}
+    if skip_scan:
+        options["skip_initial_scan"] = True
     if stopwords is not None:
         options["stopwords"] = stopwords  # a custom list (default: Redis's own)
     idx = SearchIndex(name, on, prefixes or [b""], fields, options)
@@ -254,12 +259,42 @@ def ft_alter(ctx, args):
 
 @command("FT.DROPINDEX", -2, ("write",), display="FT.DROPINDEX")
 def ft_dropindex(ctx, args):
-    _index(ctx, args[0], "Unknown Index name")
-    idx = ctx.server.search.drop(args[0])
+    idx = ctx.server.search.drop(_index(ctx, args[0], "Unknown Index name").name)
     if len(args) > 1 and args[1].upper() == b"DD":
         ks = ctx.server.keyspace
         for key in [k for k in idx.slot_key if k is not None]:
             ks.delete(key)
+    return OK
+
+
+@command("FT.ALIASADD", 3, ("write",), display="FT.ALIASADD")
+def ft_aliasadd(ctx, args):
+    engine = ctx.server.search
+    if args[0] in engine.aliases:
+        return Error("Alias already exists")
+    idx = engine.indexes.get(args[1])
+    if idx is None:
+        return Error("Unknown index name (or name is an alias itself)")
+    engine.set_alias(args[0], idx)
+    return OK
+
+
+@command("FT.ALIASUPDATE", 3, ("write",), display="FT.ALIASUPDATE")
+def ft_aliasupdate(ctx, args):
+    engine = ctx.server.search
+    idx = engine.indexes.get(args[1])
+    if idx is None:
+        return Error("Unknown index name (or name is an alias itself)")
+    engine.set_alias(args[0], idx)
+    return OK
+
+
+@command("FT.ALIASDEL", 2, ("write",), display="FT.ALIASDEL")
+def ft_aliasdel(ctx, args):
+    engine = ctx.server.search
+    if args[0] not in engine.aliases:
+        return Error("Alias does not exist")
+    engine.set_alias(args[0], None)
     return OK
 
 
@@ -271,6 +306,20 @@ def ft_list(ctx, args):
 # --------------------------------------------------------------------------------------------
 # FT.INFO
 # --------------------------------------------------------------------------------------------
+
+_FLAG_ORDER = ["CASESENSITIVE", "SORTABLE", "UNF", "NOSTEM", "NOINDEX", "WITHSUFFIXTRIE",
+               "INDEXEMPTY", "INDEXMISSING"]
+
+
+def _info_flags(f: FieldSpec) -> list:
+    """The field's flags as FT.INFO lists them: Redis's order; a sortable NUMERIC is UNF."""
+    flags = set(f.flags)
+    if "SORTABLE" in flags and f.type == "NUMERIC":
+        flags.add("UNF")
+    if "SORTABLE" not in flags:
+        flags.discard("UNF")
+    return [x for x in _FLAG_ORDER if x in flags] + sorted(flags - set(_FLAG_ORDER))
+
 
 def _attr(f: FieldSpec, resp3: bool):
     pairs = [(S("identifier"), S(f.identifier)), (S("attribute"), S(f.alias)),
@@ -286,7 +335,7 @@ def _attr(f: FieldSpec, resp3: bool):
         pairs.append((S("SEPARATOR"), S(f.options.get("SEPARATOR", ","))))
     elif f.type == "TEXT":
         pairs.append((S("WEIGHT"), Double(f.options.get("WEIGHT", 1.0))))
-    flags = [S(x) for x in f.flags]
+    flags = [S(x) for x in _info_flags(f)]
     if resp3:
         pairs.append((S("flags"), flags))
         return Map(pairs)
@@ -453,7 +502,8 @@ def ft_search(ctx, args):
                     j += 3
                 else:
                     j += 1
-                ret.append((fname, label))
+                if all(label != seen for _, seen in ret):  # Redis returns a field once
+                    ret.append((fname, label))
             req.return_fields = ret
             if n == 0:
                 req.nocontent = True
@@ -479,6 +529,18 @@ def ft_search(ctx, args):
                 return Error("Bad arguments for FILTER: Expected an argument, but none provided")
             req.numeric_filters.append((_t(args[i + 1]), _t(args[i + 2]), _t(args[i + 3])))
             i += 4
+        elif kw == b"GEOFILTER":
+            if i + 5 >= len(args):
+                return Error("Bad arguments for GEOFILTER: Expected an argument, but none provided")
+            try:
+                lon, lat, radius = (float(args[i + k]) for k in (2, 3, 4))
+            except ValueError:
+                return Error("Bad arguments for GEOFILTER: Could not convert argument to expected type")
+            unit = _t(args[i + 5]).lower()
+            if unit not in ("m", "km", "mi", "ft"):
+                return Error("Bad arguments for GEOFILTER: Unknown argument")
+            req.numeric_filters.append((_t(args[i + 1]), lon, lat, radius, unit))
+            i += 6
         elif kw in (b"INKEYS", b"INFIELDS"):
             n = parse_int(args[i + 1]) if i + 1 < len(args) else 0
             if kw == b"INKEYS":
@@ -588,5 +650,25 @@ def ft_explain(ctx, args):
 
 @command("FT.DICTADD", -3, ("write",), display="FT.DICTADD")
 def ft_dictadd(ctx, args):
-    return len(args) - 1
+    words = ctx.server.search.dicts.setdefault(args[0], set())
+    before = len(words)
+    words.update(args[1:])
+    return len(words) - before
+
+
+@command("FT.DICTDEL", -3, ("write",), display="FT.DICTDEL")
+def ft_dictdel(ctx, args):
+    dicts = ctx.server.search.dicts
+    words = dicts.get(args[0], set())
+    before = len(words)
+    words.difference_update(args[1:])
+    return before - len(words)
+
+
+@command("FT.DICTDUMP", 2, ("readonly",), display="FT.DICTDUMP")
+def ft_dictdump(ctx, args):
+    words = ctx.server.search.dicts.get(args[0])
+    if words is None:
+        return Error("could not open dict key")
+    return Set(sorted(words))
 

@@ -75,6 +75,8 @@ class SearchIndex:
         self.key_slot: dict[bytes, int] = {}
         self.slot_key: list = []
         self.slot_rec: dict[int, dict] = {}
+        self.slot_present: dict[int, frozenset] = {}  # for ismissing()
+        self.slot_sort: dict[int, dict] = {}  # TEXT/TAG sort strings by slot
         self.live = np.zeros(0, bool)
         self.failures = 0
         self.last_error = ("N/A", "N/A")
@@ -85,6 +87,8 @@ class SearchIndex:
         self.restored_from = None  # change seq of the snapshot the graphs started from
         self.snapshot_seq = None  # change seq of its newest snapshot on disk
         self.fi = FieldIndex({})
+        self.sort_only: list = []  # NOINDEX fields' aliases
+        self.sort_strings: list = []  # (alias, UNF) of TEXT and TAG fields
         for f in fields:
             self._add_field(f)
 
@@ -97,15 +101,27 @@ class SearchIndex:
 
     def _add_field(self, f: FieldSpec) -> None:
         self.fields.append(f)
+        if "NOINDEX" in f.flags and f.type != "VECTOR":
+            self.sort_only.append(f.alias)
+        if f.type in ("TEXT", "TAG"):
+            self.sort_strings.append((f.alias, "UNF" in f.flags))
         if f.type == "VECTOR":
             o = f.options
             self.vectors[f.alias] = VectorField(o["algorithm"], o["TYPE"], int(o["DIM"]),
                                                 o["DISTANCE_METRIC"], o)
         self.fi = FieldIndex(self._store_schema())
 
+    @property
+    def stem_fields(self) -> frozenset:
+        """TEXT fields whose words match by English stem (not NOSTEM)."""
+        return frozenset(f.alias for f in self.fields
+                         if f.type == "TEXT" and "NOSTEM" not in f.flags and "NOINDEX" not in f.flags)
+
     def _store_schema(self) -> dict:
         schema = {}
         for f in self.fields:
+            if "NOINDEX" in f.flags:
+                continue  # kept for SORTBY and RETURN only (see sort_only)
             if f.type == "TAG":
                 schema[f.alias] = {"type": "tag", "separator": f.options.get("SEPARATOR", ","),
                                    "case_sensitive": "CASESENSITIVE" in f.flags}
@@ -126,6 +142,8 @@ class SearchIndex:
             self.key_slot.clear()
             self.slot_key = []
             self.slot_rec.clear()
+            self.slot_present.clear()
+            self.slot_sort.clear()
             self.live = np.zeros(0, bool)
             for v in self.vectors.values():
                 v.__init__(v.algorithm, v.data_type, v.dim, v.redis_metric, v.params)
@@ -152,7 +170,7 @@ class SearchIndex:
         found = jsonpath.find(value.value, f.path)
         if not found:
             return None
-        if f.type in ("TAG", "TEXT") and (len(found) > 1 or "*" in f.identifier):
+        if f.type in ("TAG", "TEXT") and (len(found) > 1 or not f.path.definite):
             return found
         return found[0]
 
@@ -229,7 +247,25 @@ class SearchIndex:
             else:
                 self.fi.remove(slot, self.slot_rec.get(slot, {}))
             self.fi.insert(slot, rec)
+            for alias in self.sort_only:  # NOINDEX numeric fields: their values, for SORTBY only
+                v = payload.get(alias)
+                if isinstance(v, float):
+                    rec = dict(rec) if alias not in rec else rec
+                    rec[alias] = v
+            # TEXT/TAG values as SORTBY orders them: lower-cased unless UNF.
+            sv = {}
+            for alias, unf in self.sort_strings:
+                v = payload.get(alias)
+                if v is not None:
+                    v = v if isinstance(v, str) else " ".join(map(str, v)) if isinstance(v, list) else str(v)
+                    sv[alias] = v if unf else v.lower()
+            if sv:
+                self.slot_sort[slot] = sv
+            else:
+                self.slot_sort.pop(slot, None)
             self.slot_rec[slot] = rec
+            # Fields the document has at all (an empty value is present, not missing).
+            self.slot_present[slot] = frozenset(payload) | frozenset(vecs)
             self.live[slot] = True
             for alias, vf in self.vectors.items():
                 v = vecs.get(alias)
@@ -247,6 +283,8 @@ class SearchIndex:
         with self.lock:
             del self.key_slot[key]
             self.fi.remove(slot, self.slot_rec.pop(slot, {}))
+            self.slot_present.pop(slot, None)
+            self.slot_sort.pop(slot, None)
             self.live[slot] = False
             self.slot_key[slot] = None
             for vf in self.vectors.values():
@@ -295,6 +333,9 @@ class SearchEngine:
     def __init__(self, server):
         self.server = server
         self.indexes: dict[bytes, SearchIndex] = {}
+        self.aliases: dict[bytes, bytes] = {}  # FT.ALIASADD: alias -> index name
+        # FT.DICTADD word lists (in memory only: not kept across a restart)
+        self.dicts: dict[bytes, set] = {}
         self._flush_scheduled = False
         # FT.CONFIG values (strings, as FT.CONFIG GET shows them).
         self.config = {"MAXSEARCHRESULTS": "10000", "MAXAGGREGATERESULTS": "10000",
@@ -303,6 +344,27 @@ class SearchEngine:
                        "CURSOR_MAX_IDLE": "300000", "ON_TIMEOUT": "return"}
         self.snapshot_writer = _snapshot.Writer()
         server.keyspace.listeners.append(self.on_key_change)
+
+    def lookup(self, name: bytes):
+        """The index with this name, else the one this alias points at, else None."""
+        idx = self.indexes.get(name)
+        if idx is None:
+            target = self.aliases.get(name)
+            idx = self.indexes.get(target) if target is not None else None
+        return idx
+
+    def set_alias(self, alias: bytes, idx) -> None:
+        """Point ``alias`` at ``idx`` (None: remove it); kept in the indexes' definitions."""
+        old = self.aliases.pop(alias, None)
+        if old is not None and old in self.indexes:
+            prev = self.indexes[old]
+            prev.options["aliases"] = [a for a in prev.options.get("aliases", [])
+                                       if a != alias.decode("latin-1")]
+            self.save(prev)
+        if idx is not None:
+            self.aliases[alias] = idx.name
+            idx.options.setdefault("aliases", []).append(alias.decode("latin-1"))
+            self.save(idx)
 
     @property
     def default_dialect(self) -> int:
@@ -325,9 +387,14 @@ class SearchEngine:
 
     def create(self, idx: SearchIndex, persist: bool = True) -> None:
         self.indexes[idx.name] = idx
+        for alias in idx.options.get("aliases", []):
+            self.aliases[alias.encode("latin-1")] = idx.name
         if persist and self.server.durable is not None:
             self.server.durable.save_index(idx.name, idx.definition())
-        idx.backfill(self.server.keyspace)
+        # SKIPINITIALSCAN: keys already there stay out (only at creation; a restart
+        # rebuilds the index from every key, which Redis's RDB load would not do).
+        if not (persist and idx.options.get("skip_initial_scan")):
+            idx.backfill(self.server.keyspace)
         idx.flush_vectors()
 
     def restore_index(self, name: bytes, d: dict) -> None:
@@ -341,6 +408,8 @@ class SearchEngine:
 
     def drop(self, name: bytes) -> SearchIndex:
         idx = self.indexes.pop(name)
+        for alias in [a for a, n in self.aliases.items() if n == name]:
+            del self.aliases[alias]
         if self.server.durable is not None:
             self.server.durable.drop_index(name)
             self.snapshot_writer.wait()  # no snapshot file may land after the removal
@@ -350,6 +419,7 @@ class SearchEngine:
     def drop_all(self) -> None:
         names = list(self.indexes)
         self.indexes.clear()
+        self.aliases.clear()
         if self.server.durable is not None:
             self.server.durable.drop_all_indexes()
             self.snapshot_writer.wait()

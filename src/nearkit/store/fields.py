@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from .filters import (
-    FIELD_TYPES, And, FilterError, Geo, MatchAll, Node, Not, Numeric, Optional, Or, Tag,
+    FIELD_TYPES, And, FilterError, Geo, MatchAll, Missing, TextPattern, Node, Not, Numeric, Optional, Or, Tag,
     TextTerm, VectorRange, bind, geo_distance_m, geo_value, numeric_value, tag_values,
     text_tokens,
 )
@@ -198,6 +198,8 @@ class FieldIndex:
             lo = col >= node.lo if node.lo_inclusive else col > node.lo
             hi = col <= node.hi if node.hi_inclusive else col < node.hi
             return lo & hi
+        if isinstance(node, Missing):
+            raise FilterError("ismissing() is evaluated by the caller (it knows which rows have the field)")
         if isinstance(node, Geo):
             col = self._geo[node.field][:n]
             with np.errstate(invalid="ignore"):
@@ -211,6 +213,14 @@ class FieldIndex:
             for p in node.prefixes:
                 for arr in self._prefix_slots(node.field, fold(p)):
                     m[arr] = True
+            return m
+        if isinstance(node, TextPattern):
+            fields = [node.field] if node.field else self._text_fields
+            m = np.zeros(n, dtype=bool)
+            for f in fields:
+                for term in list(self._inverted[f]):
+                    if node.accepts(term):
+                        m[self._slots(f, term)] = True
             return m
         if isinstance(node, TextTerm):
             fields = [node.field] if node.field else self._text_fields

@@ -22,6 +22,7 @@ Syntax errors raise ``FilterSyntaxError`` (a ValueError) carrying ``offset``
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "And", "FilterError", "FilterSyntaxError", "MatchAll", "Node", "Not", "Numeric",
-    "Optional", "Or", "Tag", "TextTerm", "VectorRange", "Geo",
+    "Optional", "Or", "Tag", "TextTerm", "VectorRange", "Geo", "Missing", "TextPattern",
     "bind", "from_python", "matches", "parse_filter", "parse_prefix", "to_filter",
     "text_tokens", "tag_values", "FIELD_TYPES",
 ]
@@ -149,6 +150,78 @@ def geo_distance_m(lon1, lat1, lon2, lat2):
     a = (np.sin((lat2 - lat1) / 2) ** 2
          + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2)
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
+
+
+@dataclass(frozen=True)
+class TextPattern(Node):
+    """A word matched loosely: ``%w%`` (edit distance 1; ``%%w%%`` 2, ``%%%w%%%`` 3),
+    ``*w*`` (contains) or ``*w`` (ends with)."""
+
+    field: str | None
+    word: str
+    kind: str  # "fuzzy" | "contains" | "suffix" | "stem" (same English stem, see stem())
+    distance: int = 0
+
+    def __str__(self):
+        w = _escape_word(self.word)
+        body = {"fuzzy": "%" * self.distance + w + "%" * self.distance,
+                "contains": f"*{w}*", "suffix": f"*{w}", "stem": w}[self.kind]
+        return f"@{self.field}:{body}" if self.field else body
+
+    def accepts(self, term: str) -> bool:
+        w = self.word.lower()
+        if self.kind == "contains":
+            return w in term
+        if self.kind == "suffix":
+            return term.endswith(w)
+        if self.kind == "stem":
+            return term == w or stem(term) == stem(w)
+        return _within_distance(w, term, self.distance)
+
+
+_STEMMER = []
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def stem(word: str) -> str:
+    """The English Snowball stem of a lower-case word (the optional ``snowballstemmer``
+    package; without it every word is its own stem)."""
+    if not _STEMMER:
+        try:
+            import snowballstemmer
+            _STEMMER.append(snowballstemmer.stemmer("english").stemWord)
+        except ImportError:
+            _STEMMER.append(lambda w: w)
+    return _STEMMER[0](word)
+
+
+def stemming_available() -> bool:
+    return stem("engines") != "engines"
+
+
+def _within_distance(a: str, b: str, limit: int) -> bool:
+    """Levenshtein distance of a and b is at most ``limit`` (rows cut off early)."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+        if min(cur) > limit:
+            return False
+        prev = cur
+    return prev[-1] <= limit
+
+
+@dataclass(frozen=True)
+class Missing(Node):
+    """``ismissing(@field)``: the document has no value for the field."""
+
+    field: str
+
+    def __str__(self):
+        return f"ismissing(@{self.field})"
 
 
 @dataclass(frozen=True)
@@ -286,6 +359,8 @@ def tag_values(value, separator: str = ",", case_sensitive: bool = False) -> lis
 # Deepest nesting of groups and prefix operators a query may have: the parser and
 # every walk over the tree recurse once per level, and Python's stack is finite.
 MAX_NESTING = 100
+_ATTRS = re.compile(r"=>\s*\{")
+_ISMISSING = re.compile(r"ismissing\s*\(\s*@([A-Za-z_][\w.$-]*)\s*\)", re.IGNORECASE)
 
 
 class _Parser:
@@ -423,7 +498,7 @@ class _Parser:
         ops = self.prefixes(check_next=True)
         node = self.apply_prefixes(ops, self.atom()) if ops else self.atom()
         self.skip_ws()
-        if self.s.startswith("=>{", self.i):
+        if _ATTRS.match(self.s, self.i):
             self.attributes()
         return node
 
@@ -439,19 +514,50 @@ class _Parser:
             self.i += 1
             self.depth -= 1
             return node
-        if c == "*":
+        if c == "*" and not (self.i + 1 < self.n and self.s[self.i + 1] not in _WORD_SPECIAL):
             self.i += 1
             return MatchAll()
         if c == "@":
             return self.field_expr()
         if c == '"':
             return self.phrase(None)
+        m = _ISMISSING.match(self.s, self.i)
+        if m:
+            self.i = m.end()
+            return Missing(m.group(1))
+        pat = self.pattern_term(None)
+        if pat is not None:
+            return pat
         if c in "{[":
             self.error(f"{c!r} must follow a field name (@field:{c}...)")
         if c in ")}]|:":
             self.error(f"unexpected {c!r}")
         w, prefix = self.word()
         return TextTerm(None, w, prefix)
+
+    def pattern_term(self, field):
+        """``%word%`` / ``*word*`` / ``*word`` at the cursor, or None."""
+        self.skip_ws()
+        start = self.i
+        c = self.s[self.i] if self.i < self.n else ""
+        if c == "%":
+            d = 0
+            while self.i < self.n and self.s[self.i] == "%":
+                d += 1
+                self.i += 1
+            if d > 3:
+                self.error("a fuzzy term takes at most three '%'", start)
+            w, _ = self.word()
+            for _ in range(d):
+                if self.i >= self.n or self.s[self.i] != "%":
+                    self.error("unbalanced '%' around a fuzzy term", start)
+                self.i += 1
+            return TextPattern(field, w, "fuzzy", d)
+        if c == "*" and self.i + 1 < self.n and self.s[self.i + 1] not in _WORD_SPECIAL:
+            self.i += 1
+            w, contains = self.word()
+            return TextPattern(field, w, "contains" if contains else "suffix")
+        return None
 
     def field_name(self) -> str:
         start = self.i
@@ -488,6 +594,9 @@ class _Parser:
             return self.phrase(name)
         if c == "" or c in ")|}]":
             self.error(f"expected a value after @{name}:")
+        pat = self.pattern_term(name)
+        if pat is not None:
+            return pat
         w, prefix = self.word()
         return TextTerm(name, w, prefix)
 
@@ -538,10 +647,17 @@ class _Parser:
             return node
         if c == '"':
             return self.phrase(field)
+        pat = self.pattern_term(field)
+        if pat is not None:
+            return pat
         if c in "{[@*":
             self.error(f"unexpected {c!r} inside a text group")
         w, prefix = self.word()
-        return TextTerm(field, w, prefix)
+        node = TextTerm(field, w, prefix)
+        self.skip_ws()
+        if _ATTRS.match(self.s, self.i):  # @f:(word=>{$weight: 2} | ...)
+            self.attributes()
+        return node
 
     def tag_list(self, field) -> Node:
         open_at = self.i
@@ -611,7 +727,7 @@ class _Parser:
         """``=>{$name: value; ...}`` after an expression (weight, slop, inorder, phonetic):
         accepted and returned; nearkit's filters do not score, so none changes a match."""
         start = self.i
-        self.i += 3  # '=>{'
+        self.i = _ATTRS.match(self.s, self.i).end()  # '=>{', maybe with blanks
         close = self.s.find("}", self.i)
         if close < 0:
             self.error("unterminated query attributes", start)
@@ -900,6 +1016,16 @@ def bind(node: Node, schema: dict) -> Node:
                 raise FilterError(f"text filter on {node.field!r} has no words")
             return _or(alts)
         raise FilterError(f"field {node.field!r} is {t}, not tag: use a numeric range")
+    if isinstance(node, Missing):
+        _field_type(schema, node.field)
+        return node
+    if isinstance(node, TextPattern):
+        if node.field is None:
+            if not any(_field_type(schema, f) == "text" for f in schema):
+                raise FilterError(f"bare word {node.word!r} needs a text field, and none is declared")
+        elif _field_type(schema, node.field) != "text":
+            raise FilterError(f"field {node.field!r} is not text: {node} does not apply")
+        return node
     if isinstance(node, Geo):
         t = _field_type(schema, node.field)
         if t != "geo":
@@ -973,6 +1099,11 @@ def matches(node: Node, payload: dict | None, schema: dict) -> bool:
         except ValueError:
             return False
         return v is not None and node.test(v)
+    if isinstance(node, Missing):
+        return payload.get(node.field) is None
+    if isinstance(node, TextPattern):
+        fields = [node.field] if node.field else [f for f in schema if _spec(schema, f)["type"] == "text"]
+        return any(node.accepts(t) for f in fields for t in text_tokens(payload.get(f)))
     if isinstance(node, Geo):
         try:
             p = geo_value(payload.get(node.field))
