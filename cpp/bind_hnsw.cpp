@@ -57,6 +57,7 @@ NEARKIT_BIND(bind_hnsw) {
       .def_prop_ro("n_slots", &nk::Hnsw::n_slots)
       .def_prop_ro("capacity", &nk::Hnsw::capacity)
       .def_prop_ro("block_bytes", &nk::Hnsw::block_bytes)
+      .def_prop_ro("header_offset", &nk::Hnsw::header_offset)
       .def_prop_ro("readonly", &nk::Hnsw::readonly)
       .def_prop_ro("memory_bytes", &nk::Hnsw::memory_bytes)
       .def_prop_ro("max_label", &nk::Hnsw::max_label)

@@ -121,6 +121,8 @@ class Hnsw {
   size_t capacity() const { return capacity_; }
   size_t M() const { return M_; }
   size_t block_bytes() const { return bsize_; }
+  // Byte offset of a level-0 block's header word (link count | FREE | centre).
+  size_t header_offset() const { return dcode_; }
   bool readonly() const { return readonly_; }
   size_t memory_bytes() const;  // storage held (or mapped) by the index, approximately
   void slot_labels(int64_t* out, size_t n) const;  // first n slots (n <= n_slots)

@@ -298,15 +298,18 @@ def test_faiss_read_index_checks_the_id_map(tmp_path):
     index.add_with_ids(_x(20), np.arange(100, 120))
     path = _faiss_file(tmp_path, index)
     f = io.read_index(path)
-    short = np.array(f.sections["faiss_id_map"])[:5]
-    _rewrite(path, {"faiss_id_map": short}, params={"faiss": dict(f.params["faiss"], next=5)})
+    tree = f.params["faiss_tree"]
+    short = np.array(f.sections["id_map"])[:5]
+    _rewrite(path, {"id_map": short}, params={"faiss_tree": dict(tree, next=5)})
     with pytest.raises(FormatError, match="id map"):
         faiss.read_index(path)
-    _rewrite(path, {"faiss_id_map": np.arange(100, 120)},
-             params={"faiss": dict(f.params["faiss"], next=20, idmap="Evil")})
-    with pytest.raises(FormatError, match="id map"):
+    _rewrite(path, {"id_map": np.arange(100, 120)}, params={"faiss_tree": dict(tree, next=20, **{"class": "Evil"})})
+    with pytest.raises(FormatError, match="Evil"):
         faiss.read_index(path)
-    _rewrite(path, params={"faiss": dict(f.params["faiss"], next=20)})
+    _rewrite(path, {"id_map": np.arange(100, 120)}, params={"faiss_tree": dict(tree, next=20, **{"class": "os"})})
+    with pytest.raises(FormatError):
+        faiss.read_index(path)
+    _rewrite(path, params={"faiss_tree": dict(tree, next=20)})
     D, I = faiss.read_index(path).search(_x(20)[:1], 1)
     assert I[0, 0] == 100
 

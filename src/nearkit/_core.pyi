@@ -18,6 +18,48 @@ def set_isa(name: str) -> None:
 
 def pairwise(a: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], b: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], kind: str) -> Annotated[NDArray[numpy.float32], dict(shape=(None, None))]: ...
 
+def annoy_row_distance(raw_rows: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], i: int, j: int, metric: int) -> float:
+    """annoy's get_distance between rows i and j of raw float vectors."""
+
+def annoy_forest_query(forest: TreeForest, core_rows: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu', writable=False)], raw_rows: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], query: object, n_items: int, metric: int, n: int, search_k: int, include_distances: bool) -> object:
+    """
+    annoy's get_nns_by_vector on a TreeForest: lists of ids (and distances), annoy's order.
+    """
+
+class AnnoyNodes:
+    """An annoy 1.17.3 node array searched in place (nearkit.compat.annoy)."""
+
+    def __init__(self, owner: object, data: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], metric: int, f: int) -> None:
+        """
+        owner: the object that keeps data's memory alive; data: the file's bytes.
+        """
+
+    @property
+    def n_items(self) -> int: ...
+
+    @property
+    def n_trees(self) -> int: ...
+
+    @property
+    def n_nodes(self) -> int: ...
+
+    @property
+    def node_size(self) -> int: ...
+
+    @property
+    def owner(self) -> object: ...
+
+    def is_item(self, arg: int, /) -> bool: ...
+
+    def search(self, query: object, f: int, n: int, search_k: int, include_distances: bool) -> object:
+        """query: any sequence of f numbers, read as annoy reads it."""
+
+    def search_item(self, i: int, n: int, search_k: int, include_distances: bool) -> object: ...
+
+    def item(self, i: int, f: int) -> object: ...
+
+    def distance(self, i: int, j: int) -> float: ...
+
 def flat_search(base: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], sqnorms: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], labels: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, queries: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], k: int, metric: int, mask: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, threads: int = 1, exclude_self: bool = False) -> tuple:
     """
     Exact k-NN: (ids int64 (nq, k), distances float32 (nq, k)), padded with -1/inf.
@@ -53,6 +95,9 @@ class Hnsw:
     def block_bytes(self) -> int: ...
 
     @property
+    def header_offset(self) -> int: ...
+
+    @property
     def readonly(self) -> bool: ...
 
     @property
@@ -79,6 +124,19 @@ class Hnsw:
     @exact_scale.setter
     def exact_scale(self, arg: float, /) -> None: ...
 
+    @property
+    def float_walk(self) -> bool: ...
+
+    def use_float_walk(self) -> None: ...
+
+    @property
+    def error_z(self) -> float: ...
+
+    @property
+    def n_centres(self) -> int: ...
+
+    def guard_report(self) -> dict: ...
+
     def add(self, x: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], ids: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], threads: int = 1) -> None: ...
 
     def remove(self, ids: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)]) -> int: ...
@@ -91,7 +149,7 @@ class Hnsw:
 
     def export_arrays(self) -> dict: ...
 
-    def attach(self, blocks: Annotated[NDArray[numpy.uint8], dict(shape=(None, None), order='C', device='cpu', writable=False)], vectors: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], labels: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], levels: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], upper_offsets: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], upper_links: Annotated[NDArray[numpy.uint32], dict(shape=(None,), order='C', device='cpu', writable=False)], quant: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], entry: int, max_level: int, borrow: bool) -> None: ...
+    def attach(self, blocks: Annotated[NDArray[numpy.uint8], dict(shape=(None, None), order='C', device='cpu', writable=False)], vectors: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], labels: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], levels: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)], upper_offsets: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], upper_links: Annotated[NDArray[numpy.uint32], dict(shape=(None,), order='C', device='cpu', writable=False)], quant: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], entry: int, max_level: int, borrow: bool, legacy: bool = False) -> None: ...
 
 class IvfSearcher:
     def __init__(self, codec: str, metric: int, centroids: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], offsets: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], ids: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)], codes: Annotated[NDArray[numpy.uint8], dict(order='C', device='cpu', writable=False)], code_size: int, sq_vmin: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, sq_step: Annotated[NDArray[numpy.float32], dict(order='C', device='cpu', writable=False)] | None, codebooks: Annotated[NDArray[numpy.float32], dict(shape=(None, None, None), order='C', device='cpu', writable=False)] | None, mpad: int, by_residual: bool, refine: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)] | None) -> None: ...

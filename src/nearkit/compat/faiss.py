@@ -1982,6 +1982,11 @@ def _from_node(node, prefix, sections):
         obj._next = int(node["next"])
         if obj._ext.ndim != 1 or obj._next != obj._ext.shape[0] or obj.index.ntotal > obj._ext.shape[0]:
             raise FormatError("the id map does not cover the inner index")
+        inner_nk = getattr(obj.index, "_nk", None)
+        if inner_nk is not None:
+            labels = inner_nk.slot_labels()
+            if labels.size and labels.max() >= obj._ext.shape[0]:
+                raise FormatError("the id map does not cover the inner index")
     elif issubclass(cls, IndexRefine):
         obj.base_index = _from_node(node["base"], prefix + "b/", sections)
         obj.refine_index = _from_node(node["refine"], prefix + "r/", sections)

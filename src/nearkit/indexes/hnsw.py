@@ -31,7 +31,7 @@ _CODES = "lvq8-residual"
 _SECTION_NAMES = ("blocks", "vectors", "labels", "levels", "upper_offsets", "upper_links", "quant")
 
 
-def _check_graph(index: "HNSW", sections: dict) -> None:
+def _check_graph(index: "HNSW", sections: dict, legacy: bool = False) -> None:
     """What the core's attach does not check and later calls rely on: slot labels
     agree with the graph (each id on one live slot; -1 only on free slots, which
     carry no links and no levels), the quantiser is finite, and the entry point is
@@ -45,9 +45,15 @@ def _check_graph(index: "HNSW", sections: dict) -> None:
     if n >= 2**32 - 1:
         raise FormatError(f"HNSW file claims {n} slots, more than a graph can address")
     core = index._core
-    if blocks.shape[1] != core.block_bytes:
+    if legacy:  # written before per-vector codes: [codes, padded to 4][hdr][links], 64-aligned
+        hdr_at = (index.dim + 3) // 4 * 4
+        block_bytes = (hdr_at + 4 + 8 * index.M * 4 + 63) // 64 * 64
+        flag_bits = 0
+    else:  # the core's own layout; header bits 24..31 name the code's centre (checked by attach)
+        hdr_at, block_bytes, flag_bits = core.header_offset, core.block_bytes, 0xFF << 24
+    if blocks.shape[1] != block_bytes:
         raise FormatError(f"HNSW link blocks are {blocks.shape[1]} bytes, the parameters give "
-                          f"{core.block_bytes}")
+                          f"{block_bytes}")
     quant = sections["quant"]
     if quant.size and not np.isfinite(quant).all():
         raise FormatError("HNSW quantiser holds NaN or infinity")
@@ -57,8 +63,6 @@ def _check_graph(index: "HNSW", sections: dict) -> None:
     ids = labels[live]
     if ids.size != np.unique(ids).size:
         raise FormatError("HNSW file gives one id to two live slots")
-    # The level-0 header sits after the codes (dim padded to 4): count | FREE flag.
-    hdr_at = (index.dim + 3) // 4 * 4
     hdr = np.ascontiguousarray(blocks[:, hdr_at:hdr_at + 4]).view("<u4").reshape(-1)
     free_flag, count_mask = 1 << 16, 0xFFFF
     free = ~live
@@ -66,7 +70,7 @@ def _check_graph(index: "HNSW", sections: dict) -> None:
         raise FormatError("HNSW file has a free slot (label -1) that still has links")
     if ((hdr[free] & free_flag) == 0).any() or ((hdr[live] & free_flag) != 0).any():
         raise FormatError("HNSW slot labels disagree with the free-slot flags")
-    if (hdr & ~np.uint32(free_flag | count_mask)).any():
+    if (hdr & ~np.uint32(free_flag | count_mask | flag_bits)).any():
         raise FormatError("HNSW link header has unknown flag bits")
     if (levels > 60).any():
         raise FormatError("HNSW node level above 60")
@@ -291,7 +295,7 @@ class HNSW(Index):
         if codes not in (None, _CODES):
             raise FormatError(f"HNSW file has codes {codes!r} that this nearkit does not know; "
                               "rebuild the index with this version")
-        _check_graph(index, sections)
+        _check_graph(index, sections, legacy=codes is None)
         mapped = any(not s.flags.writeable for s in sections.values())
         try:
             index._core.attach(sections["blocks"], sections["vectors"], sections["labels"],
