@@ -4,6 +4,7 @@
     python scripts/upstream_suites.py                 # every suite, real and nearkit
     python scripts/upstream_suites.py annoy hnswlib   # some suites
     python scripts/upstream_suites.py --target nearkit annoy -- -x -k load
+    python scripts/upstream_suites.py annoy --select test/seed_test.py test/holes_test.py
 
 For each suite (defined in scripts/upstream/<library>.py) the tests are fetched
 at run time into a cache directory (default .upstream-cache/, git-ignored; the
@@ -78,7 +79,7 @@ def failures(report: Path, limit: int = 20) -> list[str]:
     return out[:limit]
 
 
-def run(suite: Suite, target: str, cache: Path, extra: list[str], keep: bool) -> dict:
+def run(suite: Suite, target: str, cache: Path, extra: list[str], keep: bool, select=None) -> dict:
     src = suite.obtain(cache)
     scratch = Path(tempfile.mkdtemp(prefix=f"upstream-{suite.name}-{target}-"))
     suite.prepare(src, scratch)
@@ -89,7 +90,7 @@ def run(suite: Suite, target: str, cache: Path, extra: list[str], keep: bool) ->
         env["PYTHONPATH"] = str(ROOT / "src")
     report = scratch / "report.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(scratch),
-           f"--junitxml={report}", *suite.pytest_args, *extra]
+           f"--junitxml={report}", *suite.pytest_args, *(select or suite.select), *extra]
     t0 = time.time()
     try:
         proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=suite.timeout)
@@ -120,6 +121,7 @@ def main() -> int:
     ap.add_argument("--target", choices=["both", "real", "nearkit"], default="both")
     ap.add_argument("--cache", type=Path, default=ROOT / ".upstream-cache")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directories")
+    ap.add_argument("--select", nargs="+", help="test paths/node ids to run instead of the suite's own selection")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args, extra = ap.parse_args(argv[:cut]), argv[cut + 1:]  # after --: passed on to pytest
@@ -129,7 +131,7 @@ def main() -> int:
     for suite in available_suites(args.suites):
         results = {}
         for target in targets:
-            results[target] = run(suite, target, args.cache, extra, args.keep)
+            results[target] = run(suite, target, args.cache, extra, args.keep, args.select)
             print(json.dumps(results[target]), flush=True)
         side_by_side.append(f"{suite.name:10s} " + " | ".join(f"{t}: {summary(r)}" for t, r in results.items()))
     for line in side_by_side:

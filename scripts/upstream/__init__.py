@@ -36,7 +36,8 @@ class Suite:
     prepare: Callable[[Path, Path], None]  # (upstream files, scratch run dir) -> lays tests out
     rewrites: list[tuple[str, str]]  # (regex, replacement) for every .py file, nearkit run only
     leftover: str  # regex that must not match any .py file after rewriting
-    pytest_args: list[str] = field(default_factory=list)
+    select: list[str] = field(default_factory=lambda: ["."])  # what pytest collects (--select replaces it)
+    pytest_args: list[str] = field(default_factory=list)  # options
     timeout: int = 3600
     env: dict[str, str] = field(default_factory=dict)
 

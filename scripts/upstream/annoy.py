@@ -13,5 +13,6 @@ def suites() -> list[Suite]:
                   (r"^import annoy$", "import nearkit.compat.annoy as annoy")],
         leftover=r"^\s*(from annoy import|import annoy\b)",
         # accuracy_test downloads ann-benchmarks data sets over the network
-        pytest_args=["test", "--ignore=test/accuracy_test.py"],
+        select=["test"],
+        pytest_args=["--ignore=test/accuracy_test.py"],
     )]

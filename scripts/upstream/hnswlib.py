@@ -23,6 +23,7 @@ def suites() -> list[Suite]:
         leftover=r"^\s*(import hnswlib\b|from hnswlib import)",
         # the files do not match pytest's default name pattern; test_space_main is a
         # module-level helper taking `self` that pytest would collect as a test
-        pytest_args=["-o", "python_files=bindings_test*.py", ".",
+        select=["."],
+        pytest_args=["-o", "python_files=bindings_test*.py",
                      "--deselect", "bindings_test_pickle.py::test_space_main"],
     )]
