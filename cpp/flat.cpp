@@ -136,6 +136,9 @@ double exact_distance64(Metric metric, const float* q, const float* row, size_t 
   return metric == Metric::L2 ? sum : 1.0 - sum;
 }
 
+// The distance as reported (float32), kept in a double.
+double reported(double dist) { return static_cast<double>(static_cast<float>(dist)); }
+
 // The smallest float >= x (the kernels compare float scores with it).
 float round_up(double x) {
   if (!(x < static_cast<double>(std::numeric_limits<float>::max()))) return kInf;  // also NaN
@@ -170,10 +173,13 @@ double score_offset(const KnnJob& job, const float* q, double max_sqnorm) {
 }
 
 // Top-k state for a run of queries: one max-heap per query of the k smallest
-// (exact distance, slot) pairs among the candidates seen. The kernels select
-// by rounded score, so a candidate is offered whenever its score is within
-// the slack of the current k-th distance, and its exact distance decides; the
-// result is the exact k nearest, ties by slot, for any kernel or thread count.
+// (distance, slot) pairs among the candidates seen, the distance being the
+// double-precision one rounded to float32 (the value reported). Ordering by
+// the reported value, equal values by slot, is the order any merge of results
+// (shards, threads) can reproduce. The kernels select by rounded score, so a
+// candidate is offered whenever its score is within the slack of what the
+// current k-th could have, and its distance decides: the result is the exact
+// k nearest, for any kernel or thread count.
 struct KnnState {
   size_t k = 0;
   int64_t self0 = -1;  // >= 0: query i of this run must not return slot self0 + i
@@ -243,7 +249,11 @@ void heap_insert(KnnState& st, size_t q, double dist, int64_t id) {
   }
   hs[i] = dist;
   hi[i] = id;
-  if (n == k) st.thr[q] = round_up(hs[0] + st.offset[q]);
+  // Rows rounding to the k-th's float32 value may tie with it: their distance
+  // is below the next float up.
+  if (n == k)
+    st.thr[q] = round_up(static_cast<double>(std::nextafter(static_cast<float>(hs[0]), kInf)) +
+                         st.offset[q]);
 }
 
 void knn_push(void* vctx, size_t lane, float score, size_t row) {
@@ -254,8 +264,8 @@ void knn_push(void* vctx, size_t lane, float score, size_t row) {
   const int64_t slot = c->blk->slot(row);
   if (st.self0 >= 0 && slot == st.self0 + static_cast<int64_t>(q)) return;
   const size_t d = st.job->d;
-  heap_insert(st, q, exact_distance64(st.job->metric, st.queries + q * d, c->blk->rows + row * d, d),
-              slot);
+  heap_insert(st, q, reported(exact_distance64(st.job->metric, st.queries + q * d,
+                                                c->blk->rows + row * d, d)), slot);
 }
 
 // Reverse push of the symmetric all-pairs scan: row (a base row) gains the
@@ -266,7 +276,8 @@ void knn_push_reverse(void* vctx, size_t lane, float score, size_t row) {
   const size_t r = static_cast<size_t>(c->blk->slot(row)), q = c->q0 + lane;
   if (!(score <= st.thr[r])) return;
   const size_t d = st.job->d;
-  heap_insert(st, r, exact_distance64(st.job->metric, st.queries + q * d, c->blk->rows + row * d, d),
+  heap_insert(st, r, reported(exact_distance64(st.job->metric, st.queries + q * d,
+                                                c->blk->rows + row * d, d)),
               static_cast<int64_t>(q));
 }
 
@@ -531,8 +542,8 @@ void range_search(const KnnJob& job, float radius, RangeResult& out) {
         const float* qv = job.queries + (c0 + q) * d;
         auto& res = found[c0 + q];
         for (int64_t slot : st.cand[q]) {
-          double dist = exact_distance64(job.metric, qv, job.base + slot * d, d);
-          if (static_cast<float>(dist) < radius) res.emplace_back(dist, slot);
+          double dist = reported(exact_distance64(job.metric, qv, job.base + slot * d, d));
+          if (dist < radius) res.emplace_back(dist, slot);
         }
         std::sort(res.begin(), res.end());
       }

@@ -3,7 +3,9 @@
 The kernels rank rows by a rounded float32 score (||x||^2 - 2 x.q); these tests
 build data where that rounding is larger than the gaps between neighbours
 (clustered 384-d rows, duplicates with tiny noise, a large common offset) and
-compare with the numpy answer computed in float64, ties by insertion order.
+compare with the numpy answer: distances computed in float64 and reported as
+float32, ordered by that float32 value, equal values by insertion order (the
+order a merge of float32 results, e.g. across shards, reproduces).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def near_tie_data(seed, n, nq, offset, noise, dup_noise):
 
 
 def exact_order(queries, base, metric, exclude_self=False):
-    """(rows sorted by (float64 distance, row), the distances) per query."""
+    """(rows sorted by (float64 distance rounded to float32, row), those distances)."""
     q = queries.astype(np.float64)
     b = base.astype(np.float64)
     # Elementwise, not BLAS: a matrix product may sum equal columns differently,
@@ -50,6 +52,7 @@ def exact_order(queries, base, metric, exclude_self=False):
         dist = 1.0 - (q[:, None, :] * b[None, :, :]).sum(-1)
     if exclude_self:
         np.fill_diagonal(dist, np.inf)
+    dist = dist.astype(np.float32)
     rows = np.arange(b.shape[0])
     order = np.array([np.lexsort((rows, dq)) for dq in dist]).reshape(dist.shape)
     return order, np.take_along_axis(dist, order, 1)

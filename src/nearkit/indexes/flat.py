@@ -30,7 +30,8 @@ class Flat(Index):
     """Exact search for ``metric`` in {"l2", "ip", "cosine"} (see nearkit.metrics).
 
     ``search`` returns the exact k nearest by the distance computed in double
-    precision, reported rounded to float32, ties by insertion order.
+    precision and reported rounded to float32; equal reported distances are
+    ordered by insertion order.
     ``search_radius`` returns every stored vector whose distance (that same
     float32 value) is strictly below the radius.
     """
