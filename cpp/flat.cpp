@@ -1,6 +1,6 @@
 // Drivers for exact search: split the queries over threads, the base into
 // cache-sized blocks, run the fused scan kernels of the active ISA, and turn
-// the surviving candidates into sorted results with exact float32 distances.
+// the surviving candidates into sorted results by their double-precision distances.
 #include "flat.h"
 #include "thread_pool.h"
 
@@ -108,21 +108,100 @@ class BlockSource {
   std::vector<int64_t> map_;
 };
 
-// Top-k state for a run of queries: one max-heap of scores per query.
+// Distances that decide the results, in double precision from the float32
+// vectors: the squared difference (L2) or 1 - dot. A product of two floats is
+// exact in double and a sum of d terms errs by ~d * 2^-53 relative, so two
+// candidates are ordered by their true distances unless those agree to ~15
+// digits. One portable loop with eight partial sums in a fixed order, so the
+// value is the same whichever scan kernel (ISA) found the candidate.
+double exact_distance64(Metric metric, const float* q, const float* row, size_t d) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t j = 0;
+  if (metric == Metric::L2) {
+    for (; j + 8 <= d; j += 8)
+      for (int t = 0; t < 8; ++t) {
+        double diff = static_cast<double>(q[j + t]) - static_cast<double>(row[j + t]);
+        acc[t] += diff * diff;
+      }
+    for (int t = 0; j < d; ++j, ++t) {
+      double diff = static_cast<double>(q[j]) - static_cast<double>(row[j]);
+      acc[t] += diff * diff;
+    }
+  } else {
+    for (; j + 8 <= d; j += 8)
+      for (int t = 0; t < 8; ++t) acc[t] += static_cast<double>(q[j + t]) * row[j + t];
+    for (int t = 0; j < d; ++j, ++t) acc[t] += static_cast<double>(q[j]) * row[j];
+  }
+  double sum = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+  return metric == Metric::L2 ? sum : 1.0 - sum;
+}
+
+// The distance as reported (float32), kept in a double.
+double reported(double dist) { return static_cast<double>(static_cast<float>(dist)); }
+
+// The smallest float >= x (the kernels compare float scores with it).
+float round_up(double x) {
+  if (!(x < static_cast<double>(std::numeric_limits<float>::max()))) return kInf;  // also NaN
+  float f = static_cast<float>(x);
+  return static_cast<double>(f) < x ? std::nextafter(f, kInf) : f;
+}
+
+// How far a kernel's float32 score (see flat.h) may lie from the true score:
+// the dot product and ||row||^2 are sums of d float32 products, each off by at
+// most d * 2^-24 of the sum of the magnitudes (the classic gamma_d bound),
+// which is at most ||row||^2 + 2 |row| |q| <= 2 (max_sqnorm + ||q||^2); the
+// final multiply-add and the reverse selection's re-offsetting add a few
+// roundings of the same size. qn = ||q||^2 in double.
+double score_slack(size_t d, double qn, double max_sqnorm) {
+  return 2.2 * (static_cast<double>(d) + 8.0) * 0x1p-24 * (max_sqnorm + qn) + 1e-30;
+}
+
+double max_sqnorm_of(const KnnJob& job) {
+  float m = 0.0f;
+  for (size_t i = 0; i < job.n; ++i) m = std::max(m, job.sqnorms[i]);
+  return m;
+}
+
+// Score a row needs, at most, to possibly lie at distance `dist` or nearer:
+// the true score is the distance minus ||q||^2 (L2) or minus 1 (ip), and the
+// kernel's score is within the slack of it. Stored per query as offset =
+// slack - ||q||^2 (or slack - 1), so the threshold is round_up(dist + offset).
+double score_offset(const KnnJob& job, const float* q, double max_sqnorm) {
+  double qn = 0.0;
+  for (size_t j = 0; j < job.d; ++j) qn += static_cast<double>(q[j]) * q[j];
+  return score_slack(job.d, qn, max_sqnorm) - (job.metric == Metric::L2 ? qn : 1.0);
+}
+
+// Top-k state for a run of queries: one max-heap per query of the k smallest
+// (distance, slot) pairs among the candidates seen, the distance being the
+// double-precision one rounded to float32 (the value reported). Ordering by
+// the reported value, equal values by slot, is the order any merge of results
+// (shards, threads) can reproduce. The kernels select by rounded score, so a
+// candidate is offered whenever its score is within the slack of what the
+// current k-th could have, and its distance decides: the result is the exact
+// k nearest, for any kernel or thread count.
 struct KnnState {
   size_t k = 0;
   int64_t self0 = -1;  // >= 0: query i of this run must not return slot self0 + i
-  std::vector<float> hs;
+  const KnnJob* job = nullptr;
+  const float* queries = nullptr;  // vector of local query i: queries + i * d
+  std::vector<double> hd;
   std::vector<int64_t> hi;
   std::vector<uint32_t> cnt;
-  std::vector<float> thr;  // per query (padded lanes: -inf, never pushed)
+  std::vector<float> thr;      // per query (padded lanes: -inf, never pushed)
+  std::vector<double> offset;  // per query, see score_offset
 
-  void reset(size_t nq, size_t padded) {
-    hs.assign(nq * k, 0.0f);
+  // Queries [0, nq) of this run start at `queries`.
+  void reset(const KnnJob& j, const float* qs, size_t nq, size_t padded, double max_sqnorm) {
+    job = &j;
+    queries = qs;
+    hd.assign(nq * k, 0.0);
     hi.assign(nq * k, 0);
     cnt.assign(nq, 0);
     thr.assign(padded, -kInf);
     std::fill_n(thr.begin(), nq, kInf);
+    offset.resize(nq);
+    for (size_t i = 0; i < nq; ++i) offset[i] = score_offset(j, qs + i * j.d, max_sqnorm);
   }
 };
 
@@ -134,15 +213,15 @@ struct ScanCtx {
   const Block* blk;
 };
 
-// Offers (score, id) to the top-k of query q and updates its threshold. The
-// heap keeps the k smallest (score, id) pairs, so equal scores are settled by
-// id and the result does not depend on the order of arrival (threads).
-void heap_insert(KnnState& st, size_t q, float score, int64_t id) {
+// Offers (dist, id) to the top-k of query q and updates its threshold. The
+// heap keeps the k smallest (dist, id) pairs, so equal distances are settled
+// by id and the result does not depend on the order of arrival (threads).
+void heap_insert(KnnState& st, size_t q, double dist, int64_t id) {
   const size_t k = st.k;
-  float* hs = st.hs.data() + q * k;
+  double* hs = st.hd.data() + q * k;
   int64_t* hi = st.hi.data() + q * k;
   uint32_t& n = st.cnt[q];
-  auto above = [&](size_t i) { return hs[i] > score || (hs[i] == score && hi[i] > id); };
+  auto above = [&](size_t i) { return hs[i] > dist || (hs[i] == dist && hi[i] > id); };
   size_t i;
   if (n < k) {  // sift up
     i = n++;
@@ -168,77 +247,58 @@ void heap_insert(KnnState& st, size_t q, float score, int64_t id) {
       i = child;
     }
   }
-  hs[i] = score;
+  hs[i] = dist;
   hi[i] = id;
-  st.thr[q] = n < k ? kInf : hs[0];
+  // Rows rounding to the k-th's float32 value may tie with it: their distance
+  // is below the next float up.
+  if (n == k)
+    st.thr[q] = round_up(static_cast<double>(std::nextafter(static_cast<float>(hs[0]), kInf)) +
+                         st.offset[q]);
 }
 
 void knn_push(void* vctx, size_t lane, float score, size_t row) {
   auto* c = static_cast<ScanCtx*>(vctx);
   KnnState& st = *static_cast<KnnState*>(c->state);
   const size_t q = c->q0 + lane;
+  if (!(score <= st.thr[q])) return;  // the threshold dropped since the kernel compared
   const int64_t slot = c->blk->slot(row);
   if (st.self0 >= 0 && slot == st.self0 + static_cast<int64_t>(q)) return;
-  heap_insert(st, q, score, slot);
+  const size_t d = st.job->d;
+  heap_insert(st, q, reported(exact_distance64(st.job->metric, st.queries + q * d,
+                                                c->blk->rows + row * d, d)), slot);
 }
 
 // Reverse push of the symmetric all-pairs scan: row (a base row) gains the
 // query vector (lane) as a candidate. Heaps are indexed by row number there.
 void knn_push_reverse(void* vctx, size_t lane, float score, size_t row) {
   auto* c = static_cast<ScanCtx*>(vctx);
-  heap_insert(*static_cast<KnnState*>(c->state), static_cast<size_t>(c->blk->slot(row)), score,
-              static_cast<int64_t>(c->q0 + lane));
+  KnnState& st = *static_cast<KnnState*>(c->state);
+  const size_t r = static_cast<size_t>(c->blk->slot(row)), q = c->q0 + lane;
+  if (!(score <= st.thr[r])) return;
+  const size_t d = st.job->d;
+  heap_insert(st, r, reported(exact_distance64(st.job->metric, st.queries + q * d,
+                                                c->blk->rows + row * d, d)),
+              static_cast<int64_t>(q));
 }
 
-float exact_distance(const Kernels& K, Metric metric, const float* q, const float* row, size_t d) {
-  return metric == Metric::L2 ? K.l2sq(q, row, d) : 1.0f - K.dot(q, row, d);
-}
-
-// Exact distances of the survivors, sorted, labels applied, padded.
-void finish_query(const KnnJob& job, const Kernels& K, const KnnState& st, size_t local,
-                  size_t global, std::vector<std::pair<float, int64_t>>& tmp) {
-  const size_t k = job.k, d = job.d;
-  const float* q = job.queries + global * d;
+// Row i's results from its heaps in one or more states (one per thread of a
+// split scan): the k smallest (distance, slot) of all, which is the same set
+// for any split; sorted, labels applied, padded.
+void finish_merged(const KnnJob& job, const KnnState* states, size_t nstates, size_t local,
+                   size_t global, std::vector<std::pair<double, int64_t>>& tmp) {
+  const size_t k = job.k;
   tmp.clear();
-  for (size_t i = 0; i < st.cnt[local]; ++i) {
-    int64_t slot = st.hi[local * st.k + i];
-    tmp.emplace_back(exact_distance(K, job.metric, q, job.base + slot * d, d), slot);
+  for (size_t s = 0; s < nstates; ++s) {
+    const KnnState& st = states[s];
+    for (size_t c = 0; c < st.cnt[local]; ++c)
+      tmp.emplace_back(st.hd[local * st.k + c], st.hi[local * st.k + c]);
   }
   std::sort(tmp.begin(), tmp.end());
   int64_t* ids = job.out_ids + global * k;
   float* dist = job.out_dist + global * k;
-  size_t i = 0;
-  for (; i < tmp.size(); ++i) {
-    dist[i] = tmp[i].first;
-    ids[i] = job.labels ? job.labels[tmp[i].second] : tmp[i].second;
-  }
-  for (; i < k; ++i) {
-    dist[i] = kInf;
-    ids[i] = -1;
-  }
-}
-
-// Like finish_query, for row i of a symmetric scan whose candidates are
-// spread over one state per thread.
-void finish_merged(const KnnJob& job, const Kernels& K, const std::vector<KnnState>& states,
-                   size_t i, std::vector<std::pair<float, int64_t>>& tmp) {
-  const size_t k = job.k, d = job.d;
-  const float* q = job.queries + i * d;
-  tmp.clear();
-  for (const KnnState& st : states)
-    for (size_t c = 0; c < st.cnt[i]; ++c)
-      tmp.emplace_back(st.hs[i * st.k + c], st.hi[i * st.k + c]);
-  // The k smallest (score, id) over all threads: the same set for any thread count.
-  std::sort(tmp.begin(), tmp.end());
-  if (tmp.size() > k) tmp.resize(k);
-  for (auto& [dist, slot] : tmp)
-    dist = exact_distance(K, job.metric, q, job.base + slot * d, d);
-  std::sort(tmp.begin(), tmp.end());
-  int64_t* ids = job.out_ids + i * k;
-  float* dist = job.out_dist + i * k;
-  size_t m = std::min(k, tmp.size());
+  const size_t m = std::min(k, tmp.size());
   for (size_t c = 0; c < m; ++c) {
-    dist[c] = tmp[c].first;
+    dist[c] = static_cast<float>(tmp[c].first);
     ids[c] = job.labels ? job.labels[tmp[c].second] : tmp[c].second;
   }
   for (size_t c = m; c < k; ++c) {
@@ -334,7 +394,6 @@ size_t query_grain(const KnnJob& job, const FlatKernels& F) {
 // the end, so no locks are needed.
 void knn_self_symmetric(const KnnJob& job) {
   const FlatKernels& F = flat_kernels();
-  const Kernels& K = kernels();
   const size_t n = job.n, d = job.d, T = F.tile;
   const float* bterm = bterm_for(job);
   const float scale = scale_for(job);
@@ -353,6 +412,7 @@ void knn_self_symmetric(const KnnJob& job) {
     std::copy_n(bterm, n, qbterm.begin());
   else
     std::fill_n(qbterm.begin(), n, 0.0f);
+  const double max_sqnorm = max_sqnorm_of(job);
   std::vector<KnnState> states(workers);
   StopToken stop;
   parallel_ranges(workers, static_cast<int>(workers), 1, [&](size_t wa, size_t wb) {
@@ -360,7 +420,7 @@ void knn_self_symmetric(const KnnJob& job) {
       KnnState& st = states[w];
       st.k = std::min(job.k, n);  // a heap never holds more than n
       st.self0 = 0;
-      st.reset(n, n + C);
+      st.reset(job, job.queries, n, n + C, max_sqnorm);
       AlignedFloats qp;
       size_t packed = SIZE_MAX;
       Block blk;
@@ -393,16 +453,16 @@ void knn_self_symmetric(const KnnJob& job) {
     }
   }, &stop);
   parallel_ranges(n, job.threads, 1, [&](size_t a, size_t b) {
-    std::vector<std::pair<float, int64_t>> tmp;
-    for (size_t i = a; i < b; ++i) finish_merged(job, K, states, i, tmp);
+    std::vector<std::pair<double, int64_t>> tmp;
+    for (size_t i = a; i < b; ++i) finish_merged(job, states.data(), states.size(), i, i, tmp);
   });
 }
 
 // Few queries, several threads: split the base instead of the queries. Each
 // thread scans its share of the rows for every query with its own top-k; the
 // states are merged like those of the symmetric scan, which keeps the exact k
-// smallest (score, id), so the result equals the one-thread result.
-bool knn_base_split(const KnnJob& job, const FlatKernels& F, const Kernels& K) {
+// smallest (distance, slot), so the result equals the one-thread result.
+bool knn_base_split(const KnnJob& job, const FlatKernels& F) {
   const size_t brows = block_rows(job.d);
   // Each worker gets at least ~4 MB of rows, or starting it costs more than it saves.
   const size_t min_rows = std::max(brows, (size_t(1) << 20) / job.d);
@@ -411,22 +471,23 @@ bool knn_base_split(const KnnJob& job, const FlatKernels& F, const Kernels& K) {
       job.nq > kChunkQueries)
     return false;
   const size_t share = (job.n / workers + brows - 1) / brows * brows;
+  const double max_sqnorm = max_sqnorm_of(job);
   std::vector<KnnState> states(workers);
   StopToken stop;
   parallel_ranges(workers, static_cast<int>(workers), 1, [&](size_t wa, size_t wb) {
     for (size_t w = wa; w < wb; ++w) {
       KnnState& st = states[w];
       st.k = std::max<size_t>(std::min(job.k, job.n), 1);
-      auto setup = [&](size_t, size_t nc, size_t padded) {
-        st.reset(nc, padded);
+      auto setup = [&](size_t c0, size_t nc, size_t padded) {
+        st.reset(job, job.queries + c0 * job.d, nc, padded, max_sqnorm);
         return st.thr.data();
       };
       scan_queries(job, F, 0, job.nq, &st, knn_push, setup, [](size_t, size_t) {}, stop,
                    w * share, w + 1 == workers ? job.n : (w + 1) * share);
     }
   }, &stop);
-  std::vector<std::pair<float, int64_t>> tmp;
-  for (size_t i = 0; i < job.nq; ++i) finish_merged(job, K, states, i, tmp);
+  std::vector<std::pair<double, int64_t>> tmp;
+  for (size_t i = 0; i < job.nq; ++i) finish_merged(job, states.data(), states.size(), i, i, tmp);
   return true;
 }
 
@@ -434,24 +495,24 @@ bool knn_base_split(const KnnJob& job, const FlatKernels& F, const Kernels& K) {
 
 void knn_search(const KnnJob& job) {
   const FlatKernels& F = flat_kernels();
-  const Kernels& K = kernels();
   if (job.exclude_self && !job.mask && job.n >= F.tile) {
     knn_self_symmetric(job);
     return;
   }
-  if (knn_base_split(job, F, K)) return;
+  if (knn_base_split(job, F)) return;
+  const double max_sqnorm = max_sqnorm_of(job);
   StopToken stop;
   parallel_ranges(job.nq, job.threads, query_grain(job, F), [&](size_t qa, size_t qb) {
     KnnState st;
     st.k = std::max<size_t>(std::min(job.k, job.n), 1);  // a heap never holds more than n
-    std::vector<std::pair<float, int64_t>> tmp;
+    std::vector<std::pair<double, int64_t>> tmp;
     auto setup = [&](size_t c0, size_t nc, size_t padded) {
       st.self0 = job.exclude_self ? static_cast<int64_t>(c0) : -1;
-      st.reset(nc, padded);
+      st.reset(job, job.queries + c0 * job.d, nc, padded, max_sqnorm);
       return st.thr.data();
     };
     auto finish = [&](size_t c0, size_t nc) {
-      for (size_t q = 0; q < nc; ++q) finish_query(job, K, st, q, c0 + q, tmp);
+      for (size_t q = 0; q < nc; ++q) finish_merged(job, &st, 1, q, c0 + q, tmp);
     };
     scan_queries(job, F, qa, qb, &st, knn_push, setup, finish, stop);
   }, &stop);
@@ -459,27 +520,21 @@ void knn_search(const KnnJob& job) {
 
 void range_search(const KnnJob& job, float radius, RangeResult& out) {
   const FlatKernels& F = flat_kernels();
-  const Kernels& K = kernels();
   const size_t d = job.d;
-  // The kernels' scores come from a different summation order than the exact
-  // distances, so the prefilter keeps a relative slack and the exact float32
-  // distance decides: a row is returned iff distance < radius.
-  float max_sqnorm = 0.0f;
-  for (size_t i = 0; i < job.n; ++i) max_sqnorm = std::max(max_sqnorm, job.sqnorms[i]);
-  std::vector<std::vector<std::pair<float, int64_t>>> found(job.nq);
+  // The kernels' scores are rounded, so the prefilter keeps every row whose
+  // score is within the slack of the radius and the exact distance decides:
+  // a row is returned iff its distance, rounded to float32, is < radius (the
+  // same value search() reports).
+  const double max_sqnorm = max_sqnorm_of(job);
+  std::vector<std::vector<std::pair<double, int64_t>>> found(job.nq);
   StopToken stop;
   parallel_ranges(job.nq, job.threads, query_grain(job, F), [&](size_t qa, size_t qb) {
     RangeState st;
     auto setup = [&](size_t c0, size_t nc, size_t padded) {
       st.cand.assign(nc, {});
       st.thr.assign(padded, -kInf);
-      for (size_t q = 0; q < nc; ++q) {
-        const float* qv = job.queries + (c0 + q) * d;
-        float qn = K.dot(qv, qv, d);
-        // Both sums round at most ~d ulps apart: 4 * d * eps, plus a margin.
-        float slack = (1e-4f + 4.8e-7f * static_cast<float>(d)) * (qn + max_sqnorm) + 1e-6f;
-        st.thr[q] = (job.metric == Metric::L2 ? radius - qn : radius - 1.0f) + slack;
-      }
+      for (size_t q = 0; q < nc; ++q)
+        st.thr[q] = round_up(radius + score_offset(job, job.queries + (c0 + q) * d, max_sqnorm));
       return st.thr.data();
     };
     auto finish = [&](size_t c0, size_t nc) {
@@ -487,7 +542,7 @@ void range_search(const KnnJob& job, float radius, RangeResult& out) {
         const float* qv = job.queries + (c0 + q) * d;
         auto& res = found[c0 + q];
         for (int64_t slot : st.cand[q]) {
-          float dist = exact_distance(K, job.metric, qv, job.base + slot * d, d);
+          double dist = reported(exact_distance64(job.metric, qv, job.base + slot * d, d));
           if (dist < radius) res.emplace_back(dist, slot);
         }
         std::sort(res.begin(), res.end());
@@ -507,7 +562,7 @@ void range_search(const KnnJob& job, float radius, RangeResult& out) {
   for (size_t q = 0, o = 0; q < job.nq; ++q)
     for (auto& [dist, slot] : found[q]) {
       out.ids[o] = job.labels ? job.labels[slot] : slot;
-      out.dist[o++] = dist;
+      out.dist[o++] = static_cast<float>(dist);
     }
 }
 

@@ -10,8 +10,10 @@
 // threshold. (At, not only below: the top-k orders equal scores by id, so the
 // result never depends on the order in which candidates arrive.)
 // Pushes are rare once the thresholds settle, so the kernels spend their time
-// in the multiply-adds. The drivers then recompute the exact float32 distance
-// of the few survivors with the plain pairwise kernels (distance.h) and sort.
+// in the multiply-adds. The scores are rounded, so the drivers set each
+// threshold an error bound above the score the current k-th could have, and a
+// pushed row's distance, computed in double, decides (flat.cpp, KnnState):
+// the result is the exact k nearest, ties by slot.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -2,9 +2,11 @@
 
 The scan runs in the C++ core (cpp/flat.cpp): batches of queries go through a
 register-blocked matrix-product kernel fused with top-k selection, a handful of
-queries through the per-query SIMD kernels, and the few candidates that
-survive get their exact float32 distance recomputed before sorting. Memory
-stays bounded: there is never a queries x base distance matrix.
+queries through the per-query SIMD kernels. The kernels' float32 scores only
+pre-select: every row within a rounding-error bound of the current k-th is
+offered, and its distance computed in double precision decides (ties by slot),
+so the answer is the exact k nearest and the k answer is a prefix of the k + 1
+one. Memory stays bounded: there is never a queries x base distance matrix.
 
 Storage is three parallel arrays — vectors (n, dim) float32, ids (n,) int64
 and squared norms (n,) float32 — which are also the file sections, so a
@@ -27,8 +29,11 @@ from .base import Index, register
 class Flat(Index):
     """Exact search for ``metric`` in {"l2", "ip", "cosine"} (see nearkit.metrics).
 
-    ``search_radius`` returns every stored vector whose distance is strictly
-    below the radius (distance < radius, as computed in float32).
+    ``search`` returns the exact k nearest by the distance computed in double
+    precision and reported rounded to float32; equal reported distances are
+    ordered by insertion order.
+    ``search_radius`` returns every stored vector whose distance (that same
+    float32 value) is strictly below the radius.
     """
 
     def __init__(self, dim: int, metric: str = "l2"):
