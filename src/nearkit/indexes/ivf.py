@@ -426,7 +426,7 @@ class IVF(Index):
         if self._pending_ids.shape[0] >= max(self.train_size, self.nlist):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # the caller chose train_size
-                self.train(self._pending_x)  # which codes the kept vectors
+                self._train(self._pending_x)  # under add's write lock; codes the kept vectors
 
     def _remove(self, ids) -> int:
         self._check_writable("remove vectors")
