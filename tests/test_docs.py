@@ -65,6 +65,11 @@ def run_python_blocks(path: str, replace=None) -> dict:
 def test_python_blocks_run_in_order(path, tmp_path, monkeypatch):
     if any("import ray" in body for lang, body in blocks(path) if lang == "python"):
         pytest.importorskip("ray")  # the `ray` extra (in the test extra, so CI runs it)
+        # Ray's workers start elsewhere: a relative PYTHONPATH (src, in a dev checkout)
+        # must be made absolute for them to import nearkit.
+        paths = os.environ.get("PYTHONPATH")
+        if paths:
+            monkeypatch.setenv("PYTHONPATH", os.pathsep.join(os.path.abspath(p) for p in paths.split(os.pathsep)))
     monkeypatch.chdir(tmp_path)
     runs = 2 if path.endswith("README.md") else 1
     for _ in range(runs):

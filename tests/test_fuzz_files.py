@@ -13,15 +13,14 @@ import sys
 
 import pytest
 
+from child_env import child_env
 from fuzz_files import KINDS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.join(os.path.dirname(HERE), "src")
 
 
 def run_fuzz(kind: str, n: int, seed: int, tmp_path) -> str:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
+    env = child_env()
     proc = subprocess.run(
         [sys.executable, os.path.join(HERE, "fuzz_files.py"), kind, str(n), str(seed),
          str(tmp_path / kind)],

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import nearkit
+from child_env import child_env
 from nearkit import io
 from nearkit.compat import faiss
 from nearkit.errors import FormatError
@@ -122,14 +123,13 @@ def test_hnsw_small_wide_file_loads_without_reserving_memory(tmp_path):
     path = str(tmp_path / "wide.nk")
     ix.save(path)
     assert os.path.getsize(path) < 1 << 20
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
     code = ("import resource, nearkit\n"
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             f"ix = nearkit.load({path!r})\n"
             "assert len(ix) == 1\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=src), timeout=120)
+                         env=child_env(), timeout=120)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.split()[-1]) < 50_000  # kB
 

@@ -264,6 +264,9 @@ class _EfSpy:
         self.efs.append(args[2])
         return self._core_obj.search(*args)
 
+    def __len__(self):  # dunder methods are looked up on the type, not via __getattr__
+        return len(self._core_obj)
+
     def __getattr__(self, name):
         return getattr(self._core_obj, name)
 
@@ -298,8 +301,8 @@ def test_ef_runtime_and_k_are_bounded_by_what_is_stored(server):
             ids = [int(k.split(b":")[1]) for k in res[1:]]
             if "4294967295" in query:
                 assert res[0] == 200 and sorted(ids) == list(range(200))
-            else:
-                assert ids == exact.tolist()
+            else:  # without SORTBY the nearest k come in document order, as Redis 7.4
+                assert sorted(ids) == sorted(exact.tolist())
         assert spy.efs and max(spy.efs) <= 200
     finally:
         vf._index._core = spy._core_obj

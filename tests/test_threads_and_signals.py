@@ -21,15 +21,15 @@ import time
 import numpy as np
 import pytest
 
+from child_env import child_env
 import nearkit
 from nearkit import _core
 
 DIM = 16
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
 
 def _run_child(code: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=SRC)
+    env = child_env()
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, env=env, timeout=300)
 

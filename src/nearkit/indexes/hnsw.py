@@ -47,7 +47,7 @@ def _check_graph(index: "HNSW", sections: dict, legacy: bool = False) -> None:
     core = index._core
     if legacy:  # written before per-vector codes: [codes, padded to 4][hdr][links], 64-aligned
         hdr_at = (index.dim + 3) // 4 * 4
-        block_bytes = (hdr_at + 4 + 8 * index.M * 4 + 63) // 64 * 64
+        block_bytes = (hdr_at + 4 + 4 * 2 * index.M + 63) // 64 * 64  # 2*M level-0 links
         flag_bits = 0
     else:  # the core's own layout; header bits 24..31 name the code's centre (checked by attach)
         hdr_at, block_bytes, flag_bits = core.header_offset, core.block_bytes, 0xFF << 24

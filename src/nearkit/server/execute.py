@@ -838,9 +838,10 @@ class _Expr:
                     out.append(n[1])
             elif n[0] == "un":
                 walk(n[2])
-            elif n[0] == "bin":
-                walk(n[2])
-                walk(n[3])
+            elif n[0] == "chain":  # ("chain", first, ((op, operand), ...))
+                walk(n[1])
+                for _, operand in n[2]:
+                    walk(operand)
             elif n[0] == "call":
                 for a in n[2]:
                     walk(a)
