@@ -414,3 +414,18 @@ class Index:
     @classmethod
     def _from_sections(cls, dim, metric, params, sections):  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class WriteLockedIndex(Index):
+    """An index whose Python-side state is guarded by ``self._lock`` (an
+    :class:`nearkit._sync.RWLock` the subclass creates): ``add`` and ``remove``
+    hold it for writing; the subclass takes it for reading in its searches and for
+    writing in its own lazy steps (build, train)."""
+
+    def add(self, vectors, ids=None, **params) -> None:
+        with self._lock.write():
+            super().add(vectors, ids, **params)
+
+    def remove(self, ids) -> int:
+        with self._lock.write():
+            return super().remove(ids)

@@ -42,7 +42,7 @@ from ..kmeans import kmeans as _kmeans
 from ..errors import FormatError, NotTrainedError
 from ..metrics import COSINE, L2, METRIC_CODES
 from .._progress import chunks as _progress_chunks
-from .base import Index, register
+from .base import Index, WriteLockedIndex, register
 from .quant import (FLAT_BLOCK, PQ4_BLOCK, OPQTransform, PCATransform, ProductQuantizer,
                     ScalarQuantizer, pack_flat, pack_pq4, unpack_flat, unpack_pq4)
 
@@ -72,7 +72,7 @@ def default_nprobe(nlist: int) -> int:
 
 
 @register("ivf")
-class IVF(Index):
+class IVF(WriteLockedIndex):
     # Cannot code vectors before train(); train_size= makes it train itself (the store does).
     needs_training = True
 
@@ -444,14 +444,6 @@ class IVF(Index):
             self._ids[gone] = -1
             self._rebuild_from(*self._unpacked())
         return n
-
-    def add(self, vectors, ids=None, **params) -> None:
-        with self._lock.write():
-            super().add(vectors, ids, **params)
-
-    def remove(self, ids) -> int:
-        with self._lock.write():
-            return super().remove(ids)
 
     def reset(self) -> None:
         """Remove every vector; keep the training."""

@@ -34,7 +34,7 @@ import numpy as np
 from .. import _core, _validate
 from .._sync import RWLock
 from ..metrics import COSINE, IP, L2, normalize_metric
-from .base import Index, register
+from .base import Index, WriteLockedIndex, register
 
 MANHATTAN = "manhattan"
 HAMMING = "hamming"
@@ -81,7 +81,7 @@ _FOREST_SECTIONS = ("planes", "offsets", "children", "leaf_off", "leaf_cnt", "le
 
 
 @register("trees")
-class Trees(Index):
+class Trees(WriteLockedIndex):
     """Forest of random-projection trees; see the module docstring."""
 
     def __init__(self, dim: int, metric: str = "l2", n_trees: int = 50,
@@ -216,14 +216,6 @@ class Trees(Index):
         self._live += len(slots)
         if self._built:
             self._forest.insert(self._rows[: self._n], slots)
-
-    def add(self, vectors, ids=None, **params) -> None:
-        with self._lock.write():
-            super().add(vectors, ids, **params)
-
-    def remove(self, ids) -> int:
-        with self._lock.write():
-            return super().remove(ids)
 
     def build(self, threads=None) -> "Trees":
         """Grow the forest over every vector added so far (replaces existing trees)."""
