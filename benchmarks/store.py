@@ -54,11 +54,7 @@ def make_data(n: int, dim: int, seed: int):
 
 
 def pick_index(requested: str | None) -> str:
-    from nearkit.io import index_kinds
-
-    if requested:
-        return requested
-    return "hnsw" if "hnsw" in index_kinds() else "flat"
+    return requested or "hnsw"
 
 
 def index_params(kind: str, args) -> dict:

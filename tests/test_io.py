@@ -11,7 +11,8 @@ import pytest
 import nearkit
 from nearkit import io
 from nearkit.errors import FormatError
-from nearkit.indexes.base import Index, register
+from nearkit.indexes import register
+from nearkit.indexes.base import Index
 
 
 @register("_test_tiny")

@@ -110,10 +110,7 @@ def _prefix_lengths_matching(start: dict, begun: list, target: dict) -> list[int
 
 
 def _kinds():
-    from nearkit.indexes import INDEX_KINDS
-
-    return [("always", 5, "flat"), ("everysec", 3, "flat")] + (
-        [("always", 3, "hnsw")] if "hnsw" in INDEX_KINDS else [])
+    return [("always", 5, "flat"), ("everysec", 3, "flat"), ("always", 3, "hnsw")]
 
 
 @pytest.mark.parametrize("mode, rounds, kind", _kinds())

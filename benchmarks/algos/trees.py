@@ -18,14 +18,13 @@ _TMP = tempfile.mkdtemp(prefix="nearkit-bench-trees-")
 
 def _build_nearkit(base, metric):
     import nearkit
-    from nearkit.io import load
 
     t = nearkit.Trees(base.shape[1], metric, n_trees=N_TREES, seed=1)
     t.add(base)
     t.build(threads=1)
     path = os.path.join(_TMP, "nearkit.trees")
     t.save(path)
-    loaded = load(path, mmap=True)
+    loaded = nearkit.load(path, mmap=True)
     loaded.path = path
     return loaded
 

@@ -2,13 +2,8 @@
 
 from . import _core
 from .errors import FormatError, NotTrainedError, ReadOnlyIndexError
-from .indexes import Index
+from .indexes import HNSW, IVF, Flat, Index, Trees, load
 from .indexes.factory import index_factory
-from .indexes.flat import Flat
-from .indexes.hnsw import HNSW
-from .indexes.ivf import IVF
-from .indexes.trees import Trees
-from .io import load
 from .kmeans import kmeans
 from .knn import knn_graph
 from .store import open  # noqa: A004  (nearkit.open(path) opens a vector store)

@@ -50,25 +50,18 @@ def _parse_params(pairs) -> dict:
 
 
 def _index_class(kind: str):
-    from .io import index_kinds
+    from .indexes import index_class
 
-    kinds = index_kinds()
-    if kind not in kinds:
-        known = ", ".join(sorted(k for k in kinds if not k.startswith("_"))) or "none"
-        raise CliError(f"unknown index kind {kind!r} (available: {known})")
-    return kinds[kind]
+    try:
+        return index_class(kind)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _kinds_text() -> str:
-    from .io import index_kinds
+    from .indexes import public_kinds
 
-    return ", ".join(sorted(k for k in index_kinds() if not k.startswith("_")))
-
-
-def _default_kind() -> str:
-    from .io import index_kinds
-
-    return "hnsw" if "hnsw" in index_kinds() else "flat"
+    return ", ".join(public_kinds())
 
 
 def _progress(total: int, desc: str, quiet: bool):
@@ -154,7 +147,7 @@ def _demo_data(args):
 def cmd_demo(args) -> int:
     from .evaluate import recall_at_k
 
-    kind = args.index or _default_kind()
+    kind = args.index or "hnsw"
     cls, exact_cls = _index_class(kind), _index_class("flat")
     if args.full and (args.synthetic or args.n_base):
         raise CliError("--full takes the whole GloVe set: leave out --synthetic and --n-base")

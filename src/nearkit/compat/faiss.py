@@ -27,6 +27,7 @@ from .. import _validate
 from .. import io as _io
 from ..errors import FormatError
 from ..indexes import INDEX_KINDS
+from ..indexes import from_file as _nk_from_file
 from ..indexes.factory import index_factory as _nk_factory
 from ..indexes.base import Index as _NkIndex
 from ..indexes.flat import Flat as _Flat
@@ -2086,13 +2087,12 @@ def read_index(fname, io_flags=0):
         raise FaissFormatError(str(exc)) from None
     if "faiss_tree" in f.params:
         return _from_tree(f.params["faiss_tree"], f.sections, fname)
-    kinds = _io.index_kinds()
-    if f.kind not in kinds:
+    if f.kind not in INDEX_KINDS:
         raise FaissFormatError(f"{fname}: index kind {f.kind!r} is unknown")
     meta = f.params.get("faiss")
     if meta is not None and not isinstance(meta, dict):
         raise FormatError(f"{fname}: the faiss metadata is not an object")
-    nk = _io.build_index(kinds[f.kind], f, fname)
+    nk = _nk_from_file(f, fname)
     own_metric = METRIC_L2 if f.metric == "l2" else METRIC_INNER_PRODUCT
     metric = meta.get("metric", own_metric) if meta else own_metric
     if metric != own_metric or isinstance(metric, bool):

@@ -38,11 +38,9 @@ def make_index(kind: str, dim: int, metric, options: dict):
 
 def index_from_image(image: IndexImage):
     """A modifiable index from an image (the object store's arrays are read-only)."""
-    from ..io import index_kinds
+    from ..indexes import from_image
 
-    cls = index_kinds()[image.kind]
-    sections = {name: np.array(a, copy=True) for name, a in image.sections.items()}
-    return cls._from_sections(image.dim, image.metric, image.params, sections)
+    return from_image(image, copy=True)
 
 
 class Shard:
@@ -63,7 +61,7 @@ class Shard:
         if what == "new":
             return make_index(*source[1:])
         if what == "file":
-            from ..io import load
+            from ..indexes import load
 
             return load(source[1], mmap=source[2])
         if what == "image":

@@ -295,7 +295,7 @@ class ShardedIndex:
             raise error
         return int(sum(removed.values()))
 
-    def search(self, queries, k: int, filter=None, **params):
+    def search(self, queries, k: int, *, filter=None, **params):
         """(ids int64, distances float32) of the k nearest over all shards, (nq, k).
 
         The queries go to the object store once and every shard searches them in

@@ -27,21 +27,6 @@ from .. import _progress, _validate
 from ..errors import ReadOnlyIndexError
 from ..metrics import COSINE, normalize_metric, normalize_rows
 
-# kind name (as stored in index files) -> class; filled by @register.
-INDEX_KINDS: dict[str, type] = {}
-
-
-def register(kind: str):
-    """Class decorator: make an index class loadable by ``nearkit.load``."""
-
-    def deco(cls):
-        cls.kind = kind
-        INDEX_KINDS[kind] = cls
-        return cls
-
-    return deco
-
-
 @dataclass(frozen=True)
 class SlotFilter:
     """A search filter given directly over an index's internal slots.
@@ -105,7 +90,7 @@ def _index_from_bytes(data: bytes):
     import os
     import tempfile
 
-    from ..io import load
+    from . import load
 
     fd, path = tempfile.mkstemp(suffix=".nk")
     try:
@@ -133,7 +118,7 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 class Index:
-    kind = "abstract"
+    kind = "abstract"  # the name in index files; nearkit.indexes.KINDS maps it back
     # True when add() takes ``threads`` (building the structure on several cores).
     parallel_add = False
     # True when adding an id already present replaces its vector (else: ValueError).
@@ -329,12 +314,23 @@ class Index:
         return TuneResult(dict(best.params), best.recall, best.qps, target, bool(reached), k,
                           int(q.shape[0]), curve)
 
-    def search(self, queries, k: int, filter=None, threads=None, **params):
+    def search(self, queries, k: int, *, filter=None, threads=None, **params):
         """Return (ids, distances) of the k nearest, shapes (nq, k) (1-D for one query).
 
         Fewer than k hits are padded with id -1 and distance +inf. ``filter`` is a
         boolean mask over ids, an array of allowed ids, or a :class:`SlotFilter`.
+        Everything after ``k`` is keyword-only; ``params`` are the kind's own search
+        parameters (``ef``, ``nprobe``, ``search_k`` ...).
         """
+        # Lean path for the common one-query loop: a clean float32 vector, no
+        # filter, k within what is stored. The kind's _search_one may still decline.
+        if (filter is None and threads is None and type(queries) is np.ndarray
+                and queries.dtype == np.float32 and queries.ndim == 1
+                and queries.shape[0] == self._dim and queries.flags.c_contiguous
+                and type(k) is int and 0 < k <= len(self)):
+            hit = self._search_one(queries, k, **params)
+            if hit is not None:
+                return hit
         q, was_1d = self._vectors(queries, "queries")
         stored = len(self)
         k = _validate.check_k(k, stored, q.shape[0])
@@ -354,6 +350,14 @@ class Index:
             ids, dist = self._search(q, width, mask, threads, **params)
             ids, dist = _validate.pad_results(ids, dist, k)
         return (ids[0], dist[0]) if was_1d else (ids, dist)
+
+    def _search_one(self, query, k, **params):
+        """(ids, distances) for one clean query (float32, C-contiguous, right
+        length; 0 < k <= len(self); no filter, default threads), or None to take
+        the general path. Must give exactly what the general path would: the
+        core still checks finiteness. Kinds with a cheaper one-query call
+        override it; params the lean path cannot vouch for mean None."""
+        return None
 
     def slot_labels(self) -> np.ndarray:
         """The id held by each internal slot (-1 for an empty one), in slot order.

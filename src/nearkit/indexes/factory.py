@@ -141,10 +141,8 @@ def index_factory(dim: int, description: str, metric: str = "l2", **options):
 
         return Flat(dim, metric, **options)
     if spec["kind"] == "hnsw":
-        try:
-            from .hnsw import HNSW
-        except ImportError:  # pragma: no cover - HNSW ships with nearkit
-            raise ValueError("index_factory: HNSW is not available in this build of nearkit") from None
+        from .hnsw import HNSW
+
         return HNSW(dim, metric, M=spec["M"], **options)
     from .ivf import IVF
 

@@ -22,10 +22,9 @@ import numpy as np
 from .. import _core, _validate
 from ..errors import FormatError
 from ..metrics import METRIC_CODES
-from .base import Index, register
+from .base import Index
 
 
-@register("flat")
 class Flat(Index):
     """Exact search for ``metric`` in {"l2", "ip", "cosine"} (see nearkit.metrics).
 
@@ -35,6 +34,7 @@ class Flat(Index):
     ``search_radius`` returns every stored vector whose distance (that same
     float32 value) is strictly below the radius.
     """
+    kind = "flat"
 
     def __init__(self, dim: int, metric: str = "l2"):
         super().__init__(dim, metric)
@@ -138,7 +138,7 @@ class Flat(Index):
         return count
 
     # -- search ---------------------------------------------------------------------
-    def search(self, queries, k: int, filter=None, threads=None, **params):
+    def search(self, queries, k: int, *, filter=None, threads=None, **params):
         # One snapshot for the whole call, so a filter translated to slots still
         # matches the slots searched even if another thread adds or removes.
         self._pinned.state = self._state
@@ -154,7 +154,7 @@ class Flat(Index):
         return _core.flat_search(x, sqn, labels, q, k, METRIC_CODES[self._metric], mask,
                                  threads, False)
 
-    def search_radius(self, queries, radius, filter=None, threads=None):
+    def search_radius(self, queries, radius, *, filter=None, threads=None):
         """All stored vectors with distance < radius, in CSR form.
 
         Returns (lims int64 (nq + 1), ids int64, distances float32): the hits of

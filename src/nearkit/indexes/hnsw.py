@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _core, _validate
 from ..metrics import METRIC_CODES
-from .base import Index, register
+from .base import Index
 
 # Marks files whose codes are per-vector (format 2); files without it hold the
 # earlier per-dimension codes, which are rebuilt from the float vectors on load.
@@ -93,7 +93,6 @@ def _check_graph(index: "HNSW", sections: dict, legacy: bool = False) -> None:
     if not _validate.all_finite(sections["vectors"]):
         raise FormatError("HNSW vectors hold NaN or infinity")
 
-@register("hnsw")
 class HNSW(Index):
     """Hierarchical navigable small-world graph.
 
@@ -103,6 +102,7 @@ class HNSW(Index):
     walk: ``"auto"`` (8-bit codes unless the guard finds they cannot serve the
     data) or ``"float"`` (always float vectors: exact walk, slower).
     """
+    kind = "hnsw"
 
     def __init__(self, dim: int, metric: str = "l2", M: int = 16, ef_construction: int = 200,
                  ef_search: int = 64, seed: int = 0, walk: str = "auto"):
@@ -181,23 +181,21 @@ class HNSW(Index):
         return x
 
     # -- search -----------------------------------------------------------------
-    def search(self, queries, k: int, ef: int | None = None, filter=None, threads=None):
+    def search(self, queries, k: int, *, ef: int | None = None, filter=None, threads=None):
         """(ids, distances) of the k nearest; ``ef`` defaults to ``ef_search``.
 
         ``filter``: boolean mask over ids or array of allowed ids. When few ids
         pass, the search scans them exactly instead of walking the graph.
         """
-        # Lean path for the common single-query loop: a clean float32 vector and
-        # no filter skip the generic validation (the core checks finiteness and
-        # normalises); anything else goes through Index.search.
-        if (filter is None and threads is None and type(queries) is np.ndarray
-                and queries.dtype == np.float32 and queries.ndim == 1
-                and queries.shape[0] == self._dim and queries.flags.c_contiguous
-                and type(k) is int and 0 < k <= len(self._core)
-                and (ef is None or (type(ef) is int and ef > 0))):
-            ef = self._ef_search if ef is None else ef
-            return self._core.search_one(queries, k, min(ef, len(self._core)))
         return super().search(queries, k, filter=filter, threads=threads, ef=ef)
+
+    def _search_one(self, query, k, ef=None):
+        # The core checks finiteness and normalises for cosine.
+        if ef is None:
+            ef = self._ef_search
+        elif type(ef) is not int or ef <= 0:
+            return None
+        return self._core.search_one(query, k, min(ef, len(self._core)))
 
     def _search(self, q, k, mask, threads, ef=None):
         ef = self._ef_search if ef is None else _validate.check_positive_int(ef, "ef")

@@ -42,7 +42,7 @@ from ..kmeans import kmeans as _kmeans
 from ..errors import FormatError, NotTrainedError
 from ..metrics import COSINE, L2, METRIC_CODES
 from .._progress import chunks as _progress_chunks
-from .base import Index, WriteLockedIndex, register
+from .base import Index, WriteLockedIndex
 from .quant import (FLAT_BLOCK, PQ4_BLOCK, OPQTransform, PCATransform, ProductQuantizer,
                     ScalarQuantizer, pack_flat, pack_pq4, unpack_flat, unpack_pq4)
 
@@ -71,8 +71,8 @@ def default_nprobe(nlist: int) -> int:
     return max(1, min(nlist, int(round(nlist ** 0.5))))
 
 
-@register("ivf")
 class IVF(WriteLockedIndex):
+    kind = "ivf"
     # Cannot code vectors before train(); train_size= makes it train itself (the store does).
     needs_training = True
 
@@ -472,11 +472,12 @@ class IVF(WriteLockedIndex):
                 self.by_residual, self._refine_vecs if self.refine else None)
         return self._searcher
 
-    def search(self, queries, k, filter=None, threads=None, nprobe=None, k_factor=None):
+    def search(self, queries, k, *, filter=None, threads=None, nprobe=None, k_factor=None):
         """(ids, distances) of the k nearest, scanning ``nprobe`` lists (default
         ``self.nprobe``); with refine, ``k * k_factor`` candidates are re-ranked."""
         with self._lock.read():
-            return self._search_locked(queries, k, filter, threads, nprobe, k_factor)
+            return super().search(queries, k, filter=filter, threads=threads, nprobe=nprobe,
+                                  k_factor=k_factor)
 
     def save(self, path) -> None:
         with self._lock.read():
@@ -486,25 +487,19 @@ class IVF(WriteLockedIndex):
         with self._lock.read():
             return super().image()
 
-    def _search_locked(self, queries, k, filter, threads, nprobe, k_factor):
-        # Lean path for the one-query loop: a clean float32 vector, no filter, no
-        # pre-transform. The core checks finiteness; the rest is as Index.search.
-        if (filter is None and threads is None and type(queries) is np.ndarray
-                and queries.dtype == np.float32 and queries.ndim == 1
-                and queries.shape[0] == self._dim and queries.flags.c_contiguous
-                and type(k) is int and 0 < k <= self._count and self._transform is None
-                and self._centroids is not None
-                and (nprobe is None or (type(nprobe) is int and nprobe > 0))
-                and (k_factor is None or (type(k_factor) is int and k_factor > 0))):
-            q = queries[None]
-            if self.metric == COSINE:
-                q = _core.normalized_rows(q)
-            ids, dist = self._get_searcher().search(
-                q, q if self.refine else None, k, min(nprobe or self.nprobe, self.nlist),
-                self._clip_k_factor(k, k_factor or self.k_factor), None, 1)
-            return ids[0], dist[0]
-        return super().search(queries, k, filter=filter, threads=threads, nprobe=nprobe,
-                              k_factor=k_factor)
+    def _search_one(self, query, k, nprobe=None, k_factor=None):
+        # Trained, no pre-transform, every stored vector coded (none pending).
+        if (k > self._count or self._transform is not None or self._centroids is None
+                or not (nprobe is None or (type(nprobe) is int and nprobe > 0))
+                or not (k_factor is None or (type(k_factor) is int and k_factor > 0))):
+            return None
+        q = query[None]
+        if self.metric == COSINE:
+            q = _core.normalized_rows(q)
+        ids, dist = self._get_searcher().search(
+            q, q if self.refine else None, k, min(nprobe or self.nprobe, self.nlist),
+            self._clip_k_factor(k, k_factor or self.k_factor), None, 1)
+        return ids[0], dist[0]
 
     def _search(self, q, k, mask, threads, nprobe=None, k_factor=None):
         if self._centroids is None and self.train_size is not None:

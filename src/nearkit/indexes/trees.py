@@ -34,7 +34,7 @@ import numpy as np
 from .. import _core, _validate
 from .._sync import RWLock
 from ..metrics import COSINE, IP, L2, normalize_metric
-from .base import Index, WriteLockedIndex, register
+from .base import Index, WriteLockedIndex
 
 MANHATTAN = "manhattan"
 HAMMING = "hamming"
@@ -80,9 +80,9 @@ _FOREST_DTYPES = {"planes": np.float32, "offsets": np.float32, "children": np.in
 _FOREST_SECTIONS = ("planes", "offsets", "children", "leaf_off", "leaf_cnt", "leaf_items", "roots")
 
 
-@register("trees")
 class Trees(WriteLockedIndex):
     """Forest of random-projection trees; see the module docstring."""
+    kind = "trees"
 
     def __init__(self, dim: int, metric: str = "l2", n_trees: int = 50,
                  leaf_size: int | None = None, seed: int = 0, search_k: int | None = None):
@@ -242,40 +242,37 @@ class Trees(WriteLockedIndex):
             self._finish_on_disk()
         return self
 
-    def search(self, queries, k, filter=None, threads=None, search_k=None):
+    def search(self, queries, k, *, filter=None, threads=None, search_k=None):
         """(ids, distances) of the k nearest; see Index.search. ``search_k``: leaf
         entries to gather before re-ranking (default ``self.search_k``, else
         k * n_trees * 8; -1 = all)."""
         if search_k is None:
             search_k = self._search_k
         self._ensure_built()
-        with self._lock.read():
-            return self._search_locked(queries, k, filter, threads, search_k)
-
-    def _search_locked(self, queries, k, filter, threads, search_k):
-        # Fast lane for the common single-query call (one clean float32 vector):
-        # the same checks as the general path, without its generality.
-        if (filter is None and threads is None and search_k is not None and self._built
-                and type(queries) is np.ndarray and queries.dtype == np.float32
-                and queries.ndim == 1 and queries.shape[0] == self._dim
-                and self._metric != HAMMING and type(k) is int and 0 < k <= self._live
-                and type(search_k) is int and (search_k > 0 or search_k == -1)):
-            sq = float(np.dot(queries, queries))
-            if sq == sq and sq != float("inf"):  # finite (NaN or inf would show here)
-                q = queries
-                if self._metric == COSINE and sq > 0:
-                    q = queries * np.float32(1.0 / sq ** 0.5)
-                if search_k >= self._n * self._n_trees:
-                    search_k = -1
-                slots, dist = self._forest.search(self._rows[: self._n], q.reshape(1, -1), k,
-                                                  search_k, None, 1)
-                if self._identity is None:
-                    self._identity = bool(np.array_equal(self._labels[: self._n], np.arange(self._n)))
-                if not self._identity:
-                    slots = np.where(slots >= 0, self._labels[np.maximum(slots, 0)], -1)
-                return slots[0], dist[0]
         params = {} if search_k is None else {"search_k": search_k}
-        return super().search(queries, k, filter=filter, threads=threads, **params)
+        with self._lock.read():
+            return super().search(queries, k, filter=filter, threads=threads, **params)
+
+    def _search_one(self, query, k, search_k=None):
+        # The same checks as the general path, without its generality.
+        if (search_k is None or not self._built or self._metric == HAMMING
+                or type(search_k) is not int or not (search_k > 0 or search_k == -1)):
+            return None
+        sq = float(np.dot(query, query))
+        if not (sq == sq and sq != float("inf")):  # NaN or inf: the general path says so
+            return None
+        q = query
+        if self._metric == COSINE and sq > 0:
+            q = query * np.float32(1.0 / sq ** 0.5)
+        if search_k >= self._n * self._n_trees:
+            search_k = -1
+        slots, dist = self._forest.search(self._rows[: self._n], q.reshape(1, -1), k,
+                                          search_k, None, 1)
+        if self._identity is None:
+            self._identity = bool(np.array_equal(self._labels[: self._n], np.arange(self._n)))
+        if not self._identity:
+            slots = np.where(slots >= 0, self._labels[np.maximum(slots, 0)], -1)
+        return slots[0], dist[0]
 
     def _store_in_tree_order(self, n_live: int) -> None:
         """Renumber the rows in the leaf order of the first tree, so that near
@@ -453,7 +450,7 @@ class Trees(WriteLockedIndex):
         return self
 
     def _finish_on_disk(self):
-        from ..io import load
+        from . import load
 
         path, disk = self._disk_path, self._disk
         self._disk_path = None

@@ -104,13 +104,9 @@ def make_index(kind: str, dim: int, metric: str, params: dict):
 
 
 def index_class(kind: str):
-    from ..io import index_kinds
+    from ..indexes import index_class as _index_class
 
-    kinds = index_kinds()
-    if kind not in kinds:
-        have = ", ".join(sorted(kinds)) or "none"
-        raise ValueError(f"index kind {kind!r} is not available (available: {have})")
-    return kinds[kind]
+    return _index_class(kind)
 
 
 class Collection:
