@@ -189,7 +189,7 @@ def check_huge_search_parameters_are_clipped(case):
 
 def check_matches_exact_search_when_exhaustive(case):
     x, q = _data()
-    ids = np.arange(N) * 7 + 3  # neither 0..n-1 nor the slots
+    ids = np.arange(N) * 7 + 3 + 10**12  # neither 0..n-1 nor the slots
     ix = case.built(ids=ids)
     got = ix.search(q, 10, **case.exhaustive)
     if not case.exact:
@@ -239,6 +239,7 @@ def check_bad_input_raises_clear_errors(case):
         (ValueError, "int64", lambda: ix.add(np.ones((1, DIM)), ids=[2**63])),
         (ValueError, "int64", lambda: ix.add(np.ones((1, DIM)), ids=np.array([2**63], np.uint64))),
         (ValueError, "int64", lambda: ix.remove([2**63])),
+        (TypeError, "unexpected keyword", lambda: ix.add(np.ones(DIM), nlist=3)),
         (ValueError, "1-D", lambda: ix.search(x[0], 1, filter=np.ones((2, 2), bool))),
         (ValueError, "non-negative", lambda: ix.search(x[0], 1, filter=[-1])),
         (TypeError, "integers", lambda: ix.search(x[0], 1, filter=[0.5])),
@@ -265,6 +266,10 @@ def check_bad_input_raises_clear_errors(case):
                                                               progress=lambda d, t: None)))
     if ix.parallel_add:
         cases.append((ValueError, "threads", lambda: ix.add(np.ones((1, DIM)), threads=-5)))
+    for too_big in ([2**63], np.array([2**63], np.uint64), [2**64 + 5], [1.0, 2.0**63]):
+        with pytest.raises(ValueError, match="int64") as err:  # named as given, not wrapped
+            ix.add(x[: len(np.atleast_1d(too_big))], ids=too_big)
+        assert "-" not in str(err.value).split("got")[-1], str(err.value)
     before = ix.search(x[:3], 5)
     for exc, message, call in cases:
         with pytest.raises(exc, match=message):
@@ -426,6 +431,8 @@ def check_save_load_round_trip(case, tmp_path):
         for kw in ({}, case.exhaustive, {"threads": 2}, {"filter": mask}):
             _same(back.search(q, 7, **kw), ix.search(q, 7, **kw))
         _same(back.search(q[0], 7), ix.search(q[0], 7))
+        if hasattr(back, "readonly"):
+            assert back.readonly is (mmap is True)
         if mmap is True:  # read-only, one error type on every kind
             with pytest.raises(ReadOnlyIndexError, match="read-only"):
                 back.add(np.ones((1, DIM)), ids=[10**6])

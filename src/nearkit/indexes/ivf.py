@@ -356,7 +356,7 @@ class IVF(WriteLockedIndex):
         self.k_factor = int(params.get("k_factor", self.k_factor))
 
     # -- Index hooks --------------------------------------------------------------
-    def _add_with_progress(self, x, ids, bar, **params):
+    def _add_with_progress(self, x, ids, bar):
         if self._centroids is None and self.train_size is not None:
             self._add_pending(x, ids)
             bar.update(x.shape[0])
@@ -373,7 +373,7 @@ class IVF(WriteLockedIndex):
         self._add(x, ids, encoded=(np.concatenate([p[0] for p in parts]),
                                    np.concatenate([p[1] for p in parts])))
 
-    def _add(self, x, ids, encoded=None, **params):
+    def _add(self, x, ids, encoded=None):
         if self._centroids is None and self.train_size is not None:
             self._add_pending(x, ids)
             return
