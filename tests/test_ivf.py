@@ -112,43 +112,6 @@ def test_incremental_add_remove_and_ids(glove_20k):
     assert (ids == -1).all() and np.isinf(dist).all()
 
 
-@pytest.mark.parametrize("codec", ["flat", "pq25x4fs", "sq8"])
-def test_filter_and_padding(glove_20k, codec):
-    ix = build(glove_20k, "cosine", codec)
-    allowed = np.arange(0, 20000, 7)
-    ids, _ = ix.search(glove_20k.queries[:20], 10, nprobe=NLIST, filter=allowed)
-    assert np.isin(ids, allowed).all()
-    ids, dist = ix.search(glove_20k.queries[0], 5, nprobe=1, filter=[3])
-    assert ids[0] in (-1, 3) and (ids[1:] == -1).all() and np.isinf(dist[1:]).all()
-
-
-def test_threads_match_single(glove_20k):
-    ix = build(glove_20k, "cosine", "sq8")
-    a = ix.search(glove_20k.queries, 10, nprobe=8)
-    b = ix.search(glove_20k.queries, 10, nprobe=8, threads=2)
-    assert (a[0] == b[0]).all() and np.array_equal(a[1], b[1])
-
-
-@pytest.mark.parametrize("codec,kw", [("flat", {}), ("pq25x4fs", {"refine": True}), ("pq10", {"transform": "opq10"}),
-                                      ("sq8", {}), ("fp16", {"transform": "pca20"})])
-def test_save_load_and_mmap(tmp_path, glove_20k, codec, kw):
-    base = glove_20k.base[:4000]
-    ix = nearkit.IVF(50, "cosine", nlist=16, codec=codec, nprobe=4, **kw)
-    ix.train(base)
-    ix.add(base, ids=np.arange(4000) * 3)
-    path = tmp_path / "ivf.nk"
-    ix.save(path)
-    q = glove_20k.queries[:20]
-    want = ix.search(q, 10)
-    for mmap in (False, True):
-        back = nearkit.load(path, mmap=mmap)
-        assert isinstance(back, nearkit.IVF) and len(back) == 4000 and back.nprobe == 4
-        got = back.search(q, 10)
-        assert (got[0] == want[0]).all() and np.array_equal(got[1], want[1])
-    with pytest.raises(ValueError, match="read-only"):
-        back.add(base[:1], ids=[1])
-
-
 def test_not_trained_and_too_few_points():
     ix = nearkit.IVF(8, "l2", nlist=32)
     x = np.random.default_rng(0).random((20, 8), dtype=np.float32)
@@ -183,20 +146,6 @@ def test_bad_arguments():
         ix.search(np.ones(5), 1)
 
 
-@pytest.mark.parametrize("codec,kw", [("flat", {}), ("pq25x4fs", {"refine": True})])
-def test_single_query_fast_path_matches_batch(glove_20k, codec, kw):
-    ix = build(glove_20k, "cosine", codec, **kw)
-    q = glove_20k.queries[:20]
-    batch = ix.search(q, 10, nprobe=8, k_factor=4)
-    for i in range(20):
-        ids, dist = ix.search(q[i], 10, nprobe=8, k_factor=4)  # float32 1-D: lean path
-        assert (ids == batch[0][i]).all() and np.allclose(dist, batch[1][i])
-    with pytest.raises(ValueError, match="NaN"):
-        ix.search(np.full(50, np.nan, np.float32), 10)
-    with pytest.raises(ValueError, match="NaN"):
-        ix.search(np.full((2, 50), np.inf), 10)
-
-
 def test_inconsistent_file_is_refused(tmp_path, glove_20k):
     from nearkit import io
 
@@ -214,13 +163,3 @@ def test_inconsistent_file_is_refused(tmp_path, glove_20k):
         nearkit.load(tmp_path / "missing.nk")
 
 
-def test_concurrent_searches_from_python_threads(glove_20k):
-    from concurrent.futures import ThreadPoolExecutor
-
-    ix = build(glove_20k, "cosine", "pq25x4fs", refine=True)
-    q = glove_20k.queries[:64]
-    serial = [ix.search(row, 10, nprobe=8, k_factor=4) for row in q]
-    with ThreadPoolExecutor(4) as pool:
-        parallel = list(pool.map(lambda row: ix.search(row, 10, nprobe=8, k_factor=4), q))
-    for (a_ids, a_d), (b_ids, b_d) in zip(serial, parallel):
-        assert (a_ids == b_ids).all() and np.array_equal(a_d, b_d)

@@ -6,7 +6,6 @@ padding that would exceed _validate.MAX_PADDED_ENTRIES is refused with a
 ValueError instead of exhausting memory (or, before, wrapping nq * k).
 """
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,81 +15,18 @@ import pytest
 
 import nearkit
 from child_env import child_env
-from nearkit import _validate
 from nearkit.compat import faiss
 
 DIM = 8
-HUGE_KS = (2**63, 2**63 - 1, 2**62, 10**8, _validate.MAX_PADDED_ENTRIES + 1)
 
 
 def _data(n=60, seed=0):
     return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
 
 
-def _indexes():
-    x = _data()
-    out = {}
-    out["flat"] = nearkit.Flat(DIM)
-    out["hnsw"] = nearkit.HNSW(DIM, M=8)
-    out["trees"] = nearkit.Trees(DIM, "l2", n_trees=4)
-    ivf = nearkit.IVF(DIM, nlist=2, nprobe=2)
-    ivf.train(x)
-    out["ivf"] = ivf
-    refine = nearkit.IVF(DIM, nlist=2, codec="sq8", refine=True, nprobe=2)
-    refine.train(x)
-    out["ivf_refine"] = refine
-    out["factory_flat"] = nearkit.index_factory(DIM, "Flat")
-    out["factory_hnsw"] = nearkit.index_factory(DIM, "HNSW8")
-    for ix in out.values():
-        ix.add(x)
-    return out, x
-
-
-INDEXES, X = _indexes()
-
-
-@pytest.mark.parametrize("name", sorted(INDEXES))
-def test_huge_k_is_a_clear_value_error(name):
-    ix = INDEXES[name]
-    for k in HUGE_KS:
-        for q in (X[0], X[:4]):
-            with pytest.raises(ValueError, match=r"k=\d+ asks for more neighbours than the 60"):
-                ix.search(q, k)
-
-
-@pytest.mark.parametrize("name", sorted(INDEXES))
-def test_k_beyond_the_stored_count_pads(name):
-    ix = INDEXES[name]
-    ids, dist = ix.search(X[:3], 75)
-    assert ids.shape == dist.shape == (3, 75)
-    assert (ids[:, 60:] == -1).all() and np.isinf(dist[:, 60:]).all()
-    assert (ids[:, :60] >= 0).all()
-    # Every stored vector comes back exactly once when k covers them all (exact kinds).
-    if name in ("flat", "factory_flat"):
-        assert sorted(ids[0, :60].tolist()) == list(range(60))
-    one_ids, one_dist = ix.search(X[0], 75)
-    assert one_ids.shape == (75,) and one_ids[0] == 0 and one_dist[0] == pytest.approx(0, abs=1e-4)
-
-
-def test_padding_within_the_cap_is_still_allowed():
-    ix = INDEXES["flat"]
-    ids, dist = ix.search(X[0], 100_000)
-    assert ids.shape == (100_000,) and (ids[60:] == -1).all()
-
-
-def test_k_must_be_an_integer():
-    with pytest.raises(TypeError):
-        INDEXES["flat"].search(X[0], 2.0)
-    with pytest.raises(ValueError):
-        INDEXES["flat"].search(X[0], 0)
-
-
-def test_empty_index_with_huge_k():
-    for ix in (nearkit.Flat(DIM), nearkit.HNSW(DIM), nearkit.Trees(DIM, "l2")):
-        with pytest.raises(ValueError, match="asks for more neighbours"):
-            ix.search(X[0], 2**62)
-        ids, dist = ix.search(X[:2], 5)
-        assert (ids == -1).all() and np.isinf(dist).all()
+# Padding, huge k, huge ef / nprobe / k_factor / search_k, the dimension limit and
+# ids beyond int64 on every index kind: tests/test_index_contract.py.
+X = _data()
 
 
 def test_compat_faiss_flat_huge_k():
@@ -119,33 +55,11 @@ def test_core_refuses_a_wrapping_result_size():
     # The last line behind the Python clip: nq * k that wraps around size_t.
     from nearkit import _core
 
-    ix = INDEXES["flat"]
+    ix = nearkit.Flat(DIM)
+    ix.add(X)
     x, labels, sqn = ix._live()
     with pytest.raises((ValueError, MemoryError)):
         _core.flat_search(x, sqn, labels, X[:4], 2**62, 0, None, 1, False)
-
-
-def test_hnsw_ef_is_clipped_to_the_stored_count():
-    ix = INDEXES["hnsw"]
-    ids, dist = ix.search(X[:2], 5, ef=10**8)
-    want, _ = INDEXES["flat"].search(X[:2], 5)
-    np.testing.assert_array_equal(ids, want)
-    ids1, _ = ix.search(X[0], 5, ef=10**8)
-    np.testing.assert_array_equal(ids1, want[0])
-
-
-def test_ivf_nprobe_and_k_factor_are_clipped():
-    ix = INDEXES["ivf_refine"]
-    ids, _ = ix.search(X[:2], 3, nprobe=10**12, k_factor=2**62, threads=2)
-    want, _ = INDEXES["flat"].search(X[:2], 3)
-    np.testing.assert_array_equal(ids, want)
-
-
-def test_trees_search_k_beyond_every_entry_is_unlimited():
-    ix = INDEXES["trees"]
-    ids, _ = ix.search(X[:2], 3, search_k=2**62)
-    want, _ = INDEXES["flat"].search(X[:2], 3)
-    np.testing.assert_array_equal(ids, want)
 
 
 def _max_rss_after(code: str) -> int:
@@ -179,27 +93,3 @@ def test_first_add_memory_grows_with_use():
         assert held < 8 << 20, (type(ix).__name__, held)
 
 
-def test_dimension_limit():
-    for make in (nearkit.Flat, nearkit.HNSW, lambda d: nearkit.Trees(d, "l2"), nearkit.IVF):
-        with pytest.raises(ValueError, match="largest supported dimension"):
-            make(_validate.MAX_DIM + 1)
-    nearkit.Flat(_validate.MAX_DIM)  # the limit itself is allowed
-
-
-def test_ids_beyond_int64_are_named_without_a_negative_number():
-    ix = nearkit.Flat(DIM)
-    for ids in ([2**63], np.array([2**63], np.uint64), [2**64 + 5], [1.0, 2.0**63]):
-        with pytest.raises(ValueError) as err:
-            ix.add(X[: len(np.atleast_1d(ids))], ids=ids)
-        assert "-" not in str(err.value).split("got")[-1], str(err.value)
-        assert "int64" in str(err.value)
-    with pytest.raises(ValueError, match="int64"):
-        ix.remove([2**63])
-
-
-def test_default_ids_after_the_largest_int64_id():
-    for ix in (nearkit.Flat(DIM), nearkit.HNSW(DIM), nearkit.Trees(DIM, "l2")):
-        ix.add(X[:1], ids=[2**63 - 1])
-        with pytest.raises(ValueError, match="int64"):
-            ix.add(X[1:3])
-        assert len(ix) == 1

@@ -141,35 +141,6 @@ def test_add_after_build_splits_leaves_and_keeps_recall(glove_small):
     assert r_inc >= r_fresh - 0.05
 
 
-def test_remove_and_readd(clustered):
-    base, queries = clustered
-    t = Trees(32, "l2", n_trees=5, leaf_size=16, seed=0)
-    t.add(base)
-    gone = np.arange(0, 5000, 3)
-    assert t.remove(gone) == len(gone)
-    assert t.remove(gone[:5]) == 0
-    assert len(t) == 5000 - len(gone)
-    ids, _ = t.search(queries, 10, search_k=-1)
-    assert not np.isin(ids, gone).any()
-    keep = np.setdiff1d(np.arange(5000), gone)
-    truth, _ = exact_ids(queries, base[keep], "l2", 10)
-    assert np.array_equal(np.sort(ids, 1), np.sort(keep[truth], 1))
-    with pytest.raises(ValueError, match="already in the index"):
-        t.add(base[1:2], ids=[1])
-    t.add(base[:1], ids=[0])  # a removed id can come back
-    assert t.search(base[0], 1, search_k=-1)[0][0] == 0
-
-
-def test_filter_and_padding(clustered):
-    base, queries = clustered
-    t = Trees(32, "cosine", n_trees=4, seed=0)
-    t.add(base[:50])
-    allowed = np.array([3, 7, 9])
-    ids, dist = t.search(queries[:2], 5, filter=allowed, search_k=-1)
-    assert set(ids[:, :3].ravel()) <= set(allowed)
-    assert (ids[:, 3:] == -1).all() and np.isinf(dist[:, 3:]).all()
-
-
 def test_bad_input(clustered):
     base, _ = clustered
     t = Trees(32, "l2", n_trees=2)
@@ -187,28 +158,6 @@ def test_bad_input(clustered):
         h.add(np.array([[1 << 20]], dtype=np.uint64))
 
 
-def test_save_load_roundtrip_and_readonly_mmap(tmp_path, clustered):
-    base, queries = clustered
-    t = Trees(32, "manhattan", n_trees=5, leaf_size=20, seed=4)
-    t.add(base, ids=np.arange(len(base)) * 2 + 1)
-    expected = t.search(queries, 10, search_k=800)
-    path = tmp_path / "t.nk"
-    t.save(path)
-    for mmap in (False, True):
-        u = nearkit.load(path, mmap=mmap)
-        assert isinstance(u, Trees) and u.metric == "manhattan" and len(u) == len(base)
-        got = u.search(queries, 10, search_k=800)
-        np.testing.assert_array_equal(got[0], expected[0])
-        np.testing.assert_array_equal(got[1], expected[1])
-    with pytest.raises(ValueError, match="read-only"):
-        u.add(base[:1], ids=[10**9])
-    with pytest.raises(ValueError, match="read-only"):
-        u.remove([1])
-    v = nearkit.load(path)  # not mapped: can grow again
-    v.add(base[:1], ids=[10**9])
-    assert v.search(base[0], 1, search_k=-1)[0][0] in (1, 10**9)
-
-
 def test_damaged_files_are_refused(tmp_path, clustered):
     base, _ = clustered
     t = Trees(32, "l2", n_trees=3, seed=0)
@@ -216,12 +165,7 @@ def test_damaged_files_are_refused(tmp_path, clustered):
     t.build()
     path = tmp_path / "t.nk"
     t.save(path)
-    raw = bytearray(path.read_bytes())
-    raw[-10] ^= 0xFF
-    bad = tmp_path / "bad.nk"
-    bad.write_bytes(bytes(raw))
-    with pytest.raises(FormatError):
-        nearkit.load(bad)
+    # (damaged bytes, truncation, missing sections: tests/test_index_contract.py)
     # checksums fine but the trees point nowhere: refused by the structural check
     f = read_index(path)
     sections = dict(f.sections)
@@ -307,11 +251,3 @@ def test_l1_and_hamming_kernels_match_numpy(isa, rng):
         nearkit._core.set_isa(before)
 
 
-def test_threaded_search_matches_single_thread(clustered):
-    base, queries = clustered
-    t = Trees(32, "cosine", n_trees=5, seed=3)
-    t.add(base)
-    one = t.search(queries, 10, search_k=700)
-    many = t.search(queries, 10, search_k=700, threads=3)
-    np.testing.assert_array_equal(one[0], many[0])
-    np.testing.assert_array_equal(one[1], many[1])

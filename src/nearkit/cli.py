@@ -245,7 +245,7 @@ def _json_floats(row) -> list:
 
 
 def cmd_search(args) -> int:
-    from .io import load
+    from .indexes import load
 
     index = load(args.index, mmap=args.mmap)
     q = _as_matrix(datasets.load_vectors(args.queries, dataset=args.dataset), args.queries)

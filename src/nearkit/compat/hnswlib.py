@@ -40,7 +40,7 @@ import numpy as np
 
 from ..indexes.flat import Flat
 from ..indexes.hnsw import HNSW
-from ..io import load as _load_nearkit
+from ..indexes import load as _load_nearkit
 from . import hnswlib_format as fmt
 
 _SPACES = ("l2", "ip", "cosine")

@@ -83,7 +83,7 @@ def _grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
 
 def _load_in_background(path: str) -> Future:
     """``nearkit.load(path, mmap="private")`` on a worker thread."""
-    from ..io import load
+    from ..indexes import load
 
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nearkit-load")
     future = pool.submit(load, path, mmap="private")
@@ -314,7 +314,7 @@ class Collection:
     def _recover_index(self, early=None):
         """The index: newest usable snapshot + SQLite's changes after it, else a rebuild.
         ``early`` is (path, Future loading that snapshot file), started by _load."""
-        from ..io import load
+        from ..indexes import load
 
         errors = []
         cls = index_class(self.index_kind)
