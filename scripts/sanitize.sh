@@ -23,8 +23,8 @@ cxx=$(grep -m1 '^CMAKE_CXX_COMPILER:' "$build/CMakeCache.txt" | cut -d= -f2)
 asan=$("$cxx" -print-file-name=libasan.so)
 ubsan=$("$cxx" -print-file-name=libubsan.so)
 if [ $# -eq 0 ]; then
-  set -- tests/test_fuzz_files.py tests/test_threads_and_signals.py tests/test_loader_checks.py \
-    tests/test_limits.py
+  set -- tests/test_fuzz_files.py tests/test_threads_and_signals.py tests/indexes/test_loader_checks.py \
+    tests/indexes/test_limits.py
 fi
 export LD_PRELOAD="$asan $ubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0:allocator_may_return_null=1"

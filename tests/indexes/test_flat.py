@@ -177,7 +177,7 @@ def test_threads_give_identical_results(metric, nq):
 
 
 def test_bad_input():
-    # the rest of the bad-input list runs on every kind: tests/test_index_contract.py
+    # the rest of the bad-input list runs on every kind: tests/indexes/test_index_contract.py
     index = nearkit.Flat(4)
     index.add(np.ones((3, 4)))
     with pytest.raises(ValueError, match="unknown metric 'manhattan'"):
@@ -243,7 +243,7 @@ def _maps_file(arr) -> bool:
 @pytest.mark.parametrize("use_mmap", [False, True])
 def test_save_load_keeps_radius_search_and_maps_in_place(tmp_path, metric, use_mmap):
     # the round trip of k-NN search, filters, threads and read-only maps runs on
-    # every kind: tests/test_index_contract.py
+    # every kind: tests/indexes/test_index_contract.py
     rng = np.random.default_rng(29)
     base = rng.standard_normal((300, 12)).astype(np.float32)
     index = nearkit.Flat(12, metric)

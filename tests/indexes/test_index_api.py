@@ -1,7 +1,7 @@
 """What users of hnswlib, faiss and sklearn take for granted, on every index kind:
 progress=, tune(), crossing a process boundary, one default metric, and no silent
 'euclidean'. (get / in / len / ids(), pickle and deepcopy and the one read-only
-error run on every kind in tests/test_index_contract.py.)"""
+error run on every kind in tests/indexes/test_index_contract.py.)"""
 
 import inspect
 import multiprocessing

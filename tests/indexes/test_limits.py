@@ -25,7 +25,7 @@ def _data(n=60, seed=0):
 
 
 # Padding, huge k, huge ef / nprobe / k_factor / search_k, the dimension limit and
-# ids beyond int64 on every index kind: tests/test_index_contract.py.
+# ids beyond int64 on every index kind: tests/indexes/test_index_contract.py.
 X = _data()
 
 

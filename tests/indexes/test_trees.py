@@ -165,7 +165,7 @@ def test_damaged_files_are_refused(tmp_path, clustered):
     t.build()
     path = tmp_path / "t.nk"
     t.save(path)
-    # (damaged bytes, truncation, missing sections: tests/test_index_contract.py)
+    # (damaged bytes, truncation, missing sections: tests/indexes/test_index_contract.py)
     # checksums fine but the trees point nowhere: refused by the structural check
     f = read_index(path)
     sections = dict(f.sections)
