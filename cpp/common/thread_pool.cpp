@@ -1,6 +1,6 @@
 // Signal polling for StopToken and the translation of nk::Interrupted back into
 // the exception the Python signal handler raised (KeyboardInterrupt for SIGINT).
-#include "thread_pool.h"
+#include "common/thread_pool.h"
 
 #include <nanobind/nanobind.h>
 
@@ -9,7 +9,7 @@
 #include <new>
 #include <thread>
 
-#include "registry.h"
+#include "python/registry.h"
 
 namespace nb = nanobind;
 

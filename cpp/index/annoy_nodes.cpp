@@ -1,5 +1,5 @@
 // annoy 1.17.3's search on its own node array; see annoy_nodes.h.
-#include "annoy_nodes.h"
+#include "index/annoy_nodes.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,8 +8,8 @@
 #include <queue>
 #include <stdexcept>
 
-#include "distance.h"
-#include "tree_kernels.h"
+#include "kernels/distance.h"
+#include "kernels/tree_kernels.h"
 
 namespace nk {
 namespace annoy {

@@ -1,8 +1,8 @@
 // Drivers for exact search: split the queries over threads, the base into
 // cache-sized blocks, run the fused scan kernels of the active ISA, and turn
 // the surviving candidates into sorted results by their double-precision distances.
-#include "flat.h"
-#include "thread_pool.h"
+#include "index/flat.h"
+#include "common/thread_pool.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -18,8 +18,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cpu.h"
-#include "distance.h"
+#include "kernels/cpu.h"
+#include "kernels/distance.h"
 
 namespace nk {
 

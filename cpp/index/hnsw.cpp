@@ -1,4 +1,4 @@
-#include "hnsw.h"
+#include "index/hnsw.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,8 +13,8 @@
 #include <sys/mman.h>
 #endif
 
-#include "thread_pool.h"
-#include "topk.h"
+#include "common/thread_pool.h"
+#include "common/topk.h"
 
 namespace nk {
 

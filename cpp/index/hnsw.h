@@ -47,8 +47,8 @@
 #include <utility>
 #include <vector>
 
-#include "distance.h"
-#include "hnsw_codes.h"
+#include "kernels/distance.h"
+#include "kernels/hnsw_codes.h"
 
 namespace nk {
 

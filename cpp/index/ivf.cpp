@@ -1,5 +1,5 @@
-#include "ivf.h"
-#include "thread_pool.h"
+#include "index/ivf.h"
+#include "common/thread_pool.h"
 
 #include <algorithm>
 #if defined(__SSE2__)
@@ -12,10 +12,10 @@
 #include <utility>
 #include <vector>
 
-#include "distance.h"
-#include "ivfscan.h"
-#include "pq4.h"
-#include "topk.h"
+#include "kernels/distance.h"
+#include "kernels/ivfscan.h"
+#include "kernels/pq4.h"
+#include "common/topk.h"
 
 namespace nk {
 

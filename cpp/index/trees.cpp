@@ -1,5 +1,5 @@
 // Random-projection forest: build, insert, erase and best-first search.
-#include "trees.h"
+#include "index/trees.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,8 +9,8 @@
 #include <thread>
 #include <utility>
 
-#include "distance.h"
-#include "tree_kernels.h"
+#include "kernels/distance.h"
+#include "kernels/tree_kernels.h"
 
 namespace nk {
 namespace trees {

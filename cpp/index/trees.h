@@ -18,7 +18,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "thread_pool.h"
+#include "common/thread_pool.h"
 
 namespace nk {
 namespace trees {

@@ -1,10 +1,10 @@
-#include "cpu.h"
+#include "kernels/cpu.h"
 
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
 
-#include "distance.h"
+#include "kernels/distance.h"
 
 namespace nk {
 

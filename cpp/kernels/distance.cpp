@@ -1,4 +1,4 @@
-#include "distance.h"
+#include "kernels/distance.h"
 
 #include <stdexcept>
 

@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cpu.h"
+#include "kernels/cpu.h"
 
 namespace nk {
 

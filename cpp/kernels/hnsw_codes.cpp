@@ -1,4 +1,4 @@
-#include "hnsw_codes.h"
+#include "kernels/hnsw_codes.h"
 
 namespace nk {
 namespace {

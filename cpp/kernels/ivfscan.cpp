@@ -1,6 +1,6 @@
 // Portable blocked kernels (the compiler vectorises the 16-lane accumulators
 // with the baseline SSE2 / NEON) and the per-ISA dispatch.
-#include "ivfscan.h"
+#include "kernels/ivfscan.h"
 
 namespace nk {
 namespace {

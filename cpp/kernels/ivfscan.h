@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cpu.h"
+#include "kernels/cpu.h"
 
 namespace nk {
 

@@ -1,6 +1,6 @@
 // Scalar fast-scan kernel (the reference the SIMD kernels are tested against)
 // and the per-ISA dispatch. NEON uses the scalar kernel for now.
-#include "pq4.h"
+#include "kernels/pq4.h"
 
 namespace nk {
 namespace {

@@ -1,5 +1,5 @@
 // Portable L1 / hamming kernels and the run-time choice among the ISA tables.
-#include "tree_kernels.h"
+#include "kernels/tree_kernels.h"
 
 #include <cmath>
 

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cpu.h"
+#include "kernels/cpu.h"
 
 namespace nk {
 namespace trees {

@@ -13,10 +13,10 @@
 #include <cstring>
 #include <limits>
 
-#include "annoy_nodes.h"
-#include "distance.h"
-#include "registry.h"
-#include "trees.h"
+#include "index/annoy_nodes.h"
+#include "kernels/distance.h"
+#include "python/registry.h"
+#include "index/trees.h"
 
 namespace nb = nanobind;
 using nk::annoy::Nodes;

@@ -10,9 +10,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "flat.h"
-#include "bounds.h"
-#include "registry.h"
+#include "index/flat.h"
+#include "common/bounds.h"
+#include "python/registry.h"
 
 namespace nb = nanobind;
 

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "hnsw.h"
-#include "bounds.h"
-#include "registry.h"
+#include "index/hnsw.h"
+#include "common/bounds.h"
+#include "python/registry.h"
 
 namespace nb = nanobind;
 

@@ -15,13 +15,13 @@
 #include <string>
 #include <vector>
 
-#include "cpu.h"
-#include "distance.h"
-#include "ivf.h"
-#include "ivfscan.h"
-#include "pq4.h"
-#include "bounds.h"
-#include "registry.h"
+#include "kernels/cpu.h"
+#include "kernels/distance.h"
+#include "index/ivf.h"
+#include "kernels/ivfscan.h"
+#include "kernels/pq4.h"
+#include "common/bounds.h"
+#include "python/registry.h"
 
 namespace nb = nanobind;
 

@@ -14,10 +14,10 @@
 #include <thread>
 #include <vector>
 
-#include "cpu.h"
-#include "kmeans_kernels.h"
-#include "registry.h"
-#include "thread_pool.h"
+#include "kernels/cpu.h"
+#include "kernels/kmeans_kernels.h"
+#include "python/registry.h"
+#include "common/thread_pool.h"
 
 namespace nb = nanobind;
 

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <string>
 
-#include "registry.h"
+#include "python/registry.h"
 
 namespace nb = nanobind;
 

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "bounds.h"
-#include "registry.h"
-#include "tree_kernels.h"
-#include "trees.h"
+#include "common/bounds.h"
+#include "python/registry.h"
+#include "kernels/tree_kernels.h"
+#include "index/trees.h"
 
 namespace nb = nanobind;
 using nk::trees::Forest;

@@ -8,9 +8,9 @@
 
 #include <stdexcept>
 
-#include "cpu.h"
-#include "distance.h"
-#include "registry.h"
+#include "kernels/cpu.h"
+#include "kernels/distance.h"
+#include "python/registry.h"
 
 namespace nb = nanobind;
 

@@ -1,7 +1,7 @@
 #include <immintrin.h>
 
-#include "distance.h"
-#include "distance_impl.h"
+#include "kernels/distance.h"
+#include "kernels/distance_impl.h"
 
 namespace nk {
 namespace {

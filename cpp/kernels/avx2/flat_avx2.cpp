@@ -2,7 +2,7 @@
 // vectors and 16 registers (12 accumulators: 16 queries x 6 base rows).
 #include <immintrin.h>
 
-#include "flat.h"
+#include "index/flat.h"
 
 namespace nk {
 namespace {

@@ -1,6 +1,6 @@
 #include <immintrin.h>
 
-#include "hnsw_codes.h"
+#include "kernels/hnsw_codes.h"
 
 namespace nk {
 namespace {

@@ -1,7 +1,7 @@
 // AVX2 blocked kernels: each block of 16 vectors is two 8-lane halves.
 #include <immintrin.h>
 
-#include "ivfscan.h"
+#include "kernels/ivfscan.h"
 
 namespace nk {
 namespace {

@@ -4,7 +4,7 @@
 // so nothing overflows and no widening shuffle is needed in the inner loop.
 #include <immintrin.h>
 
-#include "pq4.h"
+#include "kernels/pq4.h"
 
 namespace nk {
 namespace {

@@ -1,7 +1,7 @@
 // AVX2 (+ popcnt) L1 and hamming kernels.
 #include <immintrin.h>
 
-#include "tree_kernels.h"
+#include "kernels/tree_kernels.h"
 
 namespace nk {
 namespace trees {

@@ -14,7 +14,7 @@
 // products, compared with the query's threshold in one instruction.
 #include <immintrin.h>
 
-#include "flat.h"
+#include "index/flat.h"
 
 namespace nk {
 namespace {

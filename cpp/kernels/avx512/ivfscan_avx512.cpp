@@ -1,7 +1,7 @@
 // AVX-512 blocked kernels: one block of 16 vectors is exactly one register.
 #include <immintrin.h>
 
-#include "ivfscan.h"
+#include "kernels/ivfscan.h"
 
 namespace nk {
 namespace {

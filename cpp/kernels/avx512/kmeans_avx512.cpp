@@ -1,7 +1,7 @@
 // AVX-512 argmax kernel for the k-means assignment (see kmeans_kernels.h).
 #include <immintrin.h>
 
-#include "kmeans_kernels.h"
+#include "kernels/kmeans_kernels.h"
 
 namespace nk {
 namespace {

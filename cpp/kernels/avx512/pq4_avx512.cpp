@@ -4,7 +4,7 @@
 // (mpad % 4 == 2) goes through 256-bit registers.
 #include <immintrin.h>
 
-#include "pq4.h"
+#include "kernels/pq4.h"
 
 namespace nk {
 namespace {

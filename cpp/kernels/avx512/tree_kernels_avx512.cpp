@@ -1,7 +1,7 @@
 // AVX-512 L1 and hamming kernels (vpopcntdq for long bit vectors).
 #include <immintrin.h>
 
-#include "tree_kernels.h"
+#include "kernels/tree_kernels.h"
 
 namespace nk {
 namespace trees {

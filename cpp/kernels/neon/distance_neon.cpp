@@ -2,8 +2,8 @@
 // CI; kept small and mirrors the AVX2 structure.
 #include <arm_neon.h>
 
-#include "distance.h"
-#include "distance_impl.h"
+#include "kernels/distance.h"
+#include "kernels/distance_impl.h"
 
 namespace nk {
 namespace {

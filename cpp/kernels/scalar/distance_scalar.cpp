@@ -1,7 +1,7 @@
 // Portable kernels: eight independent accumulators so the compiler can keep
 // several additions in flight (and vectorise with the baseline SSE2/NEON).
-#include "distance.h"
-#include "distance_impl.h"
+#include "kernels/distance.h"
+#include "kernels/distance_impl.h"
 
 namespace nk {
 namespace {

@@ -1,6 +1,6 @@
 // Portable fused scan kernels (also used on arm64, where the baseline
 // compiler vectorises the lane loops with NEON).
-#include "flat.h"
+#include "index/flat.h"
 
 namespace nk {
 namespace {
