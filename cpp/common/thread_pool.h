@@ -41,6 +41,9 @@ constexpr int kSignalPollMs = 50;
 // the raised exception is kept for the binding layer to re-raise. Takes the
 // GIL briefly: call only with the GIL released.
 bool python_signal_pending();
+// Sets the Python error the pending signal raised (KeyboardInterrupt if none
+// was kept); the binding layer's translation of Interrupted. Needs the GIL.
+void raise_pending_signal();
 
 class StopToken {
  public:

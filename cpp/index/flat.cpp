@@ -2,7 +2,10 @@
 // cache-sized blocks, run the fused scan kernels of the active ISA, and turn
 // the surviving candidates into sorted results by their double-precision distances.
 #include "index/flat.h"
+
+#include "common/buffers.h"
 #include "common/thread_pool.h"
+#include "kernels/distance.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -18,16 +21,6 @@
 
 namespace nk {
 
-const FlatKernels& flat_kernels() {
-  switch (active_isa()) {
-#if defined(NEARKIT_X86)
-    case Isa::AVX512: return kAvx512Flat;
-    case Isa::AVX2: return kAvx2Flat;
-#endif
-    default: return kScalarFlat;  // also arm64: the scalar loops vectorise with NEON
-  }
-}
-
 namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -39,32 +32,6 @@ size_t block_rows(size_t d) {
   rows = std::min<size_t>(std::max<size_t>(rows, 48), 8192);
   return (rows + 47) / 48 * 48;  // whole register blocks of 6 (and 8, 16) rows
 }
-
-// A float buffer aligned to 64 bytes, so that the kernels' vector loads of
-// packed queries never straddle cache lines.
-class AlignedFloats {
- public:
-  AlignedFloats() = default;
-  AlignedFloats(const AlignedFloats&) = delete;
-  AlignedFloats& operator=(const AlignedFloats&) = delete;
-  ~AlignedFloats() { std::free(data_); }
-
-  float* data() { return data_; }
-  // Resizes (contents lost) and optionally zero-fills.
-  void assign(size_t n, bool zero) {
-    if (n > cap_) {
-      std::free(data_);
-      cap_ = n;
-      data_ = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64));
-      if (!data_) throw std::bad_alloc();
-    }
-    if (zero) std::fill_n(data_, n, 0.0f);
-  }
-
- private:
-  float* data_ = nullptr;
-  size_t cap_ = 0;
-};
 
 // A block of base rows as the kernels see it: contiguous rows, their score
 // offsets, and (after filtering) the slot of each row.

@@ -1,4 +1,5 @@
 #include "index/ivf.h"
+
 #include "common/thread_pool.h"
 
 #include <algorithm>
@@ -8,6 +9,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -91,56 +94,6 @@ struct Workspace {
   }
 };
 
-// Keeps the k smallest (score, slot) pairs, as TopK does, but amortised: new
-// candidates are appended while below the threshold and the buffer is cut back
-// to k with nth_element when full. With refine, k * k_factor can be hundreds,
-// where heap updates on every accepted candidate dominated the scan.
-class Reservoir {
- public:
-  explicit Reservoir(size_t k) : k_(k), cap_(2 * k + 32) { buf_.reserve(cap_); }
-  float threshold() const { return thr_; }
-  void push(float d, int64_t id) {
-    if (!(d < thr_)) return;
-    buf_.emplace_back(d, id);
-    if (buf_.size() >= cap_) shrink();
-  }
-  // Writes k results in ascending score (in no particular order when !sorted,
-  // which is all re-ranking needs); missing slots get id -1, +inf.
-  void write_sorted(int64_t* ids, float* dists, bool sorted = true) {
-    if (buf_.size() > k_) shrink();
-    if (sorted) std::sort(buf_.begin(), buf_.end(), less);
-    size_t i = 0;
-    for (; i < buf_.size(); ++i) {
-      dists[i] = buf_[i].first;
-      ids[i] = buf_[i].second;
-    }
-    for (; i < k_; ++i) {
-      dists[i] = std::numeric_limits<float>::infinity();
-      ids[i] = -1;
-    }
-    buf_.clear();
-    thr_ = std::numeric_limits<float>::infinity();
-  }
-
- private:
-  static bool less(const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
-    return a.first < b.first || (a.first == b.first && a.second < b.second);
-  }
-  void shrink() {
-    // Scores only: quantised scores tie often and the id tie-break cost more
-    // than it bought (the input order, hence the result, is still deterministic).
-    std::nth_element(buf_.begin(), buf_.begin() + (k_ - 1), buf_.end(),
-                     [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
-                       return a.first < b.first;
-                     });
-    buf_.resize(k_);
-    thr_ = buf_[k_ - 1].first;  // nth_element: everything before it is <= it
-  }
-  size_t k_, cap_;
-  std::vector<std::pair<float, int64_t>> buf_;
-  float thr_ = std::numeric_limits<float>::infinity();
-};
-
 // Score: smaller is closer. L2: squared distance. IP: -dot.
 inline void push_if(Reservoir& heap, float s, int64_t pos, const uint8_t* mask, const int64_t* ids) {
   if (ids[pos] < 0) return;
@@ -161,7 +114,7 @@ void compute_pq_lut(const IvfView& v, const float* q, float* lut, const Kernels&
       for (size_t c = 0; c < ks; ++c) {
         const float* x = cb + c * ds;
         float s = 0.f;
-        if (v.metric == 0) {
+        if (v.metric == Metric::L2) {
           for (size_t j = 0; j < ds; ++j) {
             float t = qm[j] - x[j];
             s += t * t;
@@ -171,7 +124,7 @@ void compute_pq_lut(const IvfView& v, const float* q, float* lut, const Kernels&
         }
         L[c] = s;
       }
-    } else if (v.metric == 0) {
+    } else if (v.metric == Metric::L2) {
       K.l2sq_many(qm, cb, ks, ds, L);
     } else {
       K.dot_many(qm, cb, ks, ds, L);
@@ -186,7 +139,7 @@ __attribute__((noinline)) void search_one(const IvfView& v, const float* q, cons
                 size_t k_factor, const uint8_t* mask, int64_t* out_ids, float* out_dist,
                 Workspace& ws, const Kernels& K, const Pq4Kernels& P, const BlockKernels& B) {
   const size_t d = v.dim;
-  const bool ip = v.metric != 0;
+  const bool ip = v.metric != Metric::L2;
   // 1. coarse: the nprobe lists of smallest score
   const size_t ncb = (v.nlist + kFlatBlock - 1) / kFlatBlock;
   ws.coarse.resize(ncb * kFlatBlock);
@@ -454,6 +407,89 @@ void ivf_search(const IvfView& v, const float* q, const float* q_orig, size_t nq
       run(i, std::min(b, i + 64));
     }
   }, &stop);
+}
+
+Codec codec_from_name(const std::string& name) {
+  if (name == "flat") return Codec::Flat;
+  if (name == "sq8") return Codec::SQ8;
+  if (name == "fp16") return Codec::FP16;
+  if (name == "pq8") return Codec::PQ8;
+  if (name == "pq4fs") return Codec::PQ4FS;
+  throw std::invalid_argument("unknown codec " + name);
+}
+
+IvfLists::IvfLists(const IvfArrays& a) {
+  IvfView& v = view_;
+  v.dim = a.dim;
+  v.nlist = a.nlist;
+  v.metric = a.metric == 0 ? Metric::L2 : Metric::IP;
+  v.codec = a.codec;
+  if (a.n_offsets != v.nlist + 1) throw std::invalid_argument("offsets must have nlist + 1 entries");
+  v.centroids = a.centroids;
+  centroid_blocks_.assign((v.nlist + kFlatBlock - 1) / kFlatBlock * kFlatBlock * v.dim, 0.f);
+  to_blocks(a.centroids, v.nlist, v.dim, centroid_blocks_.data());
+  v.centroid_blocks = centroid_blocks_.data();
+  const int64_t* off = a.offsets;
+  v.offsets = off;
+  v.ids = a.ids;
+  v.nslots = a.nslots;
+  if ((size_t)off[v.nlist] != v.nslots || off[0] != 0)
+    throw std::invalid_argument("offsets do not span the id array");
+  for (size_t l = 0; l < v.nlist; ++l)
+    if (off[l + 1] < off[l]) throw std::invalid_argument("offsets must not decrease");
+  {
+    bool dense = true;
+    list_valid_.assign(v.nlist, 0);
+    for (size_t l = 0; l < v.nlist && dense; ++l) {
+      int64_t i = off[l];
+      while (i < off[l + 1] && v.ids[i] >= 0) ++i;
+      list_valid_[l] = uint32_t(i - off[l]);
+      for (int64_t j = i; j < off[l + 1]; ++j)
+        if (v.ids[j] >= 0) { dense = false; break; }
+    }
+    v.list_valid = dense ? list_valid_.data() : nullptr;
+  }
+  v.codes = a.codes;
+  v.code_size = a.code_size;
+  size_t need = v.codec == Codec::PQ4FS ? v.nslots / kPq4Block * a.code_size : v.nslots * a.code_size;
+  if (a.codes_bytes < need) throw std::invalid_argument("codes array is too small for the slots");
+  if (v.codec == Codec::Flat) {
+    if (a.code_size != 4 * v.dim) throw std::invalid_argument("flat code size");
+    for (size_t l = 0; l <= v.nlist; ++l)
+      if (off[l] % (int64_t)kFlatBlock) throw std::invalid_argument("flat lists must be padded to 16");
+  }
+  if (v.codec == Codec::SQ8) {
+    if (!a.sq_vmin || !a.sq_step || a.sq_vmin_len != v.dim || a.sq_step_len != v.dim ||
+        a.code_size != v.dim)
+      throw std::invalid_argument("sq8 needs vmin and step of length dim");
+    v.sq_vmin = a.sq_vmin;
+    v.sq_step = a.sq_step;
+  }
+  if (v.codec == Codec::FP16 && a.code_size != 2 * v.dim) throw std::invalid_argument("fp16 code size");
+  if (v.codec == Codec::PQ8 || v.codec == Codec::PQ4FS) {
+    if (!a.codebooks) throw std::invalid_argument("pq needs codebooks");
+    v.pq_codebooks = a.codebooks;
+    v.pq_m = a.pq_m;
+    v.pq_ksub = a.pq_ksub;
+    v.pq_dsub = a.pq_dsub;
+    if (v.pq_m * v.pq_dsub != v.dim) throw std::invalid_argument("codebooks do not cover dim");
+    if (v.codec == Codec::PQ8 && (v.pq_ksub > 256 || a.code_size != v.pq_m))
+      throw std::invalid_argument("pq8 needs <= 256 centroids and M-byte codes");
+    if (v.codec == Codec::PQ4FS) {
+      if (v.pq_ksub != 16 || a.mpad < v.pq_m || a.mpad % 2 || a.code_size != a.mpad * 16 ||
+          v.nslots % kPq4Block)
+        throw std::invalid_argument("pq4fs layout mismatch");
+      for (size_t l = 0; l <= v.nlist; ++l)
+        if (off[l] % (int64_t)kPq4Block) throw std::invalid_argument("pq4fs lists must be padded to 32");
+    }
+    v.pq_mpad = a.mpad;
+  }
+  v.by_residual = a.by_residual;
+  if (a.refine) {
+    if (a.refine_rows != v.nslots) throw std::invalid_argument("refine vectors must cover every slot");
+    v.refine = a.refine;
+    v.refine_dim = a.refine_dim;
+  }
 }
 
 }  // namespace nk

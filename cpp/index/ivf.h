@@ -10,15 +10,22 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/metric.h"
 
 namespace nk {
 
 enum class Codec : int { Flat = 0, SQ8 = 1, FP16 = 2, PQ8 = 3, PQ4FS = 4 };
 
+// "flat", "sq8", "fp16", "pq8", "pq4fs"; throws std::invalid_argument.
+Codec codec_from_name(const std::string& name);
+
 struct IvfView {
   size_t dim = 0;      // dimension of coded vectors (after any pre-transform)
   size_t nlist = 0;
-  int metric = 0;      // 0: L2 (squared), 1: inner product (reported as 1 - dot)
+  Metric metric = Metric::L2;  // L2 (squared) or IP (reported as 1 - dot)
   Codec codec = Codec::Flat;
   const float* centroids = nullptr;  // (nlist, dim)
   const float* centroid_blocks = nullptr;  // the same, blocked by 16 (ivfscan.h), zero padded
@@ -40,6 +47,45 @@ struct IvfView {
   // Refine: exact vectors in the original space, one per slot (nullptr = none).
   const float* refine = nullptr;
   size_t refine_dim = 0;
+};
+
+// One index state as Python hands it over: pointers into its arrays with the
+// sizes they have, before any check. Optional arrays are nullptr when absent.
+struct IvfArrays {
+  Codec codec = Codec::Flat;
+  int metric = 0;  // 0: L2; any other code: inner product
+  const float* centroids = nullptr;
+  size_t nlist = 0, dim = 0;
+  const int64_t* offsets = nullptr;
+  size_t n_offsets = 0;
+  const int64_t* ids = nullptr;
+  size_t nslots = 0;
+  const uint8_t* codes = nullptr;
+  size_t codes_bytes = 0, code_size = 0;
+  const float* sq_vmin = nullptr;
+  const float* sq_step = nullptr;
+  size_t sq_vmin_len = 0, sq_step_len = 0;
+  const float* codebooks = nullptr;  // (pq_m, pq_ksub, pq_dsub)
+  size_t pq_m = 0, pq_ksub = 0, pq_dsub = 0, mpad = 0;
+  bool by_residual = false;
+  const float* refine = nullptr;  // (refine_rows, refine_dim)
+  size_t refine_rows = 0, refine_dim = 0;
+};
+
+// The checked view of one index state plus what search derives from it once:
+// the centroids blocked by 16 and, when every list is prefix dense, the live
+// count per list. The arrays must outlive it (the binding keeps them).
+class IvfLists {
+ public:
+  explicit IvfLists(const IvfArrays& a);  // throws std::invalid_argument
+  IvfLists(const IvfLists&) = delete;     // the view points into the members
+  IvfLists& operator=(const IvfLists&) = delete;
+  const IvfView& view() const { return view_; }
+
+ private:
+  IvfView view_;
+  std::vector<float> centroid_blocks_;
+  std::vector<uint32_t> list_valid_;
 };
 
 // Search nq queries. q: (nq, dim) coded-space queries; q_orig: (nq, refine_dim)

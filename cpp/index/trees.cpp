@@ -50,11 +50,12 @@ struct Forest::Rng {
 };
 
 Forest::Forest(int metric, size_t dim, int leaf_size, uint64_t seed)
-    : metric_(metric), dim_(dim), leaf_size_(leaf_size), seed_(seed) {
-  if (metric < L2 || metric > Hamming) throw std::invalid_argument("unknown metric code");
+    : metric_(Metric(metric)), dim_(dim), leaf_size_(leaf_size), seed_(seed) {
+  if (metric < int(Metric::L2) || metric > int(Metric::Hamming))
+    throw std::invalid_argument("unknown metric code");
   if (dim == 0) throw std::invalid_argument("dim must be positive");
   if (leaf_size < 1) throw std::invalid_argument("leaf_size must be >= 1");
-  pdim_ = metric == Hamming ? 0 : (metric == IP ? dim + 1 : dim);
+  pdim_ = metric_ == Metric::Hamming ? 0 : (metric_ == Metric::IP ? dim + 1 : dim);
   refresh_view();
 }
 
@@ -78,11 +79,11 @@ void Forest::refresh_view() {
 
 float Forest::distance(const void* q, const void* row) const {
   switch (metric_) {
-    case L2: return kernels().l2sq(static_cast<const float*>(q), static_cast<const float*>(row), dim_);
-    case IP:
-    case Cosine:
+    case Metric::L2: return kernels().l2sq(static_cast<const float*>(q), static_cast<const float*>(row), dim_);
+    case Metric::IP:
+    case Metric::Cosine:
       return 1.f - kernels().dot(static_cast<const float*>(q), static_cast<const float*>(row), dim_);
-    case Manhattan:
+    case Metric::Manhattan:
       return tree_kernels().l1(static_cast<const float*>(q), static_cast<const float*>(row), dim_);
     default:
       return tree_kernels().hamming(static_cast<const uint64_t*>(q), static_cast<const uint64_t*>(row), dim_);
@@ -97,7 +98,7 @@ float Forest::margin_query(const void* q, size_t s) const {
 float Forest::margin_row(const Vectors& v, int32_t slot, const float* plane, float offset) const {
   const float* row = static_cast<const float*>(v.data) + static_cast<size_t>(slot) * dim_;
   float m = kernels().dot(plane, row, dim_) + offset;
-  if (metric_ == IP) {
+  if (metric_ == Metric::IP) {
     float nn = kernels().dot(row, row, dim_);
     m += plane[dim_] * std::sqrt(std::max(0.f, max_norm_ * max_norm_ - nn));
   }
@@ -110,7 +111,7 @@ float Forest::margin_row(const Vectors& v, int32_t slot, const float* plane, flo
 // is the perpendicular bisector of the two centroids.
 bool Forest::make_split(const Vectors& v, int32_t* items, size_t n, Rng& rng, float* plane,
                         float* offset) const {
-  if (metric_ == Hamming) {
+  if (metric_ == Metric::Hamming) {
     const uint64_t* base = static_cast<const uint64_t*>(v.data);
     int64_t best = -1;
     size_t best_gap = n;
@@ -134,7 +135,7 @@ bool Forest::make_split(const Vectors& v, int32_t* items, size_t n, Rng& rng, fl
   // (copied into buf); other rows are used in place.
   auto lifted = [&](int32_t slot, float* buf) -> const float* {
     const float* row = base + static_cast<size_t>(slot) * dim_;
-    if (metric_ != IP) return row;
+    if (metric_ != Metric::IP) return row;
     std::copy(row, row + dim_, buf);
     float nn = kernels().dot(row, row, dim_);
     buf[dim_] = std::sqrt(std::max(0.f, max_norm_ * max_norm_ - nn));
@@ -152,7 +153,7 @@ bool Forest::make_split(const Vectors& v, int32_t* items, size_t n, Rng& rng, fl
   const size_t steps = std::min<size_t>(200, 4 * n);
   // Cosine rows are unit vectors: assign by cosine to the centroids, as Annoy
   // does (measured: better trees than plain L2 two-means on GloVe).
-  const bool angular = metric_ == Cosine;
+  const bool angular = metric_ == Metric::Cosine;
   const DistFn dotf = kernels().dot;
   for (size_t step = 0; step < steps; ++step) {
     const float* r = lifted(items[rng.index(n)], x.data());
@@ -218,7 +219,7 @@ int32_t Forest::make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_
     size_t right = 0;
     for (size_t i = 0; i < n; ++i) {
       bool r;
-      if (metric_ == Hamming) {
+      if (metric_ == Metric::Hamming) {
         r = bit_of(bits + static_cast<size_t>(items[i]) * dim_, static_cast<int64_t>(off));
       } else {
         float m = margin_row(v, items[i], plane.data(), off);
@@ -242,7 +243,7 @@ int32_t Forest::make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_
     // No useful plane: split at random. A zero plane (hamming: bit -1) sends
     // searches down both sides with the same priority.
     std::fill(best_plane.begin(), best_plane.end(), 0.f);
-    best_off = metric_ == Hamming ? -1.f : 0.f;
+    best_off = metric_ == Metric::Hamming ? -1.f : 0.f;
     for (size_t i = n - 1; i > 0; --i) std::swap(items[i], items[rng.index(i + 1)]);
     nl = n / 2;
   } else {
@@ -272,7 +273,7 @@ void Forest::build(const Vectors& v, const int32_t* slots, size_t n_slots, int n
   for (size_t i = 0; i < n_slots; ++i)
     if (slots[i] < 0 || static_cast<size_t>(slots[i]) >= v.n)
       throw std::invalid_argument("slot out of range");
-  if (metric_ == IP) {
+  if (metric_ == Metric::IP) {
     const float* base = static_cast<const float*>(v.data);
     float mx = 0;
     for (size_t i = 0; i < n_slots; ++i) {
@@ -336,7 +337,7 @@ void Forest::insert(const Vectors& v, const int32_t* slots, size_t n) {
       while (ref >= 0) {
         size_t s = static_cast<size_t>(ref);
         bool r;
-        if (metric_ == Hamming) {
+        if (metric_ == Metric::Hamming) {
           int64_t bit = static_cast<int64_t>(ns.offsets[s]);
           r = bit >= 0 ? bit_of(bits + static_cast<size_t>(slot) * dim_, bit)
                        : ((splitmix(static_cast<uint64_t>(slot) ^ (s << 32)) & 1) != 0);
@@ -454,7 +455,7 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
   auto cmp = [](const Entry& a, const Entry& b) {
     return a.cost > b.cost || (a.cost == b.cost && a.key < b.key);
   };
-  const float start = metric_ == Hamming ? 0.f : -std::numeric_limits<float>::infinity();
+  const float start = metric_ == Metric::Hamming ? 0.f : -std::numeric_limits<float>::infinity();
   for (size_t t = 0; t < w.n_trees; ++t) heap.push_back({start, key_of(w.roots[t]), w.roots[t]});
   std::make_heap(heap.begin(), heap.end(), cmp);
 
@@ -462,7 +463,7 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
   cand.reserve(std::min<size_t>(limit, 1 << 16));
   size_t gathered = 0;
   const uint64_t* qbits = static_cast<const uint64_t*>(q);
-  const size_t row_bytes = metric_ == Hamming ? dim_ * 8 : dim_ * 4;
+  const size_t row_bytes = metric_ == Metric::Hamming ? dim_ * 8 : dim_ * 4;
   const char* vbase = static_cast<const char*>(v.data);
   while (gathered < limit && !heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), cmp);
@@ -488,7 +489,7 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
     size_t s = static_cast<size_t>(e.ref);
     const int32_t* ch = w.children + 2 * s;
     float cl, cr;
-    if (metric_ == Hamming) {
+    if (metric_ == Metric::Hamming) {
       int64_t bit = static_cast<int64_t>(w.offsets[s]);
       if (bit < 0) {
         cl = cr = e.cost;
@@ -561,7 +562,7 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
 
 void Forest::search(const Vectors& v, const void* queries, size_t nq, size_t k, int64_t search_k,
                     const uint8_t* mask, int threads, int64_t* out_ids, float* out_d) const {
-  const size_t qbytes = metric_ == Hamming ? dim_ * 8 : dim_ * 4;
+  const size_t qbytes = metric_ == Metric::Hamming ? dim_ * 8 : dim_ * 4;
   const char* qs = static_cast<const char*>(queries);
   StopToken stop;
   size_t nt = std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), nq));

@@ -18,12 +18,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/metric.h"
 #include "common/thread_pool.h"
 
 namespace nk {
 namespace trees {
-
-enum Metric : int { L2 = 0, IP = 1, Cosine = 2, Manhattan = 3, Hamming = 4 };
 
 // Growable node storage: one per tree while building, then the forest's own.
 struct NodeStore {
@@ -56,7 +55,7 @@ class Forest {
   // dim: floats per row (words per row for hamming; nbits is then the bit count).
   Forest(int metric, size_t dim, int leaf_size, uint64_t seed);
 
-  int metric() const { return metric_; }
+  int metric() const { return int(metric_); }  // the code of common/metric.h
   size_t dim() const { return dim_; }
   size_t plane_dim() const { return pdim_; }
   int leaf_size() const { return leaf_size_; }
@@ -107,7 +106,7 @@ class Forest {
   void search_one(const Vectors& v, const void* q, size_t k, int64_t search_k,
                   const uint8_t* mask, int64_t* out_ids, float* out_d) const;
 
-  int metric_;
+  Metric metric_;
   size_t dim_, pdim_;
   int leaf_size_;
   uint64_t seed_;

@@ -1,7 +1,7 @@
 // Float32 distance kernels, one table per instruction set.
 //
 // Every index reaches distances through kernels(), which returns the table of
-// the active ISA (see cpu.h). Fetch it once per search call, not per distance.
+// the active ISA (kernels/dispatch.h). Fetch it once per search call, not per distance.
 // Only two primitives are needed: squared L2 and the dot product. Cosine is
 // served by normalising vectors on the way in and using 1 - dot; "ip" is
 // 1 - dot on the raw vectors.
@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/metric.h"  // distances serve these metrics
 #include "kernels/cpu.h"
 
 namespace nk {
@@ -33,17 +34,14 @@ struct Kernels {
 const Kernels& kernels();           // the active ISA's table
 const Kernels& kernels_for(Isa isa);  // a given ISA's table (must be supported)
 
-// Per-ISA tables, defined in distance_<isa>.cpp.
-extern const Kernels kScalarKernels;
+// Per-ISA tables, defined in kernels/<isa>/distance_<isa>.cpp.
+extern const Kernels kDistanceScalar;
 #if defined(NEARKIT_X86)
-extern const Kernels kAvx2Kernels;
-extern const Kernels kAvx512Kernels;
+extern const Kernels kDistanceAvx2;
+extern const Kernels kDistanceAvx512;
 #endif
 #if defined(NEARKIT_ARM)
-extern const Kernels kNeonKernels;
+extern const Kernels kDistanceNeon;
 #endif
-
-// Metric codes shared by every index: the same numbers as nearkit.metrics.
-enum class Metric : int { L2 = 0, IP = 1, Cosine = 2 };
 
 }  // namespace nk

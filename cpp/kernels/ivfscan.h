@@ -12,6 +12,10 @@ namespace nk {
 
 constexpr size_t kFlatBlock = 16;
 
+// Writes n rows of dimension d in the blocked layout; `out` holds
+// ceil(n / 16) * 16 * d floats and is zeroed by the caller (padding lanes).
+void to_blocks(const float* rows, size_t n, size_t d, float* out);
+
 // out[b * 16 + i] = score of vector i of block b. dot: q . x; l2: |q - x|^2.
 using BlockFn = void (*)(const float* q, const float* blocks, size_t nblocks, size_t d, float* out);
 

@@ -19,7 +19,7 @@ struct KmeansKernels {
 const KmeansKernels& kmeans_kernels_for(Isa isa);
 const KmeansKernels& kmeans_kernels();
 
-extern const KmeansKernels kKmeansBaseline;
+extern const KmeansKernels kKmeansScalar;
 #if defined(NEARKIT_X86)
 extern const KmeansKernels kKmeansAvx2;
 extern const KmeansKernels kKmeansAvx512;

@@ -18,7 +18,8 @@ struct TreeKernels {
   HammingFn hamming;
 };
 
-const TreeKernels& tree_kernels();  // the active ISA's table
+const TreeKernels& tree_kernels();             // the active ISA's table
+const TreeKernels& tree_kernels_for(Isa isa);  // a given ISA's table
 
 extern const TreeKernels kTreeScalar;
 #if defined(NEARKIT_X86)

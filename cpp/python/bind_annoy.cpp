@@ -15,7 +15,8 @@
 
 #include "index/annoy_nodes.h"
 #include "kernels/distance.h"
-#include "python/registry.h"
+#include "python/bindings.h"
+#include "python/ndarray.h"
 #include "index/trees.h"
 
 namespace nb = nanobind;
@@ -23,10 +24,10 @@ using nk::annoy::Nodes;
 
 namespace {
 
-using Bytes = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-using AnyVec = nb::ndarray<nb::ro, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-using AnyRows = nb::ndarray<nb::ro, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
-using FloatRows = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using Bytes = nk::py::In<uint8_t, 1>;
+using AnyVec = nk::py::InUntyped<1>;
+using AnyRows = nk::py::InUntyped<2>;
+using FloatRows = nk::py::In<float, 2>;
 
 // The node array plus the Python object that owns its memory (a file mapping).
 struct PyNodes {

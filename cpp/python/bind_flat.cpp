@@ -12,22 +12,18 @@
 
 #include "index/flat.h"
 #include "common/bounds.h"
-#include "python/registry.h"
+#include "python/bindings.h"
+#include "python/ndarray.h"
 
 namespace nb = nanobind;
 
 namespace {
 
-using CFloat2D = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
-using CFloat1D = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-using CInt1D = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-using CMask1D = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-
-template <class T>
-nb::ndarray<nb::numpy, T> owned(T* data, std::initializer_list<size_t> shape) {
-  nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
-  return nb::ndarray<nb::numpy, T>(data, shape, owner);
-}
+using CFloat2D = nk::py::In<float, 2>;
+using CFloat1D = nk::py::In<float, 1>;
+using CInt1D = nk::py::In<int64_t, 1>;
+using CMask1D = nk::py::In<uint8_t, 1>;
+using nk::py::owned;
 
 nk::KnnJob make_job(const CFloat2D& base, const CFloat1D& sqnorms,
                     const std::optional<CInt1D>& labels, const CFloat2D& queries, int metric,

@@ -12,36 +12,15 @@
 
 #include "index/hnsw.h"
 #include "common/bounds.h"
-#include "python/registry.h"
+#include "python/bindings.h"
+#include "python/ndarray.h"
 
 namespace nb = nanobind;
 
-namespace {
-
-template <class T, size_t N>
-using In = nb::ndarray<const T, nb::ndim<N>, nb::c_contig, nb::device::cpu>;
-
-template <class T>
-using Out1 = nb::ndarray<nb::numpy, T, nb::ndim<1>>;
-template <class T>
-using Out2 = nb::ndarray<nb::numpy, T, nb::ndim<2>>;
-
-// Hands a std::vector's buffer to numpy without copying.
-template <class T>
-Out1<T> to_numpy(std::vector<T>&& v) {
-  auto* heap = new std::vector<T>(std::move(v));
-  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
-  return Out1<T>(heap->data(), {heap->size()}, owner);
-}
-
-template <class T>
-Out2<T> to_numpy2(std::vector<T>&& v, size_t rows, size_t cols) {
-  auto* heap = new std::vector<T>(std::move(v));
-  nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<T>*>(p); });
-  return Out2<T>(heap->data(), {rows, cols}, owner);
-}
-
-}  // namespace
+using nk::py::In;
+using nk::py::Out1;
+using nk::py::to_numpy;
+using nk::py::to_numpy2;
 
 NEARKIT_BIND(bind_hnsw) {
   nb::class_<nk::Hnsw>(m, "Hnsw", "HNSW graph core (use nearkit.HNSW)")

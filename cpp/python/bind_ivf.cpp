@@ -1,7 +1,9 @@
-// Python bindings for inverted-file search and the fast-scan kernels.
+// Python bindings for inverted-file search (index/ivf.h) and the kernels the
+// IVF Python code calls directly.
 //
-// IvfSearcher keeps references to the numpy arrays (or memory maps) it reads,
-// so Python builds one per index state and each search is a single call.
+// IvfSearcher keeps references to the numpy arrays (or memory maps) that its
+// nk::IvfLists points into, so Python builds one per index state and each
+// search is a single call.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -18,10 +20,12 @@
 #include "kernels/cpu.h"
 #include "kernels/distance.h"
 #include "index/ivf.h"
+#include "index/kmeans.h"
 #include "kernels/ivfscan.h"
 #include "kernels/pq4.h"
 #include "common/bounds.h"
-#include "python/registry.h"
+#include "python/bindings.h"
+#include "python/ndarray.h"
 
 namespace nb = nanobind;
 
@@ -29,19 +33,11 @@ namespace {
 
 template <class T, class... Extra>
 using CArr = nb::ndarray<const T, nb::c_contig, nb::device::cpu, Extra...>;
-
-template <class T>
-nb::ndarray<nb::numpy, T> owned(T* p, size_t a, size_t b) {
-  nb::capsule owner(p, [](void* q) noexcept { delete[] static_cast<T*>(q); });
-  size_t shape[2] = {a, b};
-  return nb::ndarray<nb::numpy, T>(p, 2, shape, owner);
-}
+using nk::py::owned;
 
 struct IvfSearcher {
-  nk::IvfView view;
-  std::vector<float> centroid_blocks;
-  std::vector<uint32_t> list_valid;
-  // Held only to keep the arrays alive while the view points into them.
+  std::unique_ptr<nk::IvfLists> lists;
+  // Held only to keep the arrays alive while the lists point into them.
   CArr<float, nb::ndim<2>> centroids, refine;
   CArr<float> sq_vmin, sq_step;
   CArr<float, nb::ndim<3>> codebooks;
@@ -52,102 +48,46 @@ struct IvfSearcher {
               CArr<int64_t, nb::ndim<1>> offsets_, CArr<int64_t, nb::ndim<1>> ids_,
               CArr<uint8_t> codes_, size_t code_size, std::optional<CArr<float>> vmin,
               std::optional<CArr<float>> step, std::optional<CArr<float, nb::ndim<3>>> books,
-              size_t mpad, bool by_residual, std::optional<CArr<float, nb::ndim<2>>> refine_) {
-    nk::IvfView& v = view;
-    v.dim = centroids_.shape(1);
-    v.nlist = centroids_.shape(0);
-    v.metric = metric;
-    if (codec == "flat") v.codec = nk::Codec::Flat;
-    else if (codec == "sq8") v.codec = nk::Codec::SQ8;
-    else if (codec == "fp16") v.codec = nk::Codec::FP16;
-    else if (codec == "pq8") v.codec = nk::Codec::PQ8;
-    else if (codec == "pq4fs") v.codec = nk::Codec::PQ4FS;
-    else throw std::invalid_argument("unknown codec " + codec);
-    if (offsets_.shape(0) != v.nlist + 1) throw std::invalid_argument("offsets must have nlist + 1 entries");
-    centroids = centroids_;
-    offsets = offsets_;
-    ids = ids_;
-    codes = codes_;
-    v.centroids = centroids_.data();
-    {
-      size_t nb_ = (v.nlist + nk::kFlatBlock - 1) / nk::kFlatBlock;
-      centroid_blocks.assign(nb_ * nk::kFlatBlock * v.dim, 0.f);
-      for (size_t l = 0; l < v.nlist; ++l)
-        for (size_t j = 0; j < v.dim; ++j)
-          centroid_blocks[(l / 16) * 16 * v.dim + j * 16 + (l % 16)] = centroids_.data()[l * v.dim + j];
-      v.centroid_blocks = centroid_blocks.data();
-    }
-    v.offsets = offsets_.data();
-    v.ids = ids_.data();
-    v.nslots = ids_.shape(0);
-    if ((size_t)offsets_.data()[v.nlist] != v.nslots || offsets_.data()[0] != 0)
-      throw std::invalid_argument("offsets do not span the id array");
-    for (size_t l = 0; l < v.nlist; ++l)
-      if (offsets_.data()[l + 1] < offsets_.data()[l]) throw std::invalid_argument("offsets must not decrease");
-    {
-      bool dense = true;
-      list_valid.assign(v.nlist, 0);
-      const int64_t* off = offsets_.data();
-      for (size_t l = 0; l < v.nlist && dense; ++l) {
-        int64_t i = off[l];
-        while (i < off[l + 1] && v.ids[i] >= 0) ++i;
-        list_valid[l] = uint32_t(i - off[l]);
-        for (int64_t j = i; j < off[l + 1]; ++j)
-          if (v.ids[j] >= 0) { dense = false; break; }
-      }
-      v.list_valid = dense ? list_valid.data() : nullptr;
-    }
-    v.codes = codes_.data();
-    v.code_size = code_size;
-    size_t need = v.codec == nk::Codec::PQ4FS ? v.nslots / nk::kPq4Block * code_size : v.nslots * code_size;
-    if (codes_.nbytes() < need) throw std::invalid_argument("codes array is too small for the slots");
-    if (v.codec == nk::Codec::Flat) {
-      if (code_size != 4 * v.dim) throw std::invalid_argument("flat code size");
-      for (size_t l = 0; l <= v.nlist; ++l)
-        if (offsets_.data()[l] % (int64_t)nk::kFlatBlock) throw std::invalid_argument("flat lists must be padded to 16");
-    }
-    if (v.codec == nk::Codec::SQ8) {
-      if (!vmin || !step || vmin->size() != v.dim || step->size() != v.dim || code_size != v.dim)
-        throw std::invalid_argument("sq8 needs vmin and step of length dim");
-      sq_vmin = *vmin;
-      sq_step = *step;
-      v.sq_vmin = vmin->data();
-      v.sq_step = step->data();
-    }
-    if (v.codec == nk::Codec::FP16 && code_size != 2 * v.dim) throw std::invalid_argument("fp16 code size");
-    if (v.codec == nk::Codec::PQ8 || v.codec == nk::Codec::PQ4FS) {
-      if (!books) throw std::invalid_argument("pq needs codebooks");
+              size_t mpad, bool by_residual, std::optional<CArr<float, nb::ndim<2>>> refine_)
+      : centroids(centroids_), offsets(offsets_), ids(ids_), codes(codes_) {
+    nk::IvfArrays a;
+    a.codec = nk::codec_from_name(codec);
+    a.metric = metric;
+    a.centroids = centroids_.data();
+    a.nlist = centroids_.shape(0);
+    a.dim = centroids_.shape(1);
+    a.offsets = offsets_.data();
+    a.n_offsets = offsets_.shape(0);
+    a.ids = ids_.data();
+    a.nslots = ids_.shape(0);
+    a.codes = codes_.data();
+    a.codes_bytes = codes_.nbytes();
+    a.code_size = code_size;
+    if (vmin) sq_vmin = *vmin, a.sq_vmin = vmin->data(), a.sq_vmin_len = vmin->size();
+    if (step) sq_step = *step, a.sq_step = step->data(), a.sq_step_len = step->size();
+    if (books) {
       codebooks = *books;
-      v.pq_codebooks = books->data();
-      v.pq_m = books->shape(0);
-      v.pq_ksub = books->shape(1);
-      v.pq_dsub = books->shape(2);
-      if (v.pq_m * v.pq_dsub != v.dim) throw std::invalid_argument("codebooks do not cover dim");
-      if (v.codec == nk::Codec::PQ8 && (v.pq_ksub > 256 || code_size != v.pq_m))
-        throw std::invalid_argument("pq8 needs <= 256 centroids and M-byte codes");
-      if (v.codec == nk::Codec::PQ4FS) {
-        if (v.pq_ksub != 16 || mpad < v.pq_m || mpad % 2 || code_size != mpad * 16 ||
-            v.nslots % nk::kPq4Block)
-          throw std::invalid_argument("pq4fs layout mismatch");
-        for (size_t l = 0; l <= v.nlist; ++l)
-          if (offsets_.data()[l] % (int64_t)nk::kPq4Block) throw std::invalid_argument("pq4fs lists must be padded to 32");
-      }
-      v.pq_mpad = mpad;
+      a.codebooks = books->data();
+      a.pq_m = books->shape(0);
+      a.pq_ksub = books->shape(1);
+      a.pq_dsub = books->shape(2);
     }
-    v.by_residual = by_residual;
+    a.mpad = mpad;
+    a.by_residual = by_residual;
     if (refine_) {
-      if (refine_->shape(0) != v.nslots) throw std::invalid_argument("refine vectors must cover every slot");
       refine = *refine_;
-      v.refine = refine_->data();
-      v.refine_dim = refine_->shape(1);
+      a.refine = refine_->data();
+      a.refine_rows = refine_->shape(0);
+      a.refine_dim = refine_->shape(1);
     }
+    lists = std::make_unique<nk::IvfLists>(a);
   }
 
-  std::pair<nb::ndarray<nb::numpy, int64_t>, nb::ndarray<nb::numpy, float>> search(
+  std::pair<nk::py::Out<int64_t>, nk::py::Out<float>> search(
       CArr<float, nb::ndim<2>> q, std::optional<CArr<float, nb::ndim<2>>> q_orig, size_t k,
       size_t nprobe, size_t k_factor, std::optional<CArr<uint8_t, nb::ndim<1>>> mask,
       size_t threads) {
-    const nk::IvfView& v = view;
+    const nk::IvfView& v = lists->view();
     size_t nq = q.shape(0);
     if (q.shape(1) != v.dim) throw std::invalid_argument("query dimension mismatch");
     if (k == 0 || nprobe == 0) throw std::invalid_argument("k and nprobe must be positive");
@@ -175,7 +115,7 @@ struct IvfSearcher {
     }
     ids_owner.release();
     dist_owner.release();
-    return {owned(ids, nq, k), owned(dist, nq, k)};
+    return {owned(ids, {nq, k}), owned(dist, {nq, k})};
   }
 };
 
@@ -211,7 +151,7 @@ NEARKIT_BIND(bind_ivf) {
           nb::gil_scoped_release release;
           P.scan(codes.data(), nblocks, mpad, lut.data(), out);
         }
-        return owned(out, nblocks, 32);
+        return owned(out, {nblocks, 32});
       },
       nb::arg("codes"), nb::arg("mpad"), nb::arg("lut"), nb::arg("isa"),
       "Fast-scan kernel of one ISA (for tests): uint16 sums (nblocks, 32).");
@@ -219,8 +159,6 @@ NEARKIT_BIND(bind_ivf) {
   m.def(
       "assign_blocked",
       [](CArr<float, nb::ndim<2>> x, CArr<float, nb::ndim<2>> c) {
-        // Nearest centroid by squared L2 for low-dimensional data (PQ
-        // sub-spaces), where a BLAS product with a tiny inner dimension is slow.
         size_t n = x.shape(0), d = x.shape(1), k = c.shape(0);
         if (c.shape(1) != d) throw std::invalid_argument("dimension mismatch");
         if (k == 0) throw std::invalid_argument("no centroids");
@@ -228,35 +166,9 @@ NEARKIT_BIND(bind_ivf) {
         float* dist = new float[n > 0 ? n : 1];
         {
           nb::gil_scoped_release release;
-          size_t nb_ = (k + nk::kFlatBlock - 1) / nk::kFlatBlock;
-          std::vector<float> blocks(nb_ * nk::kFlatBlock * d, 0.f), out(nb_ * nk::kFlatBlock);
-          for (size_t l = 0; l < k; ++l)
-            for (size_t j = 0; j < d; ++j) blocks[(l / 16) * 16 * d + j * 16 + (l % 16)] = c.data()[l * d + j];
-          const nk::BlockKernels& B = nk::block_kernels();
-          for (size_t i = 0; i < n; ++i) {
-            B.l2sq(x.data() + i * d, blocks.data(), nb_, d, out.data());
-            // min first (branch-free, vectorisable), then the first index holding it
-            float mn = out[0];
-            {
-              float acc[16];
-              size_t l = 0;
-              for (size_t t = 0; t < 16; ++t) acc[t] = out[0];
-              for (; l + 16 <= k; l += 16)
-                for (size_t t = 0; t < 16; ++t) acc[t] = out[l + t] < acc[t] ? out[l + t] : acc[t];
-              for (size_t t = 0; t < 16; ++t) mn = acc[t] < mn ? acc[t] : mn;
-              for (; l < k; ++l) mn = out[l] < mn ? out[l] : mn;
-            }
-            size_t best = 0;
-            while (out[best] != mn) ++best;
-            labels[i] = (int64_t)best;
-            dist[i] = mn;
-          }
+          nk::assign_nearest_blocked(x.data(), n, d, c.data(), k, labels, dist);
         }
-        nb::capsule o1(labels, [](void* p) noexcept { delete[] static_cast<int64_t*>(p); });
-        nb::capsule o2(dist, [](void* p) noexcept { delete[] static_cast<float*>(p); });
-        size_t shape[1] = {n};
-        return std::make_pair(nb::ndarray<nb::numpy, int64_t>(labels, 1, shape, o1),
-                              nb::ndarray<nb::numpy, float>(dist, 1, shape, o2));
+        return std::make_pair(owned(labels, {n}), owned(dist, {n}));
       },
       nb::arg("x"), nb::arg("centroids"),
       "Nearest centroid (labels, squared distances) by direct scan; for small dimensions.");
@@ -276,7 +188,7 @@ NEARKIT_BIND(bind_ivf) {
             for (size_t j = 0; j < d; ++j) out[i * d + j] = r[j] * inv;
           }
         }
-        return owned(out, n, d);
+        return owned(out, {n, d});
       },
       nb::arg("x"), "Unit-normalised copy of the rows (zero rows stay zero).");
 
@@ -286,7 +198,7 @@ NEARKIT_BIND(bind_ivf) {
         size_t n = h.shape(0);
         float* out = new float[n > 0 ? n : 1];
         for (size_t i = 0; i < n; ++i) out[i] = nk::half_to_float(h.data()[i]);
-        return owned(out, 1, n);
+        return owned(out, {1, n});
       },
       nb::arg("h"));
 }

@@ -8,14 +8,15 @@
 #include <cmath>
 #include <string>
 
-#include "python/registry.h"
+#include "python/bindings.h"
+#include "python/ndarray.h"
 
 namespace nb = nanobind;
 
 namespace {
 
 template <class T>
-using In2 = nb::ndarray<const T, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using In2 = nk::py::In<T, 2>;
 
 void append_int(std::string& out, char tag, long long v) {
   char buf[24];

@@ -5,14 +5,14 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 
-#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "common/bounds.h"
-#include "python/registry.h"
+#include "python/bindings.h"
+#include "python/ndarray.h"
 #include "kernels/tree_kernels.h"
 #include "index/trees.h"
 
@@ -21,15 +21,16 @@ using nk::trees::Forest;
 
 namespace {
 
-using AnyArr = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;
-using I32 = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-using I64 = nb::ndarray<const int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
-using F32 = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
-using U8 = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using AnyArr = nk::py::InUntypedAny;
+using I32 = nk::py::In<int32_t, 1>;
+using I64 = nk::py::In<int64_t, 1>;
+using F32 = nk::py::InAny<float>;
+using U8 = nk::py::In<uint8_t, 1>;
+using nk::py::adopt;
 
 // Rows as the forest expects them: float32 (n, dim), or uint64 (n, words) for hamming.
 nk::trees::Vectors rows(const Forest& f, const AnyArr& a, const char* what) {
-  bool ham = f.metric() == nk::trees::Hamming;
+  bool ham = nk::Metric(f.metric()) == nk::Metric::Hamming;
   bool ok_type = ham ? a.dtype() == nb::dtype<uint64_t>() : a.dtype() == nb::dtype<float>();
   if (!ok_type)
     throw std::invalid_argument(std::string(what) + (ham ? " must be uint64 words" : " must be float32"));
@@ -38,47 +39,30 @@ nk::trees::Vectors rows(const Forest& f, const AnyArr& a, const char* what) {
   return {a.data(), a.shape(0)};
 }
 
-// Hands a vector's buffer to numpy without copying it (the array owns the vector).
-template <class T>
-nb::ndarray<nb::numpy, T> adopt(std::vector<T>&& v, std::initializer_list<size_t> shape) {
-  auto* owned = new std::vector<T>(std::move(v));
-  if (owned->empty()) owned->resize(1);  // numpy needs a valid pointer even for size 0
-  nb::capsule owner(owned, [](void* x) noexcept { delete static_cast<std::vector<T>*>(x); });
-  return nb::ndarray<nb::numpy, T>(owned->data(), shape.size(), shape.begin(), owner);
-}
-
-template <class T>
-nb::ndarray<nb::numpy, T> to_numpy(const std::vector<T>& v, std::initializer_list<size_t> shape) {
-  T* p = new T[v.size() ? v.size() : 1];
-  if (!v.empty()) std::memcpy(p, v.data(), v.size() * sizeof(T));
-  nb::capsule owner(p, [](void* x) noexcept { delete[] static_cast<T*>(x); });
-  return nb::ndarray<nb::numpy, T>(p, shape.size(), shape.begin(), owner);
-}
-
 }  // namespace
 
 NEARKIT_BIND(bind_trees) {
   // The trees' own kernels (L1, hamming) through the active ISA: for tests.
   m.def(
       "tree_l1",
-      [](nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu> a,
-         nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> q) {
+      [](nk::py::In<float, 2> a,
+         nk::py::In<float, 1> q) {
         if (a.shape(1) != q.shape(0)) throw std::invalid_argument("dimension mismatch");
         std::vector<float> out(a.shape(0));
         const auto& K = nk::trees::tree_kernels();
         for (size_t i = 0; i < a.shape(0); ++i) out[i] = K.l1(a.data() + i * a.shape(1), q.data(), q.shape(0));
-        return to_numpy(out, {out.size()});
+        return nk::py::copied(out, {out.size()});
       },
       nb::arg("rows"), nb::arg("query"));
   m.def(
       "tree_hamming",
-      [](nb::ndarray<const uint64_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> a,
-         nb::ndarray<const uint64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> q) {
+      [](nk::py::In<uint64_t, 2> a,
+         nk::py::In<uint64_t, 1> q) {
         if (a.shape(1) != q.shape(0)) throw std::invalid_argument("dimension mismatch");
         std::vector<float> out(a.shape(0));
         const auto& K = nk::trees::tree_kernels();
         for (size_t i = 0; i < a.shape(0); ++i) out[i] = K.hamming(a.data() + i * a.shape(1), q.data(), q.shape(0));
-        return to_numpy(out, {out.size()});
+        return nk::py::copied(out, {out.size()});
       },
       nb::arg("rows"), nb::arg("query"));
 
@@ -135,8 +119,8 @@ NEARKIT_BIND(bind_trees) {
               nb::gil_scoped_release r;
               f.search(v, q.data, nq, k, search_k, mask ? mask->data() : nullptr, threads, ids, d);
             }
-            return nb::make_tuple(nb::ndarray<nb::numpy, int64_t, nb::ndim<2>>(ids, {nq, k}, oi),
-                                  nb::ndarray<nb::numpy, float, nb::ndim<2>>(d, {nq, k}, od));
+            return nb::make_tuple(nk::py::Out2<int64_t>(ids, {nq, k}, oi),
+                                  nk::py::Out2<float>(d, {nq, k}, od));
           },
           nb::arg("vectors"), nb::arg("queries"), nb::arg("k"), nb::arg("search_k"),
           nb::arg("mask").none(), nb::arg("threads"))
@@ -170,7 +154,7 @@ NEARKIT_BIND(bind_trees) {
       .def_prop_rw("origin_planes", &Forest::origin_planes, &Forest::set_origin_planes)
       .def(
           "set_offsets",
-          [](Forest& f, nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> o) {
+          [](Forest& f, nk::py::In<float, 1> o) {
             f.set_offsets(o.data(), o.shape(0));
           },
           nb::arg("offsets"))

@@ -1,6 +1,6 @@
-// nearkit._core: the module entry point. Concepts register their bindings
-// themselves (registry.h); this file binds only the ISA controls and the plain
-// distance kernels that the tests compare against numpy.
+// nearkit._core: the module entry point. It binds the ISA controls and the
+// plain distance kernels that the tests compare against numpy, then calls each
+// concept's binding function (python/bindings.h) in a fixed order.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
@@ -10,18 +10,12 @@
 
 #include "kernels/cpu.h"
 #include "kernels/distance.h"
-#include "python/registry.h"
+#include "python/bindings.h"
+#include "python/ndarray.h"
 
 namespace nb = nanobind;
 
-namespace nk {
-std::vector<Binder>& binders() {
-  static std::vector<Binder> all;
-  return all;
-}
-}  // namespace nk
-
-using CFloat2D = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using CFloat2D = nk::py::In<float, 2>;
 
 NB_MODULE(_core, m) {
   m.doc() = "nearkit's C++ kernels";
@@ -54,9 +48,16 @@ NB_MODULE(_core, m) {
             (l2 ? K.l2sq_many : K.dot_many)(a.data() + i * d, b.data(), nbr, d, out + i * nbr);
         }
         nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<float*>(p); });
-        return nb::ndarray<nb::numpy, float, nb::ndim<2>>(out, {na, nbr}, owner);
+        return nk::py::Out2<float>(out, {na, nbr}, owner);
       },
       nb::arg("a"), nb::arg("b"), nb::arg("kind"));
 
-  for (nk::Binder bind : nk::binders()) bind(m);
+  bind_annoy(m);
+  bind_flat(m);
+  bind_hnsw(m);
+  bind_ivf(m);
+  bind_kmeans(m);
+  bind_resp(m);
+  bind_trees(m);
+  bind_thread_pool(m);
 }

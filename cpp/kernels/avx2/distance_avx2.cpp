@@ -64,7 +64,7 @@ float dot_avx2(const float* a, const float* b, size_t d) {
 
 }  // namespace
 
-const Kernels kAvx2Kernels = {
+const Kernels kDistanceAvx2 = {
     "avx2",         l2sq_avx2,           dot_avx2,           many<l2sq_avx2>,
     many<dot_avx2>, gather<l2sq_avx2>, gather<dot_avx2>,
 };

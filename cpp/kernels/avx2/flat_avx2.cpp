@@ -2,7 +2,7 @@
 // vectors and 16 registers (12 accumulators: 16 queries x 6 base rows).
 #include <immintrin.h>
 
-#include "index/flat.h"
+#include "kernels/flat_scan.h"
 
 namespace nk {
 namespace {
@@ -240,6 +240,6 @@ double fma_probe_avx2(size_t iters) {
 
 }  // namespace
 
-const FlatKernels kAvx2Flat = {"avx2", kLanes, scan_tiles_avx2, scan_one_avx2, fma_probe_avx2};
+const FlatKernels kFlatAvx2 = {"avx2", kLanes, scan_tiles_avx2, scan_one_avx2, fma_probe_avx2};
 
 }  // namespace nk

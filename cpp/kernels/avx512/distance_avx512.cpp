@@ -51,7 +51,7 @@ float dot_avx512(const float* a, const float* b, size_t d) {
 
 }  // namespace
 
-const Kernels kAvx512Kernels = {
+const Kernels kDistanceAvx512 = {
     "avx512",         l2sq_avx512,           dot_avx512,           many<l2sq_avx512>,
     many<dot_avx512>, gather<l2sq_avx512>, gather<dot_avx512>,
 };

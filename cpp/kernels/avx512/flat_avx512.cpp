@@ -14,7 +14,7 @@
 // products, compared with the query's threshold in one instruction.
 #include <immintrin.h>
 
-#include "index/flat.h"
+#include "kernels/flat_scan.h"
 
 namespace nk {
 namespace {
@@ -264,7 +264,7 @@ double fma_probe_avx512(size_t iters) {
 
 }  // namespace
 
-const FlatKernels kAvx512Flat = {"avx512", kLanes, scan_tiles_avx512, scan_one_avx512,
+const FlatKernels kFlatAvx512 = {"avx512", kLanes, scan_tiles_avx512, scan_one_avx512,
                                  fma_probe_avx512};
 
 }  // namespace nk

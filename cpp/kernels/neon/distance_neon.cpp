@@ -39,7 +39,7 @@ float dot_neon(const float* a, const float* b, size_t d) {
 
 }  // namespace
 
-const Kernels kNeonKernels = {
+const Kernels kDistanceNeon = {
     "neon",         l2sq_neon,           dot_neon,           many<l2sq_neon>,
     many<dot_neon>, gather<l2sq_neon>, gather<dot_neon>,
 };

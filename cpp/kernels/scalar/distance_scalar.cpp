@@ -34,7 +34,7 @@ float dot_scalar(const float* a, const float* b, size_t d) {
 
 }  // namespace
 
-const Kernels kScalarKernels = {
+const Kernels kDistanceScalar = {
     "scalar",         l2sq_scalar,           dot_scalar,           many<l2sq_scalar>,
     many<dot_scalar>, gather<l2sq_scalar>, gather<dot_scalar>,
 };

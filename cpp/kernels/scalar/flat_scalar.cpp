@@ -1,6 +1,6 @@
 // Portable fused scan kernels (also used on arm64, where the baseline
 // compiler vectorises the lane loops with NEON).
-#include "index/flat.h"
+#include "kernels/flat_scan.h"
 
 namespace nk {
 namespace {
@@ -74,7 +74,7 @@ double fma_probe_scalar(size_t iters) {
 
 }  // namespace
 
-const FlatKernels kScalarFlat = {"scalar", kLanes, scan_tiles_scalar, scan_one_scalar,
+const FlatKernels kFlatScalar = {"scalar", kLanes, scan_tiles_scalar, scan_one_scalar,
                                  fma_probe_scalar};
 
 }  // namespace nk

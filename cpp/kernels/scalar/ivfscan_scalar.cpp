@@ -1,5 +1,5 @@
-// Portable blocked kernels (the compiler vectorises the 16-lane accumulators
-// with the baseline SSE2 / NEON) and the per-ISA dispatch.
+// Portable blocked kernels: the compiler vectorises the 16-lane accumulators
+// with the baseline SSE2 / NEON.
 #include "kernels/ivfscan.h"
 
 namespace nk {
@@ -30,18 +30,12 @@ void l2_blocks_scalar(const float* q, const float* blocks, size_t nblocks, size_
 
 }  // namespace
 
-const BlockKernels kBlockScalar = {"scalar", dot_blocks_scalar, l2_blocks_scalar};
-
-const BlockKernels& block_kernels_for(Isa isa) {
-  switch (isa) {
-#if defined(NEARKIT_X86)
-    case Isa::AVX2: return kBlockAvx2;
-    case Isa::AVX512: return kBlockAvx512;
-#endif
-    default: return kBlockScalar;
-  }
+void to_blocks(const float* rows, size_t n, size_t d, float* out) {
+  for (size_t l = 0; l < n; ++l)
+    for (size_t j = 0; j < d; ++j)
+      out[(l / kFlatBlock) * kFlatBlock * d + j * kFlatBlock + (l % kFlatBlock)] = rows[l * d + j];
 }
 
-const BlockKernels& block_kernels() { return block_kernels_for(active_isa()); }
+const BlockKernels kBlockScalar = {"scalar", dot_blocks_scalar, l2_blocks_scalar};
 
 }  // namespace nk

@@ -1,4 +1,4 @@
-// Portable L1 / hamming kernels and the run-time choice among the ISA tables.
+// Portable L1 / hamming kernels.
 #include "kernels/tree_kernels.h"
 
 #include <cmath>
@@ -34,16 +34,6 @@ float hamming_scalar(const uint64_t* a, const uint64_t* b, size_t words) {
 }  // namespace
 
 const TreeKernels kTreeScalar = {"scalar", l1_scalar, hamming_scalar};
-
-const TreeKernels& tree_kernels() {
-  switch (active_isa()) {
-#if defined(NEARKIT_X86)
-    case Isa::AVX512: return kTreeAvx512;
-    case Isa::AVX2: return kTreeAvx2;
-#endif
-    default: return kTreeScalar;
-  }
-}
 
 }  // namespace trees
 }  // namespace nk

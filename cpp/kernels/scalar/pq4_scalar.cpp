@@ -1,5 +1,5 @@
-// Scalar fast-scan kernel (the reference the SIMD kernels are tested against)
-// and the per-ISA dispatch. NEON uses the scalar kernel for now.
+// Scalar fast-scan kernel: the reference the SIMD kernels are tested against,
+// and what NEON runs for now.
 #include "kernels/pq4.h"
 
 namespace nk {
@@ -25,17 +25,5 @@ void pq4_scan_scalar(const uint8_t* codes, size_t nblocks, size_t mpad, const ui
 }  // namespace
 
 const Pq4Kernels kPq4Scalar = {"scalar", pq4_scan_scalar};
-
-const Pq4Kernels& pq4_kernels_for(Isa isa) {
-  switch (isa) {
-#if defined(NEARKIT_X86)
-    case Isa::AVX2: return kPq4Avx2;
-    case Isa::AVX512: return kPq4Avx512;
-#endif
-    default: return kPq4Scalar;
-  }
-}
-
-const Pq4Kernels& pq4_kernels() { return pq4_kernels_for(active_isa()); }
 
 }  // namespace nk
