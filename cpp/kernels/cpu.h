@@ -1,12 +1,13 @@
 // Instruction-set detection and the run-time choice of SIMD kernels.
 //
-// The core is compiled for the architecture's baseline; files named *_avx2.cpp,
-// *_avx512.cpp and *_neon.cpp are compiled with their ISA's flags and only
-// called after the CPU has been checked here. NEARKIT_ISA=scalar|avx2|avx512
+// The core is compiled for the architecture's baseline; the files under
+// kernels/avx2, kernels/avx512 and kernels/neon are compiled with their ISA's
+// flags and only called after the CPU has been checked here (through the
+// tables of kernels/dispatch.h). NEARKIT_ISA=scalar|avx2|avx512
 // in the environment (or nearkit._core.set_isa) forces a lower level, which is
 // how the tests check every kernel variant against numpy on one machine.
 //
-// Rule for *_avx2/_avx512/_neon files: keep them to plain kernels over raw
+// Rule for the files under kernels/avx2, avx512, neon: keep them to plain kernels over raw
 // pointers, everything in an anonymous namespace, reached through a function
 // table. No STL containers or shared inline helpers there: the linker may keep
 // an ISA-flagged copy of an inline function for the whole module and crash
