@@ -6,7 +6,7 @@
 For each fraction of ids passing the filter it times the filtered graph walk
 (forced), the exact scan of the allowed slots (forced) and the automatic
 choice, with recall@10 against exact search over the allowed ids. This is the
-measurement behind the switch-over point in cpp/hnsw.h (exact_threshold /
+measurement behind the switch-over point in cpp/index/hnsw.h (exact_threshold /
 exact_scale). One JSON line per (fraction, path); one thread.
 """
 

@@ -6,7 +6,7 @@ Every nearkit index reports distances where smaller is closer:
 - ``"ip"``: 1 - inner product.
 - ``"cosine"``: 1 - cosine similarity (vectors are normalised on the way in).
 
-The integer codes match ``nk::Metric`` in ``cpp/distance.h`` and are what the
+The integer codes match ``nk::Metric`` in ``cpp/common/metric.h`` and are what the
 file format stores.
 """
 

@@ -52,7 +52,7 @@ _DEFAULT_SEED = 0
 _INT_MAX = 2**31 - 1
 _INT_MIN = -(2**31)
 _MISSING = object()
-# metric codes of cpp/annoy_nodes.h (4 = hamming, 3 = dot are tested below by number)
+# metric codes of cpp/index/annoy_nodes.h (4 = hamming, 3 = dot are tested below by number)
 _NODE_CODES = {"angular": 0, "euclidean": 1, "manhattan": 2, "dot": 3, "hamming": 4}
 _F32 = np.dtype(np.float32)
 

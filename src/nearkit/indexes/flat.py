@@ -1,6 +1,6 @@
 """Flat: exact nearest-neighbour search by scanning every stored vector.
 
-The scan runs in the C++ core (cpp/flat.cpp): batches of queries go through a
+The scan runs in the C++ core (cpp/index/flat.cpp): batches of queries go through a
 register-blocked matrix-product kernel fused with top-k selection, a handful of
 queries through the per-query SIMD kernels. The kernels' float32 scores only
 pre-select: every row within a rounding-error bound of the current k-th is

@@ -1,6 +1,6 @@
 """HNSW: a hierarchical navigable small-world graph (approximate search).
 
-The graph lives in the C++ core (cpp/hnsw.h). The walk runs on 8-bit codes
+The graph lives in the C++ core (cpp/index/hnsw.h). The walk runs on 8-bit codes
 kept next to each node's links, each with its own offset and step (so one
 vector's range never coarsens another's code), and every candidate whose
 error-bounded code distance can still enter the top k is re-ranked with the

@@ -6,7 +6,7 @@
 
 Training clusters the (optionally pre-transformed) vectors into ``nlist``
 lists with k-means (spherical for "ip"/"cosine"); a query scans the codes of
-its ``nprobe`` nearest lists in the C++ core (cpp/ivf.cpp). Codecs:
+its ``nprobe`` nearest lists in the C++ core (cpp/index/ivf.cpp). Codecs:
 
 =============  ===============================================  ================
 codec          stored per vector                                 distances

@@ -20,7 +20,7 @@ from ..kmeans import assign as _assign
 from ..kmeans import kmeans as _kmeans
 
 PQ4_BLOCK = 32  # vectors per fast-scan block (cpp/pq4.h kPq4Block)
-FLAT_BLOCK = 16  # vectors per float block, stored dimension-major (cpp/ivfscan.h)
+FLAT_BLOCK = 16  # vectors per float block, stored dimension-major (cpp/kernels/ivfscan.h)
 
 
 def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:

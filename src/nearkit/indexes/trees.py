@@ -38,7 +38,7 @@ from .base import Index, WriteLockedIndex
 
 MANHATTAN = "manhattan"
 HAMMING = "hamming"
-# The core's metric codes (cpp/trees.h); 0-2 match nearkit.metrics.
+# The core's metric codes (cpp/common/metric.h); 0-2 match nearkit.metrics.
 TREE_METRIC_CODES = {L2: 0, IP: 1, COSINE: 2, MANHATTAN: 3, HAMMING: 4}
 _EXTRA_ALIASES = {"manhattan": MANHATTAN, "l1": MANHATTAN, "cityblock": MANHATTAN,
                   "taxicab": MANHATTAN, "hamming": HAMMING}
