@@ -1251,6 +1251,18 @@ void Hnsw::slot_labels(int64_t* out, size_t n) const {
   read_unlock();
 }
 
+void Hnsw::vectors_at(const int64_t* slots, size_t n, float* out) const {
+  read_lock();
+  for (size_t i = 0; i < n; ++i) {
+    if (slots[i] < 0 || size_t(slots[i]) >= n_slots_) {
+      read_unlock();
+      throw std::out_of_range("slot " + std::to_string(slots[i]) + " is not in the index");
+    }
+    std::memcpy(out + i * dim_, vec(size_t(slots[i])), dim_ * sizeof(float));
+  }
+  read_unlock();
+}
+
 size_t Hnsw::memory_bytes() const {
   read_lock();
   size_t total = blocks_.bytes() + vectors_.bytes() + labels_.bytes() + levels_.bytes() +

@@ -126,6 +126,9 @@ class Hnsw {
   bool readonly() const { return readonly_; }
   size_t memory_bytes() const;  // storage held (or mapped) by the index, approximately
   void slot_labels(int64_t* out, size_t n) const;  // first n slots (n <= n_slots)
+  // The stored (for cosine: normalised) vectors of n slots into out (n x dim), under
+  // the shared lock; throws std::out_of_range for a slot >= n_slots.
+  void vectors_at(const int64_t* slots, size_t n, float* out) const;
   int64_t max_label() const;                        // -1 when empty
   HnswState state() const;
   // When a filtered search switches to an exact scan of the allowed slots.
