@@ -74,6 +74,7 @@ class Buffer {
   void release();
   uint8_t* data_ = nullptr;
   size_t bytes_ = 0;
+  size_t mapped_ = 0;  // > 0: data_ is an anonymous mapping of this many bytes
   bool owned_ = true;
 };
 

@@ -190,13 +190,15 @@ class Table:
     def exact(self, pq: np.ndarray, k: int, slots: np.ndarray):
         """Exact top-k (our slots, distances) of prepared queries among ``slots``."""
         code = METRIC_CODES[self.metric]
+        if slots.shape[0] == 0:
+            return np.full((pq.shape[0], k), -1, np.int64), np.full((pq.shape[0], k), np.inf, np.float32)
         if self.own_vectors:
             mask = np.zeros(self.n_slots, np.uint8)
             mask[slots] = 1
             n = self.n_slots
             return _core.flat_search(self.vectors[:n], self.sqnorm[:n], None, pq, k, code, mask, 1, False)
         best_s = best_d = None
-        for a in range(0, max(1, slots.shape[0]), GATHER_ROWS):
+        for a in range(0, slots.shape[0], GATHER_ROWS):
             part = slots[a:a + GATHER_ROWS]
             x = self.rows(part)
             sqn = np.einsum("ij,ij->i", x, x)
