@@ -49,22 +49,45 @@ void Buffer::grow(size_t bytes) {
   const bool huge = bytes >= 2 * kHuge;
   size_t align = huge ? kHuge : 64;
   size_t alloc = round_up(bytes, align);
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(align, alloc));
-  if (!p) throw std::bad_alloc();
+  uint8_t* p = nullptr;
+  size_t mapped = 0;
+  if (huge) {
+    // A fresh anonymous mapping is zero already and takes memory only where it is
+    // written: the capacity doubling reserves ahead of use without filling it.
+    // Over-map by one huge page to align the start.
+    size_t span = alloc + kHuge;
+    void* m = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw std::bad_alloc();
+    uintptr_t start = (reinterpret_cast<uintptr_t>(m) + kHuge - 1) & ~uintptr_t(kHuge - 1);
+    size_t head = start - reinterpret_cast<uintptr_t>(m);
+    if (head) munmap(m, head);
+    if (span - head > alloc) munmap(reinterpret_cast<uint8_t*>(start) + alloc, span - head - alloc);
+    p = reinterpret_cast<uint8_t*>(start);
+    mapped = alloc;
 #if defined(MADV_HUGEPAGE)
-  if (huge) madvise(p, alloc, MADV_HUGEPAGE);
+    madvise(p, alloc, MADV_HUGEPAGE);
 #endif
+  } else {
+    p = static_cast<uint8_t*>(std::aligned_alloc(align, alloc));
+    if (!p) throw std::bad_alloc();
+  }
   if (bytes_) std::memcpy(p, data_, bytes_);
-  std::memset(p + bytes_, 0, alloc - bytes_);
-  std::free(data_);
+  if (!mapped) std::memset(p + bytes_, 0, alloc - bytes_);
+  release();
   data_ = p;
   bytes_ = bytes;
+  mapped_ = mapped;
 }
 
 void Buffer::release() {
-  if (owned_) std::free(data_);
+  if (owned_ && mapped_) {
+    munmap(data_, mapped_);
+  } else if (owned_) {
+    std::free(data_);
+  }
   data_ = nullptr;
   bytes_ = 0;
+  mapped_ = 0;
   owned_ = true;
 }
 
@@ -1248,6 +1271,18 @@ void Hnsw::slot_labels(int64_t* out, size_t n) const {
   read_lock();
   std::memcpy(out, labels(), std::min(n, n_slots_) * sizeof(int64_t));
   for (size_t s = n_slots_; s < n; ++s) out[s] = -1;
+  read_unlock();
+}
+
+void Hnsw::vectors_at(const int64_t* slots, size_t n, float* out) const {
+  read_lock();
+  for (size_t i = 0; i < n; ++i) {
+    if (slots[i] < 0 || size_t(slots[i]) >= n_slots_) {
+      read_unlock();
+      throw std::out_of_range("slot " + std::to_string(slots[i]) + " is not in the index");
+    }
+    std::memcpy(out + i * dim_, vec(size_t(slots[i])), dim_ * sizeof(float));
+  }
   read_unlock();
 }
 

@@ -74,6 +74,7 @@ class Buffer {
   void release();
   uint8_t* data_ = nullptr;
   size_t bytes_ = 0;
+  size_t mapped_ = 0;  // > 0: data_ is an anonymous mapping of this many bytes
   bool owned_ = true;
 };
 
@@ -126,6 +127,9 @@ class Hnsw {
   bool readonly() const { return readonly_; }
   size_t memory_bytes() const;  // storage held (or mapped) by the index, approximately
   void slot_labels(int64_t* out, size_t n) const;  // first n slots (n <= n_slots)
+  // The stored (for cosine: normalised) vectors of n slots into out (n x dim), under
+  // the shared lock; throws std::out_of_range for a slot >= n_slots.
+  void vectors_at(const int64_t* slots, size_t n, float* out) const;
   int64_t max_label() const;                        // -1 when empty
   HnswState state() const;
   // When a filtered search switches to an exact scan of the allowed slots.

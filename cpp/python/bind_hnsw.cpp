@@ -127,6 +127,19 @@ NEARKIT_BIND(bind_hnsw) {
              h.slot_labels(out.data(), out.size());
              return to_numpy(std::move(out));
            })
+      // Gathers the stored vectors of some slots (the store and the server read
+      // the index's vectors instead of keeping their own copy).
+      .def("vectors_at",
+           [](nk::Hnsw& h, In<int64_t, 1> slots) {
+             size_t n = slots.shape(0);
+             std::vector<float> out(n * h.dim());
+             {
+               nb::gil_scoped_release release;
+               h.vectors_at(slots.data(), n, out.data());
+             }
+             return to_numpy2(std::move(out), n, h.dim());
+           },
+           nb::arg("slots"))
       .def("export_arrays",
            [](nk::Hnsw& h) {
              std::vector<uint8_t> blocks, levels;

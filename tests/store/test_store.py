@@ -12,6 +12,7 @@ import nearkit
 from nearkit.metrics import reference_distances
 from nearkit.store import CollectionNotFound, FilterError, FilterSyntaxError, StoreLockedError
 from nearkit.store import collection as collection_mod
+from nearkit.store import table as table_mod
 from nearkit.store import snapshots
 
 FIELDS = {"genre": "tag", "year": "numeric", "title": "text"}
@@ -213,8 +214,8 @@ def _truth(col_vectors, allowed, q, k, metric):
 @pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
 def test_filtered_search_matches_brute_force(db, glove_20k, kind, metric, monkeypatch):
     # small thresholds so that broad filters take the filtered index walk at this size
-    monkeypatch.setattr(collection_mod, "EXACT_SCAN_ROWS", 300)
-    monkeypatch.setattr(collection_mod, "EXACT_SCAN_FRACTION", 0.0)
+    monkeypatch.setattr(table_mod, "EXACT_MIN_ROWS", 300)
+    monkeypatch.setattr(table_mod, "EXACT_SCALE", 0.0)
     n = 6000
     base, queries = glove_20k.base[:n], glove_20k.queries[:30]
     col = db.create_collection("g", base.shape[1], metric, index=kind, fields=FIELDS)

@@ -188,5 +188,5 @@ def test_wide_collection_memory_follows_rows(tmp_path):
     with nearkit.open(tmp_path / "s") as db:
         col = db.create_collection("c", dim=20000, index="flat")
         col.upsert(["a"], np.ones((1, 20000)))
-        assert col._vectors.nbytes <= 8 << 20  # not 1024 rows x 80 KB up front
+        assert col._t.vectors.nbytes <= 8 << 20  # not 1024 rows x 80 KB up front (nor any copy)
         assert col.search(np.ones(20000), 5)[0].key == "a"

@@ -211,6 +211,26 @@ class Index:
     def _vectors_at(self, slots: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    #: True when the index keeps every vector as stored (normalised for cosine), so
+    #: ``slot_vectors`` can give them back; an index keeping only lossy codes says False.
+    keeps_vectors = True
+
+    #: True when ``search`` is exact (a filter then never needs another path).
+    exact = False
+
+    def slot_vectors(self, slots) -> np.ndarray:
+        """The stored vectors (float32 (n, dim), normalised for cosine) at internal
+        ``slots`` (positions in :meth:`slot_labels`): callers that keep per-slot data
+        read the index's vectors instead of keeping a second copy. A slot outside the
+        index raises IndexError; a free slot gives whatever it last held."""
+        s = np.ascontiguousarray(slots, dtype=np.int64).reshape(-1)
+        n = self._slot_count()
+        if s.size and (int(s.min()) < 0 or int(s.max()) >= n):
+            raise IndexError(f"slot out of range (the index has {n} slots)")
+        if not self.keeps_vectors:
+            raise TypeError(f"{type(self).__name__} keeps only codes, not the vectors")
+        return self._vectors_at(s)
+
     # -- pickle / copy: through the file format ----------------------------------
     def __reduce__(self):
         import os

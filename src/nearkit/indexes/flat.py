@@ -36,6 +36,8 @@ class Flat(Index):
     """
     kind = "flat"
 
+    exact = True
+
     def __init__(self, dim: int, metric: str = "l2"):
         super().__init__(dim, metric)
         # (vectors, ids, sqnorms, n): replaced as a whole so that a search

@@ -227,7 +227,7 @@ class HNSW(Index):
     def _vectors_at(self, slots: np.ndarray) -> np.ndarray:
         if self._mapped is not None:
             return np.array(self._mapped["vectors"][slots], np.float32)
-        return self._core.export_arrays()["vectors"][slots]
+        return self._core.vectors_at(np.ascontiguousarray(slots, dtype=np.int64))
 
     # -- tuning -----------------------------------------------------------------
     def _tune_lines(self, k: int) -> list:

@@ -325,6 +325,12 @@ class IVF(WriteLockedIndex):
             x = x + self._centroids[lists[sel]]
         return x
 
+    @property
+    def keeps_vectors(self) -> bool:
+        """Whether the float vectors are kept for the index's whole life (refine, or
+        the flat codec without a transform); before training every index keeps them."""
+        return bool(self.refine or (self.codec == "flat" and self._transform is None))
+
     def _vectors_at(self, slots: np.ndarray) -> np.ndarray:
         if self._centroids is None:
             return self._pending_x[slots].copy()

@@ -76,6 +76,7 @@ class SearchIndex:
         self.slot_key: list = []
         self.slot_rec: dict[int, dict] = {}
         self.slot_present: dict[int, frozenset] = {}  # for ismissing()
+        self._shapes: dict[frozenset, frozenset] = {}  # interned slot_present values
         self.slot_sort: dict[int, dict] = {}  # TEXT/TAG sort strings by slot
         self.live = np.zeros(0, bool)
         self.failures = 0
@@ -263,9 +264,14 @@ class SearchIndex:
                 self.slot_sort[slot] = sv
             else:
                 self.slot_sort.pop(slot, None)
-            self.slot_rec[slot] = rec
-            # Fields the document has at all (an empty value is present, not missing).
-            self.slot_present[slot] = frozenset(payload) | frozenset(vecs)
+            if rec:
+                self.slot_rec[slot] = rec
+            else:  # readers use slot_rec.get(slot, {}): no empty dict per document
+                self.slot_rec.pop(slot, None)
+            # Fields the document has at all (an empty value is present, not missing);
+            # documents of one shape share one frozenset.
+            present = frozenset(payload) | frozenset(vecs)
+            self.slot_present[slot] = self._shapes.setdefault(present, present)
             self.live[slot] = True
             for alias, vf in self.vectors.items():
                 v = vecs.get(alias)

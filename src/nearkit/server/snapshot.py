@@ -4,16 +4,18 @@ The store's SQLite (``persist.py``) stays the one durable record; a snapshot onl
 saves time. For each search index with HNSW fields,
 ``<data>/snapshots/server-indexes/<index hex>/`` (beside the store's collection
 snapshots in ``<data>/snapshots/<collection id>/``)
-holds ``<seq>.state`` (the index definition, which key owns which slot, and every
-field's vectors by slot) and, per HNSW field, ``<field hex>/<seq>.nki`` (the
+holds ``<seq>.state`` (the index definition, which key owns which slot, and which
+slots each field's graph holds) and, per HNSW field, ``<field hex>/<seq>.nki`` (the
 graph, saved with ``Index.save``). ``seq`` is the durable change counter at the
 time of the snapshot; the newest complete set that loads and checks out is used.
 
 On start the slots are taken over from the snapshot, the keys are loaded from
 SQLite as before, and a key's vector goes into the graph only if it differs from
-the snapshot's vector in that slot (changed after the snapshot, or a write the
+the graph's vector in that slot (changed after the snapshot, or a write the
 snapshot saw but SQLite never committed); snapshot slots no key claims are removed
 from the graph. A missing, damaged or mismatched snapshot means a full rebuild.
+The vectors are saved once, in the graph files; state files written before that
+also hold ``vecs<i>`` sections, which are ignored.
 """
 
 from __future__ import annotations
@@ -97,7 +99,6 @@ def take(root: str, idx, seq: int) -> Job | None:
         sections = {"key_blob": blob, "key_lens": lens}
         for i, (alias, vf) in enumerate(sorted(fields.items())):
             hi = min(n, vf._has.shape[0])
-            sections[f"vecs{i}"] = np.array(vf._vecs[:hi], copy=True)
             sections[f"has{i}"] = np.array(vf._has[:hi], copy=True)
         params = {"definition_sha256": _definition_hash(idx), "fields": sorted(fields),
                   "slots": n, "seq": seq}
@@ -167,13 +168,15 @@ def _try_load(d: str, seq: int, state_path: str, idx):
         vf = fields[alias]
         path = os.path.join(_field_dir(d, alias), f"{seq:020d}{_snaps.INDEX}")
         g = load_index(path)
-        vecs = np.array(st.sections[f"vecs{i}"], np.float32)
         has = np.array(st.sections[f"has{i}"], bool)
         if (type(g) is not type(vf._index) or g.dim != vf.dim or g.metric != vf.metric
-                or vecs.shape != (has.shape[0], vf.dim) or has.shape[0] > len(slot_key)
-                or len(g) != int(has.sum())):
+                or has.ndim != 1 or has.shape[0] > len(slot_key) or len(g) != int(has.sum())):
             raise ValueError(f"graph of field {alias!r} does not match its state")
-        graphs[alias] = (g, vecs, has)
+        held = g.slot_labels()
+        held = held[held >= 0]
+        if held.size and (held.max() >= has.shape[0] or not has[held].all()):
+            raise ValueError(f"graph of field {alias!r} holds slots its state does not list")
+        graphs[alias] = (g, has)
     return slot_key, graphs
 
 
@@ -191,8 +194,8 @@ def restore(root: str, idx) -> int | None:
                         state_path, exc)
             continue
         idx.adopt_slots(slot_key)
-        for alias, (g, vecs, has) in graphs.items():
-            idx.vectors[alias].adopt_graph(g, vecs, has)
+        for alias, (g, has) in graphs.items():
+            idx.vectors[alias].adopt_graph(g, has)
         return seq
     return None
 

@@ -1,10 +1,11 @@
 """VECTOR fields of a search index: blob decoding and the nearest-neighbour index.
 
-Every vector field keeps its vectors (float32, unit-normalised for COSINE) in a
-dense matrix by document slot. FLAT fields search it with nearkit's exact Flat
-kernel (``_core.flat_search``) and recompute the winners' distances directly;
-HNSW fields also keep a ``nearkit.HNSW`` graph over the same slots when this
-build has one (exact search otherwise). Distances follow
+Each vector is held once. FLAT fields keep theirs (float32, unit-normalised for
+COSINE) in a dense matrix by document slot and search it with nearkit's exact
+Flat kernel (``_core.flat_search``), recomputing the winners' distances directly.
+HNSW fields keep them only in their ``nearkit.HNSW`` graph (ids = slots), read
+back with ``slot_vectors`` for exact scans, ranges and re-checks; whether a
+filtered query scans or walks is ``nearkit.store.table.prefer_exact``. Distances follow
 Redis (redis-vector-spec.md section 5.5): L2 squared, IP ``1 - a.b``, COSINE
 ``1 - cos``; smaller is closer -- the same conventions as nearkit's metrics.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from ..store.table import GATHER_ROWS, prefer_exact
 
 # Redis TYPE -> (numpy dtype of the blob, bytes per element)
 DTYPES = {
@@ -53,7 +55,8 @@ class VectorField:
         self.blob_size = dim * self.elem
         self.ef_runtime = int(params.get("EF_RUNTIME", 10))
         self.epsilon = float(params.get("EPSILON", 0.01))
-        # Slot-addressed storage (the exact kernels scan it directly: O(1) updates).
+        # Slot-addressed storage of FLAT fields (the exact kernels scan it directly);
+        # an HNSW field's vectors live in its graph only (``_vecs`` stays empty).
         self._vecs = np.zeros((0, dim), np.float32)
         self._sqn = np.zeros(0, np.float32)
         self._has = np.zeros(0, bool)
@@ -62,10 +65,11 @@ class VectorField:
         # The graph index for HNSW fields, when this build has nearkit.HNSW.
         self._index = None
         self._pending: dict = {}  # slot -> vector not yet in the graph (added in batches)
-        # While restoring from a snapshot: its vectors by slot and which graph entries
-        # no key has confirmed yet (see snapshot.py).
-        self._snap_vecs = self._snap_has = None
+        # While restoring from a snapshot: which slots its graph holds and which of
+        # them no key has confirmed yet (see snapshot.py).
+        self._snap_has = None
         self._snap_open = None
+        self._graph_slots = None  # (graph slot per document slot), cached until the graph changes
         if algorithm == "HNSW":
             cls = _nearkit_index_class("HNSW")
             if cls is not None:
@@ -132,36 +136,41 @@ class VectorField:
             # (at most ~4 MB): memory follows what is stored, not the declared DIM.
             first = max(1, min(1024, (4 << 20) // (4 * self.dim)))
             cap = max(slot + 1, 2 * self._has.shape[0], first)
-            vecs = np.zeros((cap, self.dim), np.float32)
-            vecs[: self._vecs.shape[0]] = self._vecs
-            sqn = np.zeros(cap, np.float32)
-            sqn[: self._sqn.shape[0]] = self._sqn
+            if self._index is None:
+                vecs = np.zeros((cap, self.dim), np.float32)
+                vecs[: self._vecs.shape[0]] = self._vecs
+                sqn = np.zeros(cap, np.float32)
+                sqn[: self._sqn.shape[0]] = self._sqn
+                self._vecs, self._sqn = vecs, sqn
             has = np.zeros(cap, bool)
             has[: self._has.shape[0]] = self._has
-            self._vecs, self._sqn, self._has = vecs, sqn, has
+            self._has = has
 
     def upsert(self, slot: int, vec: np.ndarray) -> None:
         self._reserve(slot)
         v = self._prepare(vec)
         if not self._has[slot]:
             self.count += 1
-        self._vecs[slot] = v
-        self._sqn[slot] = float(np.dot(v, v))
         self._has[slot] = True
         self._hi = max(self._hi, slot + 1)
-        if self._index is not None:
+        if self._index is None:
+            self._vecs[slot] = v
+            self._sqn[slot] = float(np.dot(v, v))
+        else:
             if self._snap_open is not None and slot < self._snap_open.shape[0]:
                 # Confirmed by a key; whether its vector changed is checked for all
                 # of them at once in finish_restore.
                 self._snap_open[slot] = False
             # Graph insertions are batched (``flush``): a pipelined load then builds
             # with every core. nearkit.HNSW replaces the vector of a re-added id.
-            self._pending[slot] = self._vecs[slot]
+            # The pending vector is the only copy until then (a view of the request's
+            # bytes when no conversion was needed).
+            self._pending[slot] = v
 
-    def adopt_graph(self, graph, vecs: np.ndarray, has: np.ndarray) -> None:
+    def adopt_graph(self, graph, has: np.ndarray) -> None:
         """Start from a snapshot's graph (slots as ids) before the keys are loaded."""
         self._index = graph
-        self._snap_vecs = vecs
+        self._graph_slots = None
         self._snap_has = has
         self._snap_open = has.copy()
 
@@ -174,18 +183,22 @@ class VectorField:
             # Pending vectors the snapshot's graph already holds, unchanged, stay out.
             slots = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
             n = self._snap_has.shape[0]
-            cand = slots[slots < n]
-            cand = cand[self._snap_has[cand]]
-            if cand.size:
-                same = np.zeros(slots.shape[0], bool)
-                inside = slots < n
-                inside[inside] = self._snap_has[slots[inside]]
-                same[inside] = (self._snap_vecs[slots[inside]] == self._vecs[slots[inside]]).all(axis=1)
-                # flush() reads the vectors from _vecs: the dict's values are not needed.
-                self._pending = dict.fromkeys(slots[~same].tolist())
-        self._snap_vecs = self._snap_open = self._snap_has = None
+            inside = slots < n
+            inside[inside] = self._snap_has[slots[inside]]
+            if inside.any():
+                cand = slots[inside]
+                want = np.stack([self._pending[s] for s in cand.tolist()])
+                held = self._rows(cand)
+                if self.metric == "cosine":  # the graph normalised them again: allow its rounding
+                    same_c = (np.abs(held - want) <= 1e-6).all(axis=1)
+                else:
+                    same_c = (held == want).all(axis=1)
+                for s in cand[same_c].tolist():
+                    del self._pending[s]
+        self._snap_open = self._snap_has = None
         if stale.size:
             self._index.remove(stale.astype(np.int64))
+            self._graph_slots = None
         return int(stale.size)
 
     def remove(self, slot: int) -> None:
@@ -193,6 +206,7 @@ class VectorField:
                 and self._snap_open[slot] and not (slot < self._has.shape[0] and self._has[slot]):
             self._snap_open[slot] = False
             self._index.remove(np.array([slot], np.int64))
+            self._graph_slots = None
             return
         if slot < self._has.shape[0] and self._has[slot]:
             self._has[slot] = False
@@ -200,6 +214,7 @@ class VectorField:
             if self._index is not None:
                 self._pending.pop(slot, None)
                 self._index.remove(np.array([slot], np.int64))
+                self._graph_slots = None
 
     @property
     def needs_flush(self) -> bool:
@@ -210,13 +225,30 @@ class VectorField:
         if not self._pending:
             return
         slots = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
-        x = self._vecs[slots]
+        x = np.stack(list(self._pending.values()))
         self._pending.clear()
+        self._graph_slots = None
         self._index.add(x, slots, threads=0 if len(slots) >= 64 else 1)
 
     @property
     def memory_bytes(self) -> int:
+        if self._index is not None:
+            return int(self._index.nbytes)
         return int(self._vecs.nbytes + self._sqn.nbytes)
+
+    def _rows(self, slots: np.ndarray) -> np.ndarray:
+        """The stored vectors (unit rows for COSINE) of document ``slots`` that hold one:
+        the FLAT matrix, or gathered from the graph (its ids are the slots)."""
+        if self._index is None:
+            return self._vecs[slots]
+        where = self._graph_slots
+        if where is None:
+            labels = self._index.slot_labels()
+            held = np.flatnonzero(labels >= 0)
+            where = np.full(int(labels.max()) + 1 if held.size else 0, -1, np.int64)
+            where[labels[held]] = held
+            self._graph_slots = where
+        return self._index.slot_vectors(where[slots])
 
     # -- search (worker threads, under the index's read lock) -----------------------------
     def _ef(self, ef: int | None, k: int) -> int:
@@ -230,7 +262,7 @@ class VectorField:
         computed directly, not through the |x|^2 - 2xq + |q|^2 expansion)."""
         if slots.size == 0:
             return np.zeros(0, np.float32)
-        base = self._vecs[slots]
+        base = self._rows(slots)
         if self.metric == "l2":
             return _core.pairwise(q[None, :], base, "l2sq")[0]
         return (np.float32(1.0) - _core.pairwise(q[None, :], base, "dot")[0]).astype(np.float32)
@@ -239,10 +271,25 @@ class VectorField:
         """Exact top-kk candidates over the slots in ``live`` (nearkit's Flat kernel)."""
         hi = self._hi
         code = 0 if self.metric == "l2" else 1  # cosine: vectors are unit-normalised already
-        ids, _ = _core.flat_search(self._vecs[:hi], self._sqn[:hi], None, q[None, :], kk, code,
-                                   np.ascontiguousarray(live).view(np.uint8), 1, False)
-        ids = ids[0]
-        return ids[ids >= 0]
+        if self._index is None:
+            ids, _ = _core.flat_search(self._vecs[:hi], self._sqn[:hi], None, q[None, :], kk, code,
+                                       np.ascontiguousarray(live).view(np.uint8), 1, False)
+            ids = ids[0]
+            return ids[ids >= 0]
+        # Graph fields: the allowed rows gathered from the graph, block by block.
+        allowed = np.flatnonzero(live)
+        best_s, best_d = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        for a in range(0, allowed.shape[0], GATHER_ROWS):
+            part = allowed[a:a + GATHER_ROWS]
+            x = self._rows(part)
+            ids, d = _core.flat_search(x, np.einsum("ij,ij->i", x, x), None, q[None, :],
+                                       min(kk, part.shape[0]), code, None, 1, False)
+            keep = ids[0] >= 0
+            s2 = np.concatenate([best_s, part[ids[0][keep]]])
+            d2 = np.concatenate([best_d, d[0][keep]])
+            order = np.argsort(d2, kind="stable")[:kk]
+            best_s, best_d = s2[order], d2[order]
+        return best_s
 
     def knn_raw(self, blob: bytes, k: int, ef: int | None):
         """Unfiltered graph search for a FLOAT32 query blob of the right size, without
@@ -252,7 +299,7 @@ class VectorField:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         k = min(k, self.count)
         q = np.frombuffer(blob, dtype=np.float32)
-        ids, dist = self._index._core.search_one(q, k, self._ef(ef, k))
+        ids, dist = self._index.search(q, k, ef=self._ef(ef, k))
         if ids.shape[0] and ids[-1] < 0:
             keep = ids >= 0
             ids, dist = ids[keep], dist[keep]
@@ -275,7 +322,7 @@ class VectorField:
             q = q[ok]
             if q.shape[0] == 0:
                 return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32), ok
-        ids, dist = self._index._core.search(q, k, self._ef(ef, k), None, 1)
+        ids, dist = self._index.search(q, k, ef=self._ef(ef, k), threads=1)
         return ids, dist, ok
 
     def knn(self, q: np.ndarray, k: int, allowed: np.ndarray | None, ef: int | None):
@@ -298,7 +345,7 @@ class VectorField:
         if k <= 0 or count == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         k = min(k, count)
-        if self._index is not None and not (allowed is not None and count <= 8 * k + 1024):
+        if self._index is not None and not (allowed is not None and prefer_exact(count, self.count)):
             ef = self._ef(ef, k)
             if allowed is None:
                 ids, dist = self._index.search(q, k, ef=ef)
@@ -323,13 +370,16 @@ class VectorField:
         hi = self._hi
         live = self._has[:hi] if allowed is None else (self._has[:hi] & _fit(allowed, hi))
         slots = np.flatnonzero(live)
-        if slots.size == hi and hi:
+        if slots.size == hi and hi and self._index is None:
             if self.metric == "l2":
                 d = _core.pairwise(q[None, :], self._vecs[:hi], "l2sq")[0]
             else:
                 d = (np.float32(1.0) - _core.pairwise(q[None, :], self._vecs[:hi], "dot")[0])
         else:
-            d = self._exact(q, slots)
+            # block by block: a graph field's rows are gathered, never all copied at once
+            d = np.concatenate([self._exact(q, slots[a:a + GATHER_ROWS])
+                                for a in range(0, slots.shape[0], GATHER_ROWS)] or
+                               [np.zeros(0, np.float32)])
         keep = d <= np.float32(radius)
         return slots[keep], d[keep].astype(np.float32)
 

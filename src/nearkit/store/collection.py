@@ -25,19 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _core, _validate
+from .. import _validate
 from .._sync import RWLock
-from ..indexes.base import SlotFilter
-from ..metrics import COSINE, METRIC_CODES, normalize_rows
 from . import snapshots
-from .fields import FieldIndex, pack_strings, unpack_strings
-from .filters import MatchAll, Node, to_filter
-
-# A filter allowing at most this many rows (or this fraction of the collection)
-# is answered by an exact scan instead of a filtered index walk.
-EXACT_SCAN_ROWS = 5_000
-EXACT_SCAN_FRACTION = 0.05
-
+from .fields import FieldIndex
+from .filters import Node, to_filter
+from .table import Table, import_state
 
 @dataclass(frozen=True)
 class Hit:
@@ -66,19 +59,6 @@ def _as_keys(keys, name="keys") -> tuple[list[str], bool]:
         if not isinstance(k, str):
             raise TypeError(f"{name} must be strings, got {type(k).__name__} ({k!r})")
     return out, False
-
-
-def _grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
-    """``arr`` with room for n rows: doubling, from 1024 rows or ~4 MB for wide rows
-    (memory follows the rows stored, not the declared dimension)."""
-    if arr.shape[0] >= n:
-        return arr
-    row_bytes = arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
-    first = max(1, min(1024, (4 << 20) // max(1, row_bytes)))
-    shape = (max(n, 2 * arr.shape[0], first),) + arr.shape[1:]
-    new = np.zeros(shape, dtype=arr.dtype) if not fill else np.full(shape, fill, dtype=arr.dtype)
-    new[: arr.shape[0]] = arr
-    return new
 
 
 def _load_in_background(path: str) -> Future:
@@ -121,7 +101,6 @@ class Collection:
         self.metric = meta["metric"]
         self.index_kind = meta["index_kind"]
         self.index_params = meta["index_params"]
-        self._fields = FieldIndex(meta["fields"])
         self._next_id = meta["next_id"]
         self._seq = meta["seq"]
         self._snapshot_seq = -1
@@ -130,26 +109,17 @@ class Collection:
         self._write_mutex = threading.Lock()
         self._rw = RWLock()
         self._closed = False
-        # slot storage
-        self._n_slots = 0
-        self._free: list[int] = []
-        self._key_to_slot: dict[str, int] = {}
-        self._slot_keys: list = []
-        self._slot_payload: list = []
-        self._slot_ids = np.full(0, -1, np.int64)
-        self._live = np.zeros(0, bool)
-        self._vectors = np.zeros((0, self.dim), np.float32)
-        self._sqnorm = np.zeros(0, np.float32)
-        self._slot_of_id = np.full(0, -1, np.int64)
-        self._index = None
+        # keys, slots, payload fields and the index (which holds the vectors)
+        self._t = Table(self.dim, self.metric, meta["fields"])
+        # An index that keeps only lossy codes leaves the exact scans a float copy to keep.
+        self._t.own_vectors = not make_index(self.index_kind, self.dim, self.metric,
+                                             self.index_params).keeps_vectors
         self._changes = 0         # rows written since the last snapshot (drives auto-snapshots)
-        self._version = 0          # bumped by every write to the index (invalidates _slot_map)
-        self._slot_map = None
         self.recovery: dict = {}
 
     @property
     def fields(self) -> dict:
-        return {f: dict(s) for f, s in self._fields.schema.items()}
+        return {f: dict(s) for f, s in self._t.fields.schema.items()}
 
     def __repr__(self):
         return (f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r}, "
@@ -157,17 +127,7 @@ class Collection:
 
     # -- opening -------------------------------------------------------------------------
     def _reset_memory(self) -> None:
-        self._n_slots = 0
-        self._free = []
-        self._key_to_slot = {}
-        self._slot_keys = []
-        self._slot_payload = []
-        self._slot_ids = np.full(0, -1, np.int64)
-        self._live = np.zeros(0, bool)
-        self._vectors = np.zeros((0, self.dim), np.float32)
-        self._sqnorm = np.zeros(0, np.float32)
-        self._slot_of_id = np.full(0, -1, np.int64)
-        self._fields = FieldIndex(self._fields.schema)
+        self._t.reset()
 
     def _load(self) -> None:
         """Bring memory up (state snapshot + replay, or every SQLite row), then the index."""
@@ -194,7 +154,7 @@ class Collection:
         if state_seq is None:
             self._load_rows()
         t_rows = time.perf_counter() - t0
-        self._index = self._recover_index(early)
+        self._t.index = self._recover_index(early)
         self._changes = self.recovery["replayed"]   # a big replay makes the next write snapshot
         self.recovery.update(state_source="snapshot" if state_seq is not None else "sqlite",
                              state_seq=state_seq, state_errors=state_errors,
@@ -206,85 +166,47 @@ class Collection:
         table = f"items_{self._cid}"
         chunks_ids, chunks_vec = [], []
         recs = []
-        for rows in self._sql.iter_rows(f"SELECT id, key, vector, payload FROM {table} ORDER BY id"):
+        # The vectors go to the index (read again by _recover_index), unless the
+        # table keeps its own copy.
+        vcol = "vector" if self._t.own_vectors else "NULL"
+        for rows in self._sql.iter_rows(f"SELECT id, key, {vcol}, payload FROM {table} ORDER BY id"):
             chunks_ids.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
-            chunks_vec.append(np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim))
-            self._slot_keys.extend(r[1] for r in rows)
-            self._slot_payload.extend(r[3] for r in rows)
+            if self._t.own_vectors:
+                chunks_vec.append(np.frombuffer(b"".join(r[2] for r in rows), np.float32)
+                                  .reshape(len(rows), self.dim))
+            self._t.slot_keys.extend(r[1] for r in rows)
+            self._t.slot_payload.extend(r[3] for r in rows)
             # one json.loads per batch: far cheaper than one call per row
             decoded = json.loads("[" + ",".join(r[3] if r[3] is not None else "null" for r in rows) + "]")
-            recs.extend(map(self._fields.extract, decoded))
+            recs.extend(map(self._t.fields.extract, decoded))
         ids = np.concatenate(chunks_ids) if chunks_ids else np.empty(0, np.int64)
-        vecs = np.concatenate(chunks_vec) if chunks_vec else np.empty((0, self.dim), np.float32)
         n = ids.shape[0]
-        self._reserve(n)
-        self._n_slots = n
-        self._slot_ids[:n] = ids
-        self._live[:n] = True
-        self._vectors[:n] = self._prepare(vecs)
-        self._sqnorm[:n] = np.einsum("ij,ij->i", self._vectors[:n], self._vectors[:n])
-        self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
-        self._slot_of_id[ids] = np.arange(n)
-        self._key_to_slot = {k: i for i, k in enumerate(self._slot_keys)}
-        self._fields.insert_many(np.arange(n), recs)
+        self._t.reserve(n)
+        self._t.n_slots = n
+        self._t.slot_ids[:n] = ids
+        self._t.live[:n] = True
+        if self._t.own_vectors:
+            self._t.store_vectors(np.arange(n), np.concatenate(chunks_vec) if chunks_vec
+                                  else np.empty((0, self.dim), np.float32))
+        self._t.ids_reserve(self._next_id)
+        self._t.slot_of_id[ids] = np.arange(n)
+        self._t.key_to_slot = {k: i for i, k in enumerate(self._t.slot_keys)}
+        self._t.fields.insert_many(np.arange(n), recs)
 
     def _export_state(self) -> tuple[dict, dict]:
-        n = self._n_slots
-        keys_blob, keys_off = pack_strings([k if k is not None else "" for k in self._slot_keys[:n]])
-        pay_blob, pay_off = pack_strings([p if p is not None else "" for p in self._slot_payload[:n]])
-        sections = {"slot_ids": self._slot_ids[:n], "vectors": self._vectors[:n], "sqnorm": self._sqnorm[:n],
-                    "keys": keys_blob, "keys_off": keys_off, "payloads": pay_blob, "payloads_off": pay_off}
-        sections.update(self._fields.export(n))
-        params = {"n_slots": n, "fields": self._fields.schema, "state_format": 1}
-        return params, sections
+        return self._t.export()
 
     def _import_state(self, path: str, seq: int) -> None:
         from ..io import read_index
 
-        # Copy-on-write map: the big arrays (vectors above all) are adopted as they
-        # are, no copy up front; snapshot files are only ever replaced, never rewritten.
+        # Copy-on-write map: the big arrays are adopted as they are, no copy up front;
+        # snapshot files are only ever replaced, never rewritten.
         f = read_index(path, mmap="private")
         if f.kind != snapshots.STATE_KIND or f.dim != self.dim or f.metric != self.metric:
             raise ValueError(f"not this collection's state (kind {f.kind!r}, dim {f.dim}, metric {f.metric!r})")
-        if f.params.get("fields") != self._fields.schema:
+        if f.params.get("fields") != self._t.fields.schema:
             raise ValueError("the state snapshot was written for other payload fields")
-        n = int(f.params["n_slots"])
-        sec = f.sections
-        ids = sec["slot_ids"]
-        if ids.shape != (n,) or sec["vectors"].shape != (n, self.dim) or sec["sqnorm"].shape != (n,):
-            raise ValueError("state sections have inconsistent shapes")
-        keys = unpack_strings(sec["keys"], sec["keys_off"])
-        texts = unpack_strings(sec["payloads"], sec["payloads_off"])
-        if len(keys) != n or len(texts) != n:
-            raise ValueError("state key or payload count does not match its slots")
-        if ids.size and ids.max() >= self._next_id:
-            raise ValueError("state holds ids the store never issued")
-        fields = FieldIndex(self._fields.schema)
-        fields.import_(sec, n)
-        live = ids >= 0
-        # adopt the freshly read arrays (capacity n; the next insert grows them)
-        self._n_slots = n
-        self._slot_ids = ids
-        self._live = live
-        self._vectors = sec["vectors"]
-        self._sqnorm = sec["sqnorm"]
-        self._reserve(n)
-        if live.all():  # the common case: no free slot to blank out
-            self._slot_keys = keys
-            self._slot_payload = [t or None for t in texts]
-        else:
-            live_list = live.tolist()
-            self._slot_keys = [k if ok else None for k, ok in zip(keys, live_list)]
-            self._slot_payload = [t if (ok and t) else None for t, ok in zip(texts, live_list)]
-        self._free = np.flatnonzero(~live).tolist()[::-1]
-        self._key_to_slot = dict(zip(self._slot_keys, range(n)))  # built in C: ~3x a comprehension
-        self._key_to_slot.pop(None, None)  # free slots
-        if len(self._key_to_slot) != int(live.sum()):
-            raise ValueError("state holds duplicate keys")
-        self._slot_of_id = _grow(self._slot_of_id, self._next_id, -1)
-        self._slot_of_id[ids[live]] = np.flatnonzero(live)
-        fields.reserve(self._live.shape[0])
-        self._fields = fields
+        import_state(self._t, f, self._next_id)
 
     def _replay_memory(self, since: int) -> None:
         """Apply SQLite's changes after ``since`` to memory loaded from a state snapshot."""
@@ -292,24 +214,24 @@ class Collection:
         gone = [r[0] for r in self._sql.read(f"SELECT id FROM tomb_{cid} WHERE seq > ?", (since,))]
         if gone:
             g = np.array(gone, np.int64)
-            g = g[g < self._slot_of_id.shape[0]]
-            slots = self._slot_of_id[g]
-            self._apply_delete(slots[slots >= 0].tolist())
+            g = g[g < self._t.slot_of_id.shape[0]]
+            slots = self._t.slot_of_id[g]
+            self._t.delete(slots[slots >= 0].tolist(), self._record_of)
         # "ORDER BY seq, id" is id order (ids only grow) and lets SQLite walk the seq
         # index; "ORDER BY id" made it scan the whole table.
         for rows in self._sql.iter_rows(f"SELECT id, key, vector, payload FROM items_{cid} WHERE seq > ? "
                                         "ORDER BY seq, id", (since,)):
             keys = [r[1] for r in rows]
-            if any(k in self._key_to_slot for k in keys):
+            if any(k in self._t.key_to_slot for k in keys):
                 raise ValueError("a replayed row's key is already present: state and SQLite disagree")
             ids = np.array([r[0] for r in rows], np.int64)
             x = np.frombuffer(b"".join(r[2] for r in rows), np.float32).reshape(len(rows), self.dim)
             texts = [r[3] for r in rows]
-            recs = [self._fields.extract(json.loads(t)) if t is not None else {} for t in texts]
-            self._apply_upsert(keys, x, ids, texts, recs)
+            recs = [self._t.fields.extract(json.loads(t)) if t is not None else {} for t in texts]
+            self._t.put(keys, x, ids, texts, recs, self._record_of)
         n_rows = self._sql.read(f"SELECT COUNT(*) FROM items_{cid}")[0][0]
-        if n_rows != len(self._key_to_slot):
-            raise ValueError(f"after replay memory holds {len(self._key_to_slot)} rows, SQLite {n_rows}")
+        if n_rows != len(self._t.key_to_slot):
+            raise ValueError(f"after replay memory holds {len(self._t.key_to_slot)} rows, SQLite {n_rows}")
 
     def _recover_index(self, early=None):
         """The index: newest usable snapshot + SQLite's changes after it, else a rebuild.
@@ -340,9 +262,9 @@ class Collection:
                     x = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), self.dim)
                     self._index_add(idx, x, ids)
                     replayed += len(rows)
-                if len(idx) != len(self._key_to_slot):
+                if len(idx) != len(self._t.key_to_slot):
                     raise ValueError(f"after replay the snapshot index holds {len(idx)} vectors, "
-                                     f"the store {len(self._key_to_slot)}")
+                                     f"the store {len(self._t.key_to_slot)}")
                 self._check_index_ids(idx)
                 self._snapshot_seq = snap_seq
                 self.recovery.update(source="snapshot", snapshot_seq=snap_seq, replayed=replayed, errors=errors)
@@ -352,10 +274,20 @@ class Collection:
                 errors.append(f"{path}: {type(exc).__name__}: {exc}")
         self._warn_unused_snapshots(errors)
         idx = make_index(self.index_kind, self.dim, self.metric, self.index_params)
-        live = np.flatnonzero(self._live[: self._n_slots])
-        if live.size:
-            self._index_add(idx, self._vectors[live], self._slot_ids[live])
-        self.recovery.update(source="rebuild", snapshot_seq=None, replayed=int(live.size), errors=errors)
+        # The vectors come from SQLite (memory keeps none besides the index's), added
+        # in one call: the index then sizes its storage once.
+        chunks_ids, chunks_vec = [], []
+        for rows in self._sql.iter_rows(f"SELECT id, vector FROM items_{cid} ORDER BY id"):
+            chunks_ids.append(np.fromiter((r[0] for r in rows), np.int64, len(rows)))
+            chunks_vec.append(np.frombuffer(b"".join(r[1] for r in rows), np.float32)
+                              .reshape(len(rows), self.dim))
+        if chunks_ids:
+            ids = np.concatenate(chunks_ids)
+            x = np.concatenate(chunks_vec)
+            del chunks_vec
+            self._index_add(idx, x, ids)
+        added = sum(c.shape[0] for c in chunks_ids)
+        self.recovery.update(source="rebuild", snapshot_seq=None, replayed=added, errors=errors)
         return idx
 
     def _check_index_ids(self, idx) -> None:
@@ -364,17 +296,17 @@ class Collection:
         one) would make every later search fail to map its hits to keys."""
         labels = idx.slot_labels()
         labels = labels[labels >= 0]
-        n_ids = self._slot_of_id.shape[0]
+        n_ids = self._t.slot_of_id.shape[0]
         if labels.size and (labels.max() >= n_ids):
             raise ValueError(f"the snapshot index holds id {int(labels.max())}, which this store "
                              f"never issued (next id {self._next_id})")
-        known = self._slot_of_id[labels] >= 0
+        known = self._t.slot_of_id[labels] >= 0
         if not known.all():
             raise ValueError(f"the snapshot index holds id {int(labels[~known][0])}, which is not a "
                              "live row of this store")
         seen = np.zeros(n_ids, bool)
         seen[labels] = True
-        if int(np.count_nonzero(seen)) != len(self._key_to_slot):
+        if int(np.count_nonzero(seen)) != len(self._t.key_to_slot):
             raise ValueError("the snapshot index holds an id twice (or misses a live row)")
 
     def _warn_unused_snapshots(self, errors: list) -> None:
@@ -408,7 +340,7 @@ class Collection:
             tx, prepared = prepare()
             self._sql.write(tx)
             try:
-                self._index_add(self._index, x, new_ids)
+                self._index_add(self._t.index, x, new_ids)
             except Exception as exc:
                 return prepared, exc
             return prepared, None
@@ -417,7 +349,7 @@ class Collection:
 
         def build():
             try:
-                self._index_add(self._index, x, new_ids)
+                self._index_add(self._t.index, x, new_ids)
             except Exception as exc:  # handed back to the calling thread
                 failure.append(exc)
 
@@ -429,29 +361,12 @@ class Collection:
         except BaseException:
             worker.join()
             if not failure:
-                self._index.remove(new_ids)
+                self._t.index.remove(new_ids)
             raise
         worker.join()
         return prepared, (failure[0] if failure else None)
 
-    # -- slot bookkeeping ------------------------------------------------------------------
-    def _reserve(self, n: int) -> None:
-        self._slot_ids = _grow(self._slot_ids, n, -1)
-        self._live = _grow(self._live, n, False)
-        self._vectors = _grow(self._vectors, n, 0.0)
-        self._sqnorm = _grow(self._sqnorm, n, 0.0)
-        self._fields.reserve(n)
-
-    def _take_slots(self, count: int) -> np.ndarray:
-        reuse = [self._free.pop() for _ in range(min(count, len(self._free)))]
-        fresh = np.arange(self._n_slots, self._n_slots + count - len(reuse), dtype=np.int64)
-        self._n_slots += fresh.shape[0]
-        self._reserve(self._n_slots)
-        while len(self._slot_keys) < self._n_slots:
-            self._slot_keys.append(None)
-            self._slot_payload.append(None)
-        return np.concatenate([np.array(reuse, np.int64), fresh])
-
+    # -- checks --------------------------------------------------------------------------------
     def _check_writable(self):
         if self._closed:
             raise RuntimeError(f"collection {self.name!r} is closed")
@@ -501,9 +416,9 @@ class Collection:
         """The body of upsert, with its arguments checked; the caller holds the write mutex."""
         n = len(keys)
         self._check_writable()
-        old_slots = [self._key_to_slot.get(k) for k in keys]
+        old_slots = [self._t.key_to_slot.get(k) for k in keys]
         replaced = [s for s in old_slots if s is not None]
-        old_ids = self._slot_ids[replaced] if replaced else np.empty(0, np.int64)
+        old_ids = self._t.slot_ids[replaced] if replaced else np.empty(0, np.int64)
         new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         seq = self._seq + 1
 
@@ -518,10 +433,10 @@ class Collection:
             self._seq = seq
             if index_error is not None:  # SQLite has the rows; a reopen rebuilds them
                 raise index_error
-            self._version += 1
+            self._t.version += 1
             if old_ids.size:
-                self._index.remove(old_ids)
-            self._apply_upsert(keys, x, new_ids, texts, recs)
+                self._t.index.remove(old_ids)
+            self._t.put(keys, x, new_ids, texts, recs, self._record_of)
         return sum(s is None for s in old_slots)
 
     def update_payloads(self, keys, payloads) -> None:
@@ -559,20 +474,20 @@ class Collection:
         from .fields import normalize_schema
 
         self._check_writable()
-        if name in self._fields.schema:
+        if name in self._t.fields.schema:
             raise ValueError(f"collection {self.name!r} already has a field {name!r}")
-        schema = normalize_schema({**self._fields.schema, name: field_type})
+        schema = normalize_schema({**self._t.fields.schema, name: field_type})
         with self._write_mutex:
             fields = FieldIndex(schema)
-            fields.reserve(max(self._live.shape[0], self._n_slots))
-            live = np.flatnonzero(self._live[: self._n_slots])
+            fields.reserve(max(self._t.live.shape[0], self._t.n_slots))
+            live = np.flatnonzero(self._t.live[: self._t.n_slots])
             recs = []
             for s in live.tolist():
-                p = self._slot_payload[s]
+                p = self._t.slot_payload[s]
                 try:
                     recs.append(fields.extract(json.loads(p)) if p is not None else {})
                 except (TypeError, ValueError) as exc:
-                    raise type(exc)(f"key {self._slot_keys[s]!r}: {exc}") from None
+                    raise type(exc)(f"key {self._t.slot_keys[s]!r}: {exc}") from None
             fields.insert_many(live, recs)
             seq, cid = self._seq + 1, self._cid
 
@@ -583,12 +498,12 @@ class Collection:
             self._sql.write(tx)
             with self._rw.write():
                 self._seq = seq
-                self._fields = fields
-                self._version += 1
+                self._t.fields = fields
+                self._t.version += 1
 
     def _encode_payloads(self, payloads) -> tuple[list, list]:
         """Field records (checked against the schema) and JSON texts of the payloads."""
-        recs = [self._fields.extract(p) for p in payloads]
+        recs = [self._t.fields.extract(p) for p in payloads]
         try:
             # JSON has no NaN or infinity (json.dumps would write the non-standard NaN and
             # Infinity): refused anywhere in a payload, as NaN always was in numeric fields.
@@ -626,11 +541,11 @@ class Collection:
         keys, _ = _as_keys(keys)
         with self._write_mutex:
             self._check_writable()
-            present = list(dict.fromkeys(k for k in keys if k in self._key_to_slot))
+            present = list(dict.fromkeys(k for k in keys if k in self._t.key_to_slot))
             if not present:
                 return 0
-            slots = [self._key_to_slot[k] for k in present]
-            ids = self._slot_ids[slots].copy()
+            slots = [self._t.key_to_slot[k] for k in present]
+            ids = self._t.slot_ids[slots].copy()
             seq = self._seq + 1
             cid = self._cid
 
@@ -643,55 +558,22 @@ class Collection:
             self._sql.write(tx)
             self._seq = seq
             with self._rw.write():
-                self._version += 1
-                self._index.remove(ids)
-                self._apply_delete(slots)
+                self._t.version += 1
+                self._t.index.remove(ids)
+                self._t.delete(slots, self._record_of)
         self._after_write(len(present))
         return len(present)
 
-    # -- memory mutations (the index is the caller's business) ---------------------------------
-    def _apply_delete(self, slots) -> None:
-        for s in slots:
-            p = self._slot_payload[s]
-            self._fields.remove(s, self._fields.extract(json.loads(p)) if p is not None else {})
-            del self._key_to_slot[self._slot_keys[s]]
-            self._slot_of_id[self._slot_ids[s]] = -1
-            self._slot_keys[s] = None
-            self._slot_payload[s] = None
-            self._slot_ids[s] = -1
-            self._live[s] = False
-            self._free.append(s)
-
-    def _apply_upsert(self, keys, x, new_ids, texts, recs) -> np.ndarray:
-        """Put rows in memory: a key already present keeps its slot (its old id is dropped)."""
-        old_slots = [self._key_to_slot.get(k) for k in keys]
-        for s in old_slots:
-            if s is not None:
-                p = self._slot_payload[s]
-                self._fields.remove(s, self._fields.extract(json.loads(p)) if p is not None else {})
-                self._slot_of_id[self._slot_ids[s]] = -1
-        fresh = iter(self._take_slots(sum(s is None for s in old_slots)).tolist())
-        slots = np.array([s if s is not None else next(fresh) for s in old_slots], np.int64)
-        self._slot_of_id = _grow(self._slot_of_id, int(new_ids.max()) + 1 if new_ids.size else 0, -1)
-        self._slot_of_id[new_ids] = slots
-        self._slot_ids[slots] = new_ids
-        self._live[slots] = True
-        px = self._prepare(x)
-        self._vectors[slots] = px
-        self._sqnorm[slots] = np.einsum("ij,ij->i", px, px)
-        for k, s, t in zip(keys, slots.tolist(), texts):
-            self._key_to_slot[k] = s
-            self._slot_keys[s] = k
-            self._slot_payload[s] = t
-        self._fields.insert_many(slots, recs)
-        return slots
+    def _record_of(self, text):
+        """The field record of a row's stored payload text (what its field indexes hold)."""
+        return self._t.fields.extract(json.loads(text)) if text is not None else {}
 
     # -- reads ---------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._key_to_slot)
+        return len(self._t.key_to_slot)
 
     def __contains__(self, key) -> bool:
-        return key in self._key_to_slot
+        return key in self._t.key_to_slot
 
     def get(self, keys):
         """Record(key, vector, payload) per key, None for a missing key (a list for a list).
@@ -702,59 +584,33 @@ class Collection:
         self._check_open()
         keys, single = _as_keys(keys)
         out = []
-        if self.metric == COSINE:
-            for k in keys:
-                rows = self._sql.read(f"SELECT vector, payload FROM items_{self._cid} WHERE key = ?", (k,))
-                out.append(Record(k, np.frombuffer(rows[0][0], np.float32).copy(),
-                                  None if rows[0][1] is None else json.loads(rows[0][1])) if rows else None)
-            return out[0] if single else out
-        with self._rw.read():
-            for k in keys:
-                s = self._key_to_slot.get(k)
-                if s is None:
-                    out.append(None)
-                    continue
-                p = self._slot_payload[s]
-                out.append(Record(k, self._vectors[s].copy(), None if p is None else json.loads(p)))
+        # Memory holds no copy of the vectors beyond the index's (normalised for cosine):
+        # read the given ones from SQLite, which has every committed or pending write.
+        for k in keys:
+            rows = self._sql.read(f"SELECT vector, payload FROM items_{self._cid} WHERE key = ?", (k,))
+            out.append(Record(k, np.frombuffer(rows[0][0], np.float32).copy(),
+                              None if rows[0][1] is None else json.loads(rows[0][1])) if rows else None)
         return out[0] if single else out
 
     def _bind(self, where, params=None) -> Node:
-        return self._fields.bind(to_filter(where, params))
-
-    def _allowed_mask(self, tree: Node) -> np.ndarray | None:
-        """Boolean mask over slots of live rows passing the filter (None = no filter).
-
-        Call under the read lock."""
-        if isinstance(tree, MatchAll):
-            return None
-        return self._fields.mask(tree, self._live[: self._n_slots])
+        return self._t.fields.bind(to_filter(where, params))
 
     def count(self, where=None, params=None) -> int:
         self._check_open()
         tree = self._bind(where, params)
         with self._rw.read():
-            mask = self._allowed_mask(tree)
-            return len(self._key_to_slot) if mask is None else int(np.count_nonzero(mask))
+            mask = self._t.mask(tree)
+            return len(self._t.key_to_slot) if mask is None else int(np.count_nonzero(mask))
 
     def keys(self, where=None, params=None, limit: int | None = None, offset: int = 0) -> list[str]:
         """Keys of rows matching ``where`` (all keys when None), in storage order, paged."""
         self._check_open()
         tree = self._bind(where, params)
         with self._rw.read():
-            mask = self._allowed_mask(tree)
-            slots = np.flatnonzero(self._live[: self._n_slots] if mask is None else mask)
+            mask = self._t.mask(tree)
+            slots = np.flatnonzero(self._t.live[: self._t.n_slots] if mask is None else mask)
             slots = slots[offset:] if limit is None else slots[offset:offset + limit]
-            return [self._slot_keys[s] for s in slots.tolist()]
-
-    def _prepare(self, x: np.ndarray) -> np.ndarray:
-        """What memory and the exact kernels hold: unit rows for cosine, as given otherwise."""
-        return normalize_rows(x) if self.metric == COSINE else x
-
-    def _exact_search(self, pq, k, mask):
-        """Exact top-k (slots, distances) among slots where ``mask`` is set (the core's Flat kernel)."""
-        n = self._n_slots
-        return _core.flat_search(self._vectors[:n], self._sqnorm[:n], None, pq, k,
-                                 METRIC_CODES[self.metric], mask.view(np.uint8), 1, False)
+            return [self._t.slot_keys[s] for s in slots.tolist()]
 
     def search(self, vectors, k: int, where=None, params=None, **search_params):
         """The k nearest rows passing ``where``: a list of Hit per query (one list for a 1-D query).
@@ -770,59 +626,16 @@ class Collection:
         with self._rw.read():
             # More hits than rows cannot exist: k=10**8 on 50 rows must not size
             # result arrays (and the index's heaps) for 10**8.
-            k = min(k, max(1, len(self._key_to_slot)))
-            slots, dists = self._search_slots(q, k, tree, search_params)
-            hits = [[Hit(self._slot_keys[s], float(d), self._payload(s))
+            k = min(k, max(1, len(self._t.key_to_slot)))
+            slots, dists = self._t.select(q, k, tree, search_params)
+            hits = [[Hit(self._t.slot_keys[s], float(d), self._payload(s))
                      for s, d in zip(srow.tolist(), drow.tolist()) if s >= 0]
                     for srow, drow in zip(slots, dists)]
         return hits[0] if was_1d else hits
 
     def _payload(self, slot):
-        p = self._slot_payload[slot]
+        p = self._t.slot_payload[slot]
         return None if p is None else json.loads(p)
-
-    def _search_slots(self, q, k, tree, search_params):
-        mask = self._allowed_mask(tree)
-        n_live = len(self._key_to_slot)
-        n_allowed = n_live if mask is None else int(np.count_nonzero(mask))
-        if n_allowed == 0:
-            return np.full((q.shape[0], k), -1, np.int64), np.full((q.shape[0], k), np.inf, np.float32)
-        pq = self._prepare(q)
-        if mask is not None and self.index_kind != "flat" and (
-                n_allowed <= max(EXACT_SCAN_ROWS, EXACT_SCAN_FRACTION * n_live)):
-            return self._exact_search(pq, k, mask)
-        if mask is None:
-            ids, dist = self._index.search(q, k, **search_params)
-        else:
-            ids, dist = self._filtered_index_search(q, k, mask, search_params)
-        valid = ids >= 0
-        slots = np.where(valid, self._slot_of_id[np.where(valid, ids, 0)], -1)
-        short = (slots >= 0).sum(axis=1) < min(k, n_allowed)
-        if short.any():  # the index could not fill k from the allowed set: answer those exactly
-            full = self._live[: self._n_slots] if mask is None else mask
-            es, ed = self._exact_search(pq[short], k, full)
-            slots[short], dist[short] = es, ed
-        return slots, dist
-
-    def _index_slot_map(self) -> np.ndarray:
-        """Our slot for each of the index's internal slots (-1 for none); cached until a write.
-
-        Lets a filter mask over our slots become the index's own slot mask with one
-        gather, instead of going through ids on every query."""
-        cached = self._slot_map
-        if cached is not None and cached[0] == self._version:
-            return cached[1]
-        labels = self._index.slot_labels()
-        m = np.where(labels >= 0, self._slot_of_id[np.clip(labels, 0, None)], -1)
-        self._slot_map = (self._version, m)
-        return m
-
-    def _filtered_index_search(self, q, k, mask, search_params):
-        """Index search restricted to ``mask`` (over our slots), as a mask over the index's slots."""
-        m = self._index_slot_map()
-        ext = np.zeros(self._n_slots + 1, dtype=bool)   # the extra False answers slot -1
-        ext[: self._n_slots] = mask
-        return self._index.search(q, k, filter=SlotFilter(ext[m]), threads=1, **search_params)
 
     def search_radius(self, vector, radius, where=None, params=None, limit: int | None = None):
         """Every row within ``radius`` (inclusive) of ``vector`` passing ``where``, nearest first."""
@@ -834,19 +647,14 @@ class Collection:
         if r < 0:
             raise ValueError(f"radius must be >= 0, got {radius}")
         tree = self._bind(where, params)
-        pq = self._prepare(q)
+        pq = self._t.prepare(q)
         # the kernel keeps distance < radius; the next float up makes the bound inclusive
         bound = np.nextafter(np.float32(r), np.float32(np.inf))
         with self._rw.read():
-            n = self._n_slots
-            mask = self._allowed_mask(tree)
-            if mask is None:
-                mask = self._live[:n]
-            _, slots, dist = _core.flat_range(self._vectors[:n], self._sqnorm[:n], None, pq, bound,
-                                              METRIC_CODES[self.metric], mask.view(np.uint8), 1)
+            slots, dist = self._t.within(pq, bound, tree)
             if limit is not None:
                 slots, dist = slots[:limit], dist[:limit]
-            return [Hit(self._slot_keys[i], float(d), self._payload(i))
+            return [Hit(self._t.slot_keys[i], float(d), self._payload(i))
                     for i, d in zip(slots.tolist(), dist.tolist())]
 
     # -- snapshots -------------------------------------------------------------------------------
@@ -868,7 +676,7 @@ class Collection:
         after which writing the files needs no lock and the collection may change."""
         self._sql.flush()   # the snapshot must never cover an uncommitted change
         with self._rw.read():
-            image = self._index.image()
+            image = self._t.index.image()
             params, sections = self._export_state()
             sections = {name: np.array(a, copy=True) for name, a in sections.items()}
         job = {"seq": self._seq, "previous": self._snapshot_seq, "changes": self._changes,
@@ -941,4 +749,8 @@ class Collection:
     @property
     def index(self):
         """The underlying index (read-only use: mutate through the collection only)."""
-        return self._index
+        return self._t.index
+
+    @property
+    def _index(self):
+        return self._t.index

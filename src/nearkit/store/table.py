@@ -1,0 +1,336 @@
+"""The in-memory half of a collection: keys, slots, payload fields, the ANN index.
+
+    table = Table(dim, metric, fields_schema)
+    table.index = make_index(...)
+    slots = table.put(keys, ids, texts, recs)          # the index gets the vectors itself
+    slots, dist = table.select(q, k, tree, {"ef": 64})  # filtered kNN, exact or walk
+
+Each live key occupies a *slot* (a dense row reused after deletes) holding its key,
+its payload (JSON text, opaque here) and its current *id*: ids are what the index
+knows (the owner hands out fresh ones; see ``Collection``). The vectors live in one
+place, the index (``Index.slot_vectors`` reads them back); only an index that keeps
+lossy codes (IVF-PQ without refine) makes the table keep its own float copy.
+
+``select`` is where a filtered search chooses between an exact scan of the allowed
+rows and a filtered index walk (``prefer_exact``); ``within`` answers radius
+queries exactly. Not thread-safe on its own: the owner's lock orders writers and
+readers (searches may run concurrently with each other).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _core
+from ..indexes.base import SlotFilter
+from ..metrics import COSINE, METRIC_CODES, normalize_rows
+from .fields import FieldIndex
+from .filters import MatchAll, Node
+
+# The exact-or-walk rule for a filtered kNN search over n_live rows of which
+# n_allowed pass: scan the allowed rows exactly when there are at most
+# EXACT_MIN_ROWS of them, or when n_allowed**2 <= EXACT_SCALE * n_live (a scan
+# costs ~n_allowed distances, a filtered walk ~(an unfiltered walk) * n_live /
+# n_allowed, so the two break even near n_allowed ~ sqrt(c * n_live)).
+# Measured with benchmarks/hnsw_filters.py --table (docs/store.md).
+EXACT_MIN_ROWS = 2_000
+EXACT_SCALE = 1_000.0
+
+# Rows gathered from the index per exact-scan block (~4 MB at 128-d): bounded
+# temporary memory for a radius query over every row.
+GATHER_ROWS = 8192
+
+
+def prefer_exact(n_allowed: int, n_live: int) -> bool:
+    """True when a filtered search should scan its allowed rows exactly."""
+    return n_allowed <= EXACT_MIN_ROWS or float(n_allowed) ** 2 <= EXACT_SCALE * n_live
+
+
+def grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
+    """``arr`` with room for n rows: doubling, from 1024 rows or ~4 MB for wide rows
+    (memory follows the rows stored, not the declared dimension)."""
+    if arr.shape[0] >= n:
+        return arr
+    row_bytes = arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64))
+    first = max(1, min(1024, (4 << 20) // max(1, row_bytes)))
+    shape = (max(n, 2 * arr.shape[0], first),) + arr.shape[1:]
+    new = np.zeros(shape, dtype=arr.dtype) if not fill else np.full(shape, fill, dtype=arr.dtype)
+    new[: arr.shape[0]] = arr
+    return new
+
+
+class Table:
+    """Key <-> slot table, live mask, field indexes and the ANN index of one collection."""
+
+    def __init__(self, dim: int, metric: str, schema: dict, index=None):
+        self.dim = dim
+        self.metric = metric
+        self.fields = FieldIndex(schema)
+        self.index = index
+        self.version = 0          # bumped by every write to the index (invalidates the slot maps)
+        self._maps = None
+        self.own_vectors = False  # set by attach_index
+        self.reset()
+
+    # -- storage ------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.n_slots = 0
+        self.free: list[int] = []
+        self.key_to_slot: dict = {}
+        self.slot_keys: list = []
+        self.slot_payload: list = []
+        self.slot_ids = np.full(0, -1, np.int64)
+        self.live = np.zeros(0, bool)
+        self.slot_of_id = np.full(0, -1, np.int64)
+        self.vectors = np.zeros((0, self.dim), np.float32)   # only with own_vectors
+        self.sqnorm = np.zeros(0, np.float32)
+        self.fields = FieldIndex(self.fields.schema)
+        self._maps = None
+
+    def reserve(self, n: int) -> None:
+        self.slot_ids = grow(self.slot_ids, n, -1)
+        self.live = grow(self.live, n, False)
+        if self.own_vectors:
+            self.vectors = grow(self.vectors, n, 0.0)
+            self.sqnorm = grow(self.sqnorm, n, 0.0)
+        self.fields.reserve(n)
+
+    def ids_reserve(self, next_id: int) -> None:
+        self.slot_of_id = grow(self.slot_of_id, next_id, -1)
+
+    def take_slots(self, count: int) -> np.ndarray:
+        reuse = [self.free.pop() for _ in range(min(count, len(self.free)))]
+        fresh = np.arange(self.n_slots, self.n_slots + count - len(reuse), dtype=np.int64)
+        self.n_slots += fresh.shape[0]
+        self.reserve(self.n_slots)
+        while len(self.slot_keys) < self.n_slots:
+            self.slot_keys.append(None)
+            self.slot_payload.append(None)
+        return np.concatenate([np.array(reuse, np.int64), fresh])
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """What the exact kernels compare: unit rows for cosine, as given otherwise."""
+        return normalize_rows(x) if self.metric == COSINE else x
+
+    def store_vectors(self, slots, x: np.ndarray) -> None:
+        """Keep the rows' vectors here (only when the index cannot give them back)."""
+        if self.own_vectors:
+            px = self.prepare(x)
+            self.vectors[slots] = px
+            self.sqnorm[slots] = np.einsum("ij,ij->i", px, px)
+
+    # -- rows ---------------------------------------------------------------------------
+    def delete(self, slots, extract) -> None:
+        """Free ``slots``; ``extract(payload_text)`` gives a row's field record."""
+        for s in slots:
+            p = self.slot_payload[s]
+            self.fields.remove(s, extract(p))
+            del self.key_to_slot[self.slot_keys[s]]
+            self.slot_of_id[self.slot_ids[s]] = -1
+            self.slot_keys[s] = None
+            self.slot_payload[s] = None
+            self.slot_ids[s] = -1
+            self.live[s] = False
+            self.free.append(s)
+
+    def put(self, keys, x, new_ids, texts, recs, extract) -> np.ndarray:
+        """Put rows in memory: a key already present keeps its slot (its old id is dropped)."""
+        old_slots = [self.key_to_slot.get(k) for k in keys]
+        for s in old_slots:
+            if s is not None:
+                self.fields.remove(s, extract(self.slot_payload[s]))
+                self.slot_of_id[self.slot_ids[s]] = -1
+        fresh = iter(self.take_slots(sum(s is None for s in old_slots)).tolist())
+        slots = np.array([s if s is not None else next(fresh) for s in old_slots], np.int64)
+        self.ids_reserve(int(new_ids.max()) + 1 if new_ids.size else 0)
+        self.slot_of_id[new_ids] = slots
+        self.slot_ids[slots] = new_ids
+        self.live[slots] = True
+        self.store_vectors(slots, x)
+        for k, s, t in zip(keys, slots.tolist(), texts):
+            self.key_to_slot[k] = s
+            self.slot_keys[s] = k
+            self.slot_payload[s] = t
+        self.fields.insert_many(slots, recs)
+        return slots
+
+    def __len__(self) -> int:
+        return len(self.key_to_slot)
+
+    # -- filters ------------------------------------------------------------------------
+    def mask(self, tree: Node) -> np.ndarray | None:
+        """Boolean mask over slots of live rows passing the filter (None = no filter)."""
+        if isinstance(tree, MatchAll):
+            return None
+        return self.fields.mask(tree, self.live[: self.n_slots])
+
+    # -- the index's slots --------------------------------------------------------------
+    def _slot_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(our slot per index slot, index slot per our slot), -1 for none; cached until
+        a write. A filter mask over our slots becomes the index's own slot mask with one
+        gather, and an exact scan reads the allowed rows' vectors straight from the index."""
+        cached = self._maps
+        if cached is not None and cached[0] == self.version:
+            return cached[1], cached[2]
+        labels = self.index.slot_labels()
+        ours = np.where(labels >= 0, self.slot_of_id[np.clip(labels, 0, None)], -1)
+        theirs = np.full(self.n_slots, -1, np.int64)
+        held = np.flatnonzero(ours >= 0)
+        theirs[ours[held]] = held
+        self._maps = (self.version, ours, theirs)
+        return ours, theirs
+
+    def rows(self, slots: np.ndarray) -> np.ndarray:
+        """Stored vectors (prepared: unit rows for cosine) of our ``slots``."""
+        if self.own_vectors:
+            return self.vectors[slots]
+        return self.index.slot_vectors(self._slot_maps()[1][slots])
+
+    # -- search -------------------------------------------------------------------------
+    def exact(self, pq: np.ndarray, k: int, slots: np.ndarray):
+        """Exact top-k (our slots, distances) of prepared queries among ``slots``."""
+        code = METRIC_CODES[self.metric]
+        if slots.shape[0] == 0:
+            return np.full((pq.shape[0], k), -1, np.int64), np.full((pq.shape[0], k), np.inf, np.float32)
+        if self.own_vectors:
+            mask = np.zeros(self.n_slots, np.uint8)
+            mask[slots] = 1
+            n = self.n_slots
+            return _core.flat_search(self.vectors[:n], self.sqnorm[:n], None, pq, k, code, mask, 1, False)
+        best_s = best_d = None
+        for a in range(0, slots.shape[0], GATHER_ROWS):
+            part = slots[a:a + GATHER_ROWS]
+            x = self.rows(part)
+            sqn = np.einsum("ij,ij->i", x, x)
+            pos, dist = _core.flat_search(x, sqn, None, pq, k, code, None, 1, False)
+            found = np.where(pos >= 0, part[np.clip(pos, 0, None)], -1)
+            if best_s is None:
+                best_s, best_d = found, dist
+                continue
+            # merge two sorted top-k lists per query (ties: the earlier block first)
+            s2 = np.concatenate([best_s, found], axis=1)
+            d2 = np.concatenate([best_d, dist], axis=1)
+            order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+            best_s = np.take_along_axis(s2, order, axis=1)
+            best_d = np.take_along_axis(d2, order, axis=1)
+        return best_s, best_d
+
+    def select(self, q: np.ndarray, k: int, tree: Node, search_params: dict):
+        """The k nearest live rows passing ``tree``: (slots, distances), -1/inf padded.
+
+        The one place that chooses how a filtered search runs: few allowed rows are
+        scanned exactly (recall 1 however small the filter), more go to the index as
+        a mask over its own slots, and a query the index cannot fill is answered
+        exactly instead."""
+        mask = self.mask(tree)
+        n_live = len(self.key_to_slot)
+        n_allowed = n_live if mask is None else int(np.count_nonzero(mask))
+        if n_allowed == 0:
+            return np.full((q.shape[0], k), -1, np.int64), np.full((q.shape[0], k), np.inf, np.float32)
+        pq = self.prepare(q)
+        exact_index = getattr(self.index, "exact", False)
+        if mask is not None and not exact_index and prefer_exact(n_allowed, n_live):
+            return self.exact(pq, k, np.flatnonzero(mask))
+        if mask is None:
+            ids, dist = self.index.search(q, k, **search_params)
+        else:
+            ours = self._slot_maps()[0]
+            ext = np.zeros(self.n_slots + 1, dtype=bool)   # the extra False answers slot -1
+            ext[: self.n_slots] = mask
+            ids, dist = self.index.search(q, k, filter=SlotFilter(ext[ours]), threads=1, **search_params)
+        valid = ids >= 0
+        slots = np.where(valid, self.slot_of_id[np.where(valid, ids, 0)], -1)
+        short = (slots >= 0).sum(axis=1) < min(k, n_allowed)
+        if short.any():  # the index could not fill k from the allowed set: answer those exactly
+            allowed = np.flatnonzero(self.live[: self.n_slots] if mask is None else mask)
+            es, ed = self.exact(pq[short], k, allowed)
+            slots[short], dist[short] = es, ed
+        return slots, dist
+
+    def within(self, pq: np.ndarray, bound: float, tree: Node):
+        """(our slots, distances) of every live row passing ``tree`` with distance < bound
+        from the one prepared query ``pq`` (1, dim), nearest first."""
+        mask = self.mask(tree)
+        allowed = np.flatnonzero(self.live[: self.n_slots] if mask is None else mask)
+        code = METRIC_CODES[self.metric]
+        out_s, out_d = [], []
+        for a in range(0, allowed.shape[0], GATHER_ROWS):
+            part = allowed[a:a + GATHER_ROWS]
+            x = self.rows(part)
+            sqn = np.einsum("ij,ij->i", x, x)
+            _, pos, dist = _core.flat_range(x, sqn, None, pq, bound, code, None, 1)
+            out_s.append(part[pos])
+            out_d.append(dist)
+        if not out_s:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        s, d = np.concatenate(out_s), np.concatenate(out_d)
+        order = np.lexsort((s, d))  # nearest first; ties in slot order, as one scan gives
+        return s[order], d[order]
+
+    # -- snapshots ----------------------------------------------------------------------
+    def export(self) -> tuple[dict, dict]:
+        """(params, sections) of a state snapshot: slots, keys, payloads, field indexes;
+        the vectors only when the table keeps its own (otherwise the index snapshot has them)."""
+        from .fields import pack_strings
+
+        n = self.n_slots
+        keys_blob, keys_off = pack_strings([k if k is not None else "" for k in self.slot_keys[:n]])
+        pay_blob, pay_off = pack_strings([p if p is not None else "" for p in self.slot_payload[:n]])
+        sections = {"slot_ids": self.slot_ids[:n], "keys": keys_blob, "keys_off": keys_off,
+                    "payloads": pay_blob, "payloads_off": pay_off}
+        if self.own_vectors:
+            sections["vectors"] = self.vectors[:n]
+            sections["sqnorm"] = self.sqnorm[:n]
+        sections.update(self.fields.export(n))
+        return {"n_slots": n, "fields": self.fields.schema, "state_format": 2}, sections
+
+
+def import_state(table: Table, f, next_id: int) -> None:
+    """Fill ``table`` from a state snapshot file ``f`` (read_index result, mapped
+    copy-on-write); raises ValueError when it does not fit. Format 1 files also
+    carry the vectors: they are used only when the table keeps its own."""
+    from .fields import unpack_strings
+
+    n = int(f.params["n_slots"])
+    sec = f.sections
+    ids = sec["slot_ids"]
+    if ids.shape != (n,):
+        raise ValueError("state sections have inconsistent shapes")
+    if table.own_vectors:
+        if "vectors" not in sec:
+            raise ValueError("the state snapshot holds no vectors (this index keeps only codes)")
+        if sec["vectors"].shape != (n, table.dim) or sec["sqnorm"].shape != (n,):
+            raise ValueError("state sections have inconsistent shapes")
+    keys = unpack_strings(sec["keys"], sec["keys_off"])
+    texts = unpack_strings(sec["payloads"], sec["payloads_off"])
+    if len(keys) != n or len(texts) != n:
+        raise ValueError("state key or payload count does not match its slots")
+    if ids.size and ids.max() >= next_id:
+        raise ValueError("state holds ids the store never issued")
+    fields = FieldIndex(table.fields.schema)
+    fields.import_(sec, n)
+    live = ids >= 0
+    # adopt the freshly read arrays (capacity n; the next insert grows them)
+    table.n_slots = n
+    table.slot_ids = ids
+    table.live = live
+    if table.own_vectors:
+        table.vectors = sec["vectors"]
+        table.sqnorm = sec["sqnorm"]
+    table.reserve(n)
+    if live.all():  # the common case: no free slot to blank out
+        table.slot_keys = keys
+        table.slot_payload = [t or None for t in texts]
+    else:
+        live_list = live.tolist()
+        table.slot_keys = [k if ok else None for k, ok in zip(keys, live_list)]
+        table.slot_payload = [t if (ok and t) else None for t, ok in zip(texts, live_list)]
+    table.free = np.flatnonzero(~live).tolist()[::-1]
+    table.key_to_slot = dict(zip(table.slot_keys, range(n)))  # built in C: ~3x a comprehension
+    table.key_to_slot.pop(None, None)  # free slots
+    if len(table.key_to_slot) != int(live.sum()):
+        raise ValueError("state holds duplicate keys")
+    table.ids_reserve(next_id)
+    table.slot_of_id[ids[live]] = np.flatnonzero(live)
+    fields.reserve(table.live.shape[0])
+    table.fields = fields

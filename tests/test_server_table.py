@@ -1,0 +1,80 @@
+"""The server's search index holds each vector once (in the HNSW graph) and still
+loads graph snapshots whose state file carries the older vector copy."""
+
+import os
+
+import numpy as np
+import pytest
+
+redis = pytest.importorskip("redis")
+
+from server_helpers import ThreadServer  # noqa: E402
+
+from nearkit.io import read_index, write_index  # noqa: E402
+from nearkit.server.vectors import VectorField  # noqa: E402
+
+DIM = 10
+
+
+def _create(r, metric):
+    r.execute_command("FT.CREATE", "idx", "PREFIX", "1", "d:", "SCHEMA", "tag", "TAG", "v",
+                      "VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(DIM),
+                      "DISTANCE_METRIC", metric, "M", "8", "EF_CONSTRUCTION", "64")
+
+
+def _ask(r, q, filt="*"):
+    res = r.execute_command("FT.SEARCH", "idx", f"{filt}=>[KNN 5 @v $b AS d]", "SORTBY", "d",
+                            "RETURN", "1", "d", "PARAMS", "2", "b", q.tobytes(), "DIALECT", "2")
+    return [(res[i], res[i + 1]) for i in range(1, len(res), 2)]
+
+
+@pytest.mark.parametrize("metric", ["COSINE", "L2"])
+def test_old_snapshot_with_vector_copy_loads_and_answers_the_same(tmp_path, metric, monkeypatch):
+    data = str(tmp_path / "data")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, DIM)).astype(np.float32)
+    qs = rng.normal(size=(8, DIM)).astype(np.float32)
+    s = ThreadServer(data=data)
+    try:
+        r = redis.Redis(port=s.port, protocol=2)
+        _create(r, metric)
+        p = r.pipeline(transaction=False)
+        for i, v in enumerate(x):
+            p.hset(f"d:{i}", mapping={"tag": "a" if i % 3 else "b", "v": v.tobytes()})
+        p.execute()
+        r.delete("d:5")
+        vf = s.server.search.indexes[b"idx"].vectors["v"]
+        assert vf._vecs.size == 0 and vf.uses_graph  # the graph's copy is the only one
+        before = [_ask(r, q) for q in qs] + [_ask(r, q, "(@tag:{b})") for q in qs]
+    finally:
+        s.stop()
+    root = os.path.join(data, "snapshots", "server-indexes")
+    states = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs if f.endswith(".state")]
+    assert len(states) == 1
+    f = read_index(states[0])
+    assert "vecs0" not in f.sections
+    sections = {k: np.array(v) for k, v in f.sections.items()}
+    has = sections["has0"]
+    # what the earlier format stored beside the graph: every slot's vector
+    sections["vecs0"] = np.zeros((has.shape[0], DIM), np.float32)
+    os.remove(states[0])
+    write_index(states[0], f.kind, f.dim, f.metric, dict(f.params), sections)
+    flushed = []
+    real_flush = VectorField.flush
+
+    def counting_flush(self):
+        flushed.append(len(self._pending))
+        real_flush(self)
+
+    monkeypatch.setattr(VectorField, "flush", counting_flush)
+    s = ThreadServer(data=data)
+    try:
+        idx = s.server.search.indexes[b"idx"]
+        assert idx.restored_from is not None
+        # unchanged vectors were recognised in the graph, not inserted again
+        assert sum(flushed) == 0
+        r = redis.Redis(port=s.port, protocol=2)
+        after = [_ask(r, q) for q in qs] + [_ask(r, q, "(@tag:{b})") for q in qs]
+        assert after == before
+    finally:
+        s.stop()
