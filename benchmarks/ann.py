@@ -5,6 +5,8 @@
     python benchmarks/ann.py --plot docs/ann_glove50.png
     python benchmarks/ann.py --algos nearkit-hnsw,hnswlib --data synth256   # 256-d, 100k
     python benchmarks/ann.py --robustness                  # awkward data, HNSW vs hnswlib
+    python benchmarks/ann.py --algos nearkit-hnsw,nearkit-hnsw-before,hnswlib \
+        --baseline-src ../old/src      # an older build of nearkit in the same session
 
 Data: GloVe 6B 50-d, angular, 1,000 held-out queries, k=10, one thread, a Python
 loop of single queries; or (--data synth256) 100k synthetic 256-d vectors with
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
 import sys
 import time
@@ -233,6 +236,9 @@ def main(argv=None) -> None:
     ap.add_argument("--robustness", action="store_true",
                     help="awkward distributions (issue 11) through nearkit HNSW and hnswlib")
     ap.add_argument("--robust-metrics", default="l2", help="comma-separated, for --robustness")
+    ap.add_argument("--baseline-src", type=Path,
+                    help="a src/ directory with an older built nearkit: adds nearkit-hnsw-before, "
+                         "nearkit-hnsw run from it (before/after in one session)")
     ap.add_argument("--run-one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -246,18 +252,27 @@ def main(argv=None) -> None:
     algos = all_algos()
     names = args.algos.split(",") if args.algos else sorted(algos)
     rows: list[dict] = []
+    before = "nearkit-hnsw-before"
+    if args.baseline_src:
+        algos[before] = algos["nearkit-hnsw"]
     for name in names:
         if name not in algos:
             ap.error(f"unknown algorithm {name!r}; known: {', '.join(sorted(algos))}")
         if not available(algos[name]):
             log(f"skip {name}: needs {algos[name].requires}")
             continue
-        cmd = [sys.executable, __file__, "--run-one", name, "--n-queries", str(args.n_queries), "-k", str(args.k),
-               "--data", args.data]
+        env = None
+        if name == before:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join([str(args.baseline_src.resolve()), env.get("PYTHONPATH", "")])
+        run_name = "nearkit-hnsw" if name == before else name
+        cmd = [sys.executable, __file__, "--run-one", run_name, "--n-queries", str(args.n_queries),
+               "-k", str(args.k), "--data", args.data]
         if args.n_base:
             cmd += ["--n-base", str(args.n_base)]
         log(f"running {name} ...")
-        for row in run_child(cmd, name):
+        for row in run_child(cmd, name, env=env):
+            row["algo"] = name
             print(json.dumps(row), flush=True)
             rows.append(row)
 

@@ -69,10 +69,10 @@ def single_thread_env() -> None:
         os.environ.setdefault(var, "1")
 
 
-def run_child(cmd: list[str], label: str) -> list[dict]:
+def run_child(cmd: list[str], label: str, env: dict | None = None) -> list[dict]:
     """Run a benchmark step in its own process (so its peak memory is its own)
     and return the JSON objects it printed; a failure is logged and gives []."""
-    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env if env is not None else os.environ.copy())
     if out.returncode != 0:
         log(f"{label} failed:\n{out.stderr[-3000:]}")
         return []

@@ -22,6 +22,19 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
+// Closest first; among equal distances the most recently inserted node (the
+// highest slot) first, as hnswlib's heuristic orders them. Exact ties are
+// common on sparse, binary or duplicated data, and taking the oldest nodes
+// first sent every later node's links to the same few early nodes: their
+// lists filled with copies of each other and were pruned to them, and the
+// walk lost its way out (l2 on sparse vectors, 20k x 32: recall@1 0.925 with
+// the oldest first, 0.97 with the newest; hnswlib 0.98-0.99).
+void sort_closest_first(std::vector<std::pair<float, uint32_t>>& pool) {
+  std::sort(pool.begin(), pool.end(), [](const auto& a, const auto& b) {
+    return a.first < b.first || (a.first == b.first && a.second > b.second);
+  });
+}
+
 size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 inline uint32_t load_relaxed(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
@@ -508,9 +521,10 @@ void Hnsw::prepare(const float* x, Query& q, const CodeKernels& ck, bool codes) 
 }
 
 // The query form of a stored vector, from its code (in cache) rather than its
-// float vector (which is not); on the float walk, the float vector.
+// float vector (which is not); on the float walk, and where neighbours are
+// selected on floats (select_on_floats), the float vector.
 void Hnsw::prepare_slot(size_t s, Query& q, const CodeKernels& ck) const {
-  if (float_walk_) {
+  if (select_on_floats()) {
     prepare(vec(s), q, ck, false);
     return;
   }
@@ -551,6 +565,15 @@ inline float Hnsw::code_error(const Query& q, size_t s, float d) const {
 
 float Hnsw::exact_dist(const float* q, size_t s, const Kernels& K) const {
   return metric_ == Metric::L2 ? K.l2sq(q, vec(s), dim_) : 1.f - K.dot(q, vec(s), dim_);
+}
+
+// Replaces the walk's code distances of a node's candidates with float ones
+// when neighbours are selected on floats (the heuristic compares them with
+// float distances between candidates).
+void Hnsw::rescore_on_floats(const float* x, std::vector<std::pair<float, uint32_t>>& pool) const {
+  if (float_walk_ || !select_on_floats()) return;
+  const Kernels& K = kernels();
+  for (auto& r : pool) r.first = exact_dist(x, r.second, K);
 }
 
 // ---------------------------------------------------------------- links
@@ -782,13 +805,6 @@ void Hnsw::select_neighbours(std::vector<std::pair<float, uint32_t>>& cands, siz
     if (out.size() + 1 < m && i < last) prepare_slot(c, sc.kept[out.size()], ck);
     out.push_back(c);
   }
-  // Inner product is no metric: on nearly parallel vectors (codes make points
-  // on a line exactly parallel) the heuristic keeps a single neighbour and
-  // strands the rest. Top such lists up with the closest pruned candidates.
-  if (metric_ == Metric::IP && out.size() < m / 2) {
-    for (size_t i = 0; i <= last && out.size() < m / 2; ++i)
-      if (std::find(out.begin(), out.end(), cands[i].second) == out.end()) out.push_back(cands[i].second);
-  }
 }
 
 // Links s to `selected` at `level` and adds the reverse links, pruning a
@@ -819,7 +835,7 @@ void Hnsw::connect(uint32_t s, int level, const std::vector<uint32_t>& selected,
     pool.clear();
     pool.emplace_back(dist(sc.qn, s), s);
     for (size_t i = 0; i < cnt; ++i) pool.emplace_back(dist(sc.qn, links[i]), links[i]);
-    std::sort(pool.begin(), pool.end());
+    sort_closest_first(pool);
     select_neighbours(pool, maxl, sc.sel2, sc);
     write_links(n, level, sc.sel2.data(), sc.sel2.size());
   }
@@ -858,9 +874,10 @@ void Hnsw::insert(uint32_t s, Scratch& sc) {
     pool.clear();
     for (auto& r : sc.res)
       if (r.second != s) pool.push_back(r);
+    rescore_on_floats(vec(s), pool);
     sc.per_level[l].clear();
     if (pool.empty()) continue;
-    std::sort(pool.begin(), pool.end());
+    sort_closest_first(pool);
     cur = pool.front().second;
     select_neighbours(pool, M_, sc.per_level[l], sc);
   }
@@ -990,7 +1007,7 @@ void Hnsw::repair_node(uint32_t p, int level, const uint8_t* dead, Scratch& sc) 
 
   sc.begin(n_slots_);
   sc.test_and_set(p);
-  prepare(vec(p), sc.qn, *sc.q.ck);
+  prepare(vec(p), sc.qn, *sc.q.ck, !select_on_floats());
   auto& pool = sc.pool;
   pool.clear();
   auto consider = [&](uint32_t t) {
@@ -1005,7 +1022,7 @@ void Hnsw::repair_node(uint32_t p, int level, const uint8_t* dead, Scratch& sc) 
     size_t hn = read_links(own[i], level, hop.data());
     for (size_t j = 0; j < hn; ++j) consider(hop[j]);
   }
-  std::sort(pool.begin(), pool.end());
+  sort_closest_first(pool);
   select_neighbours(pool, maxl, sc.sel, sc);
   write_links(p, level, sc.sel.data(), sc.sel.size());
 }
@@ -1111,7 +1128,8 @@ void Hnsw::relink(uint32_t s, int level, bool force, Scratch& sc) {
         pool.emplace_back(dist(sc.q, t), uint32_t(t));
   }
   if (pool.empty()) return;
-  std::sort(pool.begin(), pool.end());
+  rescore_on_floats(vec(s), pool);
+  sort_closest_first(pool);
   std::vector<uint32_t> selected;
   select_neighbours(pool, M_, selected, sc);
   connect(s, level, selected, sc);

@@ -192,6 +192,14 @@ class Hnsw {
   // The query form of x; with codes=false (or on the float walk) distances are exact.
   void prepare(const float* q, Query& out, const CodeKernels& ck, bool codes = true) const;
   void prepare_slot(size_t s, Query& q, const CodeKernels& ck) const;
+  // Inner product chooses neighbours on float vectors even when the walk uses
+  // codes: the heuristic compares a candidate's product with the base against
+  // its products with kept neighbours, and a heavy-tailed vector's coarse code
+  // (one huge entry sets its step) gets those comparisons wrong (ip on Cauchy
+  // data, 20k x 32: recall@10 0.947 selecting on codes, 0.972 on floats, hnswlib
+  // 0.973). For l2 and cosine, selecting on codes measured as good, and cheaper.
+  bool select_on_floats() const { return float_walk_ || metric_ == Metric::IP; }
+  void rescore_on_floats(const float* x, std::vector<std::pair<float, uint32_t>>& pool) const;
   float dist(const Query& q, size_t s) const;
   float code_error(const Query& q, size_t s, float d) const;  // modelled error scale
 

@@ -79,6 +79,49 @@ def test_recall_matches_hnswlib_and_float_walk(name, metric):
     assert floats.walk == "float"
 
 
+
+def _recalls_vs_hnswlib(base, queries, metric, dim):
+    """recall@1 and recall@10 at ef=EF of nearkit (walk chosen by the guard) and of hnswlib."""
+    dist = exact_distances(base, queries, metric)
+    ours = nearkit.HNSW(dim, metric, M=M, ef_construction=EFC)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ours.add(base)
+    peer = hnswlib.Index(space=metric, dim=dim)
+    peer.init_index(max_elements=len(base), M=M, ef_construction=EFC, random_seed=100)
+    peer.add_items(base, np.arange(len(base)), num_threads=1)
+    peer.set_ef(EF)
+    got = [recall_by_distance(ours.search(queries, k, ef=EF)[0], dist, k, metric) for k in (1, 10)]
+    ref = [recall_by_distance(peer.knn_query(queries, k=k, num_threads=1)[0].astype(np.int64), dist, k, metric)
+           for k in (1, 10)]
+    return got, ref, ours
+
+
+def test_exact_duplicates_keep_the_graph_navigable():
+    # 60 points, each stored 50 times exactly (more copies than a level-0 list
+    # holds): among equally close candidates the newest must be linked first,
+    # as in hnswlib; linking the oldest first filled their lists with copies of
+    # each other and trapped the walk (recall@1 0.76 against hnswlib's 0.98).
+    rng = np.random.default_rng(5)
+    distinct = rng.standard_normal((60, DIM)).astype(np.float32)
+    base = np.repeat(distinct, 50, axis=0)[rng.permutation(3000)]
+    queries = (distinct[rng.integers(0, 60, NQ)] + 0.3 * rng.standard_normal((NQ, DIM))).astype(np.float32)
+    got, ref, ours = _recalls_vs_hnswlib(base, queries, "l2", DIM)
+    assert got[0] >= ref[0] - SLACK and got[1] >= ref[1] - SLACK, (got, ref, repr(ours))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,metric", [("sparse", "l2"), ("heavy_tails", "ip")])
+def test_issue_size_cases_match_hnswlib(name, metric):
+    # The two cases that were beyond 0.02 of hnswlib only at the issue's size
+    # (20k x 32): sparse l2 (ties, see above) and ip on Cauchy data (coarse
+    # codes of heavy-tailed vectors misled the neighbour heuristic: ip now
+    # selects neighbours on float vectors). 2,000 rows show neither, and 20k
+    # rows take ~10 CPU-s, hence slow (run by .ci/run -m slow).
+    base, _, queries = make(name, 20_000, 32, 200)
+    got, ref, ours = _recalls_vs_hnswlib(base, queries, metric, 32)
+    assert got[0] >= ref[0] - SLACK and got[1] >= ref[1] - SLACK, (got, ref, repr(ours))
+
 def test_returned_distances_are_exact():
     base, _, queries = make("outliers", N, DIM, NQ)
     index = _build_nearkit(base, None, "l2", "auto")
