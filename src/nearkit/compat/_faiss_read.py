@@ -293,7 +293,7 @@ def _read_ivf(r: _Reader, tag: bytes, fx):
         index = fx.IndexIVFScalarQuantizer.__new__(fx.IndexIVFScalarQuantizer)
         fx.Index.__init__(index, d, metric)
         index.quantizer = quantizer
-        index._init_nk(nlist=int(nlist), codec="flat")
+        index._init_decoded(int(nlist), codec, by_residual)  # later adds code as faiss
         codes = np.ascontiguousarray(vecs, np.float32).view(np.uint8).reshape(vecs.shape[0], -1)
     ivf = index._nk
     if h["is_trained"] and quantizer.ntotal == nlist:

@@ -279,14 +279,18 @@ class Index:
         x = _as_x(x, self._d)
         self._require_trained("add")
         if x.shape[0]:
-            self._nk.add(x, np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64))
+            self._put(x, np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64))
 
     def add_with_ids(self, x, ids) -> None:
         x = _as_x(x, self._d)
         ids = _as_ids(ids, x.shape[0])
         self._require_trained("add")
         if x.shape[0]:
-            self._nk.add(x, ids)
+            self._put(x, ids)
+
+    def _put(self, x, ids):
+        """Store vectors under ids (indexes that code vectors themselves override it)."""
+        self._nk.add(x, ids)
 
     def _require_trained(self, what: str) -> None:
         if not self.is_trained:
@@ -375,7 +379,7 @@ class Index:
     # IndexIDMap drives its inner index through these (internal ids it chooses)
     def _add_internal(self, x, ids):
         self._require_trained("add")
-        self._nk.add(x, ids)
+        self._put(x, ids)
 
     def _remove_internal(self, ids):
         self._nk.remove(ids)
@@ -697,15 +701,54 @@ class IndexHNSWPQ(_HNSWCodec):
 # -- IVF, PQ, SQ (all nearkit.IVF underneath) ---------------------------------------------
 
 class _IVFBased(Index):
-    """Shared behaviour of the quantised indexes."""
+    """Shared behaviour of the quantised indexes.
+
+    Most run on a nearkit IVF codec. Codecs nearkit's IVF lacks (SQ4/6, uniform, bf16,
+    PQ with nbits other than 8, SQ by residual) run in "decoded" mode: ``_dcodec`` (a
+    faiss codec from _faiss_codecs) codes each vector, by residual to its list's
+    centroid when ``_dres``, and the list keeps the decoded vector in a flat nearkit
+    IVF. Distances to decoded vectors are what faiss computes from the codes.
+    """
+
+    _dcodec = None  # faiss codec of decoded mode (None: a nearkit IVF codec)
+    _dres = False  # decoded mode codes residuals to the list centroid
+    _nprobe_bad = None  # an nprobe <= 0 set by the user: faiss refuses it at search time
 
     def _init_nk(self, **kw):
         kw.setdefault("nprobe", 1)  # faiss's default (nearkit's own is about sqrt(nlist))
         self._nk = _IVF(self._d, self._metric, **kw)
 
+    def _init_decoded(self, nlist, codec, by_residual):
+        self._dcodec, self._dres = codec, bool(by_residual)
+        self._init_nk(nlist=int(nlist), codec="flat")
+
     @property
     def is_trained(self) -> bool:
-        return self._nk.is_trained
+        return self._nk.is_trained and (self._dcodec is None or self._dcodec.is_trained)
+
+    def _put(self, x, ids):
+        if self._dcodec is None:
+            self._nk.add(x, ids)
+            return
+        ivf = self._nk
+        x, _ = ivf._vectors(x)  # nearkit's checks (width, NaN / inf)
+        lists = ivf._assign(x)  # the list of the original vector, as faiss
+        cents = ivf._centroids[lists] if self._dres else 0.0
+        dec = self._dcodec.decode(self._dcodec.encode(np.ascontiguousarray(x - cents, np.float32)))
+        dec = np.ascontiguousarray(dec + cents, np.float32)
+        with ivf._lock.write():
+            ivf._add(x, _validate.as_ids(ids), encoded=(lists, dec.view(np.uint8).reshape(len(dec), -1)))
+
+    def _train_decoded(self, x):
+        """Train the faiss codec on what it will code (residuals when by_residual)."""
+        ivf = self._nk
+        if self._dres:
+            x = x - ivf._centroids[ivf._assign(x)]
+        x = np.ascontiguousarray(x, np.float32)
+        if isinstance(self._dcodec, _codecs.PQCodec):
+            self._dcodec.train(x, seed=ivf.seed)
+        else:
+            self._dcodec.train(x)
 
     def train(self, x) -> None:
         x = _as_x(x, self._d)
@@ -732,6 +775,8 @@ class _IVFBased(Index):
             self._nk.train(x)
             if shared is not None:  # keep the pre-trained quantizer's centroids (shared quantizer)
                 self._use_centroids(shared, x)
+            if self._dcodec is not None:
+                self._train_decoded(x)
         self._after_train()
 
     def _use_centroids(self, cents, x):
@@ -759,7 +804,8 @@ class _IVFBased(Index):
     def _adopt_quantizer(self):
         """faiss: an IVF whose quantizer is trained and full counts as trained (flat/SQfp16 codecs)."""
         cents = self._shared_centroids()
-        if cents is not None and self._nk.codec in ("flat", "fp16"):
+        untrained_codec = self._dcodec is not None and not self._dcodec.is_trained
+        if cents is not None and self._nk.codec in ("flat", "fp16") and not untrained_codec:
             self._nk._centroids = cents
             self._nk._searcher = None
 
@@ -775,13 +821,30 @@ class _IVFBased(Index):
 
     @property
     def by_residual(self) -> bool:
-        return bool(self._nk.by_residual)
+        return self._dres if self._dcodec is not None else bool(self._nk.by_residual)
 
     @by_residual.setter
     def by_residual(self, value):
-        if bool(value) != bool(self._nk.by_residual):
-            raise RuntimeError(f"Error: by_residual={bool(value)} is not supported for this codec "
+        value = bool(value)
+        if value == self.by_residual:
+            return
+        if self.ntotal:
+            raise RuntimeError("Error: by_residual can only change while the index is empty")
+        if self._dcodec is not None:
+            self._dres = value
+            return
+        codec = {"sq8": lambda: _codecs.SQCodec(self._d, ScalarQuantizer.QT_8bit),
+                 "fp16": lambda: _codecs.SQCodec(self._d, ScalarQuantizer.QT_fp16),
+                 "pq8": lambda: _codecs.PQCodec(self._d, self._nk.pq_m, 8)}.get(self._nk.codec)
+        if codec is None or self._nk.transform_name:
+            raise RuntimeError(f"Error: by_residual={value} is not supported for this codec "
                                f"(nearkit's {self._nk.codec} is fixed at {bool(self._nk.by_residual)})")
+        # switch to decoded mode (keeps the coarse centroids; the codec is trained anew)
+        cents, nprobe = self._nk._centroids, self._nk.nprobe
+        self._init_decoded(self._nk.nlist, codec(), value)
+        self._nk.nprobe = nprobe
+        if cents is not None:
+            self._nk._centroids = cents
 
     def range_search_preassigned(self, x, radius, assign, centroid_dis=None, *, params=None):
         """range_search restricted to the lists given per query in ``assign``."""
@@ -836,12 +899,16 @@ class _IVFBased(Index):
             raise RuntimeError("Error: merge_from: the other index must be an IVF with the same nlist")
         if other.ntotal:
             labels = other._labels()
-            vecs = other._nk.reconstruct(labels)
             new_ids = labels + int(add_id)
             if self.ntotal and np.isin(new_ids, self._labels()).any():
                 raise RuntimeError("Error: merge_from: ids overlap (nearkit IVF indexes hold unique ids; "
                                    "pass add_id to shift them)")
-            self._nk.add(vecs, new_ids)
+            if self._dcodec is not None and other._dcodec is not None:
+                lists, codes, ids, _ = other._nk._unpacked()  # decoded vectors stay in their lists
+                with self._nk._lock.write():
+                    self._nk._add(None, ids + int(add_id), encoded=(lists, codes))
+            else:
+                self._nk.add(other._nk.reconstruct(labels), new_ids)
         other.reset()
 
     def set_direct_map_type(self, kind) -> None:
@@ -903,8 +970,10 @@ class _IVFBased(Index):
     @nprobe.setter
     def nprobe(self, v):
         v = int(v)
-        if v <= 0:
-            raise RuntimeError("Error: 'nprobe > 0' failed")
+        if v <= 0:  # faiss stores it and refuses it when searching
+            self._nprobe_bad = v
+            return
+        self._nprobe_bad = None
         self._nk.nprobe = v
 
     @property
@@ -913,14 +982,16 @@ class _IVFBased(Index):
 
     @property
     def code_size(self) -> int:
-        return self._nk.code_size
+        return self._dcodec.code_size if self._dcodec is not None else self._nk.code_size
 
     def _search_params(self, params) -> dict:
         out = {}
-        if params is None:
-            return out
         base = getattr(params, "base_index_params", None)
         nprobe = getattr(params, "nprobe", None) or getattr(base, "nprobe", None)
+        if not nprobe and self._nprobe_bad is not None:
+            raise RuntimeError("Error: 'nprobe > 0' failed")
+        if params is None:
+            return out
         if nprobe:
             out["nprobe"] = int(nprobe)
         kf = getattr(params, "k_factor", None)
@@ -1147,18 +1218,19 @@ class IndexIVFPQ(_IVFBased):
     def __init__(self, quantizer, d, nlist, M, nbits, metric=METRIC_L2):
         super().__init__(d, metric)
         self.quantizer = quantizer
-        if nbits not in (4, 8):
-            raise RuntimeError(f"nbits={nbits} is not supported (4 or 8)")
         if d % M:
             raise RuntimeError("Error: 'd % M == 0' failed: The dimension of the vector (d) should "
                                "be a multiple of the number of subquantizers (M)")
-        self._init_nk(nlist=int(nlist), codec=f"pq{M}" + ("x4fs" if nbits == 4 else ""))
+        if int(nbits) == 8:
+            self._init_nk(nlist=int(nlist), codec=f"pq{M}")
+        else:  # by residual, as faiss, in decoded mode
+            self._init_decoded(nlist, _codecs.PQCodec(d, M, nbits), True)
 
     do_polysemous_training = False  # nearkit has no polysemous codes
 
     @property
     def pq(self):
-        return self._nk._pq
+        return self._dcodec if self._dcodec is not None else self._nk._pq
 
 
 class ScalarQuantizer:
@@ -1298,13 +1370,14 @@ class IndexIVFScalarQuantizer(_IVFBased):
     def __init__(self, quantizer, d, nlist, qtype=ScalarQuantizer.QT_8bit, metric=METRIC_L2,
                  by_residual=True):
         super().__init__(d, metric)
-        codec = {ScalarQuantizer.QT_8bit: "sq8", ScalarQuantizer.QT_fp16: "fp16"}.get(int(qtype))
-        if codec is None:
-            raise RuntimeError(f"Error: IndexIVFScalarQuantizer supports QT_8bit and QT_fp16 here "
-                               f"(got qtype {qtype}); use IndexScalarQuantizer for the others")
         self.quantizer = quantizer
-        self._init_nk(nlist=int(nlist), codec=codec)
+        # faiss's rules for every qtype, by residual unless told otherwise (decoded mode)
+        self._init_decoded(nlist, _codecs.SQCodec(d, int(qtype)), by_residual)
         self._adopt_quantizer()
+
+    @property
+    def sq(self):
+        return self._dcodec if self._dcodec is not None else self._nk._sq
 
 
 class IndexIVFPQFastScan(_IVFBased):
@@ -1696,6 +1769,9 @@ def _factory_main(d, parts, metric, desc):
                 raise FactoryError(f"Error: could not parse index string {desc}: HNSW storage {storage!r}")
             return index
         parts = [f"HNSW{M}"]
+    decoded = _decoded_ivf(d, parts, metric)
+    if decoded is not None:
+        return decoded
     hnsw_quantizer = None
     for i, p in enumerate(parts):
         mq = _IVF_HNSW_RE.match(p)
@@ -1719,6 +1795,25 @@ def _factory_main(d, parts, metric, desc):
         inner = obj.index if isinstance(obj, IndexIDMap) else obj
         inner.quantizer = IndexHNSWFlat(nk_index.inner_dim, hnsw_quantizer, metric)
     return obj
+
+
+def _decoded_ivf(d, parts, metric):
+    """``IVF<n>[_HNSW<m>],SQ<any>`` and ``IVF<n>,PQ<m>x<b>`` (b != 8): faiss's codecs by
+    residual (decoded mode, see _IVFBased), built from the classes as faiss's factory does."""
+    if len(parts) != 2:
+        return None
+    mh, mn = _IVF_HNSW_RE.match(parts[0]), _IVF_NLIST_RE.match(parts[0])
+    if not (mh or mn):
+        return None
+    size = mh.group(1) if mh else mn.group(1) + mn.group(2)
+    nlist = int(size.rstrip("kM")) * {"k": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+    mp = _PQ_BITS_RE.match(parts[1])
+    if parts[1] not in _codecs.SQ_NAMES and not (mp and mp.group(2) not in (None, "8")):
+        return None
+    quantizer = IndexHNSWFlat(d, int(mh.group(2) or 32), metric) if mh else IndexFlat(d, metric)
+    if mp:
+        return IndexIVFPQ(quantizer, d, nlist, int(mp.group(1)), int(mp.group(2)), metric)
+    return IndexIVFScalarQuantizer(quantizer, d, nlist, _codecs.SQ_NAMES[parts[1]], metric)
 
 
 class IndexRefine(Index):
@@ -1943,6 +2038,15 @@ def _to_node(index, prefix, sections) -> dict:
         if index._nk is None or (isinstance(index._nk, _IVF) and not index._nk.is_trained):
             raise RuntimeError(f"Error: write_index: cannot write an untrained {type(index).__name__}")
         node["nk"] = _nk_node(index._nk, prefix + "n/", sections)
+        codec = getattr(index, "_dcodec", None)
+        if codec is not None:  # decoded-mode IVF: the faiss codec, for later adds
+            node.update(by_residual=bool(index._dres), codec_trained=bool(codec.is_trained))
+            if isinstance(codec, _codecs.SQCodec):
+                node["qtype"] = codec.qtype
+                sections[prefix + "sq_trained"] = codec.trained
+            else:
+                node.update(M=codec.M, nbits=codec.nbits)
+                sections[prefix + "pq_centroids"] = codec.centroids
         if isinstance(index, IndexHNSWFlat):
             node["ef_search"] = index._ef_search
     return node
@@ -2038,6 +2142,16 @@ def _from_node(node, prefix, sections):
         wrapped = _wrap(nk, node["metric"])
         wrapped.__class__ = cls
         obj = wrapped
+        if "by_residual" in node:  # decoded-mode IVF
+            if "qtype" in node:
+                codec = _codecs.SQCodec(node["d"], node["qtype"])
+                if node["codec_trained"]:
+                    codec.set_trained(sections[prefix + "sq_trained"])
+            else:
+                codec = _codecs.PQCodec(node["d"], node["M"], node["nbits"])
+                codec.centroids = np.array(sections[prefix + "pq_centroids"], np.float32)
+            codec.is_trained = bool(node["codec_trained"])
+            obj._dcodec, obj._dres = codec, bool(node["by_residual"])
         if isinstance(obj, IndexHNSWFlat):
             obj._ef_search = int(node.get("ef_search", obj._ef_search))
     return obj
