@@ -466,6 +466,16 @@ class _DistanceComputer:
         return float(np.dot(a, b)) if self._index.metric_type == METRIC_INNER_PRODUCT else float(((a - b) ** 2).sum())
 
 
+class _PreTransformDistanceComputer(_DistanceComputer):
+    def __init__(self, index):
+        super().__init__(index.index)
+        self._outer = index
+
+    def set_query(self, x):
+        x = np.asarray(x, np.float32).reshape(-1)[: self._outer.d]
+        self._q = self._outer.apply_chain(x[None, :])[0]
+
+
 def _copy_nk(nk):
     if isinstance(nk, _IVF) and not nk.is_trained:
         return _IVF(nk.dim, nk.metric, nlist=nk.nlist, codec=nk._codec_name, transform=nk.transform_name,
@@ -713,6 +723,7 @@ class _IVFBased(Index):
     _dcodec = None  # faiss codec of decoded mode (None: a nearkit IVF codec)
     _dres = False  # decoded mode codes residuals to the list centroid
     _nprobe_bad = None  # an nprobe <= 0 set by the user: faiss refuses it at search time
+    _direct_map = 0  # DirectMap type: reconstruct(key) needs one, as in faiss
 
     def _init_nk(self, **kw):
         kw.setdefault("nprobe", 1)  # faiss's default (nearkit's own is about sqrt(nlist))
@@ -912,12 +923,41 @@ class _IVFBased(Index):
         other.reset()
 
     def set_direct_map_type(self, kind) -> None:
-        """faiss needs a direct map to reconstruct by id; nearkit always can: nothing to do."""
+        """Allow (or not) reconstruct by id. nearkit can always find an id; the flag is kept
+        so that reconstruct() refuses without it, as faiss does."""
         if int(kind) not in (DirectMap.NoMap, DirectMap.Array, DirectMap.Hashtable):
             raise RuntimeError(f"Error: unknown direct map type {kind}")
+        self._direct_map = int(kind)
 
     def make_direct_map(self, new_maintain=True) -> None:
         """See set_direct_map_type."""
+        self._direct_map = DirectMap.Array if new_maintain else DirectMap.NoMap
+
+    @property
+    def direct_map(self):
+        return _DirectMapView(self._direct_map)
+
+    def reconstruct_n(self, n0=0, ni=-1) -> np.ndarray:
+        """The vectors of ids n0 .. n0 + ni - 1 (faiss scans the lists: no direct map needed)."""
+        ni = self.ntotal - n0 if ni < 0 else ni
+        if not ni:
+            return np.empty((0, self._d), np.float32)
+        try:
+            return self._nk.reconstruct(np.arange(n0, n0 + ni, dtype=np.int64))
+        except KeyError as exc:
+            raise RuntimeError(f"Error: reconstruct_n: {exc}") from None
+
+    def search_and_reconstruct(self, x, k, *, params=None, D=None, I=None, R=None):  # noqa: E741
+        """search plus the decoded vector of each result (faiss reads them from the lists)."""
+        dist, ids = self.search(x, k, params=params, D=D, I=I)
+        rec = np.zeros(ids.shape + (self._d,), np.float32)
+        found = ids >= 0
+        if found.any():
+            rec[found] = self._nk.reconstruct(ids[found])
+        if R is not None:
+            R[...] = rec
+            rec = R
+        return dist, ids, rec
 
     def copy_subset_to(self, other, subset_type, a1, a2) -> None:
         """Copy part of this IVF's entries (codes as they are) into ``other`` (same training):
@@ -1003,17 +1043,25 @@ class _IVFBased(Index):
         self._nk.reset()
 
     def reconstruct(self, key) -> np.ndarray:
+        if self._direct_map == DirectMap.NoMap:
+            raise RuntimeError("Error: direct map not initialized: call make_direct_map() or "
+                               "set_direct_map_type() first (as in faiss)")
         try:
             return self._nk.reconstruct([int(key)])[0]
         except KeyError as exc:
             raise RuntimeError(f"Error: key {int(key)} not found ({exc})") from None
 
-    def make_direct_map(self, *a):
-        return None
-
 
 class DirectMap:
     NoMap, Array, Hashtable = 0, 1, 2
+
+
+class _DirectMapView:
+    def __init__(self, kind):
+        self.type = kind
+
+    def no(self) -> bool:
+        return self.type == DirectMap.NoMap
 
 
 class _IterationStats:
@@ -1127,6 +1175,15 @@ class IndexShards(Index):
             raise RuntimeError("Error: shards must have the same dimension")
         self.shards.append(index)
 
+    def remove_shard(self, index) -> None:
+        self.shards = [s for s in self.shards if s is not index]
+
+    def at(self, i):
+        return self.shards[int(i)]
+
+    def count(self) -> int:
+        return len(self.shards)
+
     @property
     def ntotal(self) -> int:
         return sum(s.ntotal for s in self.shards)
@@ -1134,6 +1191,42 @@ class IndexShards(Index):
     @property
     def is_trained(self) -> bool:
         return all(s.is_trained for s in self.shards)
+
+    def train(self, x) -> None:
+        x = _as_x(x, self._d)
+        for s in self.shards:
+            s.train(x)
+
+    def add(self, x) -> None:
+        self.add_with_ids(x, None)
+
+    def add_with_ids(self, x, ids) -> None:
+        """Rows split evenly over the shards in order, as faiss; with successive_ids only
+        one add() into empty shards (faiss's rule), else ids given or numbered from ntotal."""
+        x = _as_x(x, self._d)
+        n, nshard = x.shape[0], len(self.shards)
+        if not nshard:
+            raise RuntimeError("Error: IndexShards has no shard to add to")
+        if self.successive_ids:
+            if ids is not None:
+                raise RuntimeError("Error: It makes no sense to pass in ids and request them to be shifted")
+            if self.ntotal:
+                raise RuntimeError("Error: when adding to IndexShards with successive_ids, only add() "
+                                   "in a single pass is supported")
+        elif ids is None:
+            ids = np.arange(self.ntotal, self.ntotal + n, dtype=np.int64)
+        if ids is not None:
+            ids = _as_ids(ids, n)
+        for i, s in enumerate(self.shards):
+            i0, i1 = i * n // nshard, (i + 1) * n // nshard
+            if ids is None:
+                s.add(x[i0:i1])
+            else:
+                s.add_with_ids(x[i0:i1], ids[i0:i1])
+
+    def reset(self) -> None:
+        for s in self.shards:
+            s.reset()
 
     def search(self, x, k, *, params=None, D=None, I=None):  # noqa: E741
         x = _as_x(x, self._d)
@@ -1148,6 +1241,76 @@ class IndexShards(Index):
             idss.append(ii)
         dist, ids = merge_knn_results(np.stack(dists), np.stack(idss),
                                       keep_max=self._metric == "ip")
+        return _fill(D, I, np.ascontiguousarray(dist), np.ascontiguousarray(ids))
+
+
+class IndexReplicas(Index):
+    """The same index held several times (faiss.IndexReplicas): train and add go to
+    every replica, the queries of a search are split among them."""
+
+    def __init__(self, *args):
+        d = None
+        if args and not isinstance(args[0], (bool, np.bool_)):
+            d = int(args[0])
+        super().__init__(d or 1, METRIC_L2)
+        self._d_set = d is not None
+        self.replicas = []
+
+    def add_replica(self, index) -> None:
+        if not self._d_set:
+            self._d, self._metric_type = index.d, index.metric_type
+            self._metric = _metric_name(index.metric_type)
+            self._d_set = True
+        elif index.d != self._d:
+            raise RuntimeError("Error: replicas must have the same dimension")
+        if self.replicas and index.ntotal != self.replicas[0].ntotal:
+            raise RuntimeError("Error: a new replica must hold as many vectors as the others")
+        self.replicas.append(index)
+
+    def remove_replica(self, index) -> None:
+        self.replicas = [r for r in self.replicas if r is not index]
+
+    def at(self, i):
+        return self.replicas[int(i)]
+
+    def count(self) -> int:
+        return len(self.replicas)
+
+    @property
+    def ntotal(self) -> int:
+        return self.replicas[0].ntotal if self.replicas else 0
+
+    @property
+    def is_trained(self) -> bool:
+        return all(r.is_trained for r in self.replicas)
+
+    def train(self, x) -> None:
+        x = _as_x(x, self._d)
+        for r in self.replicas:
+            r.train(x)
+
+    def add(self, x) -> None:
+        for r in self.replicas:
+            r.add(x)
+
+    def add_with_ids(self, x, ids) -> None:
+        for r in self.replicas:
+            r.add_with_ids(x, ids)
+
+    def reset(self) -> None:
+        for r in self.replicas:
+            r.reset()
+
+    def search(self, x, k, *, params=None, D=None, I=None):  # noqa: E741
+        x = _as_x(x, self._d)
+        k = _as_k(k)
+        if not self.replicas:
+            raise RuntimeError("Error: IndexReplicas has no replica to search")
+        n, nr = x.shape[0], len(self.replicas)
+        parts = [self.replicas[i].search(x[i * n // nr:(i + 1) * n // nr], k, params=params)
+                 for i in range(nr)]
+        dist = np.concatenate([p[0] for p in parts]).reshape(n, k)
+        ids = np.concatenate([p[1] for p in parts]).reshape(n, k)
         return _fill(D, I, np.ascontiguousarray(dist), np.ascontiguousarray(ids))
 
 
@@ -1455,13 +1618,35 @@ class IndexPreTransform(Index):
     def reset(self):
         self.index.reset()
 
-    def reconstruct(self, key):
-        y = self.index.reconstruct(key)[None, :]
-        for t in reversed(self.chain):
-            if not getattr(t, "is_orthonormal", False):
-                raise RuntimeError("Error: reconstruct needs invertible (orthonormal) transforms")
+    def _reverse_chain(self, y):
+        for t in reversed(self.chain):  # each transform raises if it cannot be reversed
             y = t.reverse_transform(y)
-        return y[0]
+        return y
+
+    def reconstruct(self, key):
+        return self._reverse_chain(self.index.reconstruct(key)[None, :])[0]
+
+    def reconstruct_n(self, n0=0, ni=-1):
+        y = self.index.reconstruct_n(n0, ni)
+        return self._reverse_chain(y) if y.shape[0] else np.empty((0, self._d), np.float32)
+
+    def search_and_reconstruct(self, x, k, *, params=None, D=None, I=None, R=None):  # noqa: E741
+        """As faiss: the inner index's results, its vectors mapped back through the chain."""
+        dist, ids, rec = self.index.search_and_reconstruct(self.apply_chain(_as_x(x, self._d)), k,
+                                                           params=params, D=D, I=I)
+        shape = ids.shape
+        back = self._reverse_chain(rec.reshape(-1, rec.shape[-1])).reshape(shape + (self._d,))
+        back[ids < 0] = 0
+        if R is not None:
+            R[...] = back
+            back = R
+        return dist, ids, back
+
+    def get_distance_computer(self):
+        """Distances in the transformed space, as faiss (the query goes through the chain)."""
+        if isinstance(self, _IVFBased):  # the transform lives inside a nearkit IVF
+            return _DistanceComputer(self)
+        return _PreTransformDistanceComputer(self)
 
     def sa_code_size(self) -> int:
         return self.index.sa_code_size()
@@ -2038,6 +2223,8 @@ def _to_node(index, prefix, sections) -> dict:
         if index._nk is None or (isinstance(index._nk, _IVF) and not index._nk.is_trained):
             raise RuntimeError(f"Error: write_index: cannot write an untrained {type(index).__name__}")
         node["nk"] = _nk_node(index._nk, prefix + "n/", sections)
+        if isinstance(index, _IVFBased):
+            node["direct_map"] = int(index._direct_map)
         codec = getattr(index, "_dcodec", None)
         if codec is not None:  # decoded-mode IVF: the faiss codec, for later adds
             node.update(by_residual=bool(index._dres), codec_trained=bool(codec.is_trained))
@@ -2142,6 +2329,8 @@ def _from_node(node, prefix, sections):
         wrapped = _wrap(nk, node["metric"])
         wrapped.__class__ = cls
         obj = wrapped
+        if isinstance(obj, _IVFBased):
+            obj.set_direct_map_type(node.get("direct_map", DirectMap.NoMap))
         if "by_residual" in node:  # decoded-mode IVF
             if "qtype" in node:
                 codec = _codecs.SQCodec(node["d"], node["qtype"])
