@@ -824,6 +824,7 @@ class _IVFBased(Index):
     def cp(self):
         if "_cp" not in self.__dict__:
             self._cp = ClusteringParameters()
+            self._cp.spherical = self._metric == "ip"  # as faiss's factory: IP lists are spherical
         return self._cp
 
     @property
@@ -1543,12 +1544,42 @@ class IndexIVFScalarQuantizer(_IVFBased):
         return self._dcodec if self._dcodec is not None else self._nk._sq
 
 
-class IndexIVFPQFastScan(_IVFBased):
-    pass
+class _FastScan:
+    """faiss's fast-scan attributes: ``bbs`` (block size, a multiple of 32) and ``pq``."""
+
+    _bbs = 32
+
+    @property
+    def bbs(self) -> int:
+        return self._bbs
+
+    @property
+    def pq(self):
+        return self._dcodec if self._dcodec is not None else self._nk._pq
 
 
-class IndexPQFastScan(_IVFBased):
-    pass
+class IndexIVFPQFastScan(_FastScan, _IVFBased):
+    """4-bit PQ by residual, as faiss's default (decoded mode; see _IVFBased)."""
+
+    def __init__(self, quantizer, d, nlist, M, nbits=4, metric=METRIC_L2, bbs=32):
+        super().__init__(d, metric)
+        if int(nbits) != 4:
+            raise RuntimeError(f"Error: fast-scan PQ needs nbits=4 (got {nbits})")
+        if d % int(M):
+            raise RuntimeError("Error: 'd % M == 0' failed: The dimension of the vector (d) should "
+                               "be a multiple of the number of subquantizers (M)")
+        self.quantizer = quantizer
+        self._init_decoded(nlist, _codecs.PQCodec(d, int(M), 4), True)
+        self._bbs = int(bbs)
+
+
+class IndexPQFastScan(_FastScan, _IVFBased):
+    def __init__(self, d, M, nbits=4, metric=METRIC_L2, bbs=32):
+        super().__init__(d, metric)
+        if int(nbits) != 4:
+            raise RuntimeError(f"Error: fast-scan PQ needs nbits=4 (got {nbits})")
+        self._init_nk(nlist=1, codec=f"pq{int(M)}x4fs")
+        self._bbs = int(bbs)
 
 
 class _NkPreTransformBase(_IVFBased):
@@ -1936,6 +1967,18 @@ def _factory_main(d, parts, metric, desc):
 
     # "np" (no polysemous training) changes nothing here: nearkit has no polysemous codes
     parts = [re.sub(r"^(PQ\d+(?:x\d+)?)np$", r"\1", p) for p in parts]
+    bbs = 32
+    for i, p in enumerate(parts):  # fast-scan block size "_<bbs>"; "fsr" (by residual) is IVF's default
+        mf = re.match(r"^(PQ\d+x4fs)(r?)(?:_(\d+))?$", p)
+        if mf:
+            parts[i] = mf.group(1)
+            bbs = int(mf.group(3) or 32)
+            if bbs <= 0 or bbs % 32:
+                raise FactoryError(f"Error: could not parse index string {desc}: bbs must be a "
+                                   f"multiple of 32 (got {bbs})")
+    obj = _factory_fast_scan(d, parts, metric, bbs)
+    if obj is not None:
+        return obj
     if len(parts) == 1:
         codec = _codec_index(d, parts[0], metric)
         if codec is not None:
@@ -1976,9 +2019,25 @@ def _factory_main(d, parts, metric, desc):
     options = {"ef_construction": 40, "ef_search": 16} if spec["kind"] == "hnsw" else {}
     nk_index = _nk_factory(d, text, _metric_name(metric), **options)
     obj = _wrap(nk_index, metric, spec["idmap"])
+    inner = obj.index if isinstance(obj, IndexIDMap) else obj
     if hnsw_quantizer is not None:
-        inner = obj.index if isinstance(obj, IndexIDMap) else obj
         inner.quantizer = IndexHNSWFlat(nk_index.inner_dim, hnsw_quantizer, metric)
+    if isinstance(inner, _FastScan):
+        inner._bbs = bbs
+    return obj
+
+
+def _factory_fast_scan(d, parts, metric, bbs):
+    """``IVF<n>,PQ<m>x4fs[r]``: 4-bit PQ by residual as faiss (its default for IVF fast
+    scan), in decoded mode (see _IVFBased): nearkit's own 4-bit fast-scan codec codes
+    the vectors, not residuals, which changes distances and ties. None otherwise."""
+    if len(parts) != 2 or not parts[1].endswith("x4fs"):
+        return None
+    obj = _decoded_ivf(d, [parts[0], parts[1][:-2]], metric)
+    if obj is None:
+        return None
+    obj.__class__ = IndexIVFPQFastScan
+    obj._bbs = bbs
     return obj
 
 
