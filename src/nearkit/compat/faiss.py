@@ -336,9 +336,12 @@ class Index:
             kw = self._search_params(params)
             if flt is not None:
                 kw["filter"] = flt
-            ids, dist = self._nk.search(x, k, **kw)
+            ids, dist = self._nk_search(x, k, **kw)
             dist, ids = self._to_faiss(ids, dist)
         return _fill(D, I, dist, ids)
+
+    def _nk_search(self, x, k, **kw):
+        return self._nk.search(x, k, **kw)
 
     def range_search(self, x, thresh, *, params=None):
         """(lims uint64 (n+1), D, I): results with distance < thresh (L2) or similarity > thresh (IP)."""
@@ -611,8 +614,10 @@ class IndexHNSWFlat(Index):
     def _new_graph(self):
         from ..indexes.hnsw import HNSW
 
+        # faiss walks the graph on the float vectors: so does this (nearkit's default walk
+        # on 8-bit codes finds other neighbours at faiss's small efSearch)
         self._nk = HNSW(self._d, self._metric, M=self._M, ef_construction=self._ef_construction,
-                        ef_search=self._ef_search)
+                        ef_search=self._ef_search, walk="float")
 
     def _search_params(self, params) -> dict:
         ef = getattr(params, "efSearch", None) if params is not None else None
@@ -625,6 +630,31 @@ class IndexHNSWFlat(Index):
         elif getattr(params, "efSearch", None):
             params.efSearch = max(params.efSearch, k)
         return super().search(x, k, params=params, D=D, I=I)
+
+    def _nk_search(self, x, k, filter=None, ef=None):
+        """With a selector, faiss walks the same graph and keeps the allowed nodes, so the
+        allowed results of the unfiltered search come first, in order. Here: the
+        unfiltered walk (same ef, so the same path) filtered; when it holds fewer than k
+        allowed nodes, the rest come from nearkit's filtered search, beyond the walk's
+        last distance (results stay sorted)."""
+        if filter is None:
+            return self._nk.search(x, k, ef=ef)
+        allowed = np.asarray(filter, np.int64)
+        ef = max(int(ef or self._ef_search), k)
+        walk_ids, walk_d = self._nk.search(x, min(ef, self.ntotal), ef=ef)
+        ids = np.full((x.shape[0], k), -1, np.int64)
+        dist = np.full((x.shape[0], k), np.inf, np.float32)
+        for i in range(x.shape[0]):
+            keep = (walk_ids[i] >= 0) & np.isin(walk_ids[i], allowed)
+            wi, wd = walk_ids[i][keep][:k], walk_d[i][keep][:k]
+            ids[i, :wi.size], dist[i, :wi.size] = wi, wd
+            rest = np.setdiff1d(allowed, wi, assume_unique=False)
+            if wi.size < k and rest.size:
+                fi, fd = self._nk.search(x[i], k, filter=rest, ef=ef)
+                ok = (fi >= 0) & (fd >= (wd[-1] if wd.size else -np.inf))
+                fi, fd = fi[ok][: k - wi.size], fd[ok][: k - wi.size]
+                ids[i, wi.size:wi.size + fi.size], dist[i, wi.size:wi.size + fi.size] = fi, fd
+        return ids, dist
 
     def add_with_ids(self, x, ids):
         raise RuntimeError("Error: add_with_ids not implemented for this type of index (wrap it in IndexIDMap)")
@@ -1127,6 +1157,11 @@ class Clustering:
                     cents = (cents / norms).astype(np.float32)
                 if self.int_centroids:
                     cents = np.rint(cents).astype(np.float32)
+                if len(stats) > 1:  # faiss 1.15: stop once the objective stops changing
+                    prev = float(np.float32(stats[-2].obj))
+                    change = abs(prev - stats[-1].obj) / abs(prev) if prev else float("inf")
+                    if change <= float(self.early_stop_threshold):
+                        break
             final = stats[-1].obj if stats else 0.0
             if best is None or (final > best[0] if maximize else final < best[0]):
                 best = (final, cents.copy(), stats)
@@ -1322,6 +1357,7 @@ class ClusteringParameters:
         self.niter, self.nredo, self.seed, self.verbose, self.spherical = 10, 1, 1234, False, False
         self.min_points_per_centroid, self.max_points_per_centroid = 39, 256
         self.int_centroids, self.update_index, self.frozen_centroids = False, False, False
+        self.early_stop_threshold = 0.0  # relative objective change at which k-means stops
 
 
 class InvertedLists:
@@ -1397,11 +1433,30 @@ class IndexIVFPQ(_IVFBased):
         return self._dcodec if self._dcodec is not None else self._nk._pq
 
 
-class ScalarQuantizer:
-    """faiss.ScalarQuantizer's type constants (the codec itself: ``index.sq``)."""
+class ScalarQuantizer(_codecs.SQCodec):
+    """faiss.ScalarQuantizer: the type constants, and a stand-alone codec
+    (``train``, ``compute_codes``, ``decode``; codes one value per dimension, not
+    bit-packed as faiss's)."""
 
     QT_8bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16 = 0, 1, 2, 3, 4
     QT_8bit_direct, QT_6bit, QT_bf16, QT_8bit_direct_signed = 5, 6, 7, 8
+    this = _Owned()
+
+    def __init__(self, d=0, qtype=0):
+        super().__init__(int(d), int(qtype))
+
+    def train(self, x) -> None:
+        super().train(_as_x(x, self.d))
+
+    def compute_codes(self, x) -> np.ndarray:
+        return self.encode(_as_x(x, self.d))
+
+
+def clone_Quantizer(quantizer):
+    """A deep copy of a stand-alone quantizer."""
+    import copy
+
+    return copy.deepcopy(quantizer)
 
 
 class _CodecIndex(Index):
@@ -2016,7 +2071,8 @@ def _factory_main(d, parts, metric, desc):
 
     text = ",".join(parts)
     spec = parse(text)
-    options = {"ef_construction": 40, "ef_search": 16} if spec["kind"] == "hnsw" else {}
+    options = ({"ef_construction": 40, "ef_search": 16, "walk": "float"} if spec["kind"] == "hnsw"
+               else {})
     nk_index = _nk_factory(d, text, _metric_name(metric), **options)
     obj = _wrap(nk_index, metric, spec["idmap"])
     inner = obj.index if isinstance(obj, IndexIDMap) else obj
