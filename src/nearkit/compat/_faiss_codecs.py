@@ -79,7 +79,9 @@ class SQCodec:
         if self.qtype == QT_fp16:
             return x.astype(np.float16)
         if self.qtype == QT_bf16:
-            return (np.ascontiguousarray(x, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+            # faiss rounds to nearest: (bits + 0x8000) >> 16
+            u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+            return ((u + 0x8000) >> 16).astype(np.uint16)
         if self.qtype == QT_8bit_direct:
             return np.clip(np.floor(x), 0, 255).astype(np.uint8)
         if self.qtype == QT_8bit_direct_signed:

@@ -94,11 +94,12 @@ def _header(r: _Reader) -> dict:
     return {"d": d, "ntotal": ntotal, "is_trained": is_trained, "metric": metric}
 
 
-def _direct_map(r: _Reader) -> None:
+def _direct_map(r: _Reader) -> int:
     kind = r.scalar("b")
     r.vector(np.int64)
     if kind == 2:  # hashtable: pairs of int64
         r.vector(np.dtype([("k", "<i8"), ("v", "<i8")]))
+    return int(kind)
 
 
 def _invlists(r: _Reader, nlist: int, code_size: int):
@@ -258,7 +259,7 @@ def _read_ivf(r: _Reader, tag: bytes, fx):
     h = _header(r)
     nlist, nprobe = r.u64(), r.u64()
     quantizer = _read_index(r, fx)
-    _direct_map(r)
+    direct_map = _direct_map(r)
     d, metric = h["d"], h["metric"]
     if quantizer.ntotal != nlist and h["is_trained"]:
         raise r.error(f"{r.name}: IVF quantizer holds {quantizer.ntotal} centroids for nlist={nlist}")
@@ -293,7 +294,7 @@ def _read_ivf(r: _Reader, tag: bytes, fx):
         index = fx.IndexIVFScalarQuantizer.__new__(fx.IndexIVFScalarQuantizer)
         fx.Index.__init__(index, d, metric)
         index.quantizer = quantizer
-        index._init_nk(nlist=int(nlist), codec="flat")
+        index._init_decoded(int(nlist), codec, by_residual)  # later adds code as faiss
         codes = np.ascontiguousarray(vecs, np.float32).view(np.uint8).reshape(vecs.shape[0], -1)
     ivf = index._nk
     if h["is_trained"] and quantizer.ntotal == nlist:
@@ -305,4 +306,6 @@ def _read_ivf(r: _Reader, tag: bytes, fx):
     ivf._searcher = None
     if nprobe:
         ivf.nprobe = int(nprobe)
+    if direct_map in (0, 1, 2):
+        index.set_direct_map_type(direct_map)
     return index

@@ -60,6 +60,9 @@ class VectorTransform:
     def apply_py(self, x):
         return self.apply(x)
 
+    def reverse_transform(self, y):
+        raise RuntimeError("Error: reverse transform not implemented")
+
 
 class LinearTransform(VectorTransform):
     """y = A x + b; A is (d_out, d_in), stored row-major in the Vector ``A``."""
@@ -125,6 +128,7 @@ class PCAMatrix(LinearTransform):
         copy_array_to_vector((-(vecs @ mean)).astype(np.float32), self.b)
         copy_array_to_vector(vals.astype(np.float32), self.eigenvalues)
         copy_array_to_vector(mean.astype(np.float32), self.mean)
+        self.is_orthonormal = self.eigen_power == 0  # as faiss: whitening breaks it
         self.is_trained = True
 
 
@@ -152,6 +156,17 @@ class HadamardRotation(VectorTransform):
             y = y.reshape(x.shape[0], self.d_out)
             h *= 2
         return np.ascontiguousarray(y / np.sqrt(self.d_out), dtype=np.float32)
+
+    def reverse_transform(self, y):
+        """The transform is orthonormal and its own inverse up to the signs: H (H s x) = s x."""
+        if self.d_in != self.d_out:  # as faiss: the padding dimensions cannot be undone
+            raise RuntimeError("Error: '!(d_in == d_out)' failed: HadamardRotation inverse requires "
+                               "equal input/output dimensions")
+        y = np.ascontiguousarray(y, np.float32)
+        back = HadamardRotation.__new__(HadamardRotation)
+        back.d_in, back.d_out, back._signs = self.d_out, self.d_out, np.ones(self.d_out, np.float32)
+        x = back.apply(y) * self._signs
+        return np.ascontiguousarray(x[:, : self.d_in], dtype=np.float32)
 
 
 class MatrixStats:
@@ -202,6 +217,10 @@ class NormalizationTransform(VectorTransform):
         n = np.linalg.norm(x, axis=1, keepdims=True)
         n[n == 0] = 1
         return np.ascontiguousarray(x / n, dtype=np.float32)
+
+    def reverse_transform(self, y):
+        """faiss copies the vector back unchanged (the norm is lost)."""
+        return np.array(y, dtype=np.float32)
 
 
 class RandomRotationMatrix(LinearTransform):

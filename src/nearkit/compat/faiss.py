@@ -280,14 +280,18 @@ class Index:
         x = _as_x(x, self._d)
         self._require_trained("add")
         if x.shape[0]:
-            self._nk.add(x, np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64))
+            self._put(x, np.arange(self.ntotal, self.ntotal + x.shape[0], dtype=np.int64))
 
     def add_with_ids(self, x, ids) -> None:
         x = _as_x(x, self._d)
         ids = _as_ids(ids, x.shape[0])
         self._require_trained("add")
         if x.shape[0]:
-            self._nk.add(x, ids)
+            self._put(x, ids)
+
+    def _put(self, x, ids):
+        """Store vectors under ids (indexes that code vectors themselves override it)."""
+        self._nk.add(x, ids)
 
     def _require_trained(self, what: str) -> None:
         if not self.is_trained:
@@ -333,9 +337,12 @@ class Index:
             kw = self._search_params(params)
             if flt is not None:
                 kw["filter"] = flt
-            ids, dist = self._nk.search(x, k, **kw)
+            ids, dist = self._nk_search(x, k, **kw)
             dist, ids = self._to_faiss(ids, dist)
         return _fill(D, I, dist, ids)
+
+    def _nk_search(self, x, k, **kw):
+        return self._nk.search(x, k, **kw)
 
     def range_search(self, x, thresh, *, params=None):
         """(lims uint64 (n+1), D, I): results with distance < thresh (L2) or similarity > thresh (IP)."""
@@ -376,7 +383,7 @@ class Index:
     # IndexIDMap drives its inner index through these (internal ids it chooses)
     def _add_internal(self, x, ids):
         self._require_trained("add")
-        self._nk.add(x, ids)
+        self._put(x, ids)
 
     def _remove_internal(self, ids):
         self._nk.remove(ids)
@@ -461,6 +468,16 @@ class _DistanceComputer:
     def symmetric_dis(self, i, j) -> float:
         a, b = self._index.reconstruct(int(i)), self._index.reconstruct(int(j))
         return float(np.dot(a, b)) if self._index.metric_type == METRIC_INNER_PRODUCT else float(((a - b) ** 2).sum())
+
+
+class _PreTransformDistanceComputer(_DistanceComputer):
+    def __init__(self, index):
+        super().__init__(index.index)
+        self._outer = index
+
+    def set_query(self, x):
+        x = np.asarray(x, np.float32).reshape(-1)[: self._outer.d]
+        self._q = self._outer.apply_chain(x[None, :])[0]
 
 
 def _copy_nk(nk):
@@ -598,8 +615,10 @@ class IndexHNSWFlat(Index):
     def _new_graph(self):
         from ..indexes.hnsw import HNSW
 
+        # faiss walks the graph on the float vectors: so does this (nearkit's default walk
+        # on 8-bit codes finds other neighbours at faiss's small efSearch)
         self._nk = HNSW(self._d, self._metric, M=self._M, ef_construction=self._ef_construction,
-                        ef_search=self._ef_search)
+                        ef_search=self._ef_search, walk="float")
 
     def _search_params(self, params) -> dict:
         ef = getattr(params, "efSearch", None) if params is not None else None
@@ -612,6 +631,31 @@ class IndexHNSWFlat(Index):
         elif getattr(params, "efSearch", None):
             params.efSearch = max(params.efSearch, k)
         return super().search(x, k, params=params, D=D, I=I)
+
+    def _nk_search(self, x, k, filter=None, ef=None):
+        """With a selector, faiss walks the same graph and keeps the allowed nodes, so the
+        allowed results of the unfiltered search come first, in order. Here: the
+        unfiltered walk (same ef, so the same path) filtered; when it holds fewer than k
+        allowed nodes, the rest come from nearkit's filtered search, beyond the walk's
+        last distance (results stay sorted)."""
+        if filter is None:
+            return self._nk.search(x, k, ef=ef)
+        allowed = np.asarray(filter, np.int64)
+        ef = max(int(ef or self._ef_search), k)
+        walk_ids, walk_d = self._nk.search(x, min(ef, self.ntotal), ef=ef)
+        ids = np.full((x.shape[0], k), -1, np.int64)
+        dist = np.full((x.shape[0], k), np.inf, np.float32)
+        for i in range(x.shape[0]):
+            keep = (walk_ids[i] >= 0) & np.isin(walk_ids[i], allowed)
+            wi, wd = walk_ids[i][keep][:k], walk_d[i][keep][:k]
+            ids[i, :wi.size], dist[i, :wi.size] = wi, wd
+            rest = np.setdiff1d(allowed, wi, assume_unique=False)
+            if wi.size < k and rest.size:
+                fi, fd = self._nk.search(x[i], k, filter=rest, ef=ef)
+                ok = (fi >= 0) & (fd >= (wd[-1] if wd.size else -np.inf))
+                fi, fd = fi[ok][: k - wi.size], fd[ok][: k - wi.size]
+                ids[i, wi.size:wi.size + fi.size], dist[i, wi.size:wi.size + fi.size] = fi, fd
+        return ids, dist
 
     def add_with_ids(self, x, ids):
         raise RuntimeError("Error: add_with_ids not implemented for this type of index (wrap it in IndexIDMap)")
@@ -698,15 +742,55 @@ class IndexHNSWPQ(_HNSWCodec):
 # -- IVF, PQ, SQ (all nearkit.IVF underneath) ---------------------------------------------
 
 class _IVFBased(Index):
-    """Shared behaviour of the quantised indexes."""
+    """Shared behaviour of the quantised indexes.
+
+    Most run on a nearkit IVF codec. Codecs nearkit's IVF lacks (SQ4/6, uniform, bf16,
+    PQ with nbits other than 8, SQ by residual) run in "decoded" mode: ``_dcodec`` (a
+    faiss codec from _faiss_codecs) codes each vector, by residual to its list's
+    centroid when ``_dres``, and the list keeps the decoded vector in a flat nearkit
+    IVF. Distances to decoded vectors are what faiss computes from the codes.
+    """
+
+    _dcodec = None  # faiss codec of decoded mode (None: a nearkit IVF codec)
+    _dres = False  # decoded mode codes residuals to the list centroid
+    _nprobe_bad = None  # an nprobe <= 0 set by the user: faiss refuses it at search time
+    _direct_map = 0  # DirectMap type: reconstruct(key) needs one, as in faiss
 
     def _init_nk(self, **kw):
         kw.setdefault("nprobe", 1)  # faiss's default (nearkit's own is about sqrt(nlist))
         self._nk = _IVF(self._d, self._metric, **kw)
 
+    def _init_decoded(self, nlist, codec, by_residual):
+        self._dcodec, self._dres = codec, bool(by_residual)
+        self._init_nk(nlist=int(nlist), codec="flat")
+
     @property
     def is_trained(self) -> bool:
-        return self._nk.is_trained
+        return self._nk.is_trained and (self._dcodec is None or self._dcodec.is_trained)
+
+    def _put(self, x, ids):
+        if self._dcodec is None:
+            self._nk.add(x, ids)
+            return
+        ivf = self._nk
+        x, _ = ivf._vectors(x)  # nearkit's checks (width, NaN / inf)
+        lists = ivf._assign(x)  # the list of the original vector, as faiss
+        cents = ivf._centroids[lists] if self._dres else 0.0
+        dec = self._dcodec.decode(self._dcodec.encode(np.ascontiguousarray(x - cents, np.float32)))
+        dec = np.ascontiguousarray(dec + cents, np.float32)
+        with ivf._lock.write():
+            ivf._add(x, _validate.as_ids(ids), encoded=(lists, dec.view(np.uint8).reshape(len(dec), -1)))
+
+    def _train_decoded(self, x):
+        """Train the faiss codec on what it will code (residuals when by_residual)."""
+        ivf = self._nk
+        if self._dres:
+            x = x - ivf._centroids[ivf._assign(x)]
+        x = np.ascontiguousarray(x, np.float32)
+        if isinstance(self._dcodec, _codecs.PQCodec):
+            self._dcodec.train(x, seed=ivf.seed)
+        else:
+            self._dcodec.train(x)
 
     def train(self, x) -> None:
         x = _as_x(x, self._d)
@@ -733,6 +817,8 @@ class _IVFBased(Index):
             self._nk.train(x)
             if shared is not None:  # keep the pre-trained quantizer's centroids (shared quantizer)
                 self._use_centroids(shared, x)
+            if self._dcodec is not None:
+                self._train_decoded(x)
         self._after_train()
 
     def _use_centroids(self, cents, x):
@@ -760,7 +846,8 @@ class _IVFBased(Index):
     def _adopt_quantizer(self):
         """faiss: an IVF whose quantizer is trained and full counts as trained (flat/SQfp16 codecs)."""
         cents = self._shared_centroids()
-        if cents is not None and self._nk.codec in ("flat", "fp16"):
+        untrained_codec = self._dcodec is not None and not self._dcodec.is_trained
+        if cents is not None and self._nk.codec in ("flat", "fp16") and not untrained_codec:
             self._nk._centroids = cents
             self._nk._searcher = None
 
@@ -768,6 +855,7 @@ class _IVFBased(Index):
     def cp(self):
         if "_cp" not in self.__dict__:
             self._cp = ClusteringParameters()
+            self._cp.spherical = self._metric == "ip"  # as faiss's factory: IP lists are spherical
         return self._cp
 
     @property
@@ -776,13 +864,30 @@ class _IVFBased(Index):
 
     @property
     def by_residual(self) -> bool:
-        return bool(self._nk.by_residual)
+        return self._dres if self._dcodec is not None else bool(self._nk.by_residual)
 
     @by_residual.setter
     def by_residual(self, value):
-        if bool(value) != bool(self._nk.by_residual):
-            raise RuntimeError(f"Error: by_residual={bool(value)} is not supported for this codec "
+        value = bool(value)
+        if value == self.by_residual:
+            return
+        if self.ntotal:
+            raise RuntimeError("Error: by_residual can only change while the index is empty")
+        if self._dcodec is not None:
+            self._dres = value
+            return
+        codec = {"sq8": lambda: _codecs.SQCodec(self._d, ScalarQuantizer.QT_8bit),
+                 "fp16": lambda: _codecs.SQCodec(self._d, ScalarQuantizer.QT_fp16),
+                 "pq8": lambda: _codecs.PQCodec(self._d, self._nk.pq_m, 8)}.get(self._nk.codec)
+        if codec is None or self._nk.transform_name:
+            raise RuntimeError(f"Error: by_residual={value} is not supported for this codec "
                                f"(nearkit's {self._nk.codec} is fixed at {bool(self._nk.by_residual)})")
+        # switch to decoded mode (keeps the coarse centroids; the codec is trained anew)
+        cents, nprobe = self._nk._centroids, self._nk.nprobe
+        self._init_decoded(self._nk.nlist, codec(), value)
+        self._nk.nprobe = nprobe
+        if cents is not None:
+            self._nk._centroids = cents
 
     def range_search_preassigned(self, x, radius, assign, centroid_dis=None, *, params=None):
         """range_search restricted to the lists given per query in ``assign``."""
@@ -837,21 +942,54 @@ class _IVFBased(Index):
             raise RuntimeError("Error: merge_from: the other index must be an IVF with the same nlist")
         if other.ntotal:
             labels = other._labels()
-            vecs = other._nk.reconstruct(labels)
             new_ids = labels + int(add_id)
             if self.ntotal and np.isin(new_ids, self._labels()).any():
                 raise RuntimeError("Error: merge_from: ids overlap (nearkit IVF indexes hold unique ids; "
                                    "pass add_id to shift them)")
-            self._nk.add(vecs, new_ids)
+            if self._dcodec is not None and other._dcodec is not None:
+                lists, codes, ids, _ = other._nk._unpacked()  # decoded vectors stay in their lists
+                with self._nk._lock.write():
+                    self._nk._add(None, ids + int(add_id), encoded=(lists, codes))
+            else:
+                self._nk.add(other._nk.reconstruct(labels), new_ids)
         other.reset()
 
     def set_direct_map_type(self, kind) -> None:
-        """faiss needs a direct map to reconstruct by id; nearkit always can: nothing to do."""
+        """Allow (or not) reconstruct by id. nearkit can always find an id; the flag is kept
+        so that reconstruct() refuses without it, as faiss does."""
         if int(kind) not in (DirectMap.NoMap, DirectMap.Array, DirectMap.Hashtable):
             raise RuntimeError(f"Error: unknown direct map type {kind}")
+        self._direct_map = int(kind)
 
     def make_direct_map(self, new_maintain=True) -> None:
         """See set_direct_map_type."""
+        self._direct_map = DirectMap.Array if new_maintain else DirectMap.NoMap
+
+    @property
+    def direct_map(self):
+        return _DirectMapView(self._direct_map)
+
+    def reconstruct_n(self, n0=0, ni=-1) -> np.ndarray:
+        """The vectors of ids n0 .. n0 + ni - 1 (faiss scans the lists: no direct map needed)."""
+        ni = self.ntotal - n0 if ni < 0 else ni
+        if not ni:
+            return np.empty((0, self._d), np.float32)
+        try:
+            return self._nk.reconstruct(np.arange(n0, n0 + ni, dtype=np.int64))
+        except KeyError as exc:
+            raise RuntimeError(f"Error: reconstruct_n: {exc}") from None
+
+    def search_and_reconstruct(self, x, k, *, params=None, D=None, I=None, R=None):  # noqa: E741
+        """search plus the decoded vector of each result (faiss reads them from the lists)."""
+        dist, ids = self.search(x, k, params=params, D=D, I=I)
+        rec = np.zeros(ids.shape + (self._d,), np.float32)
+        found = ids >= 0
+        if found.any():
+            rec[found] = self._nk.reconstruct(ids[found])
+        if R is not None:
+            R[...] = rec
+            rec = R
+        return dist, ids, rec
 
     def copy_subset_to(self, other, subset_type, a1, a2) -> None:
         """Copy part of this IVF's entries (codes as they are) into ``other`` (same training):
@@ -904,8 +1042,10 @@ class _IVFBased(Index):
     @nprobe.setter
     def nprobe(self, v):
         v = int(v)
-        if v <= 0:
-            raise RuntimeError("Error: 'nprobe > 0' failed")
+        if v <= 0:  # faiss stores it and refuses it when searching
+            self._nprobe_bad = v
+            return
+        self._nprobe_bad = None
         self._nk.nprobe = v
 
     @property
@@ -914,14 +1054,16 @@ class _IVFBased(Index):
 
     @property
     def code_size(self) -> int:
-        return self._nk.code_size
+        return self._dcodec.code_size if self._dcodec is not None else self._nk.code_size
 
     def _search_params(self, params) -> dict:
         out = {}
-        if params is None:
-            return out
         base = getattr(params, "base_index_params", None)
         nprobe = getattr(params, "nprobe", None) or getattr(base, "nprobe", None)
+        if not nprobe and self._nprobe_bad is not None:
+            raise RuntimeError("Error: 'nprobe > 0' failed")
+        if params is None:
+            return out
         if nprobe:
             out["nprobe"] = int(nprobe)
         kf = getattr(params, "k_factor", None)
@@ -933,17 +1075,25 @@ class _IVFBased(Index):
         self._nk.reset()
 
     def reconstruct(self, key) -> np.ndarray:
+        if self._direct_map == DirectMap.NoMap:
+            raise RuntimeError("Error: direct map not initialized: call make_direct_map() or "
+                               "set_direct_map_type() first (as in faiss)")
         try:
             return self._nk.reconstruct([int(key)])[0]
         except KeyError as exc:
             raise RuntimeError(f"Error: key {int(key)} not found ({exc})") from None
 
-    def make_direct_map(self, *a):
-        return None
-
 
 class DirectMap:
     NoMap, Array, Hashtable = 0, 1, 2
+
+
+class _DirectMapView:
+    def __init__(self, kind):
+        self.type = kind
+
+    def no(self) -> bool:
+        return self.type == DirectMap.NoMap
 
 
 class _IterationStats:
@@ -1008,6 +1158,11 @@ class Clustering:
                     cents = (cents / norms).astype(np.float32)
                 if self.int_centroids:
                     cents = np.rint(cents).astype(np.float32)
+                if len(stats) > 1:  # faiss 1.15: stop once the objective stops changing
+                    prev = float(np.float32(stats[-2].obj))
+                    change = abs(prev - stats[-1].obj) / abs(prev) if prev else float("inf")
+                    if change <= float(self.early_stop_threshold):
+                        break
             final = stats[-1].obj if stats else 0.0
             if best is None or (final > best[0] if maximize else final < best[0]):
                 best = (final, cents.copy(), stats)
@@ -1057,6 +1212,15 @@ class IndexShards(Index):
             raise RuntimeError("Error: shards must have the same dimension")
         self.shards.append(index)
 
+    def remove_shard(self, index) -> None:
+        self.shards = [s for s in self.shards if s is not index]
+
+    def at(self, i):
+        return self.shards[int(i)]
+
+    def count(self) -> int:
+        return len(self.shards)
+
     @property
     def ntotal(self) -> int:
         return sum(s.ntotal for s in self.shards)
@@ -1064,6 +1228,42 @@ class IndexShards(Index):
     @property
     def is_trained(self) -> bool:
         return all(s.is_trained for s in self.shards)
+
+    def train(self, x) -> None:
+        x = _as_x(x, self._d)
+        for s in self.shards:
+            s.train(x)
+
+    def add(self, x) -> None:
+        self.add_with_ids(x, None)
+
+    def add_with_ids(self, x, ids) -> None:
+        """Rows split evenly over the shards in order, as faiss; with successive_ids only
+        one add() into empty shards (faiss's rule), else ids given or numbered from ntotal."""
+        x = _as_x(x, self._d)
+        n, nshard = x.shape[0], len(self.shards)
+        if not nshard:
+            raise RuntimeError("Error: IndexShards has no shard to add to")
+        if self.successive_ids:
+            if ids is not None:
+                raise RuntimeError("Error: It makes no sense to pass in ids and request them to be shifted")
+            if self.ntotal:
+                raise RuntimeError("Error: when adding to IndexShards with successive_ids, only add() "
+                                   "in a single pass is supported")
+        elif ids is None:
+            ids = np.arange(self.ntotal, self.ntotal + n, dtype=np.int64)
+        if ids is not None:
+            ids = _as_ids(ids, n)
+        for i, s in enumerate(self.shards):
+            i0, i1 = i * n // nshard, (i + 1) * n // nshard
+            if ids is None:
+                s.add(x[i0:i1])
+            else:
+                s.add_with_ids(x[i0:i1], ids[i0:i1])
+
+    def reset(self) -> None:
+        for s in self.shards:
+            s.reset()
 
     def search(self, x, k, *, params=None, D=None, I=None):  # noqa: E741
         x = _as_x(x, self._d)
@@ -1081,6 +1281,76 @@ class IndexShards(Index):
         return _fill(D, I, np.ascontiguousarray(dist), np.ascontiguousarray(ids))
 
 
+class IndexReplicas(Index):
+    """The same index held several times (faiss.IndexReplicas): train and add go to
+    every replica, the queries of a search are split among them."""
+
+    def __init__(self, *args):
+        d = None
+        if args and not isinstance(args[0], (bool, np.bool_)):
+            d = int(args[0])
+        super().__init__(d or 1, METRIC_L2)
+        self._d_set = d is not None
+        self.replicas = []
+
+    def add_replica(self, index) -> None:
+        if not self._d_set:
+            self._d, self._metric_type = index.d, index.metric_type
+            self._metric = _metric_name(index.metric_type)
+            self._d_set = True
+        elif index.d != self._d:
+            raise RuntimeError("Error: replicas must have the same dimension")
+        if self.replicas and index.ntotal != self.replicas[0].ntotal:
+            raise RuntimeError("Error: a new replica must hold as many vectors as the others")
+        self.replicas.append(index)
+
+    def remove_replica(self, index) -> None:
+        self.replicas = [r for r in self.replicas if r is not index]
+
+    def at(self, i):
+        return self.replicas[int(i)]
+
+    def count(self) -> int:
+        return len(self.replicas)
+
+    @property
+    def ntotal(self) -> int:
+        return self.replicas[0].ntotal if self.replicas else 0
+
+    @property
+    def is_trained(self) -> bool:
+        return all(r.is_trained for r in self.replicas)
+
+    def train(self, x) -> None:
+        x = _as_x(x, self._d)
+        for r in self.replicas:
+            r.train(x)
+
+    def add(self, x) -> None:
+        for r in self.replicas:
+            r.add(x)
+
+    def add_with_ids(self, x, ids) -> None:
+        for r in self.replicas:
+            r.add_with_ids(x, ids)
+
+    def reset(self) -> None:
+        for r in self.replicas:
+            r.reset()
+
+    def search(self, x, k, *, params=None, D=None, I=None):  # noqa: E741
+        x = _as_x(x, self._d)
+        k = _as_k(k)
+        if not self.replicas:
+            raise RuntimeError("Error: IndexReplicas has no replica to search")
+        n, nr = x.shape[0], len(self.replicas)
+        parts = [self.replicas[i].search(x[i * n // nr:(i + 1) * n // nr], k, params=params)
+                 for i in range(nr)]
+        dist = np.concatenate([p[0] for p in parts]).reshape(n, k)
+        ids = np.concatenate([p[1] for p in parts]).reshape(n, k)
+        return _fill(D, I, np.ascontiguousarray(dist), np.ascontiguousarray(ids))
+
+
 class ClusteringParameters:
     """faiss.ClusteringParameters: the k-means settings of an IVF's ``cp``."""
 
@@ -1088,6 +1358,7 @@ class ClusteringParameters:
         self.niter, self.nredo, self.seed, self.verbose, self.spherical = 10, 1, 1234, False, False
         self.min_points_per_centroid, self.max_points_per_centroid = 39, 256
         self.int_centroids, self.update_index, self.frozen_centroids = False, False, False
+        self.early_stop_threshold = 0.0  # relative objective change at which k-means stops
 
 
 class InvertedLists:
@@ -1148,25 +1419,45 @@ class IndexIVFPQ(_IVFBased):
     def __init__(self, quantizer, d, nlist, M, nbits, metric=METRIC_L2):
         super().__init__(d, metric)
         self.quantizer = quantizer
-        if nbits not in (4, 8):
-            raise RuntimeError(f"nbits={nbits} is not supported (4 or 8)")
         if d % M:
             raise RuntimeError("Error: 'd % M == 0' failed: The dimension of the vector (d) should "
                                "be a multiple of the number of subquantizers (M)")
-        self._init_nk(nlist=int(nlist), codec=f"pq{M}" + ("x4fs" if nbits == 4 else ""))
+        if int(nbits) == 8:
+            self._init_nk(nlist=int(nlist), codec=f"pq{M}")
+        else:  # by residual, as faiss, in decoded mode
+            self._init_decoded(nlist, _codecs.PQCodec(d, M, nbits), True)
 
     do_polysemous_training = False  # nearkit has no polysemous codes
 
     @property
     def pq(self):
-        return self._nk._pq
+        return self._dcodec if self._dcodec is not None else self._nk._pq
 
 
-class ScalarQuantizer:
-    """faiss.ScalarQuantizer's type constants (the codec itself: ``index.sq``)."""
+class ScalarQuantizer(_codecs.SQCodec):
+    """faiss.ScalarQuantizer: the type constants, and a stand-alone codec
+    (``train``, ``compute_codes``, ``decode``; codes one value per dimension, not
+    bit-packed as faiss's)."""
 
     QT_8bit, QT_4bit, QT_8bit_uniform, QT_4bit_uniform, QT_fp16 = 0, 1, 2, 3, 4
     QT_8bit_direct, QT_6bit, QT_bf16, QT_8bit_direct_signed = 5, 6, 7, 8
+    this = _Owned()
+
+    def __init__(self, d=0, qtype=0):
+        super().__init__(int(d), int(qtype))
+
+    def train(self, x) -> None:
+        super().train(_as_x(x, self.d))
+
+    def compute_codes(self, x) -> np.ndarray:
+        return self.encode(_as_x(x, self.d))
+
+
+def clone_Quantizer(quantizer):
+    """A deep copy of a stand-alone quantizer."""
+    import copy
+
+    return copy.deepcopy(quantizer)
 
 
 class _CodecIndex(Index):
@@ -1299,21 +1590,52 @@ class IndexIVFScalarQuantizer(_IVFBased):
     def __init__(self, quantizer, d, nlist, qtype=ScalarQuantizer.QT_8bit, metric=METRIC_L2,
                  by_residual=True):
         super().__init__(d, metric)
-        codec = {ScalarQuantizer.QT_8bit: "sq8", ScalarQuantizer.QT_fp16: "fp16"}.get(int(qtype))
-        if codec is None:
-            raise RuntimeError(f"Error: IndexIVFScalarQuantizer supports QT_8bit and QT_fp16 here "
-                               f"(got qtype {qtype}); use IndexScalarQuantizer for the others")
         self.quantizer = quantizer
-        self._init_nk(nlist=int(nlist), codec=codec)
+        # faiss's rules for every qtype, by residual unless told otherwise (decoded mode)
+        self._init_decoded(nlist, _codecs.SQCodec(d, int(qtype)), by_residual)
         self._adopt_quantizer()
 
+    @property
+    def sq(self):
+        return self._dcodec if self._dcodec is not None else self._nk._sq
 
-class IndexIVFPQFastScan(_IVFBased):
-    pass
+
+class _FastScan:
+    """faiss's fast-scan attributes: ``bbs`` (block size, a multiple of 32) and ``pq``."""
+
+    _bbs = 32
+
+    @property
+    def bbs(self) -> int:
+        return self._bbs
+
+    @property
+    def pq(self):
+        return self._dcodec if self._dcodec is not None else self._nk._pq
 
 
-class IndexPQFastScan(_IVFBased):
-    pass
+class IndexIVFPQFastScan(_FastScan, _IVFBased):
+    """4-bit PQ by residual, as faiss's default (decoded mode; see _IVFBased)."""
+
+    def __init__(self, quantizer, d, nlist, M, nbits=4, metric=METRIC_L2, bbs=32):
+        super().__init__(d, metric)
+        if int(nbits) != 4:
+            raise RuntimeError(f"Error: fast-scan PQ needs nbits=4 (got {nbits})")
+        if d % int(M):
+            raise RuntimeError("Error: 'd % M == 0' failed: The dimension of the vector (d) should "
+                               "be a multiple of the number of subquantizers (M)")
+        self.quantizer = quantizer
+        self._init_decoded(nlist, _codecs.PQCodec(d, int(M), 4), True)
+        self._bbs = int(bbs)
+
+
+class IndexPQFastScan(_FastScan, _IVFBased):
+    def __init__(self, d, M, nbits=4, metric=METRIC_L2, bbs=32):
+        super().__init__(d, metric)
+        if int(nbits) != 4:
+            raise RuntimeError(f"Error: fast-scan PQ needs nbits=4 (got {nbits})")
+        self._init_nk(nlist=1, codec=f"pq{int(M)}x4fs")
+        self._bbs = int(bbs)
 
 
 class _NkPreTransformBase(_IVFBased):
@@ -1383,13 +1705,35 @@ class IndexPreTransform(Index):
     def reset(self):
         self.index.reset()
 
-    def reconstruct(self, key):
-        y = self.index.reconstruct(key)[None, :]
-        for t in reversed(self.chain):
-            if not getattr(t, "is_orthonormal", False):
-                raise RuntimeError("Error: reconstruct needs invertible (orthonormal) transforms")
+    def _reverse_chain(self, y):
+        for t in reversed(self.chain):  # each transform raises if it cannot be reversed
             y = t.reverse_transform(y)
-        return y[0]
+        return y
+
+    def reconstruct(self, key):
+        return self._reverse_chain(self.index.reconstruct(key)[None, :])[0]
+
+    def reconstruct_n(self, n0=0, ni=-1):
+        y = self.index.reconstruct_n(n0, ni)
+        return self._reverse_chain(y) if y.shape[0] else np.empty((0, self._d), np.float32)
+
+    def search_and_reconstruct(self, x, k, *, params=None, D=None, I=None, R=None):  # noqa: E741
+        """As faiss: the inner index's results, its vectors mapped back through the chain."""
+        dist, ids, rec = self.index.search_and_reconstruct(self.apply_chain(_as_x(x, self._d)), k,
+                                                           params=params, D=D, I=I)
+        shape = ids.shape
+        back = self._reverse_chain(rec.reshape(-1, rec.shape[-1])).reshape(shape + (self._d,))
+        back[ids < 0] = 0
+        if R is not None:
+            R[...] = back
+            back = R
+        return dist, ids, back
+
+    def get_distance_computer(self):
+        """Distances in the transformed space, as faiss (the query goes through the chain)."""
+        if isinstance(self, _IVFBased):  # the transform lives inside a nearkit IVF
+            return _DistanceComputer(self)
+        return _PreTransformDistanceComputer(self)
 
     def sa_code_size(self) -> int:
         return self.index.sa_code_size()
@@ -1679,6 +2023,18 @@ def _factory_main(d, parts, metric, desc):
 
     # "np" (no polysemous training) changes nothing here: nearkit has no polysemous codes
     parts = [re.sub(r"^(PQ\d+(?:x\d+)?)np$", r"\1", p) for p in parts]
+    bbs = 32
+    for i, p in enumerate(parts):  # fast-scan block size "_<bbs>"; "fsr" (by residual) is IVF's default
+        mf = re.match(r"^(PQ\d+x4fs)(r?)(?:_(\d+))?$", p)
+        if mf:
+            parts[i] = mf.group(1)
+            bbs = int(mf.group(3) or 32)
+            if bbs <= 0 or bbs % 32:
+                raise FactoryError(f"Error: could not parse index string {desc}: bbs must be a "
+                                   f"multiple of 32 (got {bbs})")
+    obj = _factory_fast_scan(d, parts, metric, bbs)
+    if obj is not None:
+        return obj
     if len(parts) == 1:
         codec = _codec_index(d, parts[0], metric)
         if codec is not None:
@@ -1697,6 +2053,9 @@ def _factory_main(d, parts, metric, desc):
                 raise FactoryError(f"Error: could not parse index string {desc}: HNSW storage {storage!r}")
             return index
         parts = [f"HNSW{M}"]
+    decoded = _decoded_ivf(d, parts, metric)
+    if decoded is not None:
+        return decoded
     hnsw_quantizer = None
     for i, p in enumerate(parts):
         mq = _IVF_HNSW_RE.match(p)
@@ -1713,13 +2072,49 @@ def _factory_main(d, parts, metric, desc):
 
     text = ",".join(parts)
     spec = parse(text)
-    options = {"ef_construction": 40, "ef_search": 16} if spec["kind"] == "hnsw" else {}
+    options = ({"ef_construction": 40, "ef_search": 16, "walk": "float"} if spec["kind"] == "hnsw"
+               else {})
     nk_index = _nk_factory(d, text, _metric_name(metric), **options)
     obj = _wrap(nk_index, metric, spec["idmap"])
+    inner = obj.index if isinstance(obj, IndexIDMap) else obj
     if hnsw_quantizer is not None:
-        inner = obj.index if isinstance(obj, IndexIDMap) else obj
         inner.quantizer = IndexHNSWFlat(nk_index.inner_dim, hnsw_quantizer, metric)
+    if isinstance(inner, _FastScan):
+        inner._bbs = bbs
     return obj
+
+
+def _factory_fast_scan(d, parts, metric, bbs):
+    """``IVF<n>,PQ<m>x4fs[r]``: 4-bit PQ by residual as faiss (its default for IVF fast
+    scan), in decoded mode (see _IVFBased): nearkit's own 4-bit fast-scan codec codes
+    the vectors, not residuals, which changes distances and ties. None otherwise."""
+    if len(parts) != 2 or not parts[1].endswith("x4fs"):
+        return None
+    obj = _decoded_ivf(d, [parts[0], parts[1][:-2]], metric)
+    if obj is None:
+        return None
+    obj.__class__ = IndexIVFPQFastScan
+    obj._bbs = bbs
+    return obj
+
+
+def _decoded_ivf(d, parts, metric):
+    """``IVF<n>[_HNSW<m>],SQ<any>`` and ``IVF<n>,PQ<m>x<b>`` (b != 8): faiss's codecs by
+    residual (decoded mode, see _IVFBased), built from the classes as faiss's factory does."""
+    if len(parts) != 2:
+        return None
+    mh, mn = _IVF_HNSW_RE.match(parts[0]), _IVF_NLIST_RE.match(parts[0])
+    if not (mh or mn):
+        return None
+    size = mh.group(1) if mh else mn.group(1) + mn.group(2)
+    nlist = int(size.rstrip("kM")) * {"k": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+    mp = _PQ_BITS_RE.match(parts[1])
+    if parts[1] not in _codecs.SQ_NAMES and not (mp and mp.group(2) not in (None, "8")):
+        return None
+    quantizer = IndexHNSWFlat(d, int(mh.group(2) or 32), metric) if mh else IndexFlat(d, metric)
+    if mp:
+        return IndexIVFPQ(quantizer, d, nlist, int(mp.group(1)), int(mp.group(2)), metric)
+    return IndexIVFScalarQuantizer(quantizer, d, nlist, _codecs.SQ_NAMES[parts[1]], metric)
 
 
 class IndexRefine(Index):
@@ -1944,6 +2339,17 @@ def _to_node(index, prefix, sections) -> dict:
         if index._nk is None or (isinstance(index._nk, _IVF) and not index._nk.is_trained):
             raise RuntimeError(f"Error: write_index: cannot write an untrained {type(index).__name__}")
         node["nk"] = _nk_node(index._nk, prefix + "n/", sections)
+        if isinstance(index, _IVFBased):
+            node["direct_map"] = int(index._direct_map)
+        codec = getattr(index, "_dcodec", None)
+        if codec is not None:  # decoded-mode IVF: the faiss codec, for later adds
+            node.update(by_residual=bool(index._dres), codec_trained=bool(codec.is_trained))
+            if isinstance(codec, _codecs.SQCodec):
+                node["qtype"] = codec.qtype
+                sections[prefix + "sq_trained"] = codec.trained
+            else:
+                node.update(M=codec.M, nbits=codec.nbits)
+                sections[prefix + "pq_centroids"] = codec.centroids
         if isinstance(index, IndexHNSWFlat):
             node["ef_search"] = index._ef_search
     return node
@@ -2039,6 +2445,18 @@ def _from_node(node, prefix, sections):
         wrapped = _wrap(nk, node["metric"])
         wrapped.__class__ = cls
         obj = wrapped
+        if isinstance(obj, _IVFBased):
+            obj.set_direct_map_type(node.get("direct_map", DirectMap.NoMap))
+        if "by_residual" in node:  # decoded-mode IVF
+            if "qtype" in node:
+                codec = _codecs.SQCodec(node["d"], node["qtype"])
+                if node["codec_trained"]:
+                    codec.set_trained(sections[prefix + "sq_trained"])
+            else:
+                codec = _codecs.PQCodec(node["d"], node["M"], node["nbits"])
+                codec.centroids = np.array(sections[prefix + "pq_centroids"], np.float32)
+            codec.is_trained = bool(node["codec_trained"])
+            obj._dcodec, obj._dres = codec, bool(node["by_residual"])
         if isinstance(obj, IndexHNSWFlat):
             obj._ef_search = int(node.get("ef_search", obj._ef_search))
     return obj
