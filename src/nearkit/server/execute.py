@@ -29,6 +29,7 @@ from ..store.filters import (
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
+from .fulltext import rank as _text
 from .commands import CommandError, Offload
 from .protocol import Double, Error, Map, Raw, Simple
 from .query import QueryError, parse_query, range_yield_name
@@ -82,6 +83,7 @@ class SearchRequest:
     numeric_filters: list = field(default_factory=list)
     inkeys: list | None = None
     param_pos: dict = field(default_factory=dict)  # parameter name -> its value's index in args
+    scorer: str = "TFIDF"
 
 
 def _parse_bound(text: str):
@@ -146,7 +148,12 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
         return m
     if not _leaf_ok(idx, node):
         return np.zeros(live.shape[0], bool)
-    return idx.fi.mask(node, live)
+    m = idx.fi.mask(node, live)
+    extra = _text.extra_slots(idx, node)  # synonym groups and phonetic codes
+    if extra:
+        m[[s for s in extra if s < m.shape[0]]] = True
+        m &= live
+    return m
 
 
 _NOTHING = Not(MatchAll())
@@ -543,6 +550,13 @@ def search(ctx, idx, req: SearchRequest, args=None):
         slots, scores = select(idx, prep)
         total = int(slots.shape[0])
         order = None
+        text_scores = explains = None
+        if knn_name is None and _text.has_text(idx) and (req.sortby is None or req.withscores):
+            # Redis ranks text matches by the scorer (TFIDF unless SCORER says otherwise).
+            text_scores, explains = _text.rank(idx, prep.tree, slots, req.scorer,
+                                               req.explainscore)
+            if req.sortby is None:
+                order = _text.order_by_score(slots, text_scores)
         if req.sortby is None and knn_name is not None:
             # Without SORTBY, Redis lists the k nearest in document order.
             order = np.argsort(slots, kind="stable")
@@ -567,6 +581,11 @@ def search(ctx, idx, req: SearchRequest, args=None):
         else:
             sel = slots[lo:hi]
             page_scores = {name: d[lo:hi] for name, d in scores.items()}
+        if text_scores is not None:
+            pick = page if order is not None else np.arange(lo, min(hi, total))
+            page_scores[_TEXT_SCORE] = text_scores[pick]
+            if explains is not None:
+                page_scores[_EXPLAIN] = [explains[i] for i in pick.tolist()]
         slot_key = idx.slot_key
         keys = [slot_key[s] for s in sel.tolist()]
         return total, keys, page_scores
@@ -583,6 +602,9 @@ def search(ctx, idx, req: SearchRequest, args=None):
         return render_search(ctx, idx, req, total, keys, page_scores, score_names, is_knn)
 
     return Offload(compute, finish, heavy=prep.heavy, inline=work)
+
+
+_TEXT_SCORE, _EXPLAIN = "\0score", "\0explain"  # text scores riding with the distances
 
 
 def _json_text(v) -> bytes:
@@ -638,6 +660,11 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
     score_text = b"0" if is_knn else b"1"
     rows = []
     rf = req.return_fields
+    text_scores = scores.pop(_TEXT_SCORE, None)
+    explains = scores.pop(_EXPLAIN, None)
+    if text_scores is not None and req.withscores:
+        return _render_scored(ctx, idx, req, total, keys, scores, score_names, text_scores,
+                              explains)
     if not req.nocontent and rf and all(name in scores for name, _ in rf):
         # Only distances asked for (RETURN 1 dist): no document fields to read.
         if len(rf) == 1 and not resp3 and not req.withscores and not req.withpayloads:
@@ -698,6 +725,41 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
             for k, v in fields:
                 ap(b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
     return Raw(b"".join(parts))
+
+
+def _render_scored(ctx, idx, req, total, keys, scores, score_names, text_scores, explains):
+    """FT.SEARCH ... WITHSCORES on a text index: each row with its scorer's value."""
+    data = ctx.server.keyspace.data
+    rows = []
+    for i, key in enumerate(keys):
+        doc = data.get(key) if key is not None else None
+        if doc is None:
+            continue
+        fields = None if req.nocontent else _doc_fields(idx, doc, req, scores, i, score_names)
+        rows.append((key, float(text_scores[i]), explains[i] if explains else None, fields))
+    if ctx.resp3:
+        results = []
+        for key, sc, exp, fields in rows:
+            entry = [(S("id"), key), (S("score"), [Double(sc), exp] if exp is not None
+                                      else Double(sc))]
+            if req.withpayloads:
+                entry.append((S("payload"), None))
+            if fields is not None:
+                entry.append((S("extra_attributes"), Map(fields)))
+            entry.append((S("values"), []))
+            results.append(Map(entry))
+        return Map([(S("attributes"), []), (S("total_results"), total),
+                    (S("format"), S("STRING")), (S("results"), results), (S("warning"), [])])
+    out = [total]
+    for key, sc, exp, fields in rows:
+        out.append(key)
+        text = _text.fmt_score(sc)
+        out.append([text, exp] if exp is not None else text)
+        if req.withpayloads:
+            out.append(None)
+        if fields is not None:
+            out.append([x for kv in fields for x in kv])
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -992,6 +1054,7 @@ def aggregate(ctx, idx, query: str, args: list):
     """Parse the pipeline, select documents like FT.SEARCH, then run the steps in order."""
     steps, params, dialect, cursor, i = [], {}, ctx.server.search.default_dialect, None, 0
     addscores = False
+    scorer = _text.DEFAULT_SCORER
     while i < len(args):
         kw = args[i].upper()
         if kw == b"LOAD":
@@ -1068,7 +1131,10 @@ def aggregate(ctx, idx, query: str, args: list):
         elif kw in (b"VERBATIM", b"ADDSCORES"):
             addscores = addscores or kw == b"ADDSCORES"
             i += 1
-        elif kw in (b"TIMEOUT", b"SCORER"):
+        elif kw == b"SCORER" and i + 1 < len(args):
+            scorer = _check_scorer(args[i + 1])
+            i += 2
+        elif kw == b"TIMEOUT":
             i += 2
         else:
             raise CommandError(f"Unknown argument `{_t(args[i])}` at position {i} for <main>")
@@ -1079,7 +1145,10 @@ def aggregate(ctx, idx, query: str, args: list):
         try:
             slots, scores = select(idx, prep)
             slots = slots[:MAX_RESULTS]
-            return [idx.slot_key[int(s)] for s in slots], {k: v[:MAX_RESULTS] for k, v in scores.items()}
+            scores = {k: v[:MAX_RESULTS] for k, v in scores.items()}
+            if addscores and _text.has_text(idx) and prep.plan.knn is None:
+                scores[_TEXT_SCORE] = _text.rank(idx, prep.tree, slots, scorer)[0]
+            return [idx.slot_key[int(s)] for s in slots], scores
         finally:
             idx.lock.release_read()
 
@@ -1091,6 +1160,13 @@ def aggregate(ctx, idx, query: str, args: list):
         return _aggregate_reply(ctx, rows)
 
     return Offload(compute, finish, heavy=prep.heavy)
+
+
+def _check_scorer(name) -> str:
+    try:
+        return _text.check_scorer(_t(name))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _t(b) -> str:
@@ -1129,12 +1205,13 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
             continue
         row = {"__key": key, "__doc": doc}
         for name, d in scores.items():
-            if not np.isnan(d[i]):
+            if name != _TEXT_SCORE and not np.isnan(d[i]):
                 row[name] = float(d[i])
         if addscores:
-            row["__score"] = 0.0
+            ts = scores.get(_TEXT_SCORE)
+            row["__score"] = float(ts[i]) if ts is not None else 0.0
         rows.append(row)
-    visible = [n for n in scores]
+    visible = [n for n in scores if n != _TEXT_SCORE]
     if addscores:
         visible.append("__score")
     grouped = False

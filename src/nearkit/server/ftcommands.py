@@ -546,6 +546,9 @@ def ft_search(ctx, args):
             if kw == b"INKEYS":
                 req.inkeys = list(args[i + 2:i + 2 + n])
             i += 2 + n
+        elif kw == b"SCORER" and i + 1 < len(args):
+            req.scorer = execute._check_scorer(args[i + 1])
+            i += 2
         elif kw in (b"SLOP", b"TIMEOUT", b"LANGUAGE", b"EXPANDER", b"SCORER", b"PAYLOAD"):
             if i + 1 >= len(args):
                 return Error(f"Bad arguments for {_t(kw)}: Expected an argument, but none provided")

@@ -1,0 +1,91 @@
+"""The calls execute.py makes: scores for the matched documents, and the documents that
+match a word through its synonym or phonetic terms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...store.filters import TextPattern, TextTerm
+from .forward import PHONETIC_PREFIX, SYNONYM_PREFIX, DocText, word_groups
+from .scoring import SCORERS, VIRTUAL, Context, Res, match, score
+
+DEFAULT_SCORER = "TFIDF"
+
+
+def check_scorer(name: str) -> str:
+    up = name.upper()
+    if up not in SCORERS:
+        raise ValueError(f"Scoring function `{name}` not found")
+    return up
+
+
+def has_text(idx) -> bool:
+    return getattr(idx, "text", None) is not None
+
+
+def rank(idx, tree, slots: np.ndarray, scorer: str, explain: bool = False):
+    """(scores float64 array aligned with ``slots``, explanations or None)."""
+    text = idx.text
+    ctx = Context(idx, text, word_groups(idx))
+    empty = DocText(float(idx.options.get("default_score", 1.0)))
+    out = np.empty(slots.shape[0], np.float64)
+    exps = [] if explain else None
+    docs = text.docs
+    for i, s in enumerate(slots.tolist()):
+        doc = docs.get(s, empty)
+        r = match(tree, doc, ctx)
+        if r is None:
+            r = Res(VIRTUAL, 1, 1.0)
+        v, e = score(scorer, r, doc, ctx)
+        out[i] = v
+        if exps is not None:
+            exps.append(e)
+    return out, exps
+
+
+def order_by_score(slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Best first; equal scores in document order (NaN last)."""
+    key = np.where(np.isnan(scores), -np.inf, scores)
+    return np.lexsort((slots, -key))
+
+
+def fmt_score(x: float) -> bytes:
+    """As Redis prints a double: the shortest text that reads back the same."""
+    if math.isnan(x):
+        return b"nan"
+    if math.isinf(x):
+        return b"inf" if x > 0 else b"-inf"
+    if x.is_integer() and abs(x) < 1e17:
+        return b"%d" % int(x)
+    return repr(x).encode()
+
+
+def extra_slots(idx, node):
+    """Slots a TEXT leaf matches through synonym groups or phonetic codes, which the
+    field index (plain words) does not hold; None when there are none."""
+    text = getattr(idx, "text", None)
+    if text is None or not isinstance(node, (TextTerm, TextPattern)):
+        return None
+    if isinstance(node, TextTerm) and node.prefix:
+        return None
+    if isinstance(node, TextPattern) and node.kind != "stem":
+        return None
+    groups = word_groups(idx)
+    word = node.word.lower()
+    specials = [SYNONYM_PREFIX + g for g in groups.get(word, ())]
+    if text.any_phonetic(node.field):
+        from .forward import phonetic_codes
+        codes = phonetic_codes(word)
+        if codes and codes[0]:
+            specials.append(PHONETIC_PREFIX + codes[0])
+    if not specials:
+        return None
+    mask = text.field_mask(node.field)
+    out = []
+    for term in specials:
+        for s in text.term_docs.get(term, ()):
+            if text.docs[s].terms[term][1] & mask:
+                out.append(s)
+    return out
