@@ -84,6 +84,8 @@ class SearchRequest:
     inkeys: list | None = None
     param_pos: dict = field(default_factory=dict)  # parameter name -> its value's index in args
     scorer: str = "TFIDF"
+    slop: int | None = None
+    infields: list | None = None
 
 
 def _parse_bound(text: str):
@@ -238,10 +240,14 @@ def cached_plan(query: str, params: dict, dialect: int):
     return plan
 
 
-def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None):
+def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None,
+            verbatim=False, infields=None):
     idx.flush_vectors()
     plan = cached_plan(query, params, dialect)
-    tree = drop_stopwords(plan.tree, idx.stopwords, idx.stem_fields if stemming_available() else None)
+    stem_fields = idx.stem_fields if stemming_available() and not verbatim else None
+    tree = drop_stopwords(plan.tree, idx.stopwords, stem_fields)
+    if infields is not None and tree is not None:
+        tree = _text.in_fields(tree, infields)
     if tree is None:  # a query of stop words only matches nothing
         tree = _NOTHING
     extra = []
@@ -536,7 +542,8 @@ def _remember_fast(idx, req, prep, args, score_names):
 
 
 def search(ctx, idx, req: SearchRequest, args=None):
-    prep = prepare(idx, req.query, req.params, req.dialect, req.numeric_filters, req.inkeys)
+    prep = prepare(idx, req.query, req.params, req.dialect, req.numeric_filters, req.inkeys,
+                   req.verbatim, req.infields)
     score_names = prep.plan.score_names()
     if req.sortby is not None and req.sortby not in score_names and idx.field(req.sortby) is None:
         raise CommandError(f"Property `{req.sortby}` not loaded nor in schema")
@@ -548,6 +555,8 @@ def search(ctx, idx, req: SearchRequest, args=None):
 
     def work():
         slots, scores = select(idx, prep)
+        if (req.slop is not None or req.inorder) and _text.has_text(idx):
+            slots = _text.filter_slop(idx, prep.tree, slots, req.slop, req.inorder)
         total = int(slots.shape[0])
         order = None
         text_scores = explains = None

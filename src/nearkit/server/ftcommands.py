@@ -545,9 +545,17 @@ def ft_search(ctx, args):
             n = parse_int(args[i + 1]) if i + 1 < len(args) else 0
             if kw == b"INKEYS":
                 req.inkeys = list(args[i + 2:i + 2 + n])
+            else:
+                req.infields = [_t(a) for a in args[i + 2:i + 2 + n]]
             i += 2 + n
         elif kw == b"SCORER" and i + 1 < len(args):
             req.scorer = execute._check_scorer(args[i + 1])
+            i += 2
+        elif kw == b"SLOP" and i + 1 < len(args):
+            try:
+                req.slop = int(args[i + 1])
+            except ValueError:
+                return Error("Bad arguments for SLOP: Could not convert argument to expected type")
             i += 2
         elif kw in (b"SLOP", b"TIMEOUT", b"LANGUAGE", b"EXPANDER", b"SCORER", b"PAYLOAD"):
             if i + 1 >= len(args):

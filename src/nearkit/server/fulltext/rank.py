@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 
-from ...store.filters import TextPattern, TextTerm
+import dataclasses
+
+from ...store.filters import And, MatchAll, Not, Optional, Or, TextPattern, TextTerm
 from .forward import PHONETIC_PREFIX, SYNONYM_PREFIX, DocText, word_groups
 from .scoring import SCORERS, VIRTUAL, Context, Res, match, score
 
@@ -89,3 +91,30 @@ def extra_slots(idx, node):
             if text.docs[s].terms[term][1] & mask:
                 out.append(s)
     return out
+
+
+def filter_slop(idx, tree, slots: np.ndarray, max_slop, inorder) -> np.ndarray:
+    """The slots whose match satisfies SLOP / INORDER."""
+    text = idx.text
+    ctx = Context(idx, text, word_groups(idx))
+    ctx.slop, ctx.inorder = max_slop, inorder
+    docs = text.docs
+    keep = [s for s in slots.tolist() if s in docs and match(tree, docs[s], ctx) is not None]
+    return np.asarray(keep, dtype=slots.dtype)
+
+
+def in_fields(node, fields):
+    """INFIELDS: words without a field of their own look only in ``fields``."""
+    t = type(node)
+    if t in (TextTerm, TextPattern):
+        if node.field is not None:
+            return node
+        if not fields:
+            return Not(MatchAll())  # no field at all: nothing matches
+        alts = [dataclasses.replace(node, field=f) for f in fields]
+        return alts[0] if len(alts) == 1 else Or(tuple(alts))
+    if t in (And, Or):
+        return t(tuple(in_fields(c, fields) for c in node.children))
+    if t in (Not, Optional):
+        return t(in_fields(node.child, fields))
+    return node

@@ -53,6 +53,8 @@ class Context:
         self.avg_len = text.avg_doc_len(self.n_docs)
         self.groups = word_groups
         self._idf: dict = {}
+        self.slop = None      # SLOP n / INORDER: intersections must fit within it
+        self.inorder = False
 
     def idf(self, term):
         v = self._idf.get(term)
@@ -135,8 +137,11 @@ def match(node, doc, ctx):
             kids.append(r)
         if len(kids) == 1:
             return kids[0]
-        # Redis's intersection visits its children fewest-documents first.
-        kids.sort(key=lambda c: _estimate(c, ctx))
+        if ctx.slop is not None or ctx.inorder:
+            if not within_range(kids, ctx.slop, ctx.inorder):
+                return None
+        else:  # Redis's intersection visits its children fewest-documents first
+            kids.sort(key=lambda c: _estimate(c, ctx))
         pos = sorted(p for c in kids for p in c.positions)
         return Res(INTERSECT, sum(c.freq for c in kids), _weight(node), None, kids, pos)
     if t is Or:
@@ -153,6 +158,52 @@ def match(node, doc, ctx):
     if t in (Numeric, Geo, VectorRange):
         return Res(NUMERIC, 1, 1.0)
     return Res(VIRTUAL, 1, 1.0)
+
+
+def within_range(kids, max_slop, inorder) -> bool:
+    """IndexResult_IsWithinRange: can one position per child be picked so that at most
+    ``max_slop`` unmatched words lie between them (in query order with ``inorder``)?"""
+    lists = [c.positions for c in kids if c.positions]
+    if not lists:
+        return True
+    if max_slop is None:
+        max_slop = 1 << 30
+    n = len(lists)
+    if inorder:
+        idx = [0] * n
+        while True:
+            span = 0
+            for i in range(n):
+                last = lists[i - 1][idx[i - 1]] if i else 0
+                if i == 0:
+                    pass
+                while idx[i] < len(lists[i]) and lists[i][idx[i]] < last:
+                    idx[i] += 1
+                if idx[i] >= len(lists[i]):
+                    return False
+                if i > 0:
+                    span += lists[i][idx[i]] - last - 1
+                    if span > max_slop:
+                        break
+            if span <= max_slop:
+                return True
+            idx[0] += 1
+            if idx[0] >= len(lists[0]):
+                return False
+    idx = [0] * n
+    cur = [lst[0] for lst in lists]
+    mx = max(cur)
+    while True:
+        mn = min(cur)
+        k = cur.index(mn)
+        if mn != mx and mx - mn - (n - 1) <= max_slop:
+            return True
+        idx[k] += 1
+        if idx[k] >= len(lists[k]):
+            return False
+        cur[k] = lists[k][idx[k]]
+        if cur[k] > mx:
+            mx = cur[k]
 
 
 def _estimate(r, ctx) -> int:
