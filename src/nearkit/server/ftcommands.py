@@ -152,6 +152,14 @@ def parse_schema(args, i, on_json: bool, existing=()):
                             options["WEIGHT"] = float(args[i + 1])
                         except ValueError:
                             _err("Could not parse field spec")
+                    else:  # dm:en, dm:fr, dm:pt, dm:es: Double Metaphone
+                        matcher = _t(args[i + 1])
+                        if matcher.lower() not in ("dm:en", "dm:fr", "dm:pt", "dm:es"):
+                            _err("Matcher Format: <2 chars algorithm>:<2 chars language>. "
+                                 "Support algorithms: double metaphone (dm). Supported "
+                                 "languages: English (en), French (fr), Portuguese (pt) and "
+                                 "Spanish (es)")
+                        options["PHONETIC"] = matcher
                     i += 2
                 elif ftype == "TAG" and opt == "SEPARATOR":
                     if i + 1 >= len(args):
