@@ -169,9 +169,11 @@ def drop_stopwords(node: Node, stopwords, stem_fields=None) -> Node:
     if isinstance(node, TextTerm):
         if not node.prefix and node.word.lower() in stopwords:
             return None
-        if (stem_fields and not node.prefix and len(node.word) >= MIN_STEM_LEN
+        # Redis expands every query word by its stem (MINSTEMLEN limits only the words
+        # indexed: "fox" finds "foxes", indexed with the stem entry "+fox").
+        if (stem_fields and not node.prefix
                 and (node.field is None or node.field in stem_fields)):
-            return TextPattern(node.field, node.word, "stem")
+            return TextPattern(node.field, node.word, "stem", weight=node.weight)
         return node
     if isinstance(node, (And, Or)):
         kids = [drop_stopwords(c, stopwords, stem_fields) for c in node.children]
@@ -180,9 +182,10 @@ def drop_stopwords(node: Node, stopwords, stem_fields=None) -> Node:
             return node
         if not kids:
             return None
-        return kids[0] if len(kids) == 1 else type(node)(tuple(kids))
+        return kids[0] if len(kids) == 1 else type(node)(tuple(kids), node.weight)
     if isinstance(node, (Not, Optional)):
-        child = drop_stopwords(node.child, stopwords, stem_fields)
+        # Redis's expander leaves negated and optional words as they are
+        child = drop_stopwords(node.child, stopwords, None)
         if child is node.child:
             return node
         return None if child is None else type(node)(child)

@@ -36,9 +36,10 @@ def phonetics_available() -> bool:
 
 
 class DocText:
-    __slots__ = ("terms", "length", "max_freq", "score")
+    __slots__ = ("terms", "length", "max_freq", "score", "slot")
 
-    def __init__(self, score: float):
+    def __init__(self, score: float, slot=None):
+        self.slot = slot
         self.terms: dict = {}   # term -> [freq, field bit mask, positions]
         self.length = 0
         self.max_freq = 0
@@ -81,7 +82,7 @@ class TextIndex:
     # -- maintenance -----------------------------------------------------------------------
     def index(self, idx, slot: int, payload: dict) -> None:
         self.remove(slot)
-        doc = DocText(float(idx.options.get("default_score", 1.0)))
+        doc = DocText(float(idx.options.get("default_score", 1.0)), slot)
         stopwords = idx.stopwords
         synonyms = idx.options.get("synonyms") or {}
         word_groups = _word_groups(synonyms) if synonyms else None

@@ -36,7 +36,10 @@ def rank(idx, tree, slots: np.ndarray, scorer: str, explain: bool = False):
     exps = [] if explain else None
     docs = text.docs
     for i, s in enumerate(slots.tolist()):
-        doc = docs.get(s, empty)
+        doc = docs.get(s)
+        if doc is None:
+            empty.slot = s
+            doc = empty
         r = match(tree, doc, ctx)
         if r is None:
             r = Res(VIRTUAL, 1, 1.0)

@@ -24,7 +24,7 @@ from ...store.filters import (
     And, Geo, MatchAll, Missing, Not, Numeric, Optional, Or, Tag, TextPattern, TextTerm,
     VectorRange, stem, stemming_available,
 )
-from .forward import MIN_STEM_LEN, PHONETIC_PREFIX, STEM_PREFIX, SYNONYM_PREFIX, phonetic_codes
+from .forward import PHONETIC_PREFIX, STEM_PREFIX, SYNONYM_PREFIX, phonetic_codes
 
 K1 = float(np.float32(1.2))
 K1_PLUS_1 = float(np.float32(np.float32(1.2) + np.float32(1)))
@@ -59,7 +59,11 @@ class Context:
     def idf(self, term):
         v = self._idf.get(term)
         if v is None:
-            df = self.text.doc_freq(term)
+            if type(term) is tuple:  # ("tag", field, value)
+                inv = self.idx.fi._inverted.get(term[1], {})
+                df = len(inv.get(term[2], ()))
+            else:
+                df = self.text.doc_freq(term)
             total = self.n_docs + 1  # RediSearch's doc table counts from 1
             f32 = np.float32  # RediSearch computes the BM25 IDF in single precision
             bm25 = f32(1.0) + (f32(self.n_docs - df) + f32(0.5)) / (f32(df) + f32(0.5))
@@ -83,12 +87,19 @@ def _term(doc, term, mask, weight=1.0):
     return Res(TERM, e[0], weight, term, (), e[2])
 
 
+def _first(doc, mask, weight, terms):
+    for term in sorted(terms):
+        r = _term(doc, term, mask)
+        if r is not None:
+            return _union([r], weight)
+    return None
+
+
 def _union(children, weight=1.0):
+    """A union result holds only its matching children (a union of one stays a union)."""
     kids = [c for c in children if c is not None]
     if not kids:
         return None
-    if len(kids) == 1 and weight == 1.0:
-        return kids[0]
     pos = sorted(p for c in kids for p in c.positions)
     return Res(UNION, sum(c.freq for c in kids), weight, None, kids, pos)
 
@@ -102,7 +113,7 @@ def expansions(word, field, ctx, stem_it):
         codes = phonetic_codes(word)
         if codes and codes[0]:
             out.append(PHONETIC_PREFIX + codes[0])
-    if stem_it and stemming_available() and len(word) >= MIN_STEM_LEN:
+    if stem_it and stemming_available():  # any length: MINSTEMLEN limits indexing only
         s = stem(word)
         out.append(STEM_PREFIX + s)
         if s != word:
@@ -116,18 +127,22 @@ def match(node, doc, ctx):
     if t is TextTerm or t is TextPattern:
         mask = ctx.text.field_mask(node.field)
         w = _weight(node)
+        # Prefix and fuzzy unions stop at their first matching term (in the terms trie's
+        # order); fuzzy matching walks every indexed term, stem entries ("+fox") included.
         if t is TextTerm and node.prefix:
             pre = node.word.lower()
-            return _union([_term(doc, term, mask) for term in doc.terms
-                           if term.startswith(pre) and term[:1] not in "+<~"], w)
+            return _first(doc, mask, w, (term for term in doc.terms
+                                         if term.startswith(pre) and term[:1] not in "+<~"))
         if t is TextPattern and node.kind != "stem":
-            return _union([_term(doc, term, mask) for term in doc.terms
-                           if term[:1] not in "+<~" and node.accepts(term)], w)
+            special = "" if node.kind == "fuzzy" else "+<~"
+            return _first(doc, mask, w, (term for term in doc.terms
+                                         if term[:1] not in special and node.accepts(term)))
         word = node.word.lower()
         terms = expansions(word, node.field, ctx, t is TextPattern)
         if len(terms) == 1:
             return _term(doc, word, mask, w)
-        return _union([_term(doc, term, mask) for term in terms], w)
+        # the query's own word keeps its $weight; the expansions weigh 1
+        return _union([_term(doc, word, mask, w)] + [_term(doc, term, mask) for term in terms[1:]])
     if t is And:
         kids = []
         for c in node.children:
@@ -150,11 +165,11 @@ def match(node, doc, ctx):
         r = match(node.child, doc, ctx)
         return r if r is not None else Res(VIRTUAL, 1, 0.0)
     if t is Not:
-        return None if match(node.child, doc, ctx) is not None else Res(VIRTUAL, 1, 1.0)
+        return None if match(node.child, doc, ctx) is not None else Res(VIRTUAL, 0, 1.0)
     if t is MatchAll or t is Missing:
         return Res(VIRTUAL, 1, 1.0)
     if t is Tag:
-        return Res(TERM, 1, 1.0, None)  # a tag reader's term has no IDF
+        return _tag(node, doc, ctx)
     if t in (Numeric, Geo, VectorRange):
         return Res(NUMERIC, 1, 1.0)
     return Res(VIRTUAL, 1, 1.0)
@@ -206,9 +221,29 @@ def within_range(kids, max_slop, inorder) -> bool:
             mx = cur[k]
 
 
+def _tag(node, doc, ctx):
+    """A tag query: a union of the tag values the document has, each a term whose IDF
+    counts the documents holding that value."""
+    idx = ctx.idx
+    slot = doc.slot
+    rec = idx.slot_rec.get(slot, {}) if slot is not None else {}
+    have = rec.get(node.field, ())
+    spec = idx.fi.schema.get(node.field, {})
+    fold = (lambda v: v) if spec.get("case_sensitive") else str.lower
+    kids = []
+    for v in node.values:
+        v = fold(v)
+        if v in have:
+            kids.append(Res(TERM, 1, 1.0, ("tag", node.field, v)))
+    for p in node.prefixes:
+        p = fold(p)
+        kids.extend(Res(TERM, 1, 1.0, ("tag", node.field, v)) for v in have if v.startswith(p))
+    return _union(kids) if kids else Res(VIRTUAL, 1, 1.0)
+
+
 def _estimate(r, ctx) -> int:
     if r.kind == TERM and r.term is not None:
-        return ctx.text.doc_freq(r.term)
+        return ctx.idf(r.term) and (ctx.text.doc_freq(r.term) if type(r.term) is str else 0)
     if r.kind == UNION:
         return sum(_estimate(c, ctx) for c in r.children)
     if r.kind == INTERSECT:
@@ -288,8 +323,9 @@ def _bm25std_one(idf, f, doc_len, avg, name, explain):
 
 def _bm25std_raw(r, doc, ctx, explain):
     if r.kind == TERM and r.term is not None:
+        name = r.term if type(r.term) is str else r.term[2]
         return _bm25std_one(ctx.idf(r.term)[1], float(r.freq), doc.length, ctx.avg_len,
-                            r.term, explain)
+                            name, explain)
     if r.kind in (UNION, INTERSECT):
         sub = []
         total = sum(_bm25std_raw(c, doc, ctx, sub) for c in r.children)
