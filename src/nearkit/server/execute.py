@@ -12,6 +12,7 @@ A search is split in three so the event loop stays responsive:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -176,13 +177,15 @@ def drop_stopwords(node: Node, stopwords, stem_fields=None) -> Node:
             return TextPattern(node.field, node.word, "stem", weight=node.weight)
         return node
     if isinstance(node, (And, Or)):
+        if getattr(node, "exact", False):
+            stem_fields = None  # a quoted phrase is matched verbatim
         kids = [drop_stopwords(c, stopwords, stem_fields) for c in node.children]
         kids = [c for c in kids if c is not None]
         if len(kids) == len(node.children) and all(a is b for a, b in zip(kids, node.children)):
             return node
         if not kids:
             return None
-        return kids[0] if len(kids) == 1 else type(node)(tuple(kids), node.weight)
+        return kids[0] if len(kids) == 1 else dataclasses.replace(node, children=tuple(kids))
     if isinstance(node, (Not, Optional)):
         # Redis's expander leaves negated and optional words as they are
         child = drop_stopwords(node.child, stopwords, None)
@@ -208,6 +211,7 @@ class Prepared:
     range_queries: list  # (node, vector, radius)
     inkeys: list | None
     heavy: bool
+    phrases: bool = False  # the query has quoted phrases (checked on word positions)
 
 
 # Parsed plans by (query text, dialect): clients send the same query string with a
@@ -305,7 +309,7 @@ def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), ink
         rq.append((node, v, node.radius))
         work += vf.count * vf.dim
     heavy = work > INLINE_WORK
-    return Prepared(plan, tree, knn_q, rq, inkeys, heavy)
+    return Prepared(plan, tree, knn_q, rq, inkeys, heavy, _text.has_phrase(tree))
 
 
 def select(idx, prep: Prepared):
@@ -558,7 +562,7 @@ def search(ctx, idx, req: SearchRequest, args=None):
 
     def work():
         slots, scores = select(idx, prep)
-        if (req.slop is not None or req.inorder) and _text.has_text(idx):
+        if (req.slop is not None or req.inorder or prep.phrases) and _text.has_text(idx):
             slots = _text.filter_slop(idx, prep.tree, slots, req.slop, req.inorder)
         total = int(slots.shape[0])
         order = None
@@ -1156,6 +1160,10 @@ def aggregate(ctx, idx, query: str, args: list):
         idx.lock.acquire_read()
         try:
             slots, scores = select(idx, prep)
+            if prep.phrases and _text.has_text(idx) and prep.plan.knn is None:
+                keep = np.isin(slots, _text.filter_slop(idx, prep.tree, slots, None, False))
+                slots = slots[keep]
+                scores = {k: v[keep] for k, v in scores.items()}
             slots = slots[:MAX_RESULTS]
             scores = {k: v[:MAX_RESULTS] for k, v in scores.items()}
             if addscores and _text.has_text(idx) and prep.plan.knn is None:

@@ -244,6 +244,7 @@ class TextTerm(Node):
 class And(Node):
     children: tuple
     weight: float = 1.0
+    exact: bool = False  # a quoted phrase: the words adjacent and in order (text search)
 
     def __str__(self):
         return "(" + " ".join(str(c) for c in self.children) + ")"
@@ -626,7 +627,9 @@ class _Parser:
         self.i = end + 1
         if not words:
             self.error("empty quoted phrase", start)
-        return _and(TextTerm(field, w) for w in words)
+        if len(words) == 1:
+            return TextTerm(field, words[0])
+        return And(tuple(TextTerm(field, w) for w in words), exact=True)
 
     # text group: @f:(a b | -c d*)
     def text_union(self, field) -> Node:

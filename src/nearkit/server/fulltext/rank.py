@@ -102,7 +102,13 @@ def filter_slop(idx, tree, slots: np.ndarray, max_slop, inorder) -> np.ndarray:
     ctx = Context(idx, text, word_groups(idx))
     ctx.slop, ctx.inorder = max_slop, inorder
     docs = text.docs
-    keep = [s for s in slots.tolist() if s in docs and match(tree, docs[s], ctx) is not None]
+    keep = []
+    for s in slots.tolist():
+        doc = docs.get(s)
+        if doc is None:
+            doc = DocText(1.0, s)
+        if match(tree, doc, ctx) is not None:
+            keep.append(s)
     return np.asarray(keep, dtype=slots.dtype)
 
 
@@ -121,3 +127,13 @@ def in_fields(node, fields):
     if t in (Not, Optional):
         return t(in_fields(node.child, fields))
     return node
+
+
+def has_phrase(node) -> bool:
+    if isinstance(node, And) and node.exact:
+        return True
+    if isinstance(node, (And, Or)):
+        return any(has_phrase(c) for c in node.children)
+    if isinstance(node, (Not, Optional)):
+        return has_phrase(node.child)
+    return False

@@ -152,7 +152,10 @@ def match(node, doc, ctx):
             kids.append(r)
         if len(kids) == 1:
             return kids[0]
-        if ctx.slop is not None or ctx.inorder:
+        if node.exact:  # a quoted phrase: adjacent words, in order
+            if not within_range(kids, 0, True):
+                return None
+        elif ctx.slop is not None or ctx.inorder:
             if not within_range(kids, ctx.slop, ctx.inorder):
                 return None
         else:  # Redis's intersection visits its children fewest-documents first
