@@ -30,6 +30,7 @@ from ..store.filters import (
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
+from .fulltext import highlight as _highlight
 from .fulltext import rank as _text
 from .commands import CommandError, Offload
 from .protocol import Double, Error, Map, Raw, Simple
@@ -87,6 +88,9 @@ class SearchRequest:
     scorer: str = "TFIDF"
     slop: int | None = None
     infields: list | None = None
+    summarize: dict | None = None   # SUMMARIZE settings (fulltext/highlight.py)
+    highlight: dict | None = None   # HIGHLIGHT settings
+    text_tree: object = None        # the query tree, for SUMMARIZE / HIGHLIGHT
 
 
 def _parse_bound(text: str):
@@ -557,6 +561,12 @@ def search(ctx, idx, req: SearchRequest, args=None):
     is_knn = prep.plan.knn is not None
     if is_knn:
         _remember_fast(idx, req, prep, args, score_names)
+    if req.summarize is not None or req.highlight is not None:
+        for flag in ("nooffsets", "nohl"):
+            if idx.options.get(flag):
+                raise CommandError("Cannot use highlight/summarize because NOOFFSETS/NOHL was "
+                                   "specified at index level")
+        req.text_tree = prep.tree
 
     knn_name = prep.plan.knn.score_name if is_knn else None
 
@@ -710,6 +720,8 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
             if doc is None:
                 continue
             fields = None if req.nocontent else _doc_fields(idx, doc, req, scores, i, score_names)
+            if fields is not None and (req.summarize is not None or req.highlight is not None):
+                fields = _highlight.apply(idx, req, key, fields)
             rows.append((key, fields))
     if resp3:
         results = []
@@ -752,6 +764,8 @@ def _render_scored(ctx, idx, req, total, keys, scores, score_names, text_scores,
         if doc is None:
             continue
         fields = None if req.nocontent else _doc_fields(idx, doc, req, scores, i, score_names)
+        if fields is not None and (req.summarize is not None or req.highlight is not None):
+            fields = _highlight.apply(idx, req, key, fields)
         rows.append((key, float(text_scores[i]), explains[i] if explains else None, fields))
     if ctx.resp3:
         results = []

@@ -36,10 +36,11 @@ def phonetics_available() -> bool:
 
 
 class DocText:
-    __slots__ = ("terms", "length", "max_freq", "score", "slot")
+    __slots__ = ("terms", "length", "max_freq", "score", "slot", "starts")
 
     def __init__(self, score: float, slot=None):
         self.slot = slot
+        self.starts: dict = {}  # field alias -> position before its first word
         self.terms: dict = {}   # term -> [freq, field bit mask, positions]
         self.length = 0
         self.max_freq = 0
@@ -93,6 +94,7 @@ class TextIndex:
             if value is None:
                 continue
             parts = value if isinstance(value, list) else [value]
+            doc.starts[alias] = pos
             inc = max(1, int(info.weight))
             stem_inc = max(1, int(info.weight * STEM_TOKEN_FACTOR))
             for part in parts:
