@@ -808,6 +808,8 @@ class _Expr:
         "log": math.log, "log2": math.log2, "exp": math.exp,
         "upper": lambda s: str(s).upper(), "lower": lambda s: str(s).lower(),
         "exists": lambda v: 0 if v is None else 1,
+        "startswith": lambda s, p: float(_text_of(s).startswith(_text_of(p))),
+        "contains": lambda s, p: float(_text_of(s).count(_text_of(p))),
     }
 
     def __init__(self, text: str):
@@ -999,6 +1001,14 @@ def _as_number(v):
         except ValueError:
             return v
     return v
+
+
+def _text_of(v) -> str:
+    if isinstance(v, (bytes, bytearray)):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return "" if v is None else str(v)
 
 
 def _isnum(v) -> bool:
