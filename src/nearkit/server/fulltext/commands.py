@@ -192,7 +192,7 @@ def ft_spellcheck(ctx, args):
     rows = []
     seen = set()
     for word in text_tokens(_t(args[1])):
-        if word in seen or word in idx.stopwords:
+        if word in seen:
             continue
         seen.add(word)
         if word in vocab or word in excluded:

@@ -138,7 +138,13 @@ def match(node, doc, ctx):
             return _first(doc, mask, w, (term for term in doc.terms
                                          if term[:1] not in special and node.accepts(term)))
         word = node.word.lower()
-        terms = expansions(word, node.field, ctx, t is TextPattern)
+        # expansions the index does not hold make no iterator; a union of one is its term
+        terms = [x for x in expansions(word, node.field, ctx, t is TextPattern)
+                 if x == word or x in ctx.text.term_docs]
+        if len(terms) > 1 and word not in ctx.text.term_docs:
+            terms.remove(word)
+            if len(terms) == 1:
+                return _term(doc, terms[0], mask)
         if len(terms) == 1:
             return _term(doc, word, mask, w)
         # the query's own word keeps its $weight; the expansions weigh 1

@@ -50,7 +50,10 @@ class SugDict:
             dist = _prefix_distance(q, text, 1 if fuzzy else 0)
             if dist is None:
                 continue
-            v = INT_MAX if text == q else score
+            # Redis's exact-match test compares len(q) *bytes* of 2-byte runes: equal
+            # lengths and the same first half count as exact (ranked first).
+            half = (len(q) + 1) // 2
+            v = INT_MAX if len(text) == len(q) and text[:half] == q[:half] else score
             if fuzzy:
                 v *= math.exp(-2 * dist)
             v /= math.sqrt(1 + abs(len(text) - len(q)))
