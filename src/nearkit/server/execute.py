@@ -155,6 +155,16 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
         return m
     if not _leaf_ok(idx, node):
         return np.zeros(live.shape[0], bool)
+    if type(node) is TextPattern and node.kind == "stem":
+        slots = _text.stem_slots(idx, node)
+        if slots is not None:
+            m = np.zeros(live.shape[0], bool)
+            if slots:
+                m[np.fromiter(slots, np.int64, len(slots))] = True
+            extra = _text.extra_slots(idx, node)
+            if extra:
+                m[[s for s in extra if s < m.shape[0]]] = True
+            return m & live
     m = idx.fi.mask(node, live)
     extra = _text.extra_slots(idx, node)  # synonym groups and phonetic codes
     if extra:

@@ -10,6 +10,7 @@ import numpy as np
 import dataclasses
 
 from ...store.filters import And, MatchAll, Not, Optional, Or, TextPattern, TextTerm
+from ...store.filters import stem, stemming_available
 from .forward import PHONETIC_PREFIX, SYNONYM_PREFIX, DocText, word_groups
 from .scoring import SCORERS, VIRTUAL, Context, Res, match, score
 
@@ -35,6 +36,14 @@ def rank(idx, tree, slots: np.ndarray, scorer: str, explain: bool = False):
     out = np.empty(slots.shape[0], np.float64)
     exps = [] if explain else None
     docs = text.docs
+    if type(tree) is MatchAll and scorer == "TFIDF" and not explain:
+        # "*" under the default scorer: document score / largest term frequency
+        inf, nan = math.inf, math.nan
+        for i, s in enumerate(slots.tolist()):
+            doc = docs.get(s, empty)
+            m = doc.max_freq
+            out[i] = doc.score / m if m else (inf if doc.score > 0 else nan)
+        return out, None
     for i, s in enumerate(slots.tolist()):
         doc = docs.get(s)
         if doc is None:
@@ -43,7 +52,7 @@ def rank(idx, tree, slots: np.ndarray, scorer: str, explain: bool = False):
         r = match(tree, doc, ctx)
         if r is None:
             r = Res(VIRTUAL, 1, 1.0)
-        v, e = score(scorer, r, doc, ctx)
+        v, e = score(scorer, r, doc, ctx, explain=explain)
         out[i] = v
         if exps is not None:
             exps.append(e)
@@ -137,3 +146,26 @@ def has_phrase(node) -> bool:
     if isinstance(node, (Not, Optional)):
         return has_phrase(node.child)
     return False
+
+
+def stem_slots(idx, node):
+    """Slots a stem-expanded word matches (the word, its "+stem" entries and the stem
+    itself, as Redis's expander unions them), from the term statistics: O(matches)
+    instead of a scan of the field's vocabulary. None when the index keeps none."""
+    text = getattr(idx, "text", None)
+    if text is None or not stemming_available():
+        return None
+    word = node.word.lower()
+    s = stem(word)
+    mask = text.field_mask(node.field)
+    out = set()
+    for term in (word, "+" + s, s):
+        slots = text.term_docs.get(term)
+        if not slots:
+            continue
+        if mask == -1:
+            out |= slots
+        else:
+            docs = text.docs
+            out.update(x for x in slots if docs[x].terms[term][1] & mask)
+    return out

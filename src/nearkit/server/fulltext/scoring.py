@@ -53,6 +53,7 @@ class Context:
         self.avg_len = text.avg_doc_len(self.n_docs)
         self.groups = word_groups
         self._idf: dict = {}
+        self.expanded: dict = {}  # (word, field, stem?) -> the terms it stands for
         self.slop = None      # SLOP n / INORDER: intersections must fit within it
         self.inorder = False
 
@@ -138,13 +139,18 @@ def match(node, doc, ctx):
             return _first(doc, mask, w, (term for term in doc.terms
                                          if term[:1] not in special and node.accepts(term)))
         word = node.word.lower()
-        # expansions the index does not hold make no iterator; a union of one is its term
-        terms = [x for x in expansions(word, node.field, ctx, t is TextPattern)
-                 if x == word or x in ctx.text.term_docs]
-        if len(terms) > 1 and word not in ctx.text.term_docs:
-            terms.remove(word)
-            if len(terms) == 1:
-                return _term(doc, terms[0], mask)
+        key = (word, node.field, t is TextPattern)
+        terms = ctx.expanded.get(key)
+        if terms is None:
+            # expansions the index does not hold make no iterator; a union of one is its term
+            terms = [x for x in expansions(word, node.field, ctx, t is TextPattern)
+                     if x == word or x in ctx.text.term_docs]
+            if len(terms) > 1 and word not in ctx.text.term_docs:
+                terms.remove(word)
+            ctx.expanded[key] = terms
+        if terms[0] != word:
+            return _term(doc, terms[0], mask) if len(terms) == 1 else _union(
+                [_term(doc, term, mask) for term in terms])
         if len(terms) == 1:
             return _term(doc, word, mask, w)
         # the query's own word keeps its $weight; the expansions weigh 1
@@ -287,15 +293,15 @@ def _tfidf_raw(r, ctx, explain):
     if r.kind == TERM:
         idf = ctx.idf(r.term)[0] if r.term is not None else 0.0
         v = r.weight * r.freq * idf
-        explain.append(f"(TFIDF {v:.2f} = Weight {r.weight:.2f} * TF {r.freq} * IDF {idf:.2f})")
+        explain is not None and explain.append(f"(TFIDF {v:.2f} = Weight {r.weight:.2f} * TF {r.freq} * IDF {idf:.2f})")
         return v
     if r.kind in (UNION, INTERSECT):
-        sub = []
+        sub = [] if explain is not None else None
         total = sum(_tfidf_raw(c, ctx, sub) for c in r.children)
-        explain.append([f"(Weight {r.weight:.2f} * total children TFIDF {total:.2f})", sub])
+        explain is not None and explain.append([f"(Weight {r.weight:.2f} * total children TFIDF {total:.2f})", sub])
         return r.weight * total
     v = r.weight * r.freq
-    explain.append(f"(TFIDF {v:.2f} = Weight {r.weight:.2f} * Frequency {r.freq})")
+    explain is not None and explain.append(f"(TFIDF {v:.2f} = Weight {r.weight:.2f} * Frequency {r.freq})")
     return v
 
 
@@ -305,27 +311,27 @@ def _bm25_raw(r, ctx, explain):
     if r.kind == TERM:
         idf = ctx.idf(r.term)[0] if r.term is not None else 0.0
         v = idf * f / (f + K1 * (1.0 - B + B * avg))
-        explain.append(f"({v:.2f} = IDF {idf:.2f} * F {r.freq} / (F {r.freq} + k1 1.2 * "
+        explain is not None and explain.append(f"({v:.2f} = IDF {idf:.2f} * F {r.freq} / (F {r.freq} + k1 1.2 * "
                        f"(1 - b 0.5 + b 0.5 * Average Len {avg:.2f})))")
         return v
     if r.kind in (UNION, INTERSECT):
-        sub = []
+        sub = [] if explain is not None else None
         total = sum(_bm25_raw(c, ctx, sub) for c in r.children)
-        explain.append([f"(Weight {r.weight:.2f} * children BM25 {total:.2f})", sub])
+        explain is not None and explain.append([f"(Weight {r.weight:.2f} * children BM25 {total:.2f})", sub])
         return total * r.weight
     if f:
         v = r.weight * f / (f + K1 * (1.0 - B + B * avg))
-        explain.append(f"({v:.2f} = Weight {r.weight:.2f} * F {r.freq} / (F {r.freq} + k1 1.2 * "
+        explain is not None and explain.append(f"({v:.2f} = Weight {r.weight:.2f} * F {r.freq} / (F {r.freq} + k1 1.2 * "
                        f"(1 - b 0.5 + b 0.5 * Average Len {avg:.2f})))")
         return v
-    explain.append("Frequency 0 -> value 0")
+    explain is not None and explain.append("Frequency 0 -> value 0")
     return 0.0
 
 
 def _bm25std_one(idf, f, doc_len, avg, name, explain):
     ratio = float(np.float32(doc_len)) / avg if avg else math.inf
     v = idf * f * K1_PLUS_1 / (f + K1 * (1.0 - B + B * ratio))
-    explain.append(f"{name}: ({v:.2f} = IDF {idf:.2f} * (F {f:.2f} * (k1 1.2 + 1)) / (F {f:.2f} + "
+    explain is not None and explain.append(f"{name}: ({v:.2f} = IDF {idf:.2f} * (F {f:.2f} * (k1 1.2 + 1)) / (F {f:.2f} + "
                    f"k1 1.2 * (1 - b 0.5 + b 0.5 * Doc Len {doc_len} / Average Doc Len {avg:.2f})))")
     return v
 
@@ -336,55 +342,58 @@ def _bm25std_raw(r, doc, ctx, explain):
         return _bm25std_one(ctx.idf(r.term)[1], float(r.freq), doc.length, ctx.avg_len,
                             name, explain)
     if r.kind in (UNION, INTERSECT):
-        sub = []
+        sub = [] if explain is not None else None
         total = sum(_bm25std_raw(c, doc, ctx, sub) for c in r.children)
-        explain.append([f"(Weight {r.weight:.2f} * children BM25 {total:.2f})", sub])
+        explain is not None and explain.append([f"(Weight {r.weight:.2f} * children BM25 {total:.2f})", sub])
         return total * r.weight
     if r.kind == VIRTUAL and r.freq and r.weight:
         return r.weight * _bm25std_one(1.0, 1.0, doc.length, ctx.avg_len, "*", explain)
-    explain.append("Irrelevant token -> score is 0")
+    explain is not None and explain.append("Irrelevant token -> score is 0")
     return 0.0
 
 
 def _dismax(r, explain):
     if r.kind == INTERSECT or r.kind == UNION:
-        sub = []
+        sub = [] if explain is not None else None
         vals = [_dismax(c, sub) for c in r.children]
         total = sum(vals) if r.kind == INTERSECT else max(vals + [0.0])
-        explain.append([f"{r.weight * total:.2f} = Weight {r.weight:.2f} * children DISMAX "
+        explain is not None and explain.append([f"{r.weight * total:.2f} = Weight {r.weight:.2f} * children DISMAX "
                         f"{total:.2f}", sub])
         return r.weight * total
-    explain.append(f"DISMAX {r.weight * r.freq:.2f} = Weight {r.weight:.2f} * Frequency {r.freq}")
+    explain is not None and explain.append(f"DISMAX {r.weight * r.freq:.2f} = Weight {r.weight:.2f} * Frequency {r.freq}")
     return r.weight * r.freq
 
 
-def score(name: str, r, doc, ctx, payload=None, qpayload=None):
-    """(score, explanation) of one document under the named scorer."""
-    exp: list = []
+def score(name: str, r, doc, ctx, payload=None, qpayload=None, explain=True):
+    """(score, explanation or None) of one document under the named scorer."""
+    exp = [] if explain else None
     if name in ("TFIDF", "TFIDF.DOCNORM"):
         if doc.score == 0:
             return 0.0, ["Document score is 0"]
         norm = doc.max_freq if name == "TFIDF" else doc.length
         raw = _tfidf_raw(r, ctx, exp)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            v = float(np.float64(doc.score) * raw / np.float64(norm))
+        num = doc.score * raw
+        if norm:
+            v = num / norm
+        else:  # C's division by zero
+            v = math.inf if num > 0 else -math.inf if num < 0 else math.nan
         s = slop(r)
         v = v / s if s else (math.inf if v > 0 else math.nan if v == 0 else -math.inf)
-        return v, [f"Final TFIDF : words TFIDF {raw:.2f} * document score {doc.score:.2f} / "
-                   f"norm {norm} / slop {s}", exp]
+        return v, exp and [f"Final TFIDF : words TFIDF {raw:.2f} * document score "
+                           f"{doc.score:.2f} / norm {norm} / slop {s}", exp]
     if name == "BM25":
         raw = _bm25_raw(r, ctx, exp)
         s = slop(r)
         v = doc.score * raw / s if s else math.inf
-        return v, [f"Final BM25 : words BM25 {raw:.2f} * document score {doc.score:.2f} / "
-                   f"slop {s}", exp]
+        return v, exp and [f"Final BM25 : words BM25 {raw:.2f} * document score "
+                           f"{doc.score:.2f} / slop {s}", exp]
     if name == "BM25STD":
         raw = _bm25std_raw(r, doc, ctx, exp)
-        return doc.score * raw, [f"Final BM25 : words BM25 {raw:.2f} * document score "
-                                 f"{doc.score:.2f}", exp]
+        return doc.score * raw, exp and [f"Final BM25 : words BM25 {raw:.2f} * document "
+                                         f"score {doc.score:.2f}", exp]
     if name == "DISMAX":
         v = _dismax(r, exp)
-        return v, exp[0]
+        return v, exp and exp[0]
     if name == "DOCSCORE":
         return doc.score, f"Document's score is {doc.score:.2f}"
     if name == "HAMMING":
