@@ -12,6 +12,7 @@ A search is split in three so the event loop stays responsive:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -29,6 +30,8 @@ from ..store.filters import (
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
+from .fulltext import highlight as _highlight
+from .fulltext import rank as _text
 from .commands import CommandError, Offload
 from .protocol import Double, Error, Map, Raw, Simple
 from .query import QueryError, parse_query, range_yield_name
@@ -82,6 +85,12 @@ class SearchRequest:
     numeric_filters: list = field(default_factory=list)
     inkeys: list | None = None
     param_pos: dict = field(default_factory=dict)  # parameter name -> its value's index in args
+    scorer: str = "TFIDF"
+    slop: int | None = None
+    infields: list | None = None
+    summarize: dict | None = None   # SUMMARIZE settings (fulltext/highlight.py)
+    highlight: dict | None = None   # HIGHLIGHT settings
+    text_tree: object = None        # the query tree, for SUMMARIZE / HIGHLIGHT
 
 
 def _parse_bound(text: str):
@@ -146,7 +155,22 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
         return m
     if not _leaf_ok(idx, node):
         return np.zeros(live.shape[0], bool)
-    return idx.fi.mask(node, live)
+    if type(node) is TextPattern and node.kind == "stem":
+        slots = _text.stem_slots(idx, node)
+        if slots is not None:
+            m = np.zeros(live.shape[0], bool)
+            if slots:
+                m[np.fromiter(slots, np.int64, len(slots))] = True
+            extra = _text.extra_slots(idx, node)
+            if extra:
+                m[[s for s in extra if s < m.shape[0]]] = True
+            return m & live
+    m = idx.fi.mask(node, live)
+    extra = _text.extra_slots(idx, node)  # synonym groups and phonetic codes
+    if extra:
+        m[[s for s in extra if s < m.shape[0]]] = True
+        m &= live
+    return m
 
 
 _NOTHING = Not(MatchAll())
@@ -160,20 +184,25 @@ def drop_stopwords(node: Node, stopwords, stem_fields=None) -> Node:
     if isinstance(node, TextTerm):
         if not node.prefix and node.word.lower() in stopwords:
             return None
-        if (stem_fields and not node.prefix and len(node.word) >= MIN_STEM_LEN
+        # Redis expands every query word by its stem (MINSTEMLEN limits only the words
+        # indexed: "fox" finds "foxes", indexed with the stem entry "+fox").
+        if (stem_fields and not node.prefix
                 and (node.field is None or node.field in stem_fields)):
-            return TextPattern(node.field, node.word, "stem")
+            return TextPattern(node.field, node.word, "stem", weight=node.weight)
         return node
     if isinstance(node, (And, Or)):
+        if getattr(node, "exact", False):
+            stem_fields = None  # a quoted phrase is matched verbatim
         kids = [drop_stopwords(c, stopwords, stem_fields) for c in node.children]
         kids = [c for c in kids if c is not None]
         if len(kids) == len(node.children) and all(a is b for a, b in zip(kids, node.children)):
             return node
         if not kids:
             return None
-        return kids[0] if len(kids) == 1 else type(node)(tuple(kids))
+        return kids[0] if len(kids) == 1 else dataclasses.replace(node, children=tuple(kids))
     if isinstance(node, (Not, Optional)):
-        child = drop_stopwords(node.child, stopwords, stem_fields)
+        # Redis's expander leaves negated and optional words as they are
+        child = drop_stopwords(node.child, stopwords, None)
         if child is node.child:
             return node
         return None if child is None else type(node)(child)
@@ -196,6 +225,7 @@ class Prepared:
     range_queries: list  # (node, vector, radius)
     inkeys: list | None
     heavy: bool
+    phrases: bool = False  # the query has quoted phrases (checked on word positions)
 
 
 # Parsed plans by (query text, dialect): clients send the same query string with a
@@ -231,10 +261,14 @@ def cached_plan(query: str, params: dict, dialect: int):
     return plan
 
 
-def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None):
+def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None,
+            verbatim=False, infields=None):
     idx.flush_vectors()
     plan = cached_plan(query, params, dialect)
-    tree = drop_stopwords(plan.tree, idx.stopwords, idx.stem_fields if stemming_available() else None)
+    stem_fields = idx.stem_fields if stemming_available() and not verbatim else None
+    tree = drop_stopwords(plan.tree, idx.stopwords, stem_fields)
+    if infields is not None and tree is not None:
+        tree = _text.in_fields(tree, infields)
     if tree is None:  # a query of stop words only matches nothing
         tree = _NOTHING
     extra = []
@@ -289,7 +323,7 @@ def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), ink
         rq.append((node, v, node.radius))
         work += vf.count * vf.dim
     heavy = work > INLINE_WORK
-    return Prepared(plan, tree, knn_q, rq, inkeys, heavy)
+    return Prepared(plan, tree, knn_q, rq, inkeys, heavy, _text.has_phrase(tree))
 
 
 def select(idx, prep: Prepared):
@@ -529,20 +563,36 @@ def _remember_fast(idx, req, prep, args, score_names):
 
 
 def search(ctx, idx, req: SearchRequest, args=None):
-    prep = prepare(idx, req.query, req.params, req.dialect, req.numeric_filters, req.inkeys)
+    prep = prepare(idx, req.query, req.params, req.dialect, req.numeric_filters, req.inkeys,
+                   req.verbatim, req.infields)
     score_names = prep.plan.score_names()
     if req.sortby is not None and req.sortby not in score_names and idx.field(req.sortby) is None:
         raise CommandError(f"Property `{req.sortby}` not loaded nor in schema")
     is_knn = prep.plan.knn is not None
     if is_knn:
         _remember_fast(idx, req, prep, args, score_names)
+    if req.summarize is not None or req.highlight is not None:
+        for flag in ("nooffsets", "nohl"):
+            if idx.options.get(flag):
+                raise CommandError("Cannot use highlight/summarize because NOOFFSETS/NOHL was "
+                                   "specified at index level")
+        req.text_tree = prep.tree
 
     knn_name = prep.plan.knn.score_name if is_knn else None
 
     def work():
         slots, scores = select(idx, prep)
+        if (req.slop is not None or req.inorder or prep.phrases) and _text.has_text(idx):
+            slots = _text.filter_slop(idx, prep.tree, slots, req.slop, req.inorder)
         total = int(slots.shape[0])
         order = None
+        text_scores = explains = None
+        if knn_name is None and _text.has_text(idx) and (req.sortby is None or req.withscores):
+            # Redis ranks text matches by the scorer (TFIDF unless SCORER says otherwise).
+            text_scores, explains = _text.rank(idx, prep.tree, slots, req.scorer,
+                                               req.explainscore)
+            if req.sortby is None:
+                order = _text.order_by_score(slots, text_scores)
         if req.sortby is None and knn_name is not None:
             # Without SORTBY, Redis lists the k nearest in document order.
             order = np.argsort(slots, kind="stable")
@@ -567,6 +617,11 @@ def search(ctx, idx, req: SearchRequest, args=None):
         else:
             sel = slots[lo:hi]
             page_scores = {name: d[lo:hi] for name, d in scores.items()}
+        if text_scores is not None:
+            pick = page if order is not None else np.arange(lo, min(hi, total))
+            page_scores[_TEXT_SCORE] = text_scores[pick]
+            if explains is not None:
+                page_scores[_EXPLAIN] = [explains[i] for i in pick.tolist()]
         slot_key = idx.slot_key
         keys = [slot_key[s] for s in sel.tolist()]
         return total, keys, page_scores
@@ -583,6 +638,9 @@ def search(ctx, idx, req: SearchRequest, args=None):
         return render_search(ctx, idx, req, total, keys, page_scores, score_names, is_knn)
 
     return Offload(compute, finish, heavy=prep.heavy, inline=work)
+
+
+_TEXT_SCORE, _EXPLAIN = "\0score", "\0explain"  # text scores riding with the distances
 
 
 def _json_text(v) -> bytes:
@@ -638,6 +696,11 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
     score_text = b"0" if is_knn else b"1"
     rows = []
     rf = req.return_fields
+    text_scores = scores.pop(_TEXT_SCORE, None)
+    explains = scores.pop(_EXPLAIN, None)
+    if text_scores is not None and req.withscores:
+        return _render_scored(ctx, idx, req, total, keys, scores, score_names, text_scores,
+                              explains)
     if not req.nocontent and rf and all(name in scores for name, _ in rf):
         # Only distances asked for (RETURN 1 dist): no document fields to read.
         if len(rf) == 1 and not resp3 and not req.withscores and not req.withpayloads:
@@ -667,6 +730,8 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
             if doc is None:
                 continue
             fields = None if req.nocontent else _doc_fields(idx, doc, req, scores, i, score_names)
+            if fields is not None and (req.summarize is not None or req.highlight is not None):
+                fields = _highlight.apply(idx, req, key, fields)
             rows.append((key, fields))
     if resp3:
         results = []
@@ -700,6 +765,43 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
     return Raw(b"".join(parts))
 
 
+def _render_scored(ctx, idx, req, total, keys, scores, score_names, text_scores, explains):
+    """FT.SEARCH ... WITHSCORES on a text index: each row with its scorer's value."""
+    data = ctx.server.keyspace.data
+    rows = []
+    for i, key in enumerate(keys):
+        doc = data.get(key) if key is not None else None
+        if doc is None:
+            continue
+        fields = None if req.nocontent else _doc_fields(idx, doc, req, scores, i, score_names)
+        if fields is not None and (req.summarize is not None or req.highlight is not None):
+            fields = _highlight.apply(idx, req, key, fields)
+        rows.append((key, float(text_scores[i]), explains[i] if explains else None, fields))
+    if ctx.resp3:
+        results = []
+        for key, sc, exp, fields in rows:
+            entry = [(S("id"), key), (S("score"), [Double(sc), exp] if exp is not None
+                                      else Double(sc))]
+            if req.withpayloads:
+                entry.append((S("payload"), None))
+            if fields is not None:
+                entry.append((S("extra_attributes"), Map(fields)))
+            entry.append((S("values"), []))
+            results.append(Map(entry))
+        return Map([(S("attributes"), []), (S("total_results"), total),
+                    (S("format"), S("STRING")), (S("results"), results), (S("warning"), [])])
+    out = [total]
+    for key, sc, exp, fields in rows:
+        out.append(key)
+        text = _text.fmt_score(sc)
+        out.append([text, exp] if exp is not None else text)
+        if req.withpayloads:
+            out.append(None)
+        if fields is not None:
+            out.append([x for kv in fields for x in kv])
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # FT.AGGREGATE (the common cases) and cursors
 # --------------------------------------------------------------------------------------------
@@ -716,6 +818,8 @@ class _Expr:
         "log": math.log, "log2": math.log2, "exp": math.exp,
         "upper": lambda s: str(s).upper(), "lower": lambda s: str(s).lower(),
         "exists": lambda v: 0 if v is None else 1,
+        "startswith": lambda s, p: float(_text_of(s).startswith(_text_of(p))),
+        "contains": lambda s, p: float(_text_of(s).count(_text_of(p))),
     }
 
     def __init__(self, text: str):
@@ -909,6 +1013,14 @@ def _as_number(v):
     return v
 
 
+def _text_of(v) -> str:
+    if isinstance(v, (bytes, bytearray)):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return "" if v is None else str(v)
+
+
 def _isnum(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -992,6 +1104,7 @@ def aggregate(ctx, idx, query: str, args: list):
     """Parse the pipeline, select documents like FT.SEARCH, then run the steps in order."""
     steps, params, dialect, cursor, i = [], {}, ctx.server.search.default_dialect, None, 0
     addscores = False
+    scorer = _text.DEFAULT_SCORER
     while i < len(args):
         kw = args[i].upper()
         if kw == b"LOAD":
@@ -1068,7 +1181,10 @@ def aggregate(ctx, idx, query: str, args: list):
         elif kw in (b"VERBATIM", b"ADDSCORES"):
             addscores = addscores or kw == b"ADDSCORES"
             i += 1
-        elif kw in (b"TIMEOUT", b"SCORER"):
+        elif kw == b"SCORER" and i + 1 < len(args):
+            scorer = _check_scorer(args[i + 1])
+            i += 2
+        elif kw == b"TIMEOUT":
             i += 2
         else:
             raise CommandError(f"Unknown argument `{_t(args[i])}` at position {i} for <main>")
@@ -1078,8 +1194,15 @@ def aggregate(ctx, idx, query: str, args: list):
         idx.lock.acquire_read()
         try:
             slots, scores = select(idx, prep)
+            if prep.phrases and _text.has_text(idx) and prep.plan.knn is None:
+                keep = np.isin(slots, _text.filter_slop(idx, prep.tree, slots, None, False))
+                slots = slots[keep]
+                scores = {k: v[keep] for k, v in scores.items()}
             slots = slots[:MAX_RESULTS]
-            return [idx.slot_key[int(s)] for s in slots], {k: v[:MAX_RESULTS] for k, v in scores.items()}
+            scores = {k: v[:MAX_RESULTS] for k, v in scores.items()}
+            if addscores and _text.has_text(idx) and prep.plan.knn is None:
+                scores[_TEXT_SCORE] = _text.rank(idx, prep.tree, slots, scorer)[0]
+            return [idx.slot_key[int(s)] for s in slots], scores
         finally:
             idx.lock.release_read()
 
@@ -1091,6 +1214,13 @@ def aggregate(ctx, idx, query: str, args: list):
         return _aggregate_reply(ctx, rows)
 
     return Offload(compute, finish, heavy=prep.heavy)
+
+
+def _check_scorer(name) -> str:
+    try:
+        return _text.check_scorer(_t(name))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _t(b) -> str:
@@ -1129,12 +1259,13 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
             continue
         row = {"__key": key, "__doc": doc}
         for name, d in scores.items():
-            if not np.isnan(d[i]):
+            if name != _TEXT_SCORE and not np.isnan(d[i]):
                 row[name] = float(d[i])
         if addscores:
-            row["__score"] = 0.0
+            ts = scores.get(_TEXT_SCORE)
+            row["__score"] = float(ts[i]) if ts is not None else 0.0
         rows.append(row)
-    visible = [n for n in scores]
+    visible = [n for n in scores if n != _TEXT_SCORE]
     if addscores:
         visible.append("__score")
     grouped = False

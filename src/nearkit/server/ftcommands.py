@@ -152,6 +152,14 @@ def parse_schema(args, i, on_json: bool, existing=()):
                             options["WEIGHT"] = float(args[i + 1])
                         except ValueError:
                             _err("Could not parse field spec")
+                    else:  # dm:en, dm:fr, dm:pt, dm:es: Double Metaphone
+                        matcher = _t(args[i + 1])
+                        if matcher.lower() not in ("dm:en", "dm:fr", "dm:pt", "dm:es"):
+                            _err("Matcher Format: <2 chars algorithm>:<2 chars language>. "
+                                 "Support algorithms: double metaphone (dm). Supported "
+                                 "languages: English (en), French (fr), Portuguese (pt) and "
+                                 "Spanish (es)")
+                        options["PHONETIC"] = matcher
                     i += 2
                 elif ftype == "TAG" and opt == "SEPARATOR":
                     if i + 1 >= len(args):
@@ -188,6 +196,7 @@ _CREATE_1ARG = {b"LANGUAGE", b"LANGUAGE_FIELD", b"SCORE", b"SCORE_FIELD", b"PAYL
 def ft_create(ctx, args):
     name = args[0]
     on, prefixes, score, stopwords, skip_scan = "HASH", [], 1.0, None, False
+    text_flags = set()  # NOOFFSETS / NOHL: no SUMMARIZE / HIGHLIGHT
     i = 1
     while i < len(args):
         kw = args[i].upper()
@@ -223,6 +232,8 @@ def ft_create(ctx, args):
             i += 2
         elif kw in _CREATE_FLAGS:
             skip_scan = skip_scan or kw == b"SKIPINITIALSCAN"
+            if kw in (b"NOOFFSETS", b"NOHL"):
+                text_flags.add(kw.decode().lower())
             i += 1
         else:
             return Error(f"Unknown argument `{_t(args[i])}`")
@@ -234,6 +245,8 @@ def ft_create(ctx, args):
     options = {"default_score": score}
     if skip_scan:
         options["skip_initial_scan"] = True
+    for flag in sorted(text_flags):
+        options[flag] = True
     if stopwords is not None:
         options["stopwords"] = stopwords  # a custom list (default: Redis's own)
     idx = SearchIndex(name, on, prefixes or [b""], fields, options)
@@ -452,6 +465,44 @@ def _parse_dialect(args, i):
     return d
 
 
+def _parse_highlight(req, args, i):
+    """SUMMARIZE [FIELDS n f..] [FRAGS n] [LEN n] [SEPARATOR s] | HIGHLIGHT [FIELDS n f..]
+    [TAGS open close] at args[i]; returns the index after it."""
+    kw = args[i].upper()
+    if kw == b"SUMMARIZE":
+        spec = {"fields": None, "frags": 3, "len": 20, "sep": "... "}
+    else:
+        spec = {"fields": None, "open": "<b>", "close": "</b>"}
+    i += 1
+    while i < len(args):
+        opt = args[i].upper()
+        if opt == b"FIELDS":
+            n = parse_int(args[i + 1]) if i + 1 < len(args) else -1
+            if n < 0 or i + 2 + n > len(args):
+                _err(f"Bad arguments for FIELDS: Expected an argument, but none provided")
+            spec["fields"] = [_t(a) for a in args[i + 2:i + 2 + n]]
+            i += 2 + n
+        elif kw == b"SUMMARIZE" and opt in (b"FRAGS", b"LEN") and i + 1 < len(args):
+            try:
+                spec[_t(opt).lower()] = int(args[i + 1])
+            except ValueError:
+                _err(f"Bad arguments for {_t(opt)}: Could not convert argument to expected type")
+            i += 2
+        elif kw == b"SUMMARIZE" and opt == b"SEPARATOR" and i + 1 < len(args):
+            spec["sep"] = _t(args[i + 1])
+            i += 2
+        elif kw == b"HIGHLIGHT" and opt == b"TAGS" and i + 2 < len(args):
+            spec["open"], spec["close"] = _t(args[i + 1]), _t(args[i + 2])
+            i += 3
+        else:
+            break
+    if kw == b"SUMMARIZE":
+        req.summarize = spec
+    else:
+        req.highlight = spec
+    return i
+
+
 @command("FT.SEARCH", -2, ("readonly",), display="FT.SEARCH")
 def ft_search(ctx, args):
     if len(args) < 2:
@@ -545,7 +596,20 @@ def ft_search(ctx, args):
             n = parse_int(args[i + 1]) if i + 1 < len(args) else 0
             if kw == b"INKEYS":
                 req.inkeys = list(args[i + 2:i + 2 + n])
+            else:
+                req.infields = [_t(a) for a in args[i + 2:i + 2 + n]]
             i += 2 + n
+        elif kw == b"SCORER" and i + 1 < len(args):
+            req.scorer = execute._check_scorer(args[i + 1])
+            i += 2
+        elif kw in (b"SUMMARIZE", b"HIGHLIGHT"):
+            i = _parse_highlight(req, args, i)
+        elif kw == b"SLOP" and i + 1 < len(args):
+            try:
+                req.slop = int(args[i + 1])
+            except ValueError:
+                return Error("Bad arguments for SLOP: Could not convert argument to expected type")
+            i += 2
         elif kw in (b"SLOP", b"TIMEOUT", b"LANGUAGE", b"EXPANDER", b"SCORER", b"PAYLOAD"):
             if i + 1 >= len(args):
                 return Error(f"Bad arguments for {_t(kw)}: Expected an argument, but none provided")

@@ -35,7 +35,7 @@ def type_name(value) -> str:
         return "string"
     if type(value) is JsonDoc:
         return "ReJSON-RL"
-    return "none"
+    return getattr(value, "TYPE_NAME", "none")  # module types (suggestion dictionaries)
 
 
 def now_ms() -> int:

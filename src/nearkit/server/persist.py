@@ -31,6 +31,7 @@ import os
 import struct
 
 from ..store import DURABILITY_MODES, Database
+from .fulltext.suggest import SugDict
 from .keyspace import JsonDoc
 
 MODES = DURABILITY_MODES
@@ -63,6 +64,8 @@ def encode_record(value, expire_ms) -> bytes:
         return b"".join(parts)
     if t is JsonDoc:
         return head(2, exp) + json.dumps(value.value, separators=(",", ":")).encode()
+    if t is SugDict:
+        return head(3, exp) + json.dumps(value.to_json(), separators=(",", ":")).encode()
     raise TypeError(f"cannot store {t.__name__}")
 
 
@@ -86,6 +89,8 @@ def decode_record(blob: bytes):
         return out, exp
     if kind == 2:
         return JsonDoc(json.loads(blob[pos:])), exp
+    if kind == 3:
+        return SugDict.from_json(json.loads(blob[pos:])), exp
     raise ValueError(f"unknown stored value kind {kind}")
 
 

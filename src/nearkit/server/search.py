@@ -24,6 +24,7 @@ from ..store.filters import numeric_value
 from . import jsonpath
 from . import snapshot as _snapshot
 from .._sync import RWLock
+from .fulltext.forward import make_text_index
 from .keyspace import JsonDoc
 from .vectors import BlobSizeError, VectorField
 
@@ -88,6 +89,7 @@ class SearchIndex:
         self.restored_from = None  # change seq of the snapshot the graphs started from
         self.snapshot_seq = None  # change seq of its newest snapshot on disk
         self.fi = FieldIndex({})
+        self.text = None  # fulltext.forward.TextIndex: term statistics for scoring
         self.sort_only: list = []  # NOINDEX fields' aliases
         self.sort_strings: list = []  # (alias, UNF) of TEXT and TAG fields
         for f in fields:
@@ -111,6 +113,7 @@ class SearchIndex:
             self.vectors[f.alias] = VectorField(o["algorithm"], o["TYPE"], int(o["DIM"]),
                                                 o["DISTANCE_METRIC"], o)
         self.fi = FieldIndex(self._store_schema())
+        self.text = make_text_index(self)
 
     @property
     def stem_fields(self) -> frozenset:
@@ -268,6 +271,8 @@ class SearchIndex:
                 self.slot_rec[slot] = rec
             else:  # readers use slot_rec.get(slot, {}): no empty dict per document
                 self.slot_rec.pop(slot, None)
+            if self.text is not None:
+                self.text.index(self, slot, payload)
             # Fields the document has at all (an empty value is present, not missing);
             # documents of one shape share one frozenset.
             present = frozenset(payload) | frozenset(vecs)
@@ -289,6 +294,8 @@ class SearchIndex:
         with self.lock:
             del self.key_slot[key]
             self.fi.remove(slot, self.slot_rec.pop(slot, {}))
+            if self.text is not None:
+                self.text.remove(slot)
             self.slot_present.pop(slot, None)
             self.slot_sort.pop(slot, None)
             self.live[slot] = False

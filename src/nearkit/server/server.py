@@ -26,6 +26,8 @@ from ..store import StoreLockedError
 from . import commands as _commands  # noqa: F401  (registers the commands)
 from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
 from . import jsoncommands as _jsoncommands  # noqa: F401  (registers the other JSON.*)
+from .fulltext import commands as _textcommands  # noqa: F401  (FT.SUG*, SPELLCHECK, SYN*)
+from .fulltext import profile as _profile  # noqa: F401  (FT.PROFILE)
 from . import scripting as _scripting  # noqa: F401  (registers EVAL, EVALSHA, SCRIPT)
 from .commands import COMMANDS, NOAUTH, CommandError, Offload, wrong_args
 from .fdlimit import clients_within_fd_limit

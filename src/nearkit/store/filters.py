@@ -22,6 +22,7 @@ Syntax errors raise ``FilterSyntaxError`` (a ValueError) carrying ``offset``
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -161,6 +162,7 @@ class TextPattern(Node):
     word: str
     kind: str  # "fuzzy" | "contains" | "suffix" | "stem" (same English stem, see stem())
     distance: int = 0
+    weight: float = 1.0  # $weight query attribute: scoring only
 
     def __str__(self):
         w = _escape_word(self.word)
@@ -231,6 +233,7 @@ class TextTerm(Node):
     field: str | None
     word: str
     prefix: bool = False
+    weight: float = 1.0  # $weight query attribute: scoring only
 
     def __str__(self):
         w = _escape_word(self.word) + ("*" if self.prefix else "")
@@ -240,6 +243,8 @@ class TextTerm(Node):
 @dataclass(frozen=True)
 class And(Node):
     children: tuple
+    weight: float = 1.0
+    exact: bool = False  # a quoted phrase: the words adjacent and in order (text search)
 
     def __str__(self):
         return "(" + " ".join(str(c) for c in self.children) + ")"
@@ -248,6 +253,7 @@ class And(Node):
 @dataclass(frozen=True)
 class Or(Node):
     children: tuple
+    weight: float = 1.0
 
     def __str__(self):
         return "(" + " | ".join(str(c) for c in self.children) + ")"
@@ -311,6 +317,17 @@ def _escape_word(v: str) -> str:
         else:
             out.append(c)
     return "".join(out)
+
+
+def _weighted(node, attrs: dict):
+    """The node with its ``$weight`` attribute (kept for text scoring; filters ignore it)."""
+    w = attrs.get("weight")
+    if w is None or not hasattr(node, "weight"):
+        return node
+    try:
+        return dataclasses.replace(node, weight=float(w))
+    except ValueError:
+        return node
 
 
 def _and(children) -> Node:
@@ -499,7 +516,7 @@ class _Parser:
         node = self.apply_prefixes(ops, self.atom()) if ops else self.atom()
         self.skip_ws()
         if _ATTRS.match(self.s, self.i):
-            self.attributes()
+            node = _weighted(node, self.attributes())
         return node
 
     def atom(self) -> Node:
@@ -610,7 +627,9 @@ class _Parser:
         self.i = end + 1
         if not words:
             self.error("empty quoted phrase", start)
-        return _and(TextTerm(field, w) for w in words)
+        if len(words) == 1:
+            return TextTerm(field, words[0])
+        return And(tuple(TextTerm(field, w) for w in words), exact=True)
 
     # text group: @f:(a b | -c d*)
     def text_union(self, field) -> Node:
@@ -656,7 +675,7 @@ class _Parser:
         node = TextTerm(field, w, prefix)
         self.skip_ws()
         if _ATTRS.match(self.s, self.i):  # @f:(word=>{$weight: 2} | ...)
-            self.attributes()
+            node = _weighted(node, self.attributes())
         return node
 
     def tag_list(self, field) -> Node:
