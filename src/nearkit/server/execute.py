@@ -25,7 +25,7 @@ import numpy as np
 from .. import _core
 
 from ..store.filters import (
-    Geo, Missing, TextPattern, stemming_available,
+    Geo, GeoShape, Missing, TextPattern, stemming_available,
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
@@ -144,6 +144,15 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
             if slot < m.shape[0] and f.alias in present:
                 m[slot] = False
         return m
+    if isinstance(node, GeoShape):
+        f = idx.field(node.field)
+        if f is None or f.type != "GEOSHAPE" or "NOINDEX" in f.flags:
+            return np.zeros(live.shape[0], bool)
+        try:
+            m = idx.shapes.mask(f.alias, node.op, node.shape, live.shape[0])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        return m & live
     if not _leaf_ok(idx, node):
         return np.zeros(live.shape[0], bool)
     return idx.fi.mask(node, live)

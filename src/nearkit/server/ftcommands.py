@@ -335,7 +335,9 @@ def _attr(f: FieldSpec, resp3: bool):
         pairs.append((S("SEPARATOR"), S(f.options.get("SEPARATOR", ","))))
     elif f.type == "TEXT":
         pairs.append((S("WEIGHT"), Double(f.options.get("WEIGHT", 1.0))))
-    flags = [S(x) for x in _info_flags(f)]
+    elif f.type == "GEOSHAPE":  # the coordinate system is shown as a value, not a flag
+        pairs.append((S("coord_system"), S("FLAT" if "FLAT" in f.flags else "SPHERICAL")))
+    flags = [S(x) for x in _info_flags(f) if not (f.type == "GEOSHAPE" and x in ("FLAT", "SPHERICAL"))]
     if resp3:
         pairs.append((S("flags"), flags))
         return Map(pairs)

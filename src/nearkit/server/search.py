@@ -21,7 +21,7 @@ import numpy as np
 
 from ..store.fields import FieldIndex
 from ..store.filters import numeric_value
-from . import jsonpath
+from . import geoshape, jsonpath
 from . import snapshot as _snapshot
 from .._sync import RWLock
 from .keyspace import JsonDoc
@@ -89,6 +89,9 @@ class SearchIndex:
         self.fi = FieldIndex({})
         self.sort_only: list = []  # NOINDEX fields' aliases
         self.sort_strings: list = []  # (alias, UNF) of TEXT and TAG fields
+        self.shapes = geoshape.ShapeColumns()  # GEOSHAPE values by slot
+        self.shape_fields: list = []  # their aliases
+        self.shape_error = None  # set by _extract: a shape that could not be indexed
         for f in fields:
             self._add_field(f)
 
@@ -105,6 +108,8 @@ class SearchIndex:
             self.sort_only.append(f.alias)
         if f.type in ("TEXT", "TAG"):
             self.sort_strings.append((f.alias, "UNF" in f.flags))
+        if f.type == "GEOSHAPE" and "NOINDEX" not in f.flags:
+            self.shape_fields.append(f.alias)
         if f.type == "VECTOR":
             o = f.options
             self.vectors[f.alias] = VectorField(o["algorithm"], o["TYPE"], int(o["DIM"]),
@@ -131,7 +136,7 @@ class SearchIndex:
                 schema[f.alias] = {"type": "text"}
             elif f.type == "GEO":
                 schema[f.alias] = {"type": "geo"}
-            # GEOSHAPE fields are declared but not indexed: a query on one is an error.
+            # GEOSHAPE values are kept in self.shapes (geoshape.py).
         return schema
 
     def add_fields(self, fields: list, keyspace) -> None:
@@ -144,6 +149,7 @@ class SearchIndex:
             self.slot_rec.clear()
             self.slot_present.clear()
             self.slot_sort.clear()
+            self.shapes.clear()
             self.live = np.zeros(0, bool)
             for v in self.vectors.values():
                 v.__init__(v.algorithm, v.data_type, v.dim, v.redis_metric, v.params)
@@ -197,7 +203,13 @@ class SearchIndex:
                     except ValueError:
                         raise IndexingError("N/A") from None
             elif f.type == "GEOSHAPE":
-                continue
+                if "NOINDEX" in f.flags:
+                    continue
+                try:
+                    payload[f.alias] = geoshape.parse(raw)
+                except ValueError as exc:
+                    # Redis keeps the document (without the shape) and counts a failure.
+                    self.shape_error = f"Error indexing geoshape: {exc}"
             elif f.type == "NUMERIC":
                 if isinstance(raw, bytes):
                     raw = raw.decode("utf-8", "replace")
@@ -230,6 +242,7 @@ class SearchIndex:
             self._remove(key)
             return
         try:
+            self.shape_error = None
             payload, vecs = self._extract(value)
             rec = self.fi.extract(payload)
         except (IndexingError, ValueError) as exc:
@@ -237,6 +250,9 @@ class SearchIndex:
             self.last_error = (str(exc), key.decode("utf-8", "replace"))
             self._remove(key)
             return
+        if self.shape_error is not None:
+            self.failures += 1
+            self.last_error = (self.shape_error, key.decode("utf-8", "replace"))
         with self.lock:
             slot = self.key_slot.get(key)
             if slot is None:
@@ -264,6 +280,8 @@ class SearchIndex:
             else:
                 self.slot_sort.pop(slot, None)
             self.slot_rec[slot] = rec
+            if self.shape_fields:
+                self.shapes.update(slot, self.shape_fields, payload)
             # Fields the document has at all (an empty value is present, not missing).
             self.slot_present[slot] = frozenset(payload) | frozenset(vecs)
             self.live[slot] = True
@@ -285,6 +303,7 @@ class SearchIndex:
             self.fi.remove(slot, self.slot_rec.pop(slot, {}))
             self.slot_present.pop(slot, None)
             self.slot_sort.pop(slot, None)
+            self.shapes.remove(slot)
             self.live[slot] = False
             self.slot_key[slot] = None
             for vf in self.vectors.values():

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "And", "FilterError", "FilterSyntaxError", "MatchAll", "Node", "Not", "Numeric",
-    "Optional", "Or", "Tag", "TextTerm", "VectorRange", "Geo", "Missing", "TextPattern",
+    "Optional", "Or", "Tag", "TextTerm", "VectorRange", "Geo", "GeoShape", "Missing", "TextPattern",
     "bind", "from_python", "matches", "parse_filter", "parse_prefix", "to_filter",
     "text_tokens", "tag_values", "FIELD_TYPES",
 ]
@@ -212,6 +212,23 @@ def _within_distance(a: str, b: str, limit: int) -> bool:
             return False
         prev = cur
     return prev[-1] <= limit
+
+
+@dataclass(frozen=True)
+class GeoShape(Node):
+    """``@field:[WITHIN|CONTAINS|INTERSECTS|DISJOINT $shape]`` on a GEOSHAPE field; ``shape``
+    is the WKT text. Evaluated by the caller (the server keeps the shapes)."""
+
+    field: str
+    op: str  # upper case
+    shape: str
+
+    def __str__(self):
+        return f"@{self.field}:[{self.op} {self.shape!r}]"
+
+
+GEOSHAPE_OPS = ("WITHIN", "CONTAINS", "INTERSECTS", "DISJOINT")
+_GEOSHAPE_OP = re.compile(r"(WITHIN|CONTAINS|INTERSECTS|DISJOINT)(?![\w])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -778,6 +795,8 @@ class _Parser:
         self.skip_ws()
         if self.s.startswith("VECTOR_RANGE", self.i):
             return self.vector_range(field)
+        if _GEOSHAPE_OP.match(self.s, self.i):
+            return self.geoshape(field)
         lo, lo_inc = self.number("lower")
         if self.peek() == "]":  # @n:[4] is @n:[4 4]
             self.i += 1
@@ -808,6 +827,19 @@ class _Parser:
         if radius < 0:
             self.error("a geo radius cannot be negative", start)
         return Geo(field, lon, lat, radius, unit.lower())
+
+    def geoshape(self, field) -> Node:
+        m = _GEOSHAPE_OP.match(self.s, self.i)
+        self.i = m.end()
+        self.skip_ws()
+        start = self.i
+        if self.peek() != "$":
+            self.error("expected $param naming the query shape (WKT)", start)
+        shape = self.param()
+        if self.peek() != "]":
+            self.error("expected ']' after the query shape")
+        self.i += 1
+        return GeoShape(field, m.group(1).upper(), shape)
 
     def vector_range(self, field) -> Node:
         self.i += len("VECTOR_RANGE")
@@ -1019,6 +1051,8 @@ def bind(node: Node, schema: dict) -> Node:
     if isinstance(node, Missing):
         _field_type(schema, node.field)
         return node
+    if isinstance(node, GeoShape):
+        raise FilterError(f"field {node.field!r}: shape queries apply to the server's GEOSHAPE fields only")
     if isinstance(node, TextPattern):
         if node.field is None:
             if not any(_field_type(schema, f) == "text" for f in schema):
