@@ -141,10 +141,149 @@ def test_geoshape_bad_query_shape(nk):
 
 
 # --------------------------------------------------------------------------------------
+# INDEXEMPTY
+# --------------------------------------------------------------------------------------
+
+@scenario
+def index_empty(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "e", "PREFIX", "1", "p:", "SCHEMA", "title", "TEXT", "SORTABLE",
+                      "features", "TAG", "INDEXEMPTY", "description", "TEXT", "INDEXEMPTY",
+                      "n", "NUMERIC")
+    r.hset("p:1", mapping={"title": "Villa", "features": "pool,sea view", "description": "a villa"})
+    r.hset("p:2", mapping={"title": "Flat", "features": "", "description": "modern flat"})
+    r.hset("p:3", mapping={"title": "Beach", "features": "beachfront", "description": ""})
+    r.hset("p:4", mapping={"title": "", "features": " ", "description": " "})
+    r.hset("p:5", mapping={"title": "Nothing"})
+    out = {}
+    for q in ["@title:''", "@features:{$empty}", "-@features:{$empty}", '@features:{""}',
+              "@features:{''}", "@description:''", '@description:""', "-@description:''",
+              "@description:$empty", "@features:{$empty} | @description:''", "@n:''", "''",
+              "@features:{beachfront | $empty}"]:
+        out[q] = _keys(_try(r, "FT.SEARCH", "e", q, "PARAMS", "2", "empty", "", "NOCONTENT",
+                            "DIALECT", "2"))
+    return out
+
+
+def test_index_empty(nk):
+    out = index_empty(nk)
+    assert out["@title:''"] == ("ERR Use `INDEXEMPTY` in field creation in order to index and "
+                                "query for empty strings")
+    # TAG: blank is empty; TEXT: only "" is
+    for q in ["@features:{$empty}", '@features:{""}', "@features:{''}"]:
+        assert out[q] == (2, ["p:2", "p:4"]), q
+    assert out["-@features:{$empty}"] == (3, ["p:1", "p:3", "p:5"])
+    for q in ["@description:''", '@description:""', "@description:$empty", "''"]:
+        assert out[q] == (1, ["p:3"]), q
+    assert out["-@description:''"] == (4, ["p:1", "p:2", "p:4", "p:5"])
+    assert out["@features:{$empty} | @description:''"] == (3, ["p:2", "p:3", "p:4"])
+    assert out["@n:''"] == (0, [])
+    assert out["@features:{beachfront | $empty}"] == (3, ["p:2", "p:3", "p:4"])
+
+
+# --------------------------------------------------------------------------------------
+# DIALECT 1 and FT.EXPLAIN
+# --------------------------------------------------------------------------------------
+
+@scenario
+def dialect_one(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "d", "PREFIX", "1", "t:", "SCHEMA", "name", "TEXT",
+                      "lastname", "TEXT", "n", "NUMERIC")
+    r.hset("t:1", mapping={"name": "James", "lastname": "Brown", "n": 5})
+    r.hset("t:2", mapping={"name": "James Brown", "lastname": "Smith", "n": 7})
+    out = {}
+    for d in ("1", "2"):
+        for q in ["@name: James Brown", "@name:james | smith", "@name:(@n:[5 5])", "(*)",
+                  "$x", "@n:[5]", "@name:james -brown"]:
+            reply = _keys(_try(r, "FT.SEARCH", "d", q, "PARAMS", "2", "x", "james", "NOCONTENT",
+                               "DIALECT", d))
+            # error offsets differ in places: compare only "a syntax error"
+            out[d + q] = "syntax error" if str(reply).startswith("ERR Syntax error") else reply
+    return out
+
+
+def test_dialect_one(nk):
+    out = dialect_one(nk)
+    # DIALECT 1: "@name:" applies to both words; 2: only to the first
+    assert out["1@name: James Brown"] == (1, ["t:2"])
+    assert out["2@name: James Brown"] == (2, ["t:1", "t:2"])
+    assert out["1@name:james | smith"] == (2, ["t:1", "t:2"])  # both in @name
+    assert out["2@name:james | smith"] == (2, ["t:1", "t:2"])
+    assert out["1@name:(@n:[5 5])"] == (1, ["t:1"])
+    assert out["2@name:(@n:[5 5])"] == "syntax error"
+    for q in ["(*)", "$x", "@n:[5]"]:
+        assert out["1" + q] == "syntax error", q
+    assert out["2(*)"] == (2, ["t:1", "t:2"])
+    assert out["2$x"] == (2, ["t:1", "t:2"])
+    assert out["2@n:[5]"] == (1, ["t:1"])
+    assert out["1@name:james -brown"] == (0, [])  # -brown: in no field at all
+
+
+EXPLAIN_QUERIES = ["*", "hello", "running", "@t1:hello", "hello world", "hello | world",
+                   "-hello", "~hello", "hel*", "@t1:hel*", '"hello world"', "@title:{foo | bar}",
+                   "@title:{foo*}", "@num:[0 10]", "@num:[(0 10]", "@num:[-inf +inf]",
+                   "@loc:[1 2 3 km]", "(a | b) c", "@t1:(hello world)", "@t1: hello world",
+                   "%hello%", "*ell*", "*ello", "ismissing(@m)", "@e:{$em}",
+                   "*=>[KNN 10 @v $vec]", "@num:[0 10]=>[KNN 5 @v $vec AS d]",
+                   "@v:[VECTOR_RANGE 0.5 $vec]", "@title:{x} @num:[1 2]", "Hello", "a the hello",
+                   "foo @t1:hello world", "@t1:hello world | foo", "@t1:hello -world"]
+
+
+@scenario
+def explain_trees(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "x", "SCHEMA", "title", "TAG", "t1", "TEXT", "t2", "TEXT",
+                      "NOSTEM", "num", "NUMERIC", "loc", "GEO", "v", "VECTOR", "HNSW", "6", "TYPE",
+                      "FLOAT32", "DIM", "1", "DISTANCE_METRIC", "COSINE", "e", "TAG", "INDEXEMPTY",
+                      "m", "TAG", "INDEXMISSING")
+    out = {}
+    for d in ("1", "2"):
+        for q in EXPLAIN_QUERIES:
+            reply = _try(r, "FT.EXPLAIN", "x", q, "PARAMS", "4", "vec", "aaaa", "em", "",
+                         "DIALECT", d)
+            out[d + q] = "syntax error" if reply.startswith("ERR Syntax error") else reply
+    return out
+
+
+def test_explain_trees(nk):
+    pytest.importorskip("snowballstemmer")  # the expansions name the stems
+    out = explain_trees(nk)
+    assert out["2*"] == "<WILDCARD>\n"
+    assert out["2running"] == "UNION {\n  running\n  +run(expanded)\n  run(expanded)\n}\n"
+    assert out["1@t1: hello world"] == (
+        "@t1:INTERSECT {\n  @t1:UNION {\n    @t1:hello\n    @t1:+hello(expanded)\n  }\n"
+        "  @t1:UNION {\n    @t1:world\n    @t1:+world(expanded)\n  }\n}\n")
+    assert out["2@t1: hello world"] == (
+        "INTERSECT {\n  @t1:UNION {\n    @t1:hello\n    @t1:+hello(expanded)\n  }\n"
+        "  UNION {\n    world\n    +world(expanded)\n  }\n}\n")
+    assert out["2-hello"] == "NOT{\n  hello\n}\n"
+    assert out['2"hello world"'] == "EXACT {\n  hello\n  world\n}\n"
+    assert out["2@title:{foo*}"] == "TAG:@title {\n  PREFIX{foo*}\n}\n"
+    assert out["2@num:[(0 10]"] == "NUMERIC {0.000000 < @num <= 10.000000}\n"
+    assert out["2@num:[-inf +inf]"] == "NUMERIC {-inf <= @num <= inf}\n"
+    assert out["2@loc:[1 2 3 km]"] == "GEO loc:{1.000000,2.000000 --> 3.000000 km}\n"
+    assert out["2(a | b) c"].startswith("INTERSECT {\n  UNION {\n    b\n")  # 'a': stop word
+    assert out["2%hello%"] == "FUZZY{hello}\n"
+    assert out["2ismissing(@m)"] == "ISMISSING{m}\n"
+    assert out["2@e:{$em}"] == 'TAG:@e {\n  ""\n}\n'
+    assert out["2*=>[KNN 10 @v $vec]"] == (
+        "VECTOR {K=10 nearest vectors to `$vec` in vector index associated with field @v, "
+        "yields distance as `__v_score`}\n")
+    assert out["2@num:[0 10]=>[KNN 5 @v $vec AS d]"] == (
+        "VECTOR {\n  NUMERIC {0.000000 <= @num <= 10.000000}\n} => {K=5 nearest vectors to "
+        "`$vec` in vector index associated with field @v, yields distance as `d`}\n")
+    for q in ["ismissing(@m)", "@e:{$em}", "*=>[KNN 10 @v $vec]", "@v:[VECTOR_RANGE 0.5 $vec]"]:
+        assert out["1" + q] == "syntax error", q
+
+
+# --------------------------------------------------------------------------------------
 # the reference
 # --------------------------------------------------------------------------------------
 
 def test_matches_reference(nk, ref, name):
     if name.startswith("geoshape"):
         pytest.importorskip("shapely")
+    if name == "explain_trees":
+        pytest.importorskip("snowballstemmer")
     assert SCENARIOS[name](nk) == SCENARIOS[name](ref)

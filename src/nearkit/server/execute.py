@@ -25,7 +25,7 @@ import numpy as np
 from .. import _core
 
 from ..store.filters import (
-    Geo, GeoShape, Missing, TextPattern, stemming_available,
+    Empty, Geo, GeoShape, Missing, TextPattern, stemming_available,
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
@@ -144,6 +144,8 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
             if slot < m.shape[0] and f.alias in present:
                 m[slot] = False
         return m
+    if isinstance(node, Empty):
+        return _empty_mask(idx, node, live)
     if isinstance(node, GeoShape):
         f = idx.field(node.field)
         if f is None or f.type != "GEOSHAPE" or "NOINDEX" in f.flags:
@@ -156,6 +158,25 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
     if not _leaf_ok(idx, node):
         return np.zeros(live.shape[0], bool)
     return idx.fi.mask(node, live)
+
+
+def _empty_mask(idx, node, live: np.ndarray) -> np.ndarray:
+    """Documents whose value is empty (INDEXEMPTY): ``@f:''``, ``@tag:{$p}`` with p = ""."""
+    if node.field is None:
+        aliases = {f.alias for f in idx.fields if f.type == "TEXT" and "INDEXEMPTY" in f.flags}
+    else:
+        f = idx.field(node.field)
+        if f is None or f.type not in ("TEXT", "TAG"):
+            return np.zeros(live.shape[0], bool)
+        if "INDEXEMPTY" not in f.flags:
+            raise CommandError("Use `INDEXEMPTY` in field creation in order to index and query "
+                               "for empty strings")
+        aliases = {f.alias}
+    m = np.zeros(live.shape[0], bool)
+    for slot, empty in idx.slot_empty.items():
+        if slot < m.shape[0] and not aliases.isdisjoint(empty):
+            m[slot] = True
+    return m & live
 
 
 _NOTHING = Not(MatchAll())

@@ -644,10 +644,11 @@ def ft_explain(ctx, args):
             r.vector_param for r in plan.ranges]:
         if name not in params:
             return Error(f"No such parameter `{name}`")
-    text = str(plan.tree)
-    if plan.knn is not None:
-        text = f"VECTOR {{{text} => KNN {plan.knn.k} @{plan.knn.field}}}"
-    return text + "\n"
+    from .explain import render
+
+    idx = ctx.server.search.lookup(args[0])
+    tree = execute.drop_stopwords(plan.tree, idx.stopwords) or plan.tree
+    return render(tree, plan.knn, {f.alias for f in idx.fields if f.type == "TAG"})
 
 
 @command("FT.DICTADD", -3, ("write",), display="FT.DICTADD")

@@ -62,6 +62,13 @@ class IndexingError(ValueError):
     pass
 
 
+def _is_empty(value, ftype: str) -> bool:
+    """An empty value as INDEXEMPTY indexes it: TEXT exactly "", TAG blank."""
+    if not isinstance(value, str):
+        return False
+    return value == "" if ftype == "TEXT" else not value.strip()
+
+
 class SearchIndex:
     def __init__(self, name: bytes, on: str, prefixes: list, fields: list, options: dict):
         self.name = name
@@ -92,6 +99,8 @@ class SearchIndex:
         self.shapes = geoshape.ShapeColumns()  # GEOSHAPE values by slot
         self.shape_fields: list = []  # their aliases
         self.shape_error = None  # set by _extract: a shape that could not be indexed
+        self.empty_fields: list = []  # (alias, type) of INDEXEMPTY TEXT/TAG fields
+        self.slot_empty: dict[int, frozenset] = {}  # slot -> those whose value is empty
         for f in fields:
             self._add_field(f)
 
@@ -110,6 +119,8 @@ class SearchIndex:
             self.sort_strings.append((f.alias, "UNF" in f.flags))
         if f.type == "GEOSHAPE" and "NOINDEX" not in f.flags:
             self.shape_fields.append(f.alias)
+        if f.type in ("TEXT", "TAG") and "INDEXEMPTY" in f.flags:
+            self.empty_fields.append((f.alias, f.type))
         if f.type == "VECTOR":
             o = f.options
             self.vectors[f.alias] = VectorField(o["algorithm"], o["TYPE"], int(o["DIM"]),
@@ -149,6 +160,7 @@ class SearchIndex:
             self.slot_rec.clear()
             self.slot_present.clear()
             self.slot_sort.clear()
+            self.slot_empty.clear()
             self.shapes.clear()
             self.live = np.zeros(0, bool)
             for v in self.vectors.values():
@@ -282,6 +294,12 @@ class SearchIndex:
             self.slot_rec[slot] = rec
             if self.shape_fields:
                 self.shapes.update(slot, self.shape_fields, payload)
+            if self.empty_fields:
+                empty = frozenset(a for a, t in self.empty_fields if _is_empty(payload.get(a), t))
+                if empty:
+                    self.slot_empty[slot] = empty
+                else:
+                    self.slot_empty.pop(slot, None)
             # Fields the document has at all (an empty value is present, not missing).
             self.slot_present[slot] = frozenset(payload) | frozenset(vecs)
             self.live[slot] = True
@@ -303,6 +321,7 @@ class SearchIndex:
             self.fi.remove(slot, self.slot_rec.pop(slot, {}))
             self.slot_present.pop(slot, None)
             self.slot_sort.pop(slot, None)
+            self.slot_empty.pop(slot, None)
             self.shapes.remove(slot)
             self.live[slot] = False
             self.slot_key[slot] = None
