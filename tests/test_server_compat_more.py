@@ -278,6 +278,46 @@ def test_explain_trees(nk):
 
 
 # --------------------------------------------------------------------------------------
+# FT.CREATE FILTER
+# --------------------------------------------------------------------------------------
+
+@scenario
+def create_filter(r):
+    r.flushall()
+    r.hset("d:0", mapping={"t": "old", "n": 0, "f1": 32})  # there before the index
+    r.execute_command("FT.CREATE", "f", "PREFIX", "1", "d:", "FILTER", "@f1==32", "SCHEMA",
+                      "t", "TEXT", "n", "NUMERIC")
+    _wait_indexed(r, "f")
+    r.hset("d:1", mapping={"t": "hello", "n": 1, "f1": 32})
+    r.hset("d:2", mapping={"t": "hello", "n": 2, "f1": 31})
+    r.hset("d:3", mapping={"t": "hello", "n": 3})  # lacks f1: indexed all the same
+    out = {"first": _try(r, "FT.SEARCH", "f", "*", "NOCONTENT", "SORTBY", "n")}
+    r.hset("d:2", "f1", "32")  # now passes
+    r.hset("d:1", "f1", "0")  # now fails: leaves the index
+    out["after"] = _try(r, "FT.SEARCH", "f", "*", "NOCONTENT", "SORTBY", "n")
+    r.execute_command("FT.CREATE", "k", "FILTER", 'startswith(@__key, "d:") && @n > 1',
+                      "SCHEMA", "n", "NUMERIC")
+    r.hset("x:1", "n", 5)
+    _wait_indexed(r, "k")
+    out["key"] = _try(r, "FT.SEARCH", "k", "*", "NOCONTENT", "SORTBY", "n")
+    info = r.execute_command("FT.INFO", "f")
+    out["definition"] = info[info.index("index_definition") + 1]
+    out["bad"] = str(_try(r, "FT.CREATE", "bad", "FILTER", "@n >", "SCHEMA", "n",
+                          "NUMERIC")).startswith("ERR Syntax error")
+    return out
+
+
+def test_create_filter(nk):
+    out = create_filter(nk)
+    assert out["first"] == [3, "d:0", "d:1", "d:3"]
+    assert out["after"] == [3, "d:0", "d:2", "d:3"]
+    assert out["key"] == [2, "d:2", "d:3"]
+    assert out["definition"] == ["key_type", "HASH", "prefixes", ["d:"], "filter", "@f1==32",
+                                 "default_score", "1"]
+    assert out["bad"] is True
+
+
+# --------------------------------------------------------------------------------------
 # the reference
 # --------------------------------------------------------------------------------------
 

@@ -746,6 +746,9 @@ class _Expr:
         "log": math.log, "log2": math.log2, "exp": math.exp,
         "upper": lambda s: str(s).upper(), "lower": lambda s: str(s).lower(),
         "exists": lambda v: 0 if v is None else 1,
+        "startswith": lambda s, p: float(str(s).startswith(str(p))),
+        "contains": lambda s, p: float(str(s).count(str(p))) if str(p) else float(len(str(s)) + 1),
+        "strlen": lambda s: float(len(str(s))),
     }
 
     def __init__(self, text: str):

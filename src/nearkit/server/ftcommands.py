@@ -188,6 +188,7 @@ _CREATE_1ARG = {b"LANGUAGE", b"LANGUAGE_FIELD", b"SCORE", b"SCORE_FIELD", b"PAYL
 def ft_create(ctx, args):
     name = args[0]
     on, prefixes, score, stopwords, skip_scan = "HASH", [], 1.0, None, False
+    doc_filter = None
     i = 1
     while i < len(args):
         kw = args[i].upper()
@@ -206,7 +207,14 @@ def ft_create(ctx, args):
             prefixes = list(args[i + 2:i + 2 + n])
             i += 2 + n
         elif kw == b"FILTER":
-            return Error("FILTER expressions are not supported by nearkit")
+            if i + 1 >= len(args):
+                return Error("Bad arguments for FILTER: Expected an argument, but none provided")
+            doc_filter = _t(args[i + 1])
+            try:
+                execute._Expr(doc_filter)
+            except CommandError as exc:
+                return Error(str(exc))
+            i += 2
         elif kw == b"STOPWORDS" and i + 1 < len(args):
             n = parse_int(args[i + 1])
             if n < 0 or i + 2 + n > len(args):
@@ -236,6 +244,8 @@ def ft_create(ctx, args):
         options["skip_initial_scan"] = True
     if stopwords is not None:
         options["stopwords"] = stopwords  # a custom list (default: Redis's own)
+    if doc_filter is not None:
+        options["filter"] = doc_filter
     idx = SearchIndex(name, on, prefixes or [b""], fields, options)
     ctx.server.search.create(idx)
     return OK
@@ -360,8 +370,10 @@ def ft_info(ctx, args):
     vec_bytes = sum(v.memory_bytes for v in idx.vectors.values())
     n = idx.num_docs
     definition = [(S("key_type"), S(idx.on)),
-                  (S("prefixes"), [S(_t(p)) for p in idx.prefixes]),
-                  (S("default_score"), Double(idx.options.get("default_score", 1.0)))]
+                  (S("prefixes"), [S(_t(p)) for p in idx.prefixes])]
+    if idx.options.get("filter"):
+        definition.append((S("filter"), S(idx.options["filter"])))
+    definition.append((S("default_score"), Double(idx.options.get("default_score", 1.0))))
     zero = Double(0.0)
     field_stats = []
     for f in idx.fields:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..store.fields import FieldIndex
 from ..store.filters import numeric_value
-from . import geoshape, jsonpath
+from . import docfilter, geoshape, jsonpath
 from . import snapshot as _snapshot
 from .._sync import RWLock
 from .keyspace import JsonDoc
@@ -77,6 +77,8 @@ class SearchIndex:
         self.options = options  # default_score, stopwords (a custom list) etc.
         sw = options.get("stopwords")
         self.stopwords = DEFAULT_STOPWORDS if sw is None else frozenset(sw)
+        # FT.CREATE FILTER: documents for which it is false stay out of the index
+        self.doc_filter = docfilter.DocFilter(options["filter"]) if options.get("filter") else None
         self.fields: list[FieldSpec] = []
         self.lock = RWLock()
         self.key_slot: dict[bytes, int] = {}
@@ -251,6 +253,9 @@ class SearchIndex:
         """Re-index one key after any change (value None: the key is gone)."""
         ok_type = dict if self.on == "HASH" else JsonDoc
         if value is None or type(value) is not ok_type:
+            self._remove(key)
+            return
+        if self.doc_filter is not None and not self.doc_filter.accepts(key, value, self):
             self._remove(key)
             return
         try:
