@@ -318,6 +318,63 @@ def test_create_filter(nk):
 
 
 # --------------------------------------------------------------------------------------
+# RANDOM_SAMPLE, and sortable values as aggregation reads them
+# --------------------------------------------------------------------------------------
+
+@scenario
+def random_sample_and_sortable_case(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "a", "SCHEMA", "title", "TEXT", "SORTABLE", "parent", "TEXT",
+                      "SORTABLE", "n", "NUMERIC", "SORTABLE", "u", "TEXT", "SORTABLE", "UNF",
+                      "p", "TEXT")
+    for key, title, parent, n in [("a", "RediSearch", "redis", 1), ("b", "RedisAI", "redis", 2),
+                                  ("c", "RedisJson", "redis", 3), ("d", "Other", "x", 4)]:
+        r.hset(key, mapping={"title": title, "parent": parent, "n": n, "u": title, "p": title})
+    out = {}
+
+    def agg(*args):
+        return _try(r, "FT.AGGREGATE", "a", "*", *args)
+    # a group smaller than the sample: all its values, in order
+    out["all"] = agg("GROUPBY", "1", "@parent", "REDUCE", "RANDOM_SAMPLE", "2", "@p", "5", "AS", "r",
+                     "SORTBY", "2", "@parent", "ASC")
+    out["zero"] = agg("GROUPBY", "1", "@parent", "REDUCE", "RANDOM_SAMPLE", "2", "@p", "0", "AS", "r",
+                      "SORTBY", "2", "@parent", "ASC")
+    out["too large"] = agg("GROUPBY", "1", "@parent", "REDUCE", "RANDOM_SAMPLE", "2", "@p", "1001")
+    out["not a number"] = agg("GROUPBY", "1", "@parent", "REDUCE", "RANDOM_SAMPLE", "2", "@p", "x")
+    out["no size"] = agg("GROUPBY", "1", "@parent", "REDUCE", "RANDOM_SAMPLE", "1", "@p")
+    sample = agg("GROUPBY", "1", "@parent", "REDUCE", "RANDOM_SAMPLE", "2", "@p", "2", "AS", "r",
+                  "SORTBY", "2", "@parent", "ASC")
+    redis_row = sample[1]
+    out["sample"] = (len(redis_row[3]), set(redis_row[3]) <= {"RediSearch", "RedisAI", "RedisJson"},
+                     len(set(redis_row[3])))
+    # SORTABLE TEXT read by GROUPBY / SORTBY / APPLY comes lower-cased (not with UNF or LOAD)
+    out["group"] = agg("GROUPBY", "1", "@title", "REDUCE", "COUNT", "0", "SORTBY", "2", "@title", "ASC")
+    out["unf"] = agg("GROUPBY", "1", "@u", "SORTBY", "2", "@u", "ASC")
+    # (rows only: the count Redis puts first after SORTBY/LIMIT is not nearkit's, see docs)
+    out["load"] = agg("LOAD", "1", "@title", "SORTBY", "2", "@n", "ASC", "LIMIT", "0", "1")[1:]
+    out["apply"] = agg("APPLY", "upper(@title)", "AS", "x", "SORTBY", "2", "@n", "ASC", "LIMIT",
+                       "0", "1")[1:]
+    return out
+
+
+def test_random_sample_and_sortable_case(nk):
+    out = random_sample_and_sortable_case(nk)
+    assert out["all"] == [2, ["parent", "redis", "r", ["RediSearch", "RedisAI", "RedisJson"]],
+                          ["parent", "x", "r", ["Other"]]]
+    assert out["zero"] == [2, ["parent", "redis", "r", []], ["parent", "x", "r", []]]
+    assert out["too large"] == "ERR Sample size too large"
+    assert out["not a number"] == ("ERR Bad arguments for <sample size>: Could not convert "
+                                   "argument to expected type")
+    assert out["no size"] == ("ERR Bad arguments for <sample size>: Expected an argument, but "
+                              "none provided")
+    assert out["sample"] == (2, True, 2)
+    assert out["group"][1] == ["title", "other", "__generated_aliascount", "1"]
+    assert out["unf"][1] == ["u", "Other"]
+    assert out["load"] == [["title", "RediSearch", "n", "1"]]
+    assert out["apply"] == [["title", "redisearch", "x", "REDISEARCH", "n", "1"]]
+
+
+# --------------------------------------------------------------------------------------
 # the reference
 # --------------------------------------------------------------------------------------
 

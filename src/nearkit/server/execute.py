@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import math
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -963,6 +964,9 @@ def _truthy(v) -> bool:
     return bool(v)
 
 
+_SAMPLER = random.Random()
+
+
 def _reduce(fn: str, values: list, extra=()):
     nums = [_num(v) for v in values if v is not None]
     nums = [x for x in nums if not math.isnan(x)]
@@ -991,6 +995,20 @@ def _reduce(fn: str, values: list, extra=()):
         return seen
     if fn == "FIRST_VALUE":
         return values[0] if values else None
+    if fn == "RANDOM_SAMPLE":  # RANDOM_SAMPLE 2 @f N: up to N of the group's values
+        if not extra:
+            raise CommandError("Bad arguments for <sample size>: Expected an argument, but none provided")
+        try:
+            k = int(extra[0])
+        except ValueError:
+            raise CommandError("Bad arguments for <sample size>: Could not convert argument to expected type") from None
+        if k > 1000:
+            raise CommandError("Sample size too large")
+        present = [v for v in values if v is not None]
+        if k <= 0:
+            return []
+        # A reservoir that never fills keeps every value in order, as Redis's does.
+        return present if len(present) <= k else _SAMPLER.sample(present, k)
     if fn == "QUANTILE":
         try:
             q = float(extra[0])
@@ -1267,9 +1285,16 @@ def _implicit_load(idx, rows, visible, step) -> None:
             if kind == "group":
                 raise CommandError(f"No such property `{name}`")
             continue
+        # Taken from the sorting vector, as Redis does: a SORTABLE TEXT/TAG value lower-cased
+        # (unless UNF).
+        fold = f.type in ("TEXT", "TAG") and "SORTABLE" in f.flags and "UNF" not in f.flags
         for row in rows:
             if name not in row and "__doc" in row:
-                row[name] = _load_field(idx, row["__doc"], name)
+                v = _load_field(idx, row["__doc"], name)
+                if fold and v is not None:
+                    v = (v.decode("utf-8", "replace").lower().encode() if isinstance(v, bytes)
+                         else str(v).lower())
+                row[name] = v
         if show:
             visible.append(name)
 
