@@ -12,6 +12,8 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
+from redis.backoff import NoBackoff  # noqa: E402
+from redis.retry import Retry  # noqa: E402
 from server_helpers import ThreadServer, start_reference_redis  # noqa: E402
 
 
@@ -372,6 +374,86 @@ def test_random_sample_and_sortable_case(nk):
     assert out["unf"][1] == ["u", "Other"]
     assert out["load"] == [["title", "RediSearch", "n", "1"]]
     assert out["apply"] == [["title", "redisearch", "x", "REDISEARCH", "n", "1"]]
+
+
+# --------------------------------------------------------------------------------------
+# ACL SETUSER
+# --------------------------------------------------------------------------------------
+
+# redis-py retries a failed AUTH (an AuthenticationError is a ConnectionError) with backoff
+_NO_RETRY = Retry(NoBackoff(), 0)
+
+
+def _as_user(r, user, password, calls):
+    port = r.connection_pool.connection_kwargs["port"]
+    c = redis.Redis(port=port, username=user, password=password, decode_responses=True,
+                    retry=_NO_RETRY)
+    out = []
+    for fn in calls:
+        try:
+            out.append(fn(c))
+        except redis.RedisError as exc:
+            out.append(f"{type(exc).__name__}: {exc}")
+    c.close()
+    return out
+
+
+@scenario
+def acl_users(r):
+    r.flushall()
+    for u in ("t_rw", "t_keys", "t_bad"):
+        r.execute_command("ACL", "DELUSER", u)
+    out = {"setuser": r.execute_command("ACL", "SETUSER", "t_rw", "reset", "on", ">pw1", "~*",
+                                        "&*", "+@read", "+@write"),
+           "getuser": r.execute_command("ACL", "GETUSER", "t_rw"),
+           "keys user": r.execute_command("ACL", "SETUSER", "t_keys", "on", "nopass", "~k:*",
+                                          "+get", "+set"),
+           "bad category": _try(r, "ACL", "SETUSER", "t_bad", "+@nosuch"),
+           "bad command": _try(r, "ACL", "SETUSER", "t_bad", "+nosuchcmd"),
+           "bad rule": _try(r, "ACL", "SETUSER", "t_bad", "bogus")}
+    out["list"] = [x for x in r.execute_command("ACL", "LIST") if x.split()[1].startswith("t_")]
+    out["rw"] = _as_user(r, "t_rw", "pw1", [
+        lambda c: c.exists("x"), lambda c: c.set("a", "1"), lambda c: c.get("a"),
+        lambda c: c.client_setinfo("LIB-NAME", "probe"), lambda c: c.execute_command("FT._LIST"),
+        lambda c: c.ping(), lambda c: c.execute_command("CONFIG", "GET", "maxmemory")])
+    out["keys"] = _as_user(r, "t_keys", "any", [
+        lambda c: c.set("k:1", "v"), lambda c: c.set("other", "v"), lambda c: c.get("k:1"),
+        lambda c: c.exists("k:1")])
+    out["wrong password"] = _as_user(r, "t_rw", "nope", [lambda c: c.ping()])
+    out["deluser"] = r.execute_command("ACL", "DELUSER", "t_rw", "t_keys", "t_nobody")
+    out["gone"] = _as_user(r, "t_rw", "pw1", [lambda c: c.ping()])
+    return out
+
+
+def test_acl_users(nk):
+    out = acl_users(nk)
+    assert out["getuser"] == ["flags", ["on", "sanitize-payload"], "passwords",
+                              ["c592df4a86933b92addc9842402ddf198c638ea9be58916ee6e3734e1e3152f8"],
+                              "commands", "-@all +@read +@write", "keys", "~*", "channels", "&*",
+                              "selectors", []]
+    assert out["bad category"].startswith("ERR Error in ACL SETUSER modifier '+@nosuch'")
+    assert out["bad rule"].startswith("ERR Error in ACL SETUSER modifier 'bogus'")
+    assert out["list"][0] == "user t_keys on nopass sanitize-payload ~k:* resetchannels -@all +get +set"
+    deny = "NoPermissionError: User t_rw has no permissions to run the '{}' command"
+    assert out["rw"] == [0, True, "1", deny.format("client|setinfo"), deny.format("FT._LIST"),
+                         deny.format("ping"), deny.format("config|get")]
+    assert out["keys"] == [True, "NoPermissionError: No permissions to access a key", "v",
+                           "NoPermissionError: User t_keys has no permissions to run the 'exists' command"]
+    assert out["wrong password"][0].startswith("AuthenticationError")
+    assert out["deluser"] == 2
+    assert out["gone"][0].startswith("AuthenticationError")
+
+
+def test_acl_deleted_user_is_disconnected(nk):
+    nk.execute_command("ACL", "SETUSER", "t_tmp", "on", ">p", "~*", "+@all")
+    port = nk.connection_pool.connection_kwargs["port"]
+    c = redis.Redis(port=port, username="t_tmp", password="p", retry=_NO_RETRY)
+    assert c.ping() is True
+    assert nk.execute_command("ACL", "WHOAMI") == "default"
+    nk.execute_command("ACL", "DELUSER", "t_tmp")
+    with pytest.raises(redis.RedisError):
+        c.ping()
+    c.close()
 
 
 # --------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..store import StoreLockedError
+from . import acl as _acl  # (registers ACL; checks users' commands)
 from . import commands as _commands  # noqa: F401  (registers the commands)
 from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
 from . import jsoncommands as _jsoncommands  # noqa: F401  (registers the other JSON.*)
@@ -65,6 +66,7 @@ class Connection(asyncio.Protocol):
         self.id = server.next_client_id()
         self.resp3 = False
         self.authenticated = server.config.requirepass is None
+        self.acl_user = None  # an ACL user's name after AUTH as one (None: the default user)
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
@@ -251,6 +253,10 @@ class Connection(asyncio.Protocol):
             return Error(f"ERR unknown command '{name}', with args beginning with: {args}")
         if not self.authenticated and "noauth" not in cmd.flags:
             return NOAUTH
+        if self.acl_user is not None:
+            err = _acl.check(self, cmd, req)
+            if err is not None:
+                return err
         n = len(req)
         if (cmd.arity > 0 and n != cmd.arity) or (cmd.arity < 0 and n < -cmd.arity):
             return wrong_args(cmd.display)
