@@ -457,6 +457,38 @@ def test_acl_deleted_user_is_disconnected(nk):
 
 
 # --------------------------------------------------------------------------------------
+# FT.MGET / FT.GET
+# --------------------------------------------------------------------------------------
+
+@scenario
+def ft_mget(r):
+    r.flushall()
+    r.execute_command("FT.CREATE", "m", "PREFIX", "1", "doc", "SCHEMA", "f1", "TEXT", "f2", "TEXT")
+    out = {"empty": _try(r, "FT.MGET", "m", "doc2", "doc1")}
+    r.hset("doc1", mapping={"f1": "some dd1", "f2": "text f1", "extra": "x"})
+    r.hset("doc2", "f1", "dd2")
+    r.hset("other", "f1", "z")  # not under the prefix
+    out["mget"] = _try(r, "FT.MGET", "m", "doc2", "doc1", "other", "nope")
+    out["get"] = _try(r, "FT.GET", "m", "doc1")
+    out["no index"] = _try(r, "FT.MGET", "nosuch", "doc1")
+    r.execute_command("FT.CREATE", "j", "ON", "JSON", "PREFIX", "1", "j:", "SCHEMA", "$.a", "AS",
+                      "a", "TEXT")
+    r.execute_command("JSON.SET", "j:1", "$", '{"a": "hi"}')
+    out["json"] = _try(r, "FT.MGET", "j", "j:1")
+    return out
+
+
+def test_ft_mget(nk):
+    out = ft_mget(nk)
+    assert out["empty"] == [None, None]
+    assert out["mget"] == [["f1", "dd2"], ["f1", "some dd1", "f2", "text f1", "extra", "x"],
+                           None, None]
+    assert out["get"] == ["f1", "some dd1", "f2", "text f1", "extra", "x"]
+    assert out["no index"] == "ERR Unknown Index name"
+    assert out["json"] == [[]]
+
+
+# --------------------------------------------------------------------------------------
 # the reference
 # --------------------------------------------------------------------------------------
 

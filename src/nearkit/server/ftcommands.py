@@ -668,6 +668,8 @@ def ft_dictadd(ctx, args):
     words = ctx.server.search.dicts.setdefault(args[0], set())
     before = len(words)
     words.update(args[1:])
+    if len(words) != before:
+        ctx.server.search.save_dict(args[0])
     return len(words) - before
 
 
@@ -677,6 +679,8 @@ def ft_dictdel(ctx, args):
     words = dicts.get(args[0], set())
     before = len(words)
     words.difference_update(args[1:])
+    if len(words) != before:
+        ctx.server.search.save_dict(args[0])
     return before - len(words)
 
 

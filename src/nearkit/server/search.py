@@ -96,6 +96,7 @@ class SearchIndex:
         self.restored_from = None  # change seq of the snapshot the graphs started from
         self.snapshot_seq = None  # change seq of its newest snapshot on disk
         self.fi = FieldIndex({})
+        self.skipped: set = set()  # keys SKIPINITIALSCAN left out, untouched since
         self.sort_only: list = []  # NOINDEX fields' aliases
         self.sort_strings: list = []  # (alias, UNF) of TEXT and TAG fields
         self.shapes = geoshape.ShapeColumns()  # GEOSHAPE values by slot
@@ -377,8 +378,9 @@ class SearchEngine:
         self.server = server
         self.indexes: dict[bytes, SearchIndex] = {}
         self.aliases: dict[bytes, bytes] = {}  # FT.ALIASADD: alias -> index name
-        # FT.DICTADD word lists (in memory only: not kept across a restart)
+        # FT.DICTADD word lists (durable with --data: persist.Durable.save_dict)
         self.dicts: dict[bytes, set] = {}
+        self.loading = False  # keys are being restored at start-up
         self._flush_scheduled = False
         # FT.CONFIG values (strings, as FT.CONFIG GET shows them).
         self.config = {"MAXSEARCHRESULTS": "10000", "MAXAGGREGATERESULTS": "10000",
@@ -416,6 +418,10 @@ class SearchEngine:
     def on_key_change(self, key: bytes, value) -> None:
         for idx in self.indexes.values():
             if idx.covers(key) or key in idx.key_slot:
+                if key in idx.skipped:  # left out by SKIPINITIALSCAN
+                    if self.loading:
+                        continue  # still left out after a restart
+                    self._unskip(idx, key)  # written since: indexed from now on
                 idx.on_change(key, value)
                 if idx.vectors_pending and not self._flush_scheduled:
                     loop = self.server.loop
@@ -434,9 +440,13 @@ class SearchEngine:
             self.aliases[alias.encode("latin-1")] = idx.name
         if persist and self.server.durable is not None:
             self.server.durable.save_index(idx.name, idx.definition())
-        # SKIPINITIALSCAN: keys already there stay out (only at creation; a restart
-        # rebuilds the index from every key, which Redis's RDB load would not do).
-        if not (persist and idx.options.get("skip_initial_scan")):
+        # SKIPINITIALSCAN: keys already there stay out, until they are written again;
+        # remembered (durably) so that a restart leaves them out too.
+        if persist and idx.options.get("skip_initial_scan"):
+            idx.skipped = {k for k in self.server.keyspace.data if idx.covers(k)}
+            if self.server.durable is not None and idx.skipped:
+                self.server.durable.set_skipped(idx.name, idx.skipped, True)
+        else:
             idx.backfill(self.server.keyspace)
         idx.flush_vectors()
 
@@ -445,12 +455,33 @@ class SearchEngine:
                           [FieldSpec.from_json(f) for f in d["fields"]], d.get("options", {}))
         self.create(idx, persist=False)
 
+    def _unskip(self, idx: SearchIndex, key: bytes) -> None:
+        idx.skipped.discard(key)
+        if self.server.durable is not None:
+            self.server.durable.set_skipped(idx.name, [key], False)
+
+    def save_dict(self, name: bytes) -> None:
+        """Make FT.DICTADD/DICTDEL's change to one word list durable."""
+        if self.server.durable is not None:
+            self.server.durable.save_dict(name, self.dicts.get(name))
+
+    def restore_meta(self, dicts, skipped: dict) -> None:
+        """At start-up, before the keys: the word lists and the skipped keys."""
+        for name, words in dicts:
+            self.dicts[name] = {w.encode("latin-1") for w in words}
+        for name, keys in skipped.items():
+            idx = self.indexes.get(name)
+            if idx is not None:
+                idx.skipped = keys
+
     def save(self, idx: SearchIndex) -> None:
         if self.server.durable is not None:
             self.server.durable.save_index(idx.name, idx.definition())
 
     def drop(self, name: bytes) -> SearchIndex:
         idx = self.indexes.pop(name)
+        if self.server.durable is not None and idx.skipped:
+            self.server.durable.set_skipped(name, idx.skipped, False)
         for alias in [a for a, n in self.aliases.items() if n == name]:
             del self.aliases[alias]
         if self.server.durable is not None:
@@ -460,6 +491,10 @@ class SearchEngine:
         return idx
 
     def drop_all(self) -> None:
+        """FLUSHALL: every index and every FT.DICTADD word list goes (as in Redis)."""
+        for name in list(self.dicts):
+            del self.dicts[name]
+            self.save_dict(name)
         names = list(self.indexes)
         self.indexes.clear()
         self.aliases.clear()

@@ -26,6 +26,7 @@ from ..store import StoreLockedError
 from . import acl as _acl  # (registers ACL; checks users' commands)
 from . import commands as _commands  # noqa: F401  (registers the commands)
 from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
+from . import ftdocs as _ftdocs  # noqa: F401  (registers FT.MGET, FT.GET)
 from . import jsoncommands as _jsoncommands  # noqa: F401  (registers the other JSON.*)
 from . import scripting as _scripting  # noqa: F401  (registers EVAL, EVALSHA, SCRIPT)
 from .commands import COMMANDS, NOAUTH, CommandError, Offload, wrong_args
@@ -341,11 +342,16 @@ class Server:
     def _load(self):
         for name, definition in self.durable.load_indexes():
             self.search.restore_index(name, definition)
+        self.search.restore_meta(self.durable.load_dicts(), self.durable.load_skipped())
         # HNSW graphs start from their snapshots when usable; the keys then confirm
         # them (only vectors that differ are inserted again).
         self.search.restore_snapshots()
-        for key, value, deadline in self.durable.load_keys():
-            self.keyspace.load(key, value, deadline)
+        self.search.loading = True
+        try:
+            for key, value, deadline in self.durable.load_keys():
+                self.keyspace.load(key, value, deadline)
+        finally:
+            self.search.loading = False
         self.keyspace.expire_some(limit=1 << 62)
         self.search.finish_restore()
         self.search.flush_vectors()
