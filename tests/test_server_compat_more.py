@@ -488,6 +488,22 @@ def test_ft_mget(nk):
     assert out["json"] == [[]]
 
 
+def test_temporary_index_expires_when_unused(nk):
+    nk.flushall()
+    nk.execute_command("FT.CREATE", "tmp", "TEMPORARY", "2", "SCHEMA", "t", "TEXT")
+    assert nk.execute_command("FT.DEBUG", "TTL", "tmp") in (1, 2)
+    with pytest.raises(redis.ResponseError, match="Index is not temporary"):
+        nk.execute_command("FT.CREATE", "keep", "SCHEMA", "t", "TEXT")
+        nk.execute_command("FT.DEBUG", "TTL", "keep")
+    time.sleep(1.2)
+    nk.execute_command("FT.SEARCH", "tmp", "*")  # a search restarts the idle time
+    assert nk.execute_command("FT.DEBUG", "TTL", "tmp") == 1
+    time.sleep(2.1)
+    assert "tmp" not in nk.execute_command("FT._LIST")
+    with pytest.raises(redis.ResponseError, match="Unknown index name"):
+        nk.execute_command("FT.DEBUG", "TTL", "tmp")
+
+
 # --------------------------------------------------------------------------------------
 # the reference
 # --------------------------------------------------------------------------------------

@@ -180,15 +180,14 @@ def parse_schema(args, i, on_json: bool, existing=()):
 
 _CREATE_FLAGS = {b"MAXTEXTFIELDS", b"NOOFFSETS", b"NOHL", b"NOFIELDS", b"NOFREQS",
                  b"SKIPINITIALSCAN", b"ASYNC"}
-_CREATE_1ARG = {b"LANGUAGE", b"LANGUAGE_FIELD", b"SCORE", b"SCORE_FIELD", b"PAYLOAD_FIELD",
-                b"TEMPORARY"}
+_CREATE_1ARG = {b"LANGUAGE", b"LANGUAGE_FIELD", b"SCORE", b"SCORE_FIELD", b"PAYLOAD_FIELD"}
 
 
 @command("FT.CREATE", -2, ("write",), display="FT.CREATE")
 def ft_create(ctx, args):
     name = args[0]
     on, prefixes, score, stopwords, skip_scan = "HASH", [], 1.0, None, False
-    doc_filter = None
+    doc_filter = temporary = None
     i = 1
     while i < len(args):
         kw = args[i].upper()
@@ -206,6 +205,14 @@ def ft_create(ctx, args):
                 return Error("Bad arguments for PREFIX: Could not convert argument to expected type")
             prefixes = list(args[i + 2:i + 2 + n])
             i += 2 + n
+        elif kw == b"TEMPORARY":
+            try:
+                temporary = int(args[i + 1])
+                if temporary < 0:  # 0: Redis accepts it; the index then never expires
+                    raise ValueError
+            except (IndexError, ValueError):
+                return Error("Bad arguments for TEMPORARY: Could not convert argument to expected type")
+            i += 2
         elif kw == b"FILTER":
             if i + 1 >= len(args):
                 return Error("Bad arguments for FILTER: Expected an argument, but none provided")
@@ -246,6 +253,8 @@ def ft_create(ctx, args):
         options["stopwords"] = stopwords  # a custom list (default: Redis's own)
     if doc_filter is not None:
         options["filter"] = doc_filter
+    if temporary is not None:
+        options["temporary"] = temporary  # seconds unused before the index is dropped
     idx = SearchIndex(name, on, prefixes or [b""], fields, options)
     ctx.server.search.create(idx)
     return OK
@@ -310,6 +319,7 @@ def ft_aliasdel(ctx, args):
 
 @command("FT._LIST", 1, ("readonly",), display="FT._LIST")
 def ft_list(ctx, args):
+    ctx.server.search.expire_temporary()
     return Set([S(_t(n)) for n in ctx.server.search.indexes])
 
 

@@ -3,6 +3,8 @@ does not hold; an empty list for a JSON document, as Redis Stack 7.4 answers).""
 
 from __future__ import annotations
 
+import math
+
 from .commands import command
 from .protocol import Error
 
@@ -35,3 +37,17 @@ def ft_get(ctx, args):
     if idx is None:
         return Error("Unknown Index name")
     return _contents(ctx, idx, args[1])
+
+
+@command("FT.DEBUG", -2, ("readonly",), display="FT.DEBUG")
+def ft_debug(ctx, args):
+    """FT.DEBUG TTL <index>: the seconds a TEMPORARY index has left (only that subcommand)."""
+    if args[0].upper() == b"TTL" and len(args) == 2:
+        search = ctx.server.search
+        idx = search.lookup(args[1], touch=False)
+        if idx is None:
+            return Error("Unknown index name")
+        if not idx.options.get("temporary"):
+            return Error("Index is not temporary")
+        return max(0, math.floor(search.ttl(idx)))
+    return Error(f"nearkit: FT.DEBUG supports only TTL <index>, not {args[0].decode('utf-8', 'replace')}")

@@ -91,6 +91,7 @@ class SearchIndex:
         self.last_error = ("N/A", "N/A")
         self.number_of_uses = 0
         self.created = time.time()
+        self.last_used = time.monotonic()  # FT.CREATE TEMPORARY: idle since
         self.vectors: dict[str, VectorField] = {}
         self.vectors_pending = False  # HNSW insertions waiting for flush_vectors()
         self.restored_from = None  # change seq of the snapshot the graphs started from
@@ -390,13 +391,31 @@ class SearchEngine:
         self.snapshot_writer = _snapshot.Writer()
         server.keyspace.listeners.append(self.on_key_change)
 
-    def lookup(self, name: bytes):
-        """The index with this name, else the one this alias points at, else None."""
+    def lookup(self, name: bytes, touch: bool = True):
+        """The index with this name, else the one this alias points at, else None.
+        A TEMPORARY index idle past its time is dropped first; ``touch`` restarts its
+        idle time (every command on it does, but FT.DEBUG TTL)."""
         idx = self.indexes.get(name)
         if idx is None:
             target = self.aliases.get(name)
             idx = self.indexes.get(target) if target is not None else None
+        if idx is not None and idx.options.get("temporary"):
+            if self.ttl(idx) <= 0:
+                self.drop(idx.name)
+                return None
+            if touch:
+                idx.last_used = time.monotonic()
         return idx
+
+    @staticmethod
+    def ttl(idx) -> float:
+        """Seconds a TEMPORARY index has left before it expires unused."""
+        return idx.options["temporary"] - (time.monotonic() - idx.last_used)
+
+    def expire_temporary(self) -> None:
+        for idx in [i for i in self.indexes.values() if i.options.get("temporary")]:
+            if self.ttl(idx) <= 0:
+                self.drop(idx.name)
 
     def set_alias(self, alias: bytes, idx) -> None:
         """Point ``alias`` at ``idx`` (None: remove it); kept in the indexes' definitions."""
@@ -418,6 +437,8 @@ class SearchEngine:
     def on_key_change(self, key: bytes, value) -> None:
         for idx in self.indexes.values():
             if idx.covers(key) or key in idx.key_slot:
+                if idx.options.get("temporary"):
+                    idx.last_used = time.monotonic()  # adding documents keeps it alive
                 if key in idx.skipped:  # left out by SKIPINITIALSCAN
                     if self.loading:
                         continue  # still left out after a restart
