@@ -75,6 +75,8 @@ COMMANDS: dict[bytes, Command] = {}
 
 def command(name: str, arity: int, flags=(), keys=(0, 0, 0), display: str | None = None):
     def deco(fn):
+        if name.lower().encode() in COMMANDS:  # two modules claiming one command: a merge slip
+            raise RuntimeError(f"command {name} is registered twice")
         COMMANDS[name.lower().encode()] = Command(
             name.lower(), fn, arity, tuple(flags), *keys, display=display or name.lower())
         return fn
@@ -136,9 +138,17 @@ def cmd_auth(ctx, args):
     if ctx.server.config.requirepass is None and user is None:
         return Error("ERR AUTH <password> called without any password configured for the "
                      "default user. Are you sure your configuration is correct?")
+    if user is not None and user != b"default":  # an ACL user (acl.py)
+        from .acl import authenticate
+
+        u = authenticate(ctx.server, user, password)
+        if u is None:
+            return WRONGPASS
+        ctx.authenticated, ctx.acl_user = True, u.name
+        return OK
     if not _check_password(ctx, user, password):
         return WRONGPASS
-    ctx.authenticated = True
+    ctx.authenticated, ctx.acl_user = True, None
     return OK
 
 
@@ -171,9 +181,17 @@ def cmd_hello(ctx, args):
         else:
             return Error(f"ERR Syntax error in HELLO option '{_text(args[i])}'")
     if auth is not None:
-        if not _check_password(ctx, auth[0], auth[1]):
+        if auth[0] != b"default":  # an ACL user (acl.py)
+            from .acl import authenticate
+
+            u = authenticate(ctx.server, auth[0], auth[1])
+            if u is None:
+                return WRONGPASS
+            ctx.authenticated, ctx.acl_user = True, u.name
+        elif not _check_password(ctx, auth[0], auth[1]):
             return WRONGPASS
-        ctx.authenticated = True
+        else:
+            ctx.authenticated, ctx.acl_user = True, None
     if not ctx.authenticated:
         return Error("NOAUTH HELLO must be called with the client already authenticated, "
                      "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
@@ -235,6 +253,7 @@ def cmd_reset(ctx, args):
     ctx.multi = None
     ctx.name = b""
     ctx.authenticated = ctx.server.config.requirepass is None
+    ctx.acl_user = None
     return Simple("RESET")
 
 

@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import math
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 from .. import _core
 
 from ..store.filters import (
-    Geo, Missing, TextPattern, stemming_available,
+    Empty, Geo, GeoShape, Missing, TextPattern, stemming_available,
     And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
 )
 from . import jsonpath
@@ -153,6 +154,17 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
             if slot < m.shape[0] and f.alias in present:
                 m[slot] = False
         return m
+    if isinstance(node, Empty):
+        return _empty_mask(idx, node, live)
+    if isinstance(node, GeoShape):
+        f = idx.field(node.field)
+        if f is None or f.type != "GEOSHAPE" or "NOINDEX" in f.flags:
+            return np.zeros(live.shape[0], bool)
+        try:
+            m = idx.shapes.mask(f.alias, node.op, node.shape, live.shape[0])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        return m & live
     if not _leaf_ok(idx, node):
         return np.zeros(live.shape[0], bool)
     if type(node) is TextPattern and node.kind == "stem":
@@ -171,6 +183,25 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
         m[[s for s in extra if s < m.shape[0]]] = True
         m &= live
     return m
+
+
+def _empty_mask(idx, node, live: np.ndarray) -> np.ndarray:
+    """Documents whose value is empty (INDEXEMPTY): ``@f:''``, ``@tag:{$p}`` with p = ""."""
+    if node.field is None:
+        aliases = {f.alias for f in idx.fields if f.type == "TEXT" and "INDEXEMPTY" in f.flags}
+    else:
+        f = idx.field(node.field)
+        if f is None or f.type not in ("TEXT", "TAG"):
+            return np.zeros(live.shape[0], bool)
+        if "INDEXEMPTY" not in f.flags:
+            raise CommandError("Use `INDEXEMPTY` in field creation in order to index and query "
+                               "for empty strings")
+        aliases = {f.alias}
+    m = np.zeros(live.shape[0], bool)
+    for slot, empty in idx.slot_empty.items():
+        if slot < m.shape[0] and not aliases.isdisjoint(empty):
+            m[slot] = True
+    return m & live
 
 
 _NOTHING = Not(MatchAll())
@@ -820,6 +851,7 @@ class _Expr:
         "exists": lambda v: 0 if v is None else 1,
         "startswith": lambda s, p: float(_text_of(s).startswith(_text_of(p))),
         "contains": lambda s, p: float(_text_of(s).count(_text_of(p))),
+        "strlen": lambda s: float(len(_text_of(s))),
     }
 
     def __init__(self, text: str):
@@ -1042,6 +1074,9 @@ def _truthy(v) -> bool:
     return bool(v)
 
 
+_SAMPLER = random.Random()
+
+
 def _reduce(fn: str, values: list, extra=()):
     nums = [_num(v) for v in values if v is not None]
     nums = [x for x in nums if not math.isnan(x)]
@@ -1070,6 +1105,20 @@ def _reduce(fn: str, values: list, extra=()):
         return seen
     if fn == "FIRST_VALUE":
         return values[0] if values else None
+    if fn == "RANDOM_SAMPLE":  # RANDOM_SAMPLE 2 @f N: up to N of the group's values
+        if not extra:
+            raise CommandError("Bad arguments for <sample size>: Expected an argument, but none provided")
+        try:
+            k = int(extra[0])
+        except ValueError:
+            raise CommandError("Bad arguments for <sample size>: Could not convert argument to expected type") from None
+        if k > 1000:
+            raise CommandError("Sample size too large")
+        present = [v for v in values if v is not None]
+        if k <= 0:
+            return []
+        # A reservoir that never fills keeps every value in order, as Redis's does.
+        return present if len(present) <= k else _SAMPLER.sample(present, k)
     if fn == "QUANTILE":
         try:
             q = float(extra[0])
@@ -1365,9 +1414,16 @@ def _implicit_load(idx, rows, visible, step) -> None:
             if kind == "group":
                 raise CommandError(f"No such property `{name}`")
             continue
+        # Taken from the sorting vector, as Redis does: a SORTABLE TEXT/TAG value lower-cased
+        # (unless UNF).
+        fold = f.type in ("TEXT", "TAG") and "SORTABLE" in f.flags and "UNF" not in f.flags
         for row in rows:
             if name not in row and "__doc" in row:
-                row[name] = _load_field(idx, row["__doc"], name)
+                v = _load_field(idx, row["__doc"], name)
+                if fold and v is not None:
+                    v = (v.decode("utf-8", "replace").lower().encode() if isinstance(v, bytes)
+                         else str(v).lower())
+                row[name] = v
         if show:
             visible.append(name)
 

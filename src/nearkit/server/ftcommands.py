@@ -188,8 +188,7 @@ def parse_schema(args, i, on_json: bool, existing=()):
 
 _CREATE_FLAGS = {b"MAXTEXTFIELDS", b"NOOFFSETS", b"NOHL", b"NOFIELDS", b"NOFREQS",
                  b"SKIPINITIALSCAN", b"ASYNC"}
-_CREATE_1ARG = {b"LANGUAGE", b"LANGUAGE_FIELD", b"SCORE", b"SCORE_FIELD", b"PAYLOAD_FIELD",
-                b"TEMPORARY"}
+_CREATE_1ARG = {b"LANGUAGE", b"LANGUAGE_FIELD", b"SCORE", b"SCORE_FIELD", b"PAYLOAD_FIELD"}
 
 
 @command("FT.CREATE", -2, ("write",), display="FT.CREATE")
@@ -197,6 +196,7 @@ def ft_create(ctx, args):
     name = args[0]
     on, prefixes, score, stopwords, skip_scan = "HASH", [], 1.0, None, False
     text_flags = set()  # NOOFFSETS / NOHL: no SUMMARIZE / HIGHLIGHT
+    doc_filter = temporary = None
     i = 1
     while i < len(args):
         kw = args[i].upper()
@@ -214,8 +214,23 @@ def ft_create(ctx, args):
                 return Error("Bad arguments for PREFIX: Could not convert argument to expected type")
             prefixes = list(args[i + 2:i + 2 + n])
             i += 2 + n
+        elif kw == b"TEMPORARY":
+            try:
+                temporary = int(args[i + 1])
+                if temporary < 0:  # 0: Redis accepts it; the index then never expires
+                    raise ValueError
+            except (IndexError, ValueError):
+                return Error("Bad arguments for TEMPORARY: Could not convert argument to expected type")
+            i += 2
         elif kw == b"FILTER":
-            return Error("FILTER expressions are not supported by nearkit")
+            if i + 1 >= len(args):
+                return Error("Bad arguments for FILTER: Expected an argument, but none provided")
+            doc_filter = _t(args[i + 1])
+            try:
+                execute._Expr(doc_filter)
+            except CommandError as exc:
+                return Error(str(exc))
+            i += 2
         elif kw == b"STOPWORDS" and i + 1 < len(args):
             n = parse_int(args[i + 1])
             if n < 0 or i + 2 + n > len(args):
@@ -249,6 +264,10 @@ def ft_create(ctx, args):
         options[flag] = True
     if stopwords is not None:
         options["stopwords"] = stopwords  # a custom list (default: Redis's own)
+    if doc_filter is not None:
+        options["filter"] = doc_filter
+    if temporary is not None:
+        options["temporary"] = temporary  # seconds unused before the index is dropped
     idx = SearchIndex(name, on, prefixes or [b""], fields, options)
     ctx.server.search.create(idx)
     return OK
@@ -313,6 +332,7 @@ def ft_aliasdel(ctx, args):
 
 @command("FT._LIST", 1, ("readonly",), display="FT._LIST")
 def ft_list(ctx, args):
+    ctx.server.search.expire_temporary()
     return Set([S(_t(n)) for n in ctx.server.search.indexes])
 
 
@@ -348,7 +368,9 @@ def _attr(f: FieldSpec, resp3: bool):
         pairs.append((S("SEPARATOR"), S(f.options.get("SEPARATOR", ","))))
     elif f.type == "TEXT":
         pairs.append((S("WEIGHT"), Double(f.options.get("WEIGHT", 1.0))))
-    flags = [S(x) for x in _info_flags(f)]
+    elif f.type == "GEOSHAPE":  # the coordinate system is shown as a value, not a flag
+        pairs.append((S("coord_system"), S("FLAT" if "FLAT" in f.flags else "SPHERICAL")))
+    flags = [S(x) for x in _info_flags(f) if not (f.type == "GEOSHAPE" and x in ("FLAT", "SPHERICAL"))]
     if resp3:
         pairs.append((S("flags"), flags))
         return Map(pairs)
@@ -371,8 +393,10 @@ def ft_info(ctx, args):
     vec_bytes = sum(v.memory_bytes for v in idx.vectors.values())
     n = idx.num_docs
     definition = [(S("key_type"), S(idx.on)),
-                  (S("prefixes"), [S(_t(p)) for p in idx.prefixes]),
-                  (S("default_score"), Double(idx.options.get("default_score", 1.0)))]
+                  (S("prefixes"), [S(_t(p)) for p in idx.prefixes])]
+    if idx.options.get("filter"):
+        definition.append((S("filter"), S(idx.options["filter"])))
+    definition.append((S("default_score"), Double(idx.options.get("default_score", 1.0))))
     zero = Double(0.0)
     field_stats = []
     for f in idx.fields:
@@ -706,10 +730,11 @@ def ft_explain(ctx, args):
             r.vector_param for r in plan.ranges]:
         if name not in params:
             return Error(f"No such parameter `{name}`")
-    text = str(plan.tree)
-    if plan.knn is not None:
-        text = f"VECTOR {{{text} => KNN {plan.knn.k} @{plan.knn.field}}}"
-    return text + "\n"
+    from .explain import render
+
+    idx = ctx.server.search.lookup(args[0])
+    tree = execute.drop_stopwords(plan.tree, idx.stopwords) or plan.tree
+    return render(tree, plan.knn, {f.alias for f in idx.fields if f.type == "TAG"})
 
 
 @command("FT.DICTADD", -3, ("write",), display="FT.DICTADD")
@@ -717,6 +742,8 @@ def ft_dictadd(ctx, args):
     words = ctx.server.search.dicts.setdefault(args[0], set())
     before = len(words)
     words.update(args[1:])
+    if len(words) != before:
+        ctx.server.search.save_dict(args[0])
     return len(words) - before
 
 
@@ -726,6 +753,8 @@ def ft_dictdel(ctx, args):
     words = dicts.get(args[0], set())
     before = len(words)
     words.difference_update(args[1:])
+    if len(words) != before:
+        ctx.server.search.save_dict(args[0])
     return before - len(words)
 
 

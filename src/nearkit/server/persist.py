@@ -37,12 +37,18 @@ from .keyspace import JsonDoc
 MODES = DURABILITY_MODES
 KEYS_TABLE = "server.keys"
 INDEXES_TABLE = "server.indexes"
+DICTS_TABLE = "server.dicts"
+SKIPPED_TABLE = "server.skipped"
 # The file of the first server format (its own SQLite, before the store held the data).
 OLD_FILE = "nearkit-server.sqlite3"
 
 # A stored value: type code (0 string, 1 hash, 2 JSON), expiry deadline in ms (-1: none), contents.
 _HEADER = struct.Struct("<Bq")
 _NO_EXPIRY = -1
+
+
+def skipped_row(index: bytes, key: bytes) -> bytes:
+    return len(index).to_bytes(4, "big") + index + key
 
 
 class OldDataError(ValueError):
@@ -114,6 +120,10 @@ class Durable:
         try:
             self.keys = self.db.key_table(KEYS_TABLE)
             self.indexes = self.db.key_table(INDEXES_TABLE)
+            # FT.DICTADD word lists (name -> JSON list) and the keys SKIPINITIALSCAN left out
+            # of an index (skipped_row(index, key) -> b""), so both survive a restart.
+            self.dicts = self.db.key_table(DICTS_TABLE)
+            self.skipped = self.db.key_table(SKIPPED_TABLE)
         except BaseException:
             self.db.close(snapshot=False)
             raise
@@ -122,6 +132,8 @@ class Durable:
         # Index definition changes waiting for the next flush: name -> JSON bytes or None (drop).
         self._index_ops: dict = {}
         self._drop_all_indexes = False
+        self._dict_ops: dict = {}  # dict name -> JSON bytes or None (gone)
+        self._skip_ops: dict = {}  # skipped_row(...) -> True (add) or False (remove)
         self.indexes_pending = False  # a plain attribute: the server checks it for every reply
 
     @property
@@ -138,7 +150,29 @@ class Durable:
         for name, definition in self.indexes.items():
             yield name, json.loads(definition)
 
+    def load_dicts(self):
+        for name, words in self.dicts.items():
+            yield name, json.loads(words)
+
+    def load_skipped(self) -> dict:
+        """{index name: set of keys SKIPINITIALSCAN left out and no write has touched since}."""
+        out: dict = {}
+        for row in self.skipped.keys():
+            n = int.from_bytes(row[:4], "big")
+            out.setdefault(row[4:4 + n], set()).add(row[4 + n:])
+        return out
+
     # -- writing -----------------------------------------------------------------
+    def save_dict(self, name: bytes, words) -> None:
+        self._dict_ops[name] = (None if words is None else
+                                json.dumps(sorted(w.decode("latin-1") for w in words)).encode())
+        self.indexes_pending = True
+
+    def set_skipped(self, index: bytes, keys, skipped: bool) -> None:
+        for key in keys:
+            self._skip_ops[skipped_row(index, key)] = skipped
+        self.indexes_pending = True
+
     def save_index(self, name: bytes, definition: dict) -> None:
         self._index_ops[name] = json.dumps(definition).encode()
         self.indexes_pending = True
@@ -149,6 +183,7 @@ class Durable:
 
     def drop_all_indexes(self) -> None:
         self._index_ops.clear()
+        self._skip_ops.clear()
         self._drop_all_indexes = True
         self.indexes_pending = True
 
@@ -165,15 +200,20 @@ class Durable:
                 deletes.append(key)
             else:
                 upserts.append((key, encode_record(value, expires.get(key))))
-        ops = self._index_ops
+        ops, dops, sops = self._index_ops, self._dict_ops, self._skip_ops
         self.db.write_batches(
             self.keys.batch(upserts, deletes, clear=keyspace.flushed_all),
             self.indexes.batch([(n, d) for n, d in ops.items() if d is not None],
-                               [n for n, d in ops.items() if d is None], clear=self._drop_all_indexes))
+                               [n for n, d in ops.items() if d is None], clear=self._drop_all_indexes),
+            self.dicts.batch([(n, w) for n, w in dops.items() if w is not None],
+                             [n for n, w in dops.items() if w is None]),
+            self.skipped.batch([(r, b"") for r, add in sops.items() if add],
+                               [r for r, add in sops.items() if not add],
+                               clear=self._drop_all_indexes))
         # Only now: a write that failed is retried by the next flush.
         keyspace.dirty.clear()
         keyspace.flushed_all = False
-        self._index_ops = {}
+        self._index_ops, self._dict_ops, self._skip_ops = {}, {}, {}
         self._drop_all_indexes = False
         self.indexes_pending = False
 

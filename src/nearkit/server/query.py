@@ -172,7 +172,7 @@ def _parse_attributes(text: str, start: int, params: dict) -> tuple[dict, int]:
 def parse_query(text: str, params: dict, dialect: int) -> Plan:
     """Parse an FT.SEARCH / FT.AGGREGATE query string into a Plan."""
     try:
-        tree, end = parse_prefix(text, params if dialect >= 2 else {})
+        tree, end = parse_prefix(text, params if dialect >= 2 else {}, dialect=dialect)
     except FilterSyntaxError as exc:
         raise _from_filter_error(exc) from None
     plan = Plan(tree)

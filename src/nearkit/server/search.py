@@ -21,7 +21,7 @@ import numpy as np
 
 from ..store.fields import FieldIndex
 from ..store.filters import numeric_value
-from . import jsonpath
+from . import docfilter, geoshape, jsonpath
 from . import snapshot as _snapshot
 from .._sync import RWLock
 from .fulltext.forward import make_text_index
@@ -63,6 +63,13 @@ class IndexingError(ValueError):
     pass
 
 
+def _is_empty(value, ftype: str) -> bool:
+    """An empty value as INDEXEMPTY indexes it: TEXT exactly "", TAG blank."""
+    if not isinstance(value, str):
+        return False
+    return value == "" if ftype == "TEXT" else not value.strip()
+
+
 class SearchIndex:
     def __init__(self, name: bytes, on: str, prefixes: list, fields: list, options: dict):
         self.name = name
@@ -71,6 +78,8 @@ class SearchIndex:
         self.options = options  # default_score, stopwords (a custom list) etc.
         sw = options.get("stopwords")
         self.stopwords = DEFAULT_STOPWORDS if sw is None else frozenset(sw)
+        # FT.CREATE FILTER: documents for which it is false stay out of the index
+        self.doc_filter = docfilter.DocFilter(options["filter"]) if options.get("filter") else None
         self.fields: list[FieldSpec] = []
         self.lock = RWLock()
         self.key_slot: dict[bytes, int] = {}
@@ -84,14 +93,21 @@ class SearchIndex:
         self.last_error = ("N/A", "N/A")
         self.number_of_uses = 0
         self.created = time.time()
+        self.last_used = time.monotonic()  # FT.CREATE TEMPORARY: idle since
         self.vectors: dict[str, VectorField] = {}
         self.vectors_pending = False  # HNSW insertions waiting for flush_vectors()
         self.restored_from = None  # change seq of the snapshot the graphs started from
         self.snapshot_seq = None  # change seq of its newest snapshot on disk
         self.fi = FieldIndex({})
         self.text = None  # fulltext.forward.TextIndex: term statistics for scoring
+        self.skipped: set = set()  # keys SKIPINITIALSCAN left out, untouched since
         self.sort_only: list = []  # NOINDEX fields' aliases
         self.sort_strings: list = []  # (alias, UNF) of TEXT and TAG fields
+        self.shapes = geoshape.ShapeColumns()  # GEOSHAPE values by slot
+        self.shape_fields: list = []  # their aliases
+        self.shape_error = None  # set by _extract: a shape that could not be indexed
+        self.empty_fields: list = []  # (alias, type) of INDEXEMPTY TEXT/TAG fields
+        self.slot_empty: dict[int, frozenset] = {}  # slot -> those whose value is empty
         for f in fields:
             self._add_field(f)
 
@@ -108,6 +124,10 @@ class SearchIndex:
             self.sort_only.append(f.alias)
         if f.type in ("TEXT", "TAG"):
             self.sort_strings.append((f.alias, "UNF" in f.flags))
+        if f.type == "GEOSHAPE" and "NOINDEX" not in f.flags:
+            self.shape_fields.append(f.alias)
+        if f.type in ("TEXT", "TAG") and "INDEXEMPTY" in f.flags:
+            self.empty_fields.append((f.alias, f.type))
         if f.type == "VECTOR":
             o = f.options
             self.vectors[f.alias] = VectorField(o["algorithm"], o["TYPE"], int(o["DIM"]),
@@ -135,7 +155,7 @@ class SearchIndex:
                 schema[f.alias] = {"type": "text"}
             elif f.type == "GEO":
                 schema[f.alias] = {"type": "geo"}
-            # GEOSHAPE fields are declared but not indexed: a query on one is an error.
+            # GEOSHAPE values are kept in self.shapes (geoshape.py).
         return schema
 
     def add_fields(self, fields: list, keyspace) -> None:
@@ -148,6 +168,8 @@ class SearchIndex:
             self.slot_rec.clear()
             self.slot_present.clear()
             self.slot_sort.clear()
+            self.slot_empty.clear()
+            self.shapes.clear()
             self.live = np.zeros(0, bool)
             for v in self.vectors.values():
                 v.__init__(v.algorithm, v.data_type, v.dim, v.redis_metric, v.params)
@@ -201,7 +223,13 @@ class SearchIndex:
                     except ValueError:
                         raise IndexingError("N/A") from None
             elif f.type == "GEOSHAPE":
-                continue
+                if "NOINDEX" in f.flags:
+                    continue
+                try:
+                    payload[f.alias] = geoshape.parse(raw)
+                except ValueError as exc:
+                    # Redis keeps the document (without the shape) and counts a failure.
+                    self.shape_error = f"Error indexing geoshape: {exc}"
             elif f.type == "NUMERIC":
                 if isinstance(raw, bytes):
                     raw = raw.decode("utf-8", "replace")
@@ -233,7 +261,11 @@ class SearchIndex:
         if value is None or type(value) is not ok_type:
             self._remove(key)
             return
+        if self.doc_filter is not None and not self.doc_filter.accepts(key, value, self):
+            self._remove(key)
+            return
         try:
+            self.shape_error = None
             payload, vecs = self._extract(value)
             rec = self.fi.extract(payload)
         except (IndexingError, ValueError) as exc:
@@ -241,6 +273,9 @@ class SearchIndex:
             self.last_error = (str(exc), key.decode("utf-8", "replace"))
             self._remove(key)
             return
+        if self.shape_error is not None:
+            self.failures += 1
+            self.last_error = (self.shape_error, key.decode("utf-8", "replace"))
         with self.lock:
             slot = self.key_slot.get(key)
             if slot is None:
@@ -273,6 +308,14 @@ class SearchIndex:
                 self.slot_rec.pop(slot, None)
             if self.text is not None:
                 self.text.index(self, slot, payload)
+            if self.shape_fields:
+                self.shapes.update(slot, self.shape_fields, payload)
+            if self.empty_fields:
+                empty = frozenset(a for a, t in self.empty_fields if _is_empty(payload.get(a), t))
+                if empty:
+                    self.slot_empty[slot] = empty
+                else:
+                    self.slot_empty.pop(slot, None)
             # Fields the document has at all (an empty value is present, not missing);
             # documents of one shape share one frozenset.
             present = frozenset(payload) | frozenset(vecs)
@@ -298,6 +341,8 @@ class SearchIndex:
                 self.text.remove(slot)
             self.slot_present.pop(slot, None)
             self.slot_sort.pop(slot, None)
+            self.slot_empty.pop(slot, None)
+            self.shapes.remove(slot)
             self.live[slot] = False
             self.slot_key[slot] = None
             for vf in self.vectors.values():
@@ -347,8 +392,9 @@ class SearchEngine:
         self.server = server
         self.indexes: dict[bytes, SearchIndex] = {}
         self.aliases: dict[bytes, bytes] = {}  # FT.ALIASADD: alias -> index name
-        # FT.DICTADD word lists (in memory only: not kept across a restart)
+        # FT.DICTADD word lists (durable with --data: persist.Durable.save_dict)
         self.dicts: dict[bytes, set] = {}
+        self.loading = False  # keys are being restored at start-up
         self._flush_scheduled = False
         # FT.CONFIG values (strings, as FT.CONFIG GET shows them).
         self.config = {"MAXSEARCHRESULTS": "10000", "MAXAGGREGATERESULTS": "10000",
@@ -358,13 +404,31 @@ class SearchEngine:
         self.snapshot_writer = _snapshot.Writer()
         server.keyspace.listeners.append(self.on_key_change)
 
-    def lookup(self, name: bytes):
-        """The index with this name, else the one this alias points at, else None."""
+    def lookup(self, name: bytes, touch: bool = True):
+        """The index with this name, else the one this alias points at, else None.
+        A TEMPORARY index idle past its time is dropped first; ``touch`` restarts its
+        idle time (every command on it does, but FT.DEBUG TTL)."""
         idx = self.indexes.get(name)
         if idx is None:
             target = self.aliases.get(name)
             idx = self.indexes.get(target) if target is not None else None
+        if idx is not None and idx.options.get("temporary"):
+            if self.ttl(idx) <= 0:
+                self.drop(idx.name)
+                return None
+            if touch:
+                idx.last_used = time.monotonic()
         return idx
+
+    @staticmethod
+    def ttl(idx) -> float:
+        """Seconds a TEMPORARY index has left before it expires unused."""
+        return idx.options["temporary"] - (time.monotonic() - idx.last_used)
+
+    def expire_temporary(self) -> None:
+        for idx in [i for i in self.indexes.values() if i.options.get("temporary")]:
+            if self.ttl(idx) <= 0:
+                self.drop(idx.name)
 
     def set_alias(self, alias: bytes, idx) -> None:
         """Point ``alias`` at ``idx`` (None: remove it); kept in the indexes' definitions."""
@@ -386,6 +450,12 @@ class SearchEngine:
     def on_key_change(self, key: bytes, value) -> None:
         for idx in self.indexes.values():
             if idx.covers(key) or key in idx.key_slot:
+                if idx.options.get("temporary"):
+                    idx.last_used = time.monotonic()  # adding documents keeps it alive
+                if key in idx.skipped:  # left out by SKIPINITIALSCAN
+                    if self.loading:
+                        continue  # still left out after a restart
+                    self._unskip(idx, key)  # written since: indexed from now on
                 idx.on_change(key, value)
                 if idx.vectors_pending and not self._flush_scheduled:
                     loop = self.server.loop
@@ -404,9 +474,13 @@ class SearchEngine:
             self.aliases[alias.encode("latin-1")] = idx.name
         if persist and self.server.durable is not None:
             self.server.durable.save_index(idx.name, idx.definition())
-        # SKIPINITIALSCAN: keys already there stay out (only at creation; a restart
-        # rebuilds the index from every key, which Redis's RDB load would not do).
-        if not (persist and idx.options.get("skip_initial_scan")):
+        # SKIPINITIALSCAN: keys already there stay out, until they are written again;
+        # remembered (durably) so that a restart leaves them out too.
+        if persist and idx.options.get("skip_initial_scan"):
+            idx.skipped = {k for k in self.server.keyspace.data if idx.covers(k)}
+            if self.server.durable is not None and idx.skipped:
+                self.server.durable.set_skipped(idx.name, idx.skipped, True)
+        else:
             idx.backfill(self.server.keyspace)
         idx.flush_vectors()
 
@@ -415,12 +489,33 @@ class SearchEngine:
                           [FieldSpec.from_json(f) for f in d["fields"]], d.get("options", {}))
         self.create(idx, persist=False)
 
+    def _unskip(self, idx: SearchIndex, key: bytes) -> None:
+        idx.skipped.discard(key)
+        if self.server.durable is not None:
+            self.server.durable.set_skipped(idx.name, [key], False)
+
+    def save_dict(self, name: bytes) -> None:
+        """Make FT.DICTADD/DICTDEL's change to one word list durable."""
+        if self.server.durable is not None:
+            self.server.durable.save_dict(name, self.dicts.get(name))
+
+    def restore_meta(self, dicts, skipped: dict) -> None:
+        """At start-up, before the keys: the word lists and the skipped keys."""
+        for name, words in dicts:
+            self.dicts[name] = {w.encode("latin-1") for w in words}
+        for name, keys in skipped.items():
+            idx = self.indexes.get(name)
+            if idx is not None:
+                idx.skipped = keys
+
     def save(self, idx: SearchIndex) -> None:
         if self.server.durable is not None:
             self.server.durable.save_index(idx.name, idx.definition())
 
     def drop(self, name: bytes) -> SearchIndex:
         idx = self.indexes.pop(name)
+        if self.server.durable is not None and idx.skipped:
+            self.server.durable.set_skipped(name, idx.skipped, False)
         for alias in [a for a, n in self.aliases.items() if n == name]:
             del self.aliases[alias]
         if self.server.durable is not None:
@@ -430,6 +525,10 @@ class SearchEngine:
         return idx
 
     def drop_all(self) -> None:
+        """FLUSHALL: every index and every FT.DICTADD word list goes (as in Redis)."""
+        for name in list(self.dicts):
+            del self.dicts[name]
+            self.save_dict(name)
         names = list(self.indexes)
         self.indexes.clear()
         self.aliases.clear()

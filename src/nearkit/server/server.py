@@ -23,8 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..store import StoreLockedError
+from . import acl as _acl  # (registers ACL; checks users' commands)
 from . import commands as _commands  # noqa: F401  (registers the commands)
 from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
+from . import ftdocs as _ftdocs  # noqa: F401  (registers FT.MGET, FT.GET)
 from . import jsoncommands as _jsoncommands  # noqa: F401  (registers the other JSON.*)
 from .fulltext import commands as _textcommands  # noqa: F401  (FT.SUG*, SPELLCHECK, SYN*)
 from .fulltext import profile as _profile  # noqa: F401  (FT.PROFILE)
@@ -67,6 +69,7 @@ class Connection(asyncio.Protocol):
         self.id = server.next_client_id()
         self.resp3 = False
         self.authenticated = server.config.requirepass is None
+        self.acl_user = None  # an ACL user's name after AUTH as one (None: the default user)
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
@@ -253,6 +256,10 @@ class Connection(asyncio.Protocol):
             return Error(f"ERR unknown command '{name}', with args beginning with: {args}")
         if not self.authenticated and "noauth" not in cmd.flags:
             return NOAUTH
+        if self.acl_user is not None:
+            err = _acl.check(self, cmd, req)
+            if err is not None:
+                return err
         n = len(req)
         if (cmd.arity > 0 and n != cmd.arity) or (cmd.arity < 0 and n < -cmd.arity):
             return wrong_args(cmd.display)
@@ -337,11 +344,16 @@ class Server:
     def _load(self):
         for name, definition in self.durable.load_indexes():
             self.search.restore_index(name, definition)
+        self.search.restore_meta(self.durable.load_dicts(), self.durable.load_skipped())
         # HNSW graphs start from their snapshots when usable; the keys then confirm
         # them (only vectors that differ are inserted again).
         self.search.restore_snapshots()
-        for key, value, deadline in self.durable.load_keys():
-            self.keyspace.load(key, value, deadline)
+        self.search.loading = True
+        try:
+            for key, value, deadline in self.durable.load_keys():
+                self.keyspace.load(key, value, deadline)
+        finally:
+            self.search.loading = False
         self.keyspace.expire_some(limit=1 << 62)
         self.search.finish_restore()
         self.search.flush_vectors()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "And", "FilterError", "FilterSyntaxError", "MatchAll", "Node", "Not", "Numeric",
-    "Optional", "Or", "Tag", "TextTerm", "VectorRange", "Geo", "Missing", "TextPattern",
+    "Optional", "Or", "Tag", "TextTerm", "VectorRange", "Geo", "GeoShape", "Empty", "Missing", "Phrase", "TextPattern",
     "bind", "from_python", "matches", "parse_filter", "parse_prefix", "to_filter",
     "text_tokens", "tag_values", "FIELD_TYPES",
 ]
@@ -217,6 +217,34 @@ def _within_distance(a: str, b: str, limit: int) -> bool:
 
 
 @dataclass(frozen=True)
+class GeoShape(Node):
+    """``@field:[WITHIN|CONTAINS|INTERSECTS|DISJOINT $shape]`` on a GEOSHAPE field; ``shape``
+    is the WKT text. Evaluated by the caller (the server keeps the shapes)."""
+
+    field: str
+    op: str  # upper case
+    shape: str
+
+    def __str__(self):
+        return f"@{self.field}:[{self.op} {self.shape!r}]"
+
+
+@dataclass(frozen=True)
+class Empty(Node):
+    """``@field:''`` / ``@tag:{$p}`` with an empty value: the document's value is empty
+    (Redis's INDEXEMPTY); ``field`` None means any text field. Evaluated by the caller."""
+
+    field: str | None
+
+    def __str__(self):
+        return f"@{self.field}:''" if self.field else "''"
+
+
+GEOSHAPE_OPS = ("WITHIN", "CONTAINS", "INTERSECTS", "DISJOINT")
+_GEOSHAPE_OP = re.compile(r"(WITHIN|CONTAINS|INTERSECTS|DISJOINT)(?![\w])", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
 class Missing(Node):
     """``ismissing(@field)``: the document has no value for the field."""
 
@@ -248,6 +276,14 @@ class And(Node):
 
     def __str__(self):
         return "(" + " ".join(str(c) for c in self.children) + ")"
+
+
+@dataclass(frozen=True)
+class Phrase(And):
+    """A quoted phrase: its words adjacent and in order (``exact``); its own type for FT.EXPLAIN."""
+
+    def __str__(self):
+        return '"' + " ".join(str(c) for c in self.children) + '"'
 
 
 @dataclass(frozen=True)
@@ -381,7 +417,7 @@ _ISMISSING = re.compile(r"ismissing\s*\(\s*@([A-Za-z_][\w.$-]*)\s*\)", re.IGNORE
 
 
 class _Parser:
-    def __init__(self, text: str, params: dict | None, start: int = 0):
+    def __init__(self, text: str, params: dict | None, start: int = 0, dialect: int = 2):
         if not isinstance(text, str):
             raise TypeError(f"a filter query must be a string, got {type(text).__name__}")
         self.s = text
@@ -389,6 +425,14 @@ class _Parser:
         self.i = start
         self.params = params or {}
         self.depth = 0
+        # RediSearch's DIALECT 1: no $params, '*' only as the whole query, no single-value
+        # ranges, ismissing/'' /shape/vector-range terms; "@f:a b" puts both words in @f.
+        self.v1 = dialect < 2
+
+    def v1_refuse(self, at: int | None = None):
+        """A construct DIALECT 1 does not have: a syntax error, as RediSearch answers."""
+        if self.v1:
+            self.error("not available in DIALECT 1", at)
 
     def nest(self):
         """Enter one more level of nesting (a group or a prefix operator)."""
@@ -429,6 +473,8 @@ class _Parser:
         if not m:
             self.error("expected a parameter name after '$'", start)
         name = m.group(0)
+        if self.v1:
+            raise FilterSyntaxError("no parameters in DIALECT 1", start, name)
         self.i = m.end()
         if name not in self.params:
             raise FilterSyntaxError(f"no such parameter `{name}`", start, "$" + name)
@@ -532,6 +578,8 @@ class _Parser:
             self.depth -= 1
             return node
         if c == "*" and not (self.i + 1 < self.n and self.s[self.i + 1] not in _WORD_SPECIAL):
+            if self.v1 and self.s.strip() != "*":
+                self.error("'*' stands only for the whole query in DIALECT 1", self.i + 1)
             self.i += 1
             return MatchAll()
         if c == "@":
@@ -540,8 +588,13 @@ class _Parser:
             return self.phrase(None)
         m = _ISMISSING.match(self.s, self.i)
         if m:
+            self.v1_refuse(m.start(1))
             self.i = m.end()
             return Missing(m.group(1))
+        if self.s.startswith("''", self.i):
+            self.v1_refuse()
+            self.i += 2
+            return Empty(None)
         pat = self.pattern_term(None)
         if pat is not None:
             return pat
@@ -550,7 +603,7 @@ class _Parser:
         if c in ")}]|:":
             self.error(f"unexpected {c!r}")
         w, prefix = self.word()
-        return TextTerm(None, w, prefix)
+        return TextTerm(None, w, prefix) if w else Empty(None)
 
     def pattern_term(self, field):
         """``%word%`` / ``*word*`` / ``*word`` at the cursor, or None."""
@@ -611,11 +664,51 @@ class _Parser:
             return self.phrase(name)
         if c == "" or c in ")|}]":
             self.error(f"expected a value after @{name}:")
+        if self.s.startswith("''", self.i):
+            self.v1_refuse(self.i - len(name) - 1)
+            self.i += 2
+            return Empty(name)
         pat = self.pattern_term(name)
         if pat is not None:
             return pat
         w, prefix = self.word()
-        return TextTerm(name, w, prefix)
+        if self.v1 and not prefix:
+            return self.v1_words(name, TextTerm(name, w))
+        return TextTerm(name, w, prefix) if w else Empty(name)
+
+    def _v1_plain_word_next(self) -> bool:
+        """DIALECT 1: is the next token a plain word (one "@f:" also applies to)?"""
+        save = self.i
+        self.skip_ws()
+        c = self.peek()
+        ok = c != "" and c not in _WORD_SPECIAL and c != "-"
+        if ok:  # a prefix term ends the run (RediSearch applies the field to words only)
+            j = self.i
+            while j < self.n and self.s[j] not in _WORD_SPECIAL:
+                j += 1 + (self.s[j] == "\\")
+            ok = not (j < self.n and self.s[j] == "*")
+        self.i = save
+        return ok
+
+    def v1_words(self, field, first) -> Node:
+        """DIALECT 1: ``@f:a b | c`` is ``@f:((a b) | c)``: the field takes the plain words
+        that follow, and alternatives made of plain words."""
+        alts, words = [], [first]
+        while True:
+            while self._v1_plain_word_next():
+                w, _ = self.word()
+                words.append(TextTerm(field, w))
+            alts.append(_and(words))
+            save = self.i
+            if self.peek() == "|":
+                self.i += 1
+                if self._v1_plain_word_next():
+                    w, _ = self.word()
+                    words = [TextTerm(field, w)]
+                    continue
+            self.i = save
+            break
+        return _or(alts)
 
     def phrase(self, field) -> Node:
         start = self.i
@@ -625,11 +718,13 @@ class _Parser:
             self.error("unterminated quoted phrase", start)
         words = text_tokens(self.s[self.i:end])
         self.i = end + 1
+        if end == start + 1:  # "" is the empty value (INDEXEMPTY)
+            return Empty(field)
         if not words:
             self.error("empty quoted phrase", start)
         if len(words) == 1:
             return TextTerm(field, words[0])
-        return And(tuple(TextTerm(field, w) for w in words), exact=True)
+        return Phrase(tuple(TextTerm(field, w) for w in words), exact=True)
 
     # text group: @f:(a b | -c d*)
     def text_union(self, field) -> Node:
@@ -669,6 +764,8 @@ class _Parser:
         pat = self.pattern_term(field)
         if pat is not None:
             return pat
+        if c == "@" and self.v1:  # DIALECT 1: @title:(@num:[0 10]) is the inner expression
+            return self.field_expr()
         if c in "{[@*":
             self.error(f"unexpected {c!r} inside a text group")
         w, prefix = self.word()
@@ -687,6 +784,9 @@ class _Parser:
             start = self.i
             if self.i < self.n and self.s[self.i] == "$":
                 values.append(self.param())
+            elif self.s.startswith('""', self.i) or self.s.startswith("''", self.i):
+                self.i += 2
+                values.append("")  # the empty value (INDEXEMPTY)
             elif self.i < self.n and self.s[self.i] == '"':  # {"a-b"}: the quoted text as is
                 values.append(self.quoted_tag(open_at))
             else:
@@ -724,6 +824,11 @@ class _Parser:
                 self.i += 1
                 break
             self.error("expected '|' or '}' in tag list")
+        if "" in values or any(not v.strip() for v in values):
+            rest = [v for v in values if v.strip()]
+            if not rest and not prefixes:
+                return Empty(field)
+            return _or([Tag(field, tuple(rest), tuple(prefixes)), Empty(field)])
         return Tag(field, tuple(values), tuple(prefixes))
 
     def quoted_tag(self, open_at: int) -> str:
@@ -796,9 +901,14 @@ class _Parser:
         self.i += 1  # '['
         self.skip_ws()
         if self.s.startswith("VECTOR_RANGE", self.i):
+            self.v1_refuse()
             return self.vector_range(field)
+        if _GEOSHAPE_OP.match(self.s, self.i):
+            self.v1_refuse()
+            return self.geoshape(field)
         lo, lo_inc = self.number("lower")
         if self.peek() == "]":  # @n:[4] is @n:[4 4]
+            self.v1_refuse()
             self.i += 1
             return Numeric(field, lo, lo, lo_inc, lo_inc)
         hi, hi_inc = self.number("upper")
@@ -827,6 +937,19 @@ class _Parser:
         if radius < 0:
             self.error("a geo radius cannot be negative", start)
         return Geo(field, lon, lat, radius, unit.lower())
+
+    def geoshape(self, field) -> Node:
+        m = _GEOSHAPE_OP.match(self.s, self.i)
+        self.i = m.end()
+        self.skip_ws()
+        start = self.i
+        if self.peek() != "$":
+            self.error("expected $param naming the query shape (WKT)", start)
+        shape = self.param()
+        if self.peek() != "]":
+            self.error("expected ']' after the query shape")
+        self.i += 1
+        return GeoShape(field, m.group(1).upper(), shape)
 
     def vector_range(self, field) -> Node:
         self.i += len("VECTOR_RANGE")
@@ -867,13 +990,14 @@ class _Parser:
         return VectorRange(field, radius, vparam, tuple(attrs))
 
 
-def parse_prefix(text: str, params: dict | None = None, start: int = 0) -> tuple[Node, int]:
+def parse_prefix(text: str, params: dict | None = None, start: int = 0,
+                 dialect: int = 2) -> tuple[Node, int]:
     """Parse a filter from ``start`` up to the end or to a top-level ``=>``.
 
     Returns ``(tree, offset)`` where ``offset`` is where parsing stopped (at ``=>``
     or ``len(text)``). An empty or all-blank query is an error.
     """
-    p = _Parser(text, params, start)
+    p = _Parser(text, params, start, dialect)
     if p.peek() == "":
         p.error("empty query")
     node = p.union()
@@ -1038,6 +1162,10 @@ def bind(node: Node, schema: dict) -> Node:
     if isinstance(node, Missing):
         _field_type(schema, node.field)
         return node
+    if isinstance(node, Empty):
+        raise FilterError("empty-value queries ('') apply to the server's INDEXEMPTY fields only")
+    if isinstance(node, GeoShape):
+        raise FilterError(f"field {node.field!r}: shape queries apply to the server's GEOSHAPE fields only")
     if isinstance(node, TextPattern):
         if node.field is None:
             if not any(_field_type(schema, f) == "text" for f in schema):

@@ -1,4 +1,4 @@
-"""FT.SUG*, FT.SPELLCHECK, FT.SYNUPDATE/SYNDUMP, FT.MGET and FT.DEL."""
+"""FT.SUG*, FT.SPELLCHECK, FT.SYNUPDATE/SYNDUMP and FT.DEL (FT.MGET / FT.GET: ../ftdocs.py)."""
 
 from __future__ import annotations
 
@@ -214,20 +214,6 @@ def ft_spellcheck(ctx, args):
 
 
 # -- documents --------------------------------------------------------------------------------------
-
-@command("FT.MGET", -3, ("readonly",), display="FT.MGET")
-def ft_mget(ctx, args):
-    idx = _index(ctx, args[0])
-    ks = ctx.server.keyspace
-    out = []
-    for key in args[1:]:
-        v = ks.get(key)
-        if type(v) is dict and idx.covers(key):
-            out.append([x for kv in v.items() for x in kv])
-        else:
-            out.append(None)
-    return out
-
 
 @command("FT.DEL", -3, ("write",), display="FT.DEL")
 def ft_del(ctx, args):
