@@ -200,6 +200,31 @@ def filter_to_slot_mask(filter, slot_labels: np.ndarray) -> np.ndarray | None:
     return (np.isin(slot_labels, allowed) & live).astype(np.uint8)
 
 
+def drop_disallowed(ids: np.ndarray, dist: np.ndarray, filter) -> None:
+    """Blank out (in place) hits whose id the user's id filter does not allow.
+
+    The filter becomes a slot mask before the search; a remove and an add running
+    meanwhile can give an allowed slot to a new id. Checking the answers' ids
+    against the filter itself keeps such a race from returning a filtered-out id.
+    Blanked hits (-1, +inf) move behind the kept ones; the order is otherwise kept.
+    """
+    f = np.asarray(filter)
+    found = ids >= 0
+    if f.dtype == np.bool_:
+        ok = found & (ids < f.shape[0])
+        ok[ok] = f[ids[ok]]
+    else:
+        ok = found & np.isin(ids, f)
+    bad = found & ~ok
+    if not bad.any():
+        return
+    order = np.argsort(bad, axis=1, kind="stable")
+    ids[...] = np.where(bad, -1, ids)
+    dist[...] = np.where(bad, np.inf, dist)
+    ids[...] = np.take_along_axis(ids, order, axis=1)
+    dist[...] = np.take_along_axis(dist, order, axis=1)
+
+
 def all_finite(arr: np.ndarray, rows_per_chunk: int = 1 << 14) -> bool:
     """True when a float array holds no NaN or infinity; checks by chunks of rows so
     that a large (possibly memory-mapped) array needs no full-size temporary."""

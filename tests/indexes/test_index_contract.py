@@ -46,10 +46,6 @@ class Case:
     vectors: bool = True  # get() returns the stored vectors (not only codes)
     replaces: bool = False  # adding a present id replaces its vector (else ValueError)
     trains: bool = False
-    # A filtered search racing add/remove can return an id the filter did not allow
-    # (the filter becomes a slot mask, then a removed slot is reused); found by
-    # check_filtered_searches_during_writes, not fixed yet.
-    filter_races_writes: bool = False
 
     @property
     def self_nearest(self) -> bool:
@@ -74,7 +70,7 @@ class Case:
 def _hnsw_case(name, make, metric="l2"):
     return Case(name, make, metric, exhaustive={"ef": N}, huge={"ef": 10**8},
                 bad_params=[({"ef": 0}, ValueError, "ef"), ({"ef": "many"}, TypeError, "ef")],
-                replaces=True, filter_races_writes=True)
+                replaces=True)
 
 
 def _ivf_case(name, description, metric="l2", exact=True, vectors=True):
@@ -581,12 +577,7 @@ CHECKS = [
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__[len("check_"):])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_index_contract(case, check, tmp_path, request):
-    if check is check_filtered_searches_during_writes and case.filter_races_writes:
-        # runs, and reports XPASS on a run where the race did not show
-        request.applymarker(pytest.mark.xfail(
-            reason="known race: a filtered search during add/remove may return a reused "
-                   "slot's new id (see Case.filter_races_writes)", strict=False))
+def test_index_contract(case, check, tmp_path):
     if "tmp_path" in check.__code__.co_varnames[:check.__code__.co_argcount]:
         check(case, tmp_path)
     else:

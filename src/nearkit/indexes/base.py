@@ -368,6 +368,8 @@ class Index:
             # least 1); the rest of the width is padding.
             width = _validate.clip_to_stored(k, stored)
             ids, dist = self._search(q, width, mask, threads, **params)
+            if filter is not None and not isinstance(filter, SlotFilter):
+                _validate.drop_disallowed(ids, dist, filter)
             ids, dist = _validate.pad_results(ids, dist, k)
         return (ids[0], dist[0]) if was_1d else (ids, dist)
 
