@@ -1159,8 +1159,8 @@ class Clustering:
                 if self.int_centroids:
                     cents = np.rint(cents).astype(np.float32)
                 if len(stats) > 1:  # faiss 1.15: stop once the objective stops changing
-                    prev = float(np.float32(stats[-2].obj))
-                    change = abs(prev - stats[-1].obj) / abs(prev) if prev else float("inf")
+                    prev, obj = float(np.float32(stats[-2].obj)), float(np.float32(stats[-1].obj))
+                    change = abs(prev - obj) / abs(prev) if prev else float("inf")  # faiss: floats
                     if change <= float(self.early_stop_threshold):
                         break
             final = stats[-1].obj if stats else 0.0
@@ -2467,6 +2467,8 @@ def write_index(index, fname) -> None:
     HNSWFlat or IVF index is also readable by nearkit.load)."""
     plain = (not isinstance(index, (IndexIDMap, IndexRefine, _CodecIndex, _HNSWCodec, IndexPreTransform))
              or isinstance(index, _NkPreTransform))
+    if isinstance(index, _IVFBased) and (index._dcodec is not None or index._direct_map):
+        plain = False  # the faiss codec / direct map go in the tree
     if plain and index._nk is not None and not (isinstance(index._nk, _IVF) and not index._nk.is_trained):
         nk = index._nk
         params = dict(nk._params())
