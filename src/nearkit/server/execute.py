@@ -33,6 +33,7 @@ from ..store.filters import (
 from . import jsonpath
 from .fulltext import highlight as _highlight
 from .fulltext import rank as _text
+from .fulltext import replies as _text_replies
 from .commands import CommandError, Offload
 from .protocol import Double, Error, Map, Raw, Simple
 from .query import QueryError, parse_query, range_yield_name
@@ -730,8 +731,8 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
     text_scores = scores.pop(_TEXT_SCORE, None)
     explains = scores.pop(_EXPLAIN, None)
     if text_scores is not None and req.withscores:
-        return _render_scored(ctx, idx, req, total, keys, scores, score_names, text_scores,
-                              explains)
+        return _text_replies.render_scored(ctx, idx, req, total, keys, scores, score_names,
+                                           text_scores, explains)
     if not req.nocontent and rf and all(name in scores for name, _ in rf):
         # Only distances asked for (RETURN 1 dist): no document fields to read.
         if len(rf) == 1 and not resp3 and not req.withscores and not req.withpayloads:
@@ -794,43 +795,6 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
             for k, v in fields:
                 ap(b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
     return Raw(b"".join(parts))
-
-
-def _render_scored(ctx, idx, req, total, keys, scores, score_names, text_scores, explains):
-    """FT.SEARCH ... WITHSCORES on a text index: each row with its scorer's value."""
-    data = ctx.server.keyspace.data
-    rows = []
-    for i, key in enumerate(keys):
-        doc = data.get(key) if key is not None else None
-        if doc is None:
-            continue
-        fields = None if req.nocontent else _doc_fields(idx, doc, req, scores, i, score_names)
-        if fields is not None and (req.summarize is not None or req.highlight is not None):
-            fields = _highlight.apply(idx, req, key, fields)
-        rows.append((key, float(text_scores[i]), explains[i] if explains else None, fields))
-    if ctx.resp3:
-        results = []
-        for key, sc, exp, fields in rows:
-            entry = [(S("id"), key), (S("score"), [Double(sc), exp] if exp is not None
-                                      else Double(sc))]
-            if req.withpayloads:
-                entry.append((S("payload"), None))
-            if fields is not None:
-                entry.append((S("extra_attributes"), Map(fields)))
-            entry.append((S("values"), []))
-            results.append(Map(entry))
-        return Map([(S("attributes"), []), (S("total_results"), total),
-                    (S("format"), S("STRING")), (S("results"), results), (S("warning"), [])])
-    out = [total]
-    for key, sc, exp, fields in rows:
-        out.append(key)
-        text = _text.fmt_score(sc)
-        out.append([text, exp] if exp is not None else text)
-        if req.withpayloads:
-            out.append(None)
-        if fields is not None:
-            out.append([x for kv in fields for x in kv])
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ when the document is indexed, as Redis does.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ...store.filters import stem, stemming_available
@@ -20,14 +21,23 @@ STEM_PREFIX, PHONETIC_PREFIX, SYNONYM_PREFIX = "+", "<", "~"
 _SPLIT = re.compile(r"[^\w]+", re.UNICODE)
 
 
-def phonetic_codes(word: str):
-    """(primary, secondary) Double Metaphone codes of a word, from the optional
-    ``doublemetaphone`` package; None without it."""
+@functools.lru_cache(maxsize=1)
+def _metaphone():
     try:
         from doublemetaphone import doublemetaphone
     except ImportError:
         return None
-    p, s = doublemetaphone(word)
+    return doublemetaphone
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def phonetic_codes(word: str):
+    """(primary, secondary) Double Metaphone codes of a word, from the optional
+    ``doublemetaphone`` package; None without it."""
+    dm = _metaphone()
+    if dm is None:
+        return None
+    p, s = dm(word)
     return p or None, s or None
 
 
