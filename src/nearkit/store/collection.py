@@ -1,17 +1,16 @@
 """A collection: string keys -> (vector, payload), an ANN index, field filters.
 
-In memory each live key occupies a *slot* (a dense row reused after deletes)
-holding its vector (unit-normalised for cosine; the original stays in SQLite),
-payload (as JSON text) and current *id*. Ids are what the
-index and SQLite know; every upsert gets fresh ids (never reused), so the index
-only ever sees ``add`` of new ids and ``remove`` of old ones, and a snapshot
+A collection is its in-memory ``Table`` (store/table.py: keys, slots, payloads,
+field indexes and the index, which holds the only in-memory copy of the vectors)
+plus SQLite, the durable record (vectors as given, payloads, tombstones). Ids are
+what the index and SQLite know; every upsert gets fresh ids (never reused), so the
+index only ever sees ``add`` of new ids and ``remove`` of old ones, and a snapshot
 taken at change sequence S plus the SQLite rows/tombstones after S always
 reproduce the current state.
 
-Filtered search: the filter becomes a mask over slots. Few allowed rows are
-scanned exactly (the core's Flat kernel over the masked slots, so recall is 1
-however small the filter); many allowed rows go to the index as a mask over
-its own slots, and a query the index cannot fill is answered exactly instead.
+Filtered search is ``Table.select``: the filter becomes a mask over slots; few
+allowed rows are scanned exactly, more walk the index with the mask, and a query
+the index cannot fill is answered exactly instead.
 """
 
 from __future__ import annotations
