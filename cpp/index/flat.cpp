@@ -113,7 +113,7 @@ float round_up(double x) {
   return static_cast<double>(f) < x ? std::nextafter(f, kInf) : f;
 }
 
-// How far a kernel's float32 score (see flat.h) may lie from the true score:
+// How far a kernel's float32 score (see kernels/flat_scan.h) may lie from the true score:
 // the dot product and ||row||^2 are sums of d float32 products, each off by at
 // most d * 2^-24 of the sum of the magnitudes (the classic gamma_d bound),
 // which is at most ||row||^2 + 2 |row| |q| <= 2 (max_sqnorm + ||q||^2); the
@@ -274,7 +274,7 @@ void finish_merged(const KnnJob& job, const KnnState* states, size_t nstates, si
   }
 }
 
-// Score offsets and scale for the metric (see flat.h).
+// Score offsets and scale for the metric (see kernels/flat_scan.h).
 const float* bterm_for(const KnnJob& job) { return job.metric == Metric::L2 ? job.sqnorms : nullptr; }
 float scale_for(const KnnJob& job) { return job.metric == Metric::L2 ? -2.0f : -1.0f; }
 

@@ -1,6 +1,6 @@
 // The "many" and "gather" kernels are the same loop for every ISA around that
 // ISA's pairwise kernel; this template writes them once. Include it only from a
-// distance_<isa>.cpp so the loop is compiled with that file's flags.
+// kernels/<isa>/distance_<isa>.cpp so the loop is compiled with that file's flags.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,5 @@
 // Distance kernels only the trees need (L1 and hamming), one table per ISA,
-// chosen at run time like distance.h's (see cpu.h for the rules of ISA files).
+// chosen at run time by kernels/dispatch.h (see cpu.h for the rules of ISA files).
 #pragma once
 #include <cstddef>
 #include <cstdint>

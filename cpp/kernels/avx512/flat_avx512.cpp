@@ -88,7 +88,7 @@ inline void tile_select(const float* sc, size_t r0, const float* thr, size_t lan
   }
 }
 
-// The reverse selection (see Reverse in flat.h): one threshold per row.
+// The reverse selection (see Reverse in flat_scan.h): one threshold per row.
 template <int MR>
 inline void tile_select_rev(const float* sc, size_t r0, const float* bterm, size_t lane0,
                             const Reverse& rv, void* ctx) {
