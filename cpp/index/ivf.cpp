@@ -459,7 +459,7 @@ IvfLists::IvfLists(const IvfArrays& a) {
       if (off[l] % (int64_t)kFlatBlock) throw std::invalid_argument("flat lists must be padded to 16");
   }
   if (v.codec == Codec::SQ8) {
-    if (!a.sq_vmin || !a.sq_step || a.sq_vmin_len != v.dim || a.sq_step_len != v.dim ||
+    if (!a.has_sq || a.sq_vmin_len != v.dim || a.sq_step_len != v.dim ||
         a.code_size != v.dim)
       throw std::invalid_argument("sq8 needs vmin and step of length dim");
     v.sq_vmin = a.sq_vmin;
@@ -467,7 +467,7 @@ IvfLists::IvfLists(const IvfArrays& a) {
   }
   if (v.codec == Codec::FP16 && a.code_size != 2 * v.dim) throw std::invalid_argument("fp16 code size");
   if (v.codec == Codec::PQ8 || v.codec == Codec::PQ4FS) {
-    if (!a.codebooks) throw std::invalid_argument("pq needs codebooks");
+    if (!a.has_codebooks) throw std::invalid_argument("pq needs codebooks");
     v.pq_codebooks = a.codebooks;
     v.pq_m = a.pq_m;
     v.pq_ksub = a.pq_ksub;
@@ -485,7 +485,7 @@ IvfLists::IvfLists(const IvfArrays& a) {
     v.pq_mpad = a.mpad;
   }
   v.by_residual = a.by_residual;
-  if (a.refine) {
+  if (a.has_refine) {
     if (a.refine_rows != v.nslots) throw std::invalid_argument("refine vectors must cover every slot");
     v.refine = a.refine;
     v.refine_dim = a.refine_dim;

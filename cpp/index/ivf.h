@@ -50,7 +50,7 @@ struct IvfView {
 };
 
 // One index state as Python hands it over: pointers into its arrays with the
-// sizes they have, before any check. Optional arrays are nullptr when absent.
+// sizes they have, before any check; has_* says an optional array was given.
 struct IvfArrays {
   Codec codec = Codec::Flat;
   int metric = 0;  // 0: L2; any other code: inner product
@@ -62,12 +62,15 @@ struct IvfArrays {
   size_t nslots = 0;
   const uint8_t* codes = nullptr;
   size_t codes_bytes = 0, code_size = 0;
+  bool has_sq = false;  // both sq_vmin and sq_step were given (even if empty)
   const float* sq_vmin = nullptr;
   const float* sq_step = nullptr;
   size_t sq_vmin_len = 0, sq_step_len = 0;
+  bool has_codebooks = false;
   const float* codebooks = nullptr;  // (pq_m, pq_ksub, pq_dsub)
   size_t pq_m = 0, pq_ksub = 0, pq_dsub = 0, mpad = 0;
   bool by_residual = false;
+  bool has_refine = false;
   const float* refine = nullptr;  // (refine_rows, refine_dim)
   size_t refine_rows = 0, refine_dim = 0;
 };

@@ -63,9 +63,11 @@ struct IvfSearcher {
     a.codes = codes_.data();
     a.codes_bytes = codes_.nbytes();
     a.code_size = code_size;
+    a.has_sq = vmin && step;
     if (vmin) sq_vmin = *vmin, a.sq_vmin = vmin->data(), a.sq_vmin_len = vmin->size();
     if (step) sq_step = *step, a.sq_step = step->data(), a.sq_step_len = step->size();
     if (books) {
+      a.has_codebooks = true;
       codebooks = *books;
       a.codebooks = books->data();
       a.pq_m = books->shape(0);
@@ -75,6 +77,7 @@ struct IvfSearcher {
     a.mpad = mpad;
     a.by_residual = by_residual;
     if (refine_) {
+      a.has_refine = true;
       refine = *refine_;
       a.refine = refine_->data();
       a.refine_rows = refine_->shape(0);
