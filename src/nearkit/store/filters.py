@@ -27,7 +27,7 @@ import functools
 import math
 import numbers
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "And", "FilterError", "FilterSyntaxError", "MatchAll", "Node", "Not", "Numeric",
@@ -162,7 +162,7 @@ class TextPattern(Node):
     word: str
     kind: str  # "fuzzy" | "contains" | "suffix" | "stem" (same English stem, see stem())
     distance: int = 0
-    weight: float = 1.0  # $weight query attribute: scoring only
+    weight: float = field(default=1.0, compare=False)  # $weight: scoring only
 
     def __str__(self):
         w = _escape_word(self.word)
@@ -261,7 +261,7 @@ class TextTerm(Node):
     field: str | None
     word: str
     prefix: bool = False
-    weight: float = 1.0  # $weight query attribute: scoring only
+    weight: float = field(default=1.0, compare=False)  # $weight: scoring only
 
     def __str__(self):
         w = _escape_word(self.word) + ("*" if self.prefix else "")
@@ -271,8 +271,9 @@ class TextTerm(Node):
 @dataclass(frozen=True)
 class And(Node):
     children: tuple
-    weight: float = 1.0
-    exact: bool = False  # a quoted phrase: the words adjacent and in order (text search)
+    weight: float = field(default=1.0, compare=False)
+    # a quoted phrase: the words adjacent and in order (text search only)
+    exact: bool = field(default=False, compare=False)
 
     def __str__(self):
         return "(" + " ".join(str(c) for c in self.children) + ")"
@@ -289,7 +290,7 @@ class Phrase(And):
 @dataclass(frozen=True)
 class Or(Node):
     children: tuple
-    weight: float = 1.0
+    weight: float = field(default=1.0, compare=False)
 
     def __str__(self):
         return "(" + " | ".join(str(c) for c in self.children) + ")"
