@@ -504,6 +504,27 @@ def test_temporary_index_expires_when_unused(nk):
         nk.execute_command("FT.DEBUG", "TTL", "tmp")
 
 
+@scenario
+def json_arrindex_types(r):
+    r.flushall()
+    r.execute_command("JSON.SET", "t", ".", '[{"arr":[0,1,3.0,3,2,1,0,3]},{"n":{"arr":[5,4,3,2,1,'
+                      '0,1,2,3.0,2,4,5]}},{"arr":"3"},{"arr":[true,1,[1,2],{"a":1},null]}]')
+    return {v: _try(r, "JSON.ARRINDEX", "t", "$..arr", v)
+            for v in ["3", "3.0", "true", "1", "[1,2]", "[1.0,2]", '{"a":1}', "null"]}
+
+
+def test_json_arrindex_tells_int_from_float(nk):
+    out = json_arrindex_types(nk)
+    assert out["3"] == [3, 2, None, -1]
+    assert out["3.0"] == [2, 8, None, -1]
+    assert out["true"] == [-1, -1, None, 0]
+    assert out["1"] == [1, 4, None, 1]
+    assert out["[1,2]"] == [-1, -1, None, 2]
+    assert out["[1.0,2]"] == [-1, -1, None, -1]
+    assert out['{"a":1}'] == [-1, -1, None, 3]
+    assert out["null"] == [-1, -1, None, 4]
+
+
 # --------------------------------------------------------------------------------------
 # the reference
 # --------------------------------------------------------------------------------------

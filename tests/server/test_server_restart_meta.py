@@ -18,7 +18,7 @@ def test_dicts_and_skipped_keys_survive_a_restart(tmp_path, stop):
     data = str(tmp_path / "data")
     srv = ProcessServer("--data", data, "--durability", "always")
     try:
-        r = redis.Redis(port=srv.port, decode_responses=True)
+        r = redis.Redis(port=srv.port, decode_responses=True, protocol=2)
         assert r.execute_command("FT.DICTADD", "d1", "alpha", "beta", "gamma") == 3
         assert r.execute_command("FT.DICTDEL", "d1", "beta") == 1
         r.execute_command("FT.DICTADD", "d2", "x")
@@ -35,7 +35,7 @@ def test_dicts_and_skipped_keys_survive_a_restart(tmp_path, stop):
 
     srv = ProcessServer("--data", data, "--durability", "always")
     try:
-        r = redis.Redis(port=srv.port, decode_responses=True)
+        r = redis.Redis(port=srv.port, decode_responses=True, protocol=2)
         assert sorted(r.execute_command("FT.DICTDUMP", "d1")) == ["alpha", "gamma"]
         assert r.execute_command("FT.DICTDUMP", "d2") == []
         # doc:old1 stays out of the index after the restart; a write brings it in
@@ -51,7 +51,7 @@ def test_dicts_and_skipped_keys_survive_a_restart(tmp_path, stop):
 
     srv = ProcessServer("--data", data, "--durability", "always")
     try:
-        r = redis.Redis(port=srv.port, decode_responses=True)
+        r = redis.Redis(port=srv.port, decode_responses=True, protocol=2)
         with pytest.raises(redis.ResponseError, match="could not open dict key"):
             r.execute_command("FT.DICTDUMP", "d1")
     finally:

@@ -22,14 +22,6 @@ def _shapely():
     return shapely
 
 
-def available() -> bool:
-    try:
-        import shapely  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def parse(text):
     """A WKT POINT or POLYGON as a shapely geometry; ValueError naming the problem.
     Coordinates are not range-checked (Redis indexes POINT (200 10) in SPHERICAL too)."""
@@ -98,7 +90,10 @@ class ShapeColumns:
         # document's shape contains it.
         fn = {"WITHIN": shapely.within, "CONTAINS": shapely.contains,
               "INTERSECTS": shapely.intersects, "DISJOINT": shapely.disjoint}[op]
-        hit = fn(geoms, query)
+        try:
+            hit = np.asarray(fn(geoms, query), bool)
+        except Exception as exc:  # GEOS refuses some invalid (self-crossing) polygons
+            raise ValueError(f"Error querying geoshape index: {exc}") from None
         keep = slots < n
         out[slots[keep & hit]] = True
         return out

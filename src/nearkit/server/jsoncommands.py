@@ -171,6 +171,17 @@ def json_arrtrim(ctx, args):
     return _apply(ctx, args[0], args[1], fn, "array")[0]
 
 
+def _strictly_equal(a, b) -> bool:
+    """JSON equality as JSON.ARRINDEX has it: 3 is not 3.0 (nor true 1), at any depth."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_strictly_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_strictly_equal(a[k], b[k]) for k in a)
+    return a == b
+
+
 @command("JSON.ARRINDEX", -4, ("readonly",), (1, 1, 1), display="JSON.ARRINDEX")
 def json_arrindex(ctx, args):
     value = _loads(args[2])
@@ -185,7 +196,7 @@ def json_arrindex(ctx, args):
         a = max(start + n if start < 0 else start, 0)
         b = n if stop == 0 else min(stop + n if stop < 0 else stop, n)
         for i in range(a, b):
-            if jsonpath._same(arr[i], value):
+            if _strictly_equal(arr[i], value):
                 return i
         return -1
     return _apply(ctx, args[0], args[1], fn, "array")[0]
