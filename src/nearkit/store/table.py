@@ -8,8 +8,9 @@
 Each live key occupies a *slot* (a dense row reused after deletes) holding its key,
 its payload (JSON text, opaque here) and its current *id*: ids are what the index
 knows (the owner hands out fresh ones; see ``Collection``). The vectors live in one
-place, the index (``Index.slot_vectors`` reads them back); only an index that keeps
-lossy codes (IVF-PQ without refine) makes the table keep its own float copy.
+place, the index: exact scans go to ``Index.scan`` over a slot mask and radius
+queries read rows back with ``Index.slot_vectors``; only an index that keeps lossy
+codes (IVF-PQ without refine) makes the table keep its own float copy.
 
 ``select`` is where a filtered search chooses between an exact scan of the allowed
 rows and a filtered index walk (``prefer_exact``); ``within`` answers radius
