@@ -35,7 +35,7 @@ from .filters import MatchAll, Node
 # n_allowed, so the two break even near n_allowed ~ sqrt(c * n_live)).
 # Measured with benchmarks/hnsw_filters.py --table (docs/store.md).
 EXACT_MIN_ROWS = 2_000
-EXACT_SCALE = 1_000.0
+EXACT_SCALE = 1_500.0
 
 # Rows gathered from the index per exact-scan block (~4 MB at 128-d): bounded
 # temporary memory for a radius query over every row.
