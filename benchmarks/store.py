@@ -90,7 +90,7 @@ def hnswlib_build_rate(x, args) -> float | None:
 
 
 def filtered_queries(col, x, cat, r, queries, kind, ef):
-    from nearkit.store import collection as colmod
+    from nearkit.store.table import prefer_exact
 
     cases = [("1%", "@cat:{c7}", cat == 7),
              ("10%", "@r:[0 (0.1]", r < 0.1),
@@ -109,7 +109,7 @@ def filtered_queries(col, x, cat, r, queries, kind, ef):
             lat.append(time.perf_counter() - t0)
             got = {int(h.key[4:]) for h in hits}
             recall.append(len(got & set(truth[qi].tolist())) / K)
-        exact = allowed.size <= max(colmod.EXACT_SCAN_ROWS, colmod.EXACT_SCAN_FRACTION * n_live)
+        exact = prefer_exact(int(allowed.size), n_live)
         emit(bench="store", what="filtered", index=kind, n=n_live, selectivity=label,
              allowed=int(allowed.size), where=where, recall_at_10=round(float(np.mean(recall)), 4),
              p50_ms=round(1000 * float(np.percentile(lat, 50)), 3),

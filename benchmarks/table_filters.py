@@ -5,8 +5,8 @@ behind ``nearkit.store.table.EXACT_MIN_ROWS`` / ``EXACT_SCALE``.
 
 For each base size and each number of allowed rows it times, one query per call
 (as a collection or the server searches), the two paths ``Table.select`` chooses
-between: ``exact`` (gather the allowed rows' vectors from the index with
-``slot_vectors`` and scan them with the Flat kernel) and ``walk`` (the HNSW
+between: ``exact`` (``Index.scan``: HNSW scans the allowed slots of its own
+storage in place) and ``walk`` (the HNSW
 walk restricted by a slot mask; the core's own small-set scan disabled, so this
 is the walk). Recall@10 is against exact search over the allowed rows. One JSON
 line per (n, allowed, path) with ms per query; a last line per n gives the
@@ -37,11 +37,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     single_thread_env()
     import nearkit
-    from nearkit import _core
     from nearkit.indexes.base import SlotFilter
-    from nearkit.metrics import METRIC_CODES, normalize_rows
+    from nearkit.metrics import normalize_rows
 
-    code = METRIC_CODES["cosine"]
     for n in args.n_base:
         data = glove(n_base=n, n_queries=1000)
         qs = data.queries[: args.queries]
@@ -67,10 +65,8 @@ def main(argv=None) -> None:
                 t0 = time.process_time()
                 for qi in range(qs.shape[0]):
                     if path == "exact":
-                        x = index.slot_vectors(slots)
-                        pos, _ = _core.flat_search(x, np.einsum("ij,ij->i", x, x), None, pq[qi:qi + 1], 10,
-                                                   code, None, 1, False)
-                        found.append(ids[pos[0]])
+                        got, _ = index.scan(qs[qi:qi + 1], 10, SlotFilter(mask))
+                        found.append(got[0])
                     else:
                         got, _ = index.search(qs[qi:qi + 1], 10, ef=args.ef, filter=SlotFilter(mask), threads=1)
                         found.append(got[0])

@@ -1283,6 +1283,28 @@ void Hnsw::search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t*
   });
 }
 
+void Hnsw::scan(const float* q, size_t nq, size_t k, const uint8_t* mask, size_t mask_len,
+                int64_t* out_ids, float* out_dist) const {
+  Scratch* sc = acquire();
+  read_lock();
+  std::vector<int64_t> allowed;
+  const size_t end = std::min(n_slots_, mask_len);
+  const int64_t* lab = labels();
+  for (size_t s = 0; s < end; ++s)
+    if (mask[s] && lab[s] >= 0) allowed.push_back(int64_t(s));
+  for (size_t i = 0; i < nq; ++i) {
+    const float* qi = q + i * dim_;
+    if (metric_ == Metric::Cosine) {
+      std::copy(qi, qi + dim_, sc->qnorm.begin());
+      normalize(sc->qnorm.data());
+      qi = sc->qnorm.data();
+    }
+    exact_scan(qi, k, allowed, *sc, out_ids + i * k, out_dist + i * k);
+  }
+  read_unlock();
+  release(sc);
+}
+
 // ---------------------------------------------------------------- persistence
 
 void Hnsw::slot_labels(int64_t* out, size_t n) const {

@@ -115,6 +115,11 @@ class Hnsw {
   void search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t* mask,
               size_t mask_len, int threads, int64_t* out_ids, float* out_dist);
 
+  // Exact top-k among the slots whose mask byte is set, without the graph (the
+  // caller has chosen the scan; search() decides by itself). One thread.
+  void scan(const float* q, size_t nq, size_t k, const uint8_t* mask, size_t mask_len,
+            int64_t* out_ids, float* out_dist) const;
+
   // --- introspection ---
   size_t dim() const { return dim_; }
   size_t size() const { return n_live_; }

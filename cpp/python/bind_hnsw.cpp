@@ -127,6 +127,22 @@ NEARKIT_BIND(bind_hnsw) {
              h.slot_labels(out.data(), out.size());
              return to_numpy(std::move(out));
            })
+      // Exact top-k among the masked slots (no walk): the store's table has chosen the scan.
+      .def(
+          "scan",
+          [](nk::Hnsw& h, In<float, 2> q, size_t k, In<uint8_t, 1> mask) {
+            if (q.shape(1) != h.dim()) throw std::invalid_argument("queries have the wrong dimension");
+            if (k == 0) throw std::invalid_argument("k must be positive");
+            size_t nq = q.shape(0);
+            std::vector<int64_t> ids(nk::result_entries(nq, k));
+            std::vector<float> dist(nq * k);
+            {
+              nb::gil_scoped_release release;
+              h.scan(q.data(), nq, k, mask.data(), mask.shape(0), ids.data(), dist.data());
+            }
+            return nb::make_tuple(to_numpy2(std::move(ids), nq, k), to_numpy2(std::move(dist), nq, k));
+          },
+          nb::arg("q"), nb::arg("k"), nb::arg("mask"))
       // Gathers the stored vectors of some slots (the store and the server read
       // the index's vectors instead of keeping their own copy).
       .def("vectors_at",

@@ -78,3 +78,31 @@ def test_old_snapshot_with_vector_copy_loads_and_answers_the_same(tmp_path, metr
         assert after == before
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("metric", ["L2", "COSINE", "IP"])
+def test_filtered_knn_of_a_graph_field_is_exact_when_few_pass(metric):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3000, DIM)).astype(np.float32)
+    vf = VectorField("HNSW", "FLOAT32", DIM, metric, {"M": "8", "EF_CONSTRUCTION": "64"})
+    for s in range(3000):
+        vf.upsert(s, x[s])
+    vf.flush()
+    for s in (4, 9):
+        vf.remove(s)
+    allowed = np.zeros(3000, bool)
+    allowed[::5] = True          # 598 rows with a vector: the scan path, past the small-count shortcut
+    q = rng.normal(size=DIM).astype(np.float32)
+    slots, dist = vf.knn(q, 10, allowed, None)
+    keep = np.flatnonzero(allowed & (np.arange(3000) % 5 == 0))
+    keep = keep[(keep != 4) & (keep != 9)]
+    xs = x[keep].astype(np.float64)
+    if metric == "L2":
+        d = ((xs - q) ** 2).sum(1)
+    else:
+        xn = xs / np.linalg.norm(xs, axis=1, keepdims=True) if metric == "COSINE" else xs
+        qn = q / np.linalg.norm(q) if metric == "COSINE" else q
+        d = 1 - xn @ qn
+    order = np.argsort(d, kind="stable")[:10]
+    assert slots.tolist() == keep[order].tolist()
+    np.testing.assert_allclose(dist, d[order], rtol=1e-4, atol=1e-4)

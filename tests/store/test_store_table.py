@@ -125,3 +125,31 @@ def test_state_snapshot_of_format_1_still_loads(tmp_path):
         assert col.recovery["state_source"] == "snapshot" and len(col) == 499
         hits = col.search(x[10], 3, where="@g:{t2}")
         assert hits[0].key == "k10" and all(int(h.key[1:]) % 4 == 2 for h in hits)
+
+
+@pytest.mark.parametrize("kind", _kinds())
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_index_scan_is_exact_over_the_allowed_slots(kind, metric):
+    from nearkit.indexes import SlotFilter
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((800, 10)).astype(np.float32)
+    q = rng.standard_normal((6, 10)).astype(np.float32)
+    idx = INDEX_KINDS[kind](10, metric)
+    idx.add(x, np.arange(800))
+    idx.remove([1, 2, 3])
+    labels = idx.slot_labels()
+    allowed = (labels >= 0) & (labels % 7 == 0)
+    ids, dist = idx.scan(q, 12, SlotFilter(allowed))
+    keep = labels[allowed]
+    d = reference_distances(q, x[keep], metric)
+    for qi in range(q.shape[0]):
+        order = np.argsort(d[qi], kind="stable")[:12]
+        assert set(ids[qi].tolist()) == set(keep[order].tolist())
+        np.testing.assert_allclose(dist[qi], d[qi][order], rtol=1e-4, atol=1e-4)
+    few = np.zeros_like(allowed)
+    few[np.flatnonzero(labels >= 0)[:3]] = True
+    ids, dist = idx.scan(q[:1], 5, SlotFilter(few))
+    assert (ids[0, 3:] == -1).all() and np.isinf(dist[0, 3:]).all() and (ids[0, :3] >= 0).all()
+    with pytest.raises(TypeError, match="SlotFilter"):
+        idx.scan(q, 3, allowed)

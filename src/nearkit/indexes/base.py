@@ -218,6 +218,35 @@ class Index:
     #: True when ``search`` is exact (a filter then never needs another path).
     exact = False
 
+    def scan(self, queries, k: int, filter: SlotFilter):
+        """Exact (ids, distances) of the k nearest among the slots ``filter`` allows,
+        shapes (nq, k), -1/inf padded: no walk, no approximation. For callers that have
+        already chosen an exact scan (the store's table); ``search`` chooses by itself."""
+        if not isinstance(filter, SlotFilter):
+            raise TypeError(f"scan takes a SlotFilter, got {type(filter).__name__}")
+        q, _ = self._vectors(queries, "queries")
+        k = _validate.check_k(k, len(self), q.shape[0])
+        mask = _validate.check_slot_mask(filter.mask, self._slot_count())
+        width = _validate.clip_to_stored(k, len(self))
+        ids, dist = self._scan(q, width, mask)
+        return _validate.pad_results(ids, dist, k)
+
+    def _scan(self, q, k, mask):
+        """Gather the allowed rows and scan them with the Flat kernel (indexes that can
+        scan their own storage in place override this)."""
+        from .. import _core
+        from ..metrics import METRIC_CODES
+
+        slots = np.flatnonzero(mask[: self._slot_count()])
+        labels = self._slot_labels()
+        slots = slots[labels[slots] >= 0]
+        if slots.size == 0:
+            return np.full((q.shape[0], k), -1, np.int64), np.full((q.shape[0], k), np.inf, np.float32)
+        x = self.slot_vectors(slots)
+        pos, dist = _core.flat_search(x, np.einsum("ij,ij->i", x, x), None, q, k,
+                                      METRIC_CODES[self._metric], None, 1, False)
+        return np.where(pos >= 0, labels[slots][np.clip(pos, 0, None)], -1), dist
+
     def slot_vectors(self, slots) -> np.ndarray:
         """The stored vectors (float32 (n, dim), normalised for cosine) at internal
         ``slots`` (positions in :meth:`slot_labels`): callers that keep per-slot data

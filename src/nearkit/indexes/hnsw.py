@@ -203,6 +203,10 @@ class HNSW(Index):
         ef = _validate.clip_to_stored(ef, max(len(self._core), k))
         return self._core.search(q, k, ef, mask, threads)
 
+    def _scan(self, q, k, mask):
+        # The core scans the allowed slots in place (prefetching), no copy.
+        return self._core.scan(q, k, mask.view(np.uint8))
+
     # -- mutation ---------------------------------------------------------------
     parallel_add = True
 

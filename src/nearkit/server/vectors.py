@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
+from ..indexes.base import SlotFilter
 from ..store.table import GATHER_ROWS, prefer_exact
 
 # Redis TYPE -> (numpy dtype of the blob, bytes per element)
@@ -69,7 +70,7 @@ class VectorField:
         # them no key has confirmed yet (see snapshot.py).
         self._snap_has = None
         self._snap_open = None
-        self._graph_slots = None  # (graph slot per document slot), cached until the graph changes
+        self._graph_slots = None  # (graph slot per document slot, graph slots), until the graph changes
         if algorithm == "HNSW":
             cls = _nearkit_index_class("HNSW")
             if cls is not None:
@@ -241,14 +242,19 @@ class VectorField:
         the FLAT matrix, or gathered from the graph (its ids are the slots)."""
         if self._index is None:
             return self._vecs[slots]
-        where = self._graph_slots
-        if where is None:
+        return self._index.slot_vectors(self._graph_map()[0][slots])
+
+    def _graph_map(self):
+        """(graph slot per document slot, -1 for none; the graph's slot count), cached
+        until the graph changes."""
+        cached = self._graph_slots
+        if cached is None:
             labels = self._index.slot_labels()
             held = np.flatnonzero(labels >= 0)
             where = np.full(int(labels.max()) + 1 if held.size else 0, -1, np.int64)
             where[labels[held]] = held
-            self._graph_slots = where
-        return self._index.slot_vectors(where[slots])
+            cached = self._graph_slots = (where, labels.shape[0])
+        return cached
 
     # -- search (worker threads, under the index's read lock) -----------------------------
     def _ef(self, ef: int | None, k: int) -> int:
@@ -276,20 +282,16 @@ class VectorField:
                                        np.ascontiguousarray(live).view(np.uint8), 1, False)
             ids = ids[0]
             return ids[ids >= 0]
-        # Graph fields: the allowed rows gathered from the graph, block by block.
-        allowed = np.flatnonzero(live)
-        best_s, best_d = np.zeros(0, np.int64), np.zeros(0, np.float32)
-        for a in range(0, allowed.shape[0], GATHER_ROWS):
-            part = allowed[a:a + GATHER_ROWS]
-            x = self._rows(part)
-            ids, d = _core.flat_search(x, np.einsum("ij,ij->i", x, x), None, q[None, :],
-                                       min(kk, part.shape[0]), code, None, 1, False)
-            keep = ids[0] >= 0
-            s2 = np.concatenate([best_s, part[ids[0][keep]]])
-            d2 = np.concatenate([best_d, d[0][keep]])
-            order = np.argsort(d2, kind="stable")[:kk]
-            best_s, best_d = s2[order], d2[order]
-        return best_s
+        # Graph fields: the graph scans the allowed rows of its own storage (ids = slots).
+        where, n_graph = self._graph_map()
+        gmask = np.zeros(n_graph, bool)
+        docs = np.flatnonzero(live)
+        docs = docs[docs < where.shape[0]]
+        g = where[docs]
+        gmask[g[g >= 0]] = True
+        ids, _ = self._index.scan(q[None, :], kk, SlotFilter(gmask))
+        ids = ids[0]
+        return ids[ids >= 0]
 
     def knn_raw(self, blob: bytes, k: int, ef: int | None):
         """Unfiltered graph search for a FLOAT32 query blob of the right size, without

@@ -8,8 +8,9 @@
 Each live key occupies a *slot* (a dense row reused after deletes) holding its key,
 its payload (JSON text, opaque here) and its current *id*: ids are what the index
 knows (the owner hands out fresh ones; see ``Collection``). The vectors live in one
-place, the index (``Index.slot_vectors`` reads them back); only an index that keeps
-lossy codes (IVF-PQ without refine) makes the table keep its own float copy.
+place, the index: exact scans go to ``Index.scan`` over a slot mask and radius
+queries read rows back with ``Index.slot_vectors``; only an index that keeps lossy
+codes (IVF-PQ without refine) makes the table keep its own float copy.
 
 ``select`` is where a filtered search chooses between an exact scan of the allowed
 rows and a filtered index walk (``prefer_exact``); ``within`` answers radius
@@ -34,7 +35,7 @@ from .filters import MatchAll, Node
 # n_allowed, so the two break even near n_allowed ~ sqrt(c * n_live)).
 # Measured with benchmarks/hnsw_filters.py --table (docs/store.md).
 EXACT_MIN_ROWS = 2_000
-EXACT_SCALE = 1_000.0
+EXACT_SCALE = 1_500.0
 
 # Rows gathered from the index per exact-scan block (~4 MB at 128-d): bounded
 # temporary memory for a radius query over every row.
@@ -180,6 +181,9 @@ class Table:
         self._maps = (self.version, ours, theirs)
         return ours, theirs
 
+    def _index_slot_count(self) -> int:
+        return self._slot_maps()[0].shape[0]
+
     def rows(self, slots: np.ndarray) -> np.ndarray:
         """Stored vectors (prepared: unit rows for cosine) of our ``slots``."""
         if self.own_vectors:
@@ -187,33 +191,23 @@ class Table:
         return self.index.slot_vectors(self._slot_maps()[1][slots])
 
     # -- search -------------------------------------------------------------------------
-    def exact(self, pq: np.ndarray, k: int, slots: np.ndarray):
-        """Exact top-k (our slots, distances) of prepared queries among ``slots``."""
-        code = METRIC_CODES[self.metric]
+    def exact(self, q: np.ndarray, k: int, slots: np.ndarray):
+        """Exact top-k (our slots, distances) of queries ``q`` (as given) among ``slots``."""
         if slots.shape[0] == 0:
-            return np.full((pq.shape[0], k), -1, np.int64), np.full((pq.shape[0], k), np.inf, np.float32)
+            return np.full((q.shape[0], k), -1, np.int64), np.full((q.shape[0], k), np.inf, np.float32)
         if self.own_vectors:
             mask = np.zeros(self.n_slots, np.uint8)
             mask[slots] = 1
             n = self.n_slots
-            return _core.flat_search(self.vectors[:n], self.sqnorm[:n], None, pq, k, code, mask, 1, False)
-        best_s = best_d = None
-        for a in range(0, slots.shape[0], GATHER_ROWS):
-            part = slots[a:a + GATHER_ROWS]
-            x = self.rows(part)
-            sqn = np.einsum("ij,ij->i", x, x)
-            pos, dist = _core.flat_search(x, sqn, None, pq, k, code, None, 1, False)
-            found = np.where(pos >= 0, part[np.clip(pos, 0, None)], -1)
-            if best_s is None:
-                best_s, best_d = found, dist
-                continue
-            # merge two sorted top-k lists per query (ties: the earlier block first)
-            s2 = np.concatenate([best_s, found], axis=1)
-            d2 = np.concatenate([best_d, dist], axis=1)
-            order = np.argsort(d2, axis=1, kind="stable")[:, :k]
-            best_s = np.take_along_axis(s2, order, axis=1)
-            best_d = np.take_along_axis(d2, order, axis=1)
-        return best_s, best_d
+            return _core.flat_search(self.vectors[:n], self.sqnorm[:n], None, self.prepare(q), k,
+                                     METRIC_CODES[self.metric], mask, 1, False)
+        # The index scans the allowed rows of its own storage (HNSW: in place, no copy).
+        theirs = self._slot_maps()[1]
+        allowed = np.zeros(self._index_slot_count(), dtype=bool)
+        allowed[theirs[slots]] = True
+        ids, dist = self.index.scan(q, k, SlotFilter(allowed))
+        valid = ids >= 0
+        return np.where(valid, self.slot_of_id[np.where(valid, ids, 0)], -1), dist
 
     def select(self, q: np.ndarray, k: int, tree: Node, search_params: dict):
         """The k nearest live rows passing ``tree``: (slots, distances), -1/inf padded.
@@ -227,10 +221,9 @@ class Table:
         n_allowed = n_live if mask is None else int(np.count_nonzero(mask))
         if n_allowed == 0:
             return np.full((q.shape[0], k), -1, np.int64), np.full((q.shape[0], k), np.inf, np.float32)
-        pq = self.prepare(q)
         exact_index = getattr(self.index, "exact", False)
         if mask is not None and not exact_index and prefer_exact(n_allowed, n_live):
-            return self.exact(pq, k, np.flatnonzero(mask))
+            return self.exact(q, k, np.flatnonzero(mask))
         if mask is None:
             ids, dist = self.index.search(q, k, **search_params)
         else:
@@ -243,7 +236,7 @@ class Table:
         short = (slots >= 0).sum(axis=1) < min(k, n_allowed)
         if short.any():  # the index could not fill k from the allowed set: answer those exactly
             allowed = np.flatnonzero(self.live[: self.n_slots] if mask is None else mask)
-            es, ed = self.exact(pq[short], k, allowed)
+            es, ed = self.exact(q[short], k, allowed)
             slots[short], dist[short] = es, ed
         return slots, dist
 
