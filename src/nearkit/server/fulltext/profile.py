@@ -42,7 +42,7 @@ def _iterators(node, idx, ctx, limited):
     def df(term):
         return text.doc_freq(term) if text is not None else 0
 
-    t = type(node)
+    t = And if isinstance(node, And) else type(node)  # a Phrase is an And with ``exact``
     if t in (TextTerm, TextPattern):
         word = node.word.lower()
         if t is TextTerm and node.prefix or t is TextPattern and node.kind != "stem":

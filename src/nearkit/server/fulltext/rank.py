@@ -131,8 +131,8 @@ def in_fields(node, fields):
             return Not(MatchAll())  # no field at all: nothing matches
         alts = [dataclasses.replace(node, field=f) for f in fields]
         return alts[0] if len(alts) == 1 else Or(tuple(alts))
-    if t in (And, Or):
-        return t(tuple(in_fields(c, fields) for c in node.children))
+    if isinstance(node, (And, Or)):  # keeps a phrase a phrase, and its $weight
+        return dataclasses.replace(node, children=tuple(in_fields(c, fields) for c in node.children))
     if t in (Not, Optional):
         return t(in_fields(node.child, fields))
     return node

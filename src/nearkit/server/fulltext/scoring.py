@@ -124,7 +124,7 @@ def expansions(word, field, ctx, stem_it):
 
 def match(node, doc, ctx):
     """The result tree of ``node`` for one document (None: it does not match)."""
-    t = type(node)
+    t = And if isinstance(node, And) else type(node)  # a Phrase is an And with ``exact``
     if t is TextTerm or t is TextPattern:
         mask = ctx.text.field_mask(node.field)
         w = _weight(node)
