@@ -232,6 +232,7 @@ void Hnsw::reserve_locked(size_t slots) {
   vectors_.grow(cap * dim_ * sizeof(float));
   labels_.grow(cap * sizeof(int64_t));
   levels_.grow(cap);
+  code_aux_.grow(cap * sizeof(CodeAux));
   for (size_t s = capacity_; s < cap; ++s) labels()[s] = -1;
   upper_.resize(cap, nullptr);
   capacity_ = cap;
@@ -300,6 +301,16 @@ void Hnsw::encode_slot(size_t s) {
   std::memcpy(code + caux_, ax, naux_ * sizeof(float));
   uint32_t* h = hdr(s);
   store_relaxed(h, (load_relaxed(h) & ((1u << kCentreShift) - 1)) | (best << kCentreShift));
+  sync_code_aux(s);
+}
+
+void Hnsw::sync_code_aux(size_t s) {
+  CodeAux& out = reinterpret_cast<CodeAux*>(code_aux_.data())[s];
+  const float* ax = aux(s);
+  out.offset = ax[0];
+  out.step = ax[1];
+  out.norm = naux_ > 2 ? ax[2] : 0.f;
+  out.centre = centre_of(s);
 }
 
 void Hnsw::decode_slot(size_t s, float* out) const {
@@ -534,16 +545,16 @@ void Hnsw::prepare_slot(size_t s, Query& q, const CodeKernels& ck) const {
 
 inline float Hnsw::dist(const Query& q, size_t s) const {
   if (q.exact) return exact_dist(q.xf, s, *q.K);
-  const float* ax = aux(s);
+  const CodeAux& ax = code_aux(s);
   const float dot = q.qscale * float(q.ck->dot_i16(q.qi.data(), block(s), dpad_));
-  const float r = ax[0] * q.sum + ax[1] * dot;
-  const uint32_t a = centre_of(s);
+  const float r = ax.offset * q.sum + ax.step * dot;
+  const uint32_t a = ax.centre;
   if (!(q.ready >> a & 1u)) {  // a query meets few centres: each is measured on first use
     q.cs[a] = q.l2 ? q.K->l2sq(q.xf, centre(a), dim_) : 1.f - q.K->dot(q.xf, centre(a), dim_);
     q.ready |= 1u << a;
   }
   const float c = q.cs[a];
-  return q.l2 ? c - 2.f * r + ax[2] : c - r;
+  return q.l2 ? c - 2.f * r + ax.norm : c - r;
 }
 
 // Standard deviation of a code distance's error for stored slot s, modelling
@@ -554,12 +565,12 @@ inline float Hnsw::dist(const Query& q, size_t s) const {
 // the bias |e|^2 <= dim * delta^2 / 4 is handled by the callers. Called after
 // dist(q, s), which measured q against s's centre.
 inline float Hnsw::code_error(const Query& q, size_t s, float d) const {
-  const float* ax = aux(s);
-  const float delta = ax[1];
-  const float c = q.cs[centre_of(s)];
+  const CodeAux& ax = code_aux(s);
+  const float delta = ax.step;
+  const float c = q.cs[ax.centre];
   if (q.l2)
     return delta * (0.57735027f * std::sqrt(std::max(d, 0.f)) + q.err) +
-           1e-6f * (std::fabs(c) + std::fabs(ax[2]));
+           1e-6f * (std::fabs(c) + std::fabs(ax.norm));
   return delta * q.err + 1e-6f * (std::fabs(c) + std::fabs(c - d) + 1.f);
 }
 
@@ -642,7 +653,8 @@ inline size_t Hnsw::unvisited_neighbours(uint32_t c, int level, size_t maxl, Scr
         for (size_t off = 0; off < dim_ * sizeof(float); off += 64) __builtin_prefetch(vt + off);
       } else {
         const uint8_t* ct = code(t);
-        for (size_t off = 0; off < dcode_; off += 64) __builtin_prefetch(ct + off);
+        for (size_t off = 0; off < dim_; off += 64) __builtin_prefetch(ct + off);
+        __builtin_prefetch(&code_aux(t));
       }
     }
   }
@@ -1229,7 +1241,7 @@ void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, 
   order.clear();
   const float bias = 0.25f * float(dim_);
   for (auto& r : res) {
-    const float delta = aux(r.second)[1];
+    const float delta = code_aux(r.second).step;
     order.emplace_back(r.first - bias * delta * delta - z_ * code_error(sc.q, r.second, r.first),
                        r.second);
   }
@@ -1454,6 +1466,7 @@ void Hnsw::attach(const uint8_t* blocks, size_t blocks_bytes, const float* vecto
     vectors_.borrow(vectors, n * dim_ * sizeof(float));
     labels_.borrow(labels_in, n * sizeof(int64_t));
     levels_.borrow(levels_in, n);
+    code_aux_.grow(std::max<size_t>(n, 1) * sizeof(CodeAux));
     upper_owned_ = false;
     upper_.assign(n, nullptr);
     for (size_t s = 0; s < n; ++s)
@@ -1486,6 +1499,8 @@ void Hnsw::attach(const uint8_t* blocks, size_t blocks_bytes, const float* vecto
     }
   }
   top_.store(st.entry < 0 ? uint64_t(kNone) : pack_top(uint32_t(st.entry), st.max_level));
+  if (!legacy)
+    for (size_t s = 0; s < n; ++s) sync_code_aux(s);
   if (legacy) {  // codes from the float vectors, checked as a fresh build would be
     std::vector<uint32_t> live;
     for (size_t s = 0; s < n; ++s)

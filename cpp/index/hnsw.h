@@ -186,6 +186,17 @@ class Hnsw {
 
   // codes
   const float* aux(size_t s) const { return reinterpret_cast<const float*>(block(s) + caux_); }
+  // What a code distance needs besides the code: a compact copy of each slot's
+  // per-vector floats and centre, 16 bytes a slot (1.6 MB per 100k vectors, so
+  // it stays in cache). Read from the block, they cost a cache line of their own
+  // per distance whenever the code fills whole lines (256-d: 5 lines, not 4), and
+  // the walk is bound by those misses. The block keeps the persisted copy.
+  struct CodeAux {
+    float offset, step, norm;  // aux(s)[0..2]; norm only for l2
+    uint32_t centre;
+  };
+  const CodeAux& code_aux(size_t s) const { return reinterpret_cast<const CodeAux*>(code_aux_.data())[s]; }
+  void sync_code_aux(size_t s);  // the compact copy from the block
   const float* centre(size_t a) const { return centres_.data() + a * dpad_; }
   uint32_t centre_of(size_t s) const;
   void encode_slot(size_t s);
@@ -262,7 +273,7 @@ class Hnsw {
   size_t rerank_ = 0;
 
   // storage
-  Buffer blocks_, vectors_, labels_, levels_;
+  Buffer blocks_, vectors_, labels_, levels_, code_aux_;
   std::vector<uint32_t*> upper_;  // per slot, nullptr for level 0 nodes
   bool upper_owned_ = true;
   // codes: centre 0 is the origin, centre 1 the first batch's mean (mu); each
