@@ -508,13 +508,17 @@ void Hnsw::prepare(const float* x, Query& q, const CodeKernels& ck, bool codes) 
   if (q.exact) return;
   const float* mu = centre(1);
   float amax = 0.f;
-  double sum = 0, n2 = 0;
+  // Four partial sums each: one double chain over dim was a visible part of a
+  // short query (an add's latency per dimension).
+  double sums[4] = {0, 0, 0, 0}, n2s[4] = {0, 0, 0, 0};
   for (size_t j = 0; j < dim_; ++j) {
     const float v = q.l2 ? x[j] - mu[j] : x[j];
     amax = std::max(amax, std::fabs(v));
-    sum += v;
-    n2 += double(x[j]) * x[j];
+    sums[j & 3] += v;
+    n2s[j & 3] += double(x[j]) * x[j];
   }
+  const double sum = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+  const double n2 = (n2s[0] + n2s[1]) + (n2s[2] + n2s[3]);
   // int16 query: each int32 lane sums dpad/16 products of at most 255 * limit.
   const double limit = std::min(32767.0, 2147483647.0 / (255.0 * double(dpad_ / 16 + 1)));
   q.qscale = amax > 0.f ? float(amax / limit) : 1.f;
@@ -1247,7 +1251,9 @@ void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, 
   }
   std::sort(order.begin(), order.end());
   const Kernels& K = kernels();
-  constexpr size_t kAhead = 4;
+  // Most of the first 2k candidates are re-ranked: fetch them all at once (many
+  // misses in flight, at most 32), then stay that far ahead.
+  const size_t kAhead = std::min<size_t>(32, std::max<size_t>(4, 2 * k));
   auto prefetch_vec = [&](size_t i) {
     const uint8_t* p = reinterpret_cast<const uint8_t*>(vec(order[i].second));
     for (size_t off = 0; off < dim_ * sizeof(float); off += 64) __builtin_prefetch(p + off);

@@ -371,12 +371,7 @@ class Index:
         Everything after ``k`` is keyword-only; ``params`` are the kind's own search
         parameters (``ef``, ``nprobe``, ``search_k`` ...).
         """
-        # Lean path for the common one-query loop: a clean float32 vector, no
-        # filter, k within what is stored. The kind's _search_one may still decline.
-        if (filter is None and threads is None and type(queries) is np.ndarray
-                and queries.dtype == np.float32 and queries.ndim == 1
-                and queries.shape[0] == self._dim and queries.flags.c_contiguous
-                and type(k) is int and 0 < k <= len(self)):
+        if filter is None and threads is None and self._lean(queries, k):
             hit = self._search_one(queries, k, **params)
             if hit is not None:
                 return hit
@@ -401,6 +396,14 @@ class Index:
                 _validate.drop_disallowed(ids, dist, filter)
             ids, dist = _validate.pad_results(ids, dist, k)
         return (ids[0], dist[0]) if was_1d else (ids, dist)
+
+    def _lean(self, queries, k) -> bool:
+        """The lean path's rule, for the common one-query loop: a clean float32
+        vector and k within what is stored (callers also need no filter and
+        default threads). The kind's _search_one may still decline."""
+        return (type(queries) is np.ndarray and queries.dtype == np.float32
+                and queries.ndim == 1 and queries.shape[0] == self._dim
+                and queries.flags.c_contiguous and type(k) is int and 0 < k <= len(self))
 
     def _search_one(self, query, k, **params):
         """(ids, distances) for one clean query (float32, C-contiguous, right
