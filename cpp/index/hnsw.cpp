@@ -203,6 +203,9 @@ Hnsw::Hnsw(size_t dim, Metric metric, size_t M, size_t ef_construction, uint64_t
   naux_ = metric == Metric::L2 ? 3 : 2;
   dcode_ = caux_ + 4 * naux_;
   bsize_ = round_up(dcode_ + 4 + 4 * M0_, 64);
+  // Does reading the floats and the centre (in the header word) take a cache line
+  // more than the code alone? Then keep them apart (see code_aux).
+  aux_apart_ = round_up(dcode_ + 4, 64) > round_up(dpad_, 64);
   level_mult_ = 1.0 / std::log(double(M));
   centres_.assign(kMaxCentres * dpad_, 0.f);
   node_locks_.reset(new std::mutex[kStripes]);
@@ -232,7 +235,7 @@ void Hnsw::reserve_locked(size_t slots) {
   vectors_.grow(cap * dim_ * sizeof(float));
   labels_.grow(cap * sizeof(int64_t));
   levels_.grow(cap);
-  code_aux_.grow(cap * sizeof(CodeAux));
+  if (aux_apart_) code_aux_.grow(cap * sizeof(CodeAux));
   for (size_t s = capacity_; s < cap; ++s) labels()[s] = -1;
   upper_.resize(cap, nullptr);
   capacity_ = cap;
@@ -305,6 +308,7 @@ void Hnsw::encode_slot(size_t s) {
 }
 
 void Hnsw::sync_code_aux(size_t s) {
+  if (!aux_apart_) return;
   CodeAux& out = reinterpret_cast<CodeAux*>(code_aux_.data())[s];
   const float* ax = aux(s);
   out.offset = ax[0];
@@ -549,7 +553,7 @@ void Hnsw::prepare_slot(size_t s, Query& q, const CodeKernels& ck) const {
 
 inline float Hnsw::dist(const Query& q, size_t s) const {
   if (q.exact) return exact_dist(q.xf, s, *q.K);
-  const CodeAux& ax = code_aux(s);
+  const CodeAux ax = code_aux(s);
   const float dot = q.qscale * float(q.ck->dot_i16(q.qi.data(), block(s), dpad_));
   const float r = ax.offset * q.sum + ax.step * dot;
   const uint32_t a = ax.centre;
@@ -569,7 +573,7 @@ inline float Hnsw::dist(const Query& q, size_t s) const {
 // the bias |e|^2 <= dim * delta^2 / 4 is handled by the callers. Called after
 // dist(q, s), which measured q against s's centre.
 inline float Hnsw::code_error(const Query& q, size_t s, float d) const {
-  const CodeAux& ax = code_aux(s);
+  const CodeAux ax = code_aux(s);
   const float delta = ax.step;
   const float c = q.cs[ax.centre];
   if (q.l2)
@@ -657,8 +661,12 @@ inline size_t Hnsw::unvisited_neighbours(uint32_t c, int level, size_t maxl, Scr
         for (size_t off = 0; off < dim_ * sizeof(float); off += 64) __builtin_prefetch(vt + off);
       } else {
         const uint8_t* ct = code(t);
-        for (size_t off = 0; off < dim_; off += 64) __builtin_prefetch(ct + off);
-        __builtin_prefetch(&code_aux(t));
+        if (aux_apart_) {
+          for (size_t off = 0; off < dim_; off += 64) __builtin_prefetch(ct + off);
+          __builtin_prefetch(code_aux_.data() + t * sizeof(CodeAux));
+        } else {
+          for (size_t off = 0; off < dcode_ + 4; off += 64) __builtin_prefetch(ct + off);
+        }
       }
     }
   }
@@ -1472,7 +1480,7 @@ void Hnsw::attach(const uint8_t* blocks, size_t blocks_bytes, const float* vecto
     vectors_.borrow(vectors, n * dim_ * sizeof(float));
     labels_.borrow(labels_in, n * sizeof(int64_t));
     levels_.borrow(levels_in, n);
-    code_aux_.grow(std::max<size_t>(n, 1) * sizeof(CodeAux));
+    if (aux_apart_) code_aux_.grow(std::max<size_t>(n, 1) * sizeof(CodeAux));
     upper_owned_ = false;
     upper_.assign(n, nullptr);
     for (size_t s = 0; s < n; ++s)

@@ -186,17 +186,23 @@ class Hnsw {
 
   // codes
   const float* aux(size_t s) const { return reinterpret_cast<const float*>(block(s) + caux_); }
-  // What a code distance needs besides the code: a compact copy of each slot's
-  // per-vector floats and centre, 16 bytes a slot (1.6 MB per 100k vectors, so
-  // it stays in cache). Read from the block, they cost a cache line of their own
-  // per distance whenever the code fills whole lines (256-d: 5 lines, not 4), and
-  // the walk is bound by those misses. The block keeps the persisted copy.
+  // What a code distance needs besides the code: the slot's per-vector floats
+  // and centre. Where they share the code's last cache line (50-d: code and
+  // floats in one line) they are read from the block. Where the code fills whole
+  // lines (128-d, 256-d) they would cost a line of their own per distance (256-d:
+  // 5 lines, not 4; the walk is bound by those misses), so a compact copy of 16
+  // bytes a slot is kept apart (1.6 MB per 100k vectors: it stays in cache).
+  // The block keeps the persisted copy either way.
   struct CodeAux {
     float offset, step, norm;  // aux(s)[0..2]; norm only for l2
     uint32_t centre;
   };
-  const CodeAux& code_aux(size_t s) const { return reinterpret_cast<const CodeAux*>(code_aux_.data())[s]; }
-  void sync_code_aux(size_t s);  // the compact copy from the block
+  CodeAux code_aux(size_t s) const {
+    if (aux_apart_) return reinterpret_cast<const CodeAux*>(code_aux_.data())[s];
+    const float* ax = aux(s);
+    return {ax[0], ax[1], naux_ > 2 ? ax[2] : 0.f, centre_of(s)};
+  }
+  void sync_code_aux(size_t s);  // the compact copy from the block (when kept apart)
   const float* centre(size_t a) const { return centres_.data() + a * dpad_; }
   uint32_t centre_of(size_t s) const;
   void encode_slot(size_t s);
@@ -281,6 +287,7 @@ class Hnsw {
   std::vector<float> centres_;
   size_t n_centres_ = 0;
   size_t caux_ = 0, naux_ = 0;  // per-vector floats: offset in the block, count
+  bool aux_apart_ = false;      // a compact copy of them is kept (see code_aux)
   float ref_delta_ = 0.f;      // median code step of the first batch
   float z_ = 4.f;
   bool float_walk_ = false;

@@ -367,6 +367,45 @@ def test_save_after_removals_roundtrip(glove, tmp_path):
     assert again._core.n_slots == 3000 and len(again) == 2500
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("dim", [64, 256])
+def test_wide_codes_walk_as_well_as_floats_through_files_and_drift(metric, dim, tmp_path):
+    # At these widths a code fills whole cache lines, so the walk reads each
+    # slot's code floats and centre from a compact copy kept apart from the
+    # block (see Hnsw::code_aux). That copy must follow every path that writes
+    # codes: the first batch, a drifted later batch, a file load and an mmap,
+    # and an add after a load. Stale copies would make the code walk lose rows
+    # that the float walk (same graph parameters and seed) finds.
+    from nearkit.datasets import synthetic_clustered
+
+    x = synthetic_clustered(3300, dim, n_clusters=16, spread=0.4, seed=dim)
+    first, later = x[:2000], x[2000:3000] + 3.0  # later: a batch that drifted
+    queries = np.concatenate([x[3000:3150], x[3150:] + 3.0])
+    added = x[3000:3050] - 3.0
+    base = np.concatenate([first, later])
+    truth = exact_ids(base, queries, 10, metric)
+    truth_added = exact_ids(np.concatenate([base, added]), added, 10, metric)
+    got = {}
+    for walk in ("auto", "float"):
+        index = nearkit.HNSW(dim, metric, seed=2, walk=walk)
+        index.add(first)
+        index.add(later, ids=np.arange(2000, 3000))
+        found = index.search(queries, 10, ef=64)[0]
+        ones = np.array([index.search(q, 1, ef=64)[0] for q in queries])
+        index.save(tmp_path / f"{walk}.nk")
+        for mmap in (False, True):
+            again = nearkit.load(tmp_path / f"{walk}.nk", mmap=mmap)
+            np.testing.assert_array_equal(again.search(queries, 10, ef=64)[0], found)
+        again = nearkit.load(tmp_path / f"{walk}.nk")
+        again.add(added, ids=np.arange(3000, 3050))  # codes written after a load
+        got[walk] = (recall(found, truth), recall(ones, truth[:, :1]),
+                     recall(again.search(added, 10, ef=64)[0], truth_added), index.walk)
+    assert got["auto"][3] == "codes" and got["float"][3] == "float"
+    for codes, floats in zip(got["auto"][:3], got["float"][:3]):
+        assert codes >= floats - 0.02, got
+    assert got["auto"][0] >= 0.95, got
+
+
 def test_corrupt_sections_are_refused(built):
     sections = {k: np.array(v) for k, v in built._sections().items()}
     params = built._params()
