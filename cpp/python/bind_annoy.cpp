@@ -98,6 +98,55 @@ void read_vector(nb::handle v, size_t f, bool hamming, std::vector<float>& x, st
   }
 }
 
+// An item index as annoy's argument parsing reads a C int: an int (or anything
+// with __index__; TypeError otherwise) within the C int range (OverflowError with
+// Python's messages otherwise). Done here so that get_distance costs one call.
+int64_t annoy_c_int(nb::handle h) {
+  PyObject* o = h.ptr();
+  nb::object idx;
+  if (!PyLong_Check(o)) {
+    idx = nb::steal(PyNumber_Index(o));
+    if (!idx.is_valid()) throw nb::python_error();
+    o = idx.ptr();
+  }
+  // PyLong_AsLong's own OverflowError beyond a C long, as annoy's "i" format gives.
+  long v = PyLong_AsLong(o);
+  if (v == -1 && PyErr_Occurred()) throw nb::python_error();
+  if (v > std::numeric_limits<int>::max()) {
+    PyErr_SetString(PyExc_OverflowError, "signed integer is greater than maximum");
+    throw nb::python_error();
+  }
+  if (v < std::numeric_limits<int>::min()) {
+    PyErr_SetString(PyExc_OverflowError, "signed integer is less than minimum");
+    throw nb::python_error();
+  }
+  return int64_t(v);
+}
+
+// The raw vectors of an index built in memory, for get_distance: one object made
+// once per state of the rows so that a call converts two ints, not an array.
+struct PyRows {
+  nb::object owner;  // the numpy array whose memory `data` points into
+  const float* data;
+  size_t n, f;
+  int metric;
+  float distance(int64_t i, int64_t j) const {
+    for (int64_t x : {i, j}) {
+      if (x < 0) throw nb::index_error("Item index can not be negative");
+      if (uint64_t(x) >= n) throw nb::index_error("Item index larger than the largest item index");
+    }
+    const float* a = data + size_t(i) * f;
+    const float* b = data + size_t(j) * f;
+    if (metric == nk::annoy::Hamming) {  // rows hold 0/1 per bit
+      size_t d = 0;
+      for (size_t z = 0; z < f; ++z) d += a[z] != b[z];
+      return float(d);
+    }
+    float qnorm = metric == nk::annoy::Angular ? nk::kernels().dot(a, a, f) : 0.f;
+    return nk::annoy::reported_distance(metric, nk::annoy::row_distance(metric, a, qnorm, b, f));
+  }
+};
+
 void check_item(const Nodes& n, int64_t i) {
   if (i < 0) throw nb::index_error("Item index can not be negative");
   if (uint64_t(i) >= n.n_items()) throw nb::index_error("Item index larger than the largest item index");
@@ -165,24 +214,20 @@ nb::object forest_query(const nk::trees::Forest& forest, AnyRows core, FloatRows
 }  // namespace
 
 NEARKIT_BIND(bind_annoy) {
-  m.def(
-      "annoy_row_distance",
-      [](FloatRows raw, int64_t i, int64_t j, int metric) {
-        if (i < 0 || j < 0 || size_t(i) >= raw.shape(0) || size_t(j) >= raw.shape(0))
-          throw nb::index_error("Item index larger than the largest item index");
-        const size_t f = raw.shape(1);
-        const float* x = raw.data() + size_t(i) * f;
-        const float* y = raw.data() + size_t(j) * f;
-        if (metric == nk::annoy::Hamming) {  // rows hold 0/1 per bit
-          size_t d = 0;
-          for (size_t z = 0; z < f; ++z) d += x[z] != y[z];
-          return float(d);
-        }
-        float qnorm = metric == nk::annoy::Angular ? nk::kernels().dot(x, x, f) : 0.f;
-        return nk::annoy::reported_distance(metric, nk::annoy::row_distance(metric, x, qnorm, y, f));
-      },
-      nb::arg("raw_rows"), nb::arg("i"), nb::arg("j"), nb::arg("metric"),
-      "annoy's get_distance between rows i and j of raw float vectors.");
+  nb::class_<PyRows>(m, "AnnoyRows",
+                     "The raw vectors of an index built in memory: annoy's get_distance between two items.")
+      .def(
+          "__init__",
+          [](PyRows* self, nb::object owner, FloatRows raw, size_t n_items, int metric) {
+            if (n_items > raw.shape(0)) throw std::invalid_argument("n_items exceeds the rows");
+            new (self) PyRows{std::move(owner), raw.data(), n_items, raw.shape(1), metric};
+          },
+          nb::arg("owner"), nb::arg("raw_rows"), nb::arg("n_items"), nb::arg("metric"),
+          "owner: the array raw_rows is (kept alive); items 0..n_items-1 are valid.")
+      .def(
+          "distance",
+          [](const PyRows& r, nb::handle i, nb::handle j) { return r.distance(annoy_c_int(i), annoy_c_int(j)); },
+          nb::arg("i"), nb::arg("j"), "i, j: item indexes read as annoy reads a C int.");
   m.def("annoy_forest_query", &forest_query, nb::arg("forest"), nb::arg("core_rows"), nb::arg("raw_rows"),
         nb::arg("query"), nb::arg("n_items"), nb::arg("metric"), nb::arg("n"), nb::arg("search_k"),
         nb::arg("include_distances"),
@@ -246,10 +291,11 @@ NEARKIT_BIND(bind_annoy) {
           nb::arg("i"), nb::arg("f"))
       .def(
           "distance",
-          [](const PyNodes& p, int64_t i, int64_t j) {
+          [](const PyNodes& p, nb::handle hi, nb::handle hj) {
+            const int64_t i = annoy_c_int(hi), j = annoy_c_int(hj);
             check_item(p.nodes, i);
             check_item(p.nodes, j);
             return p.nodes.distance(size_t(i), size_t(j));
           },
-          nb::arg("i"), nb::arg("j"));
+          nb::arg("i"), nb::arg("j"), "i, j: item indexes read as annoy reads a C int.");
 }

@@ -18,8 +18,18 @@ def set_isa(name: str) -> None:
 
 def pairwise(a: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], b: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], kind: str) -> Annotated[NDArray[numpy.float32], dict(shape=(None, None))]: ...
 
-def annoy_row_distance(raw_rows: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], i: int, j: int, metric: int) -> float:
-    """annoy's get_distance between rows i and j of raw float vectors."""
+class AnnoyRows:
+    """
+    The raw vectors of an index built in memory: annoy's get_distance between two items.
+    """
+
+    def __init__(self, owner: object, raw_rows: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], n_items: int, metric: int) -> None:
+        """
+        owner: the array raw_rows is (kept alive); items 0..n_items-1 are valid.
+        """
+
+    def distance(self, i: object, j: object) -> float:
+        """i, j: item indexes read as annoy reads a C int."""
 
 def annoy_forest_query(forest: TreeForest, core_rows: Annotated[NDArray, dict(shape=(None, None), order='C', device='cpu', writable=False)], raw_rows: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], query: object, n_items: int, metric: int, n: int, search_k: int, include_distances: bool) -> object:
     """
@@ -58,7 +68,8 @@ class AnnoyNodes:
 
     def item(self, i: int, f: int) -> object: ...
 
-    def distance(self, i: int, j: int) -> float: ...
+    def distance(self, i: object, j: object) -> float:
+        """i, j: item indexes read as annoy reads a C int."""
 
 def flat_search(base: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], sqnorms: Annotated[NDArray[numpy.float32], dict(shape=(None,), order='C', device='cpu', writable=False)], labels: Annotated[NDArray[numpy.int64], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, queries: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)], k: int, metric: int, mask: Annotated[NDArray[numpy.uint8], dict(shape=(None,), order='C', device='cpu', writable=False)] | None, threads: int = 1, exclude_self: bool = False) -> tuple:
     """

@@ -373,3 +373,42 @@ def test_saving_a_loaded_index_copies_it(tmp_path):
         assert again.get_nns_by_item(i, 10) == real.get_nns_by_item(i, 10)
         assert again.get_item_vector(i) == real.get_item_vector(i)
         assert again.get_item_vector(i + 1) == [0.0] * 8
+
+
+GET_DISTANCE_ARGS = [(0, 1), (5, 5), (-1, 0), (0, -1), (0, 40), (40, 0), (1.0, 0), (0, 2.5),
+                     (2**31, 0), (0, -2**31 - 1), (2**64, 0), (np.int64(3), True), ("a", 0)]
+
+
+@pytest.mark.parametrize("state", ["unbuilt", "built", "loaded"])
+@pytest.mark.parametrize("metric", METRICS)
+def test_get_distance_reads_its_arguments_as_annoy_does(metric, state, tmp_path):
+    # get_distance is one C++ call that converts i and j itself: the same values and
+    # the same exceptions (type and message) as annoy, in every state of the index.
+    x = data(metric, n=40, f=6, seed=3)
+
+    def script(cls):
+        t = filled(cls, metric, x)
+        if state != "unbuilt":
+            t.build(3)
+        if state == "loaded":
+            path = str(tmp_path / f"{cls.__module__.replace('.', '_')}.ann")
+            t.save(path)
+            t = cls(x.shape[1], metric)
+            t.load(path)
+        return [outcome(lambda a=a: round(t.get_distance(*a), 4)) for a in GET_DISTANCE_ARGS]
+
+    same(script)
+
+
+def test_get_distance_follows_items_added_after_a_call():
+    # Its view of the rows is remade once items change (or move when storage grows).
+    x = data("euclidean", n=50, f=5, seed=4)
+
+    def script(cls):
+        t = filled(cls, "euclidean", x[:10])
+        first = round(t.get_distance(0, 9), 4)
+        for i in range(10, 50):
+            t.add_item(i, x[i])
+        return first, round(t.get_distance(0, 49), 4), round(t.get_distance(9, 30), 4)
+
+    same(script)

@@ -129,6 +129,12 @@ class AnnoyIndex:
         self._seed = _DEFAULT_SEED
         self._disk: _DiskRows | None = None
         self._disk_path: str | None = None
+        self._rows_changed()
+
+    def _rows_changed(self):
+        """Forget get_distance's view of the rows: items were added, the rows moved,
+        or a file mapping is about to close (a view would keep it exported)."""
+        self._distance = None
 
     @property
     def _loaded(self) -> bool:
@@ -179,6 +185,7 @@ class AnnoyIndex:
             _report("You can't add an item to a loaded index")
             raise Exception("You can't add an item to a loaded index")
         v = self._vector(vector)
+        self._rows_changed()
         if i >= self._vecs.shape[0]:
             cap = max(i + 1, int(self._vecs.shape[0] * 1.5) + 16)
             if self._disk is not None:
@@ -235,10 +242,17 @@ class AnnoyIndex:
 
     def get_distance(self, i, j, /) -> float:
         """Distance between items i and j (angular: sqrt(2 - 2 cos); dot: the inner product)."""
-        if self._nodes is not None:
-            return self._nodes.distance(_c_int(i), _c_int(j))
-        i, j = self._check_item(i), self._check_item(j)
-        return _core.annoy_row_distance(self._vecs, i, j, self._code)
+        # One C++ call (it reads i and j as annoy does, TypeError / OverflowError /
+        # IndexError included): the file's nodes, or a view of the rows built in memory
+        # made once per state of the rows (see _rows_changed).
+        distance = self._distance
+        if distance is None:
+            if self._nodes is not None:
+                distance = self._nodes.distance
+            else:
+                distance = _core.AnnoyRows(self._vecs, self._vecs, self._n_items, self._code).distance
+            self._distance = distance
+        return distance(i, j)
 
     # -- building -------------------------------------------------------------------
     def _core_vectors(self, vecs: np.ndarray) -> np.ndarray:
@@ -272,6 +286,7 @@ class AnnoyIndex:
         if n_jobs == 0 or n_jobs < -1:
             raise ValueError(f"n_jobs must be -1 (all cores) or a positive thread count, got {n_jobs}")
         threads = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+        self._rows_changed()
         n = self._n_items
         slots = np.flatnonzero(self._is_item[:n]).astype(np.int32)
         rows = self._core_vectors(self._vecs[:n])
@@ -365,6 +380,7 @@ class AnnoyIndex:
             msg = f"Unable to open: {exc.strerror} ({exc.errno})"
             _report(msg)
             raise OSError(msg) from None
+        self._rows_changed()
         self._disk = _DiskRows(fn + ".items.tmp", self._f, np.float32)
         self._disk_path = fn
         self._vecs = self._disk.reserve(max(self._vecs.shape[0], 1))
