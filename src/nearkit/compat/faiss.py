@@ -36,6 +36,7 @@ from ..indexes.ivf import IVF as _IVF
 from ..kmeans import assign as _km_assign
 from ..kmeans import kmeans as _kmeans
 from . import _faiss_codecs as _codecs
+from ._faiss_kmeans import faiss_kmeans as _faiss_kmeans
 from ._faiss_transforms import (  # noqa: F401 - faiss's stand-alone transforms
     HadamardRotation, LinearTransform, MatrixStats, NormalizationTransform, PCAMatrix,
     RandomRotationMatrix, Vector, VectorTransform,
@@ -815,11 +816,20 @@ class _IVFBased(Index):
             if "_cp" in self.__dict__:
                 self._nk.niter, self._nk.seed = int(self._cp.niter), int(self._cp.seed)
             self._nk.train(x)
+            if shared is None and self._nk.nlist > 1 and not self._nk.transform_name:
+                # faiss's own k-means (its random numbers too): the lists faiss would make
+                shared = self._faiss_centroids(x)
             if shared is not None:  # keep the pre-trained quantizer's centroids (shared quantizer)
                 self._use_centroids(shared, x)
             if self._dcodec is not None:
                 self._train_decoded(x)
         self._after_train()
+
+    def _faiss_centroids(self, x):
+        cp = self.cp
+        return _faiss_kmeans(x, self._nk.nlist, niter=int(cp.niter), seed=int(cp.seed),
+                             inner_product=self._metric == "ip", spherical=bool(cp.spherical),
+                             max_points_per_centroid=int(cp.max_points_per_centroid))
 
     def _use_centroids(self, cents, x):
         ivf = self._nk
