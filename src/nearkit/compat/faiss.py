@@ -815,9 +815,17 @@ class _IVFBased(Index):
                 self._init_nk(**self._nk_kwargs())
             if "_cp" in self.__dict__:
                 self._nk.niter, self._nk.seed = int(self._cp.niter), int(self._cp.seed)
-            self._nk.train(x)
-            if shared is None and self._nk.nlist > 1 and not self._nk.transform_name:
-                # faiss's own k-means (its random numbers too): the lists faiss would make
+            # faiss's own k-means (its random numbers too) gives the lists faiss would
+            # make; nearkit's k-means then only needs its starting point (niter 0).
+            faiss_kmeans = shared is None and self._nk.nlist > 1 and not self._nk.transform_name
+            niter = self._nk.niter
+            if faiss_kmeans:
+                self._nk.niter = 0
+            try:
+                self._nk.train(x)
+            finally:
+                self._nk.niter = niter
+            if faiss_kmeans:
                 shared = self._faiss_centroids(x)
             if shared is not None:  # keep the pre-trained quantizer's centroids (shared quantizer)
                 self._use_centroids(shared, x)
