@@ -114,3 +114,16 @@ def start_reference_redis():
     except Exception:
         return None
     return port, pid
+
+
+def scenario_registry():
+    """(scenarios, decorator) for a module of differential tests: each decorated
+    function takes a client and returns what it saw; the module runs every one on
+    nearkit and on the reference Redis and compares the two."""
+    scenarios = {}
+
+    def scenario(fn):
+        scenarios[fn.__name__] = fn
+        return fn
+
+    return scenarios, scenario

@@ -1513,9 +1513,9 @@ void Hnsw::attach(const uint8_t* blocks, size_t blocks_bytes, const float* vecto
     }
   }
   top_.store(st.entry < 0 ? uint64_t(kNone) : pack_top(uint32_t(st.entry), st.max_level));
-  if (!legacy)
+  if (!legacy) {
     for (size_t s = 0; s < n; ++s) sync_code_aux(s);
-  if (legacy) {  // codes from the float vectors, checked as a fresh build would be
+  } else {  // codes from the float vectors, checked as a fresh build would be
     std::vector<uint32_t> live;
     for (size_t s = 0; s < n; ++s)
       if (labels_in[s] >= 0) live.push_back(uint32_t(s));

@@ -123,6 +123,12 @@ int64_t annoy_c_int(nb::handle h) {
   return int64_t(v);
 }
 
+// annoy's IndexError for an item index outside 0 .. n-1.
+void check_item_index(int64_t i, uint64_t n) {
+  if (i < 0) throw nb::index_error("Item index can not be negative");
+  if (uint64_t(i) >= n) throw nb::index_error("Item index larger than the largest item index");
+}
+
 // The raw vectors of an index built in memory, for get_distance: one object made
 // once per state of the rows so that a call converts two ints, not an array.
 struct PyRows {
@@ -131,10 +137,8 @@ struct PyRows {
   size_t n, f;
   int metric;
   float distance(int64_t i, int64_t j) const {
-    for (int64_t x : {i, j}) {
-      if (x < 0) throw nb::index_error("Item index can not be negative");
-      if (uint64_t(x) >= n) throw nb::index_error("Item index larger than the largest item index");
-    }
+    check_item_index(i, n);
+    check_item_index(j, n);
     const float* a = data + size_t(i) * f;
     const float* b = data + size_t(j) * f;
     if (metric == nk::annoy::Hamming) {  // rows hold 0/1 per bit
@@ -147,10 +151,7 @@ struct PyRows {
   }
 };
 
-void check_item(const Nodes& n, int64_t i) {
-  if (i < 0) throw nb::index_error("Item index can not be negative");
-  if (uint64_t(i) >= n.n_items()) throw nb::index_error("Item index larger than the largest item index");
-}
+void check_item(const Nodes& n, int64_t i) { check_item_index(i, n.n_items()); }
 
 // One annoy query on a forest built in memory: the forest gathers candidates,
 // then they are scored with annoy's own formulas on the raw vectors and

@@ -4,8 +4,6 @@ durable FT.DICT word lists and SKIPINITIALSCAN. Each scenario runs on nearkit wi
 expected answer written out, and (when the reference Redis Stack 7.4 can be started here)
 on both servers, whose answers must be equal."""
 
-import os
-import signal
 import time
 
 import pytest
@@ -14,33 +12,10 @@ redis = pytest.importorskip("redis")
 
 from redis.backoff import NoBackoff  # noqa: E402
 from redis.retry import Retry  # noqa: E402
-from server_helpers import ThreadServer, start_reference_redis  # noqa: E402
+from server_helpers import scenario_registry  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def nk():
-    s = ThreadServer()
-    yield redis.Redis(port=s.port, decode_responses=True, protocol=2)
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def ref():
-    started = start_reference_redis()
-    if started is None:
-        pytest.skip("reference Redis with the search module cannot be started here")
-    port, pid = started
-    yield redis.Redis(port=port, decode_responses=True, protocol=2)
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-
-
-SCENARIOS = {}
-
-
-def scenario(fn):
-    SCENARIOS[fn.__name__] = fn
-    return fn
+SCENARIOS, scenario = scenario_registry()  # nk and ref: tests/server/conftest.py
 
 
 def pytest_generate_tests(metafunc):

@@ -7,40 +7,15 @@ Each scenario has its expected answer written out (checked against Redis Stack 7
 search 2.10 when they were written) and, when the reference Redis can be started here,
 also runs on both servers, whose answers must be equal."""
 
-import os
-import signal
 
 import pytest
 
 redis = pytest.importorskip("redis")
 
-from server_helpers import ThreadServer, start_reference_redis  # noqa: E402
+from server_helpers import scenario_registry  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def nk():
-    s = ThreadServer()
-    yield redis.Redis(port=s.port, decode_responses=True, protocol=2)
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def ref():
-    started = start_reference_redis()
-    if started is None:
-        pytest.skip("reference Redis with the search module cannot be started here")
-    port, pid = started
-    yield redis.Redis(port=port, decode_responses=True, protocol=2)
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-
-
-SCENARIOS = {}
-
-
-def scenario(fn):
-    SCENARIOS[fn.__name__] = fn
-    return fn
+SCENARIOS, scenario = scenario_registry()  # nk and ref: tests/server/conftest.py
 
 
 def pytest_generate_tests(metafunc):
