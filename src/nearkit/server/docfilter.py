@@ -11,14 +11,14 @@ import json
 
 class DocFilter:
     def __init__(self, text: str):
-        from .execute import _Expr  # the FT.AGGREGATE expression evaluator
+        from .ft.expressions import _Expr  # the FT.AGGREGATE expression evaluator
 
         self.text = text
         self.expr = _Expr(text)  # CommandError (a syntax error) if it does not parse
         self.names = self.expr.fields()
 
     def accepts(self, key: bytes, value, index) -> bool:
-        from .execute import _truthy
+        from .ft.expressions import _truthy
 
         row = {"__key": key.decode("utf-8", "replace")}
         if isinstance(value, dict):  # a hash

@@ -1,0 +1,49 @@
+"""WITHCURSOR / FT.CURSOR READ and DEL: the rest of an aggregate's rows, paged."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from ..protocol import Error, Simple
+from .render import _aggregate_reply
+
+
+_CURSORS: dict = {}
+_cursor_ids = itertools.count(1000003, 7919)
+
+
+def _cursor_reply(ctx, idx, rows, count, new=False, cid=None):
+    page, rest = rows[:count], rows[count:]
+    if rest:
+        if cid is None:
+            cid = next(_cursor_ids)
+        _CURSORS[cid] = (idx.name, rest, count, time.time())
+    else:
+        if cid is not None:
+            _CURSORS.pop(cid, None)
+        cid = 0
+    return [_aggregate_reply(ctx, page), cid]
+
+
+def cursor(ctx, args):
+    sub = args[0].upper()
+    try:
+        cid = int(args[2])
+    except ValueError:
+        return Error("Bad cursor ID")
+    entry = _CURSORS.get(cid)
+    if sub == b"DEL":
+        if entry is None:
+            return Error("Cursor does not exist")
+        del _CURSORS[cid]
+        return Simple("OK")
+    if sub == b"READ":
+        if entry is None or entry[0] != args[1]:
+            return Error("Cursor not found, id: %d" % cid)
+        count = entry[2]
+        if len(args) >= 5 and args[3].upper() == b"COUNT":
+            count = int(args[4])
+        idx = ctx.server.search.indexes.get(entry[0])
+        return _cursor_reply(ctx, idx, entry[1], count, cid=cid)
+    return Error("Unknown subcommand")
