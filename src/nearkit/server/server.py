@@ -27,7 +27,9 @@ from . import acl as _acl  # (checks users' commands)
 from . import handlers as _handlers  # noqa: F401  (registers every command)
 from .commands import COMMANDS, NOAUTH, QUEUED_REPLY, CommandError, Offload, wrong_args
 from .fdlimit import clients_within_fd_limit
+from .cmd_scripting import Scripts
 from .ft.fastpath import KnnJob, run_knn_batch
+from .ft.state import FtState
 from .keyspace import Keyspace
 from .persist import Durable, OldDataError
 from .protocol import Error, ProtocolError, RequestReader, encode_into
@@ -308,6 +310,8 @@ class Server:
         self.version = __version__
         self.keyspace = Keyspace()
         self.search = SearchEngine(self)
+        self.ft = FtState()  # FT.* caches and cursors: this server's alone
+        self.scripts = Scripts()  # SCRIPT LOAD / EVAL bodies and the Lua runtime
         self.clients: set = set()
         self.commands_processed = 0
         self.connections_received = 0

@@ -11,6 +11,8 @@ One job a module; imports go down this list:
 - ``fastpath``    repeated plain KNN queries without parsing, batched across connections
 - ``aggregate``   the FT.AGGREGATE pipeline (LOAD, GROUPBY/REDUCE, APPLY, FILTER, ...)
 - ``cursors``     WITHCURSOR / FT.CURSOR
+- ``state``       ``FtState``: the plan cache, fast-path entries and cursors, one per
+                  server (``server.ft``), so two servers in one process share none
 - ``explain``     FT.EXPLAIN's tree text
 - ``cmd_index``, ``cmd_search``, ``cmd_aggregate``, ``cmd_docs``: the FT.* command
   handlers (registered when imported, by ``server/handlers.py``)

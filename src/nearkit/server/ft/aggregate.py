@@ -176,7 +176,7 @@ def aggregate(ctx, idx, query: str, args: list):
             i += 2
         else:
             raise CommandError(f"Unknown argument `{_t(args[i])}` at position {i} for <main>")
-    prep = prepare(idx, query, params, dialect)
+    prep = prepare(ctx.server.ft.plans, idx, query, params, dialect)
 
     def compute():
         idx.lock.acquire_read()

@@ -147,14 +147,14 @@ def ft_search(ctx, args):
 
 
 def search(ctx, idx, req: SearchRequest, args=None):
-    prep = prepare(idx, req.query, req.params, req.dialect, req.numeric_filters, req.inkeys,
+    prep = prepare(ctx.server.ft.plans, idx, req.query, req.params, req.dialect, req.numeric_filters, req.inkeys,
                    req.verbatim, req.infields)
     score_names = prep.plan.score_names()
     if req.sortby is not None and req.sortby not in score_names and idx.field(req.sortby) is None:
         raise CommandError(f"Property `{req.sortby}` not loaded nor in schema")
     is_knn = prep.plan.knn is not None
     if is_knn:
-        _remember_fast(idx, req, prep, args, score_names)
+        _remember_fast(ctx.server.ft.fast, idx, req, prep, args, score_names)
     if req.summarize is not None or req.highlight is not None:
         for flag in ("nooffsets", "nohl"):
             if idx.options.get(flag):

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 
 from ..protocol import Error, Simple
 from .render import _aggregate_reply
 
 
-_CURSORS: dict = {}
-_cursor_ids = itertools.count(1000003, 7919)
-
-
 def _cursor_reply(ctx, idx, rows, count, new=False, cid=None):
     page, rest = rows[:count], rows[count:]
     if rest:
         if cid is None:
-            cid = next(_cursor_ids)
-        _CURSORS[cid] = (idx.name, rest, count, time.time())
+            cid = next(ctx.server.ft.cursor_ids)
+        ctx.server.ft.cursors[cid] = (idx.name, rest, count, time.time())
     else:
         if cid is not None:
-            _CURSORS.pop(cid, None)
+            ctx.server.ft.cursors.pop(cid, None)
         cid = 0
     return [_aggregate_reply(ctx, page), cid]
 
@@ -32,11 +27,12 @@ def cursor(ctx, args):
         cid = int(args[2])
     except ValueError:
         return Error("Bad cursor ID")
-    entry = _CURSORS.get(cid)
+    cursors = ctx.server.ft.cursors
+    entry = cursors.get(cid)
     if sub == b"DEL":
         if entry is None:
             return Error("Cursor does not exist")
-        del _CURSORS[cid]
+        del cursors[cid]
         return Simple("OK")
     if sub == b"READ":
         if entry is None or entry[0] != args[1]:

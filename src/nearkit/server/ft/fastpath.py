@@ -25,9 +25,6 @@ class _FastSearch:
                  "knn_name", "row_tail", "lo", "hi", "plain")
 
 
-_FAST: dict = {}  # (index name, query text, number of args) -> _FastSearch
-
-
 def try_fast_search(ctx, args):
     """Answer a repeated plain KNN query without parsing it again (None: take the
     general path, which also produces every error reply)."""
@@ -85,7 +82,7 @@ def _plain_replies(ctx, entry, ids: np.ndarray, dist: np.ndarray) -> list:
 
 def fast_knn_job(ctx, args):
     """A KnnJob for a repeated plain KNN query (None: take the general path)."""
-    entry = _FAST.get((args[0], args[1], len(args)))
+    entry = ctx.server.ft.fast.get((args[0], args[1], len(args)))
     if entry is None:
         return None
     pos = entry.pos
@@ -155,7 +152,8 @@ def run_knn_batch(jobs: list):
     return replies, batched
 
 
-def _remember_fast(idx, req, prep, args, score_names):
+def _remember_fast(fast: dict, idx, req, prep, args, score_names):
+    """Keep a plain KNN request in ``fast`` (the server's ``ft.fast``) for ``fast_knn_job``."""
     knn = prep.plan.knn
     vf = idx.vectors.get(knn.field)
     pos = req.param_pos.get(knn.vector_param)
@@ -164,8 +162,8 @@ def _remember_fast(idx, req, prep, args, score_names):
             or req.withscores or req.withpayloads or req.sortby is None
             or req.sortby != knn.score_name or req.sort_desc):
         return
-    if len(_FAST) >= 1024:
-        _FAST.clear()
+    if len(fast) >= 1024:
+        fast.clear()
     e = _FastSearch()
     e.idx, e.vf, e.field, e.pos = idx, vf, knn.field, pos
     e.head, e.tail = list(args[:pos]), list(args[pos + 1:])
@@ -179,4 +177,4 @@ def _remember_fast(idx, req, prep, args, score_names):
     if e.plain:
         label = rf[0][1].encode()
         e.row_tail = b"*2\r\n$%d\r\n%s\r\n" % (len(label), label)
-    _FAST[(args[0], args[1], len(args))] = e
+    fast[(args[0], args[1], len(args))] = e

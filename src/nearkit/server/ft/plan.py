@@ -94,43 +94,50 @@ class Prepared:
     phrases: bool = False  # the query has quoted phrases (checked on word positions)
 
 
-# Parsed plans by (query text, dialect): clients send the same query string with a
-# new vector each time, so parsing is skipped unless a non-vector parameter changed.
-_PLAN_CACHE: dict = {}
-_PLAN_CACHE_MAX = 4096
+class PlanCache:
+    """Parsed plans by (query text, dialect), one cache per server (``server.ft.plans``):
+    clients send the same query string with a new vector each time, so parsing is
+    skipped unless a non-vector parameter changed."""
 
+    MAX = 4096  # entries (query texts); the cache starts over when full
 
-def cached_plan(query: str, params: dict, dialect: int):
-    entry = _PLAN_CACHE.get((query, dialect))
-    if entry is not None:
-        vec_names, plans = entry
-        if len(params) == len(vec_names) and all(k in vec_names for k in params):
-            key = ()  # only the vector changes: the usual case
-        else:
+    def __init__(self):
+        self._entries: dict = {}  # (query, dialect) -> (vector param names, {other params: plan})
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def plan(self, query: str, params: dict, dialect: int):
+        entry = self._entries.get((query, dialect))
+        if entry is not None:
+            vec_names, plans = entry
+            if len(params) == len(vec_names) and all(k in vec_names for k in params):
+                key = ()  # only the vector changes: the usual case
+            else:
+                key = tuple(sorted((k, v) for k, v in params.items() if k not in vec_names))
+            plan = plans.get(key)
+            if plan is not None:
+                return plan
+        try:
+            plan = parse_query(query, params, dialect)
+        except QueryError as exc:
+            raise CommandError(str(exc)) from None
+        vec_names = {r.vector_param for r in plan.ranges}
+        if plan.knn is not None:
+            vec_names.add(plan.knn.vector_param)
+        if len(self._entries) >= self.MAX:
+            self._entries.clear()
+        entry = self._entries.setdefault((query, dialect), (frozenset(vec_names), {}))
+        if entry[0] == vec_names and len(entry[1]) < 64:
             key = tuple(sorted((k, v) for k, v in params.items() if k not in vec_names))
-        plan = plans.get(key)
-        if plan is not None:
-            return plan
-    try:
-        plan = parse_query(query, params, dialect)
-    except QueryError as exc:
-        raise CommandError(str(exc)) from None
-    vec_names = {r.vector_param for r in plan.ranges}
-    if plan.knn is not None:
-        vec_names.add(plan.knn.vector_param)
-    if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
-        _PLAN_CACHE.clear()
-    entry = _PLAN_CACHE.setdefault((query, dialect), (frozenset(vec_names), {}))
-    if entry[0] == vec_names and len(entry[1]) < 64:
-        key = tuple(sorted((k, v) for k, v in params.items() if k not in vec_names))
-        entry[1][key] = plan
-    return plan
+            entry[1][key] = plan
+        return plan
 
 
-def prepare(idx, query: str, params: dict, dialect: int, numeric_filters=(), inkeys=None,
-            verbatim=False, infields=None):
+def prepare(plans: PlanCache, idx, query: str, params: dict, dialect: int, numeric_filters=(),
+            inkeys=None, verbatim=False, infields=None):
     idx.flush_vectors()
-    plan = cached_plan(query, params, dialect)
+    plan = plans.plan(query, params, dialect)
     stem_fields = idx.stem_fields if stemming_available() and not verbatim else None
     tree = drop_stopwords(plan.tree, idx.stopwords, stem_fields)
     if infields is not None and tree is not None:

@@ -118,7 +118,7 @@ def _profile(ctx, idx, query, params, dialect, limited, knn_k, total, processors
     from ..ft import plan as _plan
 
     try:
-        plan = _plan.cached_plan(query, params, dialect)
+        plan = ctx.server.ft.plans.plan(query, params, dialect)
     except CommandError:
         plan = None
     tctx = Context(idx, idx.text, word_groups(idx)) if idx.text is not None else None
@@ -161,7 +161,7 @@ def _total(reply, resp3):
 
 @command("FT.PROFILE", -5, ("readonly",), display="FT.PROFILE")
 def ft_profile(ctx, args):
-    from ..ft import args as _args, cmd_aggregate, cmd_search, fastpath
+    from ..ft import args as _args, cmd_aggregate, cmd_search
 
     idx = ctx.server.search.lookup(args[0])
     if idx is None:
@@ -200,7 +200,7 @@ def ft_profile(ctx, args):
     call = [args[0], query] + rest
     reply = handler(ctx, call)
     # never leave this request in the plain-KNN fast path (it would skip the profile)
-    fastpath._FAST.pop((call[0], call[1], len(call)), None)
+    ctx.server.ft.fast.pop((call[0], call[1], len(call)), None)
     qtext = _t(query)
 
     def wrap(r):
