@@ -3,7 +3,7 @@ EXPIRE / PEXPIRE / EXPIREAT / PEXPIREAT, TTL / PTTL, PERSIST, RENAME / RENAMENX.
 
 from __future__ import annotations
 
-from .commands import COMMANDS, SYNTAX, Command, _text, command, parse_int
+from .commands import COMMANDS, SYNTAX, Command, as_str, command, parse_int
 from .keyspace import glob_to_regex, now_ms, type_name
 from .protocol import OK, Error, Simple
 
@@ -50,7 +50,7 @@ def cmd_scan(ctx, args):
             if count < 1:
                 return SYNTAX
         elif opt == b"TYPE":
-            type_filter = _text(args[i + 1]).lower()
+            type_filter = as_str(args[i + 1]).lower()
         else:
             return SYNTAX
         i += 2
@@ -63,7 +63,7 @@ def _expire(ctx, args, scale_ms: int, absolute: bool):
     t = parse_int(args[1]) if args[1][:1] != b"-" else -parse_int(args[1][1:])
     flags = {a.upper() for a in args[2:]}
     if not flags <= {b"NX", b"XX", b"GT", b"LT"} or len(flags) != len(args) - 2:
-        return Error(f"ERR Unsupported option {_text(args[2])}")
+        return Error(f"ERR Unsupported option {as_str(args[2])}")
     if ks.get(args[0]) is None:
         return 0
     cur = ks.expires.get(args[0])

@@ -9,7 +9,7 @@ import sys
 import time
 
 from .commands import (
-    COMMANDS, SYNTAX, WRONGPASS, Command, _text, command, parse_int, wrong_args,
+    COMMANDS, SYNTAX, WRONGPASS, Command, as_str, command, parse_int, wrong_args,
 )
 from .fdlimit import clients_within_fd_limit
 from .keyspace import glob_to_regex
@@ -96,7 +96,7 @@ def cmd_hello(ctx, args):
             setname = args[i + 1]
             i += 2
         else:
-            return Error(f"ERR Syntax error in HELLO option '{_text(args[i])}'")
+            return Error(f"ERR Syntax error in HELLO option '{as_str(args[i])}'")
     if auth is not None:
         if auth[0] != b"default":  # an ACL user (acl.py)
             from .acl import authenticate
@@ -134,7 +134,7 @@ def cmd_client(ctx, args):
         elif attr == b"LIB-VER":
             ctx.lib_ver = args[2]
         else:
-            return Error(f"ERR Unrecognized option '{_text(args[1])}'")
+            return Error(f"ERR Unrecognized option '{as_str(args[1])}'")
         return OK
     if sub == b"SETNAME" and n == 2:
         if b" " in args[1] or b"\n" in args[1]:
@@ -150,8 +150,8 @@ def cmd_client(ctx, args):
     if sub == b"LIST":
         return Verbatim("".join(c.describe() + "\n" for c in ctx.server.clients))
     if sub in (b"SETINFO", b"SETNAME", b"GETNAME", b"ID", b"INFO"):
-        return Error(f"ERR wrong number of arguments for 'client|{_text(args[0]).lower()}' command")
-    return Error(f"ERR unknown subcommand '{_text(args[0])}'. Try CLIENT HELP.")
+        return Error(f"ERR wrong number of arguments for 'client|{as_str(args[0]).lower()}' command")
+    return Error(f"ERR unknown subcommand '{as_str(args[0])}'. Try CLIENT HELP.")
 
 
 @command("SELECT", 2, ("fast",))
@@ -205,7 +205,7 @@ def cmd_command(ctx, args):
         last = len(rest) if cmd.last_key < 0 else cmd.last_key
         return [rest[i - 1] for i in range(cmd.first_key, last + 1, max(cmd.step, 1))
                 if i - 1 < len(rest)]
-    return Error(f"ERR unknown subcommand '{_text(args[0])}'. Try COMMAND HELP.")
+    return Error(f"ERR unknown subcommand '{as_str(args[0])}'. Try COMMAND HELP.")
 
 
 def _info_text(ctx, section: str | None) -> str:
@@ -245,7 +245,7 @@ def _info_text(ctx, section: str | None) -> str:
 
 @command("INFO", -1, ("loading", "stale"))
 def cmd_info(ctx, args):
-    section = _text(args[0]).lower() if args else None
+    section = as_str(args[0]).lower() if args else None
     return Verbatim(_info_text(ctx, section))
 
 
@@ -266,7 +266,7 @@ def cmd_config(ctx, args):
         return _config_set(ctx, args[1:])
     if sub == b"RESETSTAT":
         return OK
-    return Error(f"ERR unknown subcommand '{_text(args[0])}'. Try CONFIG HELP.")
+    return Error(f"ERR unknown subcommand '{as_str(args[0])}'. Try CONFIG HELP.")
 
 
 def _config_set(ctx, args):
@@ -277,7 +277,7 @@ def _config_set(ctx, args):
     cfg = ctx.server.config
     changes = {}
     for name, value in zip(args[::2], args[1::2]):
-        key = _text(name).lower()
+        key = as_str(name).lower()
         if key not in ("timeout", "maxclients"):
             continue
         try:
@@ -307,7 +307,7 @@ def _config_set(ctx, args):
 def cmd_module(ctx, args):
     if args[0].upper() == b"LIST":
         return _module_list()
-    return Error(f"ERR unknown subcommand '{_text(args[0])}'. Try MODULE HELP.")
+    return Error(f"ERR unknown subcommand '{as_str(args[0])}'. Try MODULE HELP.")
 
 
 @command("DBSIZE", 1, ("readonly", "fast"))

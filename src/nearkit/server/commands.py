@@ -93,7 +93,8 @@ def parse_int(b: bytes) -> int:
         raise CommandError(NOT_INT) from None
 
 
-def _text(b) -> str:
+def as_str(b) -> str:
+    """An argument as text (invalid UTF-8 replaced), for messages and names."""
     return b.decode("utf-8", "replace") if isinstance(b, (bytes, bytearray)) else str(b)
 
 

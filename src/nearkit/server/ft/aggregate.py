@@ -9,13 +9,13 @@ import random
 import numpy as np
 
 from .. import jsonpath
-from ..commands import CommandError, Offload
+from ..commands import CommandError, Offload, as_str
 from ..fulltext import rank as _text
-from .args import _check_scorer, _int_arg, _t, parse_params
-from .cursors import _cursor_reply
-from .expressions import _Expr, _as_number, _isnum, _num, _truthy
+from .args import check_scorer, int_arg, parse_params
+from .cursors import cursor_reply
+from .expressions import Expr, as_float, as_number, is_number, truthy
 from .plan import prepare
-from .render import MAX_RESULTS, _TEXT_SCORE, _aggregate_reply, _json_text, fmt_number
+from .render import MAX_RESULTS, TEXT_SCORE, aggregate_reply, fmt_number, json_text
 from .select import select
 
 
@@ -23,7 +23,7 @@ _SAMPLER = random.Random()
 
 
 def _reduce(fn: str, values: list, extra=()):
-    nums = [_num(v) for v in values if v is not None]
+    nums = [as_float(v) for v in values if v is not None]
     nums = [x for x in nums if not math.isnan(x)]
     if fn == "COUNT":
         return float(len(values))
@@ -102,39 +102,39 @@ def aggregate(ctx, idx, query: str, args: list):
                 steps.append(("load", None))
                 i += 2
                 continue
-            n = _int_arg(args, i + 1, "LOAD")
-            steps.append(("load", [_t(a).lstrip("@") for a in args[i + 2:i + 2 + n]]))
+            n = int_arg(args, i + 1, "LOAD")
+            steps.append(("load", [as_str(a).lstrip("@") for a in args[i + 2:i + 2 + n]]))
             i += 2 + n
         elif kw == b"GROUPBY":
-            n = _int_arg(args, i + 1, "GROUPBY")
-            keys = [_t(a).lstrip("@") for a in args[i + 2:i + 2 + n]]
+            n = int_arg(args, i + 1, "GROUPBY")
+            keys = [as_str(a).lstrip("@") for a in args[i + 2:i + 2 + n]]
             i += 2 + n
             reducers = []
             while i < len(args) and args[i].upper() == b"REDUCE":
-                fn = _t(args[i + 1]).upper() if i + 1 < len(args) else ""
-                na = _int_arg(args, i + 2, "REDUCE")
-                rargs = [_t(a).lstrip("@") for a in args[i + 3:i + 3 + na]]
+                fn = as_str(args[i + 1]).upper() if i + 1 < len(args) else ""
+                na = int_arg(args, i + 2, "REDUCE")
+                rargs = [as_str(a).lstrip("@") for a in args[i + 3:i + 3 + na]]
                 i += 3 + na
                 name = None
                 if i + 1 < len(args) and args[i].upper() == b"AS":
-                    name = _t(args[i + 1])
+                    name = as_str(args[i + 1])
                     i += 2
                 if name is None:
                     name = f"__generated_alias{fn.lower()}{','.join(rargs)}"
                 reducers.append((fn, rargs, name))
             steps.append(("group", keys, reducers))
         elif kw == b"APPLY":
-            expr = _Expr(_t(args[i + 1])) if i + 1 < len(args) else None
+            expr = Expr(as_str(args[i + 1])) if i + 1 < len(args) else None
             if expr is None or i + 3 >= len(args) + 1 or i + 2 >= len(args) or args[i + 2].upper() != b"AS":
                 raise CommandError("Bad arguments for APPLY: AS is required")
-            steps.append(("apply", expr, _t(args[i + 3])))
+            steps.append(("apply", expr, as_str(args[i + 3])))
             i += 4
         elif kw == b"FILTER":
-            steps.append(("filter", _Expr(_t(args[i + 1]))))
+            steps.append(("filter", Expr(as_str(args[i + 1]))))
             i += 2
         elif kw == b"SORTBY":
-            n = _int_arg(args, i + 1, "SORTBY")
-            toks = [_t(a) for a in args[i + 2:i + 2 + n]]
+            n = int_arg(args, i + 1, "SORTBY")
+            toks = [as_str(a) for a in args[i + 2:i + 2 + n]]
             i += 2 + n
             keys, j = [], 0
             while j < len(toks):
@@ -147,16 +147,16 @@ def aggregate(ctx, idx, query: str, args: list):
                 j += 1
             mx = None
             if i + 1 < len(args) and args[i].upper() == b"MAX":
-                mx = _int_arg(args, i + 1, "MAX")
+                mx = int_arg(args, i + 1, "MAX")
                 i += 2
             steps.append(("sort", keys, mx))
         elif kw == b"LIMIT":
-            steps.append(("limit", _int_arg(args, i + 1, "LIMIT"), _int_arg(args, i + 2, "LIMIT")))
+            steps.append(("limit", int_arg(args, i + 1, "LIMIT"), int_arg(args, i + 2, "LIMIT")))
             i += 3
         elif kw == b"PARAMS":
             params, i = parse_params(args, i)
         elif kw == b"DIALECT":
-            dialect = _int_arg(args, i + 1, "DIALECT")
+            dialect = int_arg(args, i + 1, "DIALECT")
             if not 1 <= dialect <= 4:
                 raise CommandError("DIALECT requires a non negative integer >=1 and <= 4")
             i += 2
@@ -164,18 +164,18 @@ def aggregate(ctx, idx, query: str, args: list):
             cursor = {"count": 1000}
             i += 1
             while i + 1 < len(args) and args[i].upper() in (b"COUNT", b"MAXIDLE"):
-                cursor[_t(args[i]).lower()] = _int_arg(args, i + 1, "WITHCURSOR")
+                cursor[as_str(args[i]).lower()] = int_arg(args, i + 1, "WITHCURSOR")
                 i += 2
         elif kw in (b"VERBATIM", b"ADDSCORES"):
             addscores = addscores or kw == b"ADDSCORES"
             i += 1
         elif kw == b"SCORER" and i + 1 < len(args):
-            scorer = _check_scorer(args[i + 1])
+            scorer = check_scorer(args[i + 1])
             i += 2
         elif kw == b"TIMEOUT":
             i += 2
         else:
-            raise CommandError(f"Unknown argument `{_t(args[i])}` at position {i} for <main>")
+            raise CommandError(f"Unknown argument `{as_str(args[i])}` at position {i} for <main>")
     prep = prepare(ctx.server.ft.plans, idx, query, params, dialect)
 
     def compute():
@@ -189,7 +189,7 @@ def aggregate(ctx, idx, query: str, args: list):
             slots = slots[:MAX_RESULTS]
             scores = {k: v[:MAX_RESULTS] for k, v in scores.items()}
             if addscores and _text.has_text(idx) and prep.plan.knn is None:
-                scores[_TEXT_SCORE] = _text.rank(idx, prep.tree, slots, scorer)[0]
+                scores[TEXT_SCORE] = _text.rank(idx, prep.tree, slots, scorer)[0]
             return [idx.slot_key[int(s)] for s in slots], scores
         finally:
             idx.lock.release_read()
@@ -198,8 +198,8 @@ def aggregate(ctx, idx, query: str, args: list):
         keys, scores = result
         rows = _run_pipeline(ctx, idx, keys, scores, steps, addscores)
         if cursor is not None:
-            return _cursor_reply(ctx, idx, rows, cursor["count"], new=True)
-        return _aggregate_reply(ctx, rows)
+            return cursor_reply(ctx, idx, rows, cursor["count"], new=True)
+        return aggregate_reply(ctx, rows)
 
     return Offload(compute, finish, heavy=prep.heavy)
 
@@ -217,7 +217,7 @@ def _load_field(idx, doc, name):
         except ValueError:
             return None
     found = jsonpath.find(doc.value, path)
-    return _json_text(found[0]) if found else None
+    return json_text(found[0]) if found else None
 
 
 def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
@@ -229,13 +229,13 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
             continue
         row = {"__key": key, "__doc": doc}
         for name, d in scores.items():
-            if name != _TEXT_SCORE and not np.isnan(d[i]):
+            if name != TEXT_SCORE and not np.isnan(d[i]):
                 row[name] = float(d[i])
         if addscores:
-            ts = scores.get(_TEXT_SCORE)
+            ts = scores.get(TEXT_SCORE)
             row["__score"] = float(ts[i]) if ts is not None else 0.0
         rows.append(row)
-    visible = [n for n in scores if n != _TEXT_SCORE]
+    visible = [n for n in scores if n != TEXT_SCORE]
     if addscores:
         visible.append("__score")
     grouped = False
@@ -253,9 +253,9 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
                 if names is None:
                     if type(doc) is dict:
                         for k, v in doc.items():
-                            row[_t(k)] = v
+                            row[as_str(k)] = v
                     else:
-                        row["$"] = _json_text(doc.value)
+                        row["$"] = json_text(doc.value)
                 else:
                     for n in names:
                         if row.get(n) is not None:
@@ -273,7 +273,7 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
             if name not in visible:
                 visible.append(name)
         elif kind == "filter":
-            rows = [r for r in rows if _truthy(step[1].eval(r))]
+            rows = [r for r in rows if truthy(step[1].eval(r))]
         elif kind == "group":
             _, gkeys, reducers = step
             for row in rows:
@@ -282,14 +282,14 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
                         row[g] = _load_field(idx, row["__doc"], g)
             groups: dict = {}
             for row in rows:
-                gk = tuple(_value_bytes(_as_number(row.get(g))) if not isinstance(row.get(g), bytes)
+                gk = tuple(_value_bytes(as_number(row.get(g))) if not isinstance(row.get(g), bytes)
                            else row.get(g) for g in gkeys)
                 groups.setdefault(gk, []).append(row)
             new_rows = []
             for gk, members in groups.items():
                 out = {g: members[0].get(g) for g in gkeys}
                 for fn, rargs, name in reducers:
-                    vals = [_as_number(m.get(rargs[0])) if rargs else 1 for m in members]
+                    vals = [as_number(m.get(rargs[0])) if rargs else 1 for m in members]
                     out[name] = _reduce(fn, vals, rargs[1:])
                 new_rows.append(out)
             rows = new_rows
@@ -302,8 +302,8 @@ def _run_pipeline(ctx, idx, keys, scores, steps, addscores):
                 missing = [r for r in rows if r.get(name) is None]
 
                 def key(r, name=name):
-                    v = _as_number(r.get(name))
-                    return (0, v, "") if _isnum(v) else (1, 0.0, _t(v))
+                    v = as_number(r.get(name))
+                    return (0, v, "") if is_number(v) else (1, 0.0, as_str(v))
                 present.sort(key=key, reverse=desc)
                 rows = present + missing
             if mx is not None:

@@ -5,35 +5,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..commands import CommandError, parse_int
+from ..commands import CommandError, as_str, parse_int
 from ..fulltext import rank as _text
 
 
-def _t(b) -> str:
-    return b.decode("utf-8", "replace") if isinstance(b, (bytes, bytearray)) else str(b)
-
-
-def _err(msg: str):
+def fail(msg: str):
+    """Answer the command with the error ``msg``."""
     raise CommandError(msg)
 
 
-def _index(ctx, name: bytes, missing: str):
+def lookup_index(ctx, name: bytes, missing: str):
+    """The index (or alias) ``name``, or the error ``missing`` (``{name}`` filled in)."""
     idx = ctx.server.search.lookup(name)
     if idx is None:
-        _err(missing.format(name=_t(name)))
+        fail(missing.format(name=as_str(name)))
     return idx
 
 
-def _int_arg(args, i, what):
+def int_arg(args, i, what):
     try:
         return int(args[i])
     except (IndexError, ValueError):
         raise CommandError(f"Bad arguments for {what}: Could not convert argument to expected type") from None
 
 
-def _check_scorer(name) -> str:
+def check_scorer(name) -> str:
     try:
-        return _text.check_scorer(_t(name))
+        return _text.check_scorer(as_str(name))
     except ValueError as exc:
         raise CommandError(str(exc)) from None
 
@@ -67,7 +65,7 @@ class SearchRequest:
     text_tree: object = None        # the query tree, for SUMMARIZE / HIGHLIGHT
 
 
-_SEARCH_FLAGS = {k: k.decode().lower() for k in (
+SEARCH_FLAGS = {k: k.decode().lower() for k in (
     b"NOCONTENT", b"VERBATIM", b"NOSTOPWORDS", b"WITHSCORES", b"WITHPAYLOADS", b"WITHSORTKEYS",
     b"INORDER", b"EXPLAINSCORE")}
 
@@ -75,21 +73,21 @@ _SEARCH_FLAGS = {k: k.decode().lower() for k in (
 def parse_params(args, i, positions_out=None):
     n = args[i + 1] if i + 1 < len(args) else None
     if n is None:
-        _err("Bad arguments for PARAMS: Expected an argument, but none provided")
+        fail("Bad arguments for PARAMS: Expected an argument, but none provided")
     try:
         n = int(n)
     except ValueError:
-        _err("Bad arguments for PARAMS: Could not convert argument to expected type")
+        fail("Bad arguments for PARAMS: Could not convert argument to expected type")
     if n % 2:
-        _err("Parameters must be specified in PARAM VALUE pairs")
+        fail("Parameters must be specified in PARAM VALUE pairs")
     if i + 2 + n > len(args):
-        _err("Bad arguments for PARAMS: Expected an argument, but none provided")
+        fail("Bad arguments for PARAMS: Expected an argument, but none provided")
     params = {}
     positions = {}
     for j in range(i + 2, i + 2 + n, 2):
-        name = _t(args[j])
+        name = as_str(args[j])
         if name in params:
-            _err(f"Duplicate parameter `{name}`")
+            fail(f"Duplicate parameter `{name}`")
         params[name] = args[j + 1]
         positions[name] = j + 1
     if positions_out is not None:
@@ -97,17 +95,17 @@ def parse_params(args, i, positions_out=None):
     return params, i + 2 + n
 
 
-def _parse_dialect(args, i):
+def parse_dialect(args, i):
     try:
         d = int(args[i + 1])
     except (ValueError, IndexError):
         d = 0
     if not 1 <= d <= 4:
-        _err("DIALECT requires a non negative integer >=1 and <= 4")
+        fail("DIALECT requires a non negative integer >=1 and <= 4")
     return d
 
 
-def _parse_highlight(req, args, i):
+def parse_highlight(req, args, i):
     """SUMMARIZE [FIELDS n f..] [FRAGS n] [LEN n] [SEPARATOR s] | HIGHLIGHT [FIELDS n f..]
     [TAGS open close] at args[i]; returns the index after it."""
     kw = args[i].upper()
@@ -121,20 +119,20 @@ def _parse_highlight(req, args, i):
         if opt == b"FIELDS":
             n = parse_int(args[i + 1]) if i + 1 < len(args) else -1
             if n < 0 or i + 2 + n > len(args):
-                _err(f"Bad arguments for FIELDS: Expected an argument, but none provided")
-            spec["fields"] = [_t(a) for a in args[i + 2:i + 2 + n]]
+                fail(f"Bad arguments for FIELDS: Expected an argument, but none provided")
+            spec["fields"] = [as_str(a) for a in args[i + 2:i + 2 + n]]
             i += 2 + n
         elif kw == b"SUMMARIZE" and opt in (b"FRAGS", b"LEN") and i + 1 < len(args):
             try:
-                spec[_t(opt).lower()] = int(args[i + 1])
+                spec[as_str(opt).lower()] = int(args[i + 1])
             except ValueError:
-                _err(f"Bad arguments for {_t(opt)}: Could not convert argument to expected type")
+                fail(f"Bad arguments for {as_str(opt)}: Could not convert argument to expected type")
             i += 2
         elif kw == b"SUMMARIZE" and opt == b"SEPARATOR" and i + 1 < len(args):
-            spec["sep"] = _t(args[i + 1])
+            spec["sep"] = as_str(args[i + 1])
             i += 2
         elif kw == b"HIGHLIGHT" and opt == b"TAGS" and i + 2 < len(args):
-            spec["open"], spec["close"] = _t(args[i + 1]), _t(args[i + 2])
+            spec["open"], spec["close"] = as_str(args[i + 1]), as_str(args[i + 2])
             i += 3
         else:
             break

@@ -3,11 +3,11 @@ FT._LIST, FT.INFO, FT.CONFIG, FT.TAGVALS and the dictionaries (FT.DICT*)."""
 
 from __future__ import annotations
 
-from ..commands import CommandError, command, parse_int
+from ..commands import CommandError, as_str, command, parse_int
 from ..protocol import OK, Double, Error, Map, Set, Simple
 from ..search import FieldSpec, SearchIndex
-from .args import _index, _t
-from .expressions import _Expr
+from .args import lookup_index
+from .expressions import Expr
 from .schema import parse_schema
 
 S = Simple
@@ -30,9 +30,9 @@ def ft_create(ctx, args):
         if kw == b"SCHEMA":
             break
         if kw == b"ON" and i + 1 < len(args):
-            on = _t(args[i + 1]).upper()
+            on = as_str(args[i + 1]).upper()
             if on not in ("HASH", "JSON"):
-                return Error(f"Invalid rule type: {_t(args[i + 1])}")
+                return Error(f"Invalid rule type: {as_str(args[i + 1])}")
             i += 2
         elif kw == b"PREFIX" and i + 1 < len(args):
             try:
@@ -52,9 +52,9 @@ def ft_create(ctx, args):
         elif kw == b"FILTER":
             if i + 1 >= len(args):
                 return Error("Bad arguments for FILTER: Expected an argument, but none provided")
-            doc_filter = _t(args[i + 1])
+            doc_filter = as_str(args[i + 1])
             try:
-                _Expr(doc_filter)
+                Expr(doc_filter)
             except CommandError as exc:
                 return Error(str(exc))
             i += 2
@@ -62,7 +62,7 @@ def ft_create(ctx, args):
             n = parse_int(args[i + 1])
             if n < 0 or i + 2 + n > len(args):
                 return Error("Bad arguments for STOPWORDS: Could not convert argument to expected type")
-            stopwords = sorted({_t(w).lower() for w in args[i + 2:i + 2 + n]})
+            stopwords = sorted({as_str(w).lower() for w in args[i + 2:i + 2 + n]})
             i += 2 + n
         elif kw == b"SCORE" and i + 1 < len(args):
             try:
@@ -78,7 +78,7 @@ def ft_create(ctx, args):
                 text_flags.add(kw.decode().lower())
             i += 1
         else:
-            return Error(f"Unknown argument `{_t(args[i])}`")
+            return Error(f"Unknown argument `{as_str(args[i])}`")
     if i >= len(args) - 1:
         return Error("ERR wrong number of arguments for 'FT.CREATE' command")
     if name in ctx.server.search.indexes:
@@ -102,12 +102,12 @@ def ft_create(ctx, args):
 
 @command("FT.ALTER", -5, ("write",), display="FT.ALTER")
 def ft_alter(ctx, args):
-    idx = _index(ctx, args[0], "Unknown index name")
+    idx = lookup_index(ctx, args[0], "Unknown index name")
     i = 1
     if args[i].upper() == b"SKIPINITIALSCAN":
         i += 1
     if i + 1 >= len(args) or args[i].upper() != b"SCHEMA" or args[i + 1].upper() != b"ADD":
-        return Error("Unknown argument `{}`".format(_t(args[i])))
+        return Error("Unknown argument `{}`".format(as_str(args[i])))
     fields = parse_schema(args, i + 2, idx.on == "JSON", existing=idx.fields)
     if not fields:
         return Error("ERR wrong number of arguments for 'FT.ALTER' command")
@@ -118,7 +118,7 @@ def ft_alter(ctx, args):
 
 @command("FT.DROPINDEX", -2, ("write",), display="FT.DROPINDEX")
 def ft_dropindex(ctx, args):
-    idx = ctx.server.search.drop(_index(ctx, args[0], "Unknown Index name").name)
+    idx = ctx.server.search.drop(lookup_index(ctx, args[0], "Unknown Index name").name)
     if len(args) > 1 and args[1].upper() == b"DD":
         ks = ctx.server.keyspace
         for key in [k for k in idx.slot_key if k is not None]:
@@ -160,7 +160,7 @@ def ft_aliasdel(ctx, args):
 @command("FT._LIST", 1, ("readonly",), display="FT._LIST")
 def ft_list(ctx, args):
     ctx.server.search.expire_temporary()
-    return Set([S(_t(n)) for n in ctx.server.search.indexes])
+    return Set([S(as_str(n)) for n in ctx.server.search.indexes])
 
 
 _FLAG_ORDER = ["CASESENSITIVE", "SORTABLE", "UNF", "NOSTEM", "NOINDEX", "WITHSUFFIXTRIE",
@@ -210,13 +210,13 @@ def _errors_block(count, err):
 
 @command("FT.INFO", 2, ("readonly",), display="FT.INFO")
 def ft_info(ctx, args):
-    idx = _index(ctx, args[0], "Unknown index name")
+    idx = lookup_index(ctx, args[0], "Unknown index name")
     resp3 = ctx.resp3
     mb = 1024.0 * 1024.0
     vec_bytes = sum(v.memory_bytes for v in idx.vectors.values())
     n = idx.num_docs
     definition = [(S("key_type"), S(idx.on)),
-                  (S("prefixes"), [S(_t(p)) for p in idx.prefixes])]
+                  (S("prefixes"), [S(as_str(p)) for p in idx.prefixes])]
     if idx.options.get("filter"):
         definition.append((S("filter"), S(idx.options["filter"])))
     definition.append((S("default_score"), Double(idx.options.get("default_score", 1.0))))
@@ -226,7 +226,7 @@ def ft_info(ctx, args):
         field_stats.append(Map([(S("identifier"), S(f.identifier)), (S("attribute"), S(f.alias)),
                                 (S("Index Errors"), _errors_block(0, ("N/A", "N/A")))]))
     return Map([
-        (S("index_name"), S(_t(idx.name))),
+        (S("index_name"), S(as_str(idx.name))),
         (S("index_options"), []),
         (S("index_definition"), Map(definition)),
         (S("attributes"), [_attr(f, resp3) for f in idx.fields]),
@@ -278,7 +278,7 @@ def ft_config(ctx, args):
     conf = ctx.server.search.config
     sub = args[0].upper()
     if sub == b"GET":
-        name = _t(args[1]).upper()
+        name = as_str(args[1]).upper()
         items = [(k, v) for k, v in conf.items() if name in ("*", k)]
         if ctx.resp3:
             return Map([(k, v) for k, v in items])
@@ -286,7 +286,7 @@ def ft_config(ctx, args):
     if sub == b"SET":
         if len(args) < 3:
             return Error("ERR wrong number of arguments for 'FT.CONFIG' command")
-        name, value = _t(args[1]).upper(), _t(args[2])
+        name, value = as_str(args[1]).upper(), as_str(args[2])
         if name not in conf:
             return Error("Invalid option")
         if name in _CONFIG_INT:
@@ -307,8 +307,8 @@ def ft_config(ctx, args):
 
 @command("FT.TAGVALS", 3, ("readonly",), display="FT.TAGVALS")
 def ft_tagvals(ctx, args):
-    idx = _index(ctx, args[0], "Unknown index name")
-    f = idx.field(_t(args[1]))
+    idx = lookup_index(ctx, args[0], "Unknown index name")
+    f = idx.field(as_str(args[1]))
     if f is None or f.type != "TAG":
         return Error("Not a tag field")
     vals = set()

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..commands import CommandError, Offload, command, parse_int
+from ..commands import CommandError, Offload, as_str, command, parse_int
 from ..fulltext import rank as _text
 from ..protocol import Error
 from ..query import QueryError
 from .args import (
-    _SEARCH_FLAGS, SearchRequest, _check_scorer, _index, _parse_dialect, _parse_highlight, _t,
+    SEARCH_FLAGS, SearchRequest, check_scorer, lookup_index, parse_dialect, parse_highlight,
     parse_params,
 )
-from .fastpath import _remember_fast, fast_knn_job
+from .fastpath import fast_knn_job, remember_fast
 from .plan import drop_stopwords, prepare
-from .render import _EXPLAIN, _TEXT_SCORE, render_search
+from .render import EXPLAINS, TEXT_SCORE, render_search
 from .select import select
 
 
@@ -36,14 +36,14 @@ def ft_search(ctx, args):
     job = fast_knn_job(ctx, args)
     if job is not None:
         return job  # the server runs it, batched with other connections' (KnnJob)
-    idx = _index(ctx, args[0], "{name}: no such index")
-    req = SearchRequest(query=_t(args[1]), dialect=ctx.server.search.default_dialect)
+    idx = lookup_index(ctx, args[0], "{name}: no such index")
+    req = SearchRequest(query=as_str(args[1]), dialect=ctx.server.search.default_dialect)
     i = 2
     n_args = len(args)
     while i < n_args:
         kw = args[i].upper()
         pos = i - 1
-        flag = _SEARCH_FLAGS.get(kw)
+        flag = SEARCH_FLAGS.get(kw)
         if flag is not None:
             setattr(req, flag, True)
             i += 1
@@ -70,12 +70,12 @@ def ft_search(ctx, args):
             items = args[i + 2:i + 2 + n]
             ret, j = [], 0
             while j < len(items):
-                fname = _t(items[j])
+                fname = as_str(items[j])
                 label = fname
                 if j + 1 < len(items) and items[j + 1].upper() == b"AS":
                     if j + 2 >= len(items):
                         return Error("Bad arguments for AS: Expected an argument, but none provided")
-                    label = _t(items[j + 2])
+                    label = as_str(items[j + 2])
                     j += 3
                 else:
                     j += 1
@@ -88,7 +88,7 @@ def ft_search(ctx, args):
         elif kw == b"SORTBY":
             if i + 1 >= len(args):
                 return Error("Bad arguments for SORTBY: Expected an argument, but none provided")
-            req.sortby = _t(args[i + 1]).lstrip("@")
+            req.sortby = as_str(args[i + 1]).lstrip("@")
             i += 2
             while i < len(args) and args[i].upper() in (b"ASC", b"DESC", b"WITHCOUNT"):
                 if args[i].upper() == b"DESC":
@@ -99,12 +99,12 @@ def ft_search(ctx, args):
         elif kw == b"PARAMS":
             req.params, i = parse_params(args, i, req.param_pos)
         elif kw == b"DIALECT":
-            req.dialect = _parse_dialect(args, i)
+            req.dialect = parse_dialect(args, i)
             i += 2
         elif kw == b"FILTER":
             if i + 3 >= len(args):
                 return Error("Bad arguments for FILTER: Expected an argument, but none provided")
-            req.numeric_filters.append((_t(args[i + 1]), _t(args[i + 2]), _t(args[i + 3])))
+            req.numeric_filters.append((as_str(args[i + 1]), as_str(args[i + 2]), as_str(args[i + 3])))
             i += 4
         elif kw == b"GEOFILTER":
             if i + 5 >= len(args):
@@ -113,23 +113,23 @@ def ft_search(ctx, args):
                 lon, lat, radius = (float(args[i + k]) for k in (2, 3, 4))
             except ValueError:
                 return Error("Bad arguments for GEOFILTER: Could not convert argument to expected type")
-            unit = _t(args[i + 5]).lower()
+            unit = as_str(args[i + 5]).lower()
             if unit not in ("m", "km", "mi", "ft"):
                 return Error("Bad arguments for GEOFILTER: Unknown argument")
-            req.numeric_filters.append((_t(args[i + 1]), lon, lat, radius, unit))
+            req.numeric_filters.append((as_str(args[i + 1]), lon, lat, radius, unit))
             i += 6
         elif kw in (b"INKEYS", b"INFIELDS"):
             n = parse_int(args[i + 1]) if i + 1 < len(args) else 0
             if kw == b"INKEYS":
                 req.inkeys = list(args[i + 2:i + 2 + n])
             else:
-                req.infields = [_t(a) for a in args[i + 2:i + 2 + n]]
+                req.infields = [as_str(a) for a in args[i + 2:i + 2 + n]]
             i += 2 + n
         elif kw == b"SCORER" and i + 1 < len(args):
-            req.scorer = _check_scorer(args[i + 1])
+            req.scorer = check_scorer(args[i + 1])
             i += 2
         elif kw in (b"SUMMARIZE", b"HIGHLIGHT"):
-            i = _parse_highlight(req, args, i)
+            i = parse_highlight(req, args, i)
         elif kw == b"SLOP" and i + 1 < len(args):
             try:
                 req.slop = int(args[i + 1])
@@ -138,10 +138,10 @@ def ft_search(ctx, args):
             i += 2
         elif kw in (b"SLOP", b"TIMEOUT", b"LANGUAGE", b"EXPANDER", b"SCORER", b"PAYLOAD"):
             if i + 1 >= len(args):
-                return Error(f"Bad arguments for {_t(kw)}: Expected an argument, but none provided")
+                return Error(f"Bad arguments for {as_str(kw)}: Expected an argument, but none provided")
             i += 2
         else:
-            return Error(f"Unknown argument `{_t(args[i])}` at position {pos} for <main>")
+            return Error(f"Unknown argument `{as_str(args[i])}` at position {pos} for <main>")
     idx.number_of_uses += 1
     return search(ctx, idx, req, args)
 
@@ -154,7 +154,7 @@ def search(ctx, idx, req: SearchRequest, args=None):
         raise CommandError(f"Property `{req.sortby}` not loaded nor in schema")
     is_knn = prep.plan.knn is not None
     if is_knn:
-        _remember_fast(ctx.server.ft.fast, idx, req, prep, args, score_names)
+        remember_fast(ctx.server.ft.fast, idx, req, prep, args, score_names)
     if req.summarize is not None or req.highlight is not None:
         for flag in ("nooffsets", "nohl"):
             if idx.options.get(flag):
@@ -203,9 +203,9 @@ def search(ctx, idx, req: SearchRequest, args=None):
             page_scores = {name: d[lo:hi] for name, d in scores.items()}
         if text_scores is not None:
             pick = page if order is not None else np.arange(lo, min(hi, total))
-            page_scores[_TEXT_SCORE] = text_scores[pick]
+            page_scores[TEXT_SCORE] = text_scores[pick]
             if explains is not None:
-                page_scores[_EXPLAIN] = [explains[i] for i in pick.tolist()]
+                page_scores[EXPLAINS] = [explains[i] for i in pick.tolist()]
         slot_key = idx.slot_key
         keys = [slot_key[s] for s in sel.tolist()]
         return total, keys, page_scores
@@ -239,7 +239,7 @@ def _sort_value(idx, slot, name):
 
 @command("FT.EXPLAIN", -3, ("readonly",), display="FT.EXPLAIN")
 def ft_explain(ctx, args):
-    _index(ctx, args[0], "{name}: no such index")
+    lookup_index(ctx, args[0], "{name}: no such index")
     from ..query import parse_query
 
     params, dialect, i = {}, ctx.server.search.default_dialect, 2
@@ -247,12 +247,12 @@ def ft_explain(ctx, args):
         if args[i].upper() == b"PARAMS":
             params, i = parse_params(args, i)
         elif args[i].upper() == b"DIALECT":
-            dialect = _parse_dialect(args, i)
+            dialect = parse_dialect(args, i)
             i += 2
         else:
             i += 1
     try:
-        plan = parse_query(_t(args[1]), params, dialect)
+        plan = parse_query(as_str(args[1]), params, dialect)
     except QueryError as exc:
         return Error(str(exc))
     for name in ([plan.knn.vector_param] if plan.knn is not None else []) + [

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from ..protocol import Error, Simple
-from .render import _aggregate_reply
+from .render import aggregate_reply
 
 
-def _cursor_reply(ctx, idx, rows, count, new=False, cid=None):
+def cursor_reply(ctx, idx, rows, count, new=False, cid=None):
     page, rest = rows[:count], rows[count:]
     if rest:
         if cid is None:
@@ -18,7 +18,7 @@ def _cursor_reply(ctx, idx, rows, count, new=False, cid=None):
         if cid is not None:
             ctx.server.ft.cursors.pop(cid, None)
         cid = 0
-    return [_aggregate_reply(ctx, page), cid]
+    return [aggregate_reply(ctx, page), cid]
 
 
 def cursor(ctx, args):
@@ -41,5 +41,5 @@ def cursor(ctx, args):
         if len(args) >= 5 and args[3].upper() == b"COUNT":
             count = int(args[4])
         idx = ctx.server.search.indexes.get(entry[0])
-        return _cursor_reply(ctx, idx, entry[1], count, cid=cid)
+        return cursor_reply(ctx, idx, entry[1], count, cid=cid)
     return Error("Unknown subcommand")

@@ -12,7 +12,7 @@ from ..commands import CommandError
 _EXPR_TOKEN = re.compile(r"""\s*(?:(?P<num>\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)|(?P<field>@[\w.$]+)|(?P<str>"[^"]*"|'[^']*')|(?P<op>==|!=|<=|>=|&&|\|\||[-+*/%^()<>!,])|(?P<name>[A-Za-z_]\w*))""")
 
 
-class _Expr:
+class Expr:
     """A tiny evaluator for APPLY / FILTER expressions: numbers, @fields, strings,
     + - * / % ^, comparisons, && || !, parentheses and a few functions."""
 
@@ -162,10 +162,10 @@ class _Expr:
             return n[1]
         if kind == "field":
             v = row.get(n[1])
-            return _as_number(v)
+            return as_number(v)
         if kind == "un":
             v = self._ev(n[2], row)
-            return -_num(v) if n[1] == "-" else float(not _truthy(v))
+            return -as_float(v) if n[1] == "-" else float(not truthy(v))
         if kind == "call":
             args = [self._ev(a, row) for a in n[2]]
             try:
@@ -180,16 +180,16 @@ class _Expr:
     @staticmethod
     def _apply(op, a, b):
         if op == "&&":
-            return float(_truthy(a) and _truthy(b))
+            return float(truthy(a) and truthy(b))
         if op == "||":
-            return float(_truthy(a) or _truthy(b))
+            return float(truthy(a) or truthy(b))
         if op in ("==", "!="):
-            eq = (_num(a) == _num(b)) if _isnum(a) and _isnum(b) else str(a) == str(b)
+            eq = (as_float(a) == as_float(b)) if is_number(a) and is_number(b) else str(a) == str(b)
             return float(eq if op == "==" else not eq)
         if op in ("<", "<=", ">", ">="):
-            x, y = (_num(a), _num(b)) if _isnum(a) and _isnum(b) else (str(a), str(b))
+            x, y = (as_float(a), as_float(b)) if is_number(a) and is_number(b) else (str(a), str(b))
             return float({"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op])
-        x, y = _num(a), _num(b)
+        x, y = as_float(a), as_float(b)
         try:
             if op == "+":
                 return x + y
@@ -206,7 +206,7 @@ class _Expr:
             return math.nan
 
 
-def _as_number(v):
+def as_number(v):
     if isinstance(v, (bytes, bytearray)):
         v = v.decode("utf-8", "replace")
     if isinstance(v, str):
@@ -225,12 +225,12 @@ def _text_of(v) -> str:
     return "" if v is None else str(v)
 
 
-def _isnum(v) -> bool:
+def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _num(v) -> float:
-    if _isnum(v):
+def as_float(v) -> float:
+    if is_number(v):
         return float(v)
     try:
         return float(v)
@@ -238,9 +238,9 @@ def _num(v) -> float:
         return math.nan
 
 
-def _truthy(v) -> bool:
+def truthy(v) -> bool:
     if v is None:
         return False
-    if _isnum(v):
+    if is_number(v):
         return v != 0 and not math.isnan(v)
     return bool(v)

@@ -152,7 +152,7 @@ def run_knn_batch(jobs: list):
     return replies, batched
 
 
-def _remember_fast(fast: dict, idx, req, prep, args, score_names):
+def remember_fast(fast: dict, idx, req, prep, args, score_names):
     """Keep a plain KNN request in ``fast`` (the server's ``ft.fast``) for ``fast_knn_job``."""
     knn = prep.plan.knn
     vf = idx.vectors.get(knn.field)

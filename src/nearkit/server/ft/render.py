@@ -36,16 +36,16 @@ def fmt_number(x) -> bytes:
     return str(x).encode()
 
 
-_TEXT_SCORE, _EXPLAIN = "\0score", "\0explain"  # text scores riding with the distances
+TEXT_SCORE, EXPLAINS = "\0score", "\0explain"  # text scores riding with the distances
 
 
-def _json_text(v) -> bytes:
+def json_text(v) -> bytes:
     if isinstance(v, str):
         return v.encode()
     return json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _doc_fields(idx, doc, req, scores, i, score_names):
+def doc_fields(idx, doc, req, scores, i, score_names):
     """The (name, value) pairs returned for one document."""
     out = []
     if req.return_fields is None:
@@ -57,7 +57,7 @@ def _doc_fields(idx, doc, req, scores, i, score_names):
         if type(doc) is dict:
             out.extend(doc.items())
         else:
-            out.append((b"$", _json_text(doc.value) if not isinstance(doc.value, str)
+            out.append((b"$", json_text(doc.value) if not isinstance(doc.value, str)
                         else json.dumps(doc.value).encode()))
         return out
     for name, label in req.return_fields:
@@ -82,7 +82,7 @@ def _doc_fields(idx, doc, req, scores, i, score_names):
             found = jsonpath.find(doc.value, path)
             if found:
                 v = found if (f is not None and "*" in f.identifier and len(found) > 1) else found[0]
-                out.append((label.encode(), _json_text(v)))
+                out.append((label.encode(), json_text(v)))
     return out
 
 
@@ -92,8 +92,8 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
     score_text = b"0" if is_knn else b"1"
     rows = []
     rf = req.return_fields
-    text_scores = scores.pop(_TEXT_SCORE, None)
-    explains = scores.pop(_EXPLAIN, None)
+    text_scores = scores.pop(TEXT_SCORE, None)
+    explains = scores.pop(EXPLAINS, None)
     if text_scores is not None and req.withscores:
         return _text_replies.render_scored(ctx, idx, req, total, keys, scores, score_names,
                                            text_scores, explains)
@@ -125,7 +125,7 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
             doc = data.get(key) if key is not None else None
             if doc is None:
                 continue
-            fields = None if req.nocontent else _doc_fields(idx, doc, req, scores, i, score_names)
+            fields = None if req.nocontent else doc_fields(idx, doc, req, scores, i, score_names)
             if fields is not None and (req.summarize is not None or req.highlight is not None):
                 fields = _highlight.apply(idx, req, key, fields)
             rows.append((key, fields))
@@ -161,7 +161,7 @@ def render_search(ctx, idx, req, total, keys, scores, score_names, is_knn):
     return Raw(b"".join(parts))
 
 
-def _aggregate_reply(ctx, rows):
+def aggregate_reply(ctx, rows):
     if ctx.resp3:
         return Map([(S("attributes"), []), (S("total_results"), len(rows)),
                     (S("format"), S("STRING")),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..search import FieldSpec
 from ..vectors import DTYPES, METRICS
-from .args import _err, _t
+from ..commands import as_str
+from .args import fail
 
 
 _TEXT_FLAGS = {"NOSTEM", "NOINDEX", "WITHSUFFIXTRIE", "INDEXEMPTY", "INDEXMISSING", "SORTABLE", "UNF"}
@@ -27,62 +28,62 @@ _HNSW_PARAMS = {"TYPE", "DIM", "DISTANCE_METRIC", "INITIAL_CAP", "M", "EF_CONSTR
 def _parse_vector(args, i, name):
     """VECTOR <ALGO> <nargs> k v ... at args[i] (just after VECTOR); returns (options, next i)."""
     if i >= len(args):
-        _err("Bad arguments for vector similarity algorithm: Unknown argument")
-    algo = _t(args[i]).upper()
+        fail("Bad arguments for vector similarity algorithm: Unknown argument")
+    algo = as_str(args[i]).upper()
     if algo not in ("FLAT", "HNSW"):
-        _err("Bad arguments for vector similarity algorithm: Unknown argument")
+        fail("Bad arguments for vector similarity algorithm: Unknown argument")
     if i + 1 >= len(args):
-        _err("Bad arguments for vector similarity number of parameters: Expected an argument, "
+        fail("Bad arguments for vector similarity number of parameters: Expected an argument, "
              "but none provided")
     try:
         nargs = int(args[i + 1])
     except ValueError:
-        _err("Bad arguments for vector similarity number of parameters: Could not convert "
+        fail("Bad arguments for vector similarity number of parameters: Could not convert "
              "argument to expected type")
     if nargs % 2:
-        _err(f"Bad number of arguments for vector similarity index: got {nargs} but expected "
+        fail(f"Bad number of arguments for vector similarity index: got {nargs} but expected "
              "even number as algorithm parameters (should be submitted as named arguments)")
     j = i + 2
     end = j + nargs
     if end > len(args):
-        _err(f"Bad arguments for vector similarity {algo} index: Expected an argument, "
+        fail(f"Bad arguments for vector similarity {algo} index: Expected an argument, "
              "but none provided")
     allowed = _FLAT_PARAMS if algo == "FLAT" else _HNSW_PARAMS
     opts = {"algorithm": algo}
     while j < end:
-        key = _t(args[j]).upper()
-        val = _t(args[j + 1])
+        key = as_str(args[j]).upper()
+        val = as_str(args[j + 1])
         if key not in allowed:
-            _err(f"Bad arguments for algorithm {algo}: {_t(args[j])}")
+            fail(f"Bad arguments for algorithm {algo}: {as_str(args[j])}")
         if key == "TYPE":
             if val.upper() not in DTYPES:
-                _err(f"Bad arguments for vector similarity {algo} index type: Unknown argument")
+                fail(f"Bad arguments for vector similarity {algo} index type: Unknown argument")
             opts["TYPE"] = val.upper()
         elif key == "DISTANCE_METRIC":
             if val.upper() not in METRICS:
-                _err(f"Bad arguments for vector similarity {algo} index metric: Unknown argument")
+                fail(f"Bad arguments for vector similarity {algo} index metric: Unknown argument")
             opts["DISTANCE_METRIC"] = val.upper()
         elif key == "EPSILON":
             try:
                 opts[key] = float(val)
             except ValueError:
-                _err(f"Bad arguments for vector similarity {algo} index epsilon: Could not "
+                fail(f"Bad arguments for vector similarity {algo} index epsilon: Could not "
                      "convert argument to expected type")
         else:
             try:
                 n = int(val)
             except ValueError:
-                _err(f"Bad arguments for vector similarity {algo} index {key.lower()}: Could not "
+                fail(f"Bad arguments for vector similarity {algo} index {key.lower()}: Could not "
                      "convert argument to expected type")
             if n < (1 if key in ("DIM", "M", "EF_CONSTRUCTION", "EF_RUNTIME") else 0) or n > 1 << 31 \
                     or (key == "DIM" and n > MAX_DIM) or (key == "M" and n > MAX_M):
-                _err(f"Bad arguments for vector similarity {algo} index {key.lower()}: Value is "
+                fail(f"Bad arguments for vector similarity {algo} index {key.lower()}: Value is "
                      "outside acceptable bounds")
             opts[key] = n
         j += 2
     for req in ("TYPE", "DIM", "DISTANCE_METRIC"):
         if req not in opts:
-            _err(f"Missing mandatory parameter: cannot create {algo} index without specifying "
+            fail(f"Missing mandatory parameter: cannot create {algo} index without specifying "
                  f"{req} argument")
     return opts, end
 
@@ -92,17 +93,17 @@ def parse_schema(args, i, on_json: bool, existing=()):
     fields = []
     names = {f.alias for f in existing}
     while i < len(args):
-        ident = _t(args[i])
+        ident = as_str(args[i])
         i += 1
         alias = ident
         if i + 1 < len(args) and args[i].upper() == b"AS":
-            alias = _t(args[i + 1])
+            alias = as_str(args[i + 1])
             i += 2
         elif on_json and ident.startswith("$"):
             alias = ident
         if i >= len(args):
-            _err(f"Field `{ident}` does not have a type")
-        ftype = _t(args[i]).upper()
+            fail(f"Field `{ident}` does not have a type")
+        ftype = as_str(args[i]).upper()
         i += 1
         options, flags = {}, []
         if ftype == "VECTOR":
@@ -115,19 +116,19 @@ def parse_schema(args, i, on_json: bool, existing=()):
             if ftype == "TAG":
                 options["SEPARATOR"] = ","
             while i < len(args):
-                opt = _t(args[i]).upper()
+                opt = as_str(args[i]).upper()
                 if ftype == "TEXT" and opt in ("WEIGHT", "PHONETIC"):
                     if i + 1 >= len(args):
-                        _err(f"{opt} requires an argument")
+                        fail(f"{opt} requires an argument")
                     if opt == "WEIGHT":
                         try:
                             options["WEIGHT"] = float(args[i + 1])
                         except ValueError:
-                            _err("Could not parse field spec")
+                            fail("Could not parse field spec")
                     else:  # dm:en, dm:fr, dm:pt, dm:es: Double Metaphone
-                        matcher = _t(args[i + 1])
+                        matcher = as_str(args[i + 1])
                         if matcher.lower() not in ("dm:en", "dm:fr", "dm:pt", "dm:es"):
-                            _err("Matcher Format: <2 chars algorithm>:<2 chars language>. "
+                            fail("Matcher Format: <2 chars algorithm>:<2 chars language>. "
                                  "Support algorithms: double metaphone (dm). Supported "
                                  "languages: English (en), French (fr), Portuguese (pt) and "
                                  "Spanish (es)")
@@ -135,10 +136,10 @@ def parse_schema(args, i, on_json: bool, existing=()):
                     i += 2
                 elif ftype == "TAG" and opt == "SEPARATOR":
                     if i + 1 >= len(args):
-                        _err("SEPARATOR requires an argument")
-                    sep = _t(args[i + 1])
+                        fail("SEPARATOR requires an argument")
+                    sep = as_str(args[i + 1])
                     if len(sep) != 1:
-                        _err(f"Tag separator must be a single character. Got `{sep}`")
+                        fail(f"Tag separator must be a single character. Got `{sep}`")
                     options["SEPARATOR"] = sep
                     i += 2
                 elif opt in allowed:
@@ -148,11 +149,11 @@ def parse_schema(args, i, on_json: bool, existing=()):
                 else:
                     break
         else:
-            _err(f"Invalid field type for field `{ident}`")
+            fail(f"Invalid field type for field `{ident}`")
         if "NOINDEX" in flags and "INDEXMISSING" in flags:
-            _err(f"'Field `{ident}` cannot be defined with both `NOINDEX` and `INDEXMISSING`'")
+            fail(f"'Field `{ident}` cannot be defined with both `NOINDEX` and `INDEXMISSING`'")
         if alias in names:
-            _err(f"Duplicate field in schema - {alias}")
+            fail(f"Duplicate field in schema - {alias}")
         names.add(alias)
         fields.append(FieldSpec(ident, alias, ftype, options, flags))
     return fields
