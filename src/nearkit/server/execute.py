@@ -26,10 +26,13 @@ import numpy as np
 
 from .. import _core
 
-from ..store.filters import (
-    Empty, Geo, GeoShape, Missing, TextPattern, stemming_available,
-    And, MatchAll, Node, Not, Numeric, Optional, Or, Tag, TextTerm, VectorRange,
+from ..query.bounds import parse_bound
+from ..query.evaluate import masks
+from ..query.nodes import (
+    And, Empty, Geo, GeoShape, MatchAll, Missing, Node, Not, Numeric, Optional, Or, TextPattern,
+    TextTerm, VectorRange,
 )
+from ..query.words import stemming_available
 from . import jsonpath
 from .fulltext import highlight as _highlight
 from .fulltext import rank as _text
@@ -96,23 +99,15 @@ class SearchRequest:
 
 
 def _parse_bound(text: str):
-    t = text.strip()
-    inclusive = not t.startswith("(")
-    if not inclusive:
-        t = t[1:]
-    low = t.lower()
-    if low in ("inf", "+inf"):
-        return math.inf, inclusive
-    if low == "-inf":
-        return -math.inf, inclusive
+    """A FILTER argument's bound, ``(value, inclusive)``; the error says "upper" for either bound."""
     try:
-        return float(t), inclusive
+        return parse_bound(text)
     except ValueError:
         raise CommandError("Bad upper range: " + text) from None
 
 
 # --------------------------------------------------------------------------------------------
-# filter evaluation (the tree comes from the store's parser; leaves are the store's masks)
+# filter evaluation (the tree is nearkit.query's; most leaves are the store's field-index masks)
 # --------------------------------------------------------------------------------------------
 
 def _leaf_ok(idx, node) -> bool:
@@ -122,29 +117,19 @@ def _leaf_ok(idx, node) -> bool:
     if isinstance(node, TextTerm) and node.field is None:
         return any(f.type == "TEXT" for f in idx.fields)
     f = idx.field(node.field)
-    want = {Tag: "TAG", Numeric: "NUMERIC", TextTerm: "TEXT", Geo: "GEO"}[type(node)]
-    return f is not None and f.type == want and "NOINDEX" not in f.flags
+    return f is not None and f.type == node.field_type.upper() and "NOINDEX" not in f.flags
 
 
 def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
-    if isinstance(node, (MatchAll, Optional)):
-        return live.copy()
+    """The mask of the query tree over the index's slots (the query package's one walk)."""
+    return masks(node, live, lambda leaf, live: _leaf_mask(idx, leaf, live, ranges))
+
+
+def _leaf_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
+    """The server's leaf hook: vector ranges, missing and empty values and shapes are the
+    server's own; the rest come from the field indexes (plus synonyms, stems, phonetics)."""
     if isinstance(node, VectorRange):
         return ranges[id(node)][0] & live
-    if isinstance(node, And):
-        m = eval_mask(idx, node.children[0], live, ranges)
-        for c in node.children[1:]:
-            if not m.any():
-                break
-            m &= eval_mask(idx, c, live, ranges)
-        return m
-    if isinstance(node, Or):
-        m = eval_mask(idx, node.children[0], live, ranges)
-        for c in node.children[1:]:
-            m |= eval_mask(idx, c, live, ranges)
-        return m
-    if isinstance(node, Not):
-        return live & ~eval_mask(idx, node.child, live, ranges)
     if isinstance(node, Missing):
         f = idx.field(node.field)
         if f is None or "INDEXMISSING" not in f.flags:
@@ -178,7 +163,7 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
             if extra:
                 m[[s for s in extra if s < m.shape[0]]] = True
             return m & live
-    m = idx.fi.mask(node, live)
+    m = idx.fi.leaf_mask(node, live) & live
     extra = _text.extra_slots(idx, node)  # synonym groups and phonetic codes
     if extra:
         m[[s for s in extra if s < m.shape[0]]] = True

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 
-from ..store.filters import (
-    And, Empty, Phrase, Geo, GeoShape, MatchAll, Missing, Not, Numeric, Optional, Or, Tag, TextPattern,
-    TextTerm, VectorRange, stem,
+from ..query.nodes import (
+    And, Empty, Geo, GeoShape, MatchAll, Missing, Not, Numeric, Optional, Or, Phrase, Tag, TextPattern,
+    TextTerm, VectorRange,
 )
+from ..query.words import stem
 
 INDENT = "  "
 

@@ -9,8 +9,8 @@ import numpy as np
 
 import dataclasses
 
-from ...store.filters import And, MatchAll, Not, Optional, Or, TextPattern, TextTerm
-from ...store.filters import stem, stemming_available
+from ...query.nodes import And, MatchAll, Not, Optional, Or, TextPattern, TextTerm
+from ...query.words import stem, stemming_available
 from .forward import PHONETIC_PREFIX, SYNONYM_PREFIX, DocText, word_groups
 from .scoring import SCORERS, VIRTUAL, Context, Res, match, score
 
