@@ -1,6 +1,9 @@
 """A plain reference for filter evaluation: one document at a time, one hand-written
 ``isinstance`` chain, sharing no code with ``nearkit.query.evaluate``; the mask
-evaluators (the store's field indexes, the generic walk) are tested against it."""
+evaluators (the store's field indexes, the generic walk) are tested against it,
+on documents from ``random_docs``."""
+
+import numpy as np
 
 from nearkit.query.nodes import (
     And, FilterError, Geo, MatchAll, Missing, Node, Not, Numeric, Optional, Or, Tag, TextPattern,
@@ -61,3 +64,28 @@ def matches(node: Node, payload: dict | None, schema: dict) -> bool:
     if isinstance(node, VectorRange):
         raise FilterError("VECTOR_RANGE cannot be evaluated on a payload; the caller must handle it")
     raise TypeError(f"not a filter node: {node!r}")
+
+
+GENRES = ["drama", "comedy", "Horror", "sci fi", "noir"]
+WORDS = ["war", "peace", "love", "warden", "space", "time", "night"]
+
+
+def random_docs(n: int, seed: int, geo: bool = False) -> list:
+    """Payloads for the fields genre (tag), year (numeric), title and body (text) and,
+    with ``geo``, place (lon,lat near 0,45): each present with some probability."""
+    rng = np.random.default_rng(seed)
+    docs = []
+    for _ in range(n):
+        d = {}
+        if rng.random() < 0.9:
+            d["genre"] = ",".join(rng.choice(GENRES, size=rng.integers(1, 3), replace=False))
+        if rng.random() < 0.9:
+            d["year"] = int(rng.integers(1950, 2020))
+        if rng.random() < 0.9:
+            d["title"] = " ".join(rng.choice(WORDS, size=3))
+        if rng.random() < 0.5:
+            d["body"] = " ".join(rng.choice(WORDS, size=2)).upper()
+        if geo and rng.random() < 0.8:
+            d["place"] = f"{rng.uniform(-5, 5):.4f},{rng.uniform(40, 50):.4f}"
+        docs.append(d)
+    return docs

@@ -27,33 +27,10 @@ from nearkit.query.nodes import (
 from nearkit.query.parse_dict import from_python
 from nearkit.store.fields import FieldIndex
 from nearkit.store.schema import bind
-from query_reference import matches
+from query_reference import GENRES, WORDS, matches, random_docs
 
 SCHEMA = {"genre": "tag", "year": "numeric", "title": "text", "body": "text", "place": "geo"}
-GENRES = ["drama", "comedy", "Horror", "sci fi", "noir"]
-WORDS = ["war", "peace", "love", "warden", "space", "time", "night", "wars"]
-
-
-def _docs(n=300, seed=11):
-    rng = np.random.default_rng(seed)
-    docs = []
-    for _ in range(n):
-        d = {}
-        if rng.random() < 0.85:
-            d["genre"] = ",".join(rng.choice(GENRES, size=rng.integers(1, 3), replace=False))
-        if rng.random() < 0.85:
-            d["year"] = int(rng.integers(1950, 2020))
-        if rng.random() < 0.85:
-            d["title"] = " ".join(rng.choice(WORDS, size=3))
-        if rng.random() < 0.5:
-            d["body"] = " ".join(rng.choice(WORDS, size=2)).upper()
-        if rng.random() < 0.8:
-            d["place"] = f"{rng.uniform(-5, 5):.4f},{rng.uniform(40, 50):.4f}"
-        docs.append(d)
-    return docs
-
-
-DOCS = _docs()
+DOCS = random_docs(300, seed=11, geo=True)
 LIVE = np.ones(len(DOCS), bool)
 LIVE[::5] = False  # dead slots never match
 

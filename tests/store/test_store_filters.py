@@ -9,7 +9,7 @@ from nearkit.query.nodes import FilterError, Or, TextTerm
 from nearkit.query.parse_dict import from_python
 from nearkit.store.fields import FieldIndex
 from nearkit.store.schema import bind
-from query_reference import matches
+from query_reference import matches, random_docs
 
 SCHEMA = {"genre": "tag", "year": "numeric", "title": "text", "body": "text"}
 
@@ -30,24 +30,6 @@ def test_bind_checks_fields_and_types():
         (TextTerm("title", "war"), TextTerm("title", "peace")))
 
 
-def _docs(rng, n):
-    genres = ["drama", "comedy", "Horror", "sci fi", "noir"]
-    words = ["war", "peace", "love", "warden", "space", "time", "night"]
-    docs = []
-    for i in range(n):
-        d = {}
-        if rng.random() < 0.9:
-            d["genre"] = ",".join(rng.choice(genres, size=rng.integers(1, 3), replace=False))
-        if rng.random() < 0.9:
-            d["year"] = int(rng.integers(1950, 2020))
-        if rng.random() < 0.9:
-            d["title"] = " ".join(rng.choice(words, size=3))
-        if rng.random() < 0.5:
-            d["body"] = " ".join(rng.choice(words, size=2)).upper()
-        docs.append(d)
-    return docs
-
-
 QUERIES = [
     "*", "@genre:{drama}", "@genre:{DRAMA|noir}", r"@genre:{sci\ fi}", "@genre:{ho*}",
     "@year:[1990 2000]", "@year:[(1990 (2000]", "@year:[-inf 1960]", "@title:war", "@title:war*",
@@ -60,8 +42,7 @@ QUERIES = [
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_mask_agrees_with_single_document_evaluation(query):
-    rng = np.random.default_rng(7)
-    docs = _docs(rng, 400)
+    docs = random_docs(400, seed=7)
     fi = FieldIndex(SCHEMA)
     fi.reserve(len(docs))
     for i, d in enumerate(docs):
