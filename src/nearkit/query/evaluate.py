@@ -23,6 +23,8 @@ class Walk:
     children (``everything``, ``all_of``, ``any_of``, ``negate``, ``optional``) and
     answers ``leaf``."""
 
+    __slots__ = ()
+
     def visit(self, node):
         if isinstance(node, And):
             return self.all_of(node)
@@ -61,6 +63,8 @@ class MaskWalk(Walk):
     """Boolean masks over rows. ``leaf_mask(node, live)`` answers a leaf with a fresh
     array (the combinators update masks in place); rows outside ``live`` may be set
     in a leaf's mask, so the caller ANDs the result with ``live``."""
+
+    __slots__ = ("live", "leaf_mask")  # one walker per evaluation: cheap to make
 
     def __init__(self, live, leaf_mask):
         self.live = live
@@ -123,6 +127,8 @@ class Rewrite(Walk):
 
 
 class _Leaves(Walk):
+    __slots__ = ("found",)
+
     def __init__(self):
         self.found = []
 
