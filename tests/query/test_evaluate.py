@@ -166,6 +166,25 @@ def test_a_new_leaf_needs_only_its_class_and_one_leaf_mask():
         FI.mask(Even("year"), LIVE)
 
 
+def test_the_server_evaluates_the_new_leaf_with_no_edit_either():
+    """The server's leaf hook hands field leaves to the field index after checking the
+    field's type against the leaf's ``field_type``: no server table names leaf types."""
+    from types import SimpleNamespace
+
+    from nearkit.server.ft.select import eval_mask
+
+    fi = _field_index(EvenFieldIndex)
+    fields = {"year": SimpleNamespace(type="NUMERIC", flags=(), alias="year"),
+              "genre": SimpleNamespace(type="TAG", flags=(), alias="genre")}
+    idx = SimpleNamespace(fi=fi, fields=list(fields.values()), field=fields.get)
+    years = np.array([d.get("year", np.nan) for d in DOCS])
+    even = (np.fmod(years, 2) == 0) & LIVE
+    assert (eval_mask(idx, Even("year"), LIVE, {}) == even).all()
+    assert (eval_mask(idx, Not(Even("year")), LIVE, {}) == (LIVE & ~even)).all()
+    # on a field of another type Redis answers no match, not an error
+    assert not eval_mask(idx, Even("genre"), LIVE, {}).any()
+
+
 # -- Rewrite and leaves ---------------------------------------------------------------------
 
 def test_rewrite_keeps_each_combinator_and_its_attributes():
