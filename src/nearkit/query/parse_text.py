@@ -275,14 +275,7 @@ class _Parser:
         if c == "[":
             return self.numeric_range(name)
         if c == "(":
-            self.i += 1
-            self.nest()
-            node = self.text_union(name)
-            if self.peek() != ")":
-                self.error("expected ')' to close the text group")
-            self.i += 1
-            self.depth -= 1
-            return node
+            return self.text_group(name, "expected ')' to close the text group")
         if c == "-":
             return self.text_unary(name)
         if c == '"':
@@ -352,6 +345,17 @@ class _Parser:
         return Phrase(tuple(TextTerm(field, w) for w in words), exact=True)
 
     # text group: @f:(a b | -c d*)
+    def text_group(self, field, unclosed: str) -> Node:
+        """At '(': a text union up to its ')'; ``unclosed`` is the error when none comes."""
+        self.i += 1
+        self.nest()
+        node = self.text_union(field)
+        if self.peek() != ")":
+            self.error(unclosed)
+        self.i += 1
+        self.depth -= 1
+        return node
+
     def text_union(self, field) -> Node:
         parts = [self.text_intersect(field)]
         while self.peek() == "|":
@@ -376,14 +380,7 @@ class _Parser:
             return self.apply_prefixes(ops, self.text_unary(field))
         c = self.peek()
         if c == "(":
-            self.i += 1
-            self.nest()
-            node = self.text_union(field)
-            if self.peek() != ")":
-                self.error("expected ')'")
-            self.i += 1
-            self.depth -= 1
-            return node
+            return self.text_group(field, "expected ')'")
         if c == '"':
             return self.phrase(field)
         pat = self.pattern_term(field)
