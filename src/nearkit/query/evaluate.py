@@ -7,7 +7,8 @@ an answer in the leaf hook of whoever evaluates it; no walk has to learn it.
 
 - ``masks(tree, live, leaf)``: boolean masks over rows. The store answers leaves
   from its field indexes (``store/fields.py``), the server from its own index.
-- ``Rewrite``: a tree from a tree (the store's check against its declared fields).
+- ``Rewrite``: a tree from a tree (the store's check against its declared fields,
+  the server's INFIELDS).
 - ``leaves(tree)``: the leaves, left to right (the server's vector ranges).
 """
 
