@@ -171,6 +171,7 @@ def test_the_server_evaluates_the_new_leaf_with_no_edit_either():
     field's type against the leaf's ``field_type``: no server table names leaf types."""
     from types import SimpleNamespace
 
+    pytest.importorskip("hiredis")  # the server's modules need the server extra
     from nearkit.server.ft.select import eval_mask
 
     fi = _field_index(EvenFieldIndex)
