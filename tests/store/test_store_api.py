@@ -8,7 +8,7 @@ import pytest
 import nearkit
 import nearkit.datasets
 import nearkit.evaluate
-from nearkit.store.filters import FilterError
+from nearkit.query import FilterError
 
 
 @pytest.fixture

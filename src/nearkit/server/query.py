@@ -1,7 +1,7 @@
 """The FT.SEARCH query string: filter, KNN clause and vector ranges.
 
-The filter part (everything before a top-level ``=>``) is parsed by the store's
-parser (``nearkit.store.filters.parse_prefix``), which also understands
+The filter part (everything before a top-level ``=>``) is parsed by the query
+package's parser (``nearkit.query.parse_text.parse_prefix``), which also understands
 ``@v:[VECTOR_RANGE r $blob]=>{...}`` nodes. This module parses what follows
 ``=>``: the KNN clause and its attribute block (redis-vector-spec.md 5.3).
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..store.filters import (
-    And, FilterSyntaxError, MatchAll, Node, Not, Optional, Or, VectorRange, parse_prefix,
-)
+from ..query.evaluate import leaves
+from ..query.nodes import FilterSyntaxError, MatchAll, Node, VectorRange
+from ..query.parse_text import parse_prefix
 
 
 class QueryError(ValueError):
@@ -68,16 +68,6 @@ def _from_filter_error(exc: FilterSyntaxError) -> QueryError:
         return QueryError("Error parsing vector similarity query: " + detail)
     near = exc.near if exc.near else "end of query"
     return syntax_error(exc.offset, near)
-
-
-def _collect_ranges(node: Node, out: list) -> None:
-    if isinstance(node, VectorRange):
-        out.append(node)
-    elif isinstance(node, (And, Or)):
-        for c in node.children:
-            _collect_ranges(c, out)
-    elif isinstance(node, (Not, Optional)):
-        _collect_ranges(node.child, out)
 
 
 _TOKEN = re.compile(r"\S+")
@@ -175,8 +165,7 @@ def parse_query(text: str, params: dict, dialect: int) -> Plan:
         tree, end = parse_prefix(text, params if dialect >= 2 else {}, dialect=dialect)
     except FilterSyntaxError as exc:
         raise _from_filter_error(exc) from None
-    plan = Plan(tree)
-    _collect_ranges(tree, plan.ranges)
+    plan = Plan(tree, ranges=[n for n in leaves(tree) if isinstance(n, VectorRange)])
     if end < len(text):
         # At a top-level "=>": the KNN clause.
         if dialect < 2:

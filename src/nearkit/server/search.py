@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ..store.fields import FieldIndex
-from ..store.filters import numeric_value
+from ..query.values import numeric_value
 from . import docfilter, geoshape, jsonpath
 from . import snapshot as _snapshot
 from .._sync import RWLock

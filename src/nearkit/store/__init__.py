@@ -5,10 +5,10 @@ Key tables (``db.key_table``) are durable byte maps in the same record.
 See ``db.open`` for the entry point (re-exported as ``nearkit.open``).
 """
 
+from ..query import FilterError, FilterSyntaxError, parse_filter, to_filter
 from .collection import Collection, Hit, Record
 from .db import CollectionNotFound, Database, open
 from .durability import DURABILITY_MODES, StoreLockedError
-from .filters import FilterError, FilterSyntaxError, parse_filter, to_filter
 from .keytable import KeyTable, KeyTableNotFound
 
 __all__ = [

@@ -26,9 +26,9 @@ import numpy as np
 
 from .. import _validate
 from .._sync import RWLock
+from ..query import Node, to_filter
 from . import snapshots
 from .fields import FieldIndex
-from .filters import Node, to_filter
 from .table import Table, import_state
 
 @dataclass(frozen=True)
@@ -470,7 +470,7 @@ class Collection:
         """Declare a payload field on an existing collection; rows already stored are indexed
         from their payloads at once (a payload whose value does not fit the type raises
         TypeError/ValueError naming its key, and nothing changes)."""
-        from .fields import normalize_schema
+        from .schema import normalize_schema
 
         self._check_writable()
         if name in self._t.fields.schema:

@@ -24,8 +24,8 @@ from ..metrics import normalize_metric
 from . import keytable, snapshots
 from .collection import Collection, make_index
 from .durability import DURABILITY_MODES, SqliteStore, WriterLock
-from .fields import normalize_schema
 from .keytable import KeyTable, KeyTableNotFound
+from .schema import normalize_schema
 
 _OPEN: "weakref.WeakSet[Database]" = weakref.WeakSet()
 

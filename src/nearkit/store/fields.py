@@ -7,7 +7,8 @@ field we keep what makes a filter cheap to evaluate over every slot at once:
 - TAG: an inverted map tag -> set of slots (tags case-folded unless case_sensitive);
 - TEXT: an inverted map word -> set of slots (lower-cased words, no stemming).
 
-``mask(tree, live)`` turns a bound filter tree into a boolean mask over slots.
+``mask(tree, live)`` turns a bound filter tree into a boolean mask over slots: the
+query package's one walk (``nearkit.query.evaluate``) with ``leaf_mask`` as its leaf hook.
 Not thread-safe on its own: the collection's lock orders writers and readers.
 """
 
@@ -17,43 +18,10 @@ import sys
 
 import numpy as np
 
-from .filters import (
-    FIELD_TYPES, And, FilterError, Geo, MatchAll, Missing, TextPattern, Node, Not, Numeric, Optional, Or, Tag,
-    TextTerm, VectorRange, bind, geo_distance_m, geo_value, numeric_value, tag_values,
-    text_tokens,
-)
-
-
-def normalize_schema(fields) -> dict:
-    """``{"genre": "tag", "title": {"type": "text"}}`` -> {name: {"type", options...}}."""
-    if fields is None:
-        return {}
-    if not isinstance(fields, dict):
-        raise TypeError(f"fields must be a dict of name -> type, got {type(fields).__name__}")
-    out = {}
-    for name, spec in fields.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"field names must be non-empty strings, got {name!r}")
-        if isinstance(spec, str):
-            spec = {"type": spec}
-        if not isinstance(spec, dict) or "type" not in spec:
-            raise TypeError(f"field {name!r}: give a type name or a dict with 'type', got {spec!r}")
-        spec = dict(spec)
-        spec["type"] = str(spec["type"]).lower()
-        if spec["type"] not in FIELD_TYPES:
-            raise ValueError(f"field {name!r}: unknown type {spec['type']!r}; expected one of {FIELD_TYPES}")
-        allowed = {"type"} | ({"separator", "case_sensitive"} if spec["type"] == "tag" else set())
-        extra = set(spec) - allowed
-        if extra:
-            raise ValueError(f"field {name!r}: unknown option(s) {sorted(extra)} for a {spec['type']} field")
-        if spec["type"] == "tag":
-            sep = spec.setdefault("separator", ",")
-            if not isinstance(sep, str) or len(sep) != 1:
-                raise ValueError(f"field {name!r}: separator must be one character, got {sep!r}")
-            spec["case_sensitive"] = bool(spec.get("case_sensitive", False))
-        out[name] = spec
-    return out
-
+from ..query.evaluate import masks
+from ..query.nodes import FilterError, Geo, Missing, Node, Numeric, Tag, TextPattern, TextTerm, VectorRange
+from ..query.values import geo_distance_m, geo_value, numeric_value, tag_values, text_tokens
+from .schema import bind, normalize_schema
 
 _FLOAT_MAX = sys.float_info.max
 
@@ -187,69 +155,67 @@ class FieldIndex:
 
     def mask(self, tree: Node, live: np.ndarray) -> np.ndarray:
         """Boolean mask over slots (same length as ``live``) of live rows matching ``tree``."""
-        return self._eval(tree, live) & live
+        return masks(tree, live, self.leaf_mask) & live
 
-    def _eval(self, node: Node, live: np.ndarray) -> np.ndarray:
-        n = live.shape[0]
-        if isinstance(node, (MatchAll, Optional)):
-            return live.copy()
-        if isinstance(node, Numeric):
-            col = self._numeric[node.field][:n]
-            lo = col >= node.lo if node.lo_inclusive else col > node.lo
-            hi = col <= node.hi if node.hi_inclusive else col < node.hi
-            return lo & hi
-        if isinstance(node, Missing):
-            raise FilterError("ismissing() is evaluated by the caller (it knows which rows have the field)")
-        if isinstance(node, Geo):
-            col = self._geo[node.field][:n]
-            with np.errstate(invalid="ignore"):
-                return geo_distance_m(node.lon, node.lat, col[:, 0], col[:, 1]) <= node.radius_m
-        if isinstance(node, Tag):
-            cs = self.schema[node.field]["case_sensitive"]
-            fold = (lambda v: v) if cs else str.lower
-            m = np.zeros(n, dtype=bool)
-            for v in node.values:
-                m[self._slots(node.field, fold(v))] = True
-            for p in node.prefixes:
-                for arr in self._prefix_slots(node.field, fold(p)):
+    def leaf_mask(self, node: Node, live: np.ndarray) -> np.ndarray:
+        """The leaf hook of ``mask``: one leaf's mask over slots, from the field indexes."""
+        answer = self._LEAF_MASKS.get(type(node))
+        if answer is None:
+            raise TypeError(f"not a filter node: {node!r}")
+        return answer(self, node, live.shape[0])
+
+    def _numeric_mask(self, node: Numeric, n: int) -> np.ndarray:
+        col = self._numeric[node.field][:n]
+        lo = col >= node.lo if node.lo_inclusive else col > node.lo
+        hi = col <= node.hi if node.hi_inclusive else col < node.hi
+        return lo & hi
+
+    def _geo_mask(self, node: Geo, n: int) -> np.ndarray:
+        col = self._geo[node.field][:n]
+        with np.errstate(invalid="ignore"):
+            return geo_distance_m(node.lon, node.lat, col[:, 0], col[:, 1]) <= node.radius_m
+
+    def _tag_mask(self, node: Tag, n: int) -> np.ndarray:
+        cs = self.schema[node.field]["case_sensitive"]
+        fold = (lambda v: v) if cs else str.lower
+        m = np.zeros(n, dtype=bool)
+        for v in node.values:
+            m[self._slots(node.field, fold(v))] = True
+        for p in node.prefixes:
+            for arr in self._prefix_slots(node.field, fold(p)):
+                m[arr] = True
+        return m
+
+    def _pattern_mask(self, node: TextPattern, n: int) -> np.ndarray:
+        fields = [node.field] if node.field else self._text_fields
+        m = np.zeros(n, dtype=bool)
+        for f in fields:
+            for term in list(self._inverted[f]):
+                if node.accepts(term):
+                    m[self._slots(f, term)] = True
+        return m
+
+    def _term_mask(self, node: TextTerm, n: int) -> np.ndarray:
+        fields = [node.field] if node.field else self._text_fields
+        m = np.zeros(n, dtype=bool)
+        word = node.word.lower()
+        for f in fields:
+            if node.prefix:
+                for arr in self._prefix_slots(f, word):
                     m[arr] = True
-            return m
-        if isinstance(node, TextPattern):
-            fields = [node.field] if node.field else self._text_fields
-            m = np.zeros(n, dtype=bool)
-            for f in fields:
-                for term in list(self._inverted[f]):
-                    if node.accepts(term):
-                        m[self._slots(f, term)] = True
-            return m
-        if isinstance(node, TextTerm):
-            fields = [node.field] if node.field else self._text_fields
-            m = np.zeros(n, dtype=bool)
-            word = node.word.lower()
-            for f in fields:
-                if node.prefix:
-                    for arr in self._prefix_slots(f, word):
-                        m[arr] = True
-                else:
-                    m[self._slots(f, word)] = True
-            return m
-        if isinstance(node, And):
-            m = self._eval(node.children[0], live)
-            for c in node.children[1:]:
-                if not m.any():
-                    break
-                m &= self._eval(c, live)
-            return m
-        if isinstance(node, Or):
-            m = self._eval(node.children[0], live)
-            for c in node.children[1:]:
-                m |= self._eval(c, live)
-            return m
-        if isinstance(node, Not):
-            return live & ~self._eval(node.child, live)
-        if isinstance(node, VectorRange):
-            raise FilterError("VECTOR_RANGE is not a payload filter; use search_radius")
-        raise TypeError(f"not a filter node: {node!r}")
+            else:
+                m[self._slots(f, word)] = True
+        return m
+
+    def _missing_mask(self, node: Missing, n: int):
+        raise FilterError("ismissing() is evaluated by the caller (it knows which rows have the field)")
+
+    def _vector_range_mask(self, node: VectorRange, n: int):
+        raise FilterError("VECTOR_RANGE is not a payload filter; use search_radius")
+
+    # leaf type -> its mask; a leaf type not here is not the field indexes' to answer
+    _LEAF_MASKS = {Numeric: _numeric_mask, Geo: _geo_mask, Tag: _tag_mask, TextPattern: _pattern_mask,
+                   TextTerm: _term_mask, Missing: _missing_mask, VectorRange: _vector_range_mask}
 
     # -- snapshots ----------------------------------------------------------------------
     def export(self, n_slots: int) -> dict:

@@ -25,8 +25,8 @@ import numpy as np
 from .. import _core
 from ..indexes.base import SlotFilter
 from ..metrics import COSINE, METRIC_CODES, normalize_rows
+from ..query.nodes import MatchAll, Node
 from .fields import FieldIndex
-from .filters import MatchAll, Node
 
 # The exact-or-walk rule for a filtered kNN search over n_live rows of which
 # n_allowed pass: scan the allowed rows exactly when there are at most

@@ -1,6 +1,6 @@
 """FT.EXPLAIN: a parsed query printed as RediSearch prints its query tree.
 
-The tree is the store parser's (stop words already dropped). Each plain word shows its
+The tree is nearkit.query's (stop words already dropped). Each plain word shows its
 stem expansions (``+stem(expanded)``, and ``stem(expanded)`` when the stem differs from
 the word), as RediSearch does whether or not the field stems. A group whose text leaves
 all name one field carries that field (``@t1:INTERSECT {``), as RediSearch's field masks do.
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 
-from ...store.filters import (
-    And, Empty, Phrase, Geo, GeoShape, MatchAll, Missing, Not, Numeric, Optional, Or, Tag, TextPattern,
-    TextTerm, VectorRange, stem,
+from ...query.nodes import (
+    And, Empty, Geo, GeoShape, MatchAll, Missing, Not, Numeric, Optional, Or, Phrase, Tag, TextPattern,
+    TextTerm, VectorRange,
 )
+from ...query.words import stem
 
 INDENT = "  "
 

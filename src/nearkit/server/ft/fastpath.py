@@ -9,7 +9,7 @@ import logging
 import numpy as np
 
 from ... import _core
-from ...store.filters import MatchAll
+from ...query.nodes import MatchAll
 from ..commands import CommandError
 from ..protocol import Error, Raw
 from .plan import INLINE_HNSW_EF, INLINE_WORK

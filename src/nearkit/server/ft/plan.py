@@ -5,15 +5,13 @@ vectors decoded, and whether the work is heavy enough for a worker thread."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ...store.filters import (
-    And, Geo, MatchAll, Node, Not, Numeric, Optional, Or, TextPattern, TextTerm,
-    stemming_available,
-)
+from ...query.bounds import parse_bound
+from ...query.nodes import And, Geo, MatchAll, Node, Not, Numeric, Optional, Or, TextPattern, TextTerm
+from ...query.words import stemming_available
 from ..commands import CommandError
 from ..fulltext import rank as _text
 from ..query import QueryError, parse_query
@@ -28,17 +26,9 @@ INLINE_HNSW_EF = 2000
 
 
 def _parse_bound(text: str):
-    t = text.strip()
-    inclusive = not t.startswith("(")
-    if not inclusive:
-        t = t[1:]
-    low = t.lower()
-    if low in ("inf", "+inf"):
-        return math.inf, inclusive
-    if low == "-inf":
-        return -math.inf, inclusive
+    """A FILTER argument's bound, ``(value, inclusive)``; the error says "upper" for either bound."""
     try:
-        return float(t), inclusive
+        return parse_bound(text)
     except ValueError:
         raise CommandError("Bad upper range: " + text) from None
 

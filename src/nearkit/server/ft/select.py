@@ -1,15 +1,13 @@
 """Which documents a prepared query matches: the filter tree evaluated to a mask over
-the index's slots (the tree comes from the store's parser; leaves are the store's
+the index's slots (nearkit.query's one walk; most leaves are the store's field-index
 masks), then KNN or vector ranges within it."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ...store.filters import (
-    And, Empty, Geo, GeoShape, MatchAll, Missing, Node, Not, Numeric, Optional, Or, Tag,
-    TextPattern, TextTerm, VectorRange,
-)
+from ...query.evaluate import masks
+from ...query.nodes import Empty, GeoShape, MatchAll, Missing, Node, TextPattern, TextTerm, VectorRange
 from ..commands import CommandError
 from ..fulltext import rank as _text
 from ..query import range_yield_name
@@ -23,29 +21,19 @@ def _leaf_ok(idx, node) -> bool:
     if isinstance(node, TextTerm) and node.field is None:
         return any(f.type == "TEXT" for f in idx.fields)
     f = idx.field(node.field)
-    want = {Tag: "TAG", Numeric: "NUMERIC", TextTerm: "TEXT", Geo: "GEO"}[type(node)]
-    return f is not None and f.type == want and "NOINDEX" not in f.flags
+    return f is not None and f.type == node.field_type.upper() and "NOINDEX" not in f.flags
 
 
 def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
-    if isinstance(node, (MatchAll, Optional)):
-        return live.copy()
+    """The mask of the query tree over the index's slots (the query package's one walk)."""
+    return masks(node, live, lambda leaf, live: _leaf_mask(idx, leaf, live, ranges))
+
+
+def _leaf_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
+    """The server's leaf hook: vector ranges, missing and empty values and shapes are the
+    server's own; the rest come from the field indexes (plus synonyms, stems, phonetics)."""
     if isinstance(node, VectorRange):
         return ranges[id(node)][0] & live
-    if isinstance(node, And):
-        m = eval_mask(idx, node.children[0], live, ranges)
-        for c in node.children[1:]:
-            if not m.any():
-                break
-            m &= eval_mask(idx, c, live, ranges)
-        return m
-    if isinstance(node, Or):
-        m = eval_mask(idx, node.children[0], live, ranges)
-        for c in node.children[1:]:
-            m |= eval_mask(idx, c, live, ranges)
-        return m
-    if isinstance(node, Not):
-        return live & ~eval_mask(idx, node.child, live, ranges)
     if isinstance(node, Missing):
         f = idx.field(node.field)
         if f is None or "INDEXMISSING" not in f.flags:
@@ -79,7 +67,7 @@ def eval_mask(idx, node: Node, live: np.ndarray, ranges: dict) -> np.ndarray:
             if extra:
                 m[[s for s in extra if s < m.shape[0]]] = True
             return m & live
-    m = idx.fi.mask(node, live)
+    m = idx.fi.leaf_mask(node, live) & live
     extra = _text.extra_slots(idx, node)  # synonym groups and phonetic codes
     if extra:
         m[[s for s in extra if s < m.shape[0]]] = True

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ...store.filters import _within_distance, text_tokens
+from ...query.values import text_tokens
+from ...query.words import within_distance
 from ..commands import CommandError, command, parse_int
 from ..protocol import OK, Double, Error, Map
 from .rank import fmt_score
@@ -199,11 +200,11 @@ def ft_spellcheck(ctx, args):
             continue
         sugg = {}
         for term in sorted(vocab):
-            if term not in excluded and _within_distance(word, term, distance):
+            if term not in excluded and within_distance(word, term, distance):
                 sugg[term] = len(vocab[term]) / n_docs
         for d in include:
             for w in sorted(_t(x) for x in d):
-                if w not in sugg and w not in excluded and _within_distance(word, w.lower(), distance):
+                if w not in sugg and w not in excluded and within_distance(word, w.lower(), distance):
                     sugg[w] = 0.0
         ranked = sorted(sugg.items(), key=lambda kv: -kv[1])
         rows.append((word, ranked))

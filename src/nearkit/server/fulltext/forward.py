@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 
-from ...store.filters import stem, stemming_available
+from ...query.words import stem, stemming_available
 
 MIN_STEM_LEN = 4           # RediSearch's default MINSTEMLEN
 STEM_TOKEN_FACTOR = 0.2    # a stem entry weighs a fifth of the word

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 
-from ...store.filters import (
-    And, Geo, MatchAll, Missing, Not, Numeric, Optional, Or, Tag, TextPattern, TextTerm,
-    VectorRange,
+from ...query.nodes import (
+    And, Geo, MatchAll, Missing, Not, Numeric, Optional, Or, Tag, TextPattern, TextTerm, VectorRange,
 )
 from ..commands import CommandError, Offload, command
 from ..protocol import Double, Error, Map, Simple

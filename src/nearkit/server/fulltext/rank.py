@@ -9,8 +9,9 @@ import numpy as np
 
 import dataclasses
 
-from ...store.filters import And, MatchAll, Not, Optional, Or, TextPattern, TextTerm
-from ...store.filters import stem, stemming_available
+from ...query.evaluate import Rewrite
+from ...query.nodes import And, MatchAll, Not, Optional, Or, TextPattern, TextTerm
+from ...query.words import stem, stemming_available
 from .forward import PHONETIC_PREFIX, SYNONYM_PREFIX, DocText, word_groups
 from .scoring import SCORERS, VIRTUAL, Context, Res, match, score
 
@@ -121,21 +122,25 @@ def filter_slop(idx, tree, slots: np.ndarray, max_slop, inorder) -> np.ndarray:
     return np.asarray(keep, dtype=slots.dtype)
 
 
-def in_fields(node, fields):
-    """INFIELDS: words without a field of their own look only in ``fields``."""
-    t = type(node)
-    if t in (TextTerm, TextPattern):
-        if node.field is not None:
+class _InFields(Rewrite):
+    """The leaf hook of ``in_fields``: a word without a field becomes one word per field."""
+
+    def __init__(self, fields):
+        self.fields = fields
+
+    def leaf(self, node):
+        if type(node) not in (TextTerm, TextPattern) or node.field is not None:
             return node
-        if not fields:
+        if not self.fields:
             return Not(MatchAll())  # no field at all: nothing matches
-        alts = [dataclasses.replace(node, field=f) for f in fields]
+        alts = [dataclasses.replace(node, field=f) for f in self.fields]
         return alts[0] if len(alts) == 1 else Or(tuple(alts))
-    if isinstance(node, (And, Or)):  # keeps a phrase a phrase, and its $weight
-        return dataclasses.replace(node, children=tuple(in_fields(c, fields) for c in node.children))
-    if t in (Not, Optional):
-        return t(in_fields(node.child, fields))
-    return node
+
+
+def in_fields(node, fields):
+    """INFIELDS: words without a field of their own look only in ``fields`` (a phrase
+    stays a phrase, and every combinator keeps its $weight)."""
+    return _InFields(fields).visit(node)
 
 
 def has_phrase(node) -> bool:

@@ -20,10 +20,10 @@ import math
 
 import numpy as np
 
-from ...store.filters import (
-    And, Geo, MatchAll, Missing, Not, Numeric, Optional, Or, Tag, TextPattern, TextTerm,
-    VectorRange, stem, stemming_available,
+from ...query.nodes import (
+    And, Geo, MatchAll, Missing, Not, Numeric, Optional, Or, Tag, TextPattern, TextTerm, VectorRange,
 )
+from ...query.words import stem, stemming_available
 from .forward import PHONETIC_PREFIX, STEM_PREFIX, SYNONYM_PREFIX, phonetic_codes
 
 K1 = float(np.float32(1.2))
