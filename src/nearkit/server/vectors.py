@@ -205,7 +205,9 @@ class VectorField:
     def remove(self, slot: int) -> None:
         if self._snap_open is not None and slot < self._snap_open.shape[0] \
                 and self._snap_open[slot] and not (slot < self._has.shape[0] and self._has[slot]):
+            # The key's snapshot entry goes; the slot may be reused before finish_restore.
             self._snap_open[slot] = False
+            self._snap_has[slot] = False
             self._index.remove(np.array([slot], np.int64))
             self._graph_slots = None
             return

@@ -155,6 +155,55 @@ class Table:
         self.fields.insert_many(slots, recs)
         return slots
 
+    # -- one row at a time (the server re-indexes each key as it changes) ----------------
+    def claim(self, key) -> int:
+        """The slot of ``key``, a free or new one if it has none (marked live). Owners
+        whose index knows slots directly (the server: graph ids = slots) leave ids unset."""
+        s = self.key_to_slot.get(key)
+        if s is not None:
+            return s
+        if self.free:
+            s = self.free.pop()
+            self.slot_keys[s] = key
+        else:
+            s = self.n_slots
+            self.n_slots += 1
+            if s >= self.live.shape[0]:
+                self.reserve(s + 1)
+            self.slot_keys.append(key)
+            self.slot_payload.append(None)
+        self.key_to_slot[key] = s
+        self.live[s] = True
+        return s
+
+    def release(self, key, rec: dict):
+        """Free the slot of ``key`` (None if it has none); ``rec`` is its field record,
+        taken out of the field indexes. The slot goes onto the free list for reuse."""
+        s = self.key_to_slot.pop(key, None)
+        if s is None:
+            return None
+        self.fields.remove(s, rec)
+        if self.slot_ids[s] >= 0:
+            self.slot_of_id[self.slot_ids[s]] = -1
+            self.slot_ids[s] = -1
+        self.slot_keys[s] = None
+        self.slot_payload[s] = None
+        self.live[s] = False
+        self.free.append(s)
+        return s
+
+    def adopt_keys(self, slot_keys: list) -> None:
+        """Start from a given slot numbering (key or None per slot), no row live yet:
+        a snapshot's, so that the ids its graphs hold keep naming the same keys."""
+        self.reset()
+        n = len(slot_keys)
+        self.n_slots = n
+        self.slot_keys = list(slot_keys)
+        self.slot_payload = [None] * n
+        self.key_to_slot = {k: s for s, k in enumerate(self.slot_keys) if k is not None}
+        self.free = [s for s in range(n - 1, -1, -1) if self.slot_keys[s] is None]
+        self.reserve(n)
+
     def __len__(self) -> int:
         return len(self.key_to_slot)
 
