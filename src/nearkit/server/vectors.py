@@ -4,8 +4,9 @@ Each vector is held once. FLAT fields keep theirs (float32, unit-normalised for
 COSINE) in a dense matrix by document slot and search it with nearkit's exact
 Flat kernel (``_core.flat_search``), recomputing the winners' distances directly.
 HNSW fields keep them only in their ``nearkit.HNSW`` graph (ids = slots), read
-back with ``slot_vectors`` for exact scans, ranges and re-checks; whether a
-filtered query scans or walks is ``nearkit.store.table.prefer_exact``. Distances follow
+back with ``slot_vectors`` for exact scans, ranges and re-checks. A field is a
+vector column of the index's ``Table``: whether a filtered query scans or walks is
+decided by ``nearkit.store.table.nearest``, as for the store. Distances follow
 Redis (redis-vector-spec.md section 5.5): L2 squared, IP ``1 - a.b``, COSINE
 ``1 - cos``; smaller is closer -- the same conventions as nearkit's metrics.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from .. import _core
 from ..indexes.base import SlotFilter
-from ..store.table import GATHER_ROWS, prefer_exact
+from ..store.table import GATHER_ROWS, nearest
 
 # Redis TYPE -> (numpy dtype of the blob, bytes per element)
 DTYPES = {
@@ -342,31 +343,48 @@ class VectorField:
                 keep = ids >= 0
                 ids, dist = ids[keep], dist[keep]
             return ids, dist
-        q = self._prepare(q)
+        slots, dist = nearest(self, self._prepare(q)[None, :], k, allowed, {"ef": ef})
+        keep = slots[0] >= 0
+        return slots[0][keep], dist[0][keep]
+
+    # -- the field as a vector column of the index's table (see store.table.nearest) ------
+    @property
+    def walk_is_exact(self) -> bool:
+        return self._index is None  # FLAT: its only search is the exact one
+
+    def restrict(self, allowed: np.ndarray) -> np.ndarray:
         hi = self._hi
-        live = self._has[:hi] if allowed is None else (self._has[:hi] & _fit(allowed, hi))
-        count = self.count if allowed is None else int(np.count_nonzero(live))
-        if k <= 0 or count == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        k = min(k, count)
-        if self._index is not None and not (allowed is not None and prefer_exact(count, self.count)):
-            ef = self._ef(ef, k)
-            if allowed is None:
-                ids, dist = self._index.search(q, k, ef=ef)
-            else:
-                ids, dist = self._index.search(q, k, ef=ef, filter=np.flatnonzero(live))
-            # The graph re-ranks its results exactly: use its distances as they are.
-            keep = ids >= 0
-            return ids[keep].astype(np.int64, copy=False), dist[keep]
-        elif count <= 4 * k + 64:
-            slots = np.flatnonzero(live)
+        return self._has[:hi] & _fit(allowed, hi)
+
+    def walk(self, q: np.ndarray, k: int, allowed: np.ndarray | None, params: dict):
+        """The graph's search (the filter as the allowed slots); FLAT: the exact scan."""
+        if self._index is None:
+            return self.scan(q, k, allowed)
+        ef = self._ef(params.get("ef"), k)
+        if allowed is None:
+            ids, dist = self._index.search(q, k, ef=ef, threads=1)
         else:
-            # Candidates by the fast kernel, then exact distances and a final top-k,
-            # so that values (and near-ties) match a direct computation.
-            slots = self._scan(q, min(count, k + 16), np.ascontiguousarray(live))
-        d = self._exact(q, slots)
-        order = np.lexsort((slots, d))[:k]
-        return slots[order], d[order]
+            ids, dist = self._index.search(q, k, ef=ef, filter=np.flatnonzero(allowed), threads=1)
+        # The graph re-ranks its results exactly: its distances are used as they are.
+        return ids.astype(np.int64, copy=False), dist
+
+    def scan(self, q: np.ndarray, k: int, allowed: np.ndarray | None):
+        """Exact top-k over the allowed slots holding a vector, distances computed
+        directly (so values and near-ties match a direct computation), ties by slot."""
+        live = np.ascontiguousarray(self._has[: self._hi] if allowed is None else allowed)
+        count = int(np.count_nonzero(live))
+        out_s = np.full((q.shape[0], k), -1, np.int64)
+        out_d = np.full((q.shape[0], k), np.inf, np.float32)
+        for i in range(q.shape[0]):
+            if count <= 4 * k + 64:
+                slots = np.flatnonzero(live)
+            else:  # candidates by the fast kernel, then exact distances
+                slots = self._scan(q[i], min(count, k + 16), live)
+            d = self._exact(q[i], slots)
+            order = np.lexsort((slots, d))[:k]
+            out_s[i, : order.shape[0]] = slots[order]
+            out_d[i, : order.shape[0]] = d[order]
+        return out_s, out_d
 
     def range(self, q: np.ndarray, radius: float, allowed: np.ndarray | None):
         """Every (slot, distance) with distance <= radius (exact), sorted by slot."""
