@@ -30,6 +30,7 @@ from . import snapshot as _snapshot
 from .._sync import RWLock
 from .fulltext.forward import make_text_index
 from .keyspace import JsonDoc
+from .presence import FieldPresence
 from .vectors import BlobSizeError, VectorField
 
 log = logging.getLogger("nearkit.server")
@@ -88,10 +89,9 @@ class SearchIndex:
         self.lock = RWLock()
         # Keys, slots (freed slots are reused), live mask and field indexes; the
         # vector fields are its columns (self.vectors).
-        self.table = Table(0, "l2", {})
+        self.table = Table(0, "l2", {}, row_ids=False)
         self.slot_rec: dict[int, dict] = {}
-        self.slot_present: dict[int, frozenset] = {}  # for ismissing()
-        self._shapes: dict[frozenset, frozenset] = {}  # interned slot_present values
+        self.slot_present = FieldPresence()  # fields each document has, for ismissing()
         self.slot_sort: dict[int, dict] = {}  # TEXT/TAG sort strings by slot
         self.failures = 0
         self.last_error = ("N/A", "N/A")
@@ -326,10 +326,8 @@ class SearchIndex:
                     self.slot_empty[slot] = empty
                 else:
                     self.slot_empty.pop(slot, None)
-            # Fields the document has at all (an empty value is present, not missing);
-            # documents of one shape share one frozenset.
-            present = frozenset(payload) | frozenset(vecs)
-            self.slot_present[slot] = self._shapes.setdefault(present, present)
+            # Fields the document has at all (an empty value is present, not missing).
+            self.slot_present[slot] = frozenset(payload) | frozenset(vecs)
             self.live[slot] = True  # a snapshot's slot, adopted before its key loaded
             for alias, vf in self.vectors.items():
                 v = vecs.get(alias)

@@ -18,6 +18,7 @@ import numpy as np
 from .. import _core
 from ..indexes.base import SlotFilter
 from ..store.table import GATHER_ROWS, nearest
+from .pending import PendingRows
 
 # Redis TYPE -> (numpy dtype of the blob, bytes per element)
 DTYPES = {
@@ -66,7 +67,7 @@ class VectorField:
         self.count = 0
         # The graph index for HNSW fields, when this build has nearkit.HNSW.
         self._index = None
-        self._pending: dict = {}  # slot -> vector not yet in the graph (added in batches)
+        self._pending = PendingRows(dim)  # vectors not yet in the graph (added in batches)
         # While restoring from a snapshot: which slots its graph holds and which of
         # them no key has confirmed yet (see snapshot.py).
         self._snap_has = None
@@ -165,9 +166,8 @@ class VectorField:
                 self._snap_open[slot] = False
             # Graph insertions are batched (``flush``): a pipelined load then builds
             # with every core. nearkit.HNSW replaces the vector of a re-added id.
-            # The pending vector is the only copy until then (a view of the request's
-            # bytes when no conversion was needed).
-            self._pending[slot] = v
+            # The pending copy is the index's only one until then.
+            self._pending.put(slot, v)
 
     def adopt_graph(self, graph, has: np.ndarray) -> None:
         """Start from a snapshot's graph (slots as ids) before the keys are loaded."""
@@ -181,22 +181,22 @@ class VectorField:
         if self._snap_open is None:
             return 0
         stale = np.flatnonzero(self._snap_open)
-        if self._pending:
+        if len(self._pending):
             # Pending vectors the snapshot's graph already holds, unchanged, stay out.
-            slots = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
+            slots, x = self._pending.held()
             n = self._snap_has.shape[0]
             inside = slots < n
             inside[inside] = self._snap_has[slots[inside]]
             if inside.any():
                 cand = slots[inside]
-                want = np.stack([self._pending[s] for s in cand.tolist()])
+                want = x[inside]
                 held = self._rows(cand)
                 if self.metric == "cosine":  # the graph normalised them again: allow its rounding
                     same_c = (np.abs(held - want) <= 1e-6).all(axis=1)
                 else:
                     same_c = (held == want).all(axis=1)
                 for s in cand[same_c].tolist():
-                    del self._pending[s]
+                    self._pending.drop(s)
         self._snap_open = self._snap_has = None
         if stale.size:
             self._index.remove(stale.astype(np.int64))
@@ -216,21 +216,21 @@ class VectorField:
             self._has[slot] = False
             self.count -= 1
             if self._index is not None:
-                self._pending.pop(slot, None)
+                self._pending.drop(slot)
                 self._index.remove(np.array([slot], np.int64))
                 self._graph_slots = None
 
     @property
     def needs_flush(self) -> bool:
-        return bool(self._pending)
+        return len(self._pending) > 0
 
     def flush(self) -> None:
         """Insert the pending vectors into the graph, in one parallel batch."""
-        if not self._pending:
+        if self._pending.n == 0:
             return
-        slots = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
-        x = np.stack(list(self._pending.values()))
-        self._pending.clear()
+        slots, x = self._pending.take()
+        if slots.size == 0:
+            return
         self._graph_slots = None
         self._index.add(x, slots, threads=0 if len(slots) >= 64 else 1)
 

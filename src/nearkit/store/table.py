@@ -99,8 +99,13 @@ def grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
 class Table:
     """Key <-> slot table, live mask, field indexes and the ANN index of one collection."""
 
-    def __init__(self, dim: int, metric: str, schema: dict, index=None):
+    def __init__(self, dim: int, metric: str, schema: dict, index=None, row_ids: bool = True):
         self.dim = dim
+        # Rows carry an id and a payload text (a collection's do). Without them (the
+        # server: its graphs know slots directly, its documents live in the key
+        # space) slot_ids and slot_payload stay empty and only claim/release/adopt_keys
+        # write rows.
+        self.row_ids = row_ids
         self.metric = metric
         self.fields = FieldIndex(schema)
         self.index = index
@@ -125,7 +130,8 @@ class Table:
         self._maps = None
 
     def reserve(self, n: int) -> None:
-        self.slot_ids = grow(self.slot_ids, n, -1)
+        if self.row_ids:
+            self.slot_ids = grow(self.slot_ids, n, -1)
         self.live = grow(self.live, n, False)
         if self.own_vectors:
             self.vectors = grow(self.vectors, n, 0.0)
@@ -207,7 +213,8 @@ class Table:
             if s >= self.live.shape[0]:
                 self.reserve(s + 1)
             self.slot_keys.append(key)
-            self.slot_payload.append(None)
+            if self.row_ids:
+                self.slot_payload.append(None)
         self.key_to_slot[key] = s
         self.live[s] = True
         return s
@@ -219,11 +226,12 @@ class Table:
         if s is None:
             return None
         self.fields.remove(s, rec)
-        if self.slot_ids[s] >= 0:
-            self.slot_of_id[self.slot_ids[s]] = -1
-            self.slot_ids[s] = -1
+        if self.row_ids:
+            if self.slot_ids[s] >= 0:
+                self.slot_of_id[self.slot_ids[s]] = -1
+                self.slot_ids[s] = -1
+            self.slot_payload[s] = None
         self.slot_keys[s] = None
-        self.slot_payload[s] = None
         self.live[s] = False
         self.free.append(s)
         return s
@@ -235,7 +243,7 @@ class Table:
         n = len(slot_keys)
         self.n_slots = n
         self.slot_keys = list(slot_keys)
-        self.slot_payload = [None] * n
+        self.slot_payload = [None] * n if self.row_ids else []
         self.key_to_slot = {k: s for s, k in enumerate(self.slot_keys) if k is not None}
         self.free = [s for s in range(n - 1, -1, -1) if self.slot_keys[s] is None]
         self.reserve(n)
