@@ -364,8 +364,7 @@ def test_repeated_knn_fast_path_matches_general_path(r, server):
     # straight from the graph's result). Both must give the same reply, including for a
     # query vector the lean path refuses (NaN: sanitised by the general path) and after
     # the index changes under it.
-    from nearkit.server import execute
-
+    fast = server.server.ft.fast  # the requests this server remembers
     rng = np.random.default_rng(5)
     x = rng.normal(size=(300, 8)).astype(np.float32)
     r.execute_command("FT.CREATE", "fp", "PREFIX", "1", "fp:", "SCHEMA", "v", "VECTOR", "HNSW", "6",
@@ -381,12 +380,12 @@ def test_repeated_knn_fast_path_matches_general_path(r, server):
                                  "PARAMS", "2", "b", q.tobytes(), "DIALECT", "2")
 
     def general(q, **kw):
-        execute._FAST.clear()
+        fast.clear()
         return ask(q, **kw)
 
     for q in (x[:5] + 0.01):
         first = general(q)
-        entries = [e for k, e in execute._FAST.items() if k[0] == b"fp"]
+        entries = [e for k, e in fast.items() if k[0] == b"fp"]
         assert entries and entries[0].plain  # remembered for the lean path
         assert ask(q) == first
         assert ask(q) == first

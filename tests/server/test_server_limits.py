@@ -311,7 +311,7 @@ def test_ef_runtime_and_k_are_bounded_by_what_is_stored(server):
 def test_dimension_and_graph_limits(server):
     import redis
 
-    from nearkit.server.ftcommands import MAX_DIM
+    from nearkit.server.ft.schema import MAX_DIM
     r = redis.Redis(port=server.port, socket_timeout=30, protocol=2)
 
     def create(name, *params):
@@ -407,14 +407,14 @@ def test_password_from_a_file_is_not_in_the_process_list(tmp_path):
 def test_password_compared_in_constant_time(monkeypatch):
     import hmac
 
-    from nearkit.server import commands
+    from nearkit.server import cmd_server
     calls, real = [], hmac.compare_digest
 
     def spy(a, b):
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(commands.hmac, "compare_digest", spy)
+    monkeypatch.setattr(cmd_server.hmac, "compare_digest", spy)
     s = ThreadServer(requirepass="pässword")
     try:
         c = Raw(s.port)

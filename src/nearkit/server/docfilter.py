@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 
+from .ft.expressions import Expr, truthy  # FT.AGGREGATE's APPLY / FILTER language
+
 
 class DocFilter:
     def __init__(self, text: str):
-        from .execute import _Expr  # the FT.AGGREGATE expression evaluator
-
         self.text = text
-        self.expr = _Expr(text)  # CommandError (a syntax error) if it does not parse
+        self.expr = Expr(text)  # CommandError (a syntax error) if it does not parse
         self.names = self.expr.fields()
 
     def accepts(self, key: bytes, value, index) -> bool:
-        from .execute import _truthy
-
         row = {"__key": key.decode("utf-8", "replace")}
         if isinstance(value, dict):  # a hash
             for name in self.names:
@@ -40,7 +38,7 @@ class DocFilter:
         if any(name not in row for name in self.names):
             return True  # Redis indexes a document the expression cannot be evaluated on
         try:
-            return _truthy(self.expr.eval(row))
+            return truthy(self.expr.eval(row))
         except (ArithmeticError, TypeError, ValueError):
             return False
 

@@ -23,17 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..store import StoreLockedError
-from . import acl as _acl  # (registers ACL; checks users' commands)
-from . import commands as _commands  # noqa: F401  (registers the commands)
-from . import ftcommands as _ftcommands  # noqa: F401  (registers FT.*)
-from . import ftdocs as _ftdocs  # noqa: F401  (registers FT.MGET, FT.GET)
-from . import jsoncommands as _jsoncommands  # noqa: F401  (registers the other JSON.*)
-from .fulltext import commands as _textcommands  # noqa: F401  (FT.SUG*, SPELLCHECK, SYN*)
-from .fulltext import profile as _profile  # noqa: F401  (FT.PROFILE)
-from . import scripting as _scripting  # noqa: F401  (registers EVAL, EVALSHA, SCRIPT)
-from .commands import COMMANDS, NOAUTH, CommandError, Offload, wrong_args
+from . import acl as _acl  # (checks users' commands)
+from . import handlers as _handlers  # noqa: F401  (registers every command)
+from .commands import COMMANDS, NOAUTH, QUEUED_REPLY, CommandError, Offload, wrong_args
 from .fdlimit import clients_within_fd_limit
-from .execute import KnnJob, run_knn_batch
+from .cmd_scripting import Scripts
+from .ft.fastpath import KnnJob, run_knn_batch
+from .ft.state import FtState
 from .keyspace import Keyspace
 from .persist import Durable, OldDataError
 from .protocol import Error, ProtocolError, RequestReader, encode_into
@@ -237,7 +233,7 @@ class Connection(asyncio.Protocol):
                 self.multi_error = True
                 return err
             self.multi.append((cmd, req))
-            return _commands.QUEUED_REPLY
+            return QUEUED_REPLY
         err = self._check(cmd, req)
         if err is not None:
             return err
@@ -314,6 +310,8 @@ class Server:
         self.version = __version__
         self.keyspace = Keyspace()
         self.search = SearchEngine(self)
+        self.ft = FtState()  # FT.* caches and cursors: this server's alone
+        self.scripts = Scripts()  # SCRIPT LOAD / EVAL bodies and the Lua runtime
         self.clients: set = set()
         self.commands_processed = 0
         self.connections_received = 0

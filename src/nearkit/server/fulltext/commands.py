@@ -1,4 +1,4 @@
-"""FT.SUG*, FT.SPELLCHECK, FT.SYNUPDATE/SYNDUMP and FT.DEL (FT.MGET / FT.GET: ../ftdocs.py)."""
+"""FT.SUG*, FT.SPELLCHECK, FT.SYNUPDATE/SYNDUMP and FT.DEL (FT.MGET / FT.GET: ../ft/cmd_docs.py)."""
 
 from __future__ import annotations
 

@@ -115,17 +115,17 @@ def _encode(items, resp3):
 
 
 def _profile(ctx, idx, query, params, dialect, limited, knn_k, total, processors):
-    from .. import execute
+    from ..ft import plan as _plan
 
     try:
-        plan = execute.cached_plan(query, params, dialect)
+        plan = ctx.server.ft.plans.plan(query, params, dialect)
     except CommandError:
         plan = None
     tctx = Context(idx, idx.text, word_groups(idx)) if idx.text is not None else None
     if plan is None:
         it = _node("EMPTY", 0)
     else:
-        tree = execute.drop_stopwords(plan.tree, idx.stopwords, idx.stem_fields) \
+        tree = _plan.drop_stopwords(plan.tree, idx.stopwords, idx.stem_fields) \
             or Not(MatchAll())
         it = _iterators(tree, idx, tctx, limited)
         if total is not None:  # the root iterator is read once per result
@@ -161,7 +161,7 @@ def _total(reply, resp3):
 
 @command("FT.PROFILE", -5, ("readonly",), display="FT.PROFILE")
 def ft_profile(ctx, args):
-    from .. import execute, ftcommands
+    from ..ft import args as _args, cmd_aggregate, cmd_search
 
     idx = ctx.server.search.lookup(args[0])
     if idx is None:
@@ -180,7 +180,7 @@ def ft_profile(ctx, args):
     while j < len(rest):
         kw = rest[j].upper()
         if kw == b"PARAMS":
-            params, j = ftcommands.parse_params(rest, j)
+            params, j = _args.parse_params(rest, j)
         elif kw == b"DIALECT" and j + 1 < len(rest):
             dialect = int(rest[j + 1]) if rest[j + 1].isdigit() else dialect
             j += 2
@@ -188,10 +188,10 @@ def ft_profile(ctx, args):
             j += 1
     nocontent = any(a.upper() == b"NOCONTENT" for a in rest)
     if kind == b"SEARCH":
-        handler = ftcommands.ft_search
+        handler = cmd_search.ft_search
         processors = ["Index", "Scorer", "Sorter"] + ([] if nocontent else ["Loader"])
     else:
-        handler = ftcommands.ft_aggregate
+        handler = cmd_aggregate.ft_aggregate
         processors = ["Index", "Loader"]
         for k in range(len(rest) - 1):
             if rest[k].upper() == b"APPLY":
@@ -200,7 +200,7 @@ def ft_profile(ctx, args):
     call = [args[0], query] + rest
     reply = handler(ctx, call)
     # never leave this request in the plain-KNN fast path (it would skip the profile)
-    execute._FAST.pop((call[0], call[1], len(call)), None)
+    ctx.server.ft.fast.pop((call[0], call[1], len(call)), None)
     qtext = _t(query)
 
     def wrap(r):

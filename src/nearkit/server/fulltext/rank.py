@@ -1,4 +1,4 @@
-"""The calls execute.py makes: scores for the matched documents, and the documents that
+"""The calls ft/ makes: scores for the matched documents, and the documents that
 match a word through its synonym or phonetic terms."""
 
 from __future__ import annotations

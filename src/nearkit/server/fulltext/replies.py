@@ -11,7 +11,7 @@ S = Simple
 
 def render_scored(ctx, idx, req, total, keys, scores, score_names, text_scores, explains):
     """FT.SEARCH ... WITHSCORES on a text index: each row with its scorer's value."""
-    from .. import execute  # (execute imports this module)
+    from ..ft import render  # (render imports this module)
 
     data = ctx.server.keyspace.data
     rows = []
@@ -19,7 +19,7 @@ def render_scored(ctx, idx, req, total, keys, scores, score_names, text_scores, 
         doc = data.get(key) if key is not None else None
         if doc is None:
             continue
-        fields = None if req.nocontent else execute._doc_fields(idx, doc, req, scores, i, score_names)
+        fields = None if req.nocontent else render.doc_fields(idx, doc, req, scores, i, score_names)
         if fields is not None and (req.summarize is not None or req.highlight is not None):
             fields = highlight.apply(idx, req, key, fields)
         rows.append((key, float(text_scores[i]), explains[i] if explains else None, fields))

@@ -1,5 +1,5 @@
-"""The RedisJSON commands beyond SET/GET/MGET/DEL/TYPE (those live in ``commands``):
-string, array, object and number operations, TOGGLE, CLEAR, MERGE, MSET, RESP.
+"""RedisJSON: JSON.SET / GET / MGET / DEL / TYPE (enough for ON JSON indexes), and
+the string, array, object and number operations, TOGGLE, CLEAR, MERGE, MSET, RESP.
 
 Each applies to every value its path matches. With a ``$`` path the reply lists one
 result per match (nil where the value has the wrong type); with a legacy path it is the
@@ -11,9 +11,149 @@ from __future__ import annotations
 import json
 
 from . import jsonpath
-from .commands import SYNTAX, CommandError, _dumps, _json_doc, command, parse_int
+from .commands import COMMANDS, SYNTAX, WRONGTYPE, Command, CommandError, command
 from .keyspace import JsonDoc
 from .protocol import OK, Error
+
+
+# -- SET, GET, MGET, DEL, TYPE ----------------------------------------------------------------
+
+def _json_doc(ctx, key):
+    v = ctx.server.keyspace.get(key)
+    if v is None:
+        return None
+    if type(v) is not JsonDoc:
+        raise CommandError(WRONGTYPE)
+    return v
+
+
+def _dumps(v) -> bytes:
+    return json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@command("JSON.SET", -4, ("write",), (1, 1, 1), display="JSON.SET")
+def cmd_json_set(ctx, args):
+    key, path, text = args[0], args[1], args[2]
+    cond = args[3].upper() if len(args) > 3 else None
+    if len(args) > 4 or cond not in (None, b"NX", b"XX"):
+        return SYNTAX
+    try:
+        p, path_error = jsonpath.parse(path), None
+    except ValueError as exc:
+        p, path_error = None, exc
+    # Bounded depth: the value's own, and the document's (the value plus its path).
+    steps = len(p.steps) if p else 0
+    col = jsonpath.too_deep(text, min(jsonpath.MAX_VALUE_DEPTH, jsonpath.MAX_DOCUMENT_DEPTH - steps))
+    if col is not None:
+        return Error(f"recursion limit exceeded at line 1 column {col}")
+    try:
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Error(f"ERR expected value at line 1 column {getattr(exc, 'colno', 1)}")
+    doc = _json_doc(ctx, key)
+    ks = ctx.server.keyspace
+    if path_error is not None:
+        return Error(f"ERR {path_error}")
+    if p.is_root:
+        if (cond == b"NX" and doc is not None) or (cond == b"XX" and doc is None):
+            return None
+        ks.set(key, JsonDoc(value))
+        return OK
+    if doc is None:
+        return Error("ERR new objects must be created at the root")
+    changed = jsonpath.assign(doc.value, p, value, cond)
+    if changed is None:
+        return None
+    ks.touch(key)
+    return OK
+
+
+@command("JSON.GET", -2, ("readonly",), (1, 1, 1), display="JSON.GET")
+def cmd_json_get(ctx, args):
+    doc = _json_doc(ctx, args[0])
+    paths, i = [], 1
+    while i < len(args):  # formatting options (each with its argument) and NOESCAPE
+        opt = args[i].upper()
+        if opt in (b"INDENT", b"NEWLINE", b"SPACE"):
+            i += 2
+            continue
+        if opt != b"NOESCAPE":
+            paths.append(args[i])
+        i += 1
+    if doc is None:
+        return None
+    if not paths:
+        return _dumps(doc.value)
+    try:
+        parsed = [jsonpath.parse(p) for p in paths]
+    except ValueError as exc:
+        return Error(f"ERR {exc}")
+    if len(parsed) == 1:
+        p = parsed[0]
+        found = jsonpath.find(doc.value, p)
+        if p.legacy:
+            if not found:
+                return Error(f"ERR Path '{p.text}' does not exist")
+            return _dumps(found[0])
+        return _dumps(found)
+    out = {}
+    for p in parsed:
+        found = jsonpath.find(doc.value, p)
+        out[p.text] = (found[0] if found else None) if p.legacy else found
+    return _dumps(out)
+
+
+@command("JSON.MGET", -3, ("readonly",), (1, -2, 1), display="JSON.MGET")
+def cmd_json_mget(ctx, args):
+    try:
+        p = jsonpath.parse(args[-1])
+    except ValueError as exc:
+        return Error(f"ERR {exc}")
+    out = []
+    for key in args[:-1]:
+        v = ctx.server.keyspace.get(key)
+        if type(v) is not JsonDoc:
+            out.append(None)
+            continue
+        found = jsonpath.find(v.value, p)
+        out.append((_dumps(found[0]) if found else None) if p.legacy else _dumps(found))
+    return out
+
+
+@command("JSON.DEL", -2, ("write",), (1, 1, 1), display="JSON.DEL")
+def cmd_json_del(ctx, args):
+    doc = _json_doc(ctx, args[0])
+    if doc is None:
+        return 0
+    ks = ctx.server.keyspace
+    try:
+        p = jsonpath.parse(args[1] if len(args) > 1 else b"$")
+    except ValueError as exc:
+        return Error(f"ERR {exc}")
+    if p.is_root:
+        ks.delete(args[0])
+        return 1
+    n = jsonpath.delete(doc.value, p)
+    if n:
+        ks.touch(args[0])
+    return n
+
+
+COMMANDS[b"json.forget"] = Command("json.forget", cmd_json_del, -2, ("write",), 1, 1, 1,
+                                   display="JSON.FORGET")
+
+
+@command("JSON.TYPE", -2, ("readonly",), (1, 1, 1), display="JSON.TYPE")
+def cmd_json_type(ctx, args):
+    doc = _json_doc(ctx, args[0])
+    if doc is None:
+        return None
+    p = jsonpath.parse(args[1] if len(args) > 1 else b".")
+    names = [jsonpath.type_of(v) for v in jsonpath.find(doc.value, p)]
+    if p.legacy:
+        return names[0] if names else None
+    return names
+
 
 _WRONG = object()  # a match of the wrong type
 
@@ -327,8 +467,6 @@ def json_merge(ctx, args):
 def json_mset(ctx, args):
     if len(args) % 3:
         return Error("ERR wrong number of arguments for 'JSON.MSET' command")
-    from .commands import cmd_json_set
-
     for i in range(0, len(args), 3):  # checked first: MSET applies all or nothing
         _loads(args[i + 2])
         _path(args[i + 1])
@@ -377,6 +515,3 @@ def _int(b) -> int:
         return int(b)
     except ValueError:
         raise CommandError("ERR value is not an integer or out of range") from None
-
-
-__all__ = ["parse_int"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from ..store.filters import (
+from ...store.filters import (
     And, Empty, Phrase, Geo, GeoShape, MatchAll, Missing, Not, Numeric, Optional, Or, Tag, TextPattern,
     TextTerm, VectorRange, stem,
 )

@@ -13,24 +13,33 @@ import hashlib
 from .commands import COMMANDS, CommandError, Offload, command, parse_int
 from .protocol import NULL_ARRAY, OK, Double, Error, Map, Set, Simple, Verbatim
 
-_SCRIPTS: dict = {}  # sha1 hex (bytes) -> script body (bytes)
-_RUNTIME = None  # (LuaRuntime, {sha: compiled function})
+class Scripts:
+    """One server's scripts (``server.scripts``): their bodies by SHA1 and, from the first
+    script run, the Lua runtime with their compiled functions. Two servers in one process
+    share neither."""
 
+    def __init__(self):
+        self.bodies: dict = {}  # sha1 hex (bytes) -> script body (bytes)
+        self._runtime = None  # (LuaRuntime, {sha: compiled function})
 
-def _runtime():
-    global _RUNTIME
-    if _RUNTIME is None:
-        try:
-            from lupa import lua51
-        except ImportError:
-            raise CommandError("ERR scripting needs the optional 'lupa' package "
-                               "(pip install 'nearkit[lua]')") from None
-        lua = lua51.LuaRuntime(encoding=None, unpack_returned_tuples=False)
-        # Scripts see only what Redis gives them: no files, no processes, no module loading.
-        lua.execute(b"os = {time = os.time, clock = os.clock}; io = nil; require = nil; "
-                    b"dofile = nil; loadfile = nil; package = nil; debug = nil")
-        _RUNTIME = (lua, {})
-    return _RUNTIME
+    def runtime(self):
+        if self._runtime is None:
+            try:
+                from lupa import lua51
+            except ImportError:
+                raise CommandError("ERR scripting needs the optional 'lupa' package "
+                                   "(pip install 'nearkit[lua]')") from None
+            lua = lua51.LuaRuntime(encoding=None, unpack_returned_tuples=False)
+            # Scripts see only what Redis gives them: no files, no processes, no module loading.
+            lua.execute(b"os = {time = os.time, clock = os.clock}; io = nil; require = nil; "
+                        b"dofile = nil; loadfile = nil; package = nil; debug = nil")
+            self._runtime = (lua, {})
+        return self._runtime
+
+    def flush(self):
+        self.bodies.clear()
+        if self._runtime is not None:
+            self._runtime[1].clear()
 
 
 def _sha(body: bytes) -> bytes:
@@ -136,7 +145,7 @@ def _lua_args(value) -> bytes:
 
 
 def _run(ctx, sha: bytes, body: bytes, args: list):
-    lua, compiled = _runtime()
+    lua, compiled = ctx.server.scripts.runtime()
     numkeys = parse_int(args[0]) if args[0][:1] != b"-" else -1
     if numkeys < 0:
         return Error("ERR Number of keys can't be negative")
@@ -195,14 +204,14 @@ def _run(ctx, sha: bytes, body: bytes, args: list):
 def cmd_eval(ctx, args):
     body = args[0]
     sha = _sha(body)
-    _SCRIPTS[sha] = body
+    ctx.server.scripts.bodies[sha] = body
     return _run(ctx, sha, body, args[1:])
 
 
 @command("EVALSHA", -3, ("noscript",), keys=(3, 3, 1))
 def cmd_evalsha(ctx, args):
     sha = args[0].lower()
-    body = _SCRIPTS.get(sha)
+    body = ctx.server.scripts.bodies.get(sha)
     if body is None:
         return Error("NOSCRIPT No matching script. Please use EVAL.")
     return _run(ctx, sha, body, args[1:])
@@ -210,22 +219,21 @@ def cmd_evalsha(ctx, args):
 
 @command("SCRIPT", -2, ("noscript",))
 def cmd_script(ctx, args):
+    scripts = ctx.server.scripts
     sub = args[0].upper()
     if sub == b"LOAD" and len(args) == 2:
-        lua, compiled = _runtime()
+        lua, compiled = scripts.runtime()
         sha = _sha(args[1])
         try:
             compiled.setdefault(sha, lua.eval(b"function(KEYS, ARGV, redis) " + args[1] + b"\nend"))
         except Exception as exc:
             return Error(f"ERR Error compiling script (new function): {exc}")
-        _SCRIPTS[sha] = args[1]
+        scripts.bodies[sha] = args[1]
         return sha
     if sub == b"EXISTS" and len(args) >= 2:
-        return [1 if a.lower() in _SCRIPTS else 0 for a in args[1:]]
+        return [1 if a.lower() in scripts.bodies else 0 for a in args[1:]]
     if sub == b"FLUSH":
-        _SCRIPTS.clear()
-        if _RUNTIME is not None:
-            _RUNTIME[1].clear()
+        scripts.flush()
         return OK
     return Error(f"ERR unknown subcommand or wrong number of arguments for "
                  f"'{args[0].decode('utf-8', 'replace')}'. Try SCRIPT HELP.")

@@ -1,12 +1,12 @@
-"""FT.MGET / FT.GET: the indexed hashes' whole contents by key (nil for a key the index
+"""FT.MGET / FT.GET / FT.DEBUG: the indexed hashes' whole contents by key (nil for a key the index
 does not hold; an empty list for a JSON document, as Redis Stack 7.4 answers)."""
 
 from __future__ import annotations
 
 import math
 
-from .commands import command
-from .protocol import Error
+from ..commands import command
+from ..protocol import Error
 
 
 def _contents(ctx, idx, key: bytes):
