@@ -154,7 +154,7 @@ class SearchIndex:
             self.vectors[f.alias] = VectorField(o["algorithm"], o["TYPE"], int(o["DIM"]),
                                                 o["DISTANCE_METRIC"], o)
         self.table.fields = FieldIndex(self._store_schema())
-        self.table.reserve(self.table.n_slots)
+        self.table.fields.reserve(self.table.live.shape[0])  # as many rows as the live mask
         self.text = make_text_index(self)
 
     @property
