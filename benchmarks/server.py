@@ -16,6 +16,10 @@ Then the same at equal recall (``knn_qps_equal_recall`` lines): for each EF_RUNT
 given to Redis, nearkit gets the smallest EF_RUNTIME (from the same one up) whose
 recall@10 on the same queries is at least Redis's, and both are measured again.
 
+``--filter PCT`` gives every document a TAG ``t`` ("in" for PCT% of them, spread
+evenly) and asks ``(@t:{in})=>[KNN ...]`` (recall against the allowed documents):
+the filtered kNN path instead of the plain one.
+
 ``--durability MODE`` runs nearkit with ``--data`` (a temporary directory) in that
 mode, to see what the durable record costs the load; by default it keeps nothing.
 
@@ -61,8 +65,16 @@ def wait_port(port, timeout=60):
     raise TimeoutError(port)
 
 
+FILTER_PCT = None  # --filter
+
+
+def allowed_doc(i: int) -> bool:
+    return i % 100 < FILTER_PCT
+
+
 def query_args(ef, blob):
-    return ["FT.SEARCH", "idx", f"*=>[KNN 10 @v $b EF_RUNTIME {ef} AS d]", "SORTBY", "d",
+    where = "*" if FILTER_PCT is None else "(@t:{in})"
+    return ["FT.SEARCH", "idx", f"{where}=>[KNN 10 @v $b EF_RUNTIME {ef} AS d]", "SORTBY", "d",
             "RETURN", "1", "d", "LIMIT", "0", "10", "PARAMS", "2", "b", blob, "DIALECT", "2"]
 
 
@@ -71,14 +83,19 @@ def load(port, base, batch=500):
 
     r = redis.Redis(port=port, protocol=2)
     r.flushall()
-    r.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "v:", "SCHEMA", "v", "VECTOR",
-                      "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(base.shape[1]),
+    tag = [] if FILTER_PCT is None else ["t", "TAG"]
+    r.execute_command("FT.CREATE", "idx", "ON", "HASH", "PREFIX", "1", "v:", "SCHEMA", *tag, "v",
+                      "VECTOR", "HNSW", "10", "TYPE", "FLOAT32", "DIM", str(base.shape[1]),
                       "DISTANCE_METRIC", "L2", "M", "16", "EF_CONSTRUCTION", "200")
     t0 = time.perf_counter()
     for s in range(0, base.shape[0], batch):
         p = r.pipeline(transaction=False)
         for i in range(s, min(s + batch, base.shape[0])):
-            p.hset(f"v:{i}", "v", base[i].tobytes())
+            if FILTER_PCT is None:
+                p.hset(f"v:{i}", "v", base[i].tobytes())
+            else:
+                p.hset(f"v:{i}", mapping={"v": base[i].tobytes(),
+                                          "t": "in" if allowed_doc(i) else "out"})
         p.execute()
     # Wait until the index has every document (Redis may still be back-filling).
     while True:
@@ -171,17 +188,23 @@ def main():
     ap.add_argument("--durability", choices=("always", "everysec", "off"), default=None,
                     help="run nearkit with --data (a temporary directory) and this durability "
                          "mode; default: memory only, like a Redis without persistence")
+    ap.add_argument("--filter", type=int, default=None, metavar="PCT",
+                    help="filtered kNN: PCT%% of the documents pass a TAG filter")
     args = ap.parse_args()
+    global FILTER_PCT
+    FILTER_PCT = args.filter
 
     from nearkit.datasets import synthetic_clustered
 
     data = synthetic_clustered(args.n_base + args.queries, args.dim, n_clusters=64, seed=0)
     base, queries = data[: args.n_base], data[args.n_base:]
     d = ((queries ** 2).sum(1)[:, None] - 2 * queries @ base.T + (base ** 2).sum(1)[None, :])
+    if FILTER_PCT is not None:
+        d[:, [i for i in range(args.n_base) if not allowed_doc(i)]] = np.inf
     truth = np.argsort(d, axis=1)[:, :10]
     emit(phase="setup", n_base=args.n_base, dim=args.dim, queries=args.queries,
          data="synthetic_clustered(64 clusters)", index="HNSW M=16 EF_CONSTRUCTION=200 L2",
-         nearkit_durability=args.durability or "memory", cpus=os.cpu_count(), loadavg=loadavg())
+         nearkit_durability=args.durability or "memory", filter_pct=FILTER_PCT, cpus=os.cpu_count(), loadavg=loadavg())
 
     started = []
     if args.redis_port is None:

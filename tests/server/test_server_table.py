@@ -106,3 +106,72 @@ def test_filtered_knn_of_a_graph_field_is_exact_when_few_pass(metric):
     order = np.argsort(d, kind="stable")[:10]
     assert slots.tolist() == keep[order].tolist()
     np.testing.assert_allclose(dist, d[order], rtol=1e-4, atol=1e-4)
+
+
+def _graph_field(n, rng):
+    x = rng.normal(size=(n, DIM)).astype(np.float32)
+    vf = VectorField("HNSW", "FLOAT32", DIM, "L2", {"M": "8", "EF_CONSTRUCTION": "64"})
+    for s in range(n):
+        vf.upsert(s, x[s])
+    vf.flush()
+    return vf, x
+
+
+def _brute(x, allowed, q, k):
+    keep = np.flatnonzero(allowed)
+    d = ((x[keep].astype(np.float64) - q) ** 2).sum(1)
+    return keep[np.argsort(d, kind="stable")[:k]].tolist()
+
+
+def test_filtered_knn_follows_the_stores_one_rule(monkeypatch):
+    """The server's field decides scan-or-walk with the store's rule and constants
+    (store.table.nearest / prefer_exact): moving the constants moves the server."""
+    from nearkit.store import table as table_mod
+
+    rng = np.random.default_rng(7)
+    vf, x = _graph_field(3000, rng)
+    allowed = np.zeros(3000, bool)
+    allowed[::4] = True
+    q = rng.normal(size=DIM).astype(np.float32)
+    calls = []
+
+    def spy(name):
+        real = getattr(VectorField, name)
+
+        def run(self, *args):
+            calls.append(name)
+            return real(self, *args)
+        monkeypatch.setattr(VectorField, name, run)
+
+    spy("scan")
+    spy("walk")
+    monkeypatch.setattr(table_mod, "EXACT_MIN_ROWS", 10_000)
+    slots, _ = vf.knn(q, 10, allowed, 3000)
+    assert calls == ["scan"] and slots.tolist() == _brute(x, allowed, q, 10)
+    calls.clear()
+    monkeypatch.setattr(table_mod, "EXACT_MIN_ROWS", 0)
+    monkeypatch.setattr(table_mod, "EXACT_SCALE", 0.0)
+    slots, _ = vf.knn(q, 10, allowed, 3000)  # ef >= rows: the walk is exhaustive
+    assert calls == ["walk"] and slots.tolist() == _brute(x, allowed, q, 10)
+
+
+def test_filtered_walk_that_comes_up_short_is_answered_by_the_scan(monkeypatch):
+    from nearkit.store import table as table_mod
+
+    rng = np.random.default_rng(8)
+    vf, x = _graph_field(500, rng)
+    allowed = np.ones(500, bool)
+    allowed[1::2] = False
+    q = rng.normal(size=DIM).astype(np.float32)
+    monkeypatch.setattr(table_mod, "EXACT_MIN_ROWS", 0)
+    monkeypatch.setattr(table_mod, "EXACT_SCALE", 0.0)
+    real_walk = VectorField.walk
+
+    def short_walk(self, q, k, mask, params):
+        s, d = real_walk(self, q, k, mask, params)
+        s[:, k // 2:], d[:, k // 2:] = -1, np.inf  # a walk that found only half
+        return s, d
+
+    monkeypatch.setattr(VectorField, "walk", short_walk)
+    slots, dist = vf.knn(q, 10, allowed, None)
+    assert slots.tolist() == _brute(x, allowed, q, 10) and np.isfinite(dist).all()

@@ -2,9 +2,12 @@
 
 An index follows every key under its prefixes: the key space calls
 ``SearchEngine.on_key_change`` on each mutation, and the index re-extracts that
-one document at once (so the next command sees it, as in Redis). Each document
-gets a slot; payload fields live in the store's ``FieldIndex`` (TAG / NUMERIC /
-TEXT columns evaluated as masks over slots) and vectors in ``VectorField``.
+one document at once (so the next command sees it, as in Redis). The index is
+the store's ``Table`` (key <-> slot table with reused slots, live mask, the
+``FieldIndex`` of TAG / NUMERIC / TEXT / GEO columns, the filtered-kNN decision)
+plus keyspace extraction: this module decodes hashes and JSON documents into
+field values and vectors; each VECTOR field is one ``VectorField`` column of the
+table (ids = slots).
 
 Concurrency: mutations run on the event-loop thread under the index's write
 lock; searches take the read lock, so the vector work can run on worker
@@ -21,11 +24,13 @@ import numpy as np
 
 from ..store.fields import FieldIndex
 from ..query.values import numeric_value
+from ..store.table import Table
 from . import docfilter, geoshape, jsonpath
 from . import snapshot as _snapshot
 from .._sync import RWLock
 from .fulltext.forward import make_text_index
 from .keyspace import JsonDoc
+from .presence import FieldPresence
 from .vectors import BlobSizeError, VectorField
 
 log = logging.getLogger("nearkit.server")
@@ -82,13 +87,12 @@ class SearchIndex:
         self.doc_filter = docfilter.DocFilter(options["filter"]) if options.get("filter") else None
         self.fields: list[FieldSpec] = []
         self.lock = RWLock()
-        self.key_slot: dict[bytes, int] = {}
-        self.slot_key: list = []
+        # Keys, slots (freed slots are reused), live mask and field indexes; the
+        # vector fields are its columns (self.vectors).
+        self.table = Table(0, "l2", {}, row_ids=False)
         self.slot_rec: dict[int, dict] = {}
-        self.slot_present: dict[int, frozenset] = {}  # for ismissing()
-        self._shapes: dict[frozenset, frozenset] = {}  # interned slot_present values
+        self.slot_present = FieldPresence()  # fields each document has, for ismissing()
         self.slot_sort: dict[int, dict] = {}  # TEXT/TAG sort strings by slot
-        self.live = np.zeros(0, bool)
         self.failures = 0
         self.last_error = ("N/A", "N/A")
         self.number_of_uses = 0
@@ -98,7 +102,6 @@ class SearchIndex:
         self.vectors_pending = False  # HNSW insertions waiting for flush_vectors()
         self.restored_from = None  # change seq of the snapshot the graphs started from
         self.snapshot_seq = None  # change seq of its newest snapshot on disk
-        self.fi = FieldIndex({})
         self.text = None  # fulltext.forward.TextIndex: term statistics for scoring
         self.skipped: set = set()  # keys SKIPINITIALSCAN left out, untouched since
         self.sort_only: list = []  # NOINDEX fields' aliases
@@ -110,6 +113,24 @@ class SearchIndex:
         self.slot_empty: dict[int, frozenset] = {}  # slot -> those whose value is empty
         for f in fields:
             self._add_field(f)
+
+    # -- the table (read by the commands) ---------------------------------------------
+    @property
+    def key_slot(self) -> dict:
+        return self.table.key_to_slot
+
+    @property
+    def slot_key(self) -> list:
+        """Key per slot, None for a free one; its length is the slot count."""
+        return self.table.slot_keys
+
+    @property
+    def live(self) -> np.ndarray:
+        return self.table.live
+
+    @property
+    def fi(self) -> FieldIndex:
+        return self.table.fields
 
     # -- schema -----------------------------------------------------------------------
     def field(self, name: str):
@@ -132,7 +153,8 @@ class SearchIndex:
             o = f.options
             self.vectors[f.alias] = VectorField(o["algorithm"], o["TYPE"], int(o["DIM"]),
                                                 o["DISTANCE_METRIC"], o)
-        self.fi = FieldIndex(self._store_schema())
+        self.table.fields = FieldIndex(self._store_schema())
+        self.table.fields.reserve(self.table.live.shape[0])  # as many rows as the live mask
         self.text = make_text_index(self)
 
     @property
@@ -163,14 +185,12 @@ class SearchIndex:
         with self.lock:
             for f in fields:
                 self._add_field(f)
-            self.key_slot.clear()
-            self.slot_key = []
+            self.table.reset()
             self.slot_rec.clear()
             self.slot_present.clear()
             self.slot_sort.clear()
             self.slot_empty.clear()
             self.shapes.clear()
-            self.live = np.zeros(0, bool)
             for v in self.vectors.values():
                 v.__init__(v.algorithm, v.data_type, v.dim, v.redis_metric, v.params)
             self.snapshot_seq = None  # the graphs are new: the next shutdown snapshots them
@@ -248,13 +268,6 @@ class SearchIndex:
                 payload[f.alias] = raw
         return payload, vecs
 
-    def _grow(self, n: int) -> None:
-        if n > self.live.shape[0]:
-            live = np.zeros(max(n, 2 * self.live.shape[0], 1024), bool)
-            live[: self.live.shape[0]] = self.live
-            self.live = live
-            self.fi.reserve(live.shape[0])
-
     def on_change(self, key: bytes, value) -> None:
         """Re-index one key after any change (value None: the key is gone)."""
         ok_type = dict if self.on == "HASH" else JsonDoc
@@ -279,10 +292,7 @@ class SearchIndex:
         with self.lock:
             slot = self.key_slot.get(key)
             if slot is None:
-                slot = len(self.slot_key)
-                self.slot_key.append(key)
-                self.key_slot[key] = slot
-                self._grow(slot + 1)
+                slot = self.table.claim(key)
             else:
                 self.fi.remove(slot, self.slot_rec.get(slot, {}))
             self.fi.insert(slot, rec)
@@ -316,11 +326,9 @@ class SearchIndex:
                     self.slot_empty[slot] = empty
                 else:
                     self.slot_empty.pop(slot, None)
-            # Fields the document has at all (an empty value is present, not missing);
-            # documents of one shape share one frozenset.
-            present = frozenset(payload) | frozenset(vecs)
-            self.slot_present[slot] = self._shapes.setdefault(present, present)
-            self.live[slot] = True
+            # Fields the document has at all (an empty value is present, not missing).
+            self.slot_present[slot] = frozenset(payload) | frozenset(vecs)
+            self.live[slot] = True  # a snapshot's slot, adopted before its key loaded
             for alias, vf in self.vectors.items():
                 v = vecs.get(alias)
                 if v is None:
@@ -335,16 +343,13 @@ class SearchIndex:
         if slot is None:
             return
         with self.lock:
-            del self.key_slot[key]
-            self.fi.remove(slot, self.slot_rec.pop(slot, {}))
+            self.table.release(key, self.slot_rec.pop(slot, {}))
             if self.text is not None:
                 self.text.remove(slot)
             self.slot_present.pop(slot, None)
             self.slot_sort.pop(slot, None)
             self.slot_empty.pop(slot, None)
             self.shapes.remove(slot)
-            self.live[slot] = False
-            self.slot_key[slot] = None
             for vf in self.vectors.values():
                 vf.remove(slot)
 
@@ -364,16 +369,15 @@ class SearchIndex:
     def adopt_slots(self, slot_key: list) -> None:
         """Take over a snapshot's slot numbering (before any key is loaded), so the
         restored graphs' ids keep meaning the same keys."""
-        self.slot_key = list(slot_key)
-        self.key_slot = {k: s for s, k in enumerate(self.slot_key) if k is not None}
-        self._grow(len(self.slot_key))
+        self.table.adopt_keys(slot_key)
 
     def finish_restore(self) -> None:
-        """After the keys are loaded: forget snapshot slots whose key is gone."""
-        for s, k in enumerate(self.slot_key):
-            if k is not None and not self.live[s] and self.key_slot.get(k) == s:
-                del self.key_slot[k]
-                self.slot_key[s] = None
+        """After the keys are loaded: free snapshot slots whose key is gone."""
+        t = self.table
+        for s in np.flatnonzero(~t.live[: t.n_slots]).tolist():
+            k = t.slot_keys[s]
+            if k is not None:
+                t.release(k, {})
         for vf in self.vectors.values():
             vf.finish_restore()
 

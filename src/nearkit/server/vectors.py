@@ -4,8 +4,9 @@ Each vector is held once. FLAT fields keep theirs (float32, unit-normalised for
 COSINE) in a dense matrix by document slot and search it with nearkit's exact
 Flat kernel (``_core.flat_search``), recomputing the winners' distances directly.
 HNSW fields keep them only in their ``nearkit.HNSW`` graph (ids = slots), read
-back with ``slot_vectors`` for exact scans, ranges and re-checks; whether a
-filtered query scans or walks is ``nearkit.store.table.prefer_exact``. Distances follow
+back with ``slot_vectors`` for exact scans, ranges and re-checks. A field is a
+vector column of the index's ``Table``: whether a filtered query scans or walks is
+decided by ``nearkit.store.table.nearest``, as for the store. Distances follow
 Redis (redis-vector-spec.md section 5.5): L2 squared, IP ``1 - a.b``, COSINE
 ``1 - cos``; smaller is closer -- the same conventions as nearkit's metrics.
 """
@@ -16,7 +17,8 @@ import numpy as np
 
 from .. import _core
 from ..indexes.base import SlotFilter
-from ..store.table import GATHER_ROWS, prefer_exact
+from ..store.table import GATHER_ROWS, nearest
+from .pending import PendingRows
 
 # Redis TYPE -> (numpy dtype of the blob, bytes per element)
 DTYPES = {
@@ -65,7 +67,7 @@ class VectorField:
         self.count = 0
         # The graph index for HNSW fields, when this build has nearkit.HNSW.
         self._index = None
-        self._pending: dict = {}  # slot -> vector not yet in the graph (added in batches)
+        self._pending = PendingRows(dim)  # vectors not yet in the graph (added in batches)
         # While restoring from a snapshot: which slots its graph holds and which of
         # them no key has confirmed yet (see snapshot.py).
         self._snap_has = None
@@ -164,9 +166,8 @@ class VectorField:
                 self._snap_open[slot] = False
             # Graph insertions are batched (``flush``): a pipelined load then builds
             # with every core. nearkit.HNSW replaces the vector of a re-added id.
-            # The pending vector is the only copy until then (a view of the request's
-            # bytes when no conversion was needed).
-            self._pending[slot] = v
+            # The pending copy is the index's only one until then.
+            self._pending.put(slot, v)
 
     def adopt_graph(self, graph, has: np.ndarray) -> None:
         """Start from a snapshot's graph (slots as ids) before the keys are loaded."""
@@ -180,22 +181,22 @@ class VectorField:
         if self._snap_open is None:
             return 0
         stale = np.flatnonzero(self._snap_open)
-        if self._pending:
+        if len(self._pending):
             # Pending vectors the snapshot's graph already holds, unchanged, stay out.
-            slots = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
+            slots, x = self._pending.held()
             n = self._snap_has.shape[0]
             inside = slots < n
             inside[inside] = self._snap_has[slots[inside]]
             if inside.any():
                 cand = slots[inside]
-                want = np.stack([self._pending[s] for s in cand.tolist()])
+                want = x[inside]
                 held = self._rows(cand)
                 if self.metric == "cosine":  # the graph normalised them again: allow its rounding
                     same_c = (np.abs(held - want) <= 1e-6).all(axis=1)
                 else:
                     same_c = (held == want).all(axis=1)
                 for s in cand[same_c].tolist():
-                    del self._pending[s]
+                    self._pending.drop(s)
         self._snap_open = self._snap_has = None
         if stale.size:
             self._index.remove(stale.astype(np.int64))
@@ -205,7 +206,9 @@ class VectorField:
     def remove(self, slot: int) -> None:
         if self._snap_open is not None and slot < self._snap_open.shape[0] \
                 and self._snap_open[slot] and not (slot < self._has.shape[0] and self._has[slot]):
+            # The key's snapshot entry goes; the slot may be reused before finish_restore.
             self._snap_open[slot] = False
+            self._snap_has[slot] = False
             self._index.remove(np.array([slot], np.int64))
             self._graph_slots = None
             return
@@ -213,21 +216,21 @@ class VectorField:
             self._has[slot] = False
             self.count -= 1
             if self._index is not None:
-                self._pending.pop(slot, None)
+                self._pending.drop(slot)
                 self._index.remove(np.array([slot], np.int64))
                 self._graph_slots = None
 
     @property
     def needs_flush(self) -> bool:
-        return bool(self._pending)
+        return len(self._pending) > 0
 
     def flush(self) -> None:
         """Insert the pending vectors into the graph, in one parallel batch."""
-        if not self._pending:
+        if self._pending.n == 0:
             return
-        slots = np.fromiter(self._pending.keys(), np.int64, len(self._pending))
-        x = np.stack(list(self._pending.values()))
-        self._pending.clear()
+        slots, x = self._pending.take()
+        if slots.size == 0:
+            return
         self._graph_slots = None
         self._index.add(x, slots, threads=0 if len(slots) >= 64 else 1)
 
@@ -340,31 +343,48 @@ class VectorField:
                 keep = ids >= 0
                 ids, dist = ids[keep], dist[keep]
             return ids, dist
-        q = self._prepare(q)
+        slots, dist = nearest(self, self._prepare(q)[None, :], k, allowed, {"ef": ef})
+        keep = slots[0] >= 0
+        return slots[0][keep], dist[0][keep]
+
+    # -- the field as a vector column of the index's table (see store.table.nearest) ------
+    @property
+    def walk_is_exact(self) -> bool:
+        return self._index is None  # FLAT: its only search is the exact one
+
+    def restrict(self, allowed: np.ndarray) -> np.ndarray:
         hi = self._hi
-        live = self._has[:hi] if allowed is None else (self._has[:hi] & _fit(allowed, hi))
-        count = self.count if allowed is None else int(np.count_nonzero(live))
-        if k <= 0 or count == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        k = min(k, count)
-        if self._index is not None and not (allowed is not None and prefer_exact(count, self.count)):
-            ef = self._ef(ef, k)
-            if allowed is None:
-                ids, dist = self._index.search(q, k, ef=ef)
-            else:
-                ids, dist = self._index.search(q, k, ef=ef, filter=np.flatnonzero(live))
-            # The graph re-ranks its results exactly: use its distances as they are.
-            keep = ids >= 0
-            return ids[keep].astype(np.int64, copy=False), dist[keep]
-        elif count <= 4 * k + 64:
-            slots = np.flatnonzero(live)
+        return self._has[:hi] & _fit(allowed, hi)
+
+    def walk(self, q: np.ndarray, k: int, allowed: np.ndarray | None, params: dict):
+        """The graph's search (the filter as the allowed slots); FLAT: the exact scan."""
+        if self._index is None:
+            return self.scan(q, k, allowed)
+        ef = self._ef(params.get("ef"), k)
+        if allowed is None:
+            ids, dist = self._index.search(q, k, ef=ef, threads=1)
         else:
-            # Candidates by the fast kernel, then exact distances and a final top-k,
-            # so that values (and near-ties) match a direct computation.
-            slots = self._scan(q, min(count, k + 16), np.ascontiguousarray(live))
-        d = self._exact(q, slots)
-        order = np.lexsort((slots, d))[:k]
-        return slots[order], d[order]
+            ids, dist = self._index.search(q, k, ef=ef, filter=np.flatnonzero(allowed), threads=1)
+        # The graph re-ranks its results exactly: its distances are used as they are.
+        return ids.astype(np.int64, copy=False), dist
+
+    def scan(self, q: np.ndarray, k: int, allowed: np.ndarray | None):
+        """Exact top-k over the allowed slots holding a vector, distances computed
+        directly (so values and near-ties match a direct computation), ties by slot."""
+        live = np.ascontiguousarray(self._has[: self._hi] if allowed is None else allowed)
+        count = int(np.count_nonzero(live))
+        out_s = np.full((q.shape[0], k), -1, np.int64)
+        out_d = np.full((q.shape[0], k), np.inf, np.float32)
+        for i in range(q.shape[0]):
+            if count <= 4 * k + 64:
+                slots = np.flatnonzero(live)
+            else:  # candidates by the fast kernel, then exact distances
+                slots = self._scan(q[i], min(count, k + 16), live)
+            d = self._exact(q[i], slots)
+            order = np.lexsort((slots, d))[:k]
+            out_s[i, : order.shape[0]] = slots[order]
+            out_d[i, : order.shape[0]] = d[order]
+        return out_s, out_d
 
     def range(self, q: np.ndarray, radius: float, allowed: np.ndarray | None):
         """Every (slot, distance) with distance <= radius (exact), sorted by slot."""

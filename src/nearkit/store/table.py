@@ -47,6 +47,42 @@ def prefer_exact(n_allowed: int, n_live: int) -> bool:
     return n_allowed <= EXACT_MIN_ROWS or float(n_allowed) ** 2 <= EXACT_SCALE * n_live
 
 
+def nearest(column, q: np.ndarray, k: int, allowed: np.ndarray | None, params: dict):
+    """The k nearest rows of ``column`` to each query ``q`` (nq, dim) among the rows
+    of the bool slot mask ``allowed`` (None: every row): (slots, distances), each
+    (nq, k), -1/inf padded. The one place that decides how a kNN search runs, for
+    the store's tables and the server's vector fields alike: a filter with few
+    allowed rows is scanned exactly (recall 1 however small the filter), anything
+    else walks the index (the mask as its filter), and a query the walk cannot
+    fill is answered by the scan instead.
+
+    ``column`` is a vector column: ``count`` (rows holding a vector), ``walk_is_exact``
+    (its walk is an exact search: never scan instead), ``restrict(mask)`` (the mask
+    cut to rows holding a vector), ``walk(q, k, mask, params)`` and
+    ``scan(q, k, mask)`` (exact), both answering in slots as here (with k no
+    larger than the rows allowed)."""
+    nq = q.shape[0]
+    n_live = column.count
+    if allowed is not None:
+        allowed = column.restrict(allowed)
+    n_allowed = n_live if allowed is None else int(np.count_nonzero(allowed))
+    if n_allowed == 0 or k <= 0:
+        return np.full((nq, max(k, 0)), -1, np.int64), np.full((nq, max(k, 0)), np.inf, np.float32)
+    kk = min(k, n_allowed)
+    if allowed is not None and not column.walk_is_exact and prefer_exact(n_allowed, n_live):
+        slots, dist = column.scan(q, kk, allowed)
+    else:
+        slots, dist = column.walk(q, kk, allowed, params)
+        short = (slots >= 0).sum(axis=1) < kk
+        if short.any():  # the walk could not fill k from the allowed rows: scan those
+            slots[short], dist[short] = column.scan(q[short], kk, allowed)
+    if kk < k:
+        pad = ((0, 0), (0, k - kk))
+        slots = np.pad(slots, pad, constant_values=-1)
+        dist = np.pad(dist, pad, constant_values=np.inf)
+    return slots, dist
+
+
 def grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
     """``arr`` with room for n rows: doubling, from 1024 rows or ~4 MB for wide rows
     (memory follows the rows stored, not the declared dimension)."""
@@ -63,8 +99,13 @@ def grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
 class Table:
     """Key <-> slot table, live mask, field indexes and the ANN index of one collection."""
 
-    def __init__(self, dim: int, metric: str, schema: dict, index=None):
+    def __init__(self, dim: int, metric: str, schema: dict, index=None, row_ids: bool = True):
         self.dim = dim
+        # Rows carry an id and a payload text (a collection's do). Without them (the
+        # server: its graphs know slots directly, its documents live in the key
+        # space) slot_ids and slot_payload stay empty and only claim/release/adopt_keys
+        # write rows.
+        self.row_ids = row_ids
         self.metric = metric
         self.fields = FieldIndex(schema)
         self.index = index
@@ -89,7 +130,8 @@ class Table:
         self._maps = None
 
     def reserve(self, n: int) -> None:
-        self.slot_ids = grow(self.slot_ids, n, -1)
+        if self.row_ids:
+            self.slot_ids = grow(self.slot_ids, n, -1)
         self.live = grow(self.live, n, False)
         if self.own_vectors:
             self.vectors = grow(self.vectors, n, 0.0)
@@ -155,6 +197,57 @@ class Table:
         self.fields.insert_many(slots, recs)
         return slots
 
+    # -- one row at a time (the server re-indexes each key as it changes) ----------------
+    def claim(self, key) -> int:
+        """The slot of ``key``, a free or new one if it has none (marked live). Owners
+        whose index knows slots directly (the server: graph ids = slots) leave ids unset."""
+        s = self.key_to_slot.get(key)
+        if s is not None:
+            return s
+        if self.free:
+            s = self.free.pop()
+            self.slot_keys[s] = key
+        else:
+            s = self.n_slots
+            self.n_slots += 1
+            if s >= self.live.shape[0]:
+                self.reserve(s + 1)
+            self.slot_keys.append(key)
+            if self.row_ids:
+                self.slot_payload.append(None)
+        self.key_to_slot[key] = s
+        self.live[s] = True
+        return s
+
+    def release(self, key, rec: dict):
+        """Free the slot of ``key`` (None if it has none); ``rec`` is its field record,
+        taken out of the field indexes. The slot goes onto the free list for reuse."""
+        s = self.key_to_slot.pop(key, None)
+        if s is None:
+            return None
+        self.fields.remove(s, rec)
+        if self.row_ids:
+            if self.slot_ids[s] >= 0:
+                self.slot_of_id[self.slot_ids[s]] = -1
+                self.slot_ids[s] = -1
+            self.slot_payload[s] = None
+        self.slot_keys[s] = None
+        self.live[s] = False
+        self.free.append(s)
+        return s
+
+    def adopt_keys(self, slot_keys: list) -> None:
+        """Start from a given slot numbering (key or None per slot), no row live yet:
+        a snapshot's, so that the ids its graphs hold keep naming the same keys."""
+        self.reset()
+        n = len(slot_keys)
+        self.n_slots = n
+        self.slot_keys = list(slot_keys)
+        self.slot_payload = [None] * n if self.row_ids else []
+        self.key_to_slot = {k: s for s, k in enumerate(self.slot_keys) if k is not None}
+        self.free = [s for s in range(n - 1, -1, -1) if self.slot_keys[s] is None]
+        self.reserve(n)
+
     def __len__(self) -> int:
         return len(self.key_to_slot)
 
@@ -210,35 +303,36 @@ class Table:
         return np.where(valid, self.slot_of_id[np.where(valid, ids, 0)], -1), dist
 
     def select(self, q: np.ndarray, k: int, tree: Node, search_params: dict):
-        """The k nearest live rows passing ``tree``: (slots, distances), -1/inf padded.
+        """The k nearest live rows passing ``tree``: (slots, distances), -1/inf padded
+        (exact scan or index walk: ``nearest`` decides)."""
+        return nearest(self, q, k, self.mask(tree), search_params)
 
-        The one place that chooses how a filtered search runs: few allowed rows are
-        scanned exactly (recall 1 however small the filter), more go to the index as
-        a mask over its own slots, and a query the index cannot fill is answered
-        exactly instead."""
-        mask = self.mask(tree)
-        n_live = len(self.key_to_slot)
-        n_allowed = n_live if mask is None else int(np.count_nonzero(mask))
-        if n_allowed == 0:
-            return np.full((q.shape[0], k), -1, np.int64), np.full((q.shape[0], k), np.inf, np.float32)
-        exact_index = getattr(self.index, "exact", False)
-        if mask is not None and not exact_index and prefer_exact(n_allowed, n_live):
-            return self.exact(q, k, np.flatnonzero(mask))
+    # -- the table's index as a vector column (see ``nearest``) --------------------------
+    @property
+    def count(self) -> int:
+        return len(self.key_to_slot)
+
+    @property
+    def walk_is_exact(self) -> bool:
+        return getattr(self.index, "exact", False)
+
+    def restrict(self, mask: np.ndarray) -> np.ndarray:
+        return mask  # every live row has a vector, and ``mask`` holds live rows only
+
+    def scan(self, q: np.ndarray, k: int, mask: np.ndarray | None):
+        return self.exact(q, k, np.flatnonzero(self.live[: self.n_slots] if mask is None else mask))
+
+    def walk(self, q: np.ndarray, k: int, mask: np.ndarray | None, params: dict):
+        """The index's own search (a mask becomes a filter over its slots)."""
         if mask is None:
-            ids, dist = self.index.search(q, k, **search_params)
+            ids, dist = self.index.search(q, k, **params)
         else:
             ours = self._slot_maps()[0]
             ext = np.zeros(self.n_slots + 1, dtype=bool)   # the extra False answers slot -1
             ext[: self.n_slots] = mask
-            ids, dist = self.index.search(q, k, filter=SlotFilter(ext[ours]), threads=1, **search_params)
+            ids, dist = self.index.search(q, k, filter=SlotFilter(ext[ours]), threads=1, **params)
         valid = ids >= 0
-        slots = np.where(valid, self.slot_of_id[np.where(valid, ids, 0)], -1)
-        short = (slots >= 0).sum(axis=1) < min(k, n_allowed)
-        if short.any():  # the index could not fill k from the allowed set: answer those exactly
-            allowed = np.flatnonzero(self.live[: self.n_slots] if mask is None else mask)
-            es, ed = self.exact(q[short], k, allowed)
-            slots[short], dist[short] = es, ed
-        return slots, dist
+        return np.where(valid, self.slot_of_id[np.where(valid, ids, 0)], -1), dist
 
     def within(self, pq: np.ndarray, bound: float, tree: Node):
         """(our slots, distances) of every live row passing ``tree`` with distance < bound
