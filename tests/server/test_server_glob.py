@@ -76,6 +76,19 @@ CASES = [
 ]
 
 
+# nocase lowers a range's ends and the key's character, not the characters in
+# between: [*-a] spans 'B' (0x42) but lowered 'b' (0x62) is outside it.
+NOCASE_CASES = [(b"[*-a", b"b", False), (b"[*-a", b"B", False), (b"[*-a", b"A", True),
+                (b"[A-C]", b"b", True), (b"H[A]LLO", b"hallo", True), (b"h\\Ello", b"HELLO", True)]
+
+
+@pytest.mark.parametrize("pattern,key,expected", NOCASE_CASES)
+def test_nocase_lowers_range_ends_not_members(pattern, key, expected):
+    assert redis_match(pattern, key, True) is expected
+    assert bool(compile_glob(pattern, True).match(key)) is expected
+    assert bool(_GreedyMatcher(tokens(pattern.lower()), True).match(key)) is expected
+
+
 @pytest.mark.parametrize("pattern,key,expected", CASES)
 def test_redis_cases(pattern, key, expected):
     assert redis_match(pattern, key) is expected  # the reference agrees with Redis's behaviour

@@ -106,16 +106,16 @@ def _pieces(toks: list) -> list:
     return pieces
 
 
-def _lower(toks: list) -> list:
-    """Tokens for a case-insensitive match against a lowercased key (Redis's nocase)."""
-    out = []
-    for kind, arg in toks:
-        if kind == _LIT:
-            arg = bytes((arg,)).lower()[0]
-        elif kind == _SET:
-            arg = frozenset(bytes((b,)).lower()[0] for b in arg)
-        out.append((kind, arg))
-    return out
+class _LowerKey:
+    """A compiled pattern matched against the lowercased key (Redis's nocase)."""
+
+    __slots__ = ("_rx",)
+
+    def __init__(self, rx):
+        self._rx = rx
+
+    def match(self, s: bytes):
+        return self._rx.match(s.lower())
 
 
 class _GreedyMatcher:
@@ -155,9 +155,11 @@ class _GreedyMatcher:
 
 def compile_glob(pattern: bytes, nocase: bool = False):
     """An object whose ``match(key: bytes)`` is truthy when the whole key matches."""
-    toks = tokens(pattern)
-    if nocase:
-        toks = _lower(toks)
+    # Redis's nocase lowers the pattern's characters (a range's two ends, not the
+    # characters between them) and the key's: [*-a] holds 'B' but never 'b'.
+    # So: tokens of the lowered pattern, matched case-sensitively against the
+    # lowered key (re.IGNORECASE would also let 'b' in through 'B').
+    toks = tokens(pattern.lower() if nocase else pattern)
     if sys.version_info < (3, 11):  # pragma: no cover - no atomic groups
         return _GreedyMatcher(toks, nocase)
     pieces = [_piece_regex(p) for p in _pieces(toks)]
@@ -166,4 +168,5 @@ def compile_glob(pattern: bytes, nocase: bool = False):
     else:
         middle = b"".join(b"(?>.*?" + p + b")" for p in pieces[1:-1])
         rx = pieces[0] + middle + b".*" + pieces[-1] + b"\\Z"
-    return re.compile(rx, re.DOTALL | (re.IGNORECASE if nocase else 0))
+    compiled = re.compile(rx, re.DOTALL)
+    return _LowerKey(compiled) if nocase else compiled
