@@ -24,7 +24,7 @@ import numpy as np
 
 from ..store.fields import FieldIndex
 from ..query.values import numeric_value
-from ..store.table import Table
+from ..store.table import Table, grow
 from . import docfilter, geoshape, jsonpath
 from . import snapshot as _snapshot
 from .._sync import RWLock
@@ -111,6 +111,14 @@ class SearchIndex:
         self.shape_error = None  # set by _extract: a shape that could not be indexed
         self.empty_fields: list = []  # (alias, type) of INDEXEMPTY TEXT/TAG fields
         self.slot_empty: dict[int, frozenset] = {}  # slot -> those whose value is empty
+        # Redis's document order: each (re)indexed document takes the next number, so
+        # a new document lists after older ones even in a reused slot, and an updated
+        # one moves to the end (Redis gives it a new id). While numbers rise with the
+        # slot (no reuse, no update of an earlier document) slot order is that order.
+        self.doc_seq = np.zeros(0, np.int64)
+        self._next_seq = 0
+        self._top_stamped = -1
+        self.slot_order_is_doc_order = True
         for f in fields:
             self._add_field(f)
 
@@ -296,6 +304,7 @@ class SearchIndex:
             else:
                 self.fi.remove(slot, self.slot_rec.get(slot, {}))
             self.fi.insert(slot, rec)
+            self._stamp(slot)
             for alias in self.sort_only:  # NOINDEX numeric fields: their values, for SORTBY only
                 v = payload.get(alias)
                 if isinstance(v, float):
@@ -337,6 +346,25 @@ class SearchIndex:
                     vf.upsert(slot, v)
                     if vf.uses_graph:
                         self.vectors_pending = True
+
+    def _stamp(self, slot: int) -> None:
+        self.doc_seq = grow(self.doc_seq, slot + 1, 0)
+        if slot <= self._top_stamped:
+            self.slot_order_is_doc_order = False
+        else:
+            self._top_stamped = slot
+        self.doc_seq[slot] = self._next_seq
+        self._next_seq += 1
+
+    def document_order(self, slots: np.ndarray) -> np.ndarray:
+        """A key that sorts ``slots`` in Redis's document order (oldest indexed first)."""
+        return slots if self.slot_order_is_doc_order else self.doc_seq[slots]
+
+    def in_document_order(self, slots: np.ndarray) -> np.ndarray:
+        """``slots`` (ascending) reordered into document order."""
+        if self.slot_order_is_doc_order:
+            return slots
+        return slots[np.argsort(self.doc_seq[slots], kind="stable")]
 
     def _remove(self, key: bytes) -> None:
         slot = self.key_slot.get(key)

@@ -176,22 +176,23 @@ def search(ctx, idx, req: SearchRequest, args=None):
             text_scores, explains = _text.rank(idx, prep.tree, slots, req.scorer,
                                                req.explainscore)
             if req.sortby is None:
-                order = _text.order_by_score(slots, text_scores)
+                order = _text.order_by_score(idx.document_order(slots), text_scores)
         if req.sortby is None and knn_name is not None:
             # Without SORTBY, Redis lists the k nearest in document order.
-            order = np.argsort(slots, kind="stable")
+            order = np.argsort(idx.document_order(slots), kind="stable")
         elif req.sortby is not None:
             if req.sortby == knn_name and not req.sort_desc:
                 order = None  # KNN results come sorted by distance already
             elif req.sortby in scores:
                 key = scores[req.sortby].astype(np.float64)
                 key = np.where(np.isnan(key), np.inf if not req.sort_desc else -np.inf, key)
-                order = np.lexsort((slots, -key if req.sort_desc else key))
+                order = np.lexsort((idx.document_order(slots), -key if req.sort_desc else key))
             else:
                 vals = [_sort_value(idx, s, req.sortby) for s in slots]
                 present = [i for i, v in enumerate(vals) if v is not None]
                 missing = [i for i, v in enumerate(vals) if v is None]
-                present.sort(key=lambda i: (vals[i], int(slots[i])), reverse=req.sort_desc)
+                docord = idx.document_order(slots)
+                present.sort(key=lambda i: (vals[i], int(docord[i])), reverse=req.sort_desc)
                 order = np.array(present + missing, dtype=np.int64)
         lo, hi = req.offset, req.offset + req.num
         if order is not None:

@@ -140,7 +140,7 @@ def select(idx, prep: Prepared):
             dist = dist[: slots.shape[0]]
         scores[knn.score_name] = dist
     else:
-        slots = np.flatnonzero(live if mask is None else mask)
+        slots = idx.in_document_order(np.flatnonzero(live if mask is None else mask))
     for node, _, _ in prep.range_queries:
         name = range_yield_name(node)
         d = ranges[id(node)][1]

@@ -60,10 +60,11 @@ def rank(idx, tree, slots: np.ndarray, scorer: str, explain: bool = False):
     return out, exps
 
 
-def order_by_score(slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Best first; equal scores in document order (NaN last)."""
+def order_by_score(doc_order: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Best first; equal scores in document order (``doc_order``: a sort key per
+    result, SearchIndex.document_order); NaN last."""
     key = np.where(np.isnan(scores), -np.inf, scores)
-    return np.lexsort((slots, -key))
+    return np.lexsort((doc_order, -key))
 
 
 def fmt_score(x: float) -> bytes:
