@@ -200,6 +200,8 @@ uint32_t Hnsw::greedy(const Query& q, uint32_t ep, int from_level, int to_level)
       moved = false;
       const uint32_t* p = upper(cur, level);
       size_t n = std::min<size_t>(load_acquire(p) & kCountMask, M_);
+      // All neighbours' codes at once: these misses overlap instead of one per step.
+      for (size_t i = 0; i < n; ++i) prefetch_code(load_relaxed(p + 1 + i));
       for (size_t i = 0; i < n; ++i) {
         uint32_t t = load_relaxed(p + 1 + i);
         float d = dist(q, t);
@@ -222,10 +224,26 @@ inline void Hnsw::prefetch_links(uint32_t s) const {
   for (size_t off = dcode_ & ~size_t(63); off < bsize_; off += 64) __builtin_prefetch(b + off);
 }
 
+// Starts fetching what dist(q, t) reads: every line of t's code (at 128-d it
+// spans two, and fetching only the first left the second as a full miss inside
+// the distance) and its per-vector scalars, or its float vector on the float walk.
+inline void Hnsw::prefetch_code(uint32_t t) const {
+  if (float_walk_) {
+    const uint8_t* vt = reinterpret_cast<const uint8_t*>(vec(t));
+    for (size_t off = 0; off < dim_ * sizeof(float); off += 64) __builtin_prefetch(vt + off);
+  } else {
+    const uint8_t* ct = code(t);
+    if (aux_apart_) {
+      for (size_t off = 0; off < dim_; off += 64) __builtin_prefetch(ct + off);
+      __builtin_prefetch(code_aux_.data() + t * sizeof(CodeAux));
+    } else {
+      for (size_t off = 0; off < dcode_ + 4; off += 64) __builtin_prefetch(ct + off);
+    }
+  }
+}
+
 // Collects c's neighbours on `level` not yet visited (marking them) into todo and
-// starts fetching their codes; returns how many. Every line of each code: at
-// 128-d it spans two, and fetching only the first left the second as a full
-// miss inside the distance.
+// starts fetching their codes (prefetch_code); returns how many.
 inline size_t Hnsw::unvisited_neighbours(uint32_t c, int level, size_t maxl, Scratch& sc,
                                          uint32_t* todo) const {
   const uint32_t* lp = level == 0 ? hdr(c) : upper(c, level);
@@ -235,18 +253,7 @@ inline size_t Hnsw::unvisited_neighbours(uint32_t c, int level, size_t maxl, Scr
     const uint32_t t = load_relaxed(lp + 1 + j);
     if (!sc.test_and_set(t)) {
       todo[nt++] = t;
-      if (float_walk_) {
-        const uint8_t* vt = reinterpret_cast<const uint8_t*>(vec(t));
-        for (size_t off = 0; off < dim_ * sizeof(float); off += 64) __builtin_prefetch(vt + off);
-      } else {
-        const uint8_t* ct = code(t);
-        if (aux_apart_) {
-          for (size_t off = 0; off < dim_; off += 64) __builtin_prefetch(ct + off);
-          __builtin_prefetch(code_aux_.data() + t * sizeof(CodeAux));
-        } else {
-          for (size_t off = 0; off < dcode_ + 4; off += 64) __builtin_prefetch(ct + off);
-        }
-      }
+      prefetch_code(t);
     }
   }
   return nt;

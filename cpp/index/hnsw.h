@@ -230,6 +230,7 @@ class Hnsw {
   void write_links(size_t s, int level, const uint32_t* ids, size_t n);
   uint32_t greedy(const Query& q, uint32_t ep, int from_level, int to_level) const;
   void prefetch_links(uint32_t s) const;
+  void prefetch_code(uint32_t t) const;
   size_t unvisited_neighbours(uint32_t c, int level, size_t maxl, Scratch& sc, uint32_t* todo) const;
   void search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc) const;
   void search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
