@@ -2,9 +2,8 @@
 //
 // TopK is a max-heap: right for small k (graph and tree searches). Reservoir
 // has the same interface but appends and cuts back with nth_element: right for
-// large k (IVF re-ranking keeps k * k_factor candidates). Exact search keeps
-// its own per-query heaps in index/flat.cpp: they order ties by id and sit in
-// one array per query batch for its scan kernels.
+// large k (IVF re-ranking keeps k * k_factor candidates). heap_push_by_id is
+// the bounded heap of exact search (index/flat.cpp), see there.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -106,5 +105,48 @@ class Reservoir {
   std::vector<std::pair<float, int64_t>> buf_;
   float thr_ = std::numeric_limits<float>::infinity();
 };
+
+// A bounded max-heap of the k smallest (dist, id) pairs that lives in the
+// caller's arrays (dist[0..k), ids[0..k), n = entries held), ordered by
+// distance and equal distances by id. Exact search keeps one per query in a
+// single array per query batch (thousands of queries per batch: no vector per
+// query) with double distances, and needs the id order so equal distances give
+// the same result for any thread count or kernel. TopK cannot serve there: it
+// holds float pairs in its own vector and keeps the first of equal distances
+// (changing that would change HNSW's results on ties).
+// Returns false when (d, id) does not enter; dist[0] is then, and after any
+// insertion, the largest held.
+template <class D>
+inline bool heap_push_by_id(D* dist, int64_t* ids, uint32_t& n, size_t k, D d, int64_t id) {
+  auto above = [&](size_t i) { return dist[i] > d || (dist[i] == d && ids[i] > id); };
+  size_t i;
+  if (n < k) {  // sift up
+    i = n++;
+    while (i > 0) {
+      size_t parent = (i - 1) / 2;
+      if (above(parent)) break;
+      dist[i] = dist[parent];
+      ids[i] = ids[parent];
+      i = parent;
+    }
+  } else {  // replace the largest, sift down
+    if (!above(0)) return false;
+    i = 0;
+    for (;;) {
+      size_t child = 2 * i + 1;
+      if (child >= k) break;
+      if (child + 1 < k &&
+          (dist[child + 1] > dist[child] || (dist[child + 1] == dist[child] && ids[child + 1] > ids[child])))
+        ++child;
+      if (!above(child)) break;
+      dist[i] = dist[child];
+      ids[i] = ids[child];
+      i = child;
+    }
+  }
+  dist[i] = d;
+  ids[i] = id;
+  return true;
+}
 
 }  // namespace nk

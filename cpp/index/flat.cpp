@@ -5,6 +5,7 @@
 
 #include "common/buffers.h"
 #include "common/thread_pool.h"
+#include "common/topk.h"
 #include "kernels/distance.h"
 
 #include <algorithm>
@@ -181,45 +182,17 @@ struct ScanCtx {
 };
 
 // Offers (dist, id) to the top-k of query q and updates its threshold. The
-// heap keeps the k smallest (dist, id) pairs, so equal distances are settled
-// by id and the result does not depend on the order of arrival (threads).
+// heap (common/topk.h) keeps the k smallest (dist, id) pairs, so equal
+// distances are settled by id and the result does not depend on the order of
+// arrival (threads).
 void heap_insert(KnnState& st, size_t q, double dist, int64_t id) {
   const size_t k = st.k;
-  double* hs = st.hd.data() + q * k;
-  int64_t* hi = st.hi.data() + q * k;
   uint32_t& n = st.cnt[q];
-  auto above = [&](size_t i) { return hs[i] > dist || (hs[i] == dist && hi[i] > id); };
-  size_t i;
-  if (n < k) {  // sift up
-    i = n++;
-    while (i > 0) {
-      size_t parent = (i - 1) / 2;
-      if (above(parent)) break;
-      hs[i] = hs[parent];
-      hi[i] = hi[parent];
-      i = parent;
-    }
-  } else {  // replace the largest, sift down
-    if (!above(0)) return;
-    i = 0;
-    for (;;) {
-      size_t child = 2 * i + 1;
-      if (child >= k) break;
-      if (child + 1 < k &&
-          (hs[child + 1] > hs[child] || (hs[child + 1] == hs[child] && hi[child + 1] > hi[child])))
-        ++child;
-      if (!above(child)) break;
-      hs[i] = hs[child];
-      hi[i] = hi[child];
-      i = child;
-    }
-  }
-  hs[i] = dist;
-  hi[i] = id;
+  if (!heap_push_by_id(st.hd.data() + q * k, st.hi.data() + q * k, n, k, dist, id)) return;
   // Rows rounding to the k-th's float32 value may tie with it: their distance
   // is below the next float up.
   if (n == k)
-    st.thr[q] = round_up(static_cast<double>(std::nextafter(static_cast<float>(hs[0]), kInf)) +
+    st.thr[q] = round_up(static_cast<double>(std::nextafter(static_cast<float>(st.hd[q * k]), kInf)) +
                          st.offset[q]);
 }
 

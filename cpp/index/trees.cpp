@@ -49,13 +49,243 @@ struct Forest::Rng {
   bool flip() { return next() >> 63; }
 };
 
+// --- metric policies -----------------------------------------------------------------
+//
+// One struct per metric with static functions only (Annoy's idea; our code):
+//   Elem                   element type of a row (float, or uint64_t words for hamming)
+//   plane_dim(dim)         floats per split plane (0: hamming splits on one bit)
+//   kStartCost             queue priority of a root
+//   kRandomOffset          offset stored for a split made at random
+//   distance(q, row, dim)  the distance results are ranked and reported by
+//   create_split(...)      choose a split for some items (false: none found)
+//   side(...)              which child a row goes to: 1 right, 0 left, -1 undecided
+//   child_costs(...)       queue priorities of a split's two children for a query
+//   kLifted                rows carry an extra coordinate (ip: norms lifted to max_norm)
+// Float metrics share the hyperplane machinery (Hyperplanes<P>); they differ in
+// the distance, the lifted coordinate (DotProduct) and the two-means
+// assignment (Angular).
+
+namespace {
+
+// What the policies need to know about the forest.
+struct Shape {
+  size_t dim, pdim;
+  float max_norm;      // DotProduct: the radius rows are lifted to
+  bool origin_planes;  // planes through the origin (Annoy's angular and dot)
+};
+
+template <class P>
+struct Hyperplanes {
+  using Elem = float;
+  static constexpr bool kLifted = false;
+  static constexpr bool kAngularSplit = false;
+  static constexpr float kStartCost = -std::numeric_limits<float>::infinity();
+  static constexpr float kRandomOffset = 0.f;
+  static size_t plane_dim(size_t dim) { return dim; }
+
+  // The row as splits see it (only DotProduct lifts it, into buf).
+  static const float* split_row(const Shape&, const float* row, float*) { return row; }
+
+  // Signed distance of a row to a plane.
+  static float margin(const Shape& sh, const float* row, const float* plane, float offset) {
+    return kernels().dot(plane, row, sh.dim) + offset;
+  }
+
+  static int side(const Shape& sh, const float* row, const float* plane, float offset) {
+    float m = P::margin(sh, row, plane, offset);
+    return m != 0 ? m > 0 : -1;
+  }
+
+  // A query's margin (queries carry 0 in the lifted ip coordinate): the near
+  // side keeps the parent's cost, the far side costs at least the margin.
+  static void child_costs(const Shape& sh, const View& w, size_t s, const float* q, float cost,
+                          float* cl, float* cr) {
+    float m = kernels().dot(w.planes + s * sh.pdim, q, sh.dim) + w.offsets[s];
+    *cl = std::max(cost, m);
+    *cr = std::max(cost, -m);
+  }
+
+  // Two-means on a random walk through the items (Annoy's heuristic): the
+  // plane is the perpendicular bisector of the two centroids.
+  template <class Rng>
+  static bool create_split(const Shape& sh, const Vectors& v, const int32_t* items, size_t n,
+                           Rng& rng, float* plane, float* offset) {
+    const size_t pd = sh.pdim, dim = sh.dim;
+    std::vector<float> p(pd), q(pd), x(pd);
+    const float* base = static_cast<const float*>(v.data);
+    auto row_of = [&](int32_t slot) {
+      return P::split_row(sh, base + static_cast<size_t>(slot) * dim, x.data());
+    };
+    size_t i = rng.index(n), j = rng.index(n - 1);
+    j += (j >= i);
+    const float* pi = row_of(items[i]);
+    std::copy(pi, pi + pd, p.data());
+    const float* qj = row_of(items[j]);
+    std::copy(qj, qj + pd, q.data());
+    const DistFn l2 = kernels().l2sq;
+    float ic = 1, jc = 1;
+    // Annoy walks 200 random items; small nodes need fewer to settle.
+    const size_t steps = std::min<size_t>(200, 4 * n);
+    const DistFn dotf = kernels().dot;
+    for (size_t step = 0; step < steps; ++step) {
+      const float* r = row_of(items[rng.index(n)]);
+      float di, dj;
+      if constexpr (P::kAngularSplit) {
+        // Rows are unit vectors: assign by cosine to the centroids, as Annoy
+        // does (measured: better trees than plain L2 two-means on GloVe).
+        float pn = std::sqrt(dotf(p.data(), p.data(), pd)), qn = std::sqrt(dotf(q.data(), q.data(), pd));
+        di = ic * (2 - 2 * dotf(p.data(), r, pd) / (pn > 0 ? pn : 1));
+        dj = jc * (2 - 2 * dotf(q.data(), r, pd) / (qn > 0 ? qn : 1));
+      } else {
+        di = ic * l2(p.data(), r, pd);
+        dj = jc * l2(q.data(), r, pd);
+      }
+      if (di < dj) {
+        float a = ic / (ic + 1), b = 1 / (ic + 1);
+        for (size_t z = 0; z < pd; ++z) p[z] = p[z] * a + r[z] * b;
+        ic += 1;
+      } else if (dj < di) {
+        float a = jc / (jc + 1), b = 1 / (jc + 1);
+        for (size_t z = 0; z < pd; ++z) q[z] = q[z] * a + r[z] * b;
+        jc += 1;
+      }
+    }
+    double nn = 0;
+    for (size_t z = 0; z < pd; ++z) {
+      plane[z] = p[z] - q[z];
+      nn += double(plane[z]) * plane[z];
+    }
+    if (!(nn > 0) || !std::isfinite(nn)) return false;
+    float inv = static_cast<float>(1.0 / std::sqrt(nn));
+    double off = 0;
+    for (size_t z = 0; z < pd; ++z) {
+      plane[z] *= inv;
+      off -= double(plane[z]) * (p[z] + q[z]) * 0.5;
+    }
+    *offset = sh.origin_planes ? 0.f : static_cast<float>(off);
+    return true;
+  }
+};
+
+struct Euclidean : Hyperplanes<Euclidean> {  // squared L2
+  static float distance(const float* q, const float* row, size_t dim) {
+    return kernels().l2sq(q, row, dim);
+  }
+};
+
+struct Manhattan : Hyperplanes<Manhattan> {  // L1; splits as Euclidean
+  static float distance(const float* q, const float* row, size_t dim) {
+    return tree_kernels().l1(q, row, dim);
+  }
+};
+
+struct Angular : Hyperplanes<Angular> {  // cosine: rows arrive unit length
+  static constexpr bool kAngularSplit = true;
+  static float distance(const float* q, const float* row, size_t dim) {
+    return 1.f - kernels().dot(q, row, dim);
+  }
+};
+
+// Inner product: a row x becomes (x, sqrt(max_norm^2 - |x|^2)), so every row
+// has norm max_norm and the largest dot is the nearest in L2 (the XBOX
+// transform Annoy uses); queries get 0 in that coordinate.
+struct DotProduct : Hyperplanes<DotProduct> {
+  static constexpr bool kLifted = true;
+  static size_t plane_dim(size_t dim) { return dim + 1; }
+  static float distance(const float* q, const float* row, size_t dim) {
+    return 1.f - kernels().dot(q, row, dim);
+  }
+  static float lift(const Shape& sh, const float* row) {
+    float nn = kernels().dot(row, row, sh.dim);
+    return std::sqrt(std::max(0.f, sh.max_norm * sh.max_norm - nn));
+  }
+  static const float* split_row(const Shape& sh, const float* row, float* buf) {
+    std::copy(row, row + sh.dim, buf);
+    buf[sh.dim] = lift(sh, row);
+    return buf;
+  }
+  static float margin(const Shape& sh, const float* row, const float* plane, float offset) {
+    float m = kernels().dot(plane, row, sh.dim) + offset;
+    m += plane[sh.dim] * lift(sh, row);
+    return m;
+  }
+};
+
+// Bit vectors: a split is one bit (its index stored as the offset, -1 for a
+// random split), the walk's cost is the number of bits the query disagrees on.
+struct Hamming {
+  using Elem = uint64_t;
+  static constexpr bool kLifted = false;
+  static constexpr float kStartCost = 0.f;
+  static constexpr float kRandomOffset = -1.f;
+  static size_t plane_dim(size_t) { return 0; }
+
+  static float distance(const uint64_t* q, const uint64_t* row, size_t words) {
+    return tree_kernels().hamming(q, row, words);
+  }
+
+  static int side(const Shape&, const uint64_t* row, const float*, float offset) {
+    int64_t bit = static_cast<int64_t>(offset);
+    return bit >= 0 ? int(bit_of(row, bit)) : -1;
+  }
+
+  static void child_costs(const Shape&, const View& w, size_t s, const uint64_t* q, float cost,
+                          float* cl, float* cr) {
+    int64_t bit = static_cast<int64_t>(w.offsets[s]);
+    if (bit < 0) {
+      *cl = *cr = cost;
+    } else {
+      bool b = bit_of(q, bit);
+      *cl = cost + (b ? 1.f : 0.f);
+      *cr = cost + (b ? 0.f : 1.f);
+    }
+  }
+
+  // The most balanced of up to 16 random bits (stops early at one that sends
+  // between 7/16 and 9/16 of the items right).
+  template <class Rng>
+  static bool create_split(const Shape& sh, const Vectors& v, const int32_t* items, size_t n,
+                           Rng& rng, float*, float* offset) {
+    const uint64_t* base = static_cast<const uint64_t*>(v.data);
+    const size_t dim = sh.dim;
+    int64_t best = -1;
+    size_t best_gap = n;
+    const int64_t nbits = static_cast<int64_t>(dim) * 64;
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      int64_t bit = static_cast<int64_t>(rng.index(static_cast<size_t>(nbits)));
+      size_t ones = 0;
+      for (size_t i = 0; i < n; ++i) ones += bit_of(base + static_cast<size_t>(items[i]) * dim, bit);
+      if (ones == 0 || ones == n) continue;
+      size_t gap = ones > n - ones ? 2 * ones - n : n - 2 * ones;
+      if (gap < best_gap) best_gap = gap, best = bit;
+      if (gap <= n / 8) break;
+    }
+    *offset = static_cast<float>(best);
+    return best >= 0;
+  }
+};
+
+}  // namespace
+
+// The one run-time switch: metric_ -> policy.
+template <class F>
+decltype(auto) Forest::with_policy(F&& f) const {
+  switch (metric_) {
+    case Metric::L2: return f(Euclidean{});
+    case Metric::IP: return f(DotProduct{});
+    case Metric::Cosine: return f(Angular{});
+    case Metric::Manhattan: return f(Manhattan{});
+    default: return f(Hamming{});
+  }
+}
+
 Forest::Forest(int metric, size_t dim, int leaf_size, uint64_t seed)
     : metric_(Metric(metric)), dim_(dim), leaf_size_(leaf_size), seed_(seed) {
   if (metric < int(Metric::L2) || metric > int(Metric::Hamming))
     throw std::invalid_argument("unknown metric code");
   if (dim == 0) throw std::invalid_argument("dim must be positive");
   if (leaf_size < 1) throw std::invalid_argument("leaf_size must be >= 1");
-  pdim_ = metric_ == Metric::Hamming ? 0 : (metric_ == Metric::IP ? dim + 1 : dim);
+  pdim_ = with_policy([&](auto p) { return decltype(p)::plane_dim(dim); });
   refresh_view();
 }
 
@@ -75,122 +305,7 @@ void Forest::refresh_view() {
   w.n_trees = store_.roots.size();
 }
 
-// --- distances and margins -------------------------------------------------------
-
-float Forest::distance(const void* q, const void* row) const {
-  switch (metric_) {
-    case Metric::L2: return kernels().l2sq(static_cast<const float*>(q), static_cast<const float*>(row), dim_);
-    case Metric::IP:
-    case Metric::Cosine:
-      return 1.f - kernels().dot(static_cast<const float*>(q), static_cast<const float*>(row), dim_);
-    case Metric::Manhattan:
-      return tree_kernels().l1(static_cast<const float*>(q), static_cast<const float*>(row), dim_);
-    default:
-      return tree_kernels().hamming(static_cast<const uint64_t*>(q), static_cast<const uint64_t*>(row), dim_);
-  }
-}
-
-// Signed distance of a query to a split plane (queries carry 0 in the lifted ip coordinate).
-float Forest::margin_query(const void* q, size_t s) const {
-  return kernels().dot(view_.planes + s * pdim_, static_cast<const float*>(q), dim_) + view_.offsets[s];
-}
-
-float Forest::margin_row(const Vectors& v, int32_t slot, const float* plane, float offset) const {
-  const float* row = static_cast<const float*>(v.data) + static_cast<size_t>(slot) * dim_;
-  float m = kernels().dot(plane, row, dim_) + offset;
-  if (metric_ == Metric::IP) {
-    float nn = kernels().dot(row, row, dim_);
-    m += plane[dim_] * std::sqrt(std::max(0.f, max_norm_ * max_norm_ - nn));
-  }
-  return m;
-}
-
 // --- building ------------------------------------------------------------------------
-
-// Two-means on a random walk through the items (Annoy's heuristic): the plane
-// is the perpendicular bisector of the two centroids.
-bool Forest::make_split(const Vectors& v, int32_t* items, size_t n, Rng& rng, float* plane,
-                        float* offset) const {
-  if (metric_ == Metric::Hamming) {
-    const uint64_t* base = static_cast<const uint64_t*>(v.data);
-    int64_t best = -1;
-    size_t best_gap = n;
-    const int64_t nbits = static_cast<int64_t>(dim_) * 64;
-    for (int attempt = 0; attempt < 16; ++attempt) {
-      int64_t bit = static_cast<int64_t>(rng.index(static_cast<size_t>(nbits)));
-      size_t ones = 0;
-      for (size_t i = 0; i < n; ++i) ones += bit_of(base + static_cast<size_t>(items[i]) * dim_, bit);
-      if (ones == 0 || ones == n) continue;
-      size_t gap = ones > n - ones ? 2 * ones - n : n - 2 * ones;
-      if (gap < best_gap) best_gap = gap, best = bit;
-      if (gap <= n / 8) break;
-    }
-    *offset = static_cast<float>(best);
-    return best >= 0;
-  }
-  const size_t pd = pdim_;
-  std::vector<float> p(pd), q(pd), x(pd);
-  const float* base = static_cast<const float*>(v.data);
-  // Row of a slot as the split sees it: ip rows are lifted by one coordinate
-  // (copied into buf); other rows are used in place.
-  auto lifted = [&](int32_t slot, float* buf) -> const float* {
-    const float* row = base + static_cast<size_t>(slot) * dim_;
-    if (metric_ != Metric::IP) return row;
-    std::copy(row, row + dim_, buf);
-    float nn = kernels().dot(row, row, dim_);
-    buf[dim_] = std::sqrt(std::max(0.f, max_norm_ * max_norm_ - nn));
-    return buf;
-  };
-  size_t i = rng.index(n), j = rng.index(n - 1);
-  j += (j >= i);
-  const float* pi = lifted(items[i], x.data());
-  std::copy(pi, pi + pd, p.data());
-  const float* qj = lifted(items[j], x.data());
-  std::copy(qj, qj + pd, q.data());
-  const DistFn l2 = kernels().l2sq;
-  float ic = 1, jc = 1;
-  // Annoy walks 200 random items; small nodes need fewer to settle.
-  const size_t steps = std::min<size_t>(200, 4 * n);
-  // Cosine rows are unit vectors: assign by cosine to the centroids, as Annoy
-  // does (measured: better trees than plain L2 two-means on GloVe).
-  const bool angular = metric_ == Metric::Cosine;
-  const DistFn dotf = kernels().dot;
-  for (size_t step = 0; step < steps; ++step) {
-    const float* r = lifted(items[rng.index(n)], x.data());
-    float di, dj;
-    if (angular) {  // rows are unit vectors: compare cosines to the centroids
-      float pn = std::sqrt(dotf(p.data(), p.data(), pd)), qn = std::sqrt(dotf(q.data(), q.data(), pd));
-      di = ic * (2 - 2 * dotf(p.data(), r, pd) / (pn > 0 ? pn : 1));
-      dj = jc * (2 - 2 * dotf(q.data(), r, pd) / (qn > 0 ? qn : 1));
-    } else {
-      di = ic * l2(p.data(), r, pd);
-      dj = jc * l2(q.data(), r, pd);
-    }
-    if (di < dj) {
-      float a = ic / (ic + 1), b = 1 / (ic + 1);
-      for (size_t z = 0; z < pd; ++z) p[z] = p[z] * a + r[z] * b;
-      ic += 1;
-    } else if (dj < di) {
-      float a = jc / (jc + 1), b = 1 / (jc + 1);
-      for (size_t z = 0; z < pd; ++z) q[z] = q[z] * a + r[z] * b;
-      jc += 1;
-    }
-  }
-  double nn = 0;
-  for (size_t z = 0; z < pd; ++z) {
-    plane[z] = p[z] - q[z];
-    nn += double(plane[z]) * plane[z];
-  }
-  if (!(nn > 0) || !std::isfinite(nn)) return false;
-  float inv = static_cast<float>(1.0 / std::sqrt(nn));
-  double off = 0;
-  for (size_t z = 0; z < pd; ++z) {
-    plane[z] *= inv;
-    off -= double(plane[z]) * (p[z] + q[z]) * 0.5;
-  }
-  *offset = origin_planes_ ? 0.f : static_cast<float>(off);
-  return true;
-}
 
 int32_t Forest::new_leaf(NodeStore& ns, const int32_t* items, size_t n, size_t cap) const {
   size_t leaf = ns.leaf_cnt.size();
@@ -203,6 +318,7 @@ int32_t Forest::new_leaf(NodeStore& ns, const int32_t* items, size_t n, size_t c
 }
 
 // Split items (permuted in place) until every leaf holds at most leaf_size.
+template <class P>
 int32_t Forest::make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_t n,
                           Rng& rng, StopToken* stop) const {
   if (n <= static_cast<size_t>(leaf_size_)) return new_leaf(ns, items, n, n);
@@ -213,18 +329,15 @@ int32_t Forest::make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_
   std::vector<uint8_t> side(n), best_side(n);
   float off = 0, best_off = 0;
   double best_imb = 2.0;
-  const uint64_t* bits = static_cast<const uint64_t*>(v.data);
+  const Shape sh{dim_, pdim_, max_norm_, origin_planes_};
+  const auto* rows = static_cast<const typename P::Elem*>(v.data);
   for (int attempt = 0; attempt < 3 && best_imb > 0.95; ++attempt) {
-    if (!make_split(v, items, n, rng, plane.data(), &off)) continue;
+    if (!P::create_split(sh, v, items, n, rng, plane.data(), &off)) continue;
     size_t right = 0;
     for (size_t i = 0; i < n; ++i) {
-      bool r;
-      if (metric_ == Metric::Hamming) {
-        r = bit_of(bits + static_cast<size_t>(items[i]) * dim_, static_cast<int64_t>(off));
-      } else {
-        float m = margin_row(v, items[i], plane.data(), off);
-        r = m != 0 ? m > 0 : rng.flip();
-      }
+      // A row on the plane goes to a random side (hamming's chosen bit is never -1).
+      int sd = P::side(sh, rows + static_cast<size_t>(items[i]) * dim_, plane.data(), off);
+      bool r = sd >= 0 ? sd != 0 : rng.flip();
       side[i] = r;
       right += r;
     }
@@ -243,7 +356,7 @@ int32_t Forest::make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_
     // No useful plane: split at random. A zero plane (hamming: bit -1) sends
     // searches down both sides with the same priority.
     std::fill(best_plane.begin(), best_plane.end(), 0.f);
-    best_off = metric_ == Metric::Hamming ? -1.f : 0.f;
+    best_off = P::kRandomOffset;
     for (size_t i = n - 1; i > 0; --i) std::swap(items[i], items[rng.index(i + 1)]);
     nl = n / 2;
   } else {
@@ -260,8 +373,8 @@ int32_t Forest::make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_
   ns.offsets.push_back(best_off);
   ns.children.push_back(0);
   ns.children.push_back(0);
-  int32_t left = make_tree(ns, v, items, nl, rng, stop);
-  int32_t right = make_tree(ns, v, items + nl, n - nl, rng, stop);
+  int32_t left = make_tree<P>(ns, v, items, nl, rng, stop);
+  int32_t right = make_tree<P>(ns, v, items + nl, n - nl, rng, stop);
   ns.children[2 * s] = left;
   ns.children[2 * s + 1] = right;
   return static_cast<int32_t>(s);
@@ -273,7 +386,13 @@ void Forest::build(const Vectors& v, const int32_t* slots, size_t n_slots, int n
   for (size_t i = 0; i < n_slots; ++i)
     if (slots[i] < 0 || static_cast<size_t>(slots[i]) >= v.n)
       throw std::invalid_argument("slot out of range");
-  if (metric_ == Metric::IP) {
+  with_policy([&](auto p) { build_impl<decltype(p)>(v, slots, n_slots, n_trees, threads); });
+}
+
+template <class P>
+void Forest::build_impl(const Vectors& v, const int32_t* slots, size_t n_slots, int n_trees,
+                        int threads) {
+  if constexpr (P::kLifted) {  // the radius every row is lifted to
     const float* base = static_cast<const float*>(v.data);
     float mx = 0;
     for (size_t i = 0; i < n_slots; ++i) {
@@ -292,7 +411,7 @@ void Forest::build(const Vectors& v, const int32_t* slots, size_t n_slots, int n
       if (stop.stop_requested()) return;
       items.assign(slots, slots + n_slots);
       Rng rng(seed_ * 0x2545F4914F6CDD1Dull + splitmix(static_cast<uint64_t>(t) + 1));
-      roots[t] = make_tree(per_tree[t], v, items.data(), items.size(), rng, &stop);
+      roots[t] = make_tree<P>(per_tree[t], v, items.data(), items.size(), rng, &stop);
     }
   }, &stop);
   // Concatenate the trees in tree order, shifting their references.
@@ -325,8 +444,14 @@ void Forest::build(const Vectors& v, const int32_t* slots, size_t n_slots, int n
 
 void Forest::insert(const Vectors& v, const int32_t* slots, size_t n) {
   if (frozen_) throw std::runtime_error("this index is read-only (memory-mapped)");
+  with_policy([&](auto p) { insert_impl<decltype(p)>(v, slots, n); });
+}
+
+template <class P>
+void Forest::insert_impl(const Vectors& v, const int32_t* slots, size_t n) {
   NodeStore& ns = store_;
-  const uint64_t* bits = static_cast<const uint64_t*>(v.data);
+  const Shape sh{dim_, pdim_, max_norm_, origin_planes_};
+  const auto* rows = static_cast<const typename P::Elem*>(v.data);
   std::vector<int32_t> buf;
   for (size_t i = 0; i < n; ++i) {
     int32_t slot = slots[i];
@@ -336,15 +461,10 @@ void Forest::insert(const Vectors& v, const int32_t* slots, size_t n) {
       int pside = 0;
       while (ref >= 0) {
         size_t s = static_cast<size_t>(ref);
-        bool r;
-        if (metric_ == Metric::Hamming) {
-          int64_t bit = static_cast<int64_t>(ns.offsets[s]);
-          r = bit >= 0 ? bit_of(bits + static_cast<size_t>(slot) * dim_, bit)
-                       : ((splitmix(static_cast<uint64_t>(slot) ^ (s << 32)) & 1) != 0);
-        } else {
-          float m = margin_row(v, slot, ns.planes.data() + s * pdim_, ns.offsets[s]);
-          r = m != 0 ? m > 0 : ((splitmix(static_cast<uint64_t>(slot) ^ (s << 32)) & 1) != 0);
-        }
+        // Undecided (on the plane, or a random split): a side fixed by (slot, split).
+        int sd = P::side(sh, rows + static_cast<size_t>(slot) * dim_, ns.planes.data() + s * pdim_,
+                         ns.offsets[s]);
+        bool r = sd >= 0 ? sd != 0 : ((splitmix(static_cast<uint64_t>(slot) ^ (s << 32)) & 1) != 0);
         parent = ref;
         pside = r;
         ref = ns.children[2 * s + r];
@@ -373,7 +493,7 @@ void Forest::insert(const Vectors& v, const int32_t* slots, size_t n) {
       buf.push_back(slot);
       ns.leaf_cnt[leaf] = 0;
       Rng rng(seed_ * 0x2545F4914F6CDD1Dull + splitmix(t + 1) + splitmix(~split_counter_++));
-      int32_t sub = make_tree(ns, v, buf.data(), buf.size(), rng);
+      int32_t sub = make_tree<P>(ns, v, buf.data(), buf.size(), rng);
       split_key_.clear();
       leaf_key_.clear();
       if (parent < 0)
@@ -431,6 +551,7 @@ struct Seen {
 thread_local Seen t_seen;
 }  // namespace
 
+template <class P>
 void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t search_k,
                         const uint8_t* mask, int64_t* out_ids, float* out_d) const {
   const View& w = view_;
@@ -455,15 +576,16 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
   auto cmp = [](const Entry& a, const Entry& b) {
     return a.cost > b.cost || (a.cost == b.cost && a.key < b.key);
   };
-  const float start = metric_ == Metric::Hamming ? 0.f : -std::numeric_limits<float>::infinity();
-  for (size_t t = 0; t < w.n_trees; ++t) heap.push_back({start, key_of(w.roots[t]), w.roots[t]});
+  for (size_t t = 0; t < w.n_trees; ++t) heap.push_back({P::kStartCost, key_of(w.roots[t]), w.roots[t]});
   std::make_heap(heap.begin(), heap.end(), cmp);
 
   std::vector<int32_t> cand;
   cand.reserve(std::min<size_t>(limit, 1 << 16));
   size_t gathered = 0;
-  const uint64_t* qbits = static_cast<const uint64_t*>(q);
-  const size_t row_bytes = metric_ == Metric::Hamming ? dim_ * 8 : dim_ * 4;
+  using Elem = typename P::Elem;
+  const Elem* qe = static_cast<const Elem*>(q);
+  const Shape sh{dim_, pdim_, max_norm_, origin_planes_};
+  const size_t row_bytes = dim_ * sizeof(Elem);
   const char* vbase = static_cast<const char*>(v.data);
   while (gathered < limit && !heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), cmp);
@@ -489,20 +611,7 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
     size_t s = static_cast<size_t>(e.ref);
     const int32_t* ch = w.children + 2 * s;
     float cl, cr;
-    if (metric_ == Metric::Hamming) {
-      int64_t bit = static_cast<int64_t>(w.offsets[s]);
-      if (bit < 0) {
-        cl = cr = e.cost;
-      } else {
-        bool b = bit_of(qbits, bit);
-        cl = e.cost + (b ? 1.f : 0.f);
-        cr = e.cost + (b ? 0.f : 1.f);
-      }
-    } else {
-      float m = margin_query(q, s);
-      cl = std::max(e.cost, m);
-      cr = std::max(e.cost, -m);
-    }
+    P::child_costs(sh, w, s, qe, e.cost, &cl, &cr);
     heap.push_back({cr, key_of(ch[1]), ch[1]});
     std::push_heap(heap.begin(), heap.end(), cmp);
     heap.push_back({cl, key_of(ch[0]), ch[0]});
@@ -544,7 +653,8 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
     }
     int32_t s = cand[i];
     if (mask && !mask[s]) continue;
-    scored.emplace_back(distance(q, base + static_cast<size_t>(s) * row_bytes), s);
+    scored.emplace_back(
+        P::distance(qe, reinterpret_cast<const Elem*>(base + static_cast<size_t>(s) * row_bytes), dim_), s);
   }
   size_t m = std::min(k, scored.size());
   if (scored.size() > m && m > 0) std::nth_element(scored.begin(), scored.begin() + (m - 1), scored.end());
@@ -562,14 +672,23 @@ void Forest::search_one(const Vectors& v, const void* q, size_t k, int64_t searc
 
 void Forest::search(const Vectors& v, const void* queries, size_t nq, size_t k, int64_t search_k,
                     const uint8_t* mask, int threads, int64_t* out_ids, float* out_d) const {
-  const size_t qbytes = metric_ == Metric::Hamming ? dim_ * 8 : dim_ * 4;
+  with_policy([&](auto p) {
+    search_impl<decltype(p)>(v, queries, nq, k, search_k, mask, threads, out_ids, out_d);
+  });
+}
+
+template <class P>
+void Forest::search_impl(const Vectors& v, const void* queries, size_t nq, size_t k,
+                         int64_t search_k, const uint8_t* mask, int threads, int64_t* out_ids,
+                         float* out_d) const {
+  const size_t qbytes = dim_ * sizeof(typename P::Elem);
   const char* qs = static_cast<const char*>(queries);
   StopToken stop;
   size_t nt = std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), nq));
   parallel_ranges(nq, int(nt), 1, [&](size_t lo, size_t hi) {
     for (size_t i = lo; i < hi; ++i) {
       if (stop.stop_requested()) return;
-      search_one(v, qs + i * qbytes, k, search_k, mask, out_ids + i * k, out_d + i * k);
+      search_one<P>(v, qs + i * qbytes, k, search_k, mask, out_ids + i * k, out_d + i * k);
     }
   }, &stop);
 }

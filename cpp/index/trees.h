@@ -94,17 +94,27 @@ class Forest {
 
  private:
   struct Rng;
-  float distance(const void* q, const void* row) const;
-  float margin_query(const void* q, size_t split) const;
-  float margin_row(const Vectors& v, int32_t slot, const float* plane, float offset) const;
-  bool make_split(const Vectors& v, int32_t* items, size_t n, Rng& rng, float* plane,
-                  float* offset) const;
+  // The metric policies (Euclidean, DotProduct, Angular, Manhattan, Hamming in
+  // trees.cpp) say how a metric measures, splits and orders the walk; the
+  // templates below are the build and the walk over one policy, and
+  // with_policy() the one switch from metric_ to them.
+  template <class F>
+  decltype(auto) with_policy(F&& f) const;
+  template <class P>
+  void build_impl(const Vectors& v, const int32_t* slots, size_t n_slots, int n_trees, int threads);
+  template <class P>
+  void insert_impl(const Vectors& v, const int32_t* slots, size_t n);
+  template <class P>
   int32_t make_tree(NodeStore& ns, const Vectors& v, int32_t* items, size_t n, Rng& rng,
                     StopToken* stop = nullptr) const;
-  int32_t new_leaf(NodeStore& ns, const int32_t* items, size_t n, size_t cap) const;
-  void refresh_view();
+  template <class P>
+  void search_impl(const Vectors& v, const void* queries, size_t nq, size_t k, int64_t search_k,
+                   const uint8_t* mask, int threads, int64_t* out_ids, float* out_d) const;
+  template <class P>
   void search_one(const Vectors& v, const void* q, size_t k, int64_t search_k,
                   const uint8_t* mask, int64_t* out_ids, float* out_d) const;
+  int32_t new_leaf(NodeStore& ns, const int32_t* items, size_t n, size_t cap) const;
+  void refresh_view();
 
   Metric metric_;
   size_t dim_, pdim_;

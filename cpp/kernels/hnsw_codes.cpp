@@ -11,16 +11,8 @@ int32_t code_dot_i16_scalar(const int16_t* qi, const uint8_t* code, size_t dpad)
 
 }  // namespace
 
+// NEON has no table of its own: this loop auto-vectorises well enough.
+// The choice of table is in kernels/dispatch.cpp.
 const CodeKernels kScalarCodeKernels = {"scalar", code_dot_i16_scalar};
-
-const CodeKernels& code_kernels() {
-  switch (active_isa()) {
-#if defined(NEARKIT_X86)
-    case Isa::AVX512: return kAvx512CodeKernels;
-    case Isa::AVX2: return kAvx2CodeKernels;
-#endif
-    default: return kScalarCodeKernels;  // NEON: the scalar loop auto-vectorises well enough
-  }
-}
 
 }  // namespace nk

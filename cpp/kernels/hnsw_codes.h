@@ -25,7 +25,8 @@ struct CodeKernels {
   CodeDotI16Fn dot_i16;
 };
 
-const CodeKernels& code_kernels();  // the active ISA's table
+const CodeKernels& code_kernels();             // the active ISA's table
+const CodeKernels& code_kernels_for(Isa isa);  // a given ISA's table (kernels/dispatch.cpp)
 
 extern const CodeKernels kScalarCodeKernels;
 #if defined(NEARKIT_X86)
