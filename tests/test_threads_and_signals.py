@@ -175,6 +175,16 @@ def test_searches_during_add_and_remove(kind):
 
 # -- item 14: Ctrl-C -------------------------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def _python_handles_sigint():
+    # A process started in the background by a non-interactive shell inherits
+    # SIGINT as ignored, and Python then installs no handler: the interrupts
+    # below would be dropped. These tests are about nearkit noticing Python's.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_after(seconds):
     timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
