@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _validate
+from .. import _heap, _validate
 from .._sync import RWLock
 from ..query import Node, to_filter
 from . import snapshots
@@ -720,6 +720,7 @@ class Collection:
             except Exception as exc:  # noqa: BLE001 - reported, the data is safe in SQLite
                 warnings.warn(f"collection {self.name!r}: automatic snapshot failed ({exc}); "
                               "every write is still in SQLite", RuntimeWarning, stacklevel=1)
+            _heap.release_free_heap()  # the snapshot's buffers
 
         self._snapshot_thread = threading.Thread(target=run, name=f"nearkit-snapshot-{self.name}")
         self._snapshot_thread.start()
@@ -733,6 +734,8 @@ class Collection:
     def _after_write(self, rows: int) -> None:
         """Snapshot once enough has changed that replaying SQLite on open would get slow."""
         self._changes += rows
+        if rows >= _heap.BULK_ROWS:
+            _heap.release_free_heap()
         every = self._db.auto_snapshot
         if every and self._changes >= max(every, len(self) // 2):
             self._snapshot_in_background()
