@@ -1,0 +1,94 @@
+"""nearkit's HNSW against hnswlib in one process, in alternating short rounds.
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/hnsw_paired.py [--ef 96] [--rounds 30]
+
+ann.py runs each library in its own process, one after the other; on a shared
+host whose speed drifts from minute to minute that moves ratios by +-15%. Here
+both indexes (GloVe 399k, M=16, ef_construction=200, one build thread; built
+once and kept in --cache) answer the same 200 random queries in turn, round
+after round, and the ratio is the median of the per-round ratios of CPU time.
+Prints one JSON line per ef with both recalls@10 (over all 1,000 queries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from common import emit, glove, ground_truth
+
+M, EF_CONSTRUCTION = 16, 200
+
+
+def _indexes(data, cache: Path):
+    import hnswlib
+
+    import nearkit
+
+    cache.mkdir(parents=True, exist_ok=True)
+    nk_path, hl_path = cache / "glove_nearkit.nki", cache / "glove_hnswlib.bin"
+    if nk_path.exists():
+        nk = nearkit.load(nk_path)
+    else:
+        nk = nearkit.HNSW(data.base.shape[1], "cosine", M=M, ef_construction=EF_CONSTRUCTION)
+        nk.add(data.base, threads=1)
+        nk.save(nk_path)
+    hl = hnswlib.Index(space="cosine", dim=data.base.shape[1])
+    if hl_path.exists():
+        hl.load_index(str(hl_path))
+    else:
+        hl.init_index(max_elements=len(data.base), M=M, ef_construction=EF_CONSTRUCTION, random_seed=100)
+        hl.set_num_threads(1)
+        hl.add_items(data.base, np.arange(len(data.base)), num_threads=1)
+        hl.save_index(str(hl_path))
+    hl.set_num_threads(1)
+    return nk, hl
+
+
+def _cpu(fn, queries) -> float:
+    c0 = time.thread_time()
+    for q in queries:
+        fn(q)
+    return time.thread_time() - c0
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ef", type=int, nargs="+", default=[64, 96])
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "nearkit-paired")
+    args = ap.parse_args(argv)
+    from nearkit.evaluate import recall_at_k
+
+    data = glove(n_queries=1000)
+    truth = ground_truth(data.base, data.queries, 10, "cosine")
+    nk, hl = _indexes(data, args.cache)
+    rng = np.random.default_rng(0)
+    for ef in args.ef:
+        hl.set_ef(ef)
+        ours = lambda q: nk.search(q, 10, ef=ef)  # noqa: E731
+        peer = lambda q: hl.knn_query(q, k=10, num_threads=1)  # noqa: E731
+        rec_ours = recall_at_k(np.stack([ours(q)[0] for q in data.queries]), truth, 10)
+        rec_peer = recall_at_k(np.stack([peer(q)[0][0] for q in data.queries]), truth, 10)
+        ratios, t_ours, t_peer = [], 0.0, 0.0
+        for r in range(args.rounds):
+            qs = data.queries[rng.choice(len(data.queries), 200, replace=False)]
+            if r % 2:  # alternate who goes first
+                b, a = _cpu(peer, qs), _cpu(ours, qs)
+            else:
+                a, b = _cpu(ours, qs), _cpu(peer, qs)
+            ratios.append(b / a)
+            t_ours, t_peer = t_ours + a, t_peer + b
+        n = args.rounds * 200
+        emit(bench="hnsw-paired", ef=ef, recall_nearkit=round(rec_ours, 4), recall_hnswlib=round(rec_peer, 4),
+             qps_cpu_nearkit=round(n / t_ours), qps_cpu_hnswlib=round(n / t_peer),
+             ratio_median=round(float(np.median(ratios)), 3),
+             ratio_q25=round(float(np.percentile(ratios, 25)), 3),
+             ratio_q75=round(float(np.percentile(ratios, 75)), 3))
+
+
+if __name__ == "__main__":
+    main()
