@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _core
 from ..indexes.base import SlotFilter
-from ..store.table import GATHER_ROWS, nearest
+from ..store.table import GATHER_ROWS, nearest, within
 from .pending import PendingRows
 
 # Redis TYPE -> (numpy dtype of the blob, bytes per element)
@@ -388,22 +388,25 @@ class VectorField:
 
     def range(self, q: np.ndarray, radius: float, allowed: np.ndarray | None):
         """Every (slot, distance) with distance <= radius (exact), sorted by slot."""
-        q = self._prepare(q)
+        return within(self, self._prepare(q), radius, allowed)
+
+    def rows_mask(self) -> np.ndarray:
+        return self._has[: self._hi]
+
+    def distances(self, q: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Exact distances from the prepared query q to ``slots``: a FLAT field's whole
+        matrix at once when every row is asked for, else block by block (a graph
+        field's rows are gathered, never all copied at once)."""
         hi = self._hi
-        live = self._has[:hi] if allowed is None else (self._has[:hi] & _fit(allowed, hi))
-        slots = np.flatnonzero(live)
         if slots.size == hi and hi and self._index is None:
             if self.metric == "l2":
                 d = _core.pairwise(q[None, :], self._vecs[:hi], "l2sq")[0]
             else:
-                d = (np.float32(1.0) - _core.pairwise(q[None, :], self._vecs[:hi], "dot")[0])
-        else:
-            # block by block: a graph field's rows are gathered, never all copied at once
-            d = np.concatenate([self._exact(q, slots[a:a + GATHER_ROWS])
-                                for a in range(0, slots.shape[0], GATHER_ROWS)] or
-                               [np.zeros(0, np.float32)])
-        keep = d <= np.float32(radius)
-        return slots[keep], d[keep].astype(np.float32)
+                d = np.float32(1.0) - _core.pairwise(q[None, :], self._vecs[:hi], "dot")[0]
+            return d.astype(np.float32, copy=False)
+        return np.concatenate([self._exact(q, slots[a:a + GATHER_ROWS])
+                               for a in range(0, slots.shape[0], GATHER_ROWS)] or
+                              [np.zeros(0, np.float32)]).astype(np.float32, copy=False)
 
 
 def _fit(mask: np.ndarray, n: int) -> np.ndarray:

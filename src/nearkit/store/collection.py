@@ -647,10 +647,8 @@ class Collection:
             raise ValueError(f"radius must be >= 0, got {radius}")
         tree = self._bind(where, params)
         pq = self._t.prepare(q)
-        # the kernel keeps distance < radius; the next float up makes the bound inclusive
-        bound = np.nextafter(np.float32(r), np.float32(np.inf))
         with self._rw.read():
-            slots, dist = self._t.within(pq, bound, tree)
+            slots, dist = self._t.within(pq, r, tree)
             if limit is not None:
                 slots, dist = slots[:limit], dist[:limit]
             return [Hit(self._t.slot_keys[i], float(d), self._payload(i))

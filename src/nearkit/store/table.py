@@ -83,6 +83,21 @@ def nearest(column, q: np.ndarray, k: int, allowed: np.ndarray | None, params: d
     return slots, dist
 
 
+def within(column, q: np.ndarray, radius: float, allowed: np.ndarray | None):
+    """Every (slot, distance) of ``column``'s rows in the bool slot mask ``allowed``
+    (None: every row holding a vector) with distance <= ``radius`` from the one
+    prepared query ``q`` (dim,), in slot order. The one radius query, for the store's
+    tables and the server's vector fields alike: always exact (a radius has no k for
+    a walk to aim at). ``column`` adds to what ``nearest`` needs ``rows_mask()`` (the
+    rows holding a vector) and ``distances(q, slots)`` (exact, its own kernel, block by
+    block so a graph's rows are gathered, never all copied at once)."""
+    mask = column.rows_mask() if allowed is None else column.restrict(allowed)
+    slots = np.flatnonzero(mask)
+    d = column.distances(q, slots)
+    keep = d <= np.float32(radius)
+    return slots[keep], d[keep]
+
+
 def grow(arr: np.ndarray, n: int, fill) -> np.ndarray:
     """``arr`` with room for n rows: doubling, from 1024 rows or ~4 MB for wide rows
     (memory follows the rows stored, not the declared dimension)."""
@@ -319,6 +334,24 @@ class Table:
     def restrict(self, mask: np.ndarray) -> np.ndarray:
         return mask  # every live row has a vector, and ``mask`` holds live rows only
 
+    def rows_mask(self) -> np.ndarray:
+        return self.live[: self.n_slots]
+
+    def distances(self, pq: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Exact distances from the prepared query ``pq`` (dim,) to our ``slots``
+        (the exact-search kernel, GATHER_ROWS rows at a time)."""
+        code = METRIC_CODES[self.metric]
+        out = [np.empty(0, np.float32)]
+        for a in range(0, slots.shape[0], GATHER_ROWS):
+            x = self.rows(slots[a:a + GATHER_ROWS])
+            sqn = np.einsum("ij,ij->i", x, x)
+            # an infinite bound keeps every row (listed in the kernel's order)
+            _, pos, dist = _core.flat_range(x, sqn, None, pq[None, :], np.inf, code, None, 1)
+            block = np.full(x.shape[0], np.inf, np.float32)
+            block[pos] = dist
+            out.append(block)
+        return np.concatenate(out)
+
     def scan(self, q: np.ndarray, k: int, mask: np.ndarray | None):
         return self.exact(q, k, np.flatnonzero(self.live[: self.n_slots] if mask is None else mask))
 
@@ -334,24 +367,11 @@ class Table:
         valid = ids >= 0
         return np.where(valid, self.slot_of_id[np.where(valid, ids, 0)], -1), dist
 
-    def within(self, pq: np.ndarray, bound: float, tree: Node):
-        """(our slots, distances) of every live row passing ``tree`` with distance < bound
-        from the one prepared query ``pq`` (1, dim), nearest first."""
-        mask = self.mask(tree)
-        allowed = np.flatnonzero(self.live[: self.n_slots] if mask is None else mask)
-        code = METRIC_CODES[self.metric]
-        out_s, out_d = [], []
-        for a in range(0, allowed.shape[0], GATHER_ROWS):
-            part = allowed[a:a + GATHER_ROWS]
-            x = self.rows(part)
-            sqn = np.einsum("ij,ij->i", x, x)
-            _, pos, dist = _core.flat_range(x, sqn, None, pq, bound, code, None, 1)
-            out_s.append(part[pos])
-            out_d.append(dist)
-        if not out_s:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        s, d = np.concatenate(out_s), np.concatenate(out_d)
-        order = np.lexsort((s, d))  # nearest first; ties in slot order, as one scan gives
+    def within(self, pq: np.ndarray, radius: float, tree: Node):
+        """(our slots, distances) of every live row passing ``tree`` within ``radius``
+        (inclusive) of the one prepared query ``pq`` (1, dim), nearest first."""
+        s, d = within(self, pq[0], radius, self.mask(tree))
+        order = np.lexsort((s, d))  # nearest first; ties in slot order
         return s[order], d[order]
 
     # -- snapshots ----------------------------------------------------------------------
