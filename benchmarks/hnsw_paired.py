@@ -4,8 +4,7 @@
 
 ann.py runs each library in its own process, one after the other; on a shared
 host whose speed drifts from minute to minute that moves ratios by +-15%. Here
-both indexes (GloVe 399k, M=16, ef_construction=200, one build thread; built
-once and kept in --cache) answer the same 200 random queries in turn, round
+both indexes (GloVe 399k, built as ann.py builds them; kept in --cache) answer the same 200 random queries in turn, round
 after round, and the ratio is the median of the per-round ratios of CPU time.
 Prints one JSON line per ef with both recalls@10 (over all 1,000 queries).
 """
@@ -18,12 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from algos.hnsw import build_hnswlib, build_nearkit
 from common import emit, glove, ground_truth
-
-M, EF_CONSTRUCTION = 16, 200
 
 
 def _indexes(data, cache: Path):
+    """Both indexes, built as ann.py builds them (algos/hnsw.py) and kept in ``cache``."""
     import hnswlib
 
     import nearkit
@@ -33,16 +32,13 @@ def _indexes(data, cache: Path):
     if nk_path.exists():
         nk = nearkit.load(nk_path)
     else:
-        nk = nearkit.HNSW(data.base.shape[1], "cosine", M=M, ef_construction=EF_CONSTRUCTION)
-        nk.add(data.base, threads=1)
+        nk = build_nearkit(data.base, "cosine")
         nk.save(nk_path)
-    hl = hnswlib.Index(space="cosine", dim=data.base.shape[1])
     if hl_path.exists():
+        hl = hnswlib.Index(space="cosine", dim=data.base.shape[1])
         hl.load_index(str(hl_path))
     else:
-        hl.init_index(max_elements=len(data.base), M=M, ef_construction=EF_CONSTRUCTION, random_seed=100)
-        hl.set_num_threads(1)
-        hl.add_items(data.base, np.arange(len(data.base)), num_threads=1)
+        hl = build_hnswlib(data.base, "cosine")
         hl.save_index(str(hl_path))
     hl.set_num_threads(1)
     return nk, hl

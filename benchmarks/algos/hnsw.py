@@ -17,7 +17,7 @@ SWEEP = [{"ef": ef} for ef in EF_SWEEP]
 
 
 # -- nearkit -------------------------------------------------------------------
-def _nearkit_build(base, metric):
+def build_nearkit(base, metric):
     import nearkit
 
     index = nearkit.HNSW(base.shape[1], metric, M=M, ef_construction=EF_CONSTRUCTION)
@@ -30,7 +30,7 @@ def _nearkit_query(index, q, k, params):
 
 
 # -- hnswlib -------------------------------------------------------------------
-def _hnswlib_build(base, metric):
+def build_hnswlib(base, metric):
     import hnswlib
 
     index = hnswlib.Index(space=metric, dim=base.shape[1])
@@ -101,9 +101,9 @@ def _usearch_query(index, q, k, params):
 
 
 ALGOS = [
-    Algo("nearkit-hnsw", _nearkit_build, _nearkit_query, SWEEP,
+    Algo("nearkit-hnsw", build_nearkit, _nearkit_query, SWEEP,
          index_bytes=lambda index: index.nbytes),
-    Algo("hnswlib", _hnswlib_build, _hnswlib_query, SWEEP, requires=["hnswlib"],
+    Algo("hnswlib", build_hnswlib, _hnswlib_query, SWEEP, requires=["hnswlib"],
          index_bytes=lambda index: index.index_file_size()),
     Algo("faiss-hnsw", _faiss_build, _faiss_query, SWEEP, requires=["faiss"]),
     Algo("usearch", _usearch_build, _usearch_query, SWEEP, requires=["usearch"],

@@ -11,34 +11,28 @@ from __future__ import annotations
 
 import ctypes
 import sys
-import threading
 
 BULK_ROWS = 1024  # writes at least this large trim afterwards (a trim costs ~1 ms)
 
-_lock = threading.Lock()
-_trim = None
-_loaded = False
+
+def _find_malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
 
 
-def _malloc_trim():
-    global _trim, _loaded
-    with _lock:
-        if not _loaded:
-            _loaded = True
-            if sys.platform.startswith("linux"):
-                try:
-                    _trim = ctypes.CDLL(None).malloc_trim  # glibc only
-                    _trim.argtypes = [ctypes.c_size_t]
-                    _trim.restype = ctypes.c_int
-                except (OSError, AttributeError):
-                    _trim = None
-    return _trim
+_malloc_trim = _find_malloc_trim()
 
 
 def release_free_heap() -> bool:
     """Return free heap pages to the system; False where the C library cannot."""
-    trim = _malloc_trim()
-    if trim is None:
+    if _malloc_trim is None:
         return False
-    trim(0)
+    _malloc_trim(0)
     return True

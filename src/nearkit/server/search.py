@@ -115,10 +115,7 @@ class SearchIndex:
         # a new document lists after older ones even in a reused slot, and an updated
         # one moves to the end (Redis gives it a new id). While numbers rise with the
         # slot (no reuse, no update of an earlier document) slot order is that order.
-        self.doc_seq = np.zeros(0, np.int64)
-        self._next_seq = 0
-        self._top_stamped = -1
-        self.slot_order_is_doc_order = True
+        self._reset_doc_order()
         for f in fields:
             self._add_field(f)
 
@@ -194,6 +191,7 @@ class SearchIndex:
             for f in fields:
                 self._add_field(f)
             self.table.reset()
+            self._reset_doc_order()
             self.slot_rec.clear()
             self.slot_present.clear()
             self.slot_sort.clear()
@@ -347,6 +345,12 @@ class SearchIndex:
                     if vf.uses_graph:
                         self.vectors_pending = True
 
+    def _reset_doc_order(self) -> None:
+        self.doc_seq = np.zeros(0, np.int64)
+        self._next_seq = 0
+        self._top_stamped = -1
+        self.slot_order_is_doc_order = True
+
     def _stamp(self, slot: int) -> None:
         self.doc_seq = grow(self.doc_seq, slot + 1, 0)
         if slot <= self._top_stamped:
@@ -364,7 +368,7 @@ class SearchIndex:
         """``slots`` (ascending) reordered into document order."""
         if self.slot_order_is_doc_order:
             return slots
-        return slots[np.argsort(self.doc_seq[slots], kind="stable")]
+        return slots[np.argsort(self.document_order(slots), kind="stable")]
 
     def _remove(self, key: bytes) -> None:
         slot = self.key_slot.get(key)

@@ -226,10 +226,8 @@ class VectorField:
 
     def flush(self) -> None:
         """Insert the pending vectors into the graph, in one parallel batch."""
-        if self._pending.n == 0:
-            return
         slots, x = self._pending.take()
-        if slots.size == 0:
+        if slots.size == 0:  # nothing waited, or every waiting slot was dropped
             return
         self._graph_slots = None
         self._index.add(x, slots, threads=0 if len(slots) >= 64 else 1)
@@ -271,7 +269,9 @@ class VectorField:
         computed directly, not through the |x|^2 - 2xq + |q|^2 expansion)."""
         if slots.size == 0:
             return np.zeros(0, np.float32)
-        base = self._rows(slots)
+        return self._distances_to(q, self._rows(slots))
+
+    def _distances_to(self, q: np.ndarray, base: np.ndarray) -> np.ndarray:
         if self.metric == "l2":
             return _core.pairwise(q[None, :], base, "l2sq")[0]
         return (np.float32(1.0) - _core.pairwise(q[None, :], base, "dot")[0]).astype(np.float32)
@@ -399,14 +399,10 @@ class VectorField:
         field's rows are gathered, never all copied at once)."""
         hi = self._hi
         if slots.size == hi and hi and self._index is None:
-            if self.metric == "l2":
-                d = _core.pairwise(q[None, :], self._vecs[:hi], "l2sq")[0]
-            else:
-                d = np.float32(1.0) - _core.pairwise(q[None, :], self._vecs[:hi], "dot")[0]
-            return d.astype(np.float32, copy=False)
+            return self._distances_to(q, self._vecs[:hi])
         return np.concatenate([self._exact(q, slots[a:a + GATHER_ROWS])
                                for a in range(0, slots.shape[0], GATHER_ROWS)] or
-                              [np.zeros(0, np.float32)]).astype(np.float32, copy=False)
+                              [np.zeros(0, np.float32)])
 
 
 def _fit(mask: np.ndarray, n: int) -> np.ndarray:

@@ -353,7 +353,7 @@ class Table:
         return np.concatenate(out)
 
     def scan(self, q: np.ndarray, k: int, mask: np.ndarray | None):
-        return self.exact(q, k, np.flatnonzero(self.live[: self.n_slots] if mask is None else mask))
+        return self.exact(q, k, np.flatnonzero(self.rows_mask() if mask is None else mask))
 
     def walk(self, q: np.ndarray, k: int, mask: np.ndarray | None, params: dict):
         """The index's own search (a mask becomes a filter over its slots)."""
