@@ -1,6 +1,7 @@
 """nearkit's HNSW against hnswlib in one process, in alternating short rounds.
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/hnsw_paired.py [--ef 96] [--rounds 30]
+        [--ef-hnswlib 104]   (pair at equal recall when the two need different ef)
 
 ann.py runs each library in its own process, one after the other; on a shared
 host whose speed drifts from minute to minute that moves ratios by +-15%. Here
@@ -54,6 +55,8 @@ def _cpu(fn, queries) -> float:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ef", type=int, nargs="+", default=[64, 96])
+    ap.add_argument("--ef-hnswlib", type=int, nargs="+", default=None,
+                    help="hnswlib's ef for each --ef (default: the same), to pair at equal recall")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "nearkit-paired")
     args = ap.parse_args(argv)
@@ -63,8 +66,11 @@ def main(argv=None) -> None:
     truth = ground_truth(data.base, data.queries, 10, "cosine")
     nk, hl = _indexes(data, args.cache)
     rng = np.random.default_rng(0)
-    for ef in args.ef:
-        hl.set_ef(ef)
+    ef_peer = args.ef_hnswlib or args.ef
+    if len(ef_peer) != len(args.ef):
+        ap.error("--ef-hnswlib needs one value per --ef")
+    for ef, ef_hl in zip(args.ef, ef_peer):
+        hl.set_ef(ef_hl)
         ours = lambda q: nk.search(q, 10, ef=ef)  # noqa: E731
         peer = lambda q: hl.knn_query(q, k=10, num_threads=1)  # noqa: E731
         rec_ours = recall_at_k(np.stack([ours(q)[0] for q in data.queries]), truth, 10)
@@ -79,7 +85,7 @@ def main(argv=None) -> None:
             ratios.append(b / a)
             t_ours, t_peer = t_ours + a, t_peer + b
         n = args.rounds * 200
-        emit(bench="hnsw-paired", ef=ef, recall_nearkit=round(rec_ours, 4), recall_hnswlib=round(rec_peer, 4),
+        emit(bench="hnsw-paired", ef=ef, ef_hnswlib=ef_hl, recall_nearkit=round(rec_ours, 4), recall_hnswlib=round(rec_peer, 4),
              qps_cpu_nearkit=round(n / t_ours), qps_cpu_hnswlib=round(n / t_peer),
              ratio_median=round(float(np.median(ratios)), 3),
              ratio_q25=round(float(np.percentile(ratios, 25)), 3),

@@ -72,6 +72,7 @@ struct Hnsw::Scratch {
   std::vector<uint64_t> visited;  // one bit per slot, cleared per layer search
   std::vector<std::pair<float, uint32_t>> cand, res;  // heaps
   std::vector<std::pair<float, uint32_t>> pool, pool2;
+  std::vector<std::pair<float, uint32_t>> fresh;  // search_layer_sorted: one expansion's entrants
   std::vector<uint32_t> todo, sel, sel2, links;
   std::vector<std::vector<uint32_t>> per_level;  // insert: chosen neighbours per layer
   std::vector<float> qnorm, dbuf;
