@@ -96,7 +96,8 @@ def _check_graph(index: "HNSW", sections: dict, legacy: bool = False) -> None:
 class HNSW(Index):
     """Hierarchical navigable small-world graph.
 
-    M: links per node (2*M on the bottom layer); ef_construction: candidate list
+    M: links per node (up to 2*M on the bottom layer, which ``add`` fills after
+    each batch for l2 and cosine; see docs/hnsw.md); ef_construction: candidate list
     size while building; ef_search: default candidate list size for search
     (raise it for recall, lower it for speed); seed: level assignment;
     walk: ``"auto"`` (8-bit codes unless the guard finds they cannot serve the
