@@ -453,3 +453,39 @@ def test_bad_constructor_arguments():
         nearkit.HNSW(4, seed=-1)
 
 
+
+
+def _level0_lists(index):
+    """Each slot's level-0 neighbour list, read from the exported blocks."""
+    blocks = np.asarray(index._core.export_arrays()["blocks"])
+    head = index._core.header_offset
+    words = blocks[:, head:].copy().view(np.uint32)
+    counts = words[:, 0] & 0xFFFF
+    return [words[s, 1:1 + c] for s, c in enumerate(counts)]
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine", "ip"])
+def test_add_fills_level0_lists_without_breaking_them(metric):
+    # After each batch, add() walks again from every new node and adds the
+    # heuristic's choice to its level-0 list up to 2*M (l2 and cosine; ip keeps
+    # insert's lists). Insert alone leaves ~1.25*M links per node on this data;
+    # filled lists hold more, and every list must stay a set of valid, other slots.
+    from nearkit.datasets import synthetic_clustered
+
+    M = 8
+    x = synthetic_clustered(3000, 32, n_clusters=16, spread=0.4, seed=1)
+    index = nearkit.HNSW(32, metric, M=M, seed=1)
+    index.add(x)
+    lists = _level0_lists(index)
+    for s, links in enumerate(lists):
+        assert len(links) <= 2 * M
+        assert len(set(links.tolist())) == len(links), s
+        assert s not in links and (links < len(x)).all(), s
+    mean = np.mean([len(links) for links in lists])
+    full = np.mean([len(links) == 2 * M for links in lists])
+    if metric == "ip":
+        assert mean < 1.25 * M, mean
+    else:
+        assert mean >= 1.5 * M and full >= 0.25, (mean, full)
+    truth = exact_ids(x, x[:200], 10, metric)
+    assert recall(index.search(x[:200], 10, ef=64)[0], truth) >= 0.95
