@@ -521,8 +521,8 @@ void Hnsw::insert(uint32_t s, Scratch& sc) {
 // reverse link is added where the other list has room. Nothing is removed, so
 // the graph only gains edges: re-choosing whole lists instead measured as
 // fast on GloVe but lost recall on duplicates, near-duplicates and sparse
-// data (a group of identical vectors chose only each other). GloVe: mean 31
-// links, and recall 0.95 at ef ~79 instead of ~100 (+12% queries/s). After
+// data (a group of identical vectors chose only each other). GloVe: mean 30
+// links, and recall 0.95 at ef ~78 instead of ~100 (+14% queries/s). After
 // the inserts, because denser lists during the build slow every later
 // insert's walk (choosing 2·M at insert doubled the build time).
 void Hnsw::refine(uint32_t s, Scratch& sc) {
