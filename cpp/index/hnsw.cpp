@@ -433,6 +433,20 @@ void Hnsw::select_neighbours(std::vector<std::pair<float, uint32_t>>& cands, siz
   }
 }
 
+// Adds s to n's list on `level` when it has room (true), or finds s there
+// already (true); false when the list is full without s. Caller holds n's lock;
+// buf has room for a list.
+bool Hnsw::append_link(uint32_t n, int level, uint32_t s, uint32_t* buf) {
+  const size_t cnt = read_links(n, level, buf);
+  if (std::find(buf, buf + cnt, s) != buf + cnt) return true;
+  if (cnt >= max_links(level)) return false;
+  uint32_t* p = level == 0 ? hdr(n) : upper(n, level);
+  store_relaxed(p + 1 + cnt, s);
+  const uint32_t flags = level == 0 ? (load_relaxed(p) & ~kCountMask) : 0;
+  store_release(p, uint32_t(cnt + 1) | flags);
+  return true;
+}
+
 // Links s to `selected` at `level` and adds the reverse links, pruning a
 // neighbour's list with the heuristic when it is full.
 void Hnsw::connect(uint32_t s, int level, const std::vector<uint32_t>& selected, Scratch& sc) {
@@ -444,15 +458,8 @@ void Hnsw::connect(uint32_t s, int level, const std::vector<uint32_t>& selected,
   uint32_t* links = sc.links.data();
   for (uint32_t n : selected) {
     std::lock_guard<std::mutex> g(node_lock(n));
-    size_t cnt = read_links(n, level, links);
-    if (std::find(links, links + cnt, s) != links + cnt) continue;
-    if (cnt < maxl) {
-      uint32_t* p = level == 0 ? hdr(n) : upper(n, level);
-      store_relaxed(p + 1 + cnt, s);
-      uint32_t flags = level == 0 ? (load_relaxed(p) & ~kCountMask) : 0;
-      store_release(p, uint32_t(cnt + 1) | flags);
-      continue;
-    }
+    if (append_link(n, level, s, links)) continue;
+    // n's list is full (append_link left it in links): prune it with s among it.
     // n's code was just read by the walk and is likely cached; its float vector
     // (4x the bytes) never is. The heuristic already measures kept neighbours
     // on codes, so the pruning stays on one scale.
@@ -460,7 +467,7 @@ void Hnsw::connect(uint32_t s, int level, const std::vector<uint32_t>& selected,
     auto& pool = sc.pool2;
     pool.clear();
     pool.emplace_back(dist(sc.qn, s), s);
-    for (size_t i = 0; i < cnt; ++i) pool.emplace_back(dist(sc.qn, links[i]), links[i]);
+    for (size_t i = 0; i < maxl; ++i) pool.emplace_back(dist(sc.qn, links[i]), links[i]);
     sort_closest_first(pool);
     select_neighbours(pool, maxl, sc.sel2, sc);
     write_links(n, level, sc.sel2.data(), sc.sel2.size());
@@ -525,10 +532,11 @@ void Hnsw::insert(uint32_t s, Scratch& sc) {
 // links, and recall 0.95 at ef ~78 instead of ~100 (+14% queries/s). After
 // the inserts, because denser lists during the build slow every later
 // insert's walk (choosing 2·M at insert doubled the build time).
-void Hnsw::refine(uint32_t s, Scratch& sc) {
+void Hnsw::fill_links(uint32_t s, Scratch& sc) {
   if (load_relaxed(hdr(s)) & kFree) return;
   uint32_t* links = sc.links.data();
-  if (read_links(s, 0, links) >= M0_) return;
+  const size_t cnt = read_links(s, 0, links);
+  if (cnt >= M0_) return;
   prepare(vec(s), sc.q, code_kernels());
   search_layer(sc.q, s, 0, std::max(efc_ / 2, M0_), sc, nullptr, 0);
   auto& pool = sc.pool;
@@ -537,7 +545,6 @@ void Hnsw::refine(uint32_t s, Scratch& sc) {
     if (r.second != s) pool.push_back(r);
   // s's current neighbours count for the heuristic also when beyond the walk's
   // ef best: a far one can be the only link in its direction.
-  const size_t cnt = read_links(s, 0, links);
   const size_t walked = pool.size();
   for (size_t i = 0; i < cnt; ++i) {
     bool listed = false;
@@ -564,10 +571,7 @@ void Hnsw::refine(uint32_t s, Scratch& sc) {
   }
   for (uint32_t t : added) {
     std::lock_guard<std::mutex> g(node_lock(t));
-    size_t n = read_links(t, 0, links);
-    if (n >= M0_ || std::find(links, links + n, s) != links + n) continue;
-    links[n++] = s;
-    write_links(t, 0, links, n);
+    append_link(t, 0, s, links);  // never pruned for it: a full list stays as it is
   }
 }
 
@@ -626,36 +630,22 @@ void Hnsw::add(const float* x, const int64_t* ids, size_t n, int threads) {
   std::vector<uint8_t> linked(n, 0);
   read_lock();
   try {
-    std::atomic<size_t> next{0};
-    int nt = std::max(1, std::min<int>(threads, int((n + 63) / 64)));
-    run_workers(nt, [&](int) {
-      Scratch* sc = acquire();
-      try {
-        for (size_t i; !stop.stop_requested() && (i = next.fetch_add(1)) < n;) {
-          insert(slots[i], *sc);
-          linked[i] = 1;
-        }
-      } catch (...) {
-        release(sc);
-        throw;
-      }
-      release(sc);
-    }, &stop);
-    // Every node of the batch is linked and findable; a stop from here on
-    // leaves some lists unrefined, which costs speed, never an answer.
-    if (refines()) {
-      next = 0;
+    // Each pass hands the batch's nodes out one at a time to nt workers.
+    const int nt = std::max(1, std::min<int>(threads, int((n + 63) / 64)));
+    auto over_batch = [&](auto&& step) {
+      std::atomic<size_t> next{0};
       run_workers(nt, [&](int) {
-        Scratch* sc = acquire();
-        try {
-          for (size_t i; !stop.stop_requested() && (i = next.fetch_add(1)) < n;) refine(slots[i], *sc);
-        } catch (...) {
-          release(sc);
-          throw;
-        }
-        release(sc);
+        ScratchLease sc(*this);
+        for (size_t i; !stop.stop_requested() && (i = next.fetch_add(1)) < n;) step(i, *sc);
       }, &stop);
-    }
+    };
+    over_batch([&](size_t i, Scratch& sc) {
+      insert(slots[i], sc);
+      linked[i] = 1;
+    });
+    // Every node of the batch is linked and findable; a stop from here on
+    // leaves some lists unfilled, which costs speed, never an answer.
+    if (fills_level0()) over_batch([&](size_t i, Scratch& sc) { fill_links(slots[i], sc); });
   } catch (...) {
     read_unlock();
     // Nodes not (fully) linked cannot be found: take them out again, so the
@@ -779,7 +769,7 @@ void Hnsw::search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t*
   std::atomic<size_t> next{0};
   int nt = std::max(1, std::min<int>(threads, int(nq)));
   run_workers(nt, [&](int) {
-    Scratch* sc = acquire();
+    ScratchLease sc(*this);
     for (size_t i; (i = next.fetch_add(1)) < nq;) {
       const float* qi = q + i * dim_;
       if (metric_ == Metric::Cosine) {
@@ -792,13 +782,12 @@ void Hnsw::search(const float* q, size_t nq, size_t k, size_t ef, const uint8_t*
                  out_dist + i * k);
       read_unlock();
     }
-    release(sc);
   });
 }
 
 void Hnsw::scan(const float* q, size_t nq, size_t k, const uint8_t* mask, size_t mask_len,
                 int64_t* out_ids, float* out_dist) const {
-  Scratch* sc = acquire();
+  ScratchLease sc(*this);
   read_lock();
   std::vector<int64_t> allowed;
   const size_t end = std::min(n_slots_, mask_len);
@@ -815,7 +804,6 @@ void Hnsw::scan(const float* q, size_t nq, size_t k, const uint8_t* mask, size_t
     exact_scan(qi, k, allowed, *sc, out_ids + i * k, out_dist + i * k);
   }
   read_unlock();
-  release(sc);
 }
 
 }  // namespace nk

@@ -238,13 +238,14 @@ class Hnsw {
   void select_neighbours(std::vector<std::pair<float, uint32_t>>& cands, size_t m,
                          std::vector<uint32_t>& out, Scratch& sc) const;
   void insert(uint32_t s, Scratch& sc);
-  void refine(uint32_t s, Scratch& sc);
-  // Whether add() fills level-0 lists (refine). Not for inner products: a
+  void fill_links(uint32_t s, Scratch& sc);
+  // Whether add() fills level-0 lists (fill_links). Not for inner products: a
   // node's nearest by inner product are the large-norm vectors rather than
   // those around it, and the extra links measured mixed (drift/ip recall@1
   // 0.74 -> 0.71; clustered 64-d 0.952 -> 0.954), so ip keeps hnswlib's graph.
-  bool refines() const { return metric_ != Metric::IP; }
+  bool fills_level0() const { return metric_ != Metric::IP; }
   void connect(uint32_t s, int level, const std::vector<uint32_t>& selected, Scratch& sc);
+  bool append_link(uint32_t n, int level, uint32_t s, uint32_t* buf);
   void search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, size_t mask_len,
                   const std::vector<int64_t>* allowed, Scratch& sc, int64_t* out_ids,
                   float* out_dist) const;
@@ -261,6 +262,20 @@ class Hnsw {
 
   Scratch* acquire() const;
   void release(Scratch* s) const;
+  // A pooled Scratch held for one scope and given back however the scope ends.
+  class ScratchLease {
+   public:
+    explicit ScratchLease(const Hnsw& h) : h_(h), s_(h.acquire()) {}
+    ~ScratchLease() { h_.release(s_); }
+    ScratchLease(const ScratchLease&) = delete;
+    ScratchLease& operator=(const ScratchLease&) = delete;
+    Scratch& operator*() const { return *s_; }
+    Scratch* operator->() const { return s_; }
+
+   private:
+    const Hnsw& h_;
+    Scratch* s_;
+  };
   void write_lock();
   void write_unlock() { shape_.unlock(); }
   void read_lock() const;

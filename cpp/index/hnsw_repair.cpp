@@ -81,7 +81,7 @@ void Hnsw::remove_slots_locked(const std::vector<uint32_t>& slots) {
     std::atomic<size_t> next{0};
     const size_t chunk = 256;
     run_workers(threads, [&](int) {
-      Scratch* sc = acquire();
+      ScratchLease sc(*this);
       sc->q.ck = &code_kernels();
       for (size_t b; (b = next.fetch_add(chunk)) < n_slots_;) {
         size_t e = std::min(n_slots_, b + chunk);
@@ -90,7 +90,6 @@ void Hnsw::remove_slots_locked(const std::vector<uint32_t>& slots) {
           for (int l = 0; l <= levels()[p]; ++l) repair_node(uint32_t(p), l, dead.data(), *sc);
         }
       }
-      release(sc);
     });
   }
 
@@ -188,18 +187,12 @@ void Hnsw::relink(uint32_t s, int level, bool force, Scratch& sc) {
 // Repairs can strand a node; relink those until none is left. A forced link
 // may strand the node it displaced, hence the rounds (one nearly always does).
 void Hnsw::fix_stranded_locked() {
-  Scratch* sc = acquire();
-  try {
-    for (int round = 0; round < 8; ++round) {
-      auto stranded = find_stranded_locked();
-      if (stranded.empty()) break;
-      for (auto [s, l] : stranded) relink(s, l, round > 0, *sc);
-    }
-  } catch (...) {
-    release(sc);
-    throw;
+  ScratchLease sc(*this);
+  for (int round = 0; round < 8; ++round) {
+    auto stranded = find_stranded_locked();
+    if (stranded.empty()) break;
+    for (auto [s, l] : stranded) relink(s, l, round > 0, *sc);
   }
-  release(sc);
 }
 
 }  // namespace nk
