@@ -99,9 +99,9 @@ Hnsw::Scratch* Hnsw::acquire() const {
     q.xbuf.assign(dpad_, 0.f);
   }
   s->qnorm.assign(dim_, 0.f);
-  s->todo.resize(M0_ + 1);
-  s->dbuf.resize(M0_ + 1);
-  s->fresh.resize(M0_ + 1);
+  s->todo.resize(kMaxWidth * M0_ + 1);
+  s->dbuf.resize(kMaxWidth * M0_ + 1);
+  s->fresh.resize(kMaxWidth * M0_ + 1);
   s->links.resize(M0_ + 1);
   return s;
 }
@@ -266,48 +266,64 @@ inline size_t Hnsw::unvisited_neighbours(uint32_t c, int level, size_t maxl, Scr
 // Best-first walk of one layer when every reachable node is eligible (no filter,
 // no free slots): one array of the ef best nodes seen so far, sorted by distance,
 // each marked once expanded, stands in for the two heaps of the general walk.
-// It visits the same nodes in the same order, but each expansion's new entries
-// are merged in at once instead of sift loops with unpredictable branches
-// (the heaps were a fifth of a build). Leaves the result in sc.res, unordered
-// for the callers' purposes.
-void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef,
-                               Scratch& sc) const {
+// Each step's new entries are merged in at once instead of sift loops with
+// unpredictable branches (the heaps were a fifth of a build). Leaves the result
+// in sc.res, unordered for the callers' purposes.
+//
+// width > 1 (level 0 only): each step expands the `width` best unexpanded nodes
+// together, so their neighbours' codes are fetched in one burst and the misses
+// of two expansions overlap instead of queueing one after the other. With
+// width 1 it visits the nodes in the order of the textbook walk.
+void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
+                               size_t width) const {
   using Entry = std::pair<float, uint32_t>;
   constexpr uint32_t kDone = 1u << 31;  // expanded; slots stay below 2^31 on this path
+  if (level != 0) width = 1;
+  width = std::min(std::max<size_t>(width, 1), kMaxWidth);
   sc.begin(n_slots_);
   auto& pool = sc.res;
+  const size_t maxl = max_links(level);
   pool.resize(ef);
   Entry* P = pool.data();
   uint32_t* todo = sc.todo.data();
-  const size_t maxl = max_links(level);
+  auto next_unexpanded = [&](size_t i, size_t size) {
+    while (i < size && (P[i].second & kDone)) ++i;
+    return i;
+  };
 
   sc.test_and_set(ep);
   P[0] = {dist(q, ep), ep};
   size_t size = 1, cur = 0;
   while (cur < size) {
-    const uint32_t c = P[cur].second;
-    P[cur].second = c | kDone;
-    // Fetch the likely next node's links now (see search_layer).
-    if (level == 0) {
-      size_t nx = cur + 1;
-      while (nx < size && (P[nx].second & kDone)) ++nx;
-      if (nx < size) prefetch_links(P[nx].second);
+    size_t nt = 0, nx = cur;
+    for (size_t w = 0; w < width && nx < size; ++w) {
+      const uint32_t c = P[nx].second;
+      P[nx].second = c | kDone;
+      nt += unvisited_neighbours(c, level, maxl, sc, todo + nt);
+      nx = next_unexpanded(nx + 1, size);
     }
-    const size_t nt = unvisited_neighbours(c, level, maxl, sc, todo);
+    // Fetch the likely next nodes' links now (see search_layer).
+    const size_t next = nx;
+    if (level == 0)
+      for (size_t w = 0; w < width && nx < size; ++w, nx = next_unexpanded(nx + 1, size))
+        prefetch_links(P[nx].second);
     // All distances first: independent loads that the core can overlap,
     // where deciding on each before the next serialised the cache misses.
     float* dj = sc.dbuf.data();
     for (size_t j = 0; j < nt; ++j) dj[j] = dist(q, todo[j]);
     // The neighbours that can enter (strictly closer than the worst of a full
     // list), sorted, then merged in from the back in one pass: one move of the
-    // list's tail per expansion, where a binary search and a move per entry
-    // were a fifth of the walk on cached data.
+    // list's tail per step, where a binary search and a move per entry were a
+    // fifth of the walk on cached data. Whether a neighbour enters is a coin
+    // flip to the branch predictor, so each is written and kept by the count.
     size_t lowest = size;  // first position that received a new entry
     Entry* F = sc.fresh.data();
     size_t m = 0;
     const float worst = size == ef ? P[size - 1].first : kInf;
-    for (size_t j = 0; j < nt; ++j)
-      if (dj[j] < worst) F[m++] = {dj[j], todo[j]};
+    for (size_t j = 0; j < nt; ++j) {
+      F[m] = {dj[j], todo[j]};
+      m += dj[j] < worst;
+    }
     if (m) {
       for (size_t a = 1; a < m; ++a) {  // stable insertion sort: m is small
         const Entry x = F[a];
@@ -315,6 +331,9 @@ void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef
         for (; b > 0 && F[b - 1].first > x.first; --b) F[b] = F[b - 1];
         F[b] = x;
       }
+      // The best newcomer is expanded next when it beats the guess fetched
+      // above: fetch its links while the merge runs.
+      if (level == 0 && (next >= size || F[0].first < P[next].first)) prefetch_links(F[0].second);
       // Largest first into P[k]. On equal distances the listed entry stays
       // first, as an upper-bound insertion would; positions from ef on drop.
       size_t i = size, k = size + m;
@@ -333,22 +352,17 @@ void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef
     }
     // Everything before cur is expanded, and so is cur itself unless something
     // landed at or before it: continue from the first unexpanded entry.
-    if (lowest <= cur) {
-      cur = lowest;
-    } else {
-      ++cur;
-      while (cur < size && (P[cur].second & kDone)) ++cur;
-    }
+    cur = lowest <= cur ? lowest : next_unexpanded(cur + 1, size);
   }
   pool.resize(size);
   for (auto& e : pool) e.second &= ~kDone;
 }
 
 void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
-                        const uint8_t* mask, size_t mask_len) const {
+                        const uint8_t* mask, size_t mask_len, size_t width) const {
   ef = std::min(ef, std::max<size_t>(n_slots_, 1));  // never more candidates than nodes
   if (!mask && free_.empty() && n_slots_ < (size_t(1) << 31)) {
-    search_layer_sorted(q, ep, level, ef, sc);
+    search_layer_sorted(q, ep, level, ef, sc, width);
     return;
   }
   sc.begin(n_slots_);
@@ -366,6 +380,8 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
   };
   uint32_t* todo = sc.todo.data();
   const size_t maxl = max_links(level);
+  if (level != 0) width = 1;
+  width = std::min(std::max<size_t>(width, 1), kMaxWidth);
 
   float d0 = dist(q, ep);
   sc.test_and_set(ep);
@@ -378,11 +394,20 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
     if (res.size() >= ef && dc > res.front().first) break;
     std::pop_heap(cand.begin(), cand.end());
     cand.pop_back();
+    size_t nt = unvisited_neighbours(c, level, maxl, sc, todo);
+    // With width 2, the next best candidate too, unless it could not enter the
+    // results (the loop would stop there): the nodes search_layer_sorted expands
+    // together, so that both walks still visit the same nodes in the same order.
+    if (width > 1 && !cand.empty() && !(res.size() >= ef && -cand.front().first > res.front().first)) {
+      const uint32_t c2 = cand.front().second;
+      std::pop_heap(cand.begin(), cand.end());
+      cand.pop_back();
+      nt += unvisited_neighbours(c2, level, maxl, sc, todo + nt);
+    }
     // The likely next node to expand: fetch its links now, while this node's
     // neighbours are processed (fetching them just before use would not hide
     // the latency). A better neighbour found below may take its turn instead.
     if (level == 0 && !cand.empty()) prefetch_links(cand.front().second);
-    const size_t nt = unvisited_neighbours(c, level, maxl, sc, todo);
     for (size_t j = 0; j < nt; ++j) {
       uint32_t t = todo[j];
       float d = dist(q, t);
@@ -712,7 +737,7 @@ void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, 
   prepare(q, sc.q, ck);
   uint32_t cur = top_entry(top);
   if (top_level(top) > 0) cur = greedy(sc.q, cur, top_level(top), 1);
-  search_layer(sc.q, cur, 0, std::max(ef, k), sc, mask, mask_len);
+  search_layer(sc.q, cur, 0, std::max(ef, k), sc, mask, mask_len, kMaxWidth);
 
   auto& res = sc.res;
   TopK best(k);
@@ -736,9 +761,10 @@ void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, 
   }
   std::sort(order.begin(), order.end());
   const Kernels& K = kernels();
-  // Most of the first 2k candidates are re-ranked: fetch them all at once (many
-  // misses in flight, at most 32), then stay that far ahead.
-  const size_t kAhead = std::min<size_t>(32, std::max<size_t>(4, 2 * k));
+  // The first k candidates are always re-ranked and few more are (GloVe, k=10:
+  // 11.2 on average): fetch k + 2 at once (at most 32 in flight), then stay that
+  // far ahead. Fetching 2k wasted a third of the re-rank's memory traffic.
+  const size_t kAhead = std::min<size_t>(32, k + 2);
   auto prefetch_vec = [&](size_t i) {
     const uint8_t* p = reinterpret_cast<const uint8_t*>(vec(order[i].second));
     for (size_t off = 0; off < dim_ * sizeof(float); off += 64) __builtin_prefetch(p + off);

@@ -232,9 +232,13 @@ class Hnsw {
   void prefetch_links(uint32_t s) const;
   void prefetch_code(uint32_t t) const;
   size_t unvisited_neighbours(uint32_t c, int level, size_t maxl, Scratch& sc, uint32_t* todo) const;
-  void search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc) const;
+  // width: how many of the best unexpanded nodes level 0 expands at once (see
+  // search_layer_sorted); at most kMaxWidth.
+  static constexpr size_t kMaxWidth = 2;
+  void search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
+                           size_t width) const;
   void search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
-                    const uint8_t* mask, size_t mask_len) const;
+                    const uint8_t* mask, size_t mask_len, size_t width = 1) const;
   void select_neighbours(std::vector<std::pair<float, uint32_t>>& cands, size_t m,
                          std::vector<uint32_t>& out, Scratch& sc) const;
   void insert(uint32_t s, Scratch& sc);
