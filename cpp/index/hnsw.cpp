@@ -763,7 +763,7 @@ void Hnsw::search_one(const float* q, size_t k, size_t ef, const uint8_t* mask, 
   const Kernels& K = kernels();
   // The first k candidates are always re-ranked and few more are (GloVe, k=10:
   // 11.2 on average): fetch k + 2 at once (at most 32 in flight), then stay that
-  // far ahead. Fetching 2k wasted a third of the re-rank's memory traffic.
+  // far ahead. Fetching 2k left nearly half of the fetched vectors unread.
   const size_t kAhead = std::min<size_t>(32, k + 2);
   auto prefetch_vec = [&](size_t i) {
     const uint8_t* p = reinterpret_cast<const uint8_t*>(vec(order[i].second));
