@@ -270,16 +270,15 @@ inline size_t Hnsw::unvisited_neighbours(uint32_t c, int level, size_t maxl, Scr
 // unpredictable branches (the heaps were a fifth of a build). Leaves the result
 // in sc.res, unordered for the callers' purposes.
 //
-// width > 1 (level 0 only): each step expands the `width` best unexpanded nodes
-// together, so their neighbours' codes are fetched in one burst and the misses
-// of two expansions overlap instead of queueing one after the other. With
-// width 1 it visits the nodes in the order of the textbook walk.
+// width > 1 (level 0 only; search_layer clamps it): each step expands the
+// `width` best unexpanded nodes together, so their neighbours' codes are fetched
+// in one burst and the misses of two expansions overlap instead of queueing one
+// after the other. With width 1 it visits the nodes in the order of the
+// textbook walk.
 void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
                                size_t width) const {
   using Entry = std::pair<float, uint32_t>;
   constexpr uint32_t kDone = 1u << 31;  // expanded; slots stay below 2^31 on this path
-  if (level != 0) width = 1;
-  width = std::min(std::max<size_t>(width, 1), kMaxWidth);
   sc.begin(n_slots_);
   auto& pool = sc.res;
   const size_t maxl = max_links(level);
@@ -361,6 +360,7 @@ void Hnsw::search_layer_sorted(const Query& q, uint32_t ep, int level, size_t ef
 void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scratch& sc,
                         const uint8_t* mask, size_t mask_len, size_t width) const {
   ef = std::min(ef, std::max<size_t>(n_slots_, 1));  // never more candidates than nodes
+  width = level == 0 ? std::min(std::max<size_t>(width, 1), kMaxWidth) : 1;
   if (!mask && free_.empty() && n_slots_ < (size_t(1) << 31)) {
     search_layer_sorted(q, ep, level, ef, sc, width);
     return;
@@ -380,8 +380,6 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
   };
   uint32_t* todo = sc.todo.data();
   const size_t maxl = max_links(level);
-  if (level != 0) width = 1;
-  width = std::min(std::max<size_t>(width, 1), kMaxWidth);
 
   float d0 = dist(q, ep);
   sc.test_and_set(ep);
@@ -395,14 +393,15 @@ void Hnsw::search_layer(const Query& q, uint32_t ep, int level, size_t ef, Scrat
     std::pop_heap(cand.begin(), cand.end());
     cand.pop_back();
     size_t nt = unvisited_neighbours(c, level, maxl, sc, todo);
-    // With width 2, the next best candidate too, unless it could not enter the
-    // results (the loop would stop there): the nodes search_layer_sorted expands
-    // together, so that both walks still visit the same nodes in the same order.
-    if (width > 1 && !cand.empty() && !(res.size() >= ef && -cand.front().first > res.front().first)) {
-      const uint32_t c2 = cand.front().second;
+    // With width > 1, the next best candidates too, as long as they could still
+    // enter the results (the loop would stop there): the nodes search_layer_sorted
+    // expands together, so that both walks visit the same nodes in the same order.
+    for (size_t w = 1; w < width && !cand.empty(); ++w) {
+      if (res.size() >= ef && -cand.front().first > res.front().first) break;
+      const uint32_t cw = cand.front().second;
       std::pop_heap(cand.begin(), cand.end());
       cand.pop_back();
-      nt += unvisited_neighbours(c2, level, maxl, sc, todo + nt);
+      nt += unvisited_neighbours(cw, level, maxl, sc, todo + nt);
     }
     // The likely next node to expand: fetch its links now, while this node's
     // neighbours are processed (fetching them just before use would not hide
